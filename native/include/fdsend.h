@@ -1,0 +1,192 @@
+/*
+ * fdsend.h - pass open file descriptors between processes over Unix domain sockets.
+ *
+ * SPDX-License-Identifier: MIT
+ *
+ * This is the only public header of libfdsend. Every function is thread-safe, never
+ * blocks or polls on its own (a blocking socket blocks in the kernel, a non-blocking one
+ * returns FDSEND_EAGAIN), never raises SIGPIPE, and retries EINTR internally.
+ *
+ * Conventions
+ *  - Sockets and descriptors cross this API as intptr_t (a HANDLE on Windows).
+ *  - Functions return a non-negative value on success and a negative FDSEND_E* code on
+ *    failure. The codes have the same numbers on every operating system. For C callers
+ *    errno is also left set to the underlying OS error (FDSEND_EOTHER keeps the raw errno
+ *    reachable that way; fdsend_last_os_error() reads it).
+ *  - Ownership: fdsend_send never closes or takes the descriptors it sends; the caller
+ *    still owns them (the peer gets its own duplicates). fdsend_recv hands the caller the
+ *    descriptors it stores in fds[]; every other descriptor that arrived is closed before
+ *    it returns, on success and on every error path. Nothing leaks.
+ */
+#ifndef FDSEND_H
+#define FDSEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(FDSEND_BUILDING)
+#  define FDSEND_API __declspec(dllexport)
+#elif defined(_WIN32) && !defined(FDSEND_STATIC)
+#  define FDSEND_API __declspec(dllimport)
+#elif defined(__GNUC__) || defined(__clang__)
+#  define FDSEND_API __attribute__((visibility("default")))
+#else
+#  define FDSEND_API
+#endif
+
+#define FDSEND_VERSION_MAJOR 0
+#define FDSEND_VERSION_MINOR 1
+#define FDSEND_VERSION_PATCH 0
+#define FDSEND_VERSION_STRING "0.1.0"
+
+/** The most descriptors one message carries (Linux's SCM_MAX_FD; the library's limit on
+ *  every OS, so that a receive buffer always has room for a whole message). */
+#define FDSEND_MAX_FDS 253
+
+/**
+ * Error codes. Negative, platform-neutral, stable: the same number on every OS.
+ * Each names the condition a caller can act on; see fdsend_strerror().
+ */
+typedef enum fdsend_status {
+    FDSEND_OK = 0,
+    FDSEND_EAGAIN = -1,        /**< would block: nothing sent/consumed; retry when ready */
+    FDSEND_EINVAL = -2,        /**< bad argument (NULL buffer with a length, count < 0, flags) */
+    FDSEND_EBADF = -3,         /**< the socket or a descriptor to send is not an open fd */
+    FDSEND_ENOTSOCK = -4,      /**< the socket argument is not a socket */
+    FDSEND_EPIPE = -5,         /**< the peer closed its end (no SIGPIPE is raised) */
+    FDSEND_ECONNRESET = -6,    /**< the connection was reset by the peer */
+    FDSEND_ENOTCONN = -7,      /**< the socket is not connected */
+    FDSEND_EMSGSIZE = -8,      /**< the message is too large for this socket type */
+    FDSEND_ETOOMANYREFS = -9,  /**< too many descriptors in flight (kernel per-user limit) */
+    FDSEND_EMFILE = -10,       /**< the process (or system) descriptor table is full */
+    FDSEND_ENOTSUP = -11,      /**< not supported on this OS or this socket */
+    FDSEND_ENOBUFS = -12,      /**< out of kernel buffers or memory */
+    FDSEND_ETOOMANYFDS = -13,  /**< more descriptors than fdsend_max_fds() in one message */
+    FDSEND_ECONNREFUSED = -14, /**< nobody listens at the destination path */
+    FDSEND_ENOENT = -15,       /**< the destination path does not exist */
+    FDSEND_EACCES = -16,       /**< permission denied (EACCES, EPERM) */
+    FDSEND_EDESTADDRREQ = -17, /**< datagram socket not connected: use fdsend_send_to */
+    FDSEND_EISCONN = -18,      /**< socket already connected: use fdsend_send */
+    FDSEND_ENOTUNIX = -19,     /**< the socket is not a Unix domain socket */
+    FDSEND_ENAMETOOLONG = -20, /**< the destination path does not fit in sun_path */
+    FDSEND_EPROTO = -21,       /**< the peer broke the framing protocol (fdsend_msg_*) */
+    FDSEND_ESRCH = -22,        /**< the sending process is gone (Windows handle passing) */
+    FDSEND_EOTHER = -99        /**< any other OS error: see errno / fdsend_last_os_error() */
+} fdsend_status;
+
+/** Flags for fdsend_send, fdsend_send_to and fdsend_recv. */
+enum {
+    /** Do not block even if the socket is blocking (MSG_DONTWAIT): FDSEND_EAGAIN. */
+    FDSEND_DONTWAIT = 1
+};
+
+/** Bits set in *rflags by fdsend_recv. */
+enum {
+    /** The message had more data than len (datagram/seqpacket: the rest is discarded;
+     *  stream with len == 0: a byte other than the zero fd-carrier byte was consumed). */
+    FDSEND_RECV_DATA_TRUNCATED = 1,
+    /** More descriptors arrived than maxfds (the extra ones were closed), or the kernel
+     *  dropped some (MSG_CTRUNC: e.g. the receiver was at RLIMIT_NOFILE). */
+    FDSEND_RECV_FDS_TRUNCATED = 2
+};
+
+/**
+ * Send len bytes of data and nfds descriptors in ONE message on a connected Unix domain
+ * socket (stream, seqpacket, or connected datagram).
+ *
+ * - Exactly one SCM_RIGHTS control message carries all nfds descriptors.
+ * - nfds == 0 sends plain data (no control message at all).
+ * - len == 0 with nfds > 0: on a stream socket one zero byte is sent to carry the
+ *   descriptors (as IO::FDPass and OpenSSH do) and 0 is returned; seqpacket and datagram
+ *   sockets carry a true zero-length message.
+ * - A stream socket may accept fewer bytes than len (a partial send): the return value
+ *   says how many; the descriptors went with those first bytes, so send the rest
+ *   WITHOUT descriptors (nfds == 0).
+ * - FDSEND_EAGAIN means nothing at all was sent: neither data nor descriptors.
+ *
+ * @param sock   connected Unix domain socket
+ * @param buf    data to send; may be NULL only when len == 0
+ * @param len    number of data bytes
+ * @param fds    descriptors to send; may be NULL only when nfds == 0. Still owned by the
+ *               caller afterwards, whatever the result.
+ * @param nfds   0 .. fdsend_max_fds(); more gives FDSEND_ETOOMANYFDS and sends nothing
+ * @param flags  0 or FDSEND_DONTWAIT
+ * @return bytes of data sent (>= 0), or a negative FDSEND_E* code.
+ */
+FDSEND_API int64_t fdsend_send(intptr_t sock, const void *buf, size_t len,
+                               const intptr_t *fds, int32_t nfds, uint32_t flags);
+
+/**
+ * Like fdsend_send, on an unconnected datagram socket, to the socket bound at path
+ * (what systemd's sd_notify with FDSTORE=1 needs). On Linux a path starting with '@'
+ * names an abstract socket (the '@' becomes the leading NUL byte), as sd_notify does.
+ *
+ * @return bytes sent (>= 0), or a negative code: FDSEND_ENOENT / FDSEND_ECONNREFUSED
+ *         when nobody is bound there, FDSEND_ENAMETOOLONG when path does not fit.
+ */
+FDSEND_API int64_t fdsend_send_to(intptr_t sock, const char *path, const void *buf,
+                                  size_t len, const intptr_t *fds, int32_t nfds,
+                                  uint32_t flags);
+
+/**
+ * Receive up to len bytes of data and up to maxfds descriptors from one message.
+ *
+ * - Returns the number of data bytes stored in buf. 0 with *nfds == 0 and no flags on a
+ *   stream socket means the peer closed its end (orderly end of stream).
+ * - The descriptors are stored in fds[0 .. *nfds-1], close-on-exec, and belong to the
+ *   caller. Every descriptor that arrived beyond maxfds is closed, and
+ *   FDSEND_RECV_FDS_TRUNCATED is set; so is it when the kernel dropped descriptors.
+ * - len == 0 on a stream socket consumes exactly one byte (the fd-carrier byte that
+ *   fdsend_send and IO::FDPass put on the wire) and returns 0; on seqpacket/datagram it
+ *   receives one message and discards any data (FDSEND_RECV_DATA_TRUNCATED).
+ * - On a stream socket, data from earlier plain writes may come before the descriptors'
+ *   byte in the same call; the kernel never joins two descriptor-carrying writes.
+ * - On any error no descriptor is handed out and none is leaked; FDSEND_EAGAIN means
+ *   nothing was consumed.
+ *
+ * @param sock    Unix domain socket
+ * @param buf     where data goes; may be NULL only when len == 0
+ * @param fds     where descriptors go; may be NULL only when maxfds == 0
+ * @param maxfds  0 .. any (more than fdsend_max_fds() is never needed)
+ * @param nfds    out: number of descriptors stored (set to 0 on error); may be NULL
+ *                only when maxfds == 0
+ * @param rflags  out: FDSEND_RECV_* bits (set to 0 on error); may be NULL
+ * @param flags   0 or FDSEND_DONTWAIT
+ * @return bytes received (>= 0), or a negative FDSEND_E* code.
+ */
+FDSEND_API int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds,
+                               int32_t maxfds, int32_t *nfds, uint32_t *rflags,
+                               uint32_t flags);
+
+/**
+ * Credentials of the process at the other end of a connected Unix domain socket, as the
+ * kernel recorded them at connect()/socketpair() time. Any out-pointer may be NULL.
+ * pid is -1 where the OS does not report it (getpeereid-only systems).
+ *
+ * @return FDSEND_OK, or FDSEND_ENOTSUP where the OS has no such call, or another code.
+ */
+FDSEND_API int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid,
+                                           int64_t *gid);
+
+/** The most descriptors one message can carry here (FDSEND_MAX_FDS). */
+FDSEND_API int32_t fdsend_max_fds(void);
+
+/** A static English description of an FDSEND_E* code (never NULL). */
+FDSEND_API const char *fdsend_strerror(int32_t code);
+
+/** The library's version, "MAJOR.MINOR.PATCH" (static string). */
+FDSEND_API const char *fdsend_version(void);
+
+/** The OS error number (errno / GetLastError) saved by the last failing call on this
+ *  thread; useful with FDSEND_EOTHER. 0 if the last call on this thread succeeded. */
+FDSEND_API int32_t fdsend_last_os_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FDSEND_H */

@@ -1,0 +1,133 @@
+/* Error codes: errno -> FDSEND_E* in one switch, descriptions, version, last OS error.
+ * SPDX-License-Identifier: MIT */
+#include "fdsend_internal.h"
+
+#include <errno.h>
+
+#if defined(_MSC_VER)
+#  define FDSEND_THREAD_LOCAL __declspec(thread)
+#else
+#  define FDSEND_THREAD_LOCAL _Thread_local
+#endif
+
+static FDSEND_THREAD_LOCAL int last_os_error;
+
+int32_t fdsend_status_from_errno(int err)
+{
+    switch (err) {
+    case EAGAIN:
+#if defined(EWOULDBLOCK) && EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif /* defined(EWOULDBLOCK) && EWOULDBLOCK != EAGAIN */
+        return FDSEND_EAGAIN;
+    case EINVAL:
+    case EFAULT:
+        return FDSEND_EINVAL;
+    case EBADF:
+        return FDSEND_EBADF;
+    case ENOTSOCK:
+        return FDSEND_ENOTSOCK;
+    case EPIPE:
+        return FDSEND_EPIPE;
+    case ECONNRESET:
+        return FDSEND_ECONNRESET;
+    case ENOTCONN:
+        return FDSEND_ENOTCONN;
+    case EMSGSIZE:
+        return FDSEND_EMSGSIZE;
+    case ETOOMANYREFS:
+        return FDSEND_ETOOMANYREFS;
+    case EMFILE:
+    case ENFILE:
+        return FDSEND_EMFILE;
+    case ENOTSUP:
+#if defined(EOPNOTSUPP) && EOPNOTSUPP != ENOTSUP
+    case EOPNOTSUPP:
+#endif /* defined(EOPNOTSUPP) && EOPNOTSUPP != ENOTSUP */
+    case ENOPROTOOPT:
+        return FDSEND_ENOTSUP;
+    case ENOBUFS:
+    case ENOMEM:
+        return FDSEND_ENOBUFS;
+    case ECONNREFUSED:
+        return FDSEND_ECONNREFUSED;
+    case ENOENT:
+        return FDSEND_ENOENT;
+    case EACCES:
+    case EPERM:
+        return FDSEND_EACCES;
+    case EDESTADDRREQ:
+        return FDSEND_EDESTADDRREQ;
+    case EISCONN:
+        return FDSEND_EISCONN;
+    case EAFNOSUPPORT:
+    case EPROTOTYPE:
+        return FDSEND_ENOTUNIX;
+    case ENAMETOOLONG:
+        return FDSEND_ENAMETOOLONG;
+    case EPROTO:
+        return FDSEND_EPROTO;
+    case ESRCH:
+        return FDSEND_ESRCH;
+    default:
+        return FDSEND_EOTHER;
+    }
+}
+
+int32_t fdsend_fail(int32_t code, int err)
+{
+    last_os_error = err;
+    errno = err;
+    return code;
+}
+
+void fdsend_clear_error(void)
+{
+    last_os_error = 0;
+}
+
+int32_t fdsend_last_os_error(void)
+{
+    return last_os_error;
+}
+
+const char *fdsend_strerror(int32_t code)
+{
+    switch (code) {
+    case FDSEND_OK: return "success";
+    case FDSEND_EAGAIN: return "the operation would block; nothing was sent or consumed, retry when the socket is ready";
+    case FDSEND_EINVAL: return "invalid argument";
+    case FDSEND_EBADF: return "not an open file descriptor";
+    case FDSEND_ENOTSOCK: return "not a socket";
+    case FDSEND_EPIPE: return "the peer has closed the connection";
+    case FDSEND_ECONNRESET: return "the connection was reset by the peer";
+    case FDSEND_ENOTCONN: return "the socket is not connected";
+    case FDSEND_EMSGSIZE: return "the message is too large for this socket";
+    case FDSEND_ETOOMANYREFS: return "too many descriptors in flight for this user";
+    case FDSEND_EMFILE: return "the descriptor table is full";
+    case FDSEND_ENOTSUP: return "not supported on this system or socket";
+    case FDSEND_ENOBUFS: return "out of buffer space or memory";
+    case FDSEND_ETOOMANYFDS: return "more descriptors than one message can carry (see fdsend_max_fds)";
+    case FDSEND_ECONNREFUSED: return "connection refused: nobody is bound at the destination";
+    case FDSEND_ENOENT: return "the destination path does not exist";
+    case FDSEND_EACCES: return "permission denied";
+    case FDSEND_EDESTADDRREQ: return "the socket is not connected: give a destination (fdsend_send_to)";
+    case FDSEND_EISCONN: return "the socket is already connected: send without a destination";
+    case FDSEND_ENOTUNIX: return "not a Unix domain socket: descriptors can only pass over AF_UNIX";
+    case FDSEND_ENAMETOOLONG: return "the socket path is too long";
+    case FDSEND_EPROTO: return "the peer broke the message framing protocol";
+    case FDSEND_ESRCH: return "the sending process no longer exists";
+    case FDSEND_EOTHER: return "operating system error (see errno / fdsend_last_os_error)";
+    default: return "unknown fdsend error code";
+    }
+}
+
+const char *fdsend_version(void)
+{
+    return FDSEND_VERSION_STRING;
+}
+
+int32_t fdsend_max_fds(void)
+{
+    return FDSEND_MAX_FDS;
+}

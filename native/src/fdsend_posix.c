@@ -1,0 +1,420 @@
+/* fdsend_send / fdsend_send_to / fdsend_recv / fdsend_peer_credentials on POSIX systems.
+ * SPDX-License-Identifier: MIT */
+#include "fdsend_posix.h"
+#include "fdsend_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#if HAVE_GETPEERUCRED
+#  include <ucred.h>
+#endif /* HAVE_GETPEERUCRED */
+#if HAVE_LOCAL_PEERCRED
+#  include <sys/ucred.h>
+#endif /* HAVE_LOCAL_PEERCRED */
+
+#ifndef SSIZE_MAX
+#  define SSIZE_MAX ((size_t)-1 / 2)
+#endif
+
+/* Control buffer for sending: exactly one SCM_RIGHTS header, room for the most fds. */
+#define SEND_CONTROL_SPACE CMSG_SPACE(FDSEND_MAX_FDS * sizeof(int))
+/* Control buffer for receiving: a whole message's fds plus room for other headers
+ * (credentials a peer may add), so that every fd that arrives is seen and can be closed. */
+#define RECV_CONTROL_SPACE (CMSG_SPACE(FDSEND_MAX_FDS * sizeof(int)) + CMSG_SPACE(256))
+
+typedef union send_control {
+    struct cmsghdr align; /* the union gives the buffer cmsghdr alignment */
+    unsigned char buf[SEND_CONTROL_SPACE];
+} send_control;
+
+typedef union recv_control {
+    struct cmsghdr align;
+    unsigned char buf[RECV_CONTROL_SPACE];
+} recv_control;
+
+static int32_t fail_errno(void)
+{
+    int err = errno;
+    return fdsend_fail(fdsend_status_from_errno(err), err);
+}
+
+static int valid_fd(intptr_t fd)
+{
+    return fd >= 0 && fd <= INT_MAX;
+}
+
+/* SO_TYPE of sock, or a negative FDSEND_E* code. */
+static int32_t socket_type(int sock, int *type)
+{
+    socklen_t l = sizeof *type;
+    if (getsockopt(sock, SOL_SOCKET, SO_TYPE, type, &l) != 0)
+        return fail_errno();
+    return FDSEND_OK;
+}
+
+/* Called only after a send with fds failed with EINVAL/EOPNOTSUPP: tell a non-Unix socket
+ * (TCP, UDP...) apart from a genuinely invalid message. */
+static int is_non_unix_socket(int sock)
+{
+    struct sockaddr_storage ss;
+    socklen_t l = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (getsockname(sock, (struct sockaddr *)&ss, &l) != 0)
+        return 0;
+    return ss.ss_family != AF_UNIX;
+}
+
+static int32_t validate_send(intptr_t sock, const void *buf, size_t len,
+                             const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    int32_t i;
+    if (!valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if ((buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || nfds < 0 ||
+        (fds == NULL && nfds > 0) || (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    if (nfds > FDSEND_MAX_FDS)
+        return fdsend_fail(FDSEND_ETOOMANYFDS, EINVAL);
+    for (i = 0; i < nfds; i++) {
+        if (!valid_fd(fds[i]))
+            return fdsend_fail(FDSEND_EBADF, EBADF);
+    }
+#if !HAVE_MSG_DONTWAIT
+    if (flags & FDSEND_DONTWAIT)
+        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
+#endif /* !HAVE_MSG_DONTWAIT */
+    return FDSEND_OK;
+}
+
+/* The one sendmsg behind fdsend_send and fdsend_send_to. */
+static int64_t send_message(int sock, const struct sockaddr *dest, socklen_t destlen,
+                            const void *buf, size_t len, const intptr_t *fds,
+                            int32_t nfds, uint32_t flags)
+{
+    send_control control;
+    struct msghdr msg;
+    struct iovec iov;
+    unsigned char carrier = 0;
+    int carrier_byte = 0;
+    int sendflags = 0;
+    ssize_t n;
+
+    iov.iov_base = (void *)buf;
+    iov.iov_len = len;
+    if (len == 0 && nfds > 0) {
+        /* A stream socket drops fds sent with zero bytes: carry them on one zero byte. */
+        int type = 0;
+        int32_t rc = socket_type(sock, &type);
+        if (rc != FDSEND_OK)
+            return rc;
+        if (type == SOCK_STREAM) {
+            iov.iov_base = &carrier;
+            iov.iov_len = 1;
+            carrier_byte = 1;
+        }
+    }
+
+    memset(&msg, 0, sizeof msg);
+    msg.msg_name = (void *)dest;
+    msg.msg_namelen = destlen;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (nfds > 0) {
+        /* Exactly one SCM_RIGHTS header: buffer CMSG_SPACE, cmsg_len CMSG_LEN (an aligned
+         * cmsg_len would make Linux send an extra fd read from the padding). */
+        struct cmsghdr *cmsg;
+        unsigned char *data;
+        int32_t i;
+        size_t space = CMSG_SPACE((size_t)nfds * sizeof(int));
+        memset(control.buf, 0, space);
+        msg.msg_control = control.buf;
+        msg.msg_controllen = space;
+        cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+        data = CMSG_DATA(cmsg);
+        for (i = 0; i < nfds; i++) {
+            int fd = (int)fds[i];
+            memcpy(data + (size_t)i * sizeof(int), &fd, sizeof fd);
+        }
+    }
+    /* else: NULL control, length 0 (macOS and the BSDs reject an empty non-NULL one). */
+
+#if HAVE_MSG_NOSIGNAL
+    sendflags |= MSG_NOSIGNAL;
+#elif HAVE_SO_NOSIGPIPE
+    {
+        int one = 1;
+        if (setsockopt(sock, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one) != 0)
+            return fail_errno();
+    }
+#endif /* HAVE_MSG_NOSIGNAL */
+#if HAVE_MSG_DONTWAIT
+    if (flags & FDSEND_DONTWAIT)
+        sendflags |= MSG_DONTWAIT;
+#endif /* HAVE_MSG_DONTWAIT */
+
+    do {
+        n = sendmsg(sock, &msg, sendflags);
+    } while (n < 0 && errno == EINTR);
+
+    if (n < 0) {
+        int err = errno;
+        if (nfds > 0 && (err == EINVAL || err == EOPNOTSUPP) && is_non_unix_socket(sock))
+            return fdsend_fail(FDSEND_ENOTUNIX, err);
+        return fdsend_fail(fdsend_status_from_errno(err), err);
+    }
+    fdsend_clear_error();
+    return carrier_byte ? 0 : (int64_t)n;
+}
+
+int64_t fdsend_send(intptr_t sock, const void *buf, size_t len, const intptr_t *fds,
+                    int32_t nfds, uint32_t flags)
+{
+    int32_t rc = validate_send(sock, buf, len, fds, nfds, flags);
+    if (rc != FDSEND_OK)
+        return rc;
+    return send_message((int)sock, NULL, 0, buf, len, fds, nfds, flags);
+}
+
+int64_t fdsend_send_to(intptr_t sock, const char *path, const void *buf, size_t len,
+                       const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    struct sockaddr_un addr;
+    size_t plen;
+    socklen_t addrlen;
+    int32_t rc = validate_send(sock, buf, len, fds, nfds, flags);
+    if (rc != FDSEND_OK)
+        return rc;
+    if (path == NULL || path[0] == '\0')
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    plen = strlen(path);
+    if (plen >= sizeof addr.sun_path)
+        return fdsend_fail(FDSEND_ENAMETOOLONG, ENAMETOOLONG);
+    memcpy(addr.sun_path, path, plen);
+#if HAVE_ABSTRACT_SOCKETS
+    if (path[0] == '@') {
+        addr.sun_path[0] = '\0'; /* abstract namespace: the length counts, no terminator */
+        addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen);
+    } else
+#endif /* HAVE_ABSTRACT_SOCKETS */
+    {
+        addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen + 1);
+    }
+    return send_message((int)sock, (const struct sockaddr *)&addr, addrlen, buf, len, fds,
+                        nfds, flags);
+}
+
+static void close_excess(int fd, void *ctx)
+{
+    (void)ctx;
+    close(fd);
+}
+
+int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t maxfds,
+                    int32_t *nfds, uint32_t *rflags, uint32_t flags)
+{
+    recv_control control;
+    struct msghdr msg;
+    struct iovec iov;
+    int got[FDSEND_MAX_FDS];
+    fdsend_parse_result pr;
+    unsigned char carrier = 0xff;
+    int carrier_byte = 0;
+    int recvflags = 0;
+    uint32_t out_flags = 0;
+    int32_t i, cap;
+    ssize_t n;
+
+    if (nfds != NULL)
+        *nfds = 0;
+    if (rflags != NULL)
+        *rflags = 0;
+    if (!valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if ((buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || maxfds < 0 ||
+        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
+        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+#if HAVE_MSG_DONTWAIT
+    if (flags & FDSEND_DONTWAIT)
+        recvflags |= MSG_DONTWAIT;
+#else
+    if (flags & FDSEND_DONTWAIT)
+        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
+#endif /* HAVE_MSG_DONTWAIT */
+#if HAVE_MSG_CMSG_CLOEXEC
+    recvflags |= MSG_CMSG_CLOEXEC;
+#endif /* HAVE_MSG_CMSG_CLOEXEC */
+
+    iov.iov_base = buf;
+    iov.iov_len = len;
+    if (len == 0) {
+        /* On a stream socket, consume the one byte that carries the fds. */
+        int type = 0;
+        int32_t rc = socket_type((int)sock, &type);
+        if (rc != FDSEND_OK)
+            return rc;
+        if (type == SOCK_STREAM) {
+            iov.iov_base = &carrier;
+            iov.iov_len = 1;
+            carrier_byte = 1;
+        }
+    }
+
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    /* Always offer room for a whole message's fds, whatever maxfds is: every fd that
+     * arrives is then seen, and the ones the caller did not ask for are closed here
+     * (macOS would otherwise install them and lose their numbers). */
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+
+    do {
+        n = recvmsg((int)sock, &msg, recvflags);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return fail_errno(); /* nothing was received, so no fd can be pending */
+
+    cap = maxfds < FDSEND_MAX_FDS ? maxfds : FDSEND_MAX_FDS;
+    pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, got, cap,
+                             close_excess, NULL);
+
+#if !HAVE_MSG_CMSG_CLOEXEC
+    /* No atomic close-on-exec here (macOS, Solaris): set it straight away. */
+    for (i = 0; i < pr.taken; i++) {
+        if (fcntl(got[i], F_SETFD, FD_CLOEXEC) != 0) {
+            int err = errno;
+            int32_t j;
+            for (j = 0; j < pr.taken; j++)
+                close(got[j]);
+            return fdsend_fail(fdsend_status_from_errno(err), err);
+        }
+    }
+#endif /* !HAVE_MSG_CMSG_CLOEXEC */
+
+    if ((msg.msg_flags & MSG_CTRUNC) || pr.excess > 0 || pr.malformed)
+        out_flags |= FDSEND_RECV_FDS_TRUNCATED;
+    if (msg.msg_flags & MSG_TRUNC)
+        out_flags |= FDSEND_RECV_DATA_TRUNCATED;
+    if (carrier_byte && n > 0) {
+        /* The byte is the fd carrier unless it is not zero or came with no fds at all. */
+        int fds_came = pr.taken + pr.excess > 0 || (msg.msg_flags & MSG_CTRUNC);
+        if (carrier != 0 || !fds_came)
+            out_flags |= FDSEND_RECV_DATA_TRUNCATED;
+        n = 0;
+    }
+
+    for (i = 0; i < pr.taken; i++)
+        fds[i] = (intptr_t)got[i];
+    if (nfds != NULL)
+        *nfds = pr.taken;
+    if (rflags != NULL)
+        *rflags = out_flags;
+    fdsend_clear_error();
+    return (int64_t)n;
+}
+
+static void store_credentials(int64_t *pid, int64_t *uid, int64_t *gid, int64_t p,
+                              int64_t u, int64_t g)
+{
+    if (pid != NULL)
+        *pid = p;
+    if (uid != NULL)
+        *uid = u;
+    if (gid != NULL)
+        *gid = g;
+}
+
+int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64_t *gid)
+{
+    int s = (int)sock;
+    store_credentials(pid, uid, gid, -1, -1, -1);
+    if (!valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+#if HAVE_STRUCT_UCRED
+    {
+        /* Linux */
+        struct ucred cred;
+        socklen_t l = sizeof cred;
+        if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &l) != 0)
+            return fail_errno();
+        store_credentials(pid, uid, gid, cred.pid, cred.uid, cred.gid);
+    }
+#elif HAVE_STRUCT_SOCKPEERCRED
+    {
+        /* OpenBSD */
+        struct sockpeercred cred;
+        socklen_t l = sizeof cred;
+        if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &l) != 0)
+            return fail_errno();
+        store_credentials(pid, uid, gid, cred.pid, cred.uid, cred.gid);
+    }
+#elif HAVE_LOCAL_PEEREID
+    {
+        /* NetBSD */
+        struct unpcbid cred;
+        socklen_t l = sizeof cred;
+        if (getsockopt(s, 0, LOCAL_PEEREID, &cred, &l) != 0)
+            return fail_errno();
+        store_credentials(pid, uid, gid, cred.unp_pid, cred.unp_euid, cred.unp_egid);
+    }
+#elif HAVE_GETPEERUCRED
+    {
+        /* Solaris, illumos */
+        ucred_t *cred = NULL;
+        if (getpeerucred(s, &cred) != 0)
+            return fail_errno();
+        store_credentials(pid, uid, gid, ucred_getpid(cred), ucred_geteuid(cred),
+                          ucred_getegid(cred));
+        ucred_free(cred);
+    }
+#elif HAVE_LOCAL_PEERCRED
+    {
+        /* FreeBSD, DragonFly, macOS */
+        struct xucred cred;
+        socklen_t l = sizeof cred;
+        int64_t p = -1;
+        if (getsockopt(s, 0 /* SOL_LOCAL */, LOCAL_PEERCRED, &cred, &l) != 0)
+            return fail_errno();
+        if (cred.cr_version != XUCRED_VERSION)
+            return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
+#  if HAVE_XUCRED_CR_PID
+        p = cred.cr_pid;
+#  elif HAVE_LOCAL_PEERPID
+        {
+            pid_t peer = -1;
+            socklen_t pl = sizeof peer;
+            if (getsockopt(s, 0 /* SOL_LOCAL */, LOCAL_PEERPID, &peer, &pl) == 0)
+                p = peer;
+        }
+#  endif /* HAVE_XUCRED_CR_PID */
+        store_credentials(pid, uid, gid, p, cred.cr_uid,
+                          cred.cr_ngroups > 0 ? cred.cr_groups[0] : -1);
+    }
+#elif HAVE_GETPEEREID
+    {
+        uid_t u;
+        gid_t g;
+        if (getpeereid(s, &u, &g) != 0)
+            return fail_errno();
+        store_credentials(pid, uid, gid, -1, u, g);
+    }
+#else
+    (void)s;
+    return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
+#endif /* HAVE_STRUCT_UCRED */
+    fdsend_clear_error();
+    return FDSEND_OK;
+}
