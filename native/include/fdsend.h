@@ -75,6 +75,7 @@ typedef enum fdsend_status {
     FDSEND_ENAMETOOLONG = -20, /**< the destination path does not fit in sun_path */
     FDSEND_EPROTO = -21,       /**< the peer broke the framing protocol (fdsend_msg_*) */
     FDSEND_ESRCH = -22,        /**< the sending process is gone (Windows handle passing) */
+    FDSEND_EOF = -23,          /**< the peer closed the channel at a message boundary (fdsend_msg_recv) */
     FDSEND_EOTHER = -99        /**< any other OS error: see errno / fdsend_last_os_error() */
 } fdsend_status;
 

@@ -117,6 +117,7 @@ const char *fdsend_strerror(int32_t code)
     case FDSEND_ENAMETOOLONG: return "the socket path is too long";
     case FDSEND_EPROTO: return "the peer broke the message framing protocol";
     case FDSEND_ESRCH: return "the sending process no longer exists";
+    case FDSEND_EOF: return "the peer closed the channel at a message boundary (end of messages)";
     case FDSEND_EOTHER: return "operating system error (see errno / fdsend_last_os_error)";
     default: return "unknown fdsend error code";
     }
