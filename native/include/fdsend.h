@@ -186,6 +186,98 @@ FDSEND_API const char *fdsend_version(void);
  *  thread; useful with FDSEND_EOTHER. 0 if the last call on this thread succeeded. */
 FDSEND_API int32_t fdsend_last_os_error(void);
 
+/* ---- Message channel: framed messages (payload + descriptors) ---------------------------
+ *
+ * fdsend_msg_send / fdsend_msg_recv speak a small framed protocol (docs/wire-format.md)
+ * over any connected Unix domain socket, stream included: each fdsend_msg_send arrives
+ * as exactly one fdsend_msg_recv with the same payload and descriptors, however the
+ * kernel splits the bytes. A frame is an 8-byte little-endian header (version 1, flags 0,
+ * u16 descriptor count, u32 payload length) followed by the payload; the descriptors
+ * travel in one SCM_RIGHTS message attached to the header's first byte. On seqpacket and
+ * datagram sockets a frame is exactly one datagram. Both peers must use the framing: it
+ * is not compatible with plain fdsend_send/fdsend_recv or IO::FDPass traffic.
+ *
+ * Blocking: a call that has started a frame on a stream socket always finishes it, waiting
+ * with poll() if the socket is non-blocking (the one exception to "never polls" above), so
+ * a frame is never half-sent or half-consumed. FDSEND_EAGAIN (non-blocking socket, or
+ * FDSEND_DONTWAIT) means that nothing of the frame was sent or consumed. A socket's
+ * SO_SNDTIMEO/SO_RCVTIMEO only bounds the wait before a frame starts.
+ *
+ * Threads: any number of threads may call fdsend_msg_send, and any number
+ * fdsend_msg_recv, on one socket at the same time: on stream sockets the library
+ * serialises the frames of one direction per socket (per process: another process that
+ * shares the socket, e.g. after fork(), must not write frames to it at the same time),
+ * so messages never interleave. A call that would have to wait for another thread's frame
+ * returns FDSEND_EAGAIN if the socket is non-blocking or FDSEND_DONTWAIT is given.
+ *
+ * On a stream socket, every error other than FDSEND_EAGAIN, FDSEND_EMSGSIZE,
+ * FDSEND_ETOOMANYFDS and FDSEND_EMFILE (from fdsend_msg_recv) leaves the byte stream at
+ * an unknown position: close the socket. Seqpacket and datagram sockets stay usable.
+ * Not available on Windows yet (FDSEND_ENOTSUP).
+ */
+
+/** Size of a frame header on the wire, in bytes. */
+#define FDSEND_MSG_HEADER_SIZE 8
+/** The protocol version this library sends and accepts (header byte 0). */
+#define FDSEND_MSG_VERSION 1
+/** The largest payload the wire format can describe (u32 length field). */
+#define FDSEND_MSG_MAX_PAYLOAD 0xFFFFFFFFu
+
+/**
+ * Send one message: len bytes of payload and nfds descriptors, as one frame.
+ *
+ * - Stream socket: header and payload go in one sendmsg with the descriptors attached;
+ *   if the kernel takes only part of it, the rest follows without descriptors (waiting
+ *   for room with poll() if needed) until the whole frame is sent.
+ * - Seqpacket/datagram socket: the frame is one datagram; FDSEND_EMSGSIZE if it is
+ *   larger than the socket's send buffer allows (nothing is sent).
+ * - The descriptors stay owned by the caller, whatever the result (the peer gets
+ *   duplicates).
+ *
+ * @param sock     connected Unix domain socket (stream, seqpacket or connected datagram)
+ * @param payload  bytes to send; may be NULL only when len == 0
+ * @param len      0 .. FDSEND_MSG_MAX_PAYLOAD (larger: FDSEND_EMSGSIZE, nothing sent)
+ * @param fds      descriptors to send; may be NULL only when nfds == 0
+ * @param nfds     0 .. fdsend_max_fds() (more: FDSEND_ETOOMANYFDS, nothing sent)
+ * @param flags    0 or FDSEND_DONTWAIT (do not wait before the frame starts)
+ * @return FDSEND_OK when the whole frame was sent; FDSEND_EAGAIN when nothing was sent
+ *         (try again when the socket is writable); another FDSEND_E* code otherwise
+ *         (FDSEND_EPIPE when the peer closed; no SIGPIPE is raised).
+ */
+FDSEND_API int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
+                                   const intptr_t *fds, int32_t nfds, uint32_t flags);
+
+/**
+ * Receive one message sent by fdsend_msg_send (or any peer that speaks the format).
+ *
+ * On success the payload is in buf[0 .. return value), the descriptors in
+ * fds[0 .. *nfds) (close-on-exec, owned by the caller), in the order they were sent.
+ * On every error *nfds is 0 and every descriptor of the frame is closed; the contents of
+ * buf are unspecified. The frame is consumed whole, and the channel stays in sync, for:
+ *  - FDSEND_EMSGSIZE: the payload is longer than cap (it was read and discarded);
+ *  - FDSEND_ETOOMANYFDS: the frame carries more descriptors than maxfds;
+ *  - FDSEND_EMFILE: the kernel could not install every descriptor (MSG_CTRUNC: the
+ *    process is at RLIMIT_NOFILE, or a security module refused one).
+ * Other results:
+ *  - FDSEND_EOF: the peer closed the connection at a frame boundary (orderly end);
+ *  - FDSEND_EPROTO: the peer broke the format (bad version or flags, a descriptor count
+ *    that differs from the header's or exceeds fdsend_max_fds(), descriptors attached to
+ *    any byte but the header's first, a datagram whose length differs from the header's,
+ *    or end of stream inside a frame): on a stream socket, close it;
+ *  - FDSEND_EAGAIN: nothing was consumed; try again when the socket is readable.
+ *
+ * @param sock    connected Unix domain socket (or a bound datagram socket)
+ * @param buf     where the payload goes; may be NULL only when cap == 0
+ * @param cap     the largest payload accepted (the caller's limit; e.g. 16 MiB)
+ * @param fds     where descriptors go; may be NULL only when maxfds == 0
+ * @param maxfds  the most descriptors accepted in one message (0 .. any)
+ * @param nfds    out: descriptors stored; may be NULL only when maxfds == 0
+ * @param flags   0 or FDSEND_DONTWAIT (do not wait before the frame starts)
+ * @return the payload length (>= 0), or a negative FDSEND_E* code.
+ */
+FDSEND_API int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
+                                   int32_t maxfds, int32_t *nfds, uint32_t flags);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,680 @@
+/* fdsend_msg_send / fdsend_msg_recv: framed messages (payload + descriptors) over Unix
+ * domain sockets. The wire format, and the rules implemented here, are specified in
+ * docs/wire-format.md.
+ * SPDX-License-Identifier: MIT */
+#if defined(_WIN32)
+
+#include "fdsend_internal.h"
+
+#include <errno.h>
+
+/* Windows passes HANDLEs inside the byte stream (fdsend_win32.c); the framing has not
+ * been built on top of it yet. */
+int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
+                        const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    (void)sock; (void)payload; (void)len; (void)fds; (void)nfds; (void)flags;
+    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
+}
+
+int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
+                        int32_t maxfds, int32_t *nfds, uint32_t flags)
+{
+    (void)sock; (void)buf; (void)cap; (void)fds; (void)maxfds; (void)flags;
+    if (nfds != NULL)
+        *nfds = 0;
+    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
+}
+
+#else /* !defined(_WIN32) */
+
+#include "fdsend_posix.h"
+#include "fdsend_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef SSIZE_MAX
+#  define SSIZE_MAX ((size_t)-1 / 2)
+#endif
+
+#define HDR_SIZE FDSEND_MSG_HEADER_SIZE
+
+/* Control buffers, as in fdsend_posix.c: one SCM_RIGHTS header to send; room for a whole
+ * message's descriptors plus other headers (credentials) to receive, so that every
+ * descriptor that arrives is seen and can be closed. */
+#define SEND_CONTROL_SPACE CMSG_SPACE(FDSEND_MAX_FDS * sizeof(int))
+#define RECV_CONTROL_SPACE (CMSG_SPACE(FDSEND_MAX_FDS * sizeof(int)) + CMSG_SPACE(256))
+
+typedef union send_control {
+    struct cmsghdr align;
+    unsigned char buf[SEND_CONTROL_SPACE];
+} send_control;
+
+typedef union recv_control {
+    struct cmsghdr align;
+    unsigned char buf[RECV_CONTROL_SPACE];
+} recv_control;
+
+/* A decoded frame header. */
+typedef struct frame_header {
+    unsigned version;
+    unsigned flags;
+    uint32_t nfds;
+    uint32_t len;
+} frame_header;
+
+static void encode_header(unsigned char h[HDR_SIZE], uint32_t len, uint32_t nfds)
+{
+    h[0] = FDSEND_MSG_VERSION;
+    h[1] = 0; /* flags: none defined */
+    h[2] = (unsigned char)(nfds & 0xffu);
+    h[3] = (unsigned char)((nfds >> 8) & 0xffu);
+    h[4] = (unsigned char)(len & 0xffu);
+    h[5] = (unsigned char)((len >> 8) & 0xffu);
+    h[6] = (unsigned char)((len >> 16) & 0xffu);
+    h[7] = (unsigned char)((len >> 24) & 0xffu);
+}
+
+/* Decode and check a header; 0 if it is valid, FDSEND_EPROTO otherwise. */
+static int32_t decode_header(const unsigned char h[HDR_SIZE], frame_header *out)
+{
+    out->version = h[0];
+    out->flags = h[1];
+    out->nfds = (uint32_t)h[2] | (uint32_t)h[3] << 8;
+    out->len = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 |
+               (uint32_t)h[7] << 24;
+    if (out->version != FDSEND_MSG_VERSION || out->flags != 0 ||
+        out->nfds > FDSEND_MAX_FDS)
+        return FDSEND_EPROTO;
+    return FDSEND_OK;
+}
+
+static int32_t fail_errno(void)
+{
+    int err = errno;
+    return fdsend_fail(fdsend_status_from_errno(err), err);
+}
+
+static int32_t protocol_error(void)
+{
+    return fdsend_fail(FDSEND_EPROTO, EPROTO);
+}
+
+/* Close fds[0 .. n) without disturbing errno (the caller's error is already recorded). */
+static void close_fds(const int *fds, int32_t n)
+{
+    int saved = errno;
+    int32_t i;
+    for (i = 0; i < n; i++)
+        close(fds[i]);
+    errno = saved;
+}
+
+static void close_excess(int fd, void *ctx)
+{
+    (void)ctx;
+    close(fd);
+}
+
+static int32_t socket_type(int sock, int *type)
+{
+    socklen_t l = sizeof *type;
+    if (getsockopt(sock, SOL_SOCKET, SO_TYPE, type, &l) != 0)
+        return fail_errno();
+    if (*type != SOCK_STREAM && *type != SOCK_SEQPACKET && *type != SOCK_DGRAM)
+        return fdsend_fail(FDSEND_ENOTSUP, EPROTOTYPE);
+    return FDSEND_OK;
+}
+
+static int is_non_unix_socket(int sock)
+{
+    struct sockaddr_storage ss;
+    socklen_t l = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (getsockname(sock, (struct sockaddr *)&ss, &l) != 0)
+        return 0;
+    return ss.ss_family != AF_UNIX;
+}
+
+/* Wait until sock is readable (POLLIN) or writable (POLLOUT); errors and hang-ups count as
+ * ready, so that the next send/recv reports them. Only used inside a started frame. */
+static int32_t wait_ready(int sock, short events)
+{
+    struct pollfd p;
+    int r;
+    for (;;) {
+        p.fd = sock;
+        p.events = events;
+        p.revents = 0;
+        r = poll(&p, 1, -1);
+        if (r > 0) {
+            if (p.revents & POLLNVAL)
+                return fdsend_fail(FDSEND_EBADF, EBADF);
+            return FDSEND_OK;
+        }
+        if (r < 0 && errno != EINTR)
+            return fail_errno();
+    }
+}
+
+/* ---- Per-socket serialisation of stream frames -------------------------------------------
+ * One entry per (socket, direction) that has a frame in progress, kept in a list of
+ * entries that live on the callers' stacks: no allocation, no limit, no hash collisions
+ * (two sockets never wait for each other). fork() resets the list in the child, whose
+ * only thread holds no entry. */
+typedef struct busy_entry {
+    int sock;
+    int dir; /* 0 send, 1 receive */
+    struct busy_entry *next;
+} busy_entry;
+
+static pthread_mutex_t busy_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t busy_cond = PTHREAD_COND_INITIALIZER;
+static busy_entry *busy_head;
+static pthread_once_t busy_once = PTHREAD_ONCE_INIT;
+
+static void busy_prepare(void)
+{
+    pthread_mutex_lock(&busy_mutex);
+}
+
+static void busy_parent(void)
+{
+    pthread_mutex_unlock(&busy_mutex);
+}
+
+static void busy_child(void)
+{
+    static const pthread_cond_t fresh = PTHREAD_COND_INITIALIZER;
+    busy_head = NULL;      /* their owners are threads of the parent */
+    busy_cond = fresh;     /* its waiters, too */
+    pthread_mutex_unlock(&busy_mutex);
+}
+
+static void busy_init(void)
+{
+    (void)pthread_atfork(busy_prepare, busy_parent, busy_child);
+}
+
+static int busy_find(int sock, int dir)
+{
+    const busy_entry *e;
+    for (e = busy_head; e != NULL; e = e->next) {
+        if (e->sock == sock && e->dir == dir)
+            return 1;
+    }
+    return 0;
+}
+
+/* Take (sock, dir) for one frame. If another thread has a frame in progress there: wait,
+ * or return FDSEND_EAGAIN when the caller asked not to wait (FDSEND_DONTWAIT or an
+ * O_NONBLOCK socket). */
+static int32_t busy_acquire(busy_entry *me, int sock, int dir, uint32_t flags)
+{
+    int nowait = -1; /* not known yet: only looked up when there is contention */
+    pthread_once(&busy_once, busy_init);
+    pthread_mutex_lock(&busy_mutex);
+    while (busy_find(sock, dir)) {
+        if (nowait < 0) {
+            int fl = fcntl(sock, F_GETFL);
+            nowait = (flags & FDSEND_DONTWAIT) != 0 || (fl >= 0 && (fl & O_NONBLOCK) != 0);
+        }
+        if (nowait) {
+            pthread_mutex_unlock(&busy_mutex);
+            return fdsend_fail(FDSEND_EAGAIN, EAGAIN);
+        }
+        pthread_cond_wait(&busy_cond, &busy_mutex);
+    }
+    me->sock = sock;
+    me->dir = dir;
+    me->next = busy_head;
+    busy_head = me;
+    pthread_mutex_unlock(&busy_mutex);
+    return FDSEND_OK;
+}
+
+static void busy_release(busy_entry *me)
+{
+    busy_entry **pp;
+    int saved = errno;
+    pthread_mutex_lock(&busy_mutex);
+    for (pp = &busy_head; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == me) {
+            *pp = me->next;
+            break;
+        }
+    }
+    pthread_cond_broadcast(&busy_cond);
+    pthread_mutex_unlock(&busy_mutex);
+    errno = saved;
+}
+
+/* ---- Sending ------------------------------------------------------------------------- */
+
+/* One sendmsg of iov[0 .. iovcnt) with nfds descriptors attached (one SCM_RIGHTS header;
+ * none when nfds == 0). Returns the bytes sent or a negative code (nothing sent). */
+static int64_t send_iov(int sock, struct iovec *iov, int iovcnt, const intptr_t *fds,
+                        int32_t nfds, int dontwait)
+{
+    send_control control;
+    struct msghdr msg;
+    int sendflags = 0;
+    ssize_t n;
+
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = iovcnt;
+    if (nfds > 0) {
+        struct cmsghdr *cmsg;
+        unsigned char *data;
+        int32_t i;
+        size_t space = CMSG_SPACE((size_t)nfds * sizeof(int));
+        memset(control.buf, 0, space);
+        msg.msg_control = control.buf;
+        msg.msg_controllen = space;
+        cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int)); /* never CMSG_SPACE */
+        data = CMSG_DATA(cmsg);
+        for (i = 0; i < nfds; i++) {
+            int fd = (int)fds[i];
+            memcpy(data + (size_t)i * sizeof(int), &fd, sizeof fd);
+        }
+    }
+#if HAVE_MSG_NOSIGNAL
+    sendflags |= MSG_NOSIGNAL;
+#endif /* HAVE_MSG_NOSIGNAL */
+#if HAVE_MSG_DONTWAIT
+    if (dontwait)
+        sendflags |= MSG_DONTWAIT;
+#else
+    (void)dontwait; /* callers reject FDSEND_DONTWAIT up front */
+#endif /* HAVE_MSG_DONTWAIT */
+
+    do {
+        n = sendmsg(sock, &msg, sendflags);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        int err = errno;
+        if (nfds > 0 && (err == EINVAL || err == EOPNOTSUPP) && is_non_unix_socket(sock))
+            return fdsend_fail(FDSEND_ENOTUNIX, err);
+        return fdsend_fail(fdsend_status_from_errno(err), err);
+    }
+    return (int64_t)n;
+}
+
+/* Point iov at the bytes of the frame (header + payload) from offset `from` on. */
+static int frame_iov(struct iovec iov[2], unsigned char *hdr, const void *payload,
+                     size_t len, size_t from)
+{
+    int cnt = 0;
+    if (from < HDR_SIZE) {
+        iov[cnt].iov_base = hdr + from;
+        iov[cnt].iov_len = HDR_SIZE - from;
+        cnt++;
+        from = HDR_SIZE;
+    }
+    if (len > from - HDR_SIZE) {
+        iov[cnt].iov_base = (unsigned char *)payload + (from - HDR_SIZE);
+        iov[cnt].iov_len = len - (from - HDR_SIZE);
+        cnt++;
+    }
+    return cnt;
+}
+
+static int valid_fd(intptr_t fd)
+{
+    return fd >= 0 && fd <= INT_MAX;
+}
+
+int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
+                        const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    unsigned char hdr[HDR_SIZE];
+    struct iovec iov[2];
+    busy_entry me;
+    size_t total, sent;
+    int type = 0, s, cnt;
+    int32_t i, rc;
+    int64_t n;
+
+    if (!valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if ((payload == NULL && len > 0) || nfds < 0 || (fds == NULL && nfds > 0) ||
+        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    if (len > FDSEND_MSG_MAX_PAYLOAD || len > (size_t)SSIZE_MAX - HDR_SIZE)
+        return fdsend_fail(FDSEND_EMSGSIZE, EMSGSIZE);
+    if (nfds > FDSEND_MAX_FDS)
+        return fdsend_fail(FDSEND_ETOOMANYFDS, EINVAL);
+    for (i = 0; i < nfds; i++) {
+        if (!valid_fd(fds[i]))
+            return fdsend_fail(FDSEND_EBADF, EBADF);
+    }
+#if !HAVE_MSG_DONTWAIT
+    if (flags & FDSEND_DONTWAIT)
+        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
+#endif /* !HAVE_MSG_DONTWAIT */
+    s = (int)sock;
+    rc = socket_type(s, &type);
+    if (rc != FDSEND_OK)
+        return rc;
+#if !HAVE_MSG_NOSIGNAL && HAVE_SO_NOSIGPIPE
+    {
+        int one = 1;
+        if (setsockopt(s, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one) != 0)
+            return fail_errno();
+    }
+#endif /* !HAVE_MSG_NOSIGNAL && HAVE_SO_NOSIGPIPE */
+
+    encode_header(hdr, (uint32_t)len, (uint32_t)nfds);
+    total = HDR_SIZE + len;
+    cnt = frame_iov(iov, hdr, payload, len, 0);
+
+    if (type != SOCK_STREAM) {
+        /* One frame, one datagram: all or nothing. */
+        n = send_iov(s, iov, cnt, fds, nfds, (flags & FDSEND_DONTWAIT) != 0);
+        if (n < 0)
+            return (int32_t)n;
+        if ((size_t)n != total)
+            return fdsend_fail(FDSEND_EOTHER, EIO); /* no kernel cuts a datagram short */
+        fdsend_clear_error();
+        return FDSEND_OK;
+    }
+
+    rc = busy_acquire(&me, s, 0, flags);
+    if (rc != FDSEND_OK)
+        return rc;
+    /* The first sendmsg carries the descriptors with the header's first byte. */
+    n = send_iov(s, iov, cnt, fds, nfds, (flags & FDSEND_DONTWAIT) != 0);
+    if (n < 0) {
+        busy_release(&me);
+        return (int32_t)n; /* FDSEND_EAGAIN: nothing at all was sent */
+    }
+    sent = (size_t)n;
+    /* The frame has started: finish it, without descriptors, whatever the socket mode. */
+    while (sent < total) {
+        cnt = frame_iov(iov, hdr, payload, len, sent);
+        n = send_iov(s, iov, cnt, NULL, 0, 0);
+        if (n == FDSEND_EAGAIN) {
+            rc = wait_ready(s, POLLOUT);
+            if (rc != FDSEND_OK) {
+                busy_release(&me);
+                return rc;
+            }
+            continue;
+        }
+        if (n < 0) {
+            busy_release(&me);
+            return (int32_t)n; /* the stream is broken mid-frame */
+        }
+        sent += (size_t)n;
+    }
+    busy_release(&me);
+    fdsend_clear_error();
+    return FDSEND_OK;
+}
+
+/* ---- Receiving ----------------------------------------------------------------------- */
+
+/* What one recvmsg brought besides data. */
+typedef struct piece {
+    int32_t taken;   /* descriptors stored in out[] */
+    int32_t dropped; /* descriptors that did not fit in out[] (closed) */
+    int ctrunc;      /* the kernel dropped descriptors (MSG_CTRUNC) */
+    int dtrunc;      /* the datagram was longer than the buffers (MSG_TRUNC) */
+} piece;
+
+/* One recvmsg into iov[0 .. iovcnt). Descriptors go to out[0 .. maxout) (close-on-exec);
+ * the others are closed. Returns the bytes received (0: end of stream) or a negative code,
+ * in which case no descriptor arrived. */
+static int64_t recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait, int *out,
+                          int32_t maxout, piece *pc)
+{
+    recv_control control;
+    struct msghdr msg;
+    fdsend_parse_result pr;
+    int recvflags = 0;
+    ssize_t n;
+
+    memset(pc, 0, sizeof *pc);
+#if HAVE_MSG_DONTWAIT
+    if (dontwait)
+        recvflags |= MSG_DONTWAIT;
+#else
+    (void)dontwait;
+#endif /* HAVE_MSG_DONTWAIT */
+#if HAVE_MSG_CMSG_CLOEXEC
+    recvflags |= MSG_CMSG_CLOEXEC;
+#endif /* HAVE_MSG_CMSG_CLOEXEC */
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = iovcnt;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+
+    do {
+        n = recvmsg(sock, &msg, recvflags);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return fail_errno();
+
+    pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, out, maxout,
+                             close_excess, NULL);
+#if !HAVE_MSG_CMSG_CLOEXEC
+    {
+        int32_t i;
+        for (i = 0; i < pr.taken; i++) {
+            if (fcntl(out[i], F_SETFD, FD_CLOEXEC) != 0) {
+                int err = errno;
+                close_fds(out, pr.taken);
+                return fdsend_fail(fdsend_status_from_errno(err), err);
+            }
+        }
+    }
+#endif /* !HAVE_MSG_CMSG_CLOEXEC */
+    pc->taken = pr.taken;
+    pc->dropped = pr.excess;
+    /* macOS reports a truncated header as malformed (untruncated cmsg_len), too. */
+    pc->ctrunc = (msg.msg_flags & MSG_CTRUNC) != 0 || pr.malformed;
+    pc->dtrunc = (msg.msg_flags & MSG_TRUNC) != 0;
+    return (int64_t)n;
+}
+
+/* Read exactly len more bytes of a frame that has started (into dst, or discarded through
+ * scratch when dst is NULL), waiting for them whatever the socket mode. Descriptors here
+ * are a protocol error (they belong with the header's first byte), and so is the end of
+ * the stream. */
+static int32_t recv_rest(int sock, unsigned char *dst, size_t len, unsigned char *scratch,
+                         size_t scratchlen)
+{
+    while (len > 0) {
+        struct iovec iov;
+        piece pc;
+        int64_t n;
+        iov.iov_base = dst != NULL ? dst : scratch;
+        iov.iov_len = dst != NULL ? len : (len < scratchlen ? len : scratchlen);
+        n = recv_piece(sock, &iov, 1, 0, NULL, 0, &pc);
+        if (n == FDSEND_EAGAIN) {
+            int32_t rc = wait_ready(sock, POLLIN);
+            if (rc != FDSEND_OK)
+                return rc;
+            continue;
+        }
+        if (n < 0)
+            return (int32_t)n;
+        if (pc.dropped > 0 || pc.ctrunc || n == 0)
+            return protocol_error();
+        len -= (size_t)n;
+        if (dst != NULL)
+            dst += (size_t)n;
+    }
+    return FDSEND_OK;
+}
+
+/* The checks every frame passes once it has been consumed whole (in this order). */
+static int64_t finish_frame(const frame_header *h, const int *got, int32_t ngot, int ctrunc,
+                            size_t cap, intptr_t *fds, int32_t maxfds, int32_t *nfds)
+{
+    int32_t i;
+    if (ctrunc) {
+        close_fds(got, ngot);
+        return fdsend_fail(FDSEND_EMFILE, EMFILE);
+    }
+    if (h->len > cap) {
+        close_fds(got, ngot);
+        return fdsend_fail(FDSEND_EMSGSIZE, EMSGSIZE);
+    }
+    if ((int64_t)h->nfds > (int64_t)maxfds) {
+        close_fds(got, ngot);
+        return fdsend_fail(FDSEND_ETOOMANYFDS, EMSGSIZE);
+    }
+    for (i = 0; i < ngot; i++)
+        fds[i] = (intptr_t)got[i];
+    if (nfds != NULL)
+        *nfds = ngot;
+    fdsend_clear_error();
+    return (int64_t)h->len;
+}
+
+static int64_t recv_stream(int sock, unsigned char *buf, size_t cap, intptr_t *fds,
+                           int32_t maxfds, int32_t *nfds, uint32_t flags)
+{
+    unsigned char hdr[HDR_SIZE];
+    unsigned char scratch[4096];
+    int got[FDSEND_MAX_FDS];
+    frame_header h;
+    struct iovec iov;
+    piece pc;
+    int64_t n;
+    int32_t rc;
+
+    /* The first read: exactly the header, and with it the frame's descriptors. */
+    iov.iov_base = hdr;
+    iov.iov_len = HDR_SIZE;
+    n = recv_piece(sock, &iov, 1, (flags & FDSEND_DONTWAIT) != 0, got, FDSEND_MAX_FDS, &pc);
+    if (n < 0)
+        return n; /* FDSEND_EAGAIN: nothing consumed */
+    if (n == 0) {
+        if (pc.taken > 0 || pc.ctrunc) {
+            close_fds(got, pc.taken);
+            return protocol_error();
+        }
+        fdsend_clear_error();
+        return FDSEND_EOF;
+    }
+    if (pc.dropped > 0) { /* more than FDSEND_MAX_FDS descriptors */
+        close_fds(got, pc.taken);
+        return protocol_error();
+    }
+    if ((size_t)n < HDR_SIZE) {
+        rc = recv_rest(sock, hdr + n, HDR_SIZE - (size_t)n, NULL, 0);
+        if (rc != FDSEND_OK) {
+            close_fds(got, pc.taken);
+            return rc;
+        }
+    }
+    if (decode_header(hdr, &h) != FDSEND_OK ||
+        (!pc.ctrunc && (uint32_t)pc.taken != h.nfds)) {
+        close_fds(got, pc.taken);
+        return protocol_error();
+    }
+    /* The payload: exactly h.len bytes, into buf if it fits, else read and discarded. */
+    if (h.len <= cap)
+        rc = recv_rest(sock, buf, h.len, NULL, 0);
+    else if (cap >= sizeof scratch)
+        rc = recv_rest(sock, NULL, h.len, buf, cap);
+    else
+        rc = recv_rest(sock, NULL, h.len, scratch, sizeof scratch);
+    if (rc != FDSEND_OK) {
+        close_fds(got, pc.taken);
+        return rc;
+    }
+    return finish_frame(&h, got, pc.taken, pc.ctrunc, cap, fds, maxfds, nfds);
+}
+
+static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
+                             intptr_t *fds, int32_t maxfds, int32_t *nfds, uint32_t flags)
+{
+    unsigned char hdr[HDR_SIZE];
+    int got[FDSEND_MAX_FDS];
+    frame_header h;
+    struct iovec iov[2];
+    int cnt = 1;
+    piece pc;
+    int64_t n;
+
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = HDR_SIZE;
+    if (cap > 0) {
+        iov[1].iov_base = buf;
+        iov[1].iov_len = cap;
+        cnt = 2;
+    }
+    n = recv_piece(sock, iov, cnt, (flags & FDSEND_DONTWAIT) != 0, got, FDSEND_MAX_FDS, &pc);
+    if (n < 0)
+        return n;
+    if (n == 0 && type == SOCK_SEQPACKET && pc.taken == 0 && !pc.ctrunc && !pc.dtrunc) {
+        fdsend_clear_error(); /* no frame is empty: this is the end of the connection */
+        return FDSEND_EOF;
+    }
+    if (pc.dropped > 0 || (size_t)n < HDR_SIZE || decode_header(hdr, &h) != FDSEND_OK ||
+        (!pc.dtrunc && (size_t)n - HDR_SIZE != h.len) || /* shorter or longer than said */
+        (pc.dtrunc && h.len <= cap) ||                   /* longer than said */
+        (!pc.ctrunc && (uint32_t)pc.taken != h.nfds)) {
+        close_fds(got, pc.taken);
+        return protocol_error();
+    }
+    return finish_frame(&h, got, pc.taken, pc.ctrunc, cap, fds, maxfds, nfds);
+}
+
+int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
+                        int32_t maxfds, int32_t *nfds, uint32_t flags)
+{
+    busy_entry me;
+    int type = 0, s;
+    int32_t rc;
+    int64_t n;
+
+    if (nfds != NULL)
+        *nfds = 0;
+    if (!valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if ((buf == NULL && cap > 0) || maxfds < 0 ||
+        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
+        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+#if !HAVE_MSG_DONTWAIT
+    if (flags & FDSEND_DONTWAIT)
+        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
+#endif /* !HAVE_MSG_DONTWAIT */
+    /* No frame is longer than the format allows, so a larger cap is never needed. */
+    if (cap > FDSEND_MSG_MAX_PAYLOAD)
+        cap = FDSEND_MSG_MAX_PAYLOAD;
+    if (cap > (size_t)SSIZE_MAX - HDR_SIZE)
+        cap = (size_t)SSIZE_MAX - HDR_SIZE;
+    s = (int)sock;
+    rc = socket_type(s, &type);
+    if (rc != FDSEND_OK)
+        return rc;
+
+    if (type != SOCK_STREAM)
+        return recv_datagram(s, type, (unsigned char *)buf, cap, fds, maxfds, nfds, flags);
+
+    rc = busy_acquire(&me, s, 1, flags);
+    if (rc != FDSEND_OK)
+        return rc;
+    n = recv_stream(s, (unsigned char *)buf, cap, fds, maxfds, nfds, flags);
+    busy_release(&me);
+    return n;
+}
+
+#endif /* !defined(_WIN32) */
