@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Proves the reliability programs can fail: builds COPIES of libfdsend with one known
+# fd-passing bug each (never touching native/src) and checks that the torture, fault or
+# hostile program run against each copy fails. A mutation whose pattern no longer matches
+# the source is reported as SKIPPED (the source moved on), not as a pass.
+#   mutants.sh CONFIG_DIR OUT_DIR
+# CONFIG_DIR holds the generated fdsend_config.h (build/native-<rid>/generated).
+# SPDX-License-Identifier: MIT
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+cfg="$1"; out="$2"
+mkdir -p "$out"
+killed=0 survived=0 skipped=0
+
+# mutant NAME FILE SED-EXPR PROGRAM ARGS...
+mutant() {
+  local name="$1" file="$2" expr="$3"; shift 3
+  local d="$out/$name"
+  rm -rf "$d"; mkdir -p "$d/src"
+  cp "$ROOT"/native/src/*.c "$ROOT"/native/src/*.h "$d/src/"
+  sed -i "$expr" "$d/src/$file"
+  if cmp -s "$ROOT/native/src/$file" "$d/src/$file"; then
+    echo "SKIPPED: mutant $name: its pattern no longer matches native/src/$file"
+    skipped=$((skipped + 1)); return
+  fi
+  local srcs=("$d"/src/errors.c "$d"/src/cmsg_parse.c "$d"/src/fdsend_posix.c)
+  [ -f "$d/src/msg.c" ] && srcs+=("$d/src/msg.c")
+  local prog="$1"; shift
+  if ! cc -std=c11 -O1 -g -D_GNU_SOURCE -DFDSEND_BUILDING -I"$ROOT/native/include" -I"$cfg" -I"$d/src" \
+      -o "$d/$prog" "$ROOT/tests/torture/$prog.c" "${srcs[@]}" -lpthread 2>"$d/build.log"; then
+    echo "SKIPPED: mutant $name does not compile"; skipped=$((skipped + 1)); return
+  fi
+  timeout 120 "$d/$prog" "$@" >"$d/run.log" 2>&1
+  local rc=$?
+  if [ $rc -eq 0 ]; then
+    echo "SURVIVED: mutant $name ($prog $*): the tests did not notice the bug"
+    survived=$((survived + 1))
+  else
+    local why; why="$(grep -m1 -E 'FAIL|not ok' "$d/run.log" | cut -c1-150)"
+    [ $rc -gt 128 ] && why="killed by signal $((rc - 128)) ($(kill -l $((rc - 128)) 2>/dev/null)) ${why}"
+    echo "killed: mutant $name by $prog (exit $rc): ${why:-exit status $rc}"
+    killed=$((killed + 1))
+  fi
+}
+
+T=(--messages 30000 --phase-size 3000 --seed 7)
+mutant excess-fds-leak fdsend_posix.c 's/^    close(fd);$/    (void)fd;/' torture "${T[@]}"
+mutant no-fds-truncated-flag fdsend_posix.c 's/pr.excess > 0 || //' torture "${T[@]}"
+mutant cmsg-len-aligned fdsend_posix.c 's/cmsg->cmsg_len = CMSG_LEN(/cmsg->cmsg_len = CMSG_SPACE(/' torture "${T[@]}"
+mutant no-carrier-byte fdsend_posix.c 's/if (type == SOCK_STREAM) {/if (type == -1) {/' torture "${T[@]}"
+mutant no-msg-nosignal fdsend_posix.c 's/sendflags |= MSG_NOSIGNAL;/(void)0;/' torture "${T[@]}"
+mutant no-cloexec fdsend_posix.c 's/recvflags |= MSG_CMSG_CLOEXEC;/(void)0;/' torture "${T[@]}"
+mutant parser-drops-last-fd cmsg_parse.c 's|size_t n = (len - data_off) / sizeof(int);|size_t n = (len - data_off) / sizeof(int); if (n > 1) n--;|' torture "${T[@]}"
+mutant no-eintr-retry fdsend_posix.c 's/} while (n < 0 \&\& errno == EINTR);/} while (0);/' faults
+mutant eagain-drops-nothing-check fdsend_posix.c 's/sendflags |= MSG_DONTWAIT;/(void)0;/' faults
+echo "mutants: $killed killed, $survived survived, $skipped skipped"
+[ $survived -eq 0 ]
