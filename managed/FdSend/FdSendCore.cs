@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: MIT
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace FdSend;
+
+/// <summary>
+/// The non-blocking core of every operation: one native attempt with FDSEND_DONTWAIT that
+/// either completes, reports "would block" (returns <see langword="false"/>, nothing sent or
+/// consumed), or throws the mapped exception. The sync wrappers in
+/// <see cref="SocketFdExtensions"/> wait with <see cref="Socket.Poll(int, SelectMode)"/>
+/// between attempts; async wrappers wait on .NET's socket engine instead and call the same
+/// Try methods. Nothing here allocates on success or would-block.
+/// </summary>
+internal static unsafe class FdSendCore
+{
+    /// <summary>The socket's handle, or <see cref="ObjectDisposedException"/> if it is closed.
+    /// (The marshaller adds a reference for each native call, so a socket disposed after this
+    /// check fails that call cleanly instead of using a reused fd.)</summary>
+    internal static SafeSocketHandle GetHandle(Socket socket)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        SafeSocketHandle handle = socket.SafeHandle;
+        if (handle.IsClosed || handle.IsInvalid)
+            throw new ObjectDisposedException(socket.GetType().FullName,
+                "The socket has been disposed; nothing was sent or received.");
+        return handle;
+    }
+
+    /// <summary>
+    /// One attempt to send <paramref name="data"/> with <paramref name="fds"/> followed by
+    /// <paramref name="rawFds"/> (one message; either may be empty) on a connected socket, or
+    /// to <paramref name="path"/> if it is not null. Handles are referenced for the native
+    /// call and released after. Returns false if the socket's buffer is full (nothing sent).
+    /// On a stream socket <paramref name="bytesSent"/> may be less than data.Length: the
+    /// descriptors went with those first bytes; send the rest without them.
+    /// </summary>
+    internal static bool TrySend(Socket socket, string? path, ReadOnlySpan<byte> data,
+                                 ReadOnlySpan<Descriptor> fds, ReadOnlySpan<int> rawFds,
+                                 out int bytesSent)
+    {
+        SafeSocketHandle socketHandle = GetHandle(socket);
+        int count = fds.Length + rawFds.Length;
+        if (count > FdPassing.MaxFds)
+            throw FdSendErrors.TooManyFds(count);
+
+        nint* native = stackalloc nint[count];
+        int referenced = 0; // fds[0 .. referenced) are resolved (and AddRef'd if handles)
+        try
+        {
+            while (referenced < fds.Length)
+            {
+                bool added = false;
+                try
+                {
+                    native[referenced] = fds[referenced].AddRefAndGetFd(referenced, ref added);
+                }
+                catch
+                {
+                    if (added)
+                        fds[referenced].Handle!.DangerousRelease();
+                    throw;
+                }
+                referenced++;
+            }
+            for (int i = 0; i < rawFds.Length; i++)
+            {
+                if (rawFds[i] < 0)
+                    throw new ArgumentOutOfRangeException(nameof(rawFds),
+                        $"The file descriptor at index {fds.Length + i} is {rawFds[i]}: descriptors are non-negative. Nothing was sent.");
+                native[fds.Length + i] = rawFds[i];
+            }
+
+            long result;
+            fixed (byte* buffer = data)
+            {
+                result = path is null
+                    ? Interop.Send(socketHandle, buffer, (nuint)data.Length, native, count, Interop.FDSEND_DONTWAIT)
+                    : Interop.SendTo(socketHandle, path, buffer, (nuint)data.Length, native, count, Interop.FDSEND_DONTWAIT);
+            }
+            if (result >= 0)
+            {
+                bytesSent = (int)result;
+                return true;
+            }
+            if (result == (long)Interop.Status.EAGAIN)
+            {
+                bytesSent = 0;
+                return false;
+            }
+            throw FdSendErrors.Create(result, path is null ? FdOperation.Send : FdOperation.SendTo, path);
+        }
+        finally
+        {
+            for (int i = 0; i < referenced; i++)
+                fds[i].Handle?.DangerousRelease();
+        }
+    }
+
+    /// <summary>
+    /// One attempt to receive one message into <paramref name="buffer"/> and up to
+    /// <paramref name="maxFds"/> descriptors into <paramref name="fds"/> (the caller then owns
+    /// fds[0 .. fdCount)). Returns false if nothing is waiting (nothing consumed).
+    /// </summary>
+    internal static bool TryReceive(Socket socket, Span<byte> buffer, nint* fds, int maxFds,
+                                    out int bytesReceived, out int fdCount, out ReceiveFlags flags)
+    {
+        SafeSocketHandle socketHandle = GetHandle(socket);
+        int count = 0;
+        uint receiveFlags = 0;
+        long result;
+        fixed (byte* data = buffer)
+        {
+            result = Interop.Recv(socketHandle, data, (nuint)buffer.Length, fds, maxFds, &count,
+                                  &receiveFlags, Interop.FDSEND_DONTWAIT);
+        }
+        if (result >= 0)
+        {
+            bytesReceived = (int)result;
+            fdCount = count;
+            flags = (ReceiveFlags)receiveFlags;
+            return true;
+        }
+        bytesReceived = 0;
+        fdCount = 0;
+        flags = ReceiveFlags.None;
+        if (result == (long)Interop.Status.EAGAIN)
+            return false;
+        throw FdSendErrors.Create(result, FdOperation.Receive);
+    }
+
+    /// <summary>
+    /// One attempt to receive one message with an owning result. Returns false if nothing is
+    /// waiting. On success, every descriptor that arrived is either in
+    /// <paramref name="result"/> or already closed.
+    /// </summary>
+    internal static bool TryReceive(Socket socket, Span<byte> buffer, int maxFds,
+                                    out ReceivedFds? result)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(maxFds);
+        int capacity = Math.Min(maxFds, FdPassing.MaxFds);
+        nint* fds = stackalloc nint[capacity];
+        if (!TryReceive(socket, buffer, fds, capacity, out int bytes, out int count, out ReceiveFlags flags))
+        {
+            result = null;
+            return false;
+        }
+        var received = new ReadOnlySpan<nint>(fds, count);
+        try
+        {
+            bool endOfStream = bytes == 0 && count == 0 && flags == ReceiveFlags.None &&
+                               socket.SocketType == SocketType.Stream;
+            result = new ReceivedFds(received, bytes, flags, endOfStream);
+            return true;
+        }
+        catch
+        {
+            CloseAll(received);
+            throw;
+        }
+    }
+
+    /// <summary>Closes descriptors this assembly owns exclusively.</summary>
+    internal static void CloseAll(ReadOnlySpan<nint> fds)
+    {
+        foreach (nint fd in fds)
+            Interop.Close((int)fd);
+    }
+
+    // ---- Blocking wrappers: the semantics of Socket's own sync methods ----------------------
+
+    /// <summary>
+    /// Sends one message. A blocking socket (<see cref="Socket.Blocking"/>) waits for room
+    /// (even when .NET has put the fd in O_NONBLOCK after an async call) up to
+    /// <see cref="Socket.SendTimeout"/>, and on a stream socket sends ALL the data: the
+    /// descriptors with the first chunk, the rest without. A non-blocking socket throws
+    /// WouldBlock when nothing could be sent, and returns a partial count otherwise.
+    /// </summary>
+    internal static int Send(Socket socket, string? path, ReadOnlySpan<byte> data,
+                             ReadOnlySpan<Descriptor> fds, ReadOnlySpan<int> rawFds)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        bool blocking = socket.Blocking;
+        bool continueStream = blocking && path is null && socket.SocketType == SocketType.Stream;
+        long deadline = 0;
+        int total = 0;
+        bool fdsSent = false;
+        while (true)
+        {
+            bool done = fdsSent
+                ? TrySend(socket, path, data.Slice(total), default, default, out int sent)
+                : TrySend(socket, path, data.Slice(total), fds, rawFds, out sent);
+            if (done)
+            {
+                fdsSent = true;
+                total += sent;
+                if (total >= data.Length || !continueStream)
+                    return total;
+                continue; // a partial send on a blocking stream socket: send the rest, no fds
+            }
+            if (!blocking)
+            {
+                if (total > 0)
+                    return total;
+                throw FdSendErrors.WouldBlock(path is null ? FdOperation.Send : FdOperation.SendTo);
+            }
+            WaitUntilReady(socket, SelectMode.SelectWrite, ref deadline);
+        }
+    }
+
+    /// <summary>Receives one message into caller-owned storage (see <see cref="Send"/> for
+    /// the blocking rules; <see cref="Socket.ReceiveTimeout"/> applies).</summary>
+    internal static int Receive(Socket socket, Span<byte> buffer, Span<int> fds,
+                                out int fdCount, out ReceiveFlags flags)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        bool blocking = socket.Blocking;
+        int capacity = Math.Min(fds.Length, FdPassing.MaxFds);
+        nint* native = stackalloc nint[capacity];
+        long deadline = 0;
+        while (true)
+        {
+            if (TryReceive(socket, buffer, native, capacity, out int bytes, out fdCount, out flags))
+            {
+                for (int i = 0; i < fdCount; i++)
+                    fds[i] = (int)native[i];
+                return bytes;
+            }
+            if (!blocking)
+                throw FdSendErrors.WouldBlock(FdOperation.Receive);
+            WaitUntilReady(socket, SelectMode.SelectRead, ref deadline);
+        }
+    }
+
+    /// <summary>Receives one message with an owning result.</summary>
+    internal static ReceivedFds Receive(Socket socket, Span<byte> buffer, int maxFds)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxFds);
+        bool blocking = socket.Blocking;
+        long deadline = 0;
+        while (true)
+        {
+            if (TryReceive(socket, buffer, maxFds, out ReceivedFds? result))
+                return result!;
+            if (!blocking)
+                throw FdSendErrors.WouldBlock(FdOperation.Receive);
+            WaitUntilReady(socket, SelectMode.SelectRead, ref deadline);
+        }
+    }
+
+    /// <summary>
+    /// Waits until the socket is readable/writable (or has an error or hang-up, which the
+    /// next attempt reports), within the socket's receive/send timeout counted from the first
+    /// wait of this operation (<paramref name="deadline"/>: 0 until then; TickCount64 ms;
+    /// long.MaxValue for no timeout).
+    /// </summary>
+    private static void WaitUntilReady(Socket socket, SelectMode mode, ref long deadline)
+    {
+        int timeoutMs = 0;
+        if (deadline == 0)
+        {
+            timeoutMs = mode == SelectMode.SelectRead ? socket.ReceiveTimeout : socket.SendTimeout;
+            deadline = timeoutMs <= 0 ? long.MaxValue : Environment.TickCount64 + timeoutMs;
+        }
+        while (true)
+        {
+            int microseconds;
+            if (deadline == long.MaxValue)
+            {
+                microseconds = -1;
+            }
+            else
+            {
+                long remaining = deadline - Environment.TickCount64;
+                if (remaining <= 0)
+                {
+                    if (timeoutMs == 0)
+                        timeoutMs = mode == SelectMode.SelectRead ? socket.ReceiveTimeout : socket.SendTimeout;
+                    throw FdSendErrors.TimedOut(mode == SelectMode.SelectRead ? FdOperation.Receive : FdOperation.Send, timeoutMs);
+                }
+                microseconds = remaining >= int.MaxValue / 1000 ? int.MaxValue : (int)(remaining * 1000);
+            }
+            if (socket.Poll(microseconds, mode))
+                return;
+        }
+    }
+
+    // ---- Peer credentials ---------------------------------------------------------------------
+
+    internal static PeerCredentials GetPeerCredentials(Socket socket)
+    {
+        SafeSocketHandle handle = GetHandle(socket);
+        if (socket.AddressFamily != AddressFamily.Unix && socket.AddressFamily != AddressFamily.Unknown)
+            throw new SocketException((int)SocketError.AddressFamilyNotSupported,
+                $"Peer credentials exist only for Unix domain sockets; this socket is {socket.AddressFamily}. " +
+                "Use a Socket created with AddressFamily.Unix.");
+        long pid, uid, gid;
+        int result = Interop.PeerCredentials(handle, &pid, &uid, &gid);
+        if (result < 0)
+            throw FdSendErrors.Create(result, FdOperation.PeerCredentials);
+        // Linux answers an unconnected socket (or a datagram socket connected with connect(),
+        // for which it records nothing) with pid 0 and uid = gid = (uid_t)-1.
+        if (pid == 0 && (uid == uint.MaxValue || uid == -1) && (gid == uint.MaxValue || gid == -1))
+            throw FdSendErrors.Create((long)Interop.Status.ENOTCONN, FdOperation.PeerCredentials);
+        return new PeerCredentials(
+            pid > 0 && pid <= int.MaxValue ? (int)pid : null,
+            unchecked((uint)uid),
+            unchecked((uint)gid));
+    }
+}

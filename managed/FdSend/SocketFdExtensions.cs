@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: MIT
+using System.Net.Sockets;
+
+namespace FdSend;
+
+/// <summary>
+/// Send and receive open file descriptors (SCM_RIGHTS) with data on a Unix domain
+/// <see cref="Socket"/> (<see cref="AddressFamily.Unix"/>; stream, seqpacket or datagram).
+/// </summary>
+/// <remarks>
+/// <para>Blocking follows <see cref="Socket.Blocking"/>, as Socket's own methods do: a
+/// blocking socket waits (within <see cref="Socket.SendTimeout"/> /
+/// <see cref="Socket.ReceiveTimeout"/>, then <see cref="SocketError.TimedOut"/>), also after
+/// an async call made .NET switch the descriptor to O_NONBLOCK behind the scenes. A socket
+/// with <c>Blocking = false</c> throws <see cref="SocketException"/> with
+/// <see cref="SocketError.WouldBlock"/> and loses nothing: no byte or descriptor was sent or
+/// consumed.</para>
+/// <para>Sending never takes ownership: the caller still owns every descriptor it sent
+/// (the peer got duplicates). Receiving hands ownership to the caller: through
+/// <see cref="ReceivedFds"/> (closes what you do not take) or, in the span overload, as raw
+/// fds you must close.</para>
+/// <para>On a stream socket a message with descriptors but no data carries one zero byte
+/// (as IO::FDPass and OpenSSH do), so that the kernel does not drop the descriptors; a
+/// receive with an empty buffer consumes exactly that byte. Receive with a buffer no larger
+/// than the sender's data if the stream also carries other data: one receive can return
+/// earlier plain data together with the next message's descriptors.</para>
+/// <para>Exceptions: <see cref="SocketException"/> for socket conditions (the
+/// <see cref="SocketError"/> .NET uses for the same OS error),
+/// <see cref="ObjectDisposedException"/> for a disposed socket or handle,
+/// <see cref="ArgumentException"/> for bad arguments (more than
+/// <see cref="FdPassing.MaxFds"/> descriptors, a path that does not fit),
+/// <see cref="PlatformNotSupportedException"/> where the OS lacks the feature.</para>
+/// </remarks>
+public static class SocketFdExtensions
+{
+    /// <summary>
+    /// Sends <paramref name="data"/> and <paramref name="fds"/> as ONE message on a connected
+    /// Unix domain socket. Allocates nothing.
+    /// </summary>
+    /// <param name="socket">A connected Unix domain socket (stream, seqpacket, or a datagram
+    /// socket connected to its peer).</param>
+    /// <param name="data">The data. May be empty: on a stream socket one zero byte then
+    /// carries the descriptors (and 0 is returned).</param>
+    /// <param name="fds">0 .. <see cref="FdPassing.MaxFds"/> descriptors, still owned by the
+    /// caller afterwards. Handles are referenced for the duration of the call.</param>
+    /// <returns>The number of data bytes sent. A blocking socket sends all of
+    /// <paramref name="data"/> (on a stream socket possibly in several chunks, the
+    /// descriptors going with the first). A non-blocking stream socket may send fewer: the
+    /// descriptors went with those first bytes; send the rest WITHOUT descriptors (e.g.
+    /// <see cref="Socket.Send(ReadOnlySpan{byte})"/>).</returns>
+    /// <exception cref="SocketException">See the class remarks; <see cref="SocketError.WouldBlock"/>
+    /// on a non-blocking socket whose buffer is full (nothing sent).</exception>
+    /// <exception cref="ObjectDisposedException">The socket or a descriptor's handle is disposed (nothing sent).</exception>
+    /// <exception cref="ArgumentException">More than <see cref="FdPassing.MaxFds"/> descriptors,
+    /// a <c>default(Descriptor)</c>, or a raw fd that is not open (nothing sent).</exception>
+    public static int SendFds(this Socket socket, ReadOnlySpan<byte> data, params ReadOnlySpan<Descriptor> fds) =>
+        FdSendCore.Send(socket, null, data, fds, default);
+
+    /// <summary>
+    /// Sends <paramref name="data"/> and raw file descriptors as ONE message on a connected
+    /// Unix domain socket; like <see cref="SendFds(Socket, ReadOnlySpan{byte}, ReadOnlySpan{Descriptor})"/>.
+    /// The caller owns the fds and must keep them open until this returns. Allocates nothing.
+    /// </summary>
+    /// <param name="socket">A connected Unix domain socket.</param>
+    /// <param name="data">The data (may be empty, see the other overload).</param>
+    /// <param name="fds">0 .. <see cref="FdPassing.MaxFds"/> open file descriptors.</param>
+    /// <returns>The number of data bytes sent (see the other overload for partial sends).</returns>
+    public static int SendFds(this Socket socket, ReadOnlySpan<byte> data, ReadOnlySpan<int> fds) =>
+        FdSendCore.Send(socket, null, data, default, fds);
+
+    /// <summary>
+    /// Sends one datagram with <paramref name="data"/> and <paramref name="fds"/> from an
+    /// UNCONNECTED Unix datagram socket to the socket bound at <paramref name="path"/> (what
+    /// systemd's sd_notify FDSTORE=1 needs). On Linux a path starting with '@' names an
+    /// abstract socket. Allocates nothing.
+    /// </summary>
+    /// <param name="socket">An unconnected <see cref="SocketType.Dgram"/> Unix socket.</param>
+    /// <param name="path">The receiver's socket path.</param>
+    /// <param name="data">The data; a datagram may be empty.</param>
+    /// <param name="fds">0 .. <see cref="FdPassing.MaxFds"/> descriptors, still owned by the caller afterwards.</param>
+    /// <returns>The number of data bytes sent (the whole datagram).</returns>
+    /// <exception cref="SocketException"><see cref="SocketError.AddressNotAvailable"/> when
+    /// the path does not exist, <see cref="SocketError.ConnectionRefused"/> when nobody is
+    /// bound there, <see cref="SocketError.IsConnected"/> on a connected socket; and see the
+    /// class remarks.</exception>
+    /// <exception cref="ArgumentException">The path is empty, contains NUL, or does not fit in
+    /// a socket address; or see <see cref="SendFds(Socket, ReadOnlySpan{byte}, ReadOnlySpan{Descriptor})"/>.</exception>
+    public static int SendFdsTo(this Socket socket, string path, ReadOnlySpan<byte> data, params ReadOnlySpan<Descriptor> fds)
+    {
+        ValidatePath(path);
+        return FdSendCore.Send(socket, path, data, fds, default);
+    }
+
+    /// <summary>Like <see cref="SendFdsTo(Socket, string, ReadOnlySpan{byte}, ReadOnlySpan{Descriptor})"/>
+    /// with raw file descriptors, which the caller owns and keeps open until this returns.</summary>
+    /// <param name="socket">An unconnected <see cref="SocketType.Dgram"/> Unix socket.</param>
+    /// <param name="path">The receiver's socket path.</param>
+    /// <param name="data">The data.</param>
+    /// <param name="fds">0 .. <see cref="FdPassing.MaxFds"/> open file descriptors.</param>
+    /// <returns>The number of data bytes sent.</returns>
+    public static int SendFdsTo(this Socket socket, string path, ReadOnlySpan<byte> data, ReadOnlySpan<int> fds)
+    {
+        ValidatePath(path);
+        return FdSendCore.Send(socket, path, data, default, fds);
+    }
+
+    /// <summary>
+    /// Receives ONE message: data into <paramref name="buffer"/> and up to
+    /// <paramref name="maxFds"/> descriptors into an owning result. Dispose the result
+    /// (<c>using</c>): it closes every descriptor you did not take.
+    /// </summary>
+    /// <param name="socket">A connected (or, for datagrams, bound) Unix domain socket.</param>
+    /// <param name="buffer">Where the data goes. Empty on a stream socket: consumes exactly
+    /// the one byte that carries descriptors (IO::FDPass's recv).</param>
+    /// <param name="maxFds">The most descriptors to accept (default and upper bound
+    /// <see cref="FdPassing.MaxFds"/>); any more that arrive are closed and
+    /// <see cref="ReceivedFds.FdsTruncated"/> is set.</param>
+    /// <returns>The message's byte count, flags and descriptors. Check
+    /// <see cref="ReceivedFds.IsEndOfStream"/> on a stream socket.</returns>
+    /// <exception cref="SocketException"><see cref="SocketError.WouldBlock"/> on a
+    /// non-blocking socket with nothing waiting (nothing consumed),
+    /// <see cref="SocketError.TimedOut"/> past <see cref="Socket.ReceiveTimeout"/>; and see the
+    /// class remarks.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxFds"/> is negative.</exception>
+    public static ReceivedFds ReceiveFds(this Socket socket, Span<byte> buffer, int maxFds = FdPassing.MaxFds) =>
+        FdSendCore.Receive(socket, buffer, maxFds);
+
+    /// <summary>
+    /// Receives ONE message into caller-provided storage, allocating nothing: data into
+    /// <paramref name="buffer"/>, descriptors into <paramref name="fds"/> (at most its length,
+    /// capped at <see cref="FdPassing.MaxFds"/>; any more that arrive are closed and
+    /// <see cref="ReceiveFlags.FdsTruncated"/> is set).
+    /// </summary>
+    /// <param name="socket">A connected (or, for datagrams, bound) Unix domain socket.</param>
+    /// <param name="buffer">Where the data goes (empty on a stream socket: consume the one
+    /// descriptor-carrying byte).</param>
+    /// <param name="fds">Where the descriptors go. The caller OWNS fds[0 .. fdCount) and must
+    /// close them (or wrap each in a SafeHandle with ownsHandle: true).</param>
+    /// <param name="fdCount">How many descriptors were stored.</param>
+    /// <param name="flags">What had to be dropped.</param>
+    /// <returns>The number of data bytes received; 0 with no descriptors and no flags on a
+    /// stream socket means the peer closed its end.</returns>
+    /// <exception cref="SocketException">As for the other overload.</exception>
+    public static int ReceiveFds(this Socket socket, Span<byte> buffer, Span<int> fds,
+                                 out int fdCount, out ReceiveFlags flags) =>
+        FdSendCore.Receive(socket, buffer, fds, out fdCount, out flags);
+
+    /// <summary>
+    /// The credentials (pid, uid, gid) of the process at the other end of a connected Unix
+    /// domain socket, as the kernel recorded them at connect/accept (or socketpair) time.
+    /// </summary>
+    /// <param name="socket">A connected Unix stream or seqpacket socket (or an accepted one).</param>
+    /// <exception cref="SocketException"><see cref="SocketError.NotConnected"/> for a socket
+    /// without a peer; <see cref="SocketError.AddressFamilyNotSupported"/> for a non-Unix socket.</exception>
+    /// <exception cref="PlatformNotSupportedException">The OS cannot report peer credentials.</exception>
+    /// <exception cref="ObjectDisposedException">The socket is disposed.</exception>
+    public static PeerCredentials GetPeerCredentials(this Socket socket) =>
+        FdSendCore.GetPeerCredentials(socket);
+
+    private static void ValidatePath(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (path.Contains('\0'))
+            throw new ArgumentException(
+                "The socket path contains a NUL character. For a Linux abstract socket, start the path with '@' instead.",
+                nameof(path));
+    }
+}
