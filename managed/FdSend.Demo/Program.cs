@@ -1,0 +1,62 @@
+// The FdSend demo: two scenarios, each across real processes, printing what happens.
+//   FdSend.Demo            run both scenarios
+//   FdSend.Demo files      1. a message and 12 open files sent to a child in one call
+//   FdSend.Demo handoff    2. a TCP server hands its listening socket to a successor
+// The other verbs are the child roles the demo starts itself.
+using System.Diagnostics;
+
+namespace FdSend.Demo;
+
+internal static class Program
+{
+    private static int Main(string[] args)
+    {
+        try
+        {
+            string verb = args.Length == 0 ? "all" : args[0];
+            return verb switch
+            {
+                "all" => FilesDemo.Run() == 0 && HandoffDemo.Run() == 0 ? 0 : 1,
+                "files" => FilesDemo.Run(),
+                "handoff" => HandoffDemo.Run(),
+                "files-child" when args.Length == 2 => FilesDemo.Child(args[1]),
+                "handoff-server" when args.Length == 2 => HandoffDemo.Server(args[1]),
+                "handoff-successor" when args.Length == 2 => HandoffDemo.Successor(args[1]),
+                _ => Usage(),
+            };
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"demo failed: {e}");
+            return 1;
+        }
+    }
+
+    private static int Usage()
+    {
+        Console.Error.WriteLine("usage: FdSend.Demo [files|handoff]");
+        return 2;
+    }
+}
+
+/// <summary>Starting this same program again in another role, however it was launched.</summary>
+internal static class Self
+{
+    public static ProcessStartInfo StartInfo(params string[] args)
+    {
+        string exe = Environment.ProcessPath ?? throw new InvalidOperationException("no process path");
+        var psi = new ProcessStartInfo(exe) { UseShellExecute = false };
+        // Launched as `dotnet FdSend.Demo.dll`: the host needs the assembly path again.
+        // (An apphost or a NativeAOT binary is started directly.)
+        if (Path.GetFileNameWithoutExtension(exe) == "dotnet")
+            psi.ArgumentList.Add(Environment.GetCommandLineArgs()[0]);
+        foreach (string a in args)
+            psi.ArgumentList.Add(a);
+        return psi;
+    }
+
+    public static Process Start(params string[] args) =>
+        Process.Start(StartInfo(args)) ?? throw new InvalidOperationException("could not start a child process");
+
+    public static string TempDir() => Directory.CreateTempSubdirectory("fdsend-demo-").FullName;
+}
