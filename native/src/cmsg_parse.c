@@ -6,6 +6,12 @@
 
 #include <string.h>
 
+#if defined(__linux__) && !defined(SCM_PIDFD)
+/* Linux >= 6.5 puts a pidfd of the sender in an SCM_PIDFD message when the receiver set
+ * SO_PASSPIDFD; older C libraries do not name it yet (the value is fixed by the kernel). */
+#  define SCM_PIDFD 0x04
+#endif /* defined(__linux__) && !defined(SCM_PIDFD) */
+
 /* Alignment of control messages on this OS, derived from the macros themselves
  * (sizeof(long) on Linux, 4 bytes on macOS): CMSG_SPACE(1) rounds one byte up to it. */
 #define FDSEND_CMSG_ALIGNTO ((size_t)(CMSG_SPACE(1) - CMSG_LEN(0)))
@@ -23,7 +29,7 @@ fdsend_parse_result fdsend_parse_rights(const unsigned char *control, size_t con
                                         int *out, int32_t maxout,
                                         fdsend_excess_fn excess, void *ctx)
 {
-    fdsend_parse_result r = {0, 0, 0};
+    fdsend_parse_result r = {0, 0, 0, 0};
     const size_t data_off = (size_t)CMSG_LEN(0); /* header plus its padding */
     size_t off = 0;
 
@@ -48,6 +54,7 @@ fdsend_parse_result fdsend_parse_rights(const unsigned char *control, size_t con
             r.malformed = 1;
         }
         if (h.cmsg_level == SOL_SOCKET && h.cmsg_type == SCM_RIGHTS) {
+            /* Count whole ints only: a partial one at the end is not a descriptor. */
             size_t n = (len - data_off) / sizeof(int);
             const unsigned char *p = control + off + data_off;
             size_t i;
@@ -63,6 +70,20 @@ fdsend_parse_result fdsend_parse_rights(const unsigned char *control, size_t con
                 }
             }
         }
+#if defined(SCM_PIDFD)
+        else if (h.cmsg_level == SOL_SOCKET && h.cmsg_type == SCM_PIDFD) {
+            /* A descriptor the kernel installed for the receiver: never hand-out-able. */
+            size_t n = (len - data_off) / sizeof(int);
+            size_t i;
+            for (i = 0; i < n; i++) {
+                int fd;
+                memcpy(&fd, control + off + data_off + i * sizeof(int), sizeof fd);
+                r.other++;
+                if (excess != NULL)
+                    excess(fd, ctx);
+            }
+        }
+#endif /* defined(SCM_PIDFD) */
         next = cmsg_align_up((size_t)h.cmsg_len);
         if (next == 0 || next > controllen - off)
             break; /* the last header, or one that claims more than is there */

@@ -13,18 +13,25 @@ typedef void (*fdsend_excess_fn)(int fd, void *ctx);
 
 /** What fdsend_parse_rights found in a control buffer. */
 typedef struct fdsend_parse_result {
-    int32_t taken;     /**< descriptors stored in out[] */
-    int32_t excess;    /**< descriptors passed to the excess callback */
+    int32_t taken;     /**< SCM_RIGHTS descriptors stored in out[] */
+    int32_t excess;    /**< SCM_RIGHTS descriptors passed to the excess callback */
+    int32_t other;     /**< descriptors of other kinds (Linux SCM_PIDFD) passed to the
+                            excess callback; they are not the peer's, so not truncation */
     int32_t malformed; /**< 1 if a header was cut short or lied about its length */
 } fdsend_parse_result;
 
 /**
  * Walk every control message header in control[0 .. controllen) (a byte buffer of any
  * alignment; nothing is read outside it), collect the descriptors of every
- * SOL_SOCKET/SCM_RIGHTS message, store the first maxout in out[] and hand every other one
- * to excess(). Headers of other levels/types are skipped. Every length is clamped to the
- * buffer with overflow-safe arithmetic; a header shorter than a cmsghdr ends the walk and
- * sets malformed. Pure apart from calling excess().
+ * SOL_SOCKET/SCM_RIGHTS message, store the first maxout in out[] (maxout < 0 or out ==
+ * NULL count as 0) and hand every other one to excess(). Descriptors the kernel adds on
+ * its own (Linux's SCM_PIDFD, when the receiver enabled SO_PASSPIDFD) also go to
+ * excess(), counted in .other: fdsend_recv has no way to hand them out, so it closes them.
+ * Headers of other levels/types are skipped. Every length is clamped to the buffer with
+ * overflow-safe arithmetic; a header whose cmsg_len does not even cover the header, or
+ * reaches past the buffer, ends the walk and sets malformed (the descriptors inside the
+ * buffer are still collected). control == NULL gives an all-zero result. Pure apart from
+ * calling excess() (which may be NULL).
  */
 fdsend_parse_result fdsend_parse_rights(const unsigned char *control, size_t controllen,
                                         int *out, int32_t maxout,
