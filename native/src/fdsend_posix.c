@@ -58,16 +58,20 @@ static int32_t socket_type(int sock, int *type)
     return FDSEND_OK;
 }
 
-/* Called only after a send with fds failed with EINVAL/EOPNOTSUPP: tell a non-Unix socket
- * (TCP, UDP...) apart from a genuinely invalid message. */
-static int is_non_unix_socket(int sock)
+/* FDSEND_OK if sock is an AF_UNIX socket, FDSEND_ENOTUNIX if it is another kind of socket,
+ * or the error getsockname gave (FDSEND_ENOTSOCK, FDSEND_EBADF). Checked before every send
+ * with descriptors: a TCP socket (Linux 6.x) or a netlink socket accepts an SCM_RIGHTS
+ * message and silently drops the descriptors, so the kernel's answer cannot be trusted. */
+static int32_t check_unix_socket(int sock)
 {
     struct sockaddr_storage ss;
     socklen_t l = sizeof ss;
     memset(&ss, 0, sizeof ss);
     if (getsockname(sock, (struct sockaddr *)&ss, &l) != 0)
-        return 0;
-    return ss.ss_family != AF_UNIX;
+        return fail_errno();
+    if (ss.ss_family != AF_UNIX)
+        return fdsend_fail(FDSEND_ENOTUNIX, EAFNOSUPPORT);
+    return FDSEND_OK;
 }
 
 static int32_t validate_send(intptr_t sock, const void *buf, size_t len,
@@ -105,6 +109,11 @@ static int64_t send_message(int sock, const struct sockaddr *dest, socklen_t des
     int sendflags = 0;
     ssize_t n;
 
+    if (nfds > 0) {
+        int32_t rc = check_unix_socket(sock);
+        if (rc != FDSEND_OK)
+            return rc;
+    }
     iov.iov_base = (void *)buf;
     iov.iov_len = len;
     if (len == 0 && nfds > 0) {
@@ -165,12 +174,8 @@ static int64_t send_message(int sock, const struct sockaddr *dest, socklen_t des
         n = sendmsg(sock, &msg, sendflags);
     } while (n < 0 && errno == EINTR);
 
-    if (n < 0) {
-        int err = errno;
-        if (nfds > 0 && (err == EINVAL || err == EOPNOTSUPP) && is_non_unix_socket(sock))
-            return fdsend_fail(FDSEND_ENOTUNIX, err);
-        return fdsend_fail(fdsend_status_from_errno(err), err);
-    }
+    if (n < 0)
+        return fail_errno();
     fdsend_clear_error();
     return carrier_byte ? 0 : (int64_t)n;
 }
@@ -340,16 +345,26 @@ static void store_credentials(int64_t *pid, int64_t *uid, int64_t *gid, int64_t 
 int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64_t *gid)
 {
     int s = (int)sock;
+    int32_t rc;
     store_credentials(pid, uid, gid, -1, -1, -1);
     if (!valid_fd(sock))
         return fdsend_fail(FDSEND_EBADF, EBADF);
+    /* SO_PEERCRED "succeeds" on a TCP socket too, with made-up values: refuse it first. */
+    rc = check_unix_socket(s);
+    if (rc != FDSEND_OK)
+        return rc;
 #if HAVE_STRUCT_UCRED
     {
         /* Linux */
         struct ucred cred;
         socklen_t l = sizeof cred;
+        memset(&cred, 0, sizeof cred);
         if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &l) != 0)
             return fail_errno();
+        /* No peer recorded (not connected, or a connect()ed datagram socket): Linux answers
+         * pid 0, uid and gid -1 rather than failing. */
+        if (cred.pid == 0 && cred.uid == (uid_t)-1 && cred.gid == (gid_t)-1)
+            return fdsend_fail(FDSEND_ENOTCONN, ENOTCONN);
         store_credentials(pid, uid, gid, cred.pid, cred.uid, cred.gid);
     }
 #elif HAVE_STRUCT_SOCKPEERCRED
