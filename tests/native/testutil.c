@@ -1,0 +1,283 @@
+/* The tiny test helper shared by libfdsend's C tests (see testutil.h).
+ * SPDX-License-Identifier: MIT */
+#include "testutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int in_child;          /* set in fork()ed children: fail with _exit, not exit */
+static char tempdir[64];      /* relative path of this case's mkdtemp directory */
+static char pathbuf[512];
+
+/* ---- Reporting -------------------------------------------------------------------- */
+
+void tu_fail(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s:%d: %s", file, line, in_child ? "[child] " : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    if (in_child)
+        _exit(1);
+    exit(1);
+}
+
+void tu_skip(const char *fmt, ...)
+{
+    va_list ap;
+    printf("SKIPPED: ");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+    exit(77);
+}
+
+const char *tu_errno_text(void)
+{
+    return strerror(errno);
+}
+
+const char *tu_describe(int64_t rc)
+{
+    switch (rc) {
+    case FDSEND_EAGAIN: return "FDSEND_EAGAIN";
+    case FDSEND_EINVAL: return "FDSEND_EINVAL";
+    case FDSEND_EBADF: return "FDSEND_EBADF";
+    case FDSEND_ENOTSOCK: return "FDSEND_ENOTSOCK";
+    case FDSEND_EPIPE: return "FDSEND_EPIPE";
+    case FDSEND_ECONNRESET: return "FDSEND_ECONNRESET";
+    case FDSEND_ENOTCONN: return "FDSEND_ENOTCONN";
+    case FDSEND_EMSGSIZE: return "FDSEND_EMSGSIZE";
+    case FDSEND_ETOOMANYREFS: return "FDSEND_ETOOMANYREFS";
+    case FDSEND_EMFILE: return "FDSEND_EMFILE";
+    case FDSEND_ENOTSUP: return "FDSEND_ENOTSUP";
+    case FDSEND_ENOBUFS: return "FDSEND_ENOBUFS";
+    case FDSEND_ETOOMANYFDS: return "FDSEND_ETOOMANYFDS";
+    case FDSEND_ECONNREFUSED: return "FDSEND_ECONNREFUSED";
+    case FDSEND_ENOENT: return "FDSEND_ENOENT";
+    case FDSEND_EACCES: return "FDSEND_EACCES";
+    case FDSEND_EDESTADDRREQ: return "FDSEND_EDESTADDRREQ";
+    case FDSEND_EISCONN: return "FDSEND_EISCONN";
+    case FDSEND_ENOTUNIX: return "FDSEND_ENOTUNIX";
+    case FDSEND_ENAMETOOLONG: return "FDSEND_ENAMETOOLONG";
+    case FDSEND_EPROTO: return "FDSEND_EPROTO";
+    case FDSEND_ESRCH: return "FDSEND_ESRCH";
+    case FDSEND_EOTHER: return "FDSEND_EOTHER";
+    default: return rc >= 0 ? "a count" : "an unknown code";
+    }
+}
+
+/* ---- Cases ------------------------------------------------------------------------ */
+
+static void remove_tempdir(void)
+{
+    DIR *d;
+    struct dirent *e;
+    if (tempdir[0] == '\0' || in_child)
+        return;
+    d = opendir(tempdir);
+    if (d != NULL) {
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            unlinkat(dirfd(d), e->d_name, 0);
+        }
+        closedir(d);
+    }
+    rmdir(tempdir);
+}
+
+int tu_main(int argc, char **argv, const tu_case *cases, size_t ncases)
+{
+    size_t i;
+    int ran = 0;
+
+    /* A test must see SIGPIPE's default action: that is what a C caller gets. */
+    signal(SIGPIPE, SIG_DFL);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    atexit(remove_tempdir);
+    for (i = 0; i < ncases; i++) {
+        if (argc > 1 && strcmp(argv[1], cases[i].name) != 0)
+            continue;
+        printf("--- %s\n", cases[i].name);
+        cases[i].fn();
+        printf("ok  %s\n", cases[i].name);
+        ran++;
+        if (argc <= 1)
+            remove_tempdir(), tempdir[0] = '\0';
+    }
+    if (ran == 0) {
+        fprintf(stderr, "no test case named '%s'\n", argc > 1 ? argv[1] : "");
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- Descriptors ------------------------------------------------------------------ */
+
+int tu_count_fds(void)
+{
+    const char *dirs[] = {"/proc/self/fd", "/dev/fd"};
+    size_t i;
+    for (i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        DIR *d = opendir(dirs[i]);
+        struct dirent *e;
+        int n = 0;
+        if (d == NULL)
+            continue;
+        while ((e = readdir(d)) != NULL) {
+            if (e->d_name[0] != '.')
+                n++;
+        }
+        closedir(d);
+        return n - 1; /* minus the descriptor opendir() itself used */
+    }
+    tu_fail(__FILE__, __LINE__, "neither /proc/self/fd nor /dev/fd can be listed");
+}
+
+int tu_fd_is_open(int fd)
+{
+    return fcntl(fd, F_GETFD) != -1 || errno != EBADF;
+}
+
+int tu_same_file(int a, int b)
+{
+    struct stat sa, sb;
+    if (fstat(a, &sa) != 0 || fstat(b, &sb) != 0)
+        return 0;
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int tu_cloexec(int fd)
+{
+    int f = fcntl(fd, F_GETFD);
+    CHECK_SYS(f);
+    return (f & FD_CLOEXEC) != 0;
+}
+
+void tu_close_all(const intptr_t *fds, int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        close((int)fds[i]);
+}
+
+void tu_socketpair(int type, int sv[2])
+{
+    CHECK_SYS(socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv));
+}
+
+void tu_set_nonblocking(int fd, int on)
+{
+    int f = fcntl(fd, F_GETFL);
+    CHECK_SYS(f);
+    CHECK_SYS(fcntl(fd, F_SETFL, on ? (f | O_NONBLOCK) : (f & ~O_NONBLOCK)));
+}
+
+const char *tu_tempdir(void)
+{
+    if (tempdir[0] == '\0') {
+        strcpy(tempdir, "fdsend-test-XXXXXX");
+        if (mkdtemp(tempdir) == NULL) {
+            tempdir[0] = '\0';
+            tu_fail(__FILE__, __LINE__, "mkdtemp in the working directory: %s",
+                    strerror(errno));
+        }
+    }
+    return tempdir;
+}
+
+const char *tu_temppath(const char *name)
+{
+    int n = snprintf(pathbuf, sizeof pathbuf, "%s/%s", tu_tempdir(), name);
+    CHECK(n > 0 && (size_t)n < sizeof pathbuf);
+    return pathbuf;
+}
+
+int tu_temp_file(const char *content)
+{
+    char path[128];
+    int fd;
+    size_t len = strlen(content);
+    int n = snprintf(path, sizeof path, "%s/file-XXXXXX", tu_tempdir());
+    CHECK(n > 0 && (size_t)n < sizeof path);
+    fd = mkstemp(path);
+    CHECK_SYS(fd);
+    CHECK_SYS(unlink(path));
+    CHECK_SYS(fcntl(fd, F_SETFD, FD_CLOEXEC));
+    CHECK_EQ(write(fd, content, len), (int64_t)len);
+    return fd;
+}
+
+void tu_read_file(int fd, char *buf, size_t size)
+{
+    ssize_t n = pread(fd, buf, size - 1, 0);
+    CHECK_SYS(n);
+    buf[n] = '\0';
+}
+
+/* ---- Processes -------------------------------------------------------------------- */
+
+pid_t tu_fork(void (*fn)(void *), void *arg)
+{
+    pid_t pid;
+    tu_tempdir(); /* made by the parent, so that the parent also removes it */
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    CHECK_SYS(pid);
+    if (pid == 0) {
+        in_child = 1;
+        fn(arg);
+        fflush(stdout);
+        _exit(0);
+    }
+    return pid;
+}
+
+void tu_wait_ok(pid_t pid)
+{
+    int status;
+    pid_t r;
+    do {
+        r = waitpid(pid, &status, 0);
+    } while (r == -1 && errno == EINTR);
+    CHECK_SYS(r);
+    if (WIFSIGNALED(status))
+        tu_fail(__FILE__, __LINE__, "child %d was killed by signal %d (%s)", (int)pid,
+                WTERMSIG(status), strsignal(WTERMSIG(status)));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        tu_fail(__FILE__, __LINE__, "child %d exited with status %d", (int)pid,
+                WEXITSTATUS(status));
+}
+
+void tu_sleep_ms(int ms)
+{
+    struct timespec ts;
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+int tu_under_valgrind(void)
+{
+    const char *p = getenv("LD_PRELOAD");
+    return p != NULL && strstr(p, "vgpreload") != NULL;
+}
