@@ -1,0 +1,85 @@
+# Benchmarks: the comparison programs and BenchmarkDotNet project in tests/FdSend.Benchmarks.
+#   bench_run   (./build.sh bench [compare.py options]): build every comparison program and
+#               the BenchmarkDotNet project, run the interleaved comparison, write RESULTS.md
+#   bench_test  (part of ./build.sh test): build the comparison programs and run each
+#               workload of each program once, briefly; checks that each runs and reports a
+#               sane number (never a timing judgement)
+# Both are called after native_build (and managed_build, when it exists).
+# SPDX-License-Identifier: MIT
+
+BENCH_DIR() { echo "$ROOT/tests/FdSend.Benchmarks"; }
+BENCH_BIN_DIR() { echo "$ROOT/build/bench"; }
+
+# The C programs: raw sendmsg/recvmsg, libfdsend, and (once the library has it) the
+# message channel. Same flags as the library's RelWithDebInfo build.
+_bench_build_c() {
+  local src bin lib cc
+  src="$(BENCH_DIR)/compare/c"
+  bin="$(BENCH_BIN_DIR)"
+  lib="$(NATIVE_BUILD_DIR)"
+  cc="${CC:-cc}"
+  mkdir -p "$bin"
+  local cflags=(-std=c11 -O2 -g -Wall -Wextra -Werror)
+  "$cc" "${cflags[@]}" -o "$bin/bench_raw" "$src/bench_raw.c" || return 1
+  "$cc" "${cflags[@]}" -I"$ROOT/native/include" -o "$bin/bench_lib" "$src/bench_lib.c" \
+    -L"$lib" -lfdsend -Wl,-rpath,"$lib" || return 1
+  if [ -f "$src/bench_msg.c" ] && grep -q 'fdsend_msg_send' "$ROOT/native/include/fdsend.h"; then
+    "$cc" "${cflags[@]}" -I"$ROOT/native/include" -o "$bin/bench_msg" "$src/bench_msg.c" \
+      -L"$lib" -lfdsend -Wl,-rpath,"$lib" || return 1
+  else
+    rm -f "$bin/bench_msg"
+  fi
+}
+
+_bench_dotnet_build() {
+  local proj="$1" out
+  out="$(BENCH_BIN_DIR)/dotnet-build-$(basename "$proj" .csproj).log"
+  if ! dotnet build -c Release -nologo -v:q "$proj" >"$out" 2>&1; then
+    cat "$out"
+    echo "dotnet build $proj failed" >&2
+    return 1
+  fi
+}
+
+# The .NET comparison programs (Release, default TieredPGO). FdSendCompare and the
+# BenchmarkDotNet project need managed/FdSend; without it they are skipped, visibly.
+_bench_build_dotnet() {
+  local with_bdn="${1:-}" d
+  d="$(BENCH_DIR)"
+  mkdir -p "$(BENCH_BIN_DIR)"
+  if ! command -v dotnet >/dev/null; then
+    skip "the .NET SDK is not installed: no .NET comparison programs"
+    return 0
+  fi
+  _bench_dotnet_build "$d/compare/dotnet/MonoPosixCompare/MonoPosixCompare.csproj" || return 1
+  if [ -f "$ROOT/managed/FdSend/FdSend.csproj" ]; then
+    _bench_dotnet_build "$d/compare/dotnet/FdSendCompare/FdSendCompare.csproj" || return 1
+    if [ -n "$with_bdn" ]; then
+      _bench_dotnet_build "$d/FdSend.Benchmarks.csproj" || return 1
+    fi
+  else
+    skip "managed/FdSend/FdSend.csproj does not exist yet: FdSend's comparison rows and the BenchmarkDotNet project are not built"
+  fi
+}
+
+bench_run() {
+  log "benchmarks: building the comparison programs"
+  _bench_build_c || return 1
+  _bench_build_dotnet with-bdn || return 1
+  if ! command -v python3 >/dev/null; then
+    echo "bench: python3 is needed to run tests/FdSend.Benchmarks/compare.py" >&2
+    return 1
+  fi
+  log "benchmarks: interleaved comparison (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+  python3 "$(BENCH_DIR)/compare.py" --bin-dir "$(BENCH_BIN_DIR)" "$@"
+}
+
+bench_test() {
+  if ! command -v python3 >/dev/null; then
+    skip "python3 is not installed: the benchmark smoke test needs it"
+    return 0
+  fi
+  _bench_build_c || return 1
+  _bench_build_dotnet || return 1
+  python3 "$(BENCH_DIR)/compare.py" --bin-dir "$(BENCH_BIN_DIR)" --smoke
+}
