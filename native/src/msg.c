@@ -367,6 +367,10 @@ int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
     rc = socket_type(s, &type);
     if (rc != FDSEND_OK)
         return rc;
+    /* Some kernels (Linux 6.x TCP) accept SCM_RIGHTS on other families and drop the
+     * descriptors silently: check the family before anything is sent. */
+    if (nfds > 0 && is_non_unix_socket(s))
+        return fdsend_fail(FDSEND_ENOTUNIX, EAFNOSUPPORT);
 #if !HAVE_MSG_NOSIGNAL && HAVE_SO_NOSIGPIPE
     {
         int one = 1;
