@@ -53,5 +53,7 @@ mutant no-cloexec fdsend_posix.c 's/recvflags |= MSG_CMSG_CLOEXEC;/(void)0;/' to
 mutant parser-drops-last-fd cmsg_parse.c 's|size_t n = (len - data_off) / sizeof(int);|size_t n = (len - data_off) / sizeof(int); if (n > 1) n--;|' torture "${T[@]}"
 mutant no-eintr-retry fdsend_posix.c 's/} while (n < 0 \&\& errno == EINTR);/} while (0);/' faults
 mutant eagain-drops-nothing-check fdsend_posix.c 's/sendflags |= MSG_DONTWAIT;/(void)0;/' faults
+mutant msg-accepts-fds-mid-frame msg.c 's/if (pc.dropped > 0 || pc.ctrunc || n == 0)/if (n == 0)/' hostile malformed_frames
+mutant msg-ignores-fd-count msg.c 's/(!pc.ctrunc \&\& (uint32_t)pc.taken != h.nfds)/0/' hostile channel_fd_limits
 echo "mutants: $killed killed, $survived survived, $skipped skipped"
 [ $survived -eq 0 ]
