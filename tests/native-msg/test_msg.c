@@ -806,32 +806,34 @@ static void case_malformed_stream(void)
 }
 
 /* Descriptors that arrive with a later header byte than the first: the receiver has read
- * header bytes 0-2 and is waiting for the rest when bytes 3-7 come with descriptors. */
+ * header bytes 0-2 and is waiting for the rest when bytes 3-7 come with descriptors.
+ * Whether the header counts them (1) or not (0), they break the format. */
 typedef struct late_fds {
     int sock, peer;
     const int *fds;
+    unsigned declared;
 } late_fds;
 
 static void *late_fds_writer(void *arg)
 {
     const late_fds *l = arg;
     unsigned char h[8];
-    put_header(h, 1, 0, 1, 0);
+    put_header(h, 1, 0, l->declared, 0);
     raw_send_all(l->sock, h, 3, NULL, 0);
     while (pending(l->peer) > 0) /* wait until the receiver has consumed them */
         sleep_ms(1);
-    sleep_ms(20); /* and is back in recvmsg for the rest */
+    sleep_ms(5); /* and is back in recvmsg for the rest */
     raw_send_all(l->sock, h + 3, 5, l->fds, 1);
     return NULL;
 }
 
-static void case_late_fds(void)
+static void late_fds_run(unsigned declared)
 {
     int sv[2], files[1];
     make_pair(SOCK_STREAM, sv);
     make_fds(files, 1);
     int base = fd_count();
-    late_fds l = {sv[0], sv[1], files};
+    late_fds l = {sv[0], sv[1], files, declared};
     pthread_t th;
     CHECK(pthread_create(&th, NULL, late_fds_writer, &l) == 0);
     char buf[8];
@@ -844,6 +846,12 @@ static void case_late_fds(void)
     close_all(files, 1);
     close(sv[0]);
     close(sv[1]);
+}
+
+static void case_late_fds(void)
+{
+    late_fds_run(0);
+    late_fds_run(1);
 }
 
 /* ---- malformed frames on seqpacket and datagram sockets (each datagram stands alone) -- */
@@ -879,6 +887,7 @@ static void datagram_bad(int type, const char *what, const void *data, size_t le
 static void malformed_datagram(int type)
 {
     unsigned char f[32];
+    memset(f, 'z', sizeof f);
     datagram_bad(type, "5-byte datagram", "\x01\x00\x00\x00\x00", 5, 1, FDSEND_EPROTO, 64, 8);
     put_header(f, 2, 0, 1, 2);
     memcpy(f + 8, "ab", 2);
