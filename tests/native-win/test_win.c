@@ -1,0 +1,850 @@
+/* libfdsend on Windows: HANDLE passing over a connected stream socket (TCP loopback, the
+ * socket every Windows and wine has), tested as a user observes it: file contents and
+ * file identity (volume serial + file index) through the received handle, the handle
+ * counts of both processes, error codes, and two real processes where it matters.
+ *
+ * Each case is "test_win.exe <case>" (one CTest test per TEST(...) line). Cases that need
+ * a second process start this executable again as "test_win.exe child <role> <port>...".
+ * SPDX-License-Identifier: MIT */
+#ifndef WIN32_LEAN_AND_MEAN
+#  define WIN32_LEAN_AND_MEAN
+#endif
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <windows.h>
+
+#include "fdsend.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- A small harness ------------------------------------------------------------------ */
+
+#define TEST(name) static void test_##name(void)
+#define CASE(name) { #name, test_##name }
+
+static void fail_at(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s:%d: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (GetLastError %lu, WSAGetLastError %d, fdsend_last_os_error %d)\n",
+            GetLastError(), WSAGetLastError(), fdsend_last_os_error());
+    fflush(stderr);
+    ExitProcess(1);
+}
+
+#define CHECK(c)                                                                          \
+    do {                                                                                  \
+        if (!(c))                                                                         \
+            fail_at(__FILE__, __LINE__, "CHECK(%s) failed", #c);                          \
+    } while (0)
+#define CHECK_EQ(a, b)                                                                    \
+    do {                                                                                  \
+        long long a_ = (long long)(a), b_ = (long long)(b);                               \
+        if (a_ != b_)                                                                     \
+            fail_at(__FILE__, __LINE__, "CHECK_EQ(%s, %s): %lld != %lld", #a, #b, a_, b_); \
+    } while (0)
+#define CHECK_RC(expr, want)                                                              \
+    do {                                                                                  \
+        long long r_ = (long long)(expr), w_ = (long long)(want);                         \
+        if (r_ != w_)                                                                     \
+            fail_at(__FILE__, __LINE__, "%s returned %lld (%s), expected %lld (%s)",     \
+                    #expr, r_, fdsend_strerror((int32_t)r_), w_,                          \
+                    fdsend_strerror((int32_t)w_));                                        \
+    } while (0)
+
+static int under_wine(void)
+{
+    HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+    return ntdll != NULL && GetProcAddress(ntdll, "wine_get_version") != NULL;
+}
+
+/* ---- Sockets, files, processes ---------------------------------------------------------- */
+
+static SOCKET listen_loopback(unsigned short *port)
+{
+    struct sockaddr_in a;
+    int alen = (int)sizeof a;
+    SOCKET l = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    CHECK(l != INVALID_SOCKET);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(l, (struct sockaddr *)&a, sizeof a) == 0);
+    CHECK(listen(l, 4) == 0);
+    CHECK(getsockname(l, (struct sockaddr *)&a, &alen) == 0);
+    *port = ntohs(a.sin_port);
+    return l;
+}
+
+static SOCKET connect_loopback(unsigned short port)
+{
+    struct sockaddr_in a;
+    SOCKET c = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    CHECK(c != INVALID_SOCKET);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    CHECK(connect(c, (struct sockaddr *)&a, sizeof a) == 0);
+    return c;
+}
+
+/* A connected TCP loopback pair inside this process. */
+static void socket_pair(SOCKET *a, SOCKET *b)
+{
+    unsigned short port;
+    SOCKET l = listen_loopback(&port);
+    *a = connect_loopback(port);
+    *b = accept(l, NULL, NULL);
+    CHECK(*b != INVALID_SOCKET);
+    closesocket(l);
+}
+
+/* How many handles this process has open. Windows counts them for us; wine 8's
+ * GetProcessHandleCount always says 0, so there every plausible handle value is probed
+ * (wine hands out small multiples of 4). */
+static DWORD handle_count(void)
+{
+    DWORD n = 0, flags;
+    uintptr_t v;
+    if (!under_wine()) {
+        CHECK(GetProcessHandleCount(GetCurrentProcess(), &n));
+        return n;
+    }
+    for (v = 4; v < 0x10000; v += 4) {
+        if (GetHandleInformation((HANDLE)v, &flags))
+            n++;
+    }
+    CHECK(n > 0);
+    return n;
+}
+
+/* A temporary file holding text, open for reading and writing, deleted on close. */
+static HANDLE temp_file(const char *text)
+{
+    wchar_t dir[MAX_PATH], path[MAX_PATH];
+    DWORD written = 0;
+    HANDLE h;
+    CHECK(GetTempPathW(MAX_PATH, dir) > 0);
+    CHECK(GetTempFileNameW(dir, L"fds", 0, path) != 0);
+    h = CreateFileW(path, GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE |
+                    FILE_SHARE_DELETE, NULL, CREATE_ALWAYS, FILE_FLAG_DELETE_ON_CLOSE, NULL);
+    CHECK(h != INVALID_HANDLE_VALUE);
+    CHECK(WriteFile(h, text, (DWORD)strlen(text), &written, NULL));
+    CHECK_EQ(written, strlen(text));
+    return h;
+}
+
+/* The whole content of the file behind h (read from offset 0), NUL-terminated. */
+static void read_all(HANDLE h, char *out, size_t cap)
+{
+    DWORD got = 0;
+    CHECK(SetFilePointer(h, 0, NULL, FILE_BEGIN) != INVALID_SET_FILE_POINTER);
+    CHECK(ReadFile(h, out, (DWORD)(cap - 1), &got, NULL));
+    out[got] = '\0';
+}
+
+/* The identity of an open file: volume serial number and file index (Windows' st_dev and
+ * st_ino). */
+static unsigned long long file_id(HANDLE h)
+{
+    BY_HANDLE_FILE_INFORMATION info;
+    CHECK(GetFileInformationByHandle(h, &info));
+    return ((unsigned long long)info.nFileIndexHigh << 32 | info.nFileIndexLow) ^
+           ((unsigned long long)info.dwVolumeSerialNumber << 48);
+}
+
+static int same_file(HANDLE a, HANDLE b)
+{
+    BY_HANDLE_FILE_INFORMATION x, y;
+    CHECK(GetFileInformationByHandle(a, &x));
+    CHECK(GetFileInformationByHandle(b, &y));
+    return x.dwVolumeSerialNumber == y.dwVolumeSerialNumber &&
+           x.nFileIndexHigh == y.nFileIndexHigh && x.nFileIndexLow == y.nFileIndexLow;
+}
+
+static wchar_t self_path[MAX_PATH];
+
+/* Start this executable as "child <role> <port> <extra>"; returns the process handle. */
+static HANDLE spawn_child(const char *role, unsigned short port, const char *extra)
+{
+    wchar_t cmd[2 * MAX_PATH];
+    STARTUPINFOW si;
+    PROCESS_INFORMATION pi;
+    memset(&si, 0, sizeof si);
+    si.cb = sizeof si;
+    CHECK(swprintf(cmd, sizeof cmd / sizeof cmd[0], L"\"%ls\" child %hs %u %hs", self_path,
+                   role, (unsigned)port, extra != NULL ? extra : "-") > 0);
+    CHECK(CreateProcessW(NULL, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi));
+    CloseHandle(pi.hThread);
+    return pi.hProcess;
+}
+
+static DWORD wait_child(HANDLE proc)
+{
+    DWORD code = 99;
+    CHECK(WaitForSingleObject(proc, 60000) == WAIT_OBJECT_0);
+    CHECK(GetExitCodeProcess(proc, &code));
+    CloseHandle(proc);
+    return code;
+}
+
+/* Accept the child's connection on l (with a bound on the wait). */
+static SOCKET accept_child(SOCKET l)
+{
+    fd_set set;
+    struct timeval tv = {60, 0};
+    SOCKET s;
+    FD_ZERO(&set);
+    FD_SET(l, &set);
+    CHECK(select(0, &set, NULL, NULL, &tv) == 1);
+    s = accept(l, NULL, NULL);
+    CHECK(s != INVALID_SOCKET);
+    return s;
+}
+
+static const char *const CONTENTS[] = {"alpha file\n", "bravo file, longer\n", "charlie\n",
+                                       "delta: 4th\n", "echo, the fifth file\n"};
+#define NFILES 5
+
+/* ---- Child roles -------------------------------------------------------------------------- */
+
+/* "send": send NFILES files and a greeting, wait for the parent's verdict (one byte),
+ * check every file handle still works here, exit with the verdict. */
+static int child_send(unsigned short port)
+{
+    HANDLE files[NFILES];
+    intptr_t fds[NFILES];
+    char buf[64], verdict = 0;
+    int i;
+    int32_t n = 0;
+    uint32_t rf = 0;
+    SOCKET s = connect_loopback(port);
+    for (i = 0; i < NFILES; i++) {
+        files[i] = temp_file(CONTENTS[i]);
+        fds[i] = (intptr_t)files[i];
+    }
+    CHECK_RC(fdsend_send((intptr_t)s, "from child", 10, fds, NFILES, 0), 10);
+    /* The parent answers with one byte through fdsend (a record without handles). */
+    CHECK_RC(fdsend_recv((intptr_t)s, &verdict, 1, NULL, 0, &n, &rf, 0), 1);
+    for (i = 0; i < NFILES; i++) {
+        read_all(files[i], buf, sizeof buf); /* the sender kept its handles */
+        CHECK(strcmp(buf, CONTENTS[i]) == 0);
+        CloseHandle(files[i]);
+    }
+    closesocket(s);
+    return verdict == 'Y' ? 0 : 3;
+}
+
+/* "die": send two files with data, then exit at once without waiting for the receiver. */
+static int child_die(unsigned short port)
+{
+    HANDLE f[2];
+    intptr_t fds[2];
+    SOCKET s = connect_loopback(port);
+    f[0] = temp_file("gone 1");
+    f[1] = temp_file("gone 2");
+    fds[0] = (intptr_t)f[0];
+    fds[1] = (intptr_t)f[1];
+    CHECK_RC(fdsend_send((intptr_t)s, "orphan data", 11, fds, 2, 0), 11);
+    /* Leave without closing anything: the process's handles die with it. The socket is
+     * closed by the system; the record stays queued at the receiver. */
+    ExitProcess(0);
+}
+
+/* "hold": open a file, tell the parent its handle value and our identity, then wait for
+ * the parent's byte and check that the handle is still ours and still works. */
+static int child_hold(unsigned short port)
+{
+    char buf[64], go = 0;
+    unsigned long long value[2];
+    SOCKET s = connect_loopback(port);
+    HANDLE f = temp_file("victim's file");
+    value[0] = (unsigned long long)(uintptr_t)f;
+    value[1] = (unsigned long long)s;
+    CHECK(send(s, (const char *)value, sizeof value, 0) == (int)sizeof value);
+    CHECK(recv(s, &go, 1, 0) == 1);
+    read_all(f, buf, sizeof buf);
+    closesocket(s);
+    return strcmp(buf, "victim's file") == 0 ? 0 : 4;
+}
+
+/* "creds": connect and wait for the parent to close. */
+static int child_creds(unsigned short port)
+{
+    char b;
+    SOCKET s = connect_loopback(port);
+    recv(s, &b, 1, 0);
+    closesocket(s);
+    return 0;
+}
+
+static int child_main(int argc, char **argv)
+{
+    unsigned short port;
+    if (argc < 4)
+        return 2;
+    port = (unsigned short)atoi(argv[3]);
+    if (strcmp(argv[2], "send") == 0)
+        return child_send(port);
+    if (strcmp(argv[2], "die") == 0)
+        return child_die(port);
+    if (strcmp(argv[2], "hold") == 0)
+        return child_hold(port);
+    if (strcmp(argv[2], "creds") == 0)
+        return child_creds(port);
+    return 2;
+}
+
+/* ---- Cases ------------------------------------------------------------------------------- */
+
+/* One file handle and data within one process: content through the received handle, a
+ * different handle value that names the same file, and no handle left behind. */
+TEST(round_trip_in_process)
+{
+    SOCKET a, b;
+    HANDLE f;
+    intptr_t fd, got = 0;
+    char buf[64], data[16];
+    int32_t n = -1;
+    uint32_t rf = 99;
+    DWORD base;
+    socket_pair(&a, &b);
+    f = temp_file("hello through a handle");
+    fd = (intptr_t)f;
+    base = handle_count();
+    CHECK_RC(fdsend_send((intptr_t)a, "data", 4, &fd, 1, 0), 4);
+    CHECK_EQ(handle_count(), base + 1); /* the record's copy, owned until received */
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, 0), 4);
+    CHECK(memcmp(data, "data", 4) == 0);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(rf, 0);
+    CHECK(got != 0 && got != fd);
+    CHECK_EQ(handle_count(), base + 1); /* the copy became the received handle */
+    CHECK(same_file((HANDLE)got, f));
+    CHECK(file_id((HANDLE)got) == file_id(f));
+    read_all((HANDLE)got, buf, sizeof buf);
+    CHECK(strcmp(buf, "hello through a handle") == 0);
+    CHECK(CloseHandle((HANDLE)got));
+    read_all(f, buf, sizeof buf); /* the sender's own handle is untouched */
+    CHECK(strcmp(buf, "hello through a handle") == 0);
+    CHECK_EQ(handle_count(), base);
+    CloseHandle(f);
+    closesocket(a);
+    closesocket(b);
+}
+
+/* The real thing: five file handles and data from another process; contents checked
+ * here, the child checks that its own handles still work. */
+TEST(cross_process_several_handles)
+{
+    unsigned short port;
+    SOCKET l = listen_loopback(&port), s;
+    HANDLE child = spawn_child("send", port, NULL);
+    intptr_t got[8];
+    char data[32], buf[64];
+    int32_t n = 0, i;
+    uint32_t rf = 99;
+    DWORD base;
+    s = accept_child(l);
+    base = handle_count();
+    CHECK_RC(fdsend_recv((intptr_t)s, data, sizeof data, got, 8, &n, &rf, 0), 10);
+    CHECK(memcmp(data, "from child", 10) == 0);
+    CHECK_EQ(n, NFILES);
+    CHECK_EQ(rf, 0);
+    CHECK_EQ(handle_count(), base + NFILES);
+    for (i = 0; i < NFILES; i++) {
+        read_all((HANDLE)got[i], buf, sizeof buf); /* in the order they were sent */
+        CHECK(strcmp(buf, CONTENTS[i]) == 0);
+        CHECK(CloseHandle((HANDLE)got[i]));
+    }
+    CHECK_EQ(handle_count(), base);
+    CHECK_RC(fdsend_send((intptr_t)s, "Y", 1, NULL, 0, 0), 1);
+    CHECK_EQ(wait_child(child), 0);
+    closesocket(s);
+    closesocket(l);
+}
+
+/* maxfds smaller than what was sent: the extra handles are closed in the sender (its
+ * handle count is back to what it was) and truncation is reported. */
+TEST(maxfds_truncation_closes_extras)
+{
+    SOCKET a, b;
+    HANDLE f[4];
+    intptr_t fds[4], got[4] = {0, 0, 0, 0};
+    char data[8];
+    int32_t n = -1, i;
+    uint32_t rf = 0;
+    DWORD base;
+    socket_pair(&a, &b);
+    for (i = 0; i < 4; i++) {
+        f[i] = temp_file(CONTENTS[i]);
+        fds[i] = (intptr_t)f[i];
+    }
+    base = handle_count();
+    CHECK_RC(fdsend_send((intptr_t)a, "xyz", 3, fds, 4, 0), 3);
+    CHECK_EQ(handle_count(), base + 4);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, got, 2, &n, &rf, 0), 3);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(rf, FDSEND_RECV_FDS_TRUNCATED);
+    CHECK(got[2] == 0 && got[3] == 0); /* nothing written past *nfds */
+    CHECK(same_file((HANDLE)got[0], f[0]));
+    CHECK(same_file((HANDLE)got[1], f[1]));
+    CHECK_EQ(handle_count(), base + 2); /* the two extras are gone, not leaked */
+    CloseHandle((HANDLE)got[0]);
+    CloseHandle((HANDLE)got[1]);
+    CHECK_EQ(handle_count(), base);
+
+    /* maxfds 0: every handle closed, data still delivered. */
+    CHECK_RC(fdsend_send((intptr_t)a, "q", 1, fds, 3, 0), 1);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, NULL, &rf, 0), 1);
+    CHECK_EQ(rf, FDSEND_RECV_FDS_TRUNCATED);
+    CHECK_EQ(handle_count(), base);
+    for (i = 0; i < 4; i++)
+        CloseHandle(f[i]);
+    closesocket(a);
+    closesocket(b);
+}
+
+/* A stream socket: a message read in pieces; the handles come with the first piece. */
+TEST(partial_reads_keep_the_stream)
+{
+    SOCKET a, b;
+    HANDLE f = temp_file("piecewise");
+    intptr_t fd = (intptr_t)f, got = 0;
+    char data[32];
+    int32_t n = -1;
+    uint32_t rf = 99;
+    socket_pair(&a, &b);
+    CHECK_RC(fdsend_send((intptr_t)a, "0123456789", 10, &fd, 1, 0), 10);
+    CHECK_RC(fdsend_send((intptr_t)a, "next", 4, NULL, 0, 0), 4);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, 3, &got, 1, &n, &rf, 0), 3);
+    CHECK(memcmp(data, "012", 3) == 0);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(rf, 0);
+    CHECK(same_file((HANDLE)got, f));
+    CloseHandle((HANDLE)got);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, 4, &got, 1, &n, &rf, 0), 4);
+    CHECK(memcmp(data, "3456", 4) == 0);
+    CHECK_EQ(n, 0);
+    /* One receive never crosses into the next message. */
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, 0), 3);
+    CHECK(memcmp(data, "789", 3) == 0);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, 0), 4);
+    CHECK(memcmp(data, "next", 4) == 0);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, 0);
+    CloseHandle(f);
+    closesocket(a);
+    closesocket(b);
+}
+
+/* len == 0 both ways, as on POSIX: handles alone round-trip with no flag; a receive of
+ * length 0 that meets data consumes one byte and says so. */
+TEST(zero_length_data)
+{
+    SOCKET a, b;
+    HANDLE f = temp_file("zero");
+    intptr_t fd = (intptr_t)f, got = 0;
+    char data[8];
+    int32_t n = -1;
+    uint32_t rf = 99;
+    socket_pair(&a, &b);
+    CHECK_RC(fdsend_send((intptr_t)a, NULL, 0, &fd, 1, 0), 0);
+    CHECK_RC(fdsend_recv((intptr_t)b, NULL, 0, &got, 1, &n, &rf, 0), 0);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(rf, 0);
+    CHECK(same_file((HANDLE)got, f));
+    CloseHandle((HANDLE)got);
+    /* Nothing at all: nothing goes on the wire. */
+    CHECK_RC(fdsend_send((intptr_t)a, NULL, 0, NULL, 0, 0), 0);
+    CHECK_RC(fdsend_send((intptr_t)a, "ab", 2, NULL, 0, 0), 2);
+    CHECK_RC(fdsend_recv((intptr_t)b, NULL, 0, &got, 1, &n, &rf, 0), 0);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, FDSEND_RECV_DATA_TRUNCATED);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, 0), 1);
+    CHECK_EQ(data[0], 'b');
+    CloseHandle(f);
+    closesocket(a);
+    closesocket(b);
+}
+
+typedef struct send_job {
+    SOCKET s;
+    const unsigned char *p;
+    size_t len;
+    intptr_t fd;
+} send_job;
+
+static DWORD WINAPI send_job_run(LPVOID arg)
+{
+    send_job *j = arg;
+    int64_t r = fdsend_send((intptr_t)j->s, j->p, j->len, &j->fd, 1, 0);
+    return r == (int64_t)j->len ? 0 : 1;
+}
+
+/* A megabyte of data with a handle, read back in uneven pieces, every byte checked. */
+TEST(large_message)
+{
+    enum { SIZE = 1 << 20 };
+    SOCKET a, b;
+    HANDLE f = temp_file("big"), th;
+    intptr_t fd = (intptr_t)f, got = 0;
+    unsigned char *out = malloc(SIZE), *in = malloc(SIZE);
+    size_t off = 0, i;
+    int32_t n = 0, total_fds = 0;
+    uint32_t rf;
+    socket_pair(&a, &b);
+    CHECK(out != NULL && in != NULL);
+    for (i = 0; i < SIZE; i++)
+        out[i] = (unsigned char)(i * 7 + (i >> 9));
+    /* A sender thread, since a megabyte does not fit in the socket buffers. */
+    {
+        send_job j;
+        DWORD code = 9;
+        j.s = a;
+        j.p = out;
+        j.len = SIZE;
+        j.fd = fd;
+        th = CreateThread(NULL, 0, send_job_run, &j, 0, NULL);
+        CHECK(th != NULL);
+        while (off < SIZE) {
+            size_t want = 1 + (off * 31 % 65521);
+            int64_t r;
+            if (want > SIZE - off)
+                want = SIZE - off;
+            r = fdsend_recv((intptr_t)b, in + off, want, &got, 1, &n, &rf, 0);
+            CHECK(r > 0);
+            total_fds += n;
+            if (n == 1) {
+                CHECK(same_file((HANDLE)got, f));
+                CloseHandle((HANDLE)got);
+            }
+            off += (size_t)r;
+        }
+        CHECK(WaitForSingleObject(th, 60000) == WAIT_OBJECT_0);
+        CHECK(GetExitCodeThread(th, &code));
+        CHECK_EQ(code, 0);
+        CloseHandle(th);
+    }
+    CHECK_EQ(total_fds, 1);
+    CHECK(memcmp(in, out, SIZE) == 0);
+    free(in);
+    free(out);
+    CloseHandle(f);
+    closesocket(a);
+    closesocket(b);
+}
+
+/* The sender exits before the receiver reads: its handles are gone, the receiver gets
+ * FDSEND_ESRCH, and the message's data is still there to read. */
+TEST(sender_died)
+{
+    unsigned short port;
+    SOCKET l = listen_loopback(&port), s;
+    HANDLE child = spawn_child("die", port, NULL);
+    intptr_t got[2] = {0, 0};
+    char data[32];
+    int32_t n = 7;
+    uint32_t rf = 7;
+    DWORD base;
+    s = accept_child(l);
+    CHECK_EQ(wait_child(child), 0);
+    base = handle_count();
+    CHECK_RC(fdsend_recv((intptr_t)s, data, sizeof data, got, 2, &n, &rf, 0), FDSEND_ESRCH);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, 0);
+    CHECK(got[0] == 0 && got[1] == 0);
+    CHECK_EQ(handle_count(), base);
+    CHECK_RC(fdsend_recv((intptr_t)s, data, sizeof data, got, 2, &n, &rf, 0), 11);
+    CHECK(memcmp(data, "orphan data", 11) == 0);
+    CHECK_EQ(n, 0);
+    CHECK_RC(fdsend_recv((intptr_t)s, data, sizeof data, got, 2, &n, &rf, 0), 0); /* EOF */
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, 0);
+    closesocket(s);
+    closesocket(l);
+}
+
+/* A peer that names ANOTHER process in its header (here: a child holding a file) must not
+ * make the receiver take that process's handles: FDSEND_EPROTO, and the child's handle
+ * still works afterwards. */
+TEST(forged_sender_is_refused)
+{
+    unsigned short port;
+    SOCKET l = listen_loopback(&port), cs, a, b;
+    HANDLE child = spawn_child("hold", port, NULL);
+    unsigned long long victim[2] = {0, 0}, t;
+    unsigned char rec[40];
+    FILETIME c, e, k, u;
+    intptr_t got = 0;
+    char data[8];
+    int32_t n = 0;
+    uint32_t rf = 0;
+    DWORD child_pid;
+    cs = accept_child(l);
+    CHECK(recv(cs, (char *)victim, sizeof victim, MSG_WAITALL) == (int)sizeof victim);
+    child_pid = GetProcessId(child);
+    CHECK(GetProcessTimes(child, &c, &e, &k, &u));
+    t = (unsigned long long)c.dwHighDateTime << 32 | c.dwLowDateTime;
+    /* A hand-made record on a connection between two sockets of THIS process: the child's
+     * pid and creation time, the child's handle value, and the child's own socket (so the
+     * handle-copy check succeeds and the address check must catch the lie). */
+    socket_pair(&a, &b);
+    memset(rec, 0, sizeof rec);
+    memcpy(rec, "FDSH", 4);
+    rec[4] = 1;
+    rec[6] = 1;
+    memcpy(rec + 12, &child_pid, 4);
+    memcpy(rec + 16, &t, 8);
+    memcpy(rec + 24, &victim[1], 8);
+    memcpy(rec + 32, &victim[0], 8);
+    CHECK(send(a, (const char *)rec, sizeof rec, 0) == (int)sizeof rec);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, 0), FDSEND_EPROTO);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(got, 0);
+    CHECK(send(cs, "g", 1, 0) == 1);
+    CHECK_EQ(wait_child(child), 0); /* the child's file handle survived */
+    closesocket(a);
+    closesocket(b);
+    closesocket(cs);
+    closesocket(l);
+}
+
+/* Bytes that are no record: FDSEND_EPROTO, and nothing consumed. */
+TEST(garbage_is_a_protocol_error)
+{
+    SOCKET a, b;
+    char data[64];
+    int32_t n = 0;
+    uint32_t rf = 0;
+    const char junk[] = "this is not an fdsend record at all";
+    socket_pair(&a, &b);
+    CHECK(send(a, junk, (int)sizeof junk, 0) == (int)sizeof junk);
+    Sleep(50);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_EPROTO);
+    CHECK(recv(b, data, sizeof data, 0) == (int)sizeof junk);
+    CHECK(memcmp(data, junk, sizeof junk) == 0);
+    closesocket(a);
+    closesocket(b);
+}
+
+/* DONTWAIT: nothing queued gives EAGAIN and consumes nothing; then the message arrives
+ * whole. Peer closed: 0, no handle, no flag. */
+TEST(dontwait_and_end_of_stream)
+{
+    SOCKET a, b;
+    HANDLE f = temp_file("later");
+    intptr_t fd = (intptr_t)f, got = 0;
+    char data[8];
+    int32_t n = 9;
+    uint32_t rf = 9;
+    socket_pair(&a, &b);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, FDSEND_DONTWAIT),
+             FDSEND_EAGAIN);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, 0);
+    CHECK_RC(fdsend_send((intptr_t)a, "k", 1, &fd, 1, FDSEND_DONTWAIT), 1);
+    Sleep(50);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, FDSEND_DONTWAIT), 1);
+    CHECK_EQ(n, 1);
+    CHECK(same_file((HANDLE)got, f));
+    CloseHandle((HANDLE)got);
+    closesocket(a);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, 0), 0);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, 0);
+    CloseHandle(f);
+    closesocket(b);
+}
+
+/* Every bad argument gets its code, and no handle copy is left behind. */
+TEST(bad_arguments)
+{
+    SOCKET a, b, udp;
+    HANDLE f = temp_file("args");
+    intptr_t fd = (intptr_t)f, fds[FDSEND_MAX_FDS + 1], got = 0, bad[2];
+    char data[8];
+    int32_t n = 0, i;
+    uint32_t rf = 0;
+    DWORD base;
+    socket_pair(&a, &b);
+    for (i = 0; i <= FDSEND_MAX_FDS; i++)
+        fds[i] = fd;
+    base = handle_count();
+    CHECK_RC(fdsend_send(-1, "x", 1, NULL, 0, 0), FDSEND_EBADF);
+    CHECK_RC(fdsend_send((intptr_t)a, NULL, 1, NULL, 0, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_send((intptr_t)a, "x", 1, NULL, 1, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_send((intptr_t)a, "x", 1, &fd, -1, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_send((intptr_t)a, "x", 1, &fd, 1, 0x80), FDSEND_EINVAL);
+    CHECK_RC(fdsend_send((intptr_t)a, "x", 1, fds, FDSEND_MAX_FDS + 1, 0), FDSEND_ETOOMANYFDS);
+    bad[0] = fd;
+    bad[1] = 0;
+    CHECK_RC(fdsend_send((intptr_t)a, "x", 1, bad, 2, 0), FDSEND_EBADF);
+    bad[1] = -1; /* GetCurrentProcess(): a pseudo-handle, never sent */
+    CHECK_RC(fdsend_send((intptr_t)a, "x", 1, bad, 2, 0), FDSEND_EBADF);
+    bad[1] = (intptr_t)0x3ffffffc; /* far beyond any handle table here */
+    CHECK_RC(fdsend_send((intptr_t)a, "x", 1, bad, 2, 0), FDSEND_EBADF);
+    CHECK_EQ(handle_count(), base); /* the copy of bad[0] was closed again */
+    CHECK_RC(fdsend_send(fd, "x", 1, NULL, 0, 0), FDSEND_ENOTSOCK);
+    CHECK_RC(fdsend_send_to((intptr_t)a, "/tmp/x", "x", 1, NULL, 0, 0), FDSEND_ENOTSUP);
+    udp = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP);
+    CHECK(udp != INVALID_SOCKET);
+    CHECK_RC(fdsend_send((intptr_t)udp, "x", 1, &fd, 1, 0), FDSEND_ENOTSUP);
+    closesocket(udp);
+
+    CHECK_RC(fdsend_recv(-1, data, 1, NULL, 0, NULL, NULL, 0), FDSEND_EBADF);
+    CHECK_RC(fdsend_recv((intptr_t)b, NULL, 1, NULL, 0, NULL, NULL, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, 1, NULL, 1, &n, NULL, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, 1, &got, 1, NULL, NULL, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, 1, &got, -1, &n, NULL, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, 1, &got, 1, &n, &rf, 2), FDSEND_EINVAL);
+    CHECK_RC(fdsend_recv(fd, data, 1, &got, 1, &n, &rf, 0), FDSEND_ENOTSOCK);
+    CHECK_EQ(handle_count(), base);
+
+    /* The connection still works after all of that. */
+    CHECK_RC(fdsend_send((intptr_t)a, "ok", 2, &fd, 1, 0), 2);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, 0), 2);
+    CHECK_EQ(n, 1);
+    CloseHandle((HANDLE)got);
+    CloseHandle(f);
+    closesocket(a);
+    closesocket(b);
+}
+
+/* The most handles one message carries, all distinct and all arriving. */
+TEST(max_fds)
+{
+    SOCKET a, b;
+    HANDLE f = temp_file("many");
+    intptr_t fds[FDSEND_MAX_FDS], got[FDSEND_MAX_FDS];
+    char data[4];
+    int32_t n = 0, i;
+    uint32_t rf = 9;
+    DWORD base;
+    socket_pair(&a, &b);
+    CHECK_EQ(fdsend_max_fds(), FDSEND_MAX_FDS);
+    for (i = 0; i < FDSEND_MAX_FDS; i++)
+        fds[i] = (intptr_t)f;
+    base = handle_count();
+    CHECK_RC(fdsend_send((intptr_t)a, "m", 1, fds, FDSEND_MAX_FDS, 0), 1);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, got, FDSEND_MAX_FDS, &n, &rf, 0), 1);
+    CHECK_EQ(n, FDSEND_MAX_FDS);
+    CHECK_EQ(rf, 0);
+    CHECK_EQ(handle_count(), base + FDSEND_MAX_FDS);
+    for (i = 0; i < n; i++) {
+        CHECK(same_file((HANDLE)got[i], f));
+        CHECK(CloseHandle((HANDLE)got[i]));
+    }
+    CHECK_EQ(handle_count(), base);
+    CloseHandle(f);
+    closesocket(a);
+    closesocket(b);
+}
+
+/* The peer's process id, from the system's TCP connection table; no uid/gid on Windows. */
+TEST(peer_credentials)
+{
+    unsigned short port;
+    SOCKET l = listen_loopback(&port), s;
+    HANDLE child = spawn_child("creds", port, NULL);
+    int64_t pid = 0, uid = 0, gid = 0;
+    int32_t rc;
+    DWORD child_pid = GetProcessId(child);
+    s = accept_child(l);
+    rc = fdsend_peer_credentials((intptr_t)s, &pid, &uid, &gid);
+    printf("peer credentials: rc %d pid %lld (child %lu)\n", (int)rc, (long long)pid,
+           (unsigned long)child_pid);
+    CHECK_RC(rc, FDSEND_OK);
+    CHECK_EQ(pid, child_pid);
+    CHECK_EQ(uid, -1);
+    CHECK_EQ(gid, -1);
+    CHECK_RC(fdsend_peer_credentials(-1, &pid, NULL, NULL), FDSEND_EBADF);
+    closesocket(s);
+    CHECK_EQ(wait_child(child), 0);
+    closesocket(l);
+}
+
+TEST(version_and_strings)
+{
+    CHECK(strcmp(fdsend_version(), FDSEND_VERSION_STRING) == 0);
+    CHECK(strcmp(fdsend_strerror(FDSEND_ESRCH), "unknown fdsend error code") != 0);
+    CHECK(strcmp(fdsend_strerror(12345), "unknown fdsend error code") == 0);
+}
+
+/* One round trip of every kind before a case counts handles: Winsock and wine allocate
+ * some per-thread objects (events) on first use, which are no leak. */
+static void warm_up(void)
+{
+    SOCKET a, b;
+    HANDLE f = temp_file("warm");
+    intptr_t fd = (intptr_t)f, got = 0;
+    char data[4];
+    int32_t n = 0;
+    uint32_t rf = 0;
+    socket_pair(&a, &b);
+    CHECK_RC(fdsend_send((intptr_t)a, "w", 1, &fd, 1, 0), 1);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, 0), 1);
+    CHECK_EQ(n, 1);
+    CloseHandle((HANDLE)got);
+    CHECK_RC(fdsend_send((intptr_t)a, "w", 1, &fd, 1, FDSEND_DONTWAIT), 1);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, 0), 1);
+    CloseHandle((HANDLE)got);
+    CloseHandle(f);
+    closesocket(a);
+    closesocket(b);
+}
+
+typedef struct test_case {
+    const char *name;
+    void (*fn)(void);
+} test_case;
+
+int main(int argc, char **argv)
+{
+    static const test_case cases[] = {
+        CASE(round_trip_in_process),
+        CASE(cross_process_several_handles),
+        CASE(maxfds_truncation_closes_extras),
+        CASE(partial_reads_keep_the_stream),
+        CASE(zero_length_data),
+        CASE(large_message),
+        CASE(sender_died),
+        CASE(forged_sender_is_refused),
+        CASE(garbage_is_a_protocol_error),
+        CASE(dontwait_and_end_of_stream),
+        CASE(bad_arguments),
+        CASE(max_fds),
+        CASE(peer_credentials),
+        CASE(version_and_strings),
+    };
+    WSADATA wsa;
+    size_t i;
+    int ran = 0;
+    if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0)
+        return 1;
+    CHECK(GetModuleFileNameW(NULL, self_path, MAX_PATH) > 0);
+    if (argc > 1 && strcmp(argv[1], "child") == 0)
+        return child_main(argc, argv);
+    warm_up();
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (argc > 1 && strcmp(argv[1], cases[i].name) != 0)
+            continue;
+        printf("case %s\n", cases[i].name);
+        fflush(stdout);
+        cases[i].fn();
+        ran++;
+    }
+    if (ran == 0) {
+        fprintf(stderr, "no case named %s\n", argc > 1 ? argv[1] : "(none)");
+        return 2;
+    }
+    printf("%d passed, 0 failed\n", ran);
+    return 0;
+}
