@@ -1577,6 +1577,57 @@ static void case_args(void)
     close(sv[0]);
 }
 
+/* ---- passcred: credentials and pidfds the kernel adds to every read ------------------- */
+
+/* A receiver with SO_PASSCRED (and SO_PASSPIDFD, Linux >= 6.5, which installs a pidfd of
+ * the sender with EVERY read) still gets every message whole, and no pidfd leaks. */
+static void case_passcred(void)
+{
+    int types[3] = {SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM};
+    for (int t = 0; t < 3; t++) {
+        int sv[2], files[2], one = 1;
+        make_pair(types[t], sv);
+        make_fds(files, 2);
+        CHECK(setsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof one) == 0);
+#ifdef __linux__
+        if (setsockopt(sv[1], SOL_SOCKET, 76 /* SO_PASSPIDFD */, &one, sizeof one) != 0 &&
+            t == 0)
+            printf("note: SO_PASSPIDFD not supported by this kernel\n");
+#endif
+        int base = fd_count();
+        intptr_t fds[2];
+        to_intptr(files, fds, 2);
+        unsigned char payload[3000];
+        fill_pattern(payload, sizeof payload, 7);
+        for (int i = 0; i < 20; i++)
+            CHECK_EQ(fdsend_msg_send(sv[0], payload, sizeof payload, fds, i % 3, 0),
+                     FDSEND_OK);
+        if (types[t] == SOCK_STREAM) /* and a fragmented frame: one read per byte */
+            slow_frame(sv[0], "slow", files, 2, 0);
+        for (int i = 0; i < 20; i++) {
+            unsigned char buf[4000];
+            intptr_t got[4];
+            int32_t n = -1;
+            CHECK_EQ(fdsend_msg_recv(sv[1], buf, sizeof buf, got, 4, &n, 0),
+                     (int64_t)sizeof payload);
+            CHECK(memcmp(buf, payload, sizeof payload) == 0);
+            check_and_close(got, n, files, i % 3);
+        }
+        if (types[t] == SOCK_STREAM) {
+            char buf[8];
+            intptr_t got[4];
+            int32_t n = -1;
+            CHECK_EQ(fdsend_msg_recv(sv[1], buf, sizeof buf, got, 4, &n, 0), 4);
+            CHECK(memcmp(buf, "slow", 4) == 0);
+            check_and_close(got, n, files, 2);
+        }
+        CHECK_EQ(fd_count(), base);
+        close_all(files, 2);
+        close(sv[0]);
+        close(sv[1]);
+    }
+}
+
 /* ---- main ------------------------------------------------------------------------- */
 
 typedef struct test_case {
@@ -1602,6 +1653,7 @@ static const test_case cases[] = {
     {"fork", case_fork},
     {"fork_while_busy", case_fork_while_busy},
     {"args", case_args},
+    {"passcred", case_passcred},
 };
 
 int main(int argc, char **argv)
