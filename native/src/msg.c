@@ -39,6 +39,9 @@ int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#if defined(__linux__)
+#  include <sys/syscall.h>
+#endif /* defined(__linux__) */
 
 #ifndef SSIZE_MAX
 #  define SSIZE_MAX ((size_t)-1 / 2)
@@ -302,6 +305,16 @@ static int64_t send_iov(int sock, struct iovec *iov, int iovcnt, const intptr_t 
     do {
         n = sendmsg(sock, &msg, sendflags);
     } while (n < 0 && errno == EINTR);
+#if defined(__linux__) && defined(SYS_sendmsg)
+    /* musl's sendmsg() refuses more than 1024 bytes of control data (ENOMEM) without
+     * asking the kernel: 253 descriptors need 1032. All its wrapper adds is zeroing the
+     * padding of 64-bit msghdr/cmsghdr, which ours already is, so ask the kernel directly. */
+    if (n < 0 && errno == ENOMEM && msg.msg_controllen > 1024) {
+        do {
+            n = (ssize_t)syscall(SYS_sendmsg, sock, &msg, sendflags);
+        } while (n < 0 && errno == EINTR);
+    }
+#endif /* defined(__linux__) && defined(SYS_sendmsg) */
     if (n < 0) {
         int err = errno;
         if (nfds > 0 && (err == EINVAL || err == EOPNOTSUPP) && is_non_unix_socket(sock))
