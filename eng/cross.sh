@@ -170,7 +170,7 @@ cross_check_binary() {
       ;;
     osx-x64|osx-arm64)
       case "$rid" in osx-x64) machine=x86_64 ;; *) machine=arm64 ;; esac
-      grep -q "^Mach-O 64-bit dynamically linked shared library $machine" <<<"$info" \
+      grep -q "^Mach-O 64-bit $machine dynamically linked shared library" <<<"$info" \
         || problems+=" not a Mach-O $machine dylib;"
       ;;
     freebsd-x64|illumos-x64)
