@@ -208,8 +208,8 @@ cross_ctest() {
   local rid="$1"; shift
   local dir; dir="$(cross_build_dir "$rid")"
   local out="$dir.ctest.log"
-  ctest --test-dir "$dir" -j2 --output-on-failure --timeout 180 "$@" >"$out" 2>&1
-  local rc=$?
+  local rc=0
+  ctest --test-dir "$dir" -j2 --output-on-failure --timeout 180 "$@" >"$out" 2>&1 || rc=$?
   # Failures in full, then the summary lines.
   # Each failing test's output (up to the next test's line), then CTest's summary.
   sed -n '1,/tests passed/p' "$out" \
