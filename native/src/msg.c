@@ -181,7 +181,9 @@ typedef struct busy_entry {
 static pthread_mutex_t busy_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t busy_cond = PTHREAD_COND_INITIALIZER;
 static busy_entry *busy_head;
-static pthread_once_t busy_once = PTHREAD_ONCE_INIT;
+/* Guarded by busy_mutex. Not pthread_once: that binds to pthread_once@GLIBC_2.34 and
+ * would raise the glibc the library needs from 2.14/2.17 to 2.34. */
+static int busy_atfork_registered;
 
 static void busy_prepare(void)
 {
@@ -201,11 +203,6 @@ static void busy_child(void)
     pthread_mutex_unlock(&busy_mutex);
 }
 
-static void busy_init(void)
-{
-    (void)pthread_atfork(busy_prepare, busy_parent, busy_child);
-}
-
 static int busy_find(int sock, int dir)
 {
     const busy_entry *e;
@@ -222,8 +219,11 @@ static int busy_find(int sock, int dir)
 static int32_t busy_acquire(busy_entry *me, int sock, int dir, uint32_t flags)
 {
     int nowait = -1; /* not known yet: only looked up when there is contention */
-    pthread_once(&busy_once, busy_init);
     pthread_mutex_lock(&busy_mutex);
+    if (!busy_atfork_registered) {
+        busy_atfork_registered = 1;
+        (void)pthread_atfork(busy_prepare, busy_parent, busy_child);
+    }
     while (busy_find(sock, dir)) {
         if (nowait < 0) {
             int fl = fcntl(sock, F_GETFL);
