@@ -22,11 +22,11 @@
 
 /* A control buffer being built, aligned like a kernel one. */
 typedef struct builder {
-    union {
+    size_t len;
+    union { /* last: glibc's cmsghdr ends in a flexible array member */
         struct cmsghdr align;
         unsigned char buf[1024];
     } u;
-    size_t len;
 } builder;
 
 /* Append one control message (cmsg_len = CMSG_LEN(datalen), advanced by CMSG_SPACE). */
