@@ -1,7 +1,7 @@
 // Two processes: this one sends 16 bytes + 1 fd, the peer (FdSendCompare in its child
-// mode, FdSend's span overloads) receives it, sends 16 bytes + that fd back and closes it;
-// this one receives and closes. Both processes run on one CPU, so that a hand-off is a
-// context switch rather than a cross-CPU wake-up (whose latency would dominate and vary).
+// mode) receives it, sends 16 bytes + that fd back and closes it; this one receives and
+// closes. Both processes run on one CPU, so that a hand-off is a context switch rather than
+// a cross-CPU wake-up (whose latency would dominate and vary from run to run).
 // SPDX-License-Identifier: MIT
 using System.Diagnostics;
 using System.Net.Sockets;
@@ -17,11 +17,13 @@ public class PingPong
     Socket _socket = null!;
     Process _peer = null!;
     int[] _fd = [];
-    byte[] _buffer = new byte[Harness.PayloadLength];
-    int[] _received = new int[1];
+    Descriptor[] _descriptor = [];
+    readonly byte[] _buffer = new byte[Harness.PayloadLength];
+    readonly byte[] _payload = Harness.Payload.ToArray();
+    readonly int[] _received = new int[1];
 
-    [GlobalSetup]
-    public void Setup()
+    /// <summary>Starts the echo peer: FdSendCompare --child IMPL pingpong1 PATH.</summary>
+    void StartPeer(string impl)
     {
         // This (benchmark) thread and, by inheritance, the peer process: one CPU.
         if (OperatingSystem.IsLinux() && Environment.ProcessorCount > 1)
@@ -36,7 +38,7 @@ public class PingPong
         File.Delete(path);
         listener.Bind(new UnixDomainSocketEndPoint(path));
         listener.Listen(1);
-        _peer = Process.Start(new ProcessStartInfo(exe) { ArgumentList = { "--child", "span", "pingpong1", path } })!;
+        _peer = Process.Start(new ProcessStartInfo(exe) { ArgumentList = { "--child", impl, "pingpong1", path } })!;
         if (!listener.Poll(TimeSpan.FromSeconds(30), SelectMode.SelectRead))
             throw new InvalidOperationException("the echo peer did not connect");
         _socket = listener.Accept();
@@ -44,7 +46,11 @@ public class PingPong
         var h = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Read);
         GC.SuppressFinalize(h);
         _fd = [(int)h.DangerousGetHandle()];
+        _descriptor = [_fd[0]];
     }
+
+    [GlobalSetup(Target = nameof(SyncRoundTrip))]
+    public void SetupSync() => StartPeer("span");
 
     [GlobalCleanup]
     public void Cleanup()
@@ -55,7 +61,7 @@ public class PingPong
         _peer.Dispose();
     }
 
-    [Benchmark(Description = "sync round trip, span overloads")]
+    [Benchmark(Baseline = true, Description = "sync round trip, span overloads")]
     public int SyncRoundTrip()
     {
         _socket.SendFds(Harness.Payload, (ReadOnlySpan<int>)_fd);
@@ -65,4 +71,17 @@ public class PingPong
         Harness.Close(_received[0]);
         return n;
     }
+
+#if FDSEND_ASYNC
+    [GlobalSetup(Target = nameof(AsyncRoundTrip))]
+    public void SetupAsync() => StartPeer("async");
+
+    [Benchmark(Description = "async round trip, SendFdsAsync/ReceiveFdsAsync")]
+    public async ValueTask<int> AsyncRoundTrip()
+    {
+        await _socket.SendFdsAsync(_payload, _descriptor).ConfigureAwait(false);
+        using ReceivedFds r = await _socket.ReceiveFdsAsync(_buffer, 1).ConfigureAwait(false);
+        return r.Count == 1 ? r.BytesReceived : throw new InvalidOperationException($"received {r}");
+    }
+#endif
 }

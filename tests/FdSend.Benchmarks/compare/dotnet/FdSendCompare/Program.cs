@@ -1,7 +1,7 @@
 // FdSend in the comparison: each implementation below is one row of the table. To add a
-// row (FdSend async, FdChannel), write a transport struct (ITransport or IAsyncTransport
-// from ../Common/Harness.cs) and add one line to the list; compare.py picks it up through
-// "FdSendCompare --list".
+// row, write a transport struct (ITransport or IAsyncTransport from ../Common/Harness.cs)
+// and add one line to the list; compare.py picks it up through "FdSendCompare --list".
+// The async and channel rows (AsyncTransports.cs) exist when managed/FdSend has the APIs.
 // SPDX-License-Identifier: MIT
 using System.Net.Sockets;
 using FdSend;
@@ -11,10 +11,19 @@ return Harness.RunMain(args, "fdsend",
 [
     new("span", "FdSend sync, span overloads (caller closes raw fds)", Harness.Run<SpanTransport>),
     new("owning", "FdSend sync, owning ReceivedFds (Dispose closes)", Harness.Run<OwningTransport>),
+#if FDSEND_ASYNC
+    new("async", "FdSend async, SendFdsAsync/ReceiveFdsAsync (owning ReceivedFds)", Harness.RunAsync<AsyncTransport>),
+#endif
+#if FDSEND_CHANNEL
+    new("channel", "FdSend FdChannel (framed messages, async)", Harness.RunAsync<ChannelTransport>),
+#endif
 ],
 new Dictionary<string, Func<string[], int>>
 {
     ["--pending"] = PendingReceives.Run,
+#if FDSEND_ASYNC
+    ["--pending-peer"] = PendingReceives.Peer,
+#endif
 });
 
 /// <summary>SendFds(data, ReadOnlySpan&lt;int&gt;) + ReceiveFds(buffer, Span&lt;int&gt;, out count,
