@@ -1,0 +1,179 @@
+# libfdsend's extra checks (issue 2). Sourced by build.sh; defines
+#   native_test   run by ./build.sh test after the plain CTest run of the native build:
+#     sanitizers  a second tree built with clang-14 -fsanitize=address,undefined (plus the
+#                 libFuzzer target), whose whole CTest suite runs there
+#     valgrind    the native build's CTest suite under valgrind memcheck, failing on
+#                 memory errors, heap leaks and leaked descriptors
+#     fuzz        the cmsg parser fuzzed for FDSEND_FUZZ_SECONDS (30) on a copy of the
+#                 committed seed corpus tests/native/fuzz/corpus
+#     exports     libfdsend.so exports fdsend_* symbols and nothing else
+#     install     cmake --install into a temporary prefix, then a find_package(fdsend)
+#                 consumer and the README quick start built with pkg-config, both run
+# A missing tool prints "SKIPPED: <why>" and does not fail. The helpers below are named
+# _native_* so that build.sh (which runs every *_test function) does not call them.
+# SPDX-License-Identifier: MIT
+
+NATIVE_SAN_DIR() { echo "$ROOT/build/native-asan"; }
+
+# skip, remembered so that the summary says "skipped" rather than "ok".
+_native_skip() { skip "$@"; NATIVE_STEP_SKIPPED=1; }
+
+# Whether clang-14 can link a program with the given -fsanitize= list.
+_native_clang_can() {
+  echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }
+#ifndef FUZZ
+int main(void) { return 0; }
+#endif' >"$1.probe.c"
+  clang-14 -fsanitize="$2" ${3:-} -x c "$1.probe.c" -o "$1.probe" >/dev/null 2>&1
+  local rc=$?
+  rm -f "$1.probe.c" "$1.probe"
+  return $rc
+}
+
+# (a) The second tree: clang-14, ASan+UBSan, and the fuzz target when libFuzzer links.
+_native_sanitizers() {
+  local dir; dir="$(NATIVE_SAN_DIR)"
+  NATIVE_FUZZ_READY=0
+  if ! command -v clang-14 >/dev/null; then
+    _native_skip "sanitizers and fuzzing: clang-14 is not installed (Debian: clang-14 libclang-rt-14-dev)"
+    return 0
+  fi
+  mkdir -p "$dir"
+  if ! _native_clang_can "$dir" address,undefined; then
+    _native_skip "sanitizers and fuzzing: clang-14 cannot link -fsanitize=address,undefined (libclang-rt-14-dev missing?)"
+    return 0
+  fi
+  local fuzz=OFF
+  if _native_clang_can "$dir" fuzzer,address,undefined -DFUZZ; then
+    fuzz=ON
+  else
+    _native_skip "fuzzing: clang-14 cannot link -fsanitize=fuzzer (libclang-rt-14-dev missing?)"
+  fi
+  cmake -S "$ROOT" -B "$dir" -DCMAKE_C_COMPILER=clang-14 -DCMAKE_BUILD_TYPE=Debug \
+    -DFDSEND_SANITIZE=address,undefined -DFDSEND_FUZZ=$fuzz >"$dir.configure.log" 2>&1 \
+    || { cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" -j2 >"$dir.build.log" 2>&1 || { tail -40 "$dir.build.log"; return 1; }
+  [ "$fuzz" = ON ] && NATIVE_FUZZ_READY=1
+  ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    ctest --test-dir "$dir" --output-on-failure -j2
+}
+
+# (b) The native build's CTest suite under valgrind (tests/native/valgrind_ctest.py).
+_native_valgrind() {
+  command -v valgrind >/dev/null || { _native_skip "valgrind: not installed (Debian: valgrind)"; return 0; }
+  command -v python3 >/dev/null || { _native_skip "valgrind: python3 is needed to drive it"; return 0; }
+  python3 "$ROOT/tests/native/valgrind_ctest.py" "$(NATIVE_BUILD_DIR)" -j2
+}
+
+# (c) Fuzz the parser for a bounded time on a temporary copy of the seed corpus (the
+# committed corpus only changes by running tests/native/fuzz/make_corpus.py).
+_native_fuzz() {
+  local dir fuzzer tmp rc secs="${FDSEND_FUZZ_SECONDS:-30}"
+  dir="$(NATIVE_SAN_DIR)"; fuzzer="$dir/tests/native/fuzz_parse_rights"
+  if [ "${NATIVE_FUZZ_READY:-0}" != 1 ] || [ ! -x "$fuzzer" ]; then
+    _native_skip "fuzzing: no libFuzzer build (see the sanitizers step)"; return 0
+  fi
+  tmp="$(mktemp -d "${TMPDIR:-/tmp}/fdsend-fuzz.XXXXXX")"
+  cp -R "$ROOT/tests/native/fuzz/corpus" "$tmp/corpus"
+  echo "fuzzing fdsend_parse_rights for ${secs}s from $(ls "$tmp/corpus" | wc -l) seeds"
+  "$fuzzer" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$tmp/" "$tmp/corpus" >"$tmp/log" 2>&1
+  rc=$?
+  grep -E "^(#[0-9]+ +DONE|Done [0-9]+ runs|stat::number_of_executed_units)" "$tmp/log" || true
+  if [ $rc -ne 0 ]; then
+    tail -60 "$tmp/log"
+    echo "fuzzer failed (exit $rc); crash inputs:"
+    ls "$tmp"/crash-* "$tmp"/leak-* "$tmp"/timeout-* "$tmp"/oom-* 2>/dev/null | while read -r f; do
+      echo "  $f: $(od -An -tx1 -v "$f" | tr -d '\n' | cut -c1-300)"
+    done
+    echo "(kept in $tmp)"
+    return 1
+  fi
+  rm -rf "$tmp"
+}
+
+# (d) Only fdsend_* in the dynamic symbol table, and every public function there.
+_native_exports() {
+  local lib bad missing f
+  lib="$(NATIVE_BUILD_DIR)/libfdsend.so"
+  command -v nm >/dev/null || { _native_skip "exports: nm is not installed (Debian: binutils)"; return 0; }
+  [ -f "$lib" ] || { echo "exports: $lib is missing"; return 1; }
+  bad=$(nm -D --defined-only "$lib" | awk '{print $NF}' | grep -v '^fdsend_' || true)
+  missing=""
+  for f in fdsend_send fdsend_send_to fdsend_recv fdsend_peer_credentials fdsend_max_fds \
+           fdsend_strerror fdsend_version fdsend_last_os_error; do
+    nm -D --defined-only "$lib" | awk '{print $NF}' | grep -qx "$f" || missing="$missing $f"
+  done
+  echo "libfdsend.so exports $(nm -D --defined-only "$lib" | grep -c ' fdsend_') fdsend_* symbols"
+  [ -z "$bad" ] || { echo "exports: symbols outside fdsend_*:"; echo "$bad"; return 1; }
+  [ -z "$missing" ] || { echo "exports: missing:$missing"; return 1; }
+}
+
+# (e) Install into a temporary prefix and build two consumers the ways users do.
+_native_install() {
+  local tmp prefix out rc=0 cc="${CC:-cc}"
+  tmp="$(mktemp -d "${TMPDIR:-/tmp}/fdsend-install.XXXXXX")"; prefix="$tmp/prefix"
+  cmake --install "$(NATIVE_BUILD_DIR)" --prefix "$prefix" >"$tmp/install.log" 2>&1 \
+    || { cat "$tmp/install.log"; rm -rf "$tmp"; return 1; }
+  for f in include/fdsend.h lib/libfdsend.so lib/libfdsend.a lib/pkgconfig/fdsend.pc \
+           lib/cmake/fdsend/fdsendConfig.cmake; do
+    [ -e "$prefix/$f" ] || { echo "install: $f is missing from the prefix"; rc=1; }
+  done
+
+  # find_package(fdsend) -> fdsend::fdsend and fdsend::fdsend_static.
+  if cmake -S "$ROOT/tests/native/install" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$prefix" \
+       >"$tmp/consumer.log" 2>&1 && cmake --build "$tmp/consumer" >>"$tmp/consumer.log" 2>&1; then
+    for exe in consumer consumer_static; do
+      out=$("$tmp/consumer/$exe" 2>&1) && [ "$out" = "consumer ok $(_native_version)" ] \
+        && echo "find_package consumer ($exe): $out" \
+        || { echo "install: $exe printed: $out"; rc=1; }
+    done
+  else
+    cat "$tmp/consumer.log"; rc=1
+  fi
+
+  # pkg-config: the README's build line for the quick start, exactly.
+  if command -v pkg-config >/dev/null; then
+    if ( cd "$tmp" && cp "$ROOT/native/examples/quickstart.c" . \
+         && PKG_CONFIG_PATH="$prefix/lib/pkgconfig" \
+            sh -c "$cc"' quickstart.c $(pkg-config --cflags --libs fdsend) -o quickstart' ); then
+      out=$(LD_LIBRARY_PATH="$prefix/lib" "$tmp/quickstart" 2>&1)
+      if printf '%s\n' "$out" | grep -q "^child: the file says: hello from the parent's file$" \
+         && printf '%s\n' "$out" | grep -q "^parent: child exited with 0$"; then
+        echo "pkg-config consumer (quick start):"; printf '%s\n' "$out" | sed 's/^/  /'
+      else
+        echo "install: the quick start printed:"; printf '%s\n' "$out"; rc=1
+      fi
+    else
+      echo "install: the quick start does not build with pkg-config"; rc=1
+    fi
+  else
+    _native_skip "pkg-config consumer: pkg-config is not installed (Debian: pkg-config)"
+  fi
+  rm -rf "$tmp"
+  return $rc
+}
+
+_native_version() {
+  sed -n 's/^#define FDSEND_VERSION_STRING "\(.*\)"$/\1/p' "$ROOT/native/include/fdsend.h"
+}
+
+native_test() {
+  local t0=$SECONDS rc=0 results=() step s
+  for step in sanitizers valgrind fuzz exports install; do
+    log "native: $step"
+    s=$SECONDS
+    NATIVE_STEP_SKIPPED=0
+    if "_native_$step"; then
+      if [ "$NATIVE_STEP_SKIPPED" = 1 ]; then results+=("$step: skipped or partly skipped (see SKIPPED above)"); else results+=("$step: ok ($((SECONDS - s)) s)"); fi
+    else
+      results+=("$step: FAILED ($((SECONDS - s)) s)"); rc=1
+    fi
+  done
+  printf '\nnative summary (%s s):\n' "$((SECONDS - t0))"
+  printf '  %s\n' "${results[@]}"
+  local nf; nf=$(printf '%s\n' "${results[@]}" | grep -c FAILED || true)
+  echo "$(( ${#results[@]} - nf )) passed, $nf failed"
+  return $rc
+}
