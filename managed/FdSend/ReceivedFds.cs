@@ -147,6 +147,18 @@ public sealed class ReceivedFds : IDisposable
     public Socket TakeSocket(int index)
     {
         int fd = Untaken(index);
+
+        // Socket(SafeSocketHandle) accepts any descriptor, so look first through a
+        // non-owning probe (disposing it leaves the descriptor open), and refuse one that is
+        // not a socket.
+        using (var probe = new Socket(new SafeSocketHandle(fd, ownsHandle: false)))
+        {
+            if (probe.SocketType == SocketType.Unknown)
+                throw new ArgumentException(
+                    $"The descriptor at index {index} is not a socket. Take it with TakeFileHandle, TakeFileStream or TakePipe instead.",
+                    nameof(index));
+        }
+
         var handle = new SafeSocketHandle(fd, ownsHandle: true);
         Socket socket;
         try
@@ -155,17 +167,8 @@ public sealed class ReceivedFds : IDisposable
         }
         catch
         {
-            handle.SetHandleAsInvalid();
+            handle.SetHandleAsInvalid(); // no Socket was made: the descriptor stays ours, untaken
             throw;
-        }
-        if (socket.SocketType == SocketType.Unknown)
-        {
-            // Socket(SafeSocketHandle) accepts any descriptor; refuse one that is not a socket.
-            handle.SetHandleAsInvalid();
-            socket.Dispose();
-            throw new ArgumentException(
-                $"The descriptor at index {index} is not a socket. Take it with TakeFileHandle, TakeFileStream or TakePipe instead.",
-                nameof(index));
         }
         MarkTaken(index);
         return socket;

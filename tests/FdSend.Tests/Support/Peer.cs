@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: MIT
+// Starts FdSend.TestPeer as a real child process connected to a listener here.
+using System.Diagnostics;
+using System.Text;
+
+namespace FdSend.Tests.Support;
+
+public sealed class Peer : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _stderr;
+
+    private Peer(Process process, Socket connection, StringBuilder stderr)
+    {
+        _process = process;
+        Connection = connection;
+        _stderr = stderr;
+    }
+
+    /// <summary>This side of the connection the child made.</summary>
+    public Socket Connection { get; }
+
+    public int Pid => _process.Id;
+
+    public static string PeerDll => Path.Combine(AppContext.BaseDirectory, "FdSend.TestPeer.dll");
+
+    /// <summary>The dotnet host that runs the tests (dotnet test sets DOTNET_HOST_PATH).</summary>
+    private static string DotnetHost()
+    {
+        string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
+        if (!string.IsNullOrEmpty(host) && File.Exists(host))
+            return host;
+        string? self = Environment.ProcessPath;
+        if (self is not null && Path.GetFileNameWithoutExtension(self) == "dotnet")
+            return self;
+        return "dotnet";
+    }
+
+    /// <summary>Starts the peer with a command, waits for it to connect (30 s).</summary>
+    public static Peer Start(TempDir dir, string command, params string[] args)
+    {
+        string path = dir.NewPath("peer");
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
+        listener.Listen(1);
+
+        var psi = new ProcessStartInfo(DotnetHost())
+        {
+            UseShellExecute = false,
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+        };
+        psi.ArgumentList.Add(PeerDll);
+        psi.ArgumentList.Add(command);
+        psi.ArgumentList.Add(path);
+        foreach (string a in args)
+            psi.ArgumentList.Add(a);
+        Process process = Process.Start(psi) ?? throw new InvalidOperationException("could not start the test peer");
+        var stderr = new StringBuilder();
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(e.Data); };
+        process.BeginErrorReadLine();
+        process.BeginOutputReadLine();
+
+        if (!listener.Poll(TimeSpan.FromSeconds(30), SelectMode.SelectRead))
+        {
+            process.Kill();
+            throw new TimeoutException($"the test peer did not connect: {stderr}");
+        }
+        var peer = new Peer(process, listener.Accept(), stderr);
+        peer.Connection.ReceiveTimeout = 30_000;
+        peer.Connection.SendTimeout = 30_000;
+        return peer;
+    }
+
+    /// <summary>Reads the peer's report (everything until it closes its end).</summary>
+    public string ReadReport() => TestData.ReadToEnd(Connection);
+
+    /// <summary>Waits for the peer to exit and asserts that it succeeded.</summary>
+    public void AssertExitedCleanly()
+    {
+        if (!_process.WaitForExit(30_000))
+        {
+            _process.Kill();
+            Assert.Fail("the test peer did not exit");
+        }
+        _process.WaitForExit(); // flush the async stderr reader
+        string err;
+        lock (_stderr)
+            err = _stderr.ToString();
+        Assert.That(_process.ExitCode, Is.EqualTo(0), $"test peer failed: {err}");
+    }
+
+    public void Dispose()
+    {
+        Connection.Dispose();
+        if (!_process.HasExited)
+        {
+            if (!_process.WaitForExit(10_000))
+                _process.Kill(entireProcessTree: true);
+        }
+        _process.Dispose();
+    }
+}

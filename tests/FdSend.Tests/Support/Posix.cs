@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+// Small POSIX helpers the tests (and the test peer) use to observe what a user would:
+// inodes (fstat), fd flags (/proc/self/fdinfo), fd counts (/proc/self/fd), ids, limits.
+// Linux x64/arm64 only: the tests run there.
+using System.Globalization;
+using System.Runtime.InteropServices;
+
+namespace FdSend.Tests.Support;
+
+/// <summary>The identity of an open file: st_dev and st_ino.</summary>
+internal readonly record struct FileId(ulong Device, ulong Inode)
+{
+    public override string ToString() => $"{Device}:{Inode}";
+
+    public static FileId Parse(string s)
+    {
+        string[] parts = s.Split(':');
+        return new FileId(ulong.Parse(parts[0], CultureInfo.InvariantCulture),
+                          ulong.Parse(parts[1], CultureInfo.InvariantCulture));
+    }
+}
+
+internal static unsafe partial class Posix
+{
+    private const string Libc = "libc.so.6";
+
+    [LibraryImport(Libc, EntryPoint = "fstat", SetLastError = true)]
+    private static partial int FStatNative(int fd, byte* statBuffer);
+
+    [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    [LibraryImport(Libc, EntryPoint = "dup", SetLastError = true)]
+    public static partial int Dup(int fd);
+
+    [LibraryImport(Libc, EntryPoint = "geteuid")]
+    public static partial uint GetEUid();
+
+    [LibraryImport(Libc, EntryPoint = "getegid")]
+    public static partial uint GetEGid();
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct RLimit
+    {
+        public ulong Current;
+        public ulong Max;
+    }
+
+    private const int RLIMIT_NOFILE = 7;
+
+    [LibraryImport(Libc, EntryPoint = "setrlimit", SetLastError = true)]
+    private static partial int SetRLimit(int resource, RLimit* limit);
+
+    /// <summary>st_dev:st_ino of an open fd. struct stat starts with st_dev, st_ino (both
+    /// 64-bit) on Linux x86-64 and arm64.</summary>
+    public static FileId GetFileId(int fd)
+    {
+        if (!OperatingSystem.IsLinux() ||
+            RuntimeInformation.ProcessArchitecture is not (Architecture.X64 or Architecture.Arm64))
+            throw new PlatformNotSupportedException("the struct stat layout here is Linux x64/arm64");
+        byte* buffer = stackalloc byte[512];
+        if (FStatNative(fd, buffer) != 0)
+            throw new IOException($"fstat({fd}) failed: errno {Marshal.GetLastPInvokeError()}");
+        return new FileId(*(ulong*)buffer, *(ulong*)(buffer + 8));
+    }
+
+    public static FileId GetFileId(SafeHandle handle)
+    {
+        bool added = false;
+        handle.DangerousAddRef(ref added);
+        try
+        {
+            return GetFileId((int)handle.DangerousGetHandle());
+        }
+        finally
+        {
+            if (added)
+                handle.DangerousRelease();
+        }
+    }
+
+    public static FileId GetFileId(string path)
+    {
+        using var h = File.OpenHandle(path);
+        return GetFileId(h);
+    }
+
+    /// <summary>Whether fd is open in this process.</summary>
+    public static bool IsOpen(int fd) => File.Exists($"/proc/self/fdinfo/{fd}");
+
+    /// <summary>The fd's open-file flags from /proc/self/fdinfo ("flags:" is octal and
+    /// includes O_CLOEXEC (02000000) as the kernel reports close-on-exec there).</summary>
+    public static int GetFdInfoFlags(int fd)
+    {
+        foreach (string line in File.ReadAllLines($"/proc/self/fdinfo/{fd}"))
+        {
+            if (line.StartsWith("flags:", StringComparison.Ordinal))
+                return Convert.ToInt32(line.Substring(6).Trim(), 8);
+        }
+        throw new IOException($"no flags line in /proc/self/fdinfo/{fd}");
+    }
+
+    public const int O_NONBLOCK = 0x800;   // 04000
+    public const int O_CLOEXEC = 0x80000;  // 02000000
+
+    public static bool IsCloseOnExec(int fd) => (GetFdInfoFlags(fd) & O_CLOEXEC) != 0;
+
+    public static bool IsNonBlocking(int fd) => (GetFdInfoFlags(fd) & O_NONBLOCK) != 0;
+
+    /// <summary>Number of open descriptors in this process.</summary>
+    public static int OpenFdCount() => Directory.GetFileSystemEntries("/proc/self/fd").Length;
+
+    /// <summary>The numbers of the open descriptors of this process.</summary>
+    public static int[] OpenFds()
+    {
+        var list = new List<int>();
+        foreach (string entry in Directory.GetFileSystemEntries("/proc/self/fd"))
+        {
+            int fd = int.Parse(Path.GetFileName(entry), CultureInfo.InvariantCulture);
+            if (IsOpen(fd)) // the enumeration's own directory fd is gone by now
+                list.Add(fd);
+        }
+        return list.ToArray();
+    }
+
+    public static void SetOpenFileLimit(ulong limit)
+    {
+        RLimit l = new() { Current = limit, Max = limit };
+        if (SetRLimit(RLIMIT_NOFILE, &l) != 0)
+            throw new IOException($"setrlimit failed: errno {Marshal.GetLastPInvokeError()}");
+    }
+}

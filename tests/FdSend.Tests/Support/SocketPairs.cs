@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: MIT
+// .NET has no socketpair(): connected Unix socket pairs are made here from a listener (stream,
+// seqpacket) or two bound datagram sockets connected to each other, under a short temp dir
+// (sun_path holds 107 bytes).
+using System.Net.Sockets;
+using System.Text;
+
+namespace FdSend.Tests.Support;
+
+/// <summary>A private temporary directory, deleted on dispose.</summary>
+public sealed class TempDir : IDisposable
+{
+    public TempDir()
+    {
+        Path = Directory.CreateTempSubdirectory("fdsend-").FullName;
+    }
+
+    public string Path { get; }
+
+    private int _n;
+
+    /// <summary>A fresh path inside the directory (nothing created).</summary>
+    public string NewPath(string prefix = "s") => System.IO.Path.Combine(Path, $"{prefix}{Interlocked.Increment(ref _n)}");
+
+    /// <summary>A new file with the given content (unique inode per call).</summary>
+    public string NewFile(string content)
+    {
+        string p = NewPath("f");
+        File.WriteAllText(p, content);
+        return p;
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(Path, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
+
+/// <summary>Two connected Unix sockets of one type.</summary>
+public sealed class SocketPair : IDisposable
+{
+    public SocketPair(Socket a, Socket b)
+    {
+        A = a;
+        B = b;
+    }
+
+    public Socket A { get; }
+    public Socket B { get; }
+
+    public void Dispose()
+    {
+        A.Dispose();
+        B.Dispose();
+    }
+
+    public static SocketPair Create(TempDir dir, SocketType type)
+    {
+        if (type == SocketType.Dgram)
+        {
+            string pa = dir.NewPath("da"), pb = dir.NewPath("db");
+            var a = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+            var b = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+            a.Bind(new UnixDomainSocketEndPoint(pa));
+            b.Bind(new UnixDomainSocketEndPoint(pb));
+            a.Connect(new UnixDomainSocketEndPoint(pb));
+            b.Connect(new UnixDomainSocketEndPoint(pa));
+            return new SocketPair(a, b);
+        }
+
+        string path = dir.NewPath("l");
+        using var listener = new Socket(AddressFamily.Unix, type, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+        listener.Listen(1);
+        var client = new Socket(AddressFamily.Unix, type, ProtocolType.Unspecified);
+        client.Connect(new UnixDomainSocketEndPoint(path));
+        Socket server = listener.Accept();
+        return new SocketPair(client, server);
+    }
+}
+
+public static class TestData
+{
+    public static byte[] Utf8(string s) => Encoding.UTF8.GetBytes(s);
+
+    public static string Text(ReadOnlySpan<byte> bytes) => Encoding.UTF8.GetString(bytes);
+
+    /// <summary>Reads the whole file behind a received descriptor from offset 0 (pread: the
+    /// shared offset does not move).</summary>
+    public static string ReadAll(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+    {
+        var buffer = new byte[4096];
+        int n = RandomAccess.Read(handle, buffer, 0);
+        return Encoding.UTF8.GetString(buffer, 0, n);
+    }
+
+    /// <summary>Reads from a stream socket until the peer closes it.</summary>
+    public static string ReadToEnd(Socket socket)
+    {
+        var all = new MemoryStream();
+        var buffer = new byte[4096];
+        int n;
+        while ((n = socket.Receive(buffer)) > 0)
+            all.Write(buffer, 0, n);
+        return Encoding.UTF8.GetString(all.ToArray());
+    }
+}
