@@ -69,7 +69,8 @@ typedef enum fdsend_status {
     FDSEND_ECONNREFUSED = -14, /**< nobody listens at the destination path */
     FDSEND_ENOENT = -15,       /**< the destination path does not exist */
     FDSEND_EACCES = -16,       /**< permission denied (EACCES, EPERM) */
-    FDSEND_EDESTADDRREQ = -17, /**< datagram socket not connected: use fdsend_send_to */
+    FDSEND_EDESTADDRREQ = -17, /**< datagram socket not connected: use fdsend_send_to
+                                    (the BSDs; Linux reports FDSEND_ENOTCONN) */
     FDSEND_EISCONN = -18,      /**< socket already connected: use fdsend_send */
     FDSEND_ENOTUNIX = -19,     /**< the socket is not a Unix domain socket */
     FDSEND_ENAMETOOLONG = -20, /**< the destination path does not fit in sun_path */
@@ -108,6 +109,9 @@ enum {
  *   says how many; the descriptors went with those first bytes, so send the rest
  *   WITHOUT descriptors (nfds == 0).
  * - FDSEND_EAGAIN means nothing at all was sent: neither data nor descriptors.
+ * - nfds > 0 on a socket that is not AF_UNIX (TCP, UDP...): FDSEND_ENOTUNIX and nothing
+ *   is sent (some kernels would accept the message and silently drop the descriptors).
+ *   Plain data (nfds == 0) goes over any socket.
  *
  * @param sock   connected Unix domain socket
  * @param buf    data to send; may be NULL only when len == 0
@@ -142,12 +146,18 @@ FDSEND_API int64_t fdsend_send_to(intptr_t sock, const char *path, const void *b
  *   caller. Every descriptor that arrived beyond maxfds is closed, and
  *   FDSEND_RECV_FDS_TRUNCATED is set; so is it when the kernel dropped descriptors.
  * - len == 0 on a stream socket consumes exactly one byte (the fd-carrier byte that
- *   fdsend_send and IO::FDPass put on the wire) and returns 0; on seqpacket/datagram it
- *   receives one message and discards any data (FDSEND_RECV_DATA_TRUNCATED).
+ *   fdsend_send and IO::FDPass put on the wire) and returns 0; if that byte was not a
+ *   zero byte carrying descriptors, FDSEND_RECV_DATA_TRUNCATED says a data byte was
+ *   lost. With len > 0 the carrier byte is returned as one data byte, 0x00. On
+ *   seqpacket/datagram, len == 0 receives one message and discards any data
+ *   (FDSEND_RECV_DATA_TRUNCATED if it had some).
  * - On a stream socket, data from earlier plain writes may come before the descriptors'
  *   byte in the same call; the kernel never joins two descriptor-carrying writes.
  * - On any error no descriptor is handed out and none is leaked; FDSEND_EAGAIN means
  *   nothing was consumed.
+ * - Control messages other than SCM_RIGHTS are ignored (credentials a peer or the
+ *   kernel adds); descriptors the kernel adds on its own (Linux's SCM_PIDFD when the
+ *   caller enabled SO_PASSPIDFD) are closed, not reported as truncation.
  *
  * @param sock    Unix domain socket
  * @param buf     where data goes; may be NULL only when len == 0
@@ -165,10 +175,13 @@ FDSEND_API int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *f
 
 /**
  * Credentials of the process at the other end of a connected Unix domain socket, as the
- * kernel recorded them at connect()/socketpair() time. Any out-pointer may be NULL.
+ * kernel recorded them at connect()/socketpair()/listen() time: its pid and its
+ * effective uid and gid. Any out-pointer may be NULL; all are set to -1 on failure.
  * pid is -1 where the OS does not report it (getpeereid-only systems).
  *
- * @return FDSEND_OK, or FDSEND_ENOTSUP where the OS has no such call, or another code.
+ * @return FDSEND_OK; FDSEND_ENOTCONN when no peer is recorded (not connected, or a
+ *         connect()ed datagram socket); FDSEND_ENOTUNIX for a non-Unix socket;
+ *         FDSEND_ENOTSUP where the OS has no such call; or another code.
  */
 FDSEND_API int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid,
                                            int64_t *gid);

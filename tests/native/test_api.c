@@ -245,7 +245,8 @@ TEST(strerror_every_code)
         FDSEND_EMSGSIZE,     FDSEND_ETOOMANYREFS, FDSEND_EMFILE,       FDSEND_ENOTSUP,
         FDSEND_ENOBUFS,      FDSEND_ETOOMANYFDS,  FDSEND_ECONNREFUSED, FDSEND_ENOENT,
         FDSEND_EACCES,       FDSEND_EDESTADDRREQ, FDSEND_EISCONN,      FDSEND_ENOTUNIX,
-        FDSEND_ENAMETOOLONG, FDSEND_EPROTO,       FDSEND_ESRCH,        FDSEND_EOTHER,
+        FDSEND_ENAMETOOLONG, FDSEND_EPROTO,       FDSEND_ESRCH,        FDSEND_EOF,
+        FDSEND_EOTHER,
     };
     const size_t ncodes = sizeof codes / sizeof codes[0];
     const char *unknown = fdsend_strerror(-12345);
@@ -268,6 +269,7 @@ TEST(strerror_every_code)
     /* The codes themselves are distinct and stable (the managed side relies on them). */
     CHECK_EQ(FDSEND_EAGAIN, -1);
     CHECK_EQ(FDSEND_ESRCH, -22);
+    CHECK_EQ(FDSEND_EOF, -23);
     CHECK_EQ(FDSEND_EOTHER, -99);
     for (i = 1; i < ncodes - 1; i++)
         CHECK_EQ(codes[i], -(int32_t)i);

@@ -117,6 +117,23 @@ TEST(no_peer)
     CHECK_EQ(fdsend_last_os_error(), ENOTCONN);
     close(s);
 
+    /* A datagram socket connect()ed to a bound one: the kernel records no credentials. */
+    {
+        struct sockaddr_un addr;
+        int rx = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        int tx = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        CHECK_SYS(rx);
+        CHECK_SYS(tx);
+        unix_address(tu_temppath("dgram.sock"), &addr);
+        CHECK_SYS(bind(rx, (struct sockaddr *)&addr, sizeof addr));
+        CHECK_SYS(connect(tx, (struct sockaddr *)&addr, sizeof addr));
+        pid = 5;
+        CHECK_RC(fdsend_peer_credentials(tx, &pid, &uid, &gid), FDSEND_ENOTCONN);
+        CHECK_EQ(pid, -1);
+        close(tx);
+        close(rx);
+    }
+
     s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s >= 0) {
         CHECK_RC(fdsend_peer_credentials(s, &pid, &uid, &gid), FDSEND_ENOTUNIX);
