@@ -55,5 +55,6 @@ mutant no-eintr-retry fdsend_posix.c 's/} while (n < 0 \&\& errno == EINTR);/} w
 mutant eagain-drops-nothing-check fdsend_posix.c 's/sendflags |= MSG_DONTWAIT;/(void)0;/' faults
 mutant msg-accepts-fds-mid-frame msg.c 's/if (pc.dropped > 0 || pc.ctrunc || n == 0)/if (n == 0)/' hostile malformed_frames
 mutant msg-ignores-fd-count msg.c 's/(!pc.ctrunc \&\& (uint32_t)pc.taken != h.nfds)/0/' hostile channel_fd_limits
+mutant msg-ignores-maxfds msg.c 's/if ((int64_t)h->nfds > (int64_t)maxfds) {/if (0) {/' torture "${T[@]}"
 echo "mutants: $killed killed, $survived survived, $skipped skipped"
 [ $survived -eq 0 ]

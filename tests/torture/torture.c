@@ -79,6 +79,7 @@ typedef struct phase {
     int type;           /* SOCK_STREAM or SOCK_SEQPACKET */
     uint32_t nmsgs;     /* messages after the pool announcement */
     int nonblocking;    /* sender polls on a non-blocking socket */
+    int channel;        /* fdsend_msg_send / fdsend_msg_recv frames instead of raw messages */
     int64_t kill_at;    /* -1, or kill the peer after this many messages */
 } phase;
 
@@ -162,8 +163,8 @@ static void make_sched(const phase *p, uint32_t seq, sched *s)
 
 static uint32_t wire_len(const phase *p, const sched *s)
 {
-    if (s->bare)
-        return p->type == SOCK_STREAM ? 1 : 0; /* the carrier byte on a stream */
+    if (s->bare) /* the carrier byte on a raw stream; an empty frame on a channel */
+        return p->type == SOCK_STREAM && !p->channel ? 1 : 0;
     return HDR_LEN + s->bodylen;
 }
 
@@ -253,6 +254,21 @@ static int64_t send_msg(int s, const phase *p, const unsigned char *buf, size_t 
 {
     size_t off = 0;
     int first = 1;
+    while (p->channel) {
+        /* One frame; FDSEND_EAGAIN means nothing of it went. */
+        int32_t rc = fdsend_msg_send(s, buf, len, fds, nfds, 0);
+        if (rc == FDSEND_EAGAIN && p->nonblocking) {
+            st->eagain++;
+            wait_writable(s);
+            continue;
+        }
+        if ((rc == FDSEND_EPIPE || rc == FDSEND_ECONNRESET) && peer_may_die)
+            return rc;
+        if (rc != FDSEND_OK)
+            fail("fdsend_msg_send(%zu bytes, %d fds): %s", len, nfds, fdsend_strerror(rc));
+        st->bytes_sent += len;
+        return 0;
+    }
     for (;;) {
         int64_t n = fdsend_send(s, buf + off, len - off, first ? fds : NULL,
                                 first ? nfds : 0, 0);
@@ -406,6 +422,13 @@ static void recv_pool(int s, rstate *rs)
     uint32_t len = HDR_LEN + POOL_SIZE * IDENT_LEN, off = 0;
     unsigned char *b = rs->exp;
     int i;
+    if (rs->p->channel) {
+        int32_t nf = 0;
+        int64_t n = fdsend_msg_recv(s, b, len, NULL, 0, &nf, 0);
+        if (n != (int64_t)len)
+            fail("pool announcement frame: %" PRId64 " (%s)", n, n < 0 ? fdsend_strerror((int32_t)n) : "bytes");
+        off = len;
+    }
     while (off < len) {
         int32_t nf = 0;
         uint32_t rf = 0;
@@ -611,6 +634,65 @@ static void recv_seqpacket(int s, rstate *rs, int peer_may_die, pid_t kill_child
     free(buf);
 }
 
+/* Channel receiver: one frame per call; a capacity below the frame's payload or fd count
+ * must give EMSGSIZE / ETOOMANYFDS with the frame consumed whole and the channel in sync. */
+static void recv_channel(int s, rstate *rs, int peer_may_die, pid_t kill_child)
+{
+    unsigned char *buf = malloc(MAX_MSG + 128);
+    intptr_t fds[RECV_FD_ROOM];
+    if (buf == NULL)
+        fail("out of memory");
+    for (;;) {
+        int32_t nf = 0, fdcap;
+        uint32_t cap;
+        int64_t n;
+        int dtrunc, ftrunc;
+        if (kill_child > 0 && (int64_t)rs->st->msgs_recv >= rs->p->kill_at) {
+            int wst;
+            kill(kill_child, SIGKILL);
+            waitpid(kill_child, &wst, 0);
+            rs->st->faults++;
+            peer_may_die = 1;
+            kill_child = 0;
+        }
+        if (rs->seq > rs->p->nmsgs) {
+            n = fdsend_msg_recv(s, buf, 16, fds, RECV_FD_ROOM, &nf, 0);
+            if (n != FDSEND_EOF)
+                fail("after the last frame: %" PRId64 " (%s)", n, n < 0 ? fdsend_strerror((int32_t)n) : "data");
+            break;
+        }
+        cap = rs->sc.datacap;
+        fdcap = rs->sc.fdcap;
+        n = fdsend_msg_recv(s, buf, cap, fds, fdcap, &nf, 0);
+        if (peer_may_die && (n == FDSEND_EOF || n == FDSEND_EPROTO || n == FDSEND_ECONNRESET))
+            break; /* the killed sender's last frame may be cut short */
+        dtrunc = cap < rs->explen;
+        ftrunc = fdcap < rs->sc.nfds;
+        if (dtrunc || ftrunc) {
+            if (!((dtrunc && n == FDSEND_EMSGSIZE) || (ftrunc && n == FDSEND_ETOOMANYFDS)) || nf != 0)
+                fail("frame %u (%u bytes, %d fds; capacity %u bytes, %d fds): %" PRId64 " (%s), %d fds",
+                     rs->seq, rs->explen, rs->sc.nfds, cap, fdcap, n,
+                     n < 0 ? fdsend_strerror((int32_t)n) : "accepted", nf);
+            rs->st->bytes_discarded += rs->explen;
+            rs->st->fds_dropped += (uint64_t)rs->sc.nfds;
+            if (dtrunc)
+                rs->st->data_truncations++;
+            if (ftrunc)
+                rs->st->fd_truncations++;
+        } else {
+            if (n != (int64_t)rs->explen)
+                fail("frame %u: %" PRId64 " (%s), expected %u bytes", rs->seq, n,
+                     n < 0 ? fdsend_strerror((int32_t)n) : "bytes", rs->explen);
+            if (memcmp(buf, rs->exp, rs->explen) != 0)
+                fail("frame %u: payload differs", rs->seq);
+            rs->st->bytes_recv += rs->explen;
+            verify_fds(rs, &rs->sc, rs->seq, fds, nf, 0, fdcap);
+        }
+        finish_msg(rs);
+    }
+    free(buf);
+}
+
 static void run_receiver(int s, const phase *p, stats *st, pid_t kill_child)
 {
     rstate rs;
@@ -626,7 +708,9 @@ static void run_receiver(int s, const phase *p, stats *st, pid_t kill_child)
     if (p->nmsgs > 0)
         load_msg(&rs);
     rel_rng_seed(&rr, msg_seed(p, 0, 3));
-    if (p->type == SOCK_STREAM)
+    if (p->channel)
+        recv_channel(s, &rs, 0, kill_child);
+    else if (p->type == SOCK_STREAM)
         recv_stream(s, &rs, &rr, 0, kill_child);
     else
         recv_seqpacket(s, &rs, 0, kill_child);
@@ -638,7 +722,7 @@ static void run_receiver(int s, const phase *p, stats *st, pid_t kill_child)
 typedef struct totals {
     uint64_t phases, msgs, fds, fd_truncations, data_truncations, faults, leaks, bytes_lost;
     uint64_t bytes, bytes_discarded, eagain, partial_sends, bare, greedy, stream_phases,
-        nonblocking_phases;
+        nonblocking_phases, channel_phases;
 } totals;
 
 static int check_fds(const char *who, int baseline, stats *st)
@@ -753,9 +837,11 @@ static int run_phase(const phase *p, int child_sends, stats *sh, totals *tot)
     tot->greedy += rcv->greedy_reads;
     tot->stream_phases += p->type == SOCK_STREAM;
     tot->nonblocking_phases += p->nonblocking;
+    tot->channel_phases += p->channel;
     if (verbose || !ok)
-        printf("phase %" PRIu64 ": %s %s%s%s, %u msgs scheduled, %" PRIu64 " delivered, %" PRIu64
-               " fds, kill %s\n", tot->phases, p->type == SOCK_STREAM ? "stream" : "seqpacket",
+        printf("phase %" PRIu64 ": %s%s %s%s%s, %u msgs scheduled, %" PRIu64 " delivered, %" PRIu64
+               " fds, kill %s\n", tot->phases, p->channel ? "channel " : "",
+               p->type == SOCK_STREAM ? "stream" : "seqpacket",
                child_sends ? "child->parent" : "parent->child",
                p->nonblocking ? " non-blocking" : "", ok ? "" : " FAILED", p->nmsgs,
                rcv->msgs_recv, rcv->fds_recv,
@@ -870,6 +956,7 @@ int main(int argc, char **argv)
         if (p.nmsgs > target - tot.msgs + 1 && target - tot.msgs < phase_size)
             p.nmsgs = (uint32_t)(target - tot.msgs) + 1;
         p.nonblocking = rel_rng_below(&master, 100) < 30;
+        p.channel = rel_rng_below(&master, 100) < 25;
         p.kill_at = rel_rng_below(&master, 100) < 20 ? (int64_t)rel_rng_below(&master, p.nmsgs) : -1;
         if (run_phase(&p, child_sends, sh, &tot) != 0) {
             printf("FAIL: phase %" PRIu64 " (replay with --seed %" PRIu64 ")\n", tot.phases, seed);
@@ -878,8 +965,9 @@ int main(int argc, char **argv)
         }
     }
     printf("torture: %.1f s, %" PRIu64 " phases (%" PRIu64 " stream, %" PRIu64
-           " seqpacket; %" PRIu64 " with a non-blocking sender)\n", rel_now() - t0, tot.phases,
-           tot.stream_phases, tot.phases - tot.stream_phases, tot.nonblocking_phases);
+           " seqpacket; %" PRIu64 " channel (fdsend_msg_*); %" PRIu64 " with a non-blocking sender)\n",
+           rel_now() - t0, tot.phases, tot.stream_phases, tot.phases - tot.stream_phases,
+           tot.channel_phases, tot.nonblocking_phases);
     printf("  messages          %" PRIu64 " (bare fd messages %" PRIu64 ")\n", tot.msgs, tot.bare);
     printf("  fds passed        %" PRIu64 "\n", tot.fds);
     printf("  truncations       %" PRIu64 " (fds %" PRIu64 ", data %" PRIu64 ")\n",
