@@ -133,7 +133,7 @@ def discover(bin_dir):
     return impls
 
 
-LINE = re.compile(r"ops_per_sec=([0-9.]+)\s+ops=(\d+)\s+seconds=([0-9.]+)(?:\s+alloc_bytes_per_op=([0-9.]+))?")
+LINE = re.compile(r"ops_per_sec=([0-9.]+)\s+ops=(\d+)\s+seconds=([0-9.]+)((?:\s+\w+=[0-9.]+)*)")
 
 
 TWO_PROCESS = {"stream1", "pingpong1"}
@@ -159,8 +159,9 @@ def run_one(impl, workload, seconds, warmup, timeout):
         err = (p.stderr.strip() or p.stdout.strip())[-400:]
         return None, f"exit {p.returncode}: {' '.join(argv)}: {err}", False
     r = {"ops_per_sec": float(m.group(1)), "ops": int(m.group(2)), "seconds": float(m.group(3))}
-    if m.group(4) is not None:
-        r["alloc_bytes_per_op"] = float(m.group(4))
+    for kv in m.group(4).split():
+        k, v = kv.split("=", 1)
+        r[k] = float(v)  # alloc_bytes_per_op, cpu_seconds
     return r, None, False
 
 
@@ -230,25 +231,35 @@ def build_tables(impls, results, floor_medians):
         lines.append(f"| {impl.label} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Cells: median ops/s over the rounds, and its ratio to raw C's median for the same workload in the same run.")
+    lines.append("In-process workloads also report operations per CPU-second of the process (CPU time over the "
+                 "timed loop): on a shared machine it is disturbed less than the wall clock, so the two ratios "
+                 "together show whether a gap is the implementation's or the machine's.")
     for w, title, desc in WORKLOADS:
         lines += ["", f"#### {title} (`{w}`)", "", desc + ".", "",
-                  "| implementation | median ops/s | ratio to raw C | min | max | rounds | alloc B/op |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| implementation | median ops/s | ratio to raw C | min | max | rounds | ops per CPU-second (ratio) | alloc B/op |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        floor_cpu = results.get((FLOOR, w), {}).get("cpu", [])
+        floor_cpu = statistics.median(floor_cpu) if floor_cpu else None
         for impl in runnable:
             rs = results.get((impl.name, w), {})
             vals = rs.get("ops", [])
             if w not in impl.workloads or rs.get("unsupported"):
-                lines.append(f"| {impl.label} | n/a | | | | | |")
+                lines.append(f"| {impl.label} | n/a | | | | | | |")
                 continue
             if not vals:
-                lines.append(f"| {impl.label} | failed | | | | {len(rs.get('errors', []))} errors | |")
+                lines.append(f"| {impl.label} | failed | | | | {len(rs.get('errors', []))} errors | | |")
                 continue
             med = statistics.median(vals)
             ratio = f"{med / floor_medians[w]:.3f}x" if floor_medians.get(w) else "-"
             allocs = rs.get("alloc", [])
             alloc = f"{statistics.median(allocs):.1f}" if allocs else ""
+            cpus = rs.get("cpu", [])
+            cpu = ""
+            if cpus:
+                c = statistics.median(cpus)
+                cpu = fmt_ops(c) + (f" ({c / floor_cpu:.3f}x)" if floor_cpu else "")
             lines.append(f"| {impl.label} | {fmt_ops(med)} | {ratio} | {fmt_ops(min(vals))} | "
-                         f"{fmt_ops(max(vals))} | {len(vals)} | {alloc} |")
+                         f"{fmt_ops(max(vals))} | {len(vals)} | {cpu} | {alloc} |")
     notes = [i for i in runnable if i.note]
     if notes:
         lines += ["", "Notes:"]
@@ -481,7 +492,7 @@ def main():
                 if w not in impl.workloads:
                     continue
                 r, err, unsupported = run_one(impl, w, args.duration, args.warmup, args.timeout)
-                slot = results.setdefault((impl.name, w), {"ops": [], "alloc": [], "errors": []})
+                slot = results.setdefault((impl.name, w), {"ops": [], "alloc": [], "cpu": [], "errors": []})
                 done += 1
                 if unsupported:
                     slot["unsupported"] = True
@@ -493,6 +504,8 @@ def main():
                     slot["ops"].append(r["ops_per_sec"])
                     if "alloc_bytes_per_op" in r:
                         slot["alloc"].append(r["alloc_bytes_per_op"])
+                    if r.get("cpu_seconds", 0) > 0:
+                        slot.setdefault("cpu", []).append(r["ops"] / r["cpu_seconds"])
         print(f"  round {rnd + 1}/{args.rounds} done ({done}/{total} runs, {time.monotonic() - t_start:.0f} s, "
               f"load {loadavg()})", flush=True)
     load_after = loadavg()

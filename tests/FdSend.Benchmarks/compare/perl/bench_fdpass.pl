@@ -16,7 +16,7 @@ use warnings;
 use IO::FDPass;
 use POSIX ();
 use Socket qw(AF_UNIX SOCK_STREAM PF_UNSPEC SHUT_WR);
-use Time::HiRes qw(clock_gettime CLOCK_MONOTONIC);
+use Time::HiRes qw(clock_gettime CLOCK_MONOTONIC CLOCK_PROCESS_CPUTIME_ID);
 
 my $BATCH = 64;
 
@@ -103,8 +103,10 @@ sub run_for {
 }
 
 run_for($warmup) if $warmup > 0;
+my $c0 = clock_gettime(CLOCK_PROCESS_CPUTIME_ID);
 my $t0 = clock_gettime(CLOCK_MONOTONIC);
 my $ops = run_for($seconds);
+my $c1 = clock_gettime(CLOCK_PROCESS_CPUTIME_ID);
 if (defined $child) {
     shutdown($a, SHUT_WR) or die_with('shutdown');
     if ($workload eq 'stream1') {
@@ -116,5 +118,6 @@ if (defined $child) {
     waitpid($child, 0);
     if ($? != 0) { $! = 0; die_with('child failed'); }
 }
-printf "ops_per_sec=%.1f ops=%d seconds=%.4f\n", $ops / ($t1 - $t0), $ops, $t1 - $t0;
+printf "ops_per_sec=%.1f ops=%d seconds=%.4f%s\n", $ops / ($t1 - $t0), $ops, $t1 - $t0,
+    defined $child ? '' : sprintf(' cpu_seconds=%.4f', $c1 - $c0);
 exit 0;

@@ -171,10 +171,12 @@ public static partial class Harness
             t.Setup([a, b], fds);
             if (o.Warmup > 0) InprocLoop(ref t, nfds, o.Warmup);
             long a0 = GC.GetTotalAllocatedBytes(precise: true);
+            TimeSpan c0 = Environment.CpuUsage.TotalTime;
             long t0 = Stopwatch.GetTimestamp();
             long ops = InprocLoop(ref t, nfds, o.Seconds);
             long t1 = Stopwatch.GetTimestamp();
-            return Report(ops, t0, t1, GC.GetTotalAllocatedBytes(precise: true) - a0);
+            TimeSpan c1 = Environment.CpuUsage.TotalTime;
+            return Report(ops, t0, t1, GC.GetTotalAllocatedBytes(precise: true) - a0, c1 - c0);
         }
         using var child = ChildProcess.Start(o);
         Socket sock = child.Socket;
@@ -262,10 +264,12 @@ public static partial class Harness
             box.Value.Setup([a, b], fds);
             if (o.Warmup > 0) await InprocLoopAsync(box, nfds, o.Warmup).ConfigureAwait(false);
             long a0 = GC.GetTotalAllocatedBytes(precise: true);
+            TimeSpan c0 = Environment.CpuUsage.TotalTime;
             long t0 = Stopwatch.GetTimestamp();
             long ops = await InprocLoopAsync(box, nfds, o.Seconds).ConfigureAwait(false);
             long t1 = Stopwatch.GetTimestamp();
-            return Report(ops, t0, t1, GC.GetTotalAllocatedBytes(precise: true) - a0);
+            TimeSpan c1 = Environment.CpuUsage.TotalTime;
+            return Report(ops, t0, t1, GC.GetTotalAllocatedBytes(precise: true) - a0, c1 - c0);
         }
         using var child = ChildProcess.Start(o);
         box.Value.Setup([child.Socket], fds);
@@ -331,12 +335,14 @@ public static partial class Harness
     static long Deadline(double seconds) => Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
 
     /// <summary>The one output line. allocated: bytes allocated by the whole process
-    /// (every thread) during the timed loop.</summary>
-    static int Report(long ops, long t0, long t1, long allocated)
+    /// (every thread) during the timed loop; cpu: the process's CPU time over it (in-process
+    /// workloads only).</summary>
+    static int Report(long ops, long t0, long t1, long allocated, TimeSpan? cpu = null)
     {
         double secs = (double)(t1 - t0) / Stopwatch.Frequency;
+        string cpuText = cpu is { } c ? FormattableString.Invariant($" cpu_seconds={c.TotalSeconds:F4}") : "";
         Console.WriteLine(FormattableString.Invariant(
-            $"ops_per_sec={ops / secs:F1} ops={ops} seconds={secs:F4} alloc_bytes_per_op={(double)allocated / ops:F2}"));
+            $"ops_per_sec={ops / secs:F1} ops={ops} seconds={secs:F4}{cpuText} alloc_bytes_per_op={(double)allocated / ops:F2}"));
         return 0;
     }
 
