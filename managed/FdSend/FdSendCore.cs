@@ -164,7 +164,7 @@ internal static unsafe class FdSendCore
     internal static void CloseAll(ReadOnlySpan<nint> fds)
     {
         foreach (nint fd in fds)
-            Interop.Close((int)fd);
+            Interop.CloseDescriptor((int)fd);
     }
 
     // ---- Blocking wrappers: the semantics of Socket's own sync methods ----------------------
@@ -291,18 +291,12 @@ internal static unsafe class FdSendCore
     internal static PeerCredentials GetPeerCredentials(Socket socket)
     {
         SafeSocketHandle handle = GetHandle(socket);
-        if (socket.AddressFamily != AddressFamily.Unix && socket.AddressFamily != AddressFamily.Unknown)
-            throw new SocketException((int)SocketError.AddressFamilyNotSupported,
-                $"Peer credentials exist only for Unix domain sockets; this socket is {socket.AddressFamily}. " +
-                "Use a Socket created with AddressFamily.Unix.");
         long pid, uid, gid;
         int result = Interop.PeerCredentials(handle, &pid, &uid, &gid);
         if (result < 0)
             throw FdSendErrors.Create(result, FdOperation.PeerCredentials);
-        // Linux answers an unconnected socket (or a datagram socket connected with connect(),
-        // for which it records nothing) with pid 0 and uid = gid = (uid_t)-1.
-        if (pid == 0 && (uid == uint.MaxValue || uid == -1) && (gid == uint.MaxValue || gid == -1))
-            throw FdSendErrors.Create((long)Interop.Status.ENOTCONN, FdOperation.PeerCredentials);
+        // pid: -1 where the OS does not report it; 0 on Linux when the peer is in a pid
+        // namespace this process cannot see.
         return new PeerCredentials(
             pid > 0 && pid <= int.MaxValue ? (int)pid : null,
             unchecked((uint)uid),

@@ -51,6 +51,7 @@ internal static class FdSendErrors
         Interop.Status.ENAMETOOLONG => SocketError.InvalidArgument,
         Interop.Status.EPROTO => SocketError.ProtocolType,
         Interop.Status.ESRCH => SocketError.SocketError,
+        Interop.Status.EOF => SocketError.ConnectionReset,
         _ => SocketError.SocketError,
     };
 
@@ -94,6 +95,14 @@ internal static class FdSendErrors
                 return Socket(status, osError,
                     $"Not supported on this system or socket ({text}). Descriptors pass only over Unix domain sockets of type Stream, Seqpacket or Dgram.");
 
+            case Interop.Status.EOF:
+                return new EndOfStreamException(
+                    "The peer closed the connection at a message boundary (orderly end); no message was received.");
+
+            case Interop.Status.ENOTUNIX when op == FdOperation.PeerCredentials:
+                return Socket(status, osError,
+                    "Peer credentials exist only for Unix domain sockets; this socket is of another address family (TCP, UDP...). Use a Socket created with AddressFamily.Unix.");
+
             case Interop.Status.EPROTO:
                 return new ProtocolViolationException(
                     "The peer broke the FdSend message framing protocol: " + text + ". Close the connection; its descriptors have been closed.");
@@ -110,7 +119,7 @@ internal static class FdSendErrors
             Interop.Status.ENOTCONN => op switch
             {
                 FdOperation.PeerCredentials =>
-                    "The socket is not connected, so it has no peer credentials (ENOTCONN). Query an accepted or connected stream/seqpacket socket.",
+                    "The socket has no peer credentials (ENOTCONN): it is not connected, or it is a datagram socket connected with Connect(), for which the kernel records none. Query an accepted or connected stream/seqpacket socket.",
                 _ =>
                     "The socket is not connected (ENOTCONN). Connect it first; for an unconnected datagram socket use SendFdsTo with the destination path.",
             },

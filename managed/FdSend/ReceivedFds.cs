@@ -258,7 +258,7 @@ public sealed class ReceivedFds : IDisposable
             if (fd != TakenFd)
             {
                 MarkTaken(i);
-                Interop.Close(fd);
+                Interop.CloseDescriptor(fd);
             }
         }
     }

@@ -239,6 +239,8 @@ public class ErrorTests
         AssertSocketError(SocketError.NotConnected, () => unconnected.GetPeerCredentials());
         using var tcp = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         AssertSocketError(SocketError.AddressFamilyNotSupported, () => tcp.GetPeerCredentials());
+        using var dgram = SocketPair.Create(_dir, SocketType.Dgram); // connect()ed: no credentials recorded
+        AssertSocketError(SocketError.NotConnected, () => dgram.A.GetPeerCredentials());
     }
 
     [Test]
@@ -296,6 +298,8 @@ public class ErrorTests
     [TestCase(-20, typeof(ArgumentException), null, "SendTo")]
     [TestCase(-21, typeof(System.Net.ProtocolViolationException), null, "Receive")]
     [TestCase(-22, typeof(SocketException), SocketError.SocketError, "Receive")]
+    [TestCase(-23, typeof(EndOfStreamException), null, "Receive")]
+    [TestCase(-19, typeof(SocketException), SocketError.AddressFamilyNotSupported, "PeerCredentials")]
     [TestCase(-99, typeof(SocketException), SocketError.SocketError, "Receive")]
     public void Every_native_code_maps_to_its_documented_exception(int code, Type type, SocketError? error, string op)
     {

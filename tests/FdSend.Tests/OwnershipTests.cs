@@ -170,24 +170,27 @@ public class OwnershipTests
     [Test]
     public void A_handle_disposed_during_sends_gives_ObjectDisposedException_or_the_right_file_never_another()
     {
-        // One thread sends a handle over and over while another disposes it and opens new files
-        // that are likely to reuse its descriptor number. Every message that arrives must carry
-        // the original file (by inode); every failure must be ObjectDisposedException.
+        // One thread sends a handle over and over until the send fails, while this thread
+        // disposes the handle (at a random moment) and opens new files that are likely to
+        // reuse its descriptor number; a third thread receives. Every message that arrives
+        // must carry the original file (by inode); the failure must be ObjectDisposedException.
         using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
-        pair.B.ReceiveTimeout = 10_000;
+        pair.B.ReceiveTimeout = 30_000;
         string path = _dir.NewFile("original");
         FileId original = Posix.GetFileId(path);
-        int wrong = 0, sentOk = 0, disposedErrors = 0;
+        var random = new Random(7);
+        int wrong = 0, received = 0, sentOk = 0, disposedErrors = 0;
+        const int Rounds = 100;
 
-        for (int round = 0; round < 200; round++)
+        for (int round = 0; round < Rounds; round++)
         {
             var handle = File.OpenHandle(path);
             using var start = new Barrier(2);
-            int sent = 0;
             var sender = Task.Run(() =>
             {
+                int sent = 0;
                 start.SignalAndWait();
-                for (int i = 0; i < 20; i++)
+                while (true)
                 {
                     try
                     {
@@ -197,27 +200,39 @@ public class OwnershipTests
                     catch (ObjectDisposedException)
                     {
                         Interlocked.Increment(ref disposedErrors);
+                        break;
                     }
+                }
+                pair.A.SendFds(TestData.Utf8("end"));
+                return sent;
+            });
+            var receiver = Task.Run(() =>
+            {
+                var buffer = new byte[8];
+                while (true)
+                {
+                    using ReceivedFds r = pair.B.ReceiveFds(buffer);
+                    if (r.BytesReceived == 3)
+                        return;
+                    received++;
+                    if (Posix.GetFileId(r.PeekFd(0)) != original)
+                        wrong++;
                 }
             });
             start.SignalAndWait();
+            Thread.SpinWait(random.Next(0, 20_000));
             handle.Dispose();
             var decoys = new List<FileStream>();
             for (int i = 0; i < 4; i++)
                 decoys.Add(NewFile("decoy"));
-            sender.Wait();
-            for (int i = 0; i < sent; i++)
-            {
-                using ReceivedFds r = pair.B.ReceiveFds(new byte[1]);
-                if (Posix.GetFileId(r.PeekFd(0)) != original)
-                    wrong++;
-            }
-            sentOk += sent;
+            Assert.That(sender.Wait(TimeSpan.FromSeconds(30)), Is.True);
+            Assert.That(receiver.Wait(TimeSpan.FromSeconds(30)), Is.True);
+            sentOk += sender.Result;
             decoys.ForEach(d => d.Dispose());
         }
-        Assert.That(wrong, Is.EqualTo(0), "a message carried a file other than the one sent");
-        Assert.That(sentOk + disposedErrors, Is.EqualTo(200 * 20));
         TestContext.Out.WriteLine($"sent {sentOk}, ObjectDisposedException {disposedErrors}");
-        Assert.That(disposedErrors, Is.GreaterThan(0), "the race was exercised");
+        Assert.That(wrong, Is.EqualTo(0), "a message carried a file other than the one sent");
+        Assert.That(received, Is.EqualTo(sentOk), "every successful send arrived");
+        Assert.That(disposedErrors, Is.EqualTo(Rounds), "each round ended with ObjectDisposedException");
     }
 }

@@ -29,6 +29,7 @@ internal static partial class Interop
         ENAMETOOLONG = -20,
         EPROTO = -21,
         ESRCH = -22,
+        EOF = -23,
         EOTHER = -99,
     }
 
