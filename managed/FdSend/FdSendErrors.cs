@@ -142,6 +142,10 @@ internal static class FdSendErrors
                 "The datagram socket is not connected and has no destination (EDESTADDRREQ). Use SendFdsTo with the destination path, or connect the socket.",
             Interop.Status.EISCONN =>
                 "The socket is already connected (EISCONN): use SendFds, without a destination path.",
+            Interop.Status.ENOTUNIX when op == FdOperation.SendTo =>
+                $"The destination{where} is not a datagram socket of this type, or this socket is not a Unix domain socket " +
+                $"(OS: {OsText(osError)}). Descriptors pass only between Unix domain sockets (AF_UNIX) of the same type: " +
+                "a Dgram socket can only send to a path bound by a Dgram socket.",
             Interop.Status.ENOTUNIX =>
                 "Descriptors can only be passed over Unix domain sockets (AF_UNIX); this socket is of another address family (TCP, UDP...). " +
                 "Create the socket with new Socket(AddressFamily.Unix, ...) and a UnixDomainSocketEndPoint.",
@@ -155,6 +159,9 @@ internal static class FdSendErrors
         };
         return Socket(status, osError, advice);
     }
+
+    private static string OsText(int osError) =>
+        osError != 0 ? Marshal.GetPInvokeErrorMessage(osError) : "no OS error recorded";
 
     private static SocketException Socket(Interop.Status status, int osError, string message) =>
         new((int)ToSocketError(status), message);

@@ -113,6 +113,19 @@ public class ErrorTests
     }
 
     [Test]
+    public void SendFdsTo_a_path_bound_by_a_stream_socket_says_the_types_differ()
+    {
+        string path = _dir.NewPath("stream");
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+        listener.Listen(1);
+        using var s = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        using var f = NewFile();
+        var e = Assert.Throws<SocketException>(() => s.SendFdsTo(path, TestData.Utf8("x"), f))!;
+        Assert.That(e.Message, Does.Contain("type"));
+    }
+
+    [Test]
     public void SendFdsTo_on_a_connected_stream_socket_is_IsConnected()
     {
         using var pair = SocketPair.Create(_dir, SocketType.Stream);
