@@ -118,7 +118,7 @@ def discover(bin_dir):
         if v.returncode != 0:
             fdpass_missing = "the Perl module IO::FDPass is not installed (Debian: libio-fdpass-perl)"
         else:
-            fdpass_label = f"Perl IO::FDPass {v.stdout.strip()}"
+            fdpass_label = f"Perl IO::FDPass {v.stdout.strip()} (messages: 1 carrier byte + 1 fd)"
     impls.append(Impl("io-fdpass", fdpass_label, fdpass_cmd,
                       workloads=["inproc1", "stream1", "pingpong1"],
                       note="IO::FDPass sends exactly one fd per call on a 1-byte carrier with no caller data: "
