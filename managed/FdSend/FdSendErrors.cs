@@ -169,7 +169,7 @@ internal static class FdSendErrors
     /// <summary>A non-blocking socket had nothing to receive / no room to send.</summary>
     internal static SocketException WouldBlock(FdOperation op) =>
         new((int)SocketError.WouldBlock, op == FdOperation.Receive
-            ? "The socket is non-blocking (Socket.Blocking is false) and no message is waiting; nothing was consumed. Retry when Socket.Poll(..., SelectMode.SelectRead) says it is readable, or use a blocking socket or ReceiveFdsAsync."
+            ? "The socket is non-blocking (Socket.Blocking is false) and no message is waiting; nothing was consumed. Retry when Socket.Poll(..., SelectMode.SelectRead) says it is readable, or use a blocking socket."
             : "The socket is non-blocking (Socket.Blocking is false) and its send buffer is full; nothing was sent (neither data nor descriptors). Retry when Socket.Poll(..., SelectMode.SelectWrite) says it is writable, or use a blocking socket.");
 
     /// <summary>A blocking call ran past Socket.ReceiveTimeout / SendTimeout.</summary>

@@ -24,6 +24,10 @@ namespace FdSend;
 /// receive with an empty buffer consumes exactly that byte. Receive with a buffer no larger
 /// than the sender's data if the stream also carries other data: one receive can return
 /// earlier plain data together with the next message's descriptors.</para>
+/// <para>Threads: the methods are thread-safe, but as with <see cref="Socket.Send(ReadOnlySpan{byte})"/>
+/// two threads sending large data on one stream socket at once may interleave their
+/// bytes (a blocking send that the kernel takes in several chunks is not atomic); keep one
+/// sender per stream socket, or use seqpacket/datagram sockets, whose messages are atomic.</para>
 /// <para>Exceptions: <see cref="SocketException"/> for socket conditions (the
 /// <see cref="SocketError"/> .NET uses for the same OS error),
 /// <see cref="ObjectDisposedException"/> for a disposed socket or handle,
