@@ -17,6 +17,9 @@
 #if HAVE_LOCAL_PEERCRED
 #  include <sys/ucred.h>
 #endif /* HAVE_LOCAL_PEERCRED */
+#if USE_RAW_SENDMSG_FALLBACK
+#  include <sys/syscall.h>
+#endif /* USE_RAW_SENDMSG_FALLBACK */
 
 #ifndef SSIZE_MAX
 #  define SSIZE_MAX ((size_t)-1 / 2)
@@ -172,6 +175,14 @@ static int64_t send_message(int sock, const struct sockaddr *dest, socklen_t des
 
     do {
         n = sendmsg(sock, &msg, sendflags);
+#if USE_RAW_SENDMSG_FALLBACK
+        /* musl < 1.2.4 on 64-bit copies the control data into a 1024-byte buffer, only to
+         * zero the padding of its cmsghdr, and fails with ENOMEM before the system call
+         * when there is more (253 fds need 1032 bytes). Our padding is already zero (the
+         * memsets above), so the kernel takes the message as it is. Nothing was sent. */
+        if (n < 0 && errno == ENOMEM && msg.msg_controllen > 1024)
+            n = (ssize_t)syscall(SYS_sendmsg, sock, &msg, sendflags);
+#endif /* USE_RAW_SENDMSG_FALLBACK */
     } while (n < 0 && errno == EINTR);
 
     if (n < 0)
