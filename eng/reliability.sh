@@ -50,10 +50,27 @@ reliability_tsan() {
   TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" "$dir/stress" 2000
 }
 
+# The .NET side: interop with CPython/Perl, .NET as one side of the C torture protocol,
+# hostile peers and faults, threads sharing sockets (tests/FdSend.Reliability, NUnit).
+reliability_dotnet() {
+  command -v dotnet >/dev/null || { skip ".NET reliability tests: the dotnet SDK is not installed"; return 0; }
+  local proj="$ROOT/tests/FdSend.Reliability/FdSend.Reliability.csproj"
+  dotnet build "$proj" -c Release --nologo -v quiet -clp:NoSummary || return 1
+  dotnet test "$proj" -c Release --no-build --nologo --blame-hang-timeout 120s \
+    --results-directory "$ROOT/build/reliability/dotnet-results" --logger "console;verbosity=normal" \
+    >"$(REL_DIR)/dotnet-test.log" 2>&1
+  local rc=$?
+  # failures with their messages, skips with their reasons, then NUnit's totals
+  grep -E '^\s*Failed |Error Message|SKIPPED' -A4 "$(REL_DIR)/dotnet-test.log" | head -80 || true
+  grep -E '^\s*(Total tests|Passed|Failed|Skipped):' "$(REL_DIR)/dotnet-test.log" | tail -4 || true
+  [ $rc -eq 0 ] || echo "(full log: $(REL_DIR)/dotnet-test.log)"
+  return $rc
+}
+
 reliability_test() {
   local t0=$SECONDS rc=0 results=() step s
   reliability_build_c || return 1
-  for step in interop torture_slice faults hostile tsan; do
+  for step in interop torture_slice faults hostile tsan dotnet; do
     log "reliability: $step"
     s=$SECONDS
     if "reliability_$step"; then results+=("$step: ok ($((SECONDS - s)) s)"); else results+=("$step: FAILED"); rc=1; fi

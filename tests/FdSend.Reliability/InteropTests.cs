@@ -181,17 +181,6 @@ public class InteropTests
             ? new Repo.Child("python3", Repo.Interop("peer.py"), role, path, Messages.ToString(CultureInfo.InvariantCulture))
             : new Repo.Child("perl", Repo.Interop("peer.pl"), role, path, Messages.ToString(CultureInfo.InvariantCulture));
 
-    [OneTimeSetUp]
-    public void WarmUp()
-    {
-        // Let the runtime open whatever it keeps open (process and socket plumbing) before
-        // the tests count descriptors.
-        if (!Posix.Supported || !Repo.HasCommand("true"))
-            return;
-        using var c = new Repo.Child("true");
-        c.Wait();
-    }
-
     [TestCase("python")]
     [TestCase("perl")]
     public void DotNetSends(string peer)
