@@ -355,7 +355,11 @@ def target_lines(impls, results, floor_medians):
                 p, f = median_of(results, peer, w), median_of(results, best, w)
                 if p is None or f is None:
                     continue
-                out.append(f"- FdSend sync ahead of {peer}, `{w}`: {f / p:.3f}x of {peer}, {status(f > p)}")
+                fc = results.get((best, w), {}).get("cpu", [])
+                pc = results.get((peer, w), {}).get("cpu", [])
+                cpu = (f" (per CPU-second: {statistics.median(fc) / statistics.median(pc):.3f}x)"
+                       if fc and pc else "")
+                out.append(f"- FdSend sync ahead of {peer}, `{w}`: {f / p:.3f}x of {peer}, {status(f > p)}{cpu}")
     return out
 
 
