@@ -94,5 +94,6 @@ torture_run() {
   "$(REL_DIR)/stress" 20000 || rc=1
   log "torture: mutants"
   bash "$ROOT/tests/torture/mutants.sh" "$(NATIVE_BUILD_DIR)/generated" "$(REL_DIR)/mutants" || rc=1
+  bash "$ROOT/tests/torture/managed-mutants.sh" || rc=1
   return $rc
 }
