@@ -230,7 +230,8 @@ def build_tables(impls, results, floor_medians):
             cells.append(summary_cell(impl, w, results, floor_medians))
         lines.append(f"| {impl.label} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Cells: median ops/s over the rounds, and its ratio to raw C's median for the same workload in the same run.")
+    lines.append("Cells: median ops/s over the rounds, and its ratio to raw C's median for the same workload in the same "
+                 "run; in-process cells add the ratio of operations per CPU-second (below).")
     lines.append("In-process workloads also report operations per CPU-second of the process (CPU time over the "
                  "timed loop): on a shared machine it is disturbed less than the wall clock, so the two ratios "
                  "together show whether a gap is the implementation's or the machine's.")
@@ -279,8 +280,11 @@ def summary_cell(impl, w, results, floor_medians):
     if not vals:
         return "failed"
     med = statistics.median(vals)
+    cpu, floor_cpu = rs.get("cpu", []), results.get((FLOOR, w), {}).get("cpu", [])
+    cpu_text = (f"; {statistics.median(cpu) / statistics.median(floor_cpu):.2f}x per CPU-s"
+                if cpu and floor_cpu else "")
     if floor_medians.get(w):
-        return f"{fmt_ops(med)} ({med / floor_medians[w]:.2f}x)"
+        return f"{fmt_ops(med)} ({med / floor_medians[w]:.2f}x{cpu_text})"
     return fmt_ops(med)
 
 
