@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace FdSend;
+
+/// <summary>
+/// The async layer over <see cref="FdSendCore"/>'s non-blocking attempts: readiness waits on
+/// .NET's own socket engine (readable) or on <see cref="WritableWaiter"/> (writable), and the
+/// loops that retry after them. Shared by <see cref="SocketFdAsyncExtensions"/> and
+/// <see cref="FdChannel"/>.
+/// </summary>
+internal static class AsyncFdCore
+{
+    /// <summary>
+    /// Waits until <paramref name="socket"/> is readable (data, end of stream or an error),
+    /// with .NET's zero-byte receive: it consumes nothing (verified on stream, seqpacket and
+    /// datagram sockets) and occupies no thread while it waits.
+    /// </summary>
+    internal static ValueTask<int> WaitReadableAsync(Socket socket, CancellationToken cancellationToken) =>
+        socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken);
+
+    /// <summary>Waits until <paramref name="socket"/> is writable (see <see cref="WritableWaiter"/>).</summary>
+    internal static Task WaitWritableAsync(Socket socket, CancellationToken cancellationToken) =>
+        WritableWaiter.Instance.WaitAsync(socket, cancellationToken);
+
+    /// <summary>One non-blocking send attempt of a whole buffer with descriptors (kept out of
+    /// async methods so that spans never live across an await).</summary>
+    internal static bool TrySend(Socket socket, ReadOnlyMemory<byte> data, ReadOnlyMemory<Descriptor> fds, out int sent) =>
+        FdSendCore.TrySend(socket, null, data.Span, fds.Span, default, out sent);
+
+    /// <summary>Sends data[sent..] without descriptors, finishing a stream send whose first
+    /// chunk (with the descriptors) is out. Uses .NET's SendAsync: it waits for room on .NET's
+    /// event loop and sends everything. Not cancellable by the caller: a half-sent buffer would
+    /// leave the stream at a position the peer cannot know (disposing the socket aborts it).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    internal static async ValueTask<int> SendRestAsync(Socket socket, ReadOnlyMemory<byte> data, int sent,
+                                                       CancellationToken abortToken)
+    {
+        while (sent < data.Length)
+        {
+            int n = await socket.SendAsync(data.Slice(sent), SocketFlags.None, abortToken).ConfigureAwait(false);
+            if (n <= 0)
+                throw new SocketException((int)SocketError.Shutdown, "The socket accepted no more data in the middle of a send.");
+            sent += n;
+        }
+        return sent;
+    }
+
+    /// <summary>
+    /// Sends the first chunk of <paramref name="data"/> with <paramref name="fds"/>, waiting for
+    /// room as long as nothing at all was sent (cancellable there: nothing is lost); returns the
+    /// bytes that went out with the descriptors.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    internal static async ValueTask<int> SendFirstChunkAsync(Socket socket, ReadOnlyMemory<byte> data,
+                                                             ReadOnlyMemory<Descriptor> fds,
+                                                             CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            await WaitWritableAsync(socket, cancellationToken).ConfigureAwait(false);
+            if (TrySend(socket, data, fds, out int sent))
+                return sent;
+        }
+    }
+
+    /// <summary>
+    /// Receives one message (<see cref="FdSendCore.TryReceive(Socket, Span{byte}, int, out ReceivedFds?)"/>)
+    /// after waiting for readability; a message that was received is returned even if
+    /// cancellation was requested meanwhile.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    internal static async ValueTask<ReceivedFds> ReceiveSlowAsync(Socket socket, Memory<byte> buffer, int maxFds,
+                                                                  CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            try
+            {
+                await WaitReadableAsync(socket, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SocketException) when (!cancellationToken.IsCancellationRequested)
+            {
+                // The socket has an error pending: let the receive report it in FdSend's terms
+                // (and hand out a message that is still waiting, if any).
+                if (FdSendCore.TryReceive(socket, buffer.Span, maxFds, out ReceivedFds? pending))
+                    return pending!;
+                throw;
+            }
+            if (FdSendCore.TryReceive(socket, buffer.Span, maxFds, out ReceivedFds? result))
+                return result!;
+        }
+    }
+
+    /// <summary>A span over one descriptor stored in a field or local, without an array.</summary>
+    internal static ReadOnlySpan<Descriptor> One(ref Descriptor fd) => MemoryMarshal.CreateReadOnlySpan(ref fd, 1);
+}

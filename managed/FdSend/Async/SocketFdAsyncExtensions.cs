@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: MIT
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+
+namespace FdSend;
+
+/// <summary>
+/// Async descriptor passing on a Unix domain <see cref="Socket"/>, on .NET's own socket
+/// engine: <c>await</c> without a blocked thread.
+/// </summary>
+/// <remarks>
+/// <para>The same ownership and error rules as <see cref="SocketFdExtensions"/>: sending never
+/// takes the caller's descriptors; a received <see cref="ReceivedFds"/> owns its descriptors
+/// and closes what you do not take. Errors come as the same exceptions, through the returned
+/// task. <see cref="Socket.Blocking"/> does not matter, as for Socket's own async methods.</para>
+/// <para>How they wait: each call first tries at once (a message that is already waiting, or
+/// room in the send buffer, completes synchronously without allocating anything but the
+/// result). A receive then waits for readability with .NET's zero-byte
+/// <see cref="Socket.ReceiveAsync(Memory{byte}, SocketFlags, CancellationToken)"/>, which
+/// consumes nothing and occupies no thread. A send that finds the buffer full waits for
+/// writability on one process-wide poller thread shared by every waiting send (.NET has no
+/// writability wait); the rest of a partly sent stream buffer, which carries no descriptors,
+/// goes through .NET's own <see cref="Socket.SendAsync(ReadOnlyMemory{byte}, SocketFlags, CancellationToken)"/>.</para>
+/// <para>Cancellation: a receive cancelled before a message arrived consumes nothing
+/// (<see cref="OperationCanceledException"/>); a message that has been received is returned
+/// even if cancellation was requested at the same moment, so no descriptor is ever closed
+/// behind your back. A send cancelled before its first byte went out sends nothing, neither
+/// data nor descriptors; once its first byte is out a stream send always finishes the whole
+/// buffer (only disposing the socket stops it), because a half-sent buffer would leave the
+/// stream at a position the peer cannot know.</para>
+/// <para>Sync and async calls may be mixed on one socket. As with any stream socket, two sends
+/// (or two receives) in flight at once on the same socket may interleave their bytes: use
+/// <see cref="FdChannel"/> for concurrent messages.</para>
+/// </remarks>
+public static class SocketFdAsyncExtensions
+{
+    /// <summary>
+    /// Sends <paramref name="data"/> and <paramref name="fds"/> as ONE message on a connected
+    /// Unix domain socket; on a stream socket the whole buffer is sent (the descriptors with the
+    /// first chunk, the rest without them).
+    /// </summary>
+    /// <param name="socket">A connected Unix domain socket (stream, seqpacket, or a datagram
+    /// socket connected to its peer).</param>
+    /// <param name="data">The data. May be empty: on a stream socket one zero byte then carries
+    /// the descriptors (and 0 is the result). Must not change until the task completes.</param>
+    /// <param name="fds">0 .. <see cref="FdPassing.MaxFds"/> descriptors, still owned by the
+    /// caller afterwards; keep them open until the task completes.</param>
+    /// <param name="cancellationToken">Cancels the wait for room in the send buffer, as long as
+    /// nothing was sent.</param>
+    /// <returns>The number of data bytes sent: all of <paramref name="data"/>.</returns>
+    /// <exception cref="OperationCanceledException">Cancelled before anything was sent; the
+    /// socket stays usable.</exception>
+    /// <exception cref="SocketException">As for <see cref="SocketFdExtensions.SendFds(Socket, ReadOnlySpan{byte}, ReadOnlySpan{Descriptor})"/>.</exception>
+    /// <exception cref="ArgumentException">More than <see cref="FdPassing.MaxFds"/> descriptors,
+    /// a <c>default(Descriptor)</c>, or a descriptor that is not open (nothing sent).</exception>
+    /// <exception cref="ObjectDisposedException">The socket or a descriptor's handle is disposed.</exception>
+    public static ValueTask<int> SendFdsAsync(this Socket socket, ReadOnlyMemory<byte> data,
+                                              ReadOnlyMemory<Descriptor> fds,
+                                              CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        if (cancellationToken.IsCancellationRequested)
+            return ValueTask.FromCanceled<int>(cancellationToken);
+        int sent;
+        try
+        {
+            if (!AsyncFdCore.TrySend(socket, data, fds, out sent))
+                return SendAfterWaitAsync(socket, data, fds, cancellationToken);
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException<int>(e);
+        }
+        return Finish(socket, data, sent);
+    }
+
+    /// <summary>
+    /// Sends <paramref name="data"/> and ONE descriptor as one message; like
+    /// <see cref="SendFdsAsync(Socket, ReadOnlyMemory{byte}, ReadOnlyMemory{Descriptor}, CancellationToken)"/>
+    /// without an array (a <see cref="Socket"/>, <see cref="FileStream"/>, SafeHandle or int
+    /// converts to <see cref="Descriptor"/> implicitly).
+    /// </summary>
+    /// <param name="socket">A connected Unix domain socket.</param>
+    /// <param name="data">The data (may be empty).</param>
+    /// <param name="fd">The descriptor, still owned by the caller afterwards.</param>
+    /// <param name="cancellationToken">Cancels the wait for room, as long as nothing was sent.</param>
+    /// <returns>The number of data bytes sent: all of <paramref name="data"/>.</returns>
+    public static ValueTask<int> SendFdsAsync(this Socket socket, ReadOnlyMemory<byte> data, Descriptor fd,
+                                              CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        if (cancellationToken.IsCancellationRequested)
+            return ValueTask.FromCanceled<int>(cancellationToken);
+        int sent;
+        try
+        {
+            if (!FdSendCore.TrySend(socket, null, data.Span, AsyncFdCore.One(ref fd), default, out sent))
+                return SendAfterWaitAsync(socket, data, new[] { fd }, cancellationToken);
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException<int>(e);
+        }
+        return Finish(socket, data, sent);
+    }
+
+    /// <summary>
+    /// Receives ONE message: data into <paramref name="buffer"/> and up to
+    /// <paramref name="maxFds"/> descriptors into an owning result; waits without a thread
+    /// until one arrives. Dispose the result (<c>using</c>): it closes every descriptor you did
+    /// not take.
+    /// </summary>
+    /// <param name="socket">A connected (or, for datagrams, bound) Unix domain socket.</param>
+    /// <param name="buffer">Where the data goes (see
+    /// <see cref="SocketFdExtensions.ReceiveFds(Socket, Span{byte}, int)"/>); must stay
+    /// untouched until the task completes.</param>
+    /// <param name="maxFds">The most descriptors to accept (0 .. <see cref="FdPassing.MaxFds"/>);
+    /// any more that arrive are closed and <see cref="ReceivedFds.FdsTruncated"/> is set.</param>
+    /// <param name="cancellationToken">Cancels the wait for a message; nothing is consumed then.</param>
+    /// <returns>The message's byte count, flags and descriptors. Check
+    /// <see cref="ReceivedFds.IsEndOfStream"/> on a stream socket.</returns>
+    /// <exception cref="OperationCanceledException">Cancelled before a message was received
+    /// (nothing consumed).</exception>
+    /// <exception cref="SocketException">As for the sync receive.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxFds"/> is negative.</exception>
+    public static ValueTask<ReceivedFds> ReceiveFdsAsync(this Socket socket, Memory<byte> buffer,
+                                                         int maxFds = FdPassing.MaxFds,
+                                                         CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxFds);
+        if (cancellationToken.IsCancellationRequested)
+            return ValueTask.FromCanceled<ReceivedFds>(cancellationToken);
+        try
+        {
+            if (FdSendCore.TryReceive(socket, buffer.Span, maxFds, out ReceivedFds? result))
+                return new ValueTask<ReceivedFds>(result!);
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException<ReceivedFds>(e);
+        }
+        return AsyncFdCore.ReceiveSlowAsync(socket, buffer, maxFds, cancellationToken);
+    }
+
+    /// <summary>Like <see cref="ReceiveFdsAsync(Socket, Memory{byte}, int, CancellationToken)"/>
+    /// accepting up to <see cref="FdPassing.MaxFds"/> descriptors.</summary>
+    /// <param name="socket">A connected (or, for datagrams, bound) Unix domain socket.</param>
+    /// <param name="buffer">Where the data goes.</param>
+    /// <param name="cancellationToken">Cancels the wait for a message; nothing is consumed then.</param>
+    /// <returns>The message, owning its descriptors.</returns>
+    public static ValueTask<ReceivedFds> ReceiveFdsAsync(this Socket socket, Memory<byte> buffer,
+                                                         CancellationToken cancellationToken) =>
+        ReceiveFdsAsync(socket, buffer, FdPassing.MaxFds, cancellationToken);
+
+    private static ValueTask<int> Finish(Socket socket, ReadOnlyMemory<byte> data, int sent)
+    {
+        if (sent >= data.Length || socket.SocketType != SocketType.Stream)
+            return new ValueTask<int>(sent);
+        return AsyncFdCore.SendRestAsync(socket, data, sent, CancellationToken.None);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private static async ValueTask<int> SendAfterWaitAsync(Socket socket, ReadOnlyMemory<byte> data,
+                                                           ReadOnlyMemory<Descriptor> fds,
+                                                           CancellationToken cancellationToken)
+    {
+        int sent = await AsyncFdCore.SendFirstChunkAsync(socket, data, fds, cancellationToken).ConfigureAwait(false);
+        if (sent >= data.Length || socket.SocketType != SocketType.Stream)
+            return sent;
+        return await AsyncFdCore.SendRestAsync(socket, data, sent, CancellationToken.None).ConfigureAwait(false);
+    }
+}
