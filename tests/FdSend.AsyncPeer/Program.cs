@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: MIT
+// FdSend.AsyncPeer <command> <socket-path> [args...]
+//
+// The second process of the async and channel tests. Connects Unix stream sockets to
+// <socket-path> and serves them with FdSend's async API; exit code 0 when every connection
+// ended cleanly, 1 (with the reason on stderr) otherwise.
+//
+// Commands:
+//   raw-echo N       open N connections; on each, receive 16-byte requests with
+//                    ReceiveFdsAsync (the descriptors come with the first chunk) and send each
+//                    back unchanged, descriptors included, with SendFdsAsync, until end of stream
+//   channel-echo N   open N connections, each an FdChannel; every message is answered
+//                    concurrently (many senders on one channel): payload "re:" + payload, the
+//                    same descriptors in reverse order; until end of stream
+//   slow-reader      open one connection, wait for a line on stdin, then read everything with
+//                    the sync ReceiveFds until end of stream and print
+//                    "bytes=<n> fds=<count> ids=<dev:ino>,..." on stdout
+using System.Globalization;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
+using FdSend;
+
+if (args.Length < 2)
+{
+    Console.Error.WriteLine("usage: FdSend.AsyncPeer <command> <socket-path> [args...]");
+    return 2;
+}
+string path = args[1];
+try
+{
+    switch (args[0])
+    {
+        case "raw-echo":
+            await Task.WhenAll(Enumerable.Range(0, int.Parse(args[2], CultureInfo.InvariantCulture))
+                                         .Select(_ => RawEchoAsync(Connect(path))));
+            return 0;
+        case "channel-echo":
+            await Task.WhenAll(Enumerable.Range(0, int.Parse(args[2], CultureInfo.InvariantCulture))
+                                         .Select(_ => ChannelEchoAsync(Connect(path))));
+            return 0;
+        case "slow-reader":
+            return SlowReader(Connect(path));
+        default:
+            Console.Error.WriteLine($"unknown command {args[0]}");
+            return 2;
+    }
+}
+catch (Exception e)
+{
+    Console.Error.WriteLine($"FdSend.AsyncPeer {args[0]} failed: {e}");
+    return 1;
+}
+
+static Socket Connect(string path)
+{
+    var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+    socket.Connect(new UnixDomainSocketEndPoint(path));
+    return socket;
+}
+
+static async Task RawEchoAsync(Socket socket)
+{
+    using (socket)
+    {
+        var request = new byte[16];
+        var fds = new List<ReceivedFds>();
+        while (true)
+        {
+            int got = 0;
+            try
+            {
+                while (got < request.Length)
+                {
+                    ReceivedFds r = await socket.ReceiveFdsAsync(request.AsMemory(got));
+                    fds.Add(r);
+                    if (r.IsEndOfStream)
+                    {
+                        if (got == 0)
+                            return;
+                        throw new IOException($"end of stream after {got} bytes of a request");
+                    }
+                    if (got > 0 && r.Count > 0)
+                        throw new IOException("descriptors arrived after the first chunk of a request");
+                    got += r.BytesReceived;
+                }
+                var back = new Descriptor[fds[0].Count];
+                for (int i = 0; i < back.Length; i++)
+                    back[i] = fds[0].PeekFd(i);
+                int sent = await socket.SendFdsAsync(request, back);
+                if (sent != request.Length)
+                    throw new IOException($"SendFdsAsync returned {sent}");
+            }
+            finally
+            {
+                foreach (ReceivedFds r in fds)
+                    r.Dispose();
+                fds.Clear();
+            }
+        }
+    }
+}
+
+static async Task ChannelEchoAsync(Socket socket)
+{
+    await using var channel = new FdChannel(socket);
+    var replies = new List<Task>();
+    await foreach (FdMessage message in channel.ReadAllAsync())
+        replies.Add(ReplyAsync(channel, message));
+    await Task.WhenAll(replies);
+
+    static async Task ReplyAsync(FdChannel channel, FdMessage message)
+    {
+        using (message)
+        {
+            await Task.Yield(); // answer concurrently with the next receive and other replies
+            byte[] payload = new byte[3 + message.Length];
+            "re:"u8.CopyTo(payload);
+            message.Payload.Span.CopyTo(payload.AsSpan(3));
+            var back = new Descriptor[message.FdCount];
+            for (int i = 0; i < back.Length; i++)
+                back[i] = message.Fds.PeekFd(back.Length - 1 - i);
+            await channel.SendAsync(payload, back);
+        }
+    }
+}
+
+static int SlowReader(Socket socket)
+{
+    using (socket)
+    {
+        Console.In.ReadLine(); // the test says when to start reading
+        var buffer = new byte[65536];
+        long bytes = 0;
+        var ids = new List<string>();
+        while (true)
+        {
+            using ReceivedFds r = socket.ReceiveFds(buffer);
+            if (r.IsEndOfStream)
+                break;
+            bytes += r.BytesReceived;
+            for (int i = 0; i < r.Count; i++)
+                ids.Add(FileId(r.PeekFd(i)));
+        }
+        Console.Out.WriteLine($"bytes={bytes} fds={ids.Count} ids={string.Join(',', ids)}");
+        return 0;
+    }
+}
+
+static unsafe string FileId(int fd)
+{
+    // struct stat starts with st_dev and st_ino, both 64-bit, on Linux x64 and arm64.
+    byte* stat = stackalloc byte[512];
+    if (Native.FStat(fd, stat) != 0)
+        throw new IOException($"fstat({fd}) failed: errno {Marshal.GetLastPInvokeError()}");
+    return string.Create(CultureInfo.InvariantCulture, $"{*(ulong*)stat}:{*(ulong*)(stat + 8)}");
+}
+
+internal static unsafe partial class Native
+{
+    [LibraryImport("libc.so.6", EntryPoint = "fstat", SetLastError = true)]
+    internal static partial int FStat(int fd, byte* stat);
+}

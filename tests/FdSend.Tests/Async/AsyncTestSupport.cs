@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: MIT
+// Helpers of the Async and Channel fixtures: the FdSend.AsyncPeer child process, socket-buffer
+// filling, fd and thread counts that settle, and timeouts that turn a hang into a failure.
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+
+namespace FdSend.Tests.Async;
+
+/// <summary>FdSend.AsyncPeer (tests/FdSend.AsyncPeer) running as a real child process,
+/// connected to a listener here.</summary>
+public sealed class AsyncPeerProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _stdout = new();
+    private readonly StringBuilder _stderr = new();
+
+    private AsyncPeerProcess(Process process, Socket[] connections)
+    {
+        _process = process;
+        Connections = connections;
+    }
+
+    /// <summary>This side of each connection the child made, in accept order.</summary>
+    public Socket[] Connections { get; }
+
+    public int Pid => _process.Id;
+
+    /// <summary>Starts the peer and accepts <paramref name="connections"/> connections (30 s).</summary>
+    public static AsyncPeerProcess Start(TempDir dir, string command, int connections, params string[] extraArgs)
+    {
+        string path = dir.NewPath("ap");
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+        listener.Listen(connections);
+
+        var psi = new ProcessStartInfo(DotnetHost())
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "FdSend.AsyncPeer.dll"));
+        psi.ArgumentList.Add(command);
+        psi.ArgumentList.Add(path);
+        foreach (string a in extraArgs)
+            psi.ArgumentList.Add(a);
+        Process process = Process.Start(psi) ?? throw new InvalidOperationException("could not start FdSend.AsyncPeer");
+        var sockets = new Socket[connections];
+        var peer = new AsyncPeerProcess(process, sockets);
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (peer._stdout) peer._stdout.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (peer._stderr) peer._stderr.AppendLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        for (int i = 0; i < connections; i++)
+        {
+            if (!listener.Poll(TimeSpan.FromSeconds(30), SelectMode.SelectRead))
+            {
+                peer.Kill();
+                throw new TimeoutException($"FdSend.AsyncPeer did not connect: {peer.Stderr}");
+            }
+            sockets[i] = listener.Accept();
+        }
+        return peer;
+    }
+
+    public string Stderr
+    {
+        get
+        {
+            lock (_stderr)
+                return _stderr.ToString();
+        }
+    }
+
+    /// <summary>Writes a line to the peer's standard input.</summary>
+    public void Signal(string line = "go")
+    {
+        _process.StandardInput.WriteLine(line);
+        _process.StandardInput.Flush();
+    }
+
+    /// <summary>Waits for the peer to exit with 0 and returns what it printed.</summary>
+    public string WaitForSuccess(int timeoutMs = 30_000)
+    {
+        if (!_process.WaitForExit(timeoutMs))
+        {
+            Kill();
+            Assert.Fail($"FdSend.AsyncPeer did not exit within {timeoutMs} ms: {Stderr}");
+        }
+        _process.WaitForExit(); // flush the async readers
+        Assert.That(_process.ExitCode, Is.EqualTo(0), $"FdSend.AsyncPeer failed: {Stderr}");
+        lock (_stdout)
+            return _stdout.ToString();
+    }
+
+    private void Kill()
+    {
+        try
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (Socket? s in Connections)
+            s?.Dispose();
+        if (!_process.HasExited && !_process.WaitForExit(10_000))
+            Kill();
+        _process.Dispose();
+    }
+
+    private static string DotnetHost()
+    {
+        string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
+        if (!string.IsNullOrEmpty(host) && File.Exists(host))
+            return host;
+        string? self = Environment.ProcessPath;
+        if (self is not null && Path.GetFileNameWithoutExtension(self) == "dotnet")
+            return self;
+        return "dotnet";
+    }
+}
+
+public static partial class AsyncTest
+{
+    [System.Runtime.InteropServices.LibraryImport("libc.so.6", EntryPoint = "getrlimit", SetLastError = true)]
+    private static unsafe partial int GetRLimit(int resource, ulong* limits);
+
+    [System.Runtime.InteropServices.LibraryImport("libc.so.6", EntryPoint = "setrlimit", SetLastError = true)]
+    private static unsafe partial int SetRLimit(int resource, ulong* limits);
+
+    private const int RLIMIT_NOFILE = 7; // Linux
+
+    /// <summary>Sets this process's soft RLIMIT_NOFILE, keeping the hard limit (so that it
+    /// can be raised back without privileges); returns the previous soft limit.</summary>
+    public static unsafe ulong SetSoftOpenFileLimit(ulong soft)
+    {
+        ulong* l = stackalloc ulong[2];
+        if (GetRLimit(RLIMIT_NOFILE, l) != 0)
+            throw new IOException($"getrlimit failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+        ulong previous = l[0];
+        l[0] = soft;
+        if (SetRLimit(RLIMIT_NOFILE, l) != 0)
+            throw new IOException($"setrlimit failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+        return previous;
+    }
+
+    /// <summary>Fails the test instead of hanging it.</summary>
+    public static async Task<T> Within<T>(this Task<T> task, int ms = 20_000)
+    {
+        if (await Task.WhenAny(task, Task.Delay(ms)).ConfigureAwait(false) != task)
+            Assert.Fail($"the operation did not complete within {ms} ms");
+        return await task.ConfigureAwait(false);
+    }
+
+    public static async Task Within(this Task task, int ms = 20_000)
+    {
+        if (await Task.WhenAny(task, Task.Delay(ms)).ConfigureAwait(false) != task)
+            Assert.Fail($"the operation did not complete within {ms} ms");
+        await task.ConfigureAwait(false);
+    }
+
+    public static Task<T> Within<T>(this ValueTask<T> task, int ms = 20_000) => task.AsTask().Within(ms);
+
+    public static Task Within(this ValueTask task, int ms = 20_000) => task.AsTask().Within(ms);
+
+    /// <summary>Asserts that the task does not complete within <paramref name="ms"/>.</summary>
+    public static async Task AssertPending(Task task, int ms = 200)
+    {
+        await Task.WhenAny(task, Task.Delay(ms)).ConfigureAwait(false);
+        Assert.That(task.IsCompleted, Is.False, $"the operation completed ({task.Status}) but should still be waiting");
+    }
+
+    /// <summary>Writes to <paramref name="socket"/> until its send buffer (and the peer's
+    /// receive buffer) is full; returns the bytes written. The socket stays blocking.</summary>
+    public static long Fill(Socket socket, int sendBufferSize = 16 * 1024)
+    {
+        socket.SendBufferSize = sendBufferSize;
+        bool wasBlocking = socket.Blocking;
+        socket.Blocking = false;
+        long total = 0;
+        var chunk = new byte[4096];
+        Array.Fill(chunk, (byte)'f');
+        try
+        {
+            while (true)
+            {
+                int n = socket.Send(chunk, 0, chunk.Length, SocketFlags.None, out SocketError error);
+                if (error == SocketError.WouldBlock)
+                    break;
+                if (error != SocketError.Success)
+                    throw new SocketException((int)error);
+                total += n;
+            }
+        }
+        finally
+        {
+            socket.Blocking = wasBlocking;
+        }
+        return total;
+    }
+
+    /// <summary>Reads exactly <paramref name="count"/> bytes of plain data (sync), asserting
+    /// that no descriptors come with them.</summary>
+    public static byte[] ReadPlain(Socket socket, long count)
+    {
+        var all = new byte[count];
+        long got = 0;
+        var buffer = new byte[65536];
+        while (got < count)
+        {
+            using ReceivedFds r = socket.ReceiveFds(buffer.AsSpan(0, (int)Math.Min(buffer.Length, count - got)));
+            Assert.That(r.IsEndOfStream, Is.False, $"end of stream after {got} of {count} bytes");
+            Assert.That(r.Count, Is.EqualTo(0), "descriptors came with plain data");
+            buffer.AsSpan(0, r.BytesReceived).CopyTo(all.AsSpan((int)got));
+            got += r.BytesReceived;
+        }
+        return all;
+    }
+
+    /// <summary>
+    /// The open descriptors that tests own or could leak: sockets, pipes, anonymous inodes and
+    /// data files. Code files the runtime maps lazily (an assembly or .pdb loaded when an
+    /// exception's stack trace is first rendered takes two descriptors) are left out, or the
+    /// count would change under the tests' feet.
+    /// </summary>
+    public static IReadOnlyList<(int Fd, string Target)> RelevantFds()
+    {
+        var list = new List<(int, string)>();
+        foreach (string entry in Directory.GetFileSystemEntries("/proc/self/fd"))
+        {
+            string target;
+            try
+            {
+                target = new FileInfo(entry).LinkTarget ?? "?";
+            }
+            catch (IOException)
+            {
+                continue; // closed meanwhile (e.g. the enumeration's own directory)
+            }
+            if (target.EndsWith(".dll", StringComparison.Ordinal) || target.EndsWith(".pdb", StringComparison.Ordinal) ||
+                target.EndsWith(".so", StringComparison.Ordinal) || target.Contains(".so.", StringComparison.Ordinal))
+                continue;
+            list.Add((int.Parse(Path.GetFileName(entry), System.Globalization.CultureInfo.InvariantCulture), target));
+        }
+        return list;
+    }
+
+    public static int FdCount() => RelevantFds().Count;
+
+    /// <summary>Waits (up to 5 s) for this process's relevant fd count (<see cref="RelevantFds"/>)
+    /// to come back to <paramref name="expected"/> (finalizers may lag a little), then asserts it.</summary>
+    public static void AssertFdCount(int expected, string because = "")
+    {
+        var sw = Stopwatch.StartNew();
+        int now = FdCount();
+        while (now != expected && sw.ElapsedMilliseconds < 5000)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            Thread.Sleep(20);
+            now = FdCount();
+        }
+        if (now != expected)
+        {
+            string all = string.Join(' ', RelevantFds().Select(f => $"{f.Fd}={f.Target}"));
+            Assert.That(now, Is.EqualTo(expected), $"open descriptors in /proc/self/fd {because}: {all}");
+        }
+    }
+
+    private static int s_processWide;
+
+    /// <summary>Descriptors that exist once per process and are created on first use: FdSend's
+    /// writability poller's wake-up pipe, and the pipe .NET's Process class sets up for
+    /// SIGCHLD on its first child. Created before any baseline is taken.</summary>
+    private static void CreateProcessWideDescriptors()
+    {
+        if (Interlocked.Exchange(ref s_processWide, 1) != 0)
+            return;
+        _ = FdSend.WritableWaiter.Instance;
+        using Process p = Process.Start(new ProcessStartInfo("/bin/sh", "-c true") { UseShellExecute = false })!;
+        p.WaitForExit();
+    }
+
+    /// <summary>This process's relevant fd count once finalizers of earlier tests' objects
+    /// have run: the baseline for <see cref="AssertFdCount"/>.</summary>
+    public static int SettledFdCount()
+    {
+        CreateProcessWideDescriptors();
+        for (int i = 0; i < 2; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+        return FdCount();
+    }
+
+    /// <summary>The number of threads of this process (/proc/self/task).</summary>
+    public static int ThreadCount() => Directory.GetDirectories("/proc/self/task").Length;
+
+    public static byte[] Pattern(int length, int seed)
+    {
+        var b = new byte[length];
+        for (int i = 0; i < length; i++)
+            b[i] = (byte)(i * 31 + seed * 7 + (i >> 8));
+        return b;
+    }
+}

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: MIT
+// FdChannel against raw frames written with the plain FdSend calls: the bytes on the wire,
+// frames split into single bytes, frames joined in one write, and every kind of malformed
+// frame (the channel faults, the frame's descriptors are closed, later calls throw the same).
+using FdSend.Tests.Async;
+
+namespace FdSend.Tests.Channel;
+
+[TestFixture]
+[CancelAfter(30_000)]
+public class FdChannelFramingTests
+{
+    private TempDir _dir = null!;
+
+    [SetUp]
+    public void SetUp() => _dir = new TempDir();
+
+    [TearDown]
+    public void TearDown() => _dir.Dispose();
+
+    [Test]
+    public async Task SendAsync_puts_the_documented_bytes_on_the_wire()
+    {
+        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        string p = _dir.NewFile("x");
+        using var f = File.OpenHandle(p);
+        await using var channel = new FdChannel(pair.A, new FdChannelOptions { LeaveOpen = true });
+
+        await channel.SendAsync(TestData.Utf8("hello"), new Descriptor[] { f, f });
+        var buffer = new byte[64];
+        using ReceivedFds r = pair.B.ReceiveFds(buffer.AsSpan(0, 13));
+        Assert.That(buffer.AsSpan(0, r.BytesReceived).ToArray(),
+            Is.EqualTo(new byte[] { 1, 0, 2, 0, 5, 0, 0, 0, (byte)'h', (byte)'e', (byte)'l', (byte)'l', (byte)'o' }));
+        Assert.That(r.Count, Is.EqualTo(2), "the descriptors come with the header's first byte");
+        Assert.That(Posix.GetFileId(r.PeekFd(1)), Is.EqualTo(Posix.GetFileId(p)));
+
+        // A 70,000-byte payload (sent header-first, then straight from the caller's memory).
+        await channel.SendAsync(new byte[70_000], new Descriptor[] { f });
+        using ReceivedFds h = pair.B.ReceiveFds(buffer.AsSpan(0, 8));
+        Assert.That(buffer.AsSpan(0, 8).ToArray(), Is.EqualTo(new byte[] { 1, 0, 1, 0, 0x70, 0x11, 0x01, 0 }));
+        Assert.That(h.Count, Is.EqualTo(1));
+        Assert.That(AsyncTest.ReadPlain(pair.B, 70_000).All(b => b == 0), Is.True);
+
+        await channel.SendAsync(ReadOnlyMemory<byte>.Empty);
+        using ReceivedFds e = pair.B.ReceiveFds(buffer.AsSpan(0, 8));
+        Assert.That(buffer.AsSpan(0, 8).ToArray(), Is.EqualTo(new byte[] { 1, 0, 0, 0, 0, 0, 0, 0 }));
+    }
+
+    [Test]
+    public async Task A_frame_written_one_byte_at_a_time_arrives_whole()
+    {
+        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        string p1 = _dir.NewFile("a"), p2 = _dir.NewFile("b");
+        using var f1 = File.OpenHandle(p1);
+        using var f2 = File.OpenHandle(p2);
+        await using var channel = new FdChannel(pair.B);
+        int baseline = AsyncTest.SettledFdCount();
+
+        for (int round = 0; round < 2; round++)
+        {
+            byte[] payload = AsyncTest.Pattern(40, round);
+            byte[] frame = Frames.Make(payload, 2);
+            Task<FdMessage> receive = channel.ReceiveAsync().AsTask();
+            await Frames.WriteByteByByte(pair.A, frame, new Descriptor[] { f1, f2 });
+            using FdMessage m = await receive.Within();
+            Assert.That(m.Payload.ToArray(), Is.EqualTo(payload));
+            Assert.That(m.FdCount, Is.EqualTo(2));
+            Assert.That(Posix.GetFileId(m.Fds.PeekFd(0)), Is.EqualTo(Posix.GetFileId(p1)));
+            Assert.That(Posix.GetFileId(m.Fds.PeekFd(1)), Is.EqualTo(Posix.GetFileId(p2)));
+        }
+        AsyncTest.AssertFdCount(baseline);
+    }
+
+    [Test]
+    public async Task Frames_joined_in_one_write_come_out_as_separate_messages()
+    {
+        // The document's example: "ab" with 2 descriptors and "cde" with none, in one sendmsg.
+        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var f = File.OpenHandle(_dir.NewFile("x"));
+        await using var channel = new FdChannel(pair.B);
+        byte[] both = Frames.Make(TestData.Utf8("ab"), 2).Concat(Frames.Make(TestData.Utf8("cde"), 0)).ToArray();
+        Assert.That(both, Is.EqualTo(new byte[] { 1, 0, 2, 0, 2, 0, 0, 0, 0x61, 0x62, 1, 0, 0, 0, 3, 0, 0, 0, 0x63, 0x64, 0x65 }));
+        pair.A.SendFds(both, f, f);
+
+        using (FdMessage m = await channel.ReceiveAsync().Within())
+        {
+            Assert.That(TestData.Text(m.Payload.Span), Is.EqualTo("ab"));
+            Assert.That(m.FdCount, Is.EqualTo(2));
+        }
+        using (FdMessage m = await channel.ReceiveAsync().Within())
+        {
+            Assert.That(TestData.Text(m.Payload.Span), Is.EqualTo("cde"));
+            Assert.That(m.FdCount, Is.EqualTo(0));
+        }
+    }
+
+    /// <summary>A malformed stream frame, written raw: (name, frame bytes, descriptors, byte
+    /// they are attached to, whether the writer then closes its end).</summary>
+    private static IEnumerable<TestCaseData> MalformedStreamFrames()
+    {
+        yield return new TestCaseData(Frames.Make(new byte[4], 1, version: 2), 1, 0, false).SetArgDisplayNames("version 2");
+        yield return new TestCaseData(Frames.Make(new byte[4], 1, flags: 0x80), 1, 0, false).SetArgDisplayNames("flags set");
+        yield return new TestCaseData(Frames.Make(new byte[4], 300), 1, 0, false).SetArgDisplayNames("fd_count over 253");
+        yield return new TestCaseData(Frames.Make(new byte[4], 2), 1, 0, false).SetArgDisplayNames("fewer descriptors than announced");
+        yield return new TestCaseData(Frames.Make(new byte[4], 0), 1, 0, false).SetArgDisplayNames("descriptors not announced");
+        yield return new TestCaseData(Frames.Make(new byte[4], 1), 1, 3, false).SetArgDisplayNames("descriptors on a header byte");
+        yield return new TestCaseData(Frames.Make(new byte[4], 1), 1, 9, false).SetArgDisplayNames("descriptors on a payload byte");
+        yield return new TestCaseData(Frames.Make(new byte[4], 1).Take(5).ToArray(), 1, 0, true).SetArgDisplayNames("end inside the header");
+        yield return new TestCaseData(Frames.Make(new byte[4], 1).Take(10).ToArray(), 1, 0, true).SetArgDisplayNames("end inside the payload");
+        yield return new TestCaseData(new byte[] { 0 }, 1, 0, false).SetArgDisplayNames("IO::FDPass zero byte");
+    }
+
+    [TestCaseSource(nameof(MalformedStreamFrames))]
+    public async Task A_malformed_stream_frame_faults_the_channel_and_closes_its_descriptors(
+        byte[] frame, int fdCount, int fdByte, bool thenClose)
+    {
+        var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var f = File.OpenHandle(_dir.NewFile("x"));
+        int baseline = AsyncTest.SettledFdCount();
+        var channel = new FdChannel(pair.B);
+        try
+        {
+            Task<FdMessage> receive = channel.ReceiveAsync().AsTask();
+            // The faulty part after a few bytes of delay, so that the check works on a frame
+            // that arrives in pieces too.
+            var fds = Enumerable.Repeat((Descriptor)f, fdCount).ToArray();
+            if (fdByte == 0)
+                pair.A.SendFds(frame, fds);
+            else
+                await Frames.WriteByteByByte(pair.A, frame, fds, fdByte, pauseEvery: 4, reader: pair.B);
+            if (thenClose)
+                pair.A.Shutdown(SocketShutdown.Send);
+
+            var e = Assert.ThrowsAsync<FdChannelProtocolException>(async () => await receive.Within());
+            TestContext.Progress.WriteLine($"  {e!.Message}");
+            Assert.That(e, Is.InstanceOf<IOException>());
+            Assert.That(channel.Fault, Is.SameAs(e));
+            AsyncTest.AssertFdCount(baseline, "every descriptor of the malformed frame was closed");
+
+            // The fault sticks: the same exception from every later call, sends included.
+            Assert.That(Assert.CatchAsync(async () => await channel.ReceiveAsync()), Is.SameAs(e));
+            Assert.That(Assert.CatchAsync(async () => await channel.SendAsync(new byte[1])), Is.SameAs(e));
+            Assert.That(Assert.CatchAsync(async () => { await foreach (var m in channel.ReadAllAsync()) m.Dispose(); }), Is.SameAs(e));
+        }
+        finally
+        {
+            await channel.DisposeAsync();
+            pair.Dispose();
+        }
+    }
+
+    private static IEnumerable<TestCaseData> MalformedDatagrams()
+    {
+        foreach (SocketType type in new[] { SocketType.Seqpacket, SocketType.Dgram })
+        {
+            yield return new TestCaseData(type, Frames.Make(new byte[4], 1, length: 5)).SetArgDisplayNames($"{type}: shorter than announced");
+            yield return new TestCaseData(type, Frames.Make(new byte[4], 1, length: 3)).SetArgDisplayNames($"{type}: longer than announced");
+            yield return new TestCaseData(type, new byte[] { 1, 0, 1 }).SetArgDisplayNames($"{type}: shorter than a header");
+            yield return new TestCaseData(type, Frames.Make(new byte[4], 1, version: 0)).SetArgDisplayNames($"{type}: version 0");
+            yield return new TestCaseData(type, Frames.Make(new byte[4], 3)).SetArgDisplayNames($"{type}: descriptor count differs");
+        }
+        yield return new TestCaseData(SocketType.Dgram, Array.Empty<byte>()).SetArgDisplayNames("Dgram: empty datagram");
+    }
+
+    [TestCaseSource(nameof(MalformedDatagrams))]
+    public async Task A_malformed_datagram_frame_faults_the_channel_and_closes_its_descriptors(SocketType type, byte[] datagram)
+    {
+        var pair = SocketPair.Create(_dir, type);
+        using var f = File.OpenHandle(_dir.NewFile("x"));
+        int baseline = AsyncTest.SettledFdCount();
+        var channel = new FdChannel(pair.B);
+        try
+        {
+            Task<FdMessage> receive = channel.ReceiveAsync().AsTask();
+            if (datagram.Length == 0)
+                pair.A.SendFds(datagram, ReadOnlySpan<Descriptor>.Empty);
+            else
+                pair.A.SendFds(datagram, f);
+            var e = Assert.ThrowsAsync<FdChannelProtocolException>(async () => await receive.Within());
+            TestContext.Progress.WriteLine($"  {e!.Message}");
+            AsyncTest.AssertFdCount(baseline, "the datagram's descriptor was closed");
+            Assert.That(Assert.CatchAsync(async () => await channel.ReceiveAsync()), Is.SameAs(e));
+        }
+        finally
+        {
+            await channel.DisposeAsync();
+            pair.Dispose();
+        }
+    }
+
+    [Test]
+    public async Task Descriptors_the_kernel_drops_reject_the_message_but_keep_the_channel()
+    {
+        // MSG_CTRUNC for real: leave this process room for only two new descriptors
+        // (RLIMIT_NOFILE just above the highest open one, every lower hole filled), then
+        // receive a frame with four.
+        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var f = File.OpenHandle(_dir.NewFile("x"));
+        await using var channel = new FdChannel(pair.B);
+        pair.A.SendFds(Frames.Make(TestData.Utf8("four"), 4), f, f, f, f);
+        pair.A.SendFds(Frames.Make(TestData.Utf8("next"), 1), f);
+        int baseline = AsyncTest.SettledFdCount();
+        ulong soft = ulong.MaxValue;
+        var fillers = new List<int>();
+        try
+        {
+            soft = AsyncTest.SetSoftOpenFileLimit((ulong)Posix.OpenFds().Max() + 1);
+            int fd;
+            while ((fd = Posix.Dup((int)f.DangerousGetHandle())) >= 0)
+                fillers.Add(fd);
+            for (int i = 0; i < 2 && fillers.Count > 0; i++)
+            {
+                Posix.Close(fillers[^1]);
+                fillers.RemoveAt(fillers.Count - 1);
+            }
+            var e = Assert.ThrowsAsync<FdMessageRejectedException>(async () => await channel.ReceiveAsync().Within());
+            Assert.That(e!.Reason, Is.EqualTo(FdMessageRejectReason.FdsDropped));
+            Assert.That(e.FdCount, Is.EqualTo(4));
+            TestContext.Progress.WriteLine($"  {e.Message}");
+        }
+        finally
+        {
+            foreach (int fd in fillers)
+                Posix.Close(fd);
+            if (soft != ulong.MaxValue)
+                AsyncTest.SetSoftOpenFileLimit(soft);
+        }
+        AsyncTest.AssertFdCount(baseline, "the descriptors that did arrive were closed");
+        using FdMessage m = await channel.ReceiveAsync().Within();
+        Assert.That(TestData.Text(m.Payload.Span), Is.EqualTo("next"), "the channel is still in step");
+        Assert.That(m.FdCount, Is.EqualTo(1));
+        Assert.That(channel.Fault, Is.Null);
+    }
+}
