@@ -395,6 +395,7 @@ public sealed class FdChannel : IAsyncDisposable
                     _rxFdCount = count;
                     _rxFdsDropped = (flags & ReceiveFlags.FdsTruncated) != 0;
                     _rxHeaderGot = n;
+                    CheckHeaderStart();
                     continue;
                 }
 
@@ -404,6 +405,7 @@ public sealed class FdChannel : IAsyncDisposable
                         return false;
                     CheckContinuation(n, count, flags, "header");
                     _rxHeaderGot += n;
+                    CheckHeaderStart();
                     continue;
                 }
 
@@ -469,6 +471,17 @@ public sealed class FdChannel : IAsyncDisposable
             SetFault(broken);
             throw broken;
         }
+    }
+
+    /// <summary>Rejects a bad version or flags byte as soon as it is in, without waiting for
+    /// the rest of the header: a peer speaking another protocol (e.g. IO::FDPass's single
+    /// zero byte) may never send 8 bytes.</summary>
+    private void CheckHeaderStart()
+    {
+        if (_rxHeader[0] != FrameHeader.Version)
+            throw ProtocolError($"the frame header's version byte is {_rxHeader[0]}; this side speaks version {FrameHeader.Version}");
+        if (_rxHeaderGot >= 2 && _rxHeader[1] != 0)
+            throw ProtocolError($"the frame header's flags byte is 0x{_rxHeader[1]:x2}; no flags are defined");
     }
 
     /// <summary>Checks a read that continues a started frame: it must bring data, and no
