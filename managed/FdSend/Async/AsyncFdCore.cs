@@ -23,7 +23,7 @@ internal static class AsyncFdCore
 
     /// <summary>Waits until <paramref name="socket"/> is writable (see <see cref="WritableWaiter"/>).</summary>
     internal static Task WaitWritableAsync(Socket socket, CancellationToken cancellationToken) =>
-        WritableWaiter.Instance.WaitAsync(socket, cancellationToken);
+        WritableWaiter.WaitWritableAsync(socket, cancellationToken);
 
     /// <summary>One non-blocking send attempt of a whole buffer with descriptors (kept out of
     /// async methods so that spans never live across an await).</summary>

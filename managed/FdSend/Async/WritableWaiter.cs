@@ -53,6 +53,19 @@ internal sealed class WritableWaiter
         _wakeFd = (int)_wakeWriter.ClientSafePipeHandle.DangerousGetHandle();
     }
 
+    /// <summary>Completes when <paramref name="socket"/> is writable (see <see cref="WaitAsync"/>).</summary>
+    internal static Task WaitWritableAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            FdSendCore.GetHandle(socket);
+            return cancellationToken.IsCancellationRequested
+                ? Task.FromCanceled(cancellationToken)
+                : PollLoopAsync(socket, cancellationToken);
+        }
+        return Instance.WaitAsync(socket, cancellationToken);
+    }
+
     internal static WritableWaiter Instance =>
         Volatile.Read(ref s_instance) ?? CreateInstance();
 
@@ -118,6 +131,19 @@ internal sealed class WritableWaiter
             Wake();
         }
         return registration.Task;
+    }
+
+    /// <summary>Windows has no poll(2) over a pipe and a socket together (WSAPoll takes
+    /// sockets only): there, wait with <see cref="Socket.Poll(int, SelectMode)"/> checks
+    /// spaced by a timer that backs off from 1 ms to 50 ms. No thread is held meanwhile.</summary>
+    private static async Task PollLoopAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        int delay = 1;
+        while (!socket.Poll(0, SelectMode.SelectWrite) && !socket.Poll(0, SelectMode.SelectError))
+        {
+            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+            delay = Math.Min(delay * 2, 50);
+        }
     }
 
     private void Wake()
