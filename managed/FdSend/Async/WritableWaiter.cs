@@ -162,7 +162,30 @@ internal sealed class WritableWaiter
         Wake(); // let the poller drop the descriptor from its set
     }
 
-    private unsafe void Run()
+    private void Run()
+    {
+        try
+        {
+            Poll();
+        }
+        catch (Exception e)
+        {
+            // Nothing in the loop is expected to throw; if something does, fail the waits
+            // (their sends throw instead of hanging) and let the next wait start a new thread.
+            List<Registration> stranded;
+            lock (_gate)
+            {
+                stranded = new List<Registration>(_pending);
+                _pending.Clear();
+                _running = false;
+            }
+            var error = new IOException("FdSend's writability poller failed: " + e.Message, e);
+            foreach (Registration r in stranded)
+                r.Fail(error);
+        }
+    }
+
+    private unsafe void Poll()
     {
         Interop.PollFd[] fds = new Interop.PollFd[16];
         Registration[] polled = new Registration[16];
