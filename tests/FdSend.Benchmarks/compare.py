@@ -230,11 +230,12 @@ def build_tables(impls, results, floor_medians):
             cells.append(summary_cell(impl, w, results, floor_medians))
         lines.append(f"| {impl.label} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Cells: median ops/s over the rounds, and its ratio to raw C's median for the same workload in the same "
-                 "run; in-process cells add the ratio of operations per CPU-second (below).")
-    lines.append("In-process workloads also report operations per CPU-second of the process (CPU time over the "
-                 "timed loop): on a shared machine it is disturbed less than the wall clock, so the two ratios "
-                 "together show whether a gap is the implementation's or the machine's.")
+    lines.append("Cells: median ops/s over the rounds, its ratio to raw C's median for the same workload in the same "
+                 "run, and the ratio of operations per CPU-second.")
+    lines.append("Operations per CPU-second count the CPU time used over the timed loop by the process and, in the "
+                 "two-process workloads, its child (from /proc): on a shared machine it is disturbed much less than "
+                 "the wall clock, so the two ratios together show whether a gap is the implementation's or the "
+                 "machine's.")
     for w, title, desc in WORKLOADS:
         lines += ["", f"#### {title} (`{w}`)", "", desc + ".", "",
                   "| implementation | median ops/s | ratio to raw C | min | max | rounds | ops per CPU-second (ratio) | alloc B/op |",
@@ -301,7 +302,7 @@ def alloc_of(results, name, w):
 def target_lines(impls, results, floor_medians):
     """The targets of issue 5, each with its measured value from this run."""
     names = {i.name for i in impls if i.missing is None}
-    out = ["Status is judged on the wall-clock medians; in-process lines add the ratio of operations per "
+    out = ["Status is judged on the wall-clock medians; the lines add the ratio of operations per "
            "CPU-second, which a busy machine disturbs less.", ""]
 
     def status(ok):

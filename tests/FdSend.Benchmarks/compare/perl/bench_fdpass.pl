@@ -91,6 +91,21 @@ if ($workload eq 'inproc1') {
     };
 }
 
+# CPU seconds used so far by every thread of process $pid (Linux /proc), or undef.
+sub task_cpu {
+    my ($pid) = @_;
+    opendir(my $d, "/proc/$pid/task") or return undef;
+    my $total = 0;
+    for my $tid (grep { !/^\./ } readdir($d)) {
+        open(my $f, '<', "/proc/$pid/task/$tid/schedstat") or next;
+        my ($ns) = split(' ', scalar(<$f> // '0'));
+        $total += $ns;
+        close($f);
+    }
+    closedir($d);
+    return $total / 1e9;
+}
+
 sub run_for {
     my ($secs) = @_;
     my $ops = 0;
@@ -103,10 +118,10 @@ sub run_for {
 }
 
 run_for($warmup) if $warmup > 0;
+my $k0 = defined $child ? task_cpu($child) : 0;
 my $c0 = clock_gettime(CLOCK_PROCESS_CPUTIME_ID);
 my $t0 = clock_gettime(CLOCK_MONOTONIC);
 my $ops = run_for($seconds);
-my $c1 = clock_gettime(CLOCK_PROCESS_CPUTIME_ID);
 if (defined $child) {
     shutdown($a, SHUT_WR) or die_with('shutdown');
     if ($workload eq 'stream1') {
@@ -114,10 +129,12 @@ if (defined $child) {
     }
 }
 my $t1 = clock_gettime(CLOCK_MONOTONIC);
+my $c1 = clock_gettime(CLOCK_PROCESS_CPUTIME_ID);
+my $k1 = defined $child ? task_cpu($child) : 0;
 if (defined $child) {
     waitpid($child, 0);
     if ($? != 0) { $! = 0; die_with('child failed'); }
 }
 printf "ops_per_sec=%.1f ops=%d seconds=%.4f%s\n", $ops / ($t1 - $t0), $ops, $t1 - $t0,
-    defined $child ? '' : sprintf(' cpu_seconds=%.4f', $c1 - $c0);
+    (defined $k0 && defined $k1) ? sprintf(' cpu_seconds=%.4f', ($c1 - $c0) + ($k1 - $k0)) : '';
 exit 0;

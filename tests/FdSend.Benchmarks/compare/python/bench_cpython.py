@@ -82,6 +82,22 @@ def make_loop(workload, a, b, fds):
     return batch
 
 
+def task_cpu(pid):
+    """CPU seconds used so far by every thread of process pid (Linux /proc), or None."""
+    try:
+        base = f"/proc/{pid}/task"
+        total = 0
+        for tid in os.listdir(base):
+            try:
+                with open(f"{base}/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except OSError:
+                pass
+        return total / 1e9
+    except OSError:
+        return None
+
+
 def run(batch, seconds):
     ops = 0
     now = time.monotonic
@@ -115,20 +131,22 @@ def main():
     batch = make_loop(workload, a, b, fds)
     if warmup > 0:
         run(batch, warmup)
+    k0 = task_cpu(child) if child is not None else 0.0
     c0 = time.process_time()
     t0 = time.monotonic()
     ops = run(batch, seconds)
-    c1 = time.process_time()
     if child is not None:
         a.shutdown(socket.SHUT_WR)
         if workload == "stream1" and a.recv(1) != b"A":
             die("read acknowledgement")
     t1 = time.monotonic()
+    c1 = time.process_time()
+    k1 = task_cpu(child) if child is not None else 0.0
     if child is not None:
         _pid, status = os.waitpid(child, 0)
         if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
             die("child failed")
-    cpu = f" cpu_seconds={c1 - c0:.4f}" if child is None else ""
+    cpu = f" cpu_seconds={(c1 - c0) + (k1 - k0):.4f}" if k0 is not None and k1 is not None else ""
     print(f"ops_per_sec={ops / (t1 - t0):.1f} ops={ops} seconds={t1 - t0:.4f}{cpu}")
     return 0
 

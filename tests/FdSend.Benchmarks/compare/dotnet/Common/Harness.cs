@@ -184,11 +184,14 @@ public static partial class Harness
         bool stream = o.Workload == "stream1";
         if (o.Warmup > 0) { if (stream) StreamLoop(ref t, o.Warmup); else PingPongLoop(ref t, o.Warmup); }
         long alloc0 = GC.GetTotalAllocatedBytes(precise: true);
+        double cpu0 = child.CpuSeconds();
         long start = Stopwatch.GetTimestamp();
         long n = stream ? StreamLoop(ref t, o.Seconds) : PingPongLoop(ref t, o.Seconds);
         long alloc = GC.GetTotalAllocatedBytes(precise: true) - alloc0;
-        long end = child.Finish(stream);
-        return Report(n, start, end, alloc);
+        long end = child.EndOfStream(stream);
+        double cpu1 = child.CpuSeconds();
+        child.WaitForExit();
+        return Report(n, start, end, alloc, cpu0 >= 0 && cpu1 >= 0 ? TimeSpan.FromSeconds(cpu1 - cpu0) : null);
     }
 
     static long InprocLoop<T>(ref T t, int nfds, double seconds) where T : struct, ITransport
@@ -276,11 +279,14 @@ public static partial class Harness
         bool stream = o.Workload == "stream1";
         if (o.Warmup > 0) await (stream ? StreamLoopAsync(box, o.Warmup) : PingPongLoopAsync(box, o.Warmup)).ConfigureAwait(false);
         long alloc0 = GC.GetTotalAllocatedBytes(precise: true);
+        double cpu0 = child.CpuSeconds();
         long start = Stopwatch.GetTimestamp();
         long n = await (stream ? StreamLoopAsync(box, o.Seconds) : PingPongLoopAsync(box, o.Seconds)).ConfigureAwait(false);
         long alloc = GC.GetTotalAllocatedBytes(precise: true) - alloc0;
-        long end = child.Finish(stream);
-        return Report(n, start, end, alloc);
+        long end = child.EndOfStream(stream);
+        double cpu1 = child.CpuSeconds();
+        child.WaitForExit();
+        return Report(n, start, end, alloc, cpu0 >= 0 && cpu1 >= 0 ? TimeSpan.FromSeconds(cpu1 - cpu0) : null);
     }
 
     // StrongBox: async methods cannot take a ref to a struct; the box keeps one instance.
@@ -335,8 +341,8 @@ public static partial class Harness
     static long Deadline(double seconds) => Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
 
     /// <summary>The one output line. allocated: bytes allocated by the whole process
-    /// (every thread) during the timed loop; cpu: the process's CPU time over it (in-process
-    /// workloads only).</summary>
+    /// (every thread) during the timed loop; cpu: the CPU time used over it by this process
+    /// and, in the two-process workloads, the child.</summary>
     static int Report(long ops, long t0, long t1, long allocated, TimeSpan? cpu = null)
     {
         double secs = (double)(t1 - t0) / Stopwatch.Frequency;
@@ -397,7 +403,7 @@ public static partial class Harness
 
         /// <summary>End of stream; for stream1 wait for the child's acknowledgement that it
         /// has received everything. Returns the timestamp at which the run ended.</summary>
-        public long Finish(bool waitForAck)
+        public long EndOfStream(bool waitForAck)
         {
             Socket.Shutdown(SocketShutdown.Send);
             if (waitForAck)
@@ -406,12 +412,39 @@ public static partial class Harness
                 if (Socket.Receive(ack) != 1 || ack[0] != (byte)'A')
                     throw new InvalidOperationException("no acknowledgement from the child");
             }
-            long end = Stopwatch.GetTimestamp();
+            return Stopwatch.GetTimestamp();
+        }
+
+        public void WaitForExit()
+        {
             if (!_process.WaitForExit(TimeSpan.FromSeconds(30)))
                 throw new InvalidOperationException("the child process did not exit");
             if (_process.ExitCode != 0)
                 throw new InvalidOperationException($"the child process failed (exit code {_process.ExitCode})");
-            return end;
+        }
+
+        /// <summary>CPU seconds used so far by this process (every thread) plus the child
+        /// (every thread, from Linux's /proc/PID/task/TID/schedstat); -1 where /proc does
+        /// not say.</summary>
+        public double CpuSeconds()
+        {
+            double mine = Environment.CpuUsage.TotalTime.TotalSeconds;
+            try
+            {
+                long ns = 0;
+                foreach (string task in Directory.EnumerateDirectories($"/proc/{_process.Id}/task"))
+                {
+                    try
+                    {
+                        string text = File.ReadAllText(Path.Combine(task, "schedstat"));
+                        ns += long.Parse(text.AsSpan(0, text.IndexOf(' ')), System.Globalization.CultureInfo.InvariantCulture);
+                    }
+                    catch (IOException) { } // a thread that just ended
+                }
+                return mine + ns / 1e9;
+            }
+            catch (IOException) { return -1; }
+            catch (UnauthorizedAccessException) { return -1; }
         }
 
         public void Dispose()
