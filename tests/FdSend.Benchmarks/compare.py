@@ -313,9 +313,9 @@ def target_lines(impls, results, floor_medians):
         b = floor_medians.get(w) if base is None else median_of(results, base, w)
         return None if m is None or not b else m / b
 
-    def cpu_note(name, w):
+    def cpu_note(name, w, base=FLOOR):
         c = results.get((name, w), {}).get("cpu", [])
-        f = results.get((FLOOR, w), {}).get("cpu", [])
+        f = results.get((base, w), {}).get("cpu", [])
         if not c or not f:
             return ""
         return f" (per CPU-second: {statistics.median(c) / statistics.median(f):.3f}x)"
@@ -348,7 +348,8 @@ def target_lines(impls, results, floor_medians):
             r2 = ratio("fdsend-async", w, base="fdsend-owning")
             if r is not None:
                 extra = f" ({r2:.3f}x of the sync owning result, the same result type)" if r2 is not None else ""
-                out.append(f"- FdSend async, `{w}` >= {goal}x FdSend sync (span): {r:.3f}x, {status(r >= goal)}{extra}")
+                out.append(f"- FdSend async, `{w}` >= {goal}x FdSend sync (span): {r:.3f}x, {status(r >= goal)}"
+                           f"{cpu_note('fdsend-async', w, 'fdsend-span')}{extra}")
     else:
         out.append("- FdSend async >= 0.85x sync in-process, >= 0.8x sync ping-pong: not measured (no async API yet)")
     best = "fdsend-span"
