@@ -592,6 +592,13 @@ static int64_t recv_stream(int sock, unsigned char *buf, size_t cap, intptr_t *f
         close_fds(got, pc.taken);
         return protocol_error();
     }
+    /* Judge the version and flags bytes as soon as they are here: a peer that does not speak
+     * the format (IO::FDPass sends one zero byte) must get FDSEND_EPROTO, not a wait for
+     * header bytes that never come. */
+    if (hdr[0] != FDSEND_MSG_VERSION || (n >= 2 && hdr[1] != 0)) {
+        close_fds(got, pc.taken);
+        return protocol_error();
+    }
     if ((size_t)n < HDR_SIZE) {
         rc = recv_rest(sock, hdr + n, HDR_SIZE - (size_t)n, NULL, 0);
         if (rc != FDSEND_OK) {

@@ -619,6 +619,14 @@ static void w_fdpass_byte(int s, const int *fds)
     shutdown(s, SHUT_WR);
 }
 
+static void w_fdpass_byte_open(int s, const int *fds)
+{
+    /* the same byte, and the peer stays connected: the receiver must not wait for the 7
+     * header bytes that will never come (judge the version byte at once) */
+    unsigned char z = 0;
+    raw_send_all(s, &z, 1, fds, 1);
+}
+
 static void w_bad_flags(int s, const int *fds)
 {
     unsigned char h[8];
@@ -726,6 +734,7 @@ static void case_malformed_stream(void)
 {
     stream_bad("bad version", w_bad_version, FDSEND_EPROTO, 0, 64, 8);
     stream_bad("IO::FDPass byte", w_fdpass_byte, FDSEND_EPROTO, 0, 64, 8);
+    stream_bad("IO::FDPass byte, peer still connected", w_fdpass_byte_open, FDSEND_EPROTO, 0, 64, 8);
     stream_bad("bad flags", w_bad_flags, FDSEND_EPROTO, 0, 64, 8);
     stream_bad("more fds than header", w_more_fds_than_header, FDSEND_EPROTO, 0, 64, 8);
     stream_bad("fewer fds than header", w_fewer_fds_than_header, FDSEND_EPROTO, 0, 64, 8);
