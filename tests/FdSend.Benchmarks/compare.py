@@ -420,8 +420,11 @@ PENDING_KEYS = [
     ("threads_idle", "process threads before (async path warmed up)"),
     ("threads_pending", "process threads with all of them pending"),
     ("threads_peak_completing", "most threads seen while they complete"),
-    ("managed_bytes_per_pending", "managed heap per pending receive, bytes (GC.GetTotalMemory after full GCs)"),
-    ("rss_bytes_per_pending", "resident memory per pending receive, bytes (VmRSS)"),
+    ("managed_bytes_per_pending", "managed heap per pending receive, first receive on each socket, bytes "
+                                  "(GC.GetTotalMemory after full GCs; includes .NET's per-socket async state)"),
+    ("rss_bytes_per_pending", "resident memory per pending receive, first receive on each socket, bytes (VmRSS)"),
+    ("managed_bytes_per_pending_again", "managed heap per pending receive, second receive on the same sockets, bytes"),
+    ("threads_pending_again", "process threads with the second round pending"),
     ("all_completed_ms", "time for all of them to complete once the peer sends, ms"),
 ]
 
@@ -435,9 +438,10 @@ def pending_lines(pending):
     if pending.startswith("error"):
         return [f"**Failed:** {pending}"]
     values = dict(kv.split("=", 1) for kv in pending.split() if "=" in kv)
-    lines = ["The receiving process opens the sockets (a peer process holds the other ends), starts one "
+    lines = ["The receiving process accepts the sockets (a peer process holds the other ends), starts one "
              "`ReceiveFdsAsync` per socket, measures, then the peer sends 16 bytes + 1 fd on every socket "
-             "and every receive must complete with them.", "", "| | |", "|---|---:|"]
+             "and every receive must complete with them; then a second round on the same sockets.",
+             "", "| | |", "|---|---:|"]
     lines += [f"| {label} | {values[k]} |" for k, label in PENDING_KEYS if k in values]
     return lines
 
