@@ -259,6 +259,35 @@ static int peer_sigkill_mid_send(void)
     return 0;
 }
 
+/* ---- the peer is gone: EPIPE, never SIGPIPE (whose default action kills) ------------ */
+
+static int peer_gone_no_sigpipe(void)
+{
+    int type;
+    signal(SIGPIPE, SIG_DFL);
+    for (type = 0; type < 2; type++) {
+        int sv[2], f = tc_tempfile();
+        intptr_t fd = f;
+        int64_t n;
+        int32_t r;
+        TC_CHECK(socketpair(AF_UNIX, (type ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_CLOEXEC, 0, sv) == 0);
+        close(sv[1]);
+        n = fdsend_send(sv[0], "x", 1, &fd, 1, 0);
+        TC_CHECK(n == FDSEND_EPIPE, "fdsend_send to a closed peer: %" PRId64, n);
+        n = fdsend_send(sv[0], NULL, 0, &fd, 1, 0);
+        TC_CHECK(n == FDSEND_EPIPE, "fdsend_send(len 0) to a closed peer: %" PRId64, n);
+        n = fdsend_send(sv[0], "plain", 5, NULL, 0, 0);
+        TC_CHECK(n == FDSEND_EPIPE, "plain fdsend_send to a closed peer: %" PRId64, n);
+        r = fdsend_msg_send(sv[0], "frame", 5, &fd, 1, 0);
+        TC_CHECK(r == FDSEND_EPIPE, "fdsend_msg_send to a closed peer: %d", r);
+        tc_note("%s: every send to a closed peer returned FDSEND_EPIPE; no SIGPIPE",
+                type ? "seqpacket" : "stream");
+        close(sv[0]);
+        close(f);
+    }
+    return 0;
+}
+
 /* ---- ETOOMANYREFS: the per-user limit on descriptors in flight -------------------------- */
 
 static int etoomanyrefs(void)
@@ -661,6 +690,7 @@ int main(int argc, char **argv)
         {"rlimit_nofile", rlimit_nofile},
         {"peer_close_mid_message", peer_close_mid_message},
         {"peer_sigkill_mid_send", peer_sigkill_mid_send},
+        {"peer_gone_no_sigpipe", peer_gone_no_sigpipe},
         {"etoomanyrefs", etoomanyrefs},
         {"full_buffer_nonblocking", full_buffer_nonblocking},
         {"interrupted_calls", interrupted_calls},
