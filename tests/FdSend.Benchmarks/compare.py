@@ -237,6 +237,8 @@ def build_tables(impls, results, floor_medians):
                  "the wall clock, so the two ratios together show whether a gap is the implementation's or the "
                  "machine's.")
     for w, title, desc in WORKLOADS:
+        if not any(name == w for _, name in results):
+            continue  # not run (--workloads)
         lines += ["", f"#### {title} (`{w}`)", "", desc + ".", "",
                   "| implementation | median ops/s | ratio to raw C | min | max | rounds | ops per CPU-second (ratio) | alloc B/op |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -277,6 +279,8 @@ def summary_cell(impl, w, results, floor_medians):
     rs = results.get((impl.name, w), {})
     if w not in impl.workloads or rs.get("unsupported"):
         return "n/a"
+    if not rs:
+        return "not run"
     vals = rs.get("ops", [])
     if not vals:
         return "failed"
