@@ -9,7 +9,9 @@
 //   PROGRAM [IMPL] WORKLOAD SECONDS [WARMUP_SECONDS]
 //   PROGRAM --child IMPL WORKLOAD SOCKET_PATH      (the second process of stream1/pingpong1)
 // Workloads: inproc1, inproc64, stream1, pingpong1 (see compare/c/harness.h).
-// Prints: ops_per_sec=<float> ops=<int> seconds=<float>
+// Prints: ops_per_sec=<float> ops=<int> seconds=<float> cpu_seconds=<float> alloc_bytes_per_op=<float>
+// (cpu_seconds: this process's CPU time over the timed loop, plus the child's in the
+// two-process workloads; alloc_bytes_per_op: GC.GetTotalAllocatedBytes over the loop).
 // SPDX-License-Identifier: MIT
 using System.Diagnostics;
 using System.Net.Sockets;
