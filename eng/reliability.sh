@@ -24,9 +24,9 @@ reliability_interop() {
   bash "$ROOT/tests/interop/run-interop.sh" "$(REL_DIR)/c_peer" 40
 }
 
-# A slice of the torture run: 150,000 messages (about 5-15 s here).
+# A slice of the torture run: 500,000 messages (about 10-25 s here).
 reliability_torture_slice() {
-  "$(REL_DIR)/torture" --messages "${FDSEND_TORTURE_SLICE:-150000}" --phase-size 4000 --max-seconds 60 \
+  "$(REL_DIR)/torture" --messages "${FDSEND_TORTURE_SLICE:-500000}" --phase-size 4000 --max-seconds 60 \
     --seed "${FDSEND_TORTURE_SEED:-$(date +%s)}"
 }
 
@@ -47,7 +47,7 @@ reliability_tsan() {
   fi
   "$cc" -std=c11 -O1 -g -fsanitize=thread -Wall -Wextra -Werror -I"$ROOT/native/include" \
     -o "$dir/stress" "$ROOT/tests/torture/stress.c" "$dir/libfdsend.a" -lpthread || return 1
-  TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" "$dir/stress" 2000
+  TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" "$dir/stress" 5000
 }
 
 # The .NET side: interop with CPython/Perl, .NET as one side of the C torture protocol,
