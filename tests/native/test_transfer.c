@@ -477,7 +477,7 @@ TEST(partial_send_fds_once)
     enum { BIG = 1 << 20 };
     unsigned char *data = malloc(BIG), *in = malloc(BIG);
     intptr_t fd, got[4];
-    int sv[2], i, before, nfds_total = 0, first_had_fd = 0;
+    int sv[2], i, before, nfds_total = 0, first_had_fd = 0, sndbuf = 65536;
     int32_t n;
     uint32_t rflags;
     int64_t sent, total = 0;
@@ -486,6 +486,8 @@ TEST(partial_send_fds_once)
     for (i = 0; i < BIG; i++)
         data[i] = (unsigned char)(i * 7);
     tu_socketpair(SOCK_STREAM, sv);
+    /* A buffer far smaller than BIG, whatever the system's default. */
+    CHECK_SYS(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf));
     fd = tu_temp_file("partial");
     before = tu_count_fds();
     tu_set_nonblocking(sv[0], 1);
