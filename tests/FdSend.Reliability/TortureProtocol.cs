@@ -91,6 +91,10 @@ internal static class Torture
     /// stream, nothing for one on a seqpacket socket.</summary>
     public static int WireLen(bool stream, Sched s) => s.Bare ? (stream ? 1 : 0) : HdrLen + (int)s.BodyLen;
 
+    /// <summary>Payload length of message s as a channel frame (a bare message is an empty
+    /// frame with descriptors).</summary>
+    public static int FrameLen(Sched s) => s.Bare ? 0 : HdrLen + (int)s.BodyLen;
+
     public static void MakeBytes(ulong seed, uint seq, Sched s, Span<byte> o)
     {
         if (s.Bare)

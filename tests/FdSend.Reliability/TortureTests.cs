@@ -77,8 +77,12 @@ public class TortureTests
     }
 
     /// <summary>Runs the sender side; returns the messages sent before the peer went away
-    /// (all of them unless it was killed).</summary>
-    private static int RunSender(Socket s, bool stream, ulong seed, int count, bool peerMayDie)
+    /// (all of them unless it was killed). Raw messages rotate between the sync Descriptor
+    /// overload, the sync raw-fd overload and SendFdsAsync.</summary>
+    private static int RunSender(Socket s, bool stream, ulong seed, int count, bool peerMayDie) =>
+        RunSenderAsync(s, stream, seed, count, peerMayDie).GetAwaiter().GetResult();
+
+    private static async Task<int> RunSenderAsync(Socket s, bool stream, ulong seed, int count, bool peerMayDie)
     {
         using var pool = new Pool();
         var ids = pool.Handles.Select(Posix.Identify).ToArray();
@@ -96,7 +100,13 @@ public class TortureTests
             try
             {
                 int sent;
-                if (seq % 2 == 0)
+                if (seq % 3 == 2)
+                {
+                    for (int i = 0; i < sc.NFds; i++)
+                        fds[i] = pool.Handles[sc.Idx[i]];
+                    sent = await s.SendFdsAsync(buf.AsMemory(0, len), fds.AsMemory(0, sc.NFds));
+                }
+                else if (seq % 3 == 0)
                 {
                     for (int i = 0; i < sc.NFds; i++)
                         fds[i] = pool.Handles[sc.Idx[i]];
@@ -120,6 +130,74 @@ public class TortureTests
         return count;
     }
 
+    /// <summary>The sender side over an FdChannel (the wire format of fdsend_msg_*); the C
+    /// receiver checks every frame, with its own per-frame limits.</summary>
+    private static async Task RunChannelSenderAsync(Socket s, ulong seed, int count)
+    {
+        using var pool = new Pool();
+        var ids = pool.Handles.Select(Posix.Identify).ToArray();
+        var buf = new byte[Torture.MaxMsg];
+        var sc = new Sched();
+        var fds = new Descriptor[Torture.MaxFds];
+        await using var ch = new FdChannel(s, new FdChannelOptions { LeaveOpen = true });
+        Torture.WritePool(buf, ids);
+        await ch.SendAsync(buf.AsMemory(0, Torture.PoolMsgLen));
+        for (uint seq = 1; seq <= count; seq++)
+        {
+            Torture.MakeSched(seed, seq, sc);
+            Torture.MakeBytes(seed, seq, sc, buf);
+            for (int i = 0; i < sc.NFds; i++)
+                fds[i] = pool.Handles[sc.Idx[i]];
+            await ch.SendAsync(buf.AsMemory(0, Torture.FrameLen(sc)), fds.AsMemory(0, sc.NFds));
+        }
+    }
+
+    /// <summary>The receiver side over an FdChannel with limits of its own: frames over them
+    /// must be rejected whole (FdMessageRejectedException, descriptors closed) and the
+    /// channel must go on.</summary>
+    private static async Task<string> RunChannelReceiverAsync(Socket s, ulong seed, int count, int maxSize, int maxFds)
+    {
+        await using var ch = new FdChannel(s, new FdChannelOptions { LeaveOpen = true, MaxMessageSize = maxSize, MaxFdsPerMessage = maxFds });
+        FdIdentity[] pool;
+        using (FdMessage m = await ch.ReceiveAsync())
+            pool = Torture.ReadPool(m.Payload.Span);
+        var sc = new Sched();
+        var exp = new byte[Torture.MaxMsg];
+        long ok = 0, rejected = 0, fdsGot = 0, bytes = 0;
+        for (uint seq = 1; seq <= count; seq++)
+        {
+            Torture.MakeSched(seed, seq, sc);
+            Torture.MakeBytes(seed, seq, sc, exp);
+            int len = Torture.FrameLen(sc);
+            bool over = len > maxSize || sc.NFds > maxFds;
+            try
+            {
+                using FdMessage m = await ch.ReceiveAsync();
+                Assert.That(over, Is.False, $"frame {seq} ({len} bytes, {sc.NFds} fds) should have been rejected");
+                Assert.That(m.Payload.Span.SequenceEqual(exp.AsSpan(0, len)), Is.True, $"frame {seq}: payload");
+                Assert.That(m.FdCount, Is.EqualTo(sc.NFds), $"frame {seq}: fds");
+                for (int i = 0; i < m.FdCount; i++)
+                {
+                    int fd = m.Fds.PeekFd(i);
+                    Assert.That(Posix.IsCloseOnExec(fd), Is.True);
+                    if (Posix.Identify(fd) != pool[sc.Idx[i]])
+                        Assert.Fail($"frame {seq} fd {i}: wrong descriptor");
+                }
+                ok++;
+                fdsGot += m.FdCount;
+                bytes += len;
+            }
+            catch (FdMessageRejectedException e)
+            {
+                Assert.That(over, Is.True, $"frame {seq} ({len} bytes, {sc.NFds} fds) rejected: {e.Message}");
+                Assert.That((e.PayloadLength, e.FdCount), Is.EqualTo(((long)len, sc.NFds)), $"frame {seq}: what the rejection reports");
+                rejected++;
+            }
+        }
+        Assert.ThrowsAsync<EndOfStreamException>(async () => (await ch.ReceiveAsync()).Dispose());
+        return $"frames={ok} rejected={rejected} fds={fdsGot} bytes={bytes}";
+    }
+
     private sealed class Receiver
     {
         private readonly Socket _s;
@@ -140,6 +218,15 @@ public class TortureTests
             _chunks = new Rng(seed ^ 0x5EED);
         }
 
+        private readonly byte[] _asyncBuffer = new byte[Torture.MaxMsg + 128];
+
+        private ReceivedFds ReceiveAsyncInto(Span<byte> into, int cap)
+        {
+            ReceivedFds r = _s.ReceiveFdsAsync(_asyncBuffer.AsMemory(0, into.Length), cap).AsTask().GetAwaiter().GetResult();
+            _asyncBuffer.AsSpan(0, r.BytesReceived).CopyTo(into);
+            return r;
+        }
+
         private void CheckFd(int fd, Sched sc, int i, uint seq)
         {
             Assert.That(Posix.IsCloseOnExec(fd), Is.True, $"message {seq} fd {i}: not close-on-exec");
@@ -157,7 +244,10 @@ public class TortureTests
             int n;
             if (seq % 2 == 1)
             {
-                using ReceivedFds r = _s.ReceiveFds(into, cap);
+                // odd messages: ReceivedFds, from ReceiveFdsAsync for every third one
+                using ReceivedFds r = seq % 3 == 0 && _asyncBuffer.Length >= into.Length
+                    ? ReceiveAsyncInto(into, cap)
+                    : _s.ReceiveFds(into, cap);
                 n = r.BytesReceived;
                 flags = r.Flags;
                 nf = r.Count;
@@ -295,9 +385,61 @@ public class TortureTests
             Assert.Ignore("SKIPPED: Linux x64/arm64 only");
     }
 
-    private static Repo.Child StartC(string role, string path, SocketType type, ulong seed, int count) =>
-        new(Repo.CProgram("torture"), "--peer", role, "--connect", path, "--type", Kind(type),
-            "--seed", seed.ToString(CultureInfo.InvariantCulture), "--count", count.ToString(CultureInfo.InvariantCulture));
+    private static Repo.Child StartC(string role, string path, SocketType type, ulong seed, int count, bool channel = false)
+    {
+        var args = new List<string> { "--peer", role, "--connect", path, "--type", Kind(type),
+            "--seed", seed.ToString(CultureInfo.InvariantCulture), "--count", count.ToString(CultureInfo.InvariantCulture) };
+        if (channel)
+            args.Add("--channel");
+        return new Repo.Child(Repo.CProgram("torture"), args.ToArray());
+    }
+
+    /// <summary>FdChannel (.NET) sends frames to fdsend_msg_recv (C), which applies the
+    /// schedule's per-frame limits: the two implementations of the wire format agree.</summary>
+    [TestCase(SocketType.Stream)]
+    [TestCase(SocketType.Seqpacket)]
+    public void FdChannelSendsToCChannel(SocketType type)
+    {
+        RequireSupported();
+        using var dir = new Repo.TempDir();
+        var before = Posix.Snapshot();
+        using (Socket l = Listen(dir.Sock("t"), type))
+        using (Repo.Child c = StartC("recv", dir.Sock("t"), type, Seed + 3, Count, channel: true))
+        {
+            using (Socket s = l.Accept())
+                RunChannelSenderAsync(s, Seed + 3, Count).GetAwaiter().GetResult();
+            int rc = c.Wait();
+            TestContext.Out.WriteLine(c.Output);
+            Assert.That(rc, Is.Zero, c.Output);
+            Assert.That(c.Output, Does.Contain("PASS torture peer recv channel"));
+        }
+        Assert.That(Posix.NewFds(before), Is.Empty, "descriptors left open");
+    }
+
+    /// <summary>fdsend_msg_send (C) sends frames to an FdChannel (.NET) with limits of its
+    /// own (8 KiB, 32 fds): larger frames are rejected whole, the rest arrive intact.</summary>
+    [TestCase(SocketType.Stream)]
+    [TestCase(SocketType.Seqpacket)]
+    public void CChannelSendsToFdChannel(SocketType type)
+    {
+        RequireSupported();
+        using var dir = new Repo.TempDir();
+        var before = Posix.Snapshot();
+        using (Socket l = Listen(dir.Sock("t"), type))
+        using (Repo.Child c = StartC("send", dir.Sock("t"), type, Seed + 4, Count, channel: true))
+        {
+            using (Socket s = l.Accept())
+            {
+                string r = RunChannelReceiverAsync(s, Seed + 4, Count, 8192, 32).GetAwaiter().GetResult();
+                TestContext.Out.WriteLine($"FdChannel receiver ({Kind(type)}): {r}");
+                Assert.That(r, Does.Not.Contain("rejected=0 "), "the limits should reject some frames");
+            }
+            int rc = c.Wait();
+            TestContext.Out.WriteLine(c.Output);
+            Assert.That(rc, Is.Zero, c.Output);
+        }
+        Assert.That(Posix.NewFds(before), Is.Empty, "descriptors left open");
+    }
 
     [TestCase(SocketType.Stream)]
     [TestCase(SocketType.Seqpacket)]

@@ -2,7 +2,7 @@
  * every descriptor verified, descriptor tables back to their baseline after each phase.
  *
  *   torture [--messages N] [--seed S] [--max-seconds T] [--phase-size N] [-v]
- *   torture --peer send|recv --connect PATH --type stream|seqpacket --seed S --count N
+ *   torture --peer send|recv --connect PATH --type stream|seqpacket [--channel] --seed S --count N
  *
  * A run is a sequence of phases until N messages were delivered and verified. Each phase
  * makes a fresh socketpair (stream or seqpacket) and forks a child; one side sends, the
@@ -851,7 +851,8 @@ static int run_phase(const phase *p, int child_sends, stats *sh, totals *tot)
 
 /* ---- --peer mode: one side of one phase over a socket path ------------------------------- */
 
-static int run_peer(const char *role, const char *path, int type, uint64_t seed, uint32_t count)
+static int run_peer(const char *role, const char *path, int type, int channel, uint64_t seed,
+                    uint32_t count)
 {
     phase p;
     stats st;
@@ -861,6 +862,7 @@ static int run_peer(const char *role, const char *path, int type, uint64_t seed,
     p.seed = seed;
     p.type = type;
     p.nmsgs = count;
+    p.channel = channel;
     p.kill_at = -1;
     g_me = &st;
     s = rel_connect_unix(path, type, 30.0);
@@ -876,9 +878,9 @@ static int run_peer(const char *role, const char *path, int type, uint64_t seed,
     close(s);
     if (!check_fds("peer", base, &st))
         fail("descriptor count %d after, %d before: leak", rel_fd_count(), base);
-    printf("PASS torture peer %s %s: messages=%" PRIu64 " fds=%" PRIu64 " dropped=%" PRIu64
+    printf("PASS torture peer %s %s%s: messages=%" PRIu64 " fds=%" PRIu64 " dropped=%" PRIu64
            " fd-truncations=%" PRIu64 " data-truncations=%" PRIu64 " bytes=%" PRIu64 " leaks=0\n",
-           role, type == SOCK_STREAM ? "stream" : "seqpacket",
+           role, channel ? "channel " : "", type == SOCK_STREAM ? "stream" : "seqpacket",
            strcmp(role, "send") == 0 ? st.msgs_sent : st.msgs_recv,
            strcmp(role, "send") == 0 ? st.fds_sent : st.fds_recv, st.fds_dropped,
            st.fd_truncations, st.data_truncations,
@@ -892,7 +894,7 @@ int main(int argc, char **argv)
     uint32_t phase_size = 6000, count = 1000;
     double max_seconds = 540, t0;
     const char *peer = NULL, *path = NULL;
-    int type = SOCK_STREAM, i, failures = 0;
+    int type = SOCK_STREAM, channel = 0, i, failures = 0;
     stats *sh;
     totals tot;
     rel_rng master;
@@ -901,6 +903,10 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-v") == 0) {
             verbose = 1;
+            continue;
+        }
+        if (strcmp(a, "--channel") == 0) {
+            channel = 1;
             continue;
         }
         if (v == NULL) {
@@ -936,7 +942,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "--peer needs --connect PATH\n");
             return 2;
         }
-        return run_peer(peer, path, type, seed, count);
+        return run_peer(peer, path, type, channel, seed, count);
     }
 
     sh = mmap(NULL, 2 * sizeof(stats), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
