@@ -85,4 +85,72 @@ public class StressTests
         TestContext.Out.WriteLine($"{senders} senders x {perSender}, {receivers} receivers: {seen.Length} messages, {fdsReceived} fds, 0 lost, 0 duplicated");
         Assert.That(Posix.NewFds(before), Is.Empty);
     }
+
+    /// <summary>Many tasks sending on one FdChannel and many receiving on the other end, over a
+    /// stream socket (where only the channel keeps frames whole), plus async raw sends on a
+    /// seqpacket pair: every message exactly once, with its own descriptors.</summary>
+    [TestCase(SocketType.Stream)]
+    [TestCase(SocketType.Seqpacket)]
+    public async Task ChannelSharedByManyTasksLosesAndMixesUpNothing(SocketType type)
+    {
+        if (!Posix.Supported)
+            Assert.Ignore("SKIPPED: Linux x64/arm64 only");
+        const int senders = 4, receivers = 4, perSender = 2000;
+        var before = Posix.Snapshot();
+        var (a, b) = Posix.SocketPair(type);
+        var files = Enumerable.Range(0, senders).Select(_ =>
+        {
+            string path = Path.Combine(Path.GetTempPath(), $"fdsend-rel-{Guid.NewGuid():N}");
+            SafeFileHandle h = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite);
+            File.Delete(path);
+            return h;
+        }).ToArray();
+        var ids = files.Select(Posix.Identify).ToArray();
+        var seen = new int[senders * perSender];
+        string? failure = null;
+        await using (var tx = new FdChannel(a))
+        await using (var rx = new FdChannel(b))
+        {
+            var recv = Enumerable.Range(0, receivers).Select(_ => Task.Run(async () =>
+            {
+                while (true)
+                {
+                    FdMessage m;
+                    try { m = await rx.ReceiveAsync(); }
+                    catch (EndOfStreamException) { return; }
+                    using (m)
+                    {
+                        int tid = BinaryPrimitives.ReadInt32LittleEndian(m.Payload.Span);
+                        int seq = BinaryPrimitives.ReadInt32LittleEndian(m.Payload.Span[4..]);
+                        if (m.FdCount != seq % 4 || m.Length != 8 + seq % 100)
+                            failure ??= $"task {tid} message {seq}: {m.Length} bytes, {m.FdCount} fds";
+                        for (int i = 0; i < m.FdCount; i++)
+                            if (Posix.Identify(m.Fds.PeekFd(i)) != ids[tid])
+                                failure ??= $"task {tid} message {seq}: wrong descriptor";
+                        Interlocked.Increment(ref seen[tid * perSender + seq]);
+                    }
+                }
+            })).ToArray();
+            var send = Enumerable.Range(0, senders).Select(tid => Task.Run(async () =>
+            {
+                for (int seq = 0; seq < perSender; seq++)
+                {
+                    var payload = new byte[8 + seq % 100];
+                    BinaryPrimitives.WriteInt32LittleEndian(payload, tid);
+                    BinaryPrimitives.WriteInt32LittleEndian(payload.AsSpan(4), seq);
+                    var d = Enumerable.Repeat((Descriptor)files[tid], seq % 4).ToArray();
+                    await tx.SendAsync(payload, d);
+                }
+            })).ToArray();
+            await Task.WhenAll(send);
+            a.Shutdown(SocketShutdown.Send); // the end, at a frame boundary
+            await Task.WhenAll(recv);
+        }
+        foreach (SafeFileHandle f in files)
+            f.Dispose();
+        Assert.That(failure, Is.Null);
+        Assert.That(seen.Count(x => x != 1), Is.Zero, "every message exactly once");
+        TestContext.Out.WriteLine($"{type}: {senders} sending tasks x {perSender} frames, {receivers} receiving tasks: 0 lost, 0 duplicated");
+        Assert.That(Posix.NewFds(before), Is.Empty);
+    }
 }
