@@ -71,12 +71,18 @@ internal static unsafe class FdSendCore
                 native[fds.Length + i] = rawFds[i];
             }
 
+            // The Socket knows its address family: when it is Unix, spare libfdsend its
+            // getsockname() check (one system call per send); anything else keeps the check,
+            // which refuses TCP (where Linux would silently drop the descriptors).
+            uint flags = socket.AddressFamily == AddressFamily.Unix
+                ? Interop.FDSEND_DONTWAIT | Interop.FDSEND_UNIX_SOCKET
+                : Interop.FDSEND_DONTWAIT;
             long result;
             fixed (byte* buffer = data)
             {
                 result = path is null
-                    ? Interop.Send(socketHandle, buffer, (nuint)data.Length, native, count, Interop.FDSEND_DONTWAIT)
-                    : Interop.SendTo(socketHandle, path, buffer, (nuint)data.Length, native, count, Interop.FDSEND_DONTWAIT);
+                    ? Interop.Send(socketHandle, buffer, (nuint)data.Length, native, count, flags)
+                    : Interop.SendTo(socketHandle, path, buffer, (nuint)data.Length, native, count, flags);
             }
             if (result >= 0)
             {

@@ -84,7 +84,8 @@ static int32_t validate_send(intptr_t sock, const void *buf, size_t len,
     if (!valid_fd(sock))
         return fdsend_fail(FDSEND_EBADF, EBADF);
     if ((buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || nfds < 0 ||
-        (fds == NULL && nfds > 0) || (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+        (fds == NULL && nfds > 0) ||
+        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
         return fdsend_fail(FDSEND_EINVAL, EINVAL);
     if (nfds > FDSEND_MAX_FDS)
         return fdsend_fail(FDSEND_ETOOMANYFDS, EINVAL);
@@ -112,7 +113,7 @@ static int64_t send_message(int sock, const struct sockaddr *dest, socklen_t des
     int sendflags = 0;
     ssize_t n;
 
-    if (nfds > 0) {
+    if (nfds > 0 && (flags & FDSEND_UNIX_SOCKET) == 0) {
         int32_t rc = check_unix_socket(sock);
         if (rc != FDSEND_OK)
             return rc;
@@ -260,7 +261,7 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
         return fdsend_fail(FDSEND_EBADF, EBADF);
     if ((buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || maxfds < 0 ||
         (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
-        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
         return fdsend_fail(FDSEND_EINVAL, EINVAL);
 #if HAVE_MSG_DONTWAIT
     if (flags & FDSEND_DONTWAIT)

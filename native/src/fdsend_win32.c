@@ -352,7 +352,7 @@ int64_t fdsend_send(intptr_t sock, const void *buf, size_t len, const intptr_t *
     if (sock < 0)
         return fail(FDSEND_EBADF, ERROR_INVALID_HANDLE);
     if ((buf == NULL && len > 0) || nfds < 0 || (fds == NULL && nfds > 0) ||
-        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
         return fail(FDSEND_EINVAL, ERROR_INVALID_PARAMETER);
     if (nfds > FDSEND_MAX_FDS)
         return fail(FDSEND_ETOOMANYFDS, ERROR_INVALID_PARAMETER);
@@ -676,7 +676,7 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
         return fail(FDSEND_EBADF, ERROR_INVALID_HANDLE);
     if ((buf == NULL && len > 0) || maxfds < 0 ||
         (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
-        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
         return fail(FDSEND_EINVAL, ERROR_INVALID_PARAMETER);
     rc = check_stream_socket(sock);
     if (rc != FDSEND_OK)

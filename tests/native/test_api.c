@@ -110,7 +110,7 @@ TEST(bad_send_arguments)
     CHECK_BAD(fdsend_send(sv[0], data, 3, fds, 3, 0), FDSEND_EBADF, EBADF);
     CHECK_BAD(fdsend_send(sv[0], NULL, 0, fds, 3, 0), FDSEND_EBADF, EBADF);
     /* The flags. */
-    CHECK_BAD(fdsend_send(sv[0], data, 3, NULL, 0, 2), FDSEND_EINVAL, EINVAL);
+    CHECK_BAD(fdsend_send(sv[0], data, 3, NULL, 0, 4), FDSEND_EINVAL, EINVAL);
     CHECK_BAD(fdsend_send(sv[0], data, 3, &file, 1, 0x80000000u), FDSEND_EINVAL, EINVAL);
     CHECK_BAD(fdsend_send_to(sv[0], path, data, 3, NULL, 0, 4), FDSEND_EINVAL, EINVAL);
 
@@ -146,7 +146,7 @@ TEST(bad_recv_arguments)
               EINVAL);
     CHECK_BAD(fdsend_recv(sv[1], buf, sizeof buf, got, 1, NULL, &rflags, 0), FDSEND_EINVAL,
               EINVAL);
-    CHECK_BAD(fdsend_recv(sv[1], buf, sizeof buf, got, 2, &n, &rflags, 2), FDSEND_EINVAL,
+    CHECK_BAD(fdsend_recv(sv[1], buf, sizeof buf, got, 2, &n, &rflags, 4), FDSEND_EINVAL,
               EINVAL);
     n = 5;
     rflags = 5;
@@ -198,6 +198,29 @@ TEST(not_a_socket)
 
 /* Descriptors over TCP: FDSEND_ENOTUNIX and nothing sent (Linux 6.x would accept the
  * message and silently drop the descriptors). Plain data over TCP still works. */
+/* FDSEND_UNIX_SOCKET: the caller vouches for AF_UNIX; a round trip works with it (and
+ * with it on the receive side, where it is ignored), by inode. */
+TEST(unix_socket_flag)
+{
+    int sv[2];
+    intptr_t file = tu_temp_file("flag"), got[2];
+    int32_t n = 0;
+    uint32_t rflags = 0;
+    char buf[8];
+    int before = tu_count_fds();
+
+    CHECK_SYS(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    CHECK_RC(fdsend_send(sv[0], "ok", 2, &file, 1, FDSEND_UNIX_SOCKET), 2);
+    CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, got, 2, &n, &rflags, FDSEND_UNIX_SOCKET), 2);
+    CHECK(n == 1 && rflags == 0);
+    CHECK(tu_same_file((int)got[0], (int)file));
+    close((int)got[0]);
+    close(sv[0]);
+    close(sv[1]);
+    close((int)file);
+    CHECK(tu_count_fds() == before - 1);
+}
+
 TEST(tcp_socket_with_fds)
 {
     struct sockaddr_in addr;
@@ -328,6 +351,7 @@ int main(int argc, char **argv)
         CASE(bad_send_arguments),
         CASE(bad_recv_arguments),
         CASE(not_a_socket),
+        CASE(unix_socket_flag),
         CASE(tcp_socket_with_fds),
         CASE(strerror_every_code),
         CASE(version),

@@ -35,6 +35,8 @@ internal static partial class Interop
 
     /// <summary>FDSEND_DONTWAIT: never block in the kernel; FDSEND_EAGAIN instead.</summary>
     internal const uint FDSEND_DONTWAIT = 1;
+    /// <summary>The caller vouches the socket is AF_UNIX: libfdsend skips its getsockname check.</summary>
+    internal const uint FDSEND_UNIX_SOCKET = 2;
 
     /// <summary>FDSEND_RECV_* bits (the same values as <see cref="ReceiveFlags"/>).</summary>
     internal const uint FDSEND_RECV_DATA_TRUNCATED = 1;
