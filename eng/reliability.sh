@@ -82,13 +82,13 @@ reliability_test() {
   return $rc
 }
 
-# ./build.sh torture: 1,000,000 messages (FDSEND_TORTURE_MESSAGES), bounded to 9 minutes,
+# ./build.sh torture: 3,000,000 messages (FDSEND_TORTURE_MESSAGES), bounded to 9 minutes,
 # then the mutant check (copies of libfdsend with known bugs must make the tests fail).
 torture_run() {
   local rc=0
   reliability_build_c || return 1
-  log "torture: ${FDSEND_TORTURE_MESSAGES:-1000000} messages"
-  "$(REL_DIR)/torture" --messages "${FDSEND_TORTURE_MESSAGES:-1000000}" --phase-size 8000 \
+  log "torture: ${FDSEND_TORTURE_MESSAGES:-3000000} messages"
+  "$(REL_DIR)/torture" --messages "${FDSEND_TORTURE_MESSAGES:-3000000}" --phase-size 8000 \
     --max-seconds 540 --seed "${FDSEND_TORTURE_SEED:-$(date +%s)}" || rc=1
   log "torture: stress (threads sharing sockets)"
   "$(REL_DIR)/stress" 20000 || rc=1
