@@ -269,9 +269,13 @@ static int64_t send_msg(int s, const phase *p, const unsigned char *buf, size_t 
         st->bytes_sent += len;
         return 0;
     }
+    /* Every other raw message says it is on a Unix socket (FDSEND_UNIX_SOCKET: the library
+     * skips its getsockname check), so that both paths carry traffic. */
+    static unsigned toggle;
+    uint32_t sflags = (toggle++ & 1) ? FDSEND_UNIX_SOCKET : 0;
     for (;;) {
         int64_t n = fdsend_send(s, buf + off, len - off, first ? fds : NULL,
-                                first ? nfds : 0, 0);
+                                first ? nfds : 0, sflags);
         if (n == FDSEND_EAGAIN && p->nonblocking) {
             st->eagain++; /* nothing was sent: retry with the same descriptors */
             wait_writable(s);
