@@ -35,7 +35,8 @@ mutant() {
       -o "$d/$prog" "$ROOT/tests/torture/$prog.c" "${srcs[@]}" -lpthread 2>"$d/build.log"; then
     echo "SKIPPED: mutant $name does not compile"; skipped=$((skipped + 1)); return
   fi
-  TSAN_OPTIONS="halt_on_error=1 exitcode=66" timeout 120 "$d/$prog" "$@" >"$d/run.log" 2>&1
+  local norand=(); [ -n "$san" ] && setarch "$(uname -m)" -R true 2>/dev/null && norand=(setarch "$(uname -m)" -R)
+  TSAN_OPTIONS="halt_on_error=1 exitcode=66" timeout 120 "${norand[@]}" "$d/$prog" "$@" >"$d/run.log" 2>&1
   local rc=$?
   if [ $rc -eq 0 ]; then
     echo "SURVIVED: mutant $name ($prog $*): the tests did not notice the bug"
