@@ -10,8 +10,9 @@
 BENCH_DIR() { echo "$ROOT/tests/FdSend.Benchmarks"; }
 BENCH_BIN_DIR() { echo "$ROOT/build/bench"; }
 
-# The C programs: raw sendmsg/recvmsg, libfdsend, and (once the library has it) the
-# message channel. Same flags as the library's RelWithDebInfo build.
+# The C programs: raw sendmsg/recvmsg, libfdsend (default flags, and with
+# FDSEND_UNIX_SOCKET where the header has it), and the message channel. Same flags as the
+# library's RelWithDebInfo build.
 _bench_build_c() {
   local src bin lib cc
   src="$(BENCH_DIR)/compare/c"
@@ -23,6 +24,12 @@ _bench_build_c() {
   "$cc" "${cflags[@]}" -o "$bin/bench_raw" "$src/bench_raw.c" || return 1
   "$cc" "${cflags[@]}" -I"$ROOT/native/include" -o "$bin/bench_lib" "$src/bench_lib.c" \
     -L"$lib" -lfdsend -Wl,-rpath,"$lib" || return 1
+  if grep -q 'FDSEND_UNIX_SOCKET' "$ROOT/native/include/fdsend.h"; then
+    "$cc" "${cflags[@]}" -DBENCH_SEND_FLAGS=FDSEND_UNIX_SOCKET -I"$ROOT/native/include" \
+      -o "$bin/bench_lib_unix" "$src/bench_lib.c" -L"$lib" -lfdsend -Wl,-rpath,"$lib" || return 1
+  else
+    rm -f "$bin/bench_lib_unix"
+  fi
   if [ -f "$src/bench_msg.c" ] && grep -q 'fdsend_msg_send' "$ROOT/native/include/fdsend.h"; then
     "$cc" "${cflags[@]}" -I"$ROOT/native/include" -o "$bin/bench_msg" "$src/bench_msg.c" \
       -L"$lib" -lfdsend -Wl,-rpath,"$lib" || return 1

@@ -99,6 +99,8 @@ def discover(bin_dir):
         c_program("bench_raw", (FLOOR, "raw C sendmsg/recvmsg (the floor)")),
         c_program("bench_lib", ("libfdsend", "libfdsend (C: fdsend_send/fdsend_recv)")),
     ]
+    if os.access(os.path.join(bin_dir, "bench_lib_unix"), os.X_OK):
+        impls.append(c_program("bench_lib_unix", ("libfdsend-unix", "libfdsend with FDSEND_UNIX_SOCKET (caller vouches for AF_UNIX: no getsockname)")))
     if os.access(os.path.join(bin_dir, "bench_msg"), os.X_OK):
         impls.append(c_program("bench_msg", ("libfdsend-msg", "libfdsend message channel (C: fdsend_msg_*)")))
     impls += fdsend_impls()
@@ -333,10 +335,11 @@ def target_lines(impls, results, floor_medians):
         for w in ("inproc1", "inproc64"):
             j = judge(name, w, FLOOR, 0.95) if name in names else None
             out.append(f"- {label}, `{w}`, >= 0.95x raw C: {j or 'not measured in this run'}")
-    for w in WORKLOAD_NAMES:
-        j = judge("libfdsend", w, FLOOR, 0.98)
-        if j:
-            out.append(f"- libfdsend, `{w}`, >= 0.98x raw C: {j}")
+    for name, label in (("libfdsend", "libfdsend (default flags)"), ("libfdsend-unix", "libfdsend with FDSEND_UNIX_SOCKET")):
+        for w in WORKLOAD_NAMES:
+            j = judge(name, w, FLOOR, 0.98)
+            if j:
+                out.append(f"- {label}, `{w}`, >= 0.98x raw C: {j}")
     for w in WORKLOAD_NAMES:
         a = alloc_of(results, "fdsend-span", w)
         if a is not None:
@@ -458,7 +461,7 @@ def run_pending(timeout, count=10000):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--duration", type=float, default=0.5, help="measured seconds per run (default 0.5)")
+    ap.add_argument("--duration", type=float, default=0.4, help="measured seconds per run (default 0.4)")
     ap.add_argument("--warmup", type=float, default=0.3, help="warm-up seconds per run, not measured (default 0.3)")
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "build", "bench"), help="where eng/bench.sh put the C programs")
     ap.add_argument("--only", default="", help="comma-separated implementation names to run (plus raw-c)")
