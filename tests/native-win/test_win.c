@@ -704,7 +704,7 @@ TEST(bad_arguments)
     CHECK_RC(fdsend_recv((intptr_t)b, data, 1, NULL, 1, &n, NULL, 0), FDSEND_EINVAL);
     CHECK_RC(fdsend_recv((intptr_t)b, data, 1, &got, 1, NULL, NULL, 0), FDSEND_EINVAL);
     CHECK_RC(fdsend_recv((intptr_t)b, data, 1, &got, -1, &n, NULL, 0), FDSEND_EINVAL);
-    CHECK_RC(fdsend_recv((intptr_t)b, data, 1, &got, 1, &n, &rf, 2), FDSEND_EINVAL);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, 1, &got, 1, &n, &rf, 4), FDSEND_EINVAL);
     CHECK_RC(fdsend_recv(fd, data, 1, &got, 1, &n, &rf, 0), FDSEND_ENOTSOCK);
     CHECK_EQ(handle_count(), base);
 
