@@ -25,22 +25,6 @@
 #  define SSIZE_MAX ((size_t)-1 / 2)
 #endif
 
-/* Control buffer for sending: exactly one SCM_RIGHTS header, room for the most fds. */
-#define SEND_CONTROL_SPACE CMSG_SPACE(FDSEND_MAX_FDS * sizeof(int))
-/* Control buffer for receiving: a whole message's fds plus room for other headers
- * (credentials a peer may add), so that every fd that arrives is seen and can be closed. */
-#define RECV_CONTROL_SPACE (CMSG_SPACE(FDSEND_MAX_FDS * sizeof(int)) + CMSG_SPACE(256))
-
-typedef union send_control {
-    struct cmsghdr align; /* the union gives the buffer cmsghdr alignment */
-    unsigned char buf[SEND_CONTROL_SPACE];
-} send_control;
-
-typedef union recv_control {
-    struct cmsghdr align;
-    unsigned char buf[RECV_CONTROL_SPACE];
-} recv_control;
-
 static int32_t fail_errno(void)
 {
     int err = errno;
@@ -65,7 +49,7 @@ static int32_t socket_type(int sock, int *type)
  * or the error getsockname gave (FDSEND_ENOTSOCK, FDSEND_EBADF). Checked before every send
  * with descriptors: a TCP socket (Linux 6.x) or a netlink socket accepts an SCM_RIGHTS
  * message and silently drops the descriptors, so the kernel's answer cannot be trusted. */
-static int32_t check_unix_socket(int sock)
+int32_t fdsend_check_unix_socket(int sock)
 {
     struct sockaddr_storage ss;
     socklen_t l = sizeof ss;
@@ -100,44 +84,20 @@ static int32_t validate_send(intptr_t sock, const void *buf, size_t len,
     return FDSEND_OK;
 }
 
-/* The one sendmsg behind fdsend_send and fdsend_send_to. */
-static int64_t send_message(int sock, const struct sockaddr *dest, socklen_t destlen,
-                            const void *buf, size_t len, const intptr_t *fds,
-                            int32_t nfds, uint32_t flags)
+int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t destlen,
+                           struct iovec *iov, int iovcnt, const intptr_t *fds,
+                           int32_t nfds, uint32_t flags)
 {
     send_control control;
     struct msghdr msg;
-    struct iovec iov;
-    unsigned char carrier = 0;
-    int carrier_byte = 0;
     int sendflags = 0;
     ssize_t n;
-
-    if (nfds > 0 && (flags & FDSEND_UNIX_SOCKET) == 0) {
-        int32_t rc = check_unix_socket(sock);
-        if (rc != FDSEND_OK)
-            return rc;
-    }
-    iov.iov_base = (void *)buf;
-    iov.iov_len = len;
-    if (len == 0 && nfds > 0) {
-        /* A stream socket drops fds sent with zero bytes: carry them on one zero byte. */
-        int type = 0;
-        int32_t rc = socket_type(sock, &type);
-        if (rc != FDSEND_OK)
-            return rc;
-        if (type == SOCK_STREAM) {
-            iov.iov_base = &carrier;
-            iov.iov_len = 1;
-            carrier_byte = 1;
-        }
-    }
 
     memset(&msg, 0, sizeof msg);
     msg.msg_name = (void *)dest;
     msg.msg_namelen = destlen;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
+    msg.msg_iov = iov;
+    msg.msg_iovlen = iovcnt;
     if (nfds > 0) {
         /* Exactly one SCM_RIGHTS header: buffer CMSG_SPACE, cmsg_len CMSG_LEN (an aligned
          * cmsg_len would make Linux send an extra fd read from the padding). */
@@ -172,6 +132,8 @@ static int64_t send_message(int sock, const struct sockaddr *dest, socklen_t des
 #if HAVE_MSG_DONTWAIT
     if (flags & FDSEND_DONTWAIT)
         sendflags |= MSG_DONTWAIT;
+#else
+    (void)flags; /* callers refuse FDSEND_DONTWAIT up front */
 #endif /* HAVE_MSG_DONTWAIT */
 
     do {
@@ -188,8 +150,45 @@ static int64_t send_message(int sock, const struct sockaddr *dest, socklen_t des
 
     if (n < 0)
         return fail_errno();
+    return (int64_t)n;
+}
+
+/* fdsend_send and fdsend_send_to: the AF_UNIX check and the stream carrier byte, then the
+ * one sendmsg. */
+static int64_t send_message(int sock, const struct sockaddr *dest, socklen_t destlen,
+                            const void *buf, size_t len, const intptr_t *fds,
+                            int32_t nfds, uint32_t flags)
+{
+    struct iovec iov;
+    unsigned char carrier = 0;
+    int carrier_byte = 0;
+    int64_t n;
+
+    if (nfds > 0 && (flags & FDSEND_UNIX_SOCKET) == 0) {
+        int32_t rc = fdsend_check_unix_socket(sock);
+        if (rc != FDSEND_OK)
+            return rc;
+    }
+    iov.iov_base = (void *)buf;
+    iov.iov_len = len;
+    if (len == 0 && nfds > 0) {
+        /* A stream socket drops fds sent with zero bytes: carry them on one zero byte. */
+        int type = 0;
+        int32_t rc = socket_type(sock, &type);
+        if (rc != FDSEND_OK)
+            return rc;
+        if (type == SOCK_STREAM) {
+            iov.iov_base = &carrier;
+            iov.iov_len = 1;
+            carrier_byte = 1;
+        }
+    }
+
+    n = fdsend_sendmsg_fds(sock, dest, destlen, &iov, 1, fds, nfds, flags);
+    if (n < 0)
+        return n;
     fdsend_clear_error();
-    return carrier_byte ? 0 : (int64_t)n;
+    return carrier_byte ? 0 : n;
 }
 
 int64_t fdsend_send(intptr_t sock, const void *buf, size_t len, const intptr_t *fds,
@@ -362,7 +361,7 @@ int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64
     if (!valid_fd(sock))
         return fdsend_fail(FDSEND_EBADF, EBADF);
     /* SO_PEERCRED "succeeds" on a TCP socket too, with made-up values: refuse it first. */
-    rc = check_unix_socket(s);
+    rc = fdsend_check_unix_socket(s);
     if (rc != FDSEND_OK)
         return rc;
 #if HAVE_STRUCT_UCRED

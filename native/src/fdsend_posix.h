@@ -24,5 +24,37 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/uio.h>
+#include "fdsend.h"
+
+/* Control buffer for sending: exactly one SCM_RIGHTS header, room for the most fds. */
+#define SEND_CONTROL_SPACE CMSG_SPACE(FDSEND_MAX_FDS * sizeof(int))
+/* Control buffer for receiving: a whole message's fds plus room for other headers
+ * (credentials a peer may add), so that every fd that arrives is seen and can be closed. */
+#define RECV_CONTROL_SPACE (CMSG_SPACE(FDSEND_MAX_FDS * sizeof(int)) + CMSG_SPACE(256))
+
+typedef union send_control {
+    struct cmsghdr align; /* the union gives the buffer cmsghdr alignment */
+    unsigned char buf[SEND_CONTROL_SPACE];
+} send_control;
+
+typedef union recv_control {
+    struct cmsghdr align;
+    unsigned char buf[RECV_CONTROL_SPACE];
+} recv_control;
+
+/* Shared by fdsend_posix.c and msg.c (defined in fdsend_posix.c). */
+
+/* FDSEND_OK if sock is an AF_UNIX socket, FDSEND_ENOTUNIX if it is another kind of socket,
+ * or the error getsockname gave. */
+int32_t fdsend_check_unix_socket(int sock);
+
+/* One sendmsg of iov[0 .. iovcnt), to dest if not NULL, with nfds descriptors in exactly
+ * one SCM_RIGHTS header (a NULL control buffer when nfds == 0). No SIGPIPE, EINTR retried,
+ * musl's control-data limit worked around; flags: FDSEND_DONTWAIT. Returns the bytes sent
+ * or a negative FDSEND_E* code (nothing sent). The caller has validated the arguments. */
+int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t destlen,
+                           struct iovec *iov, int iovcnt, const intptr_t *fds,
+                           int32_t nfds, uint32_t flags);
 
 #endif /* FDSEND_POSIX_H */

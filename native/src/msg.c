@@ -39,9 +39,6 @@ int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#if defined(__linux__)
-#  include <sys/syscall.h>
-#endif /* defined(__linux__) */
 
 #ifndef SSIZE_MAX
 #  define SSIZE_MAX ((size_t)-1 / 2)
@@ -49,21 +46,6 @@ int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
 
 #define HDR_SIZE FDSEND_MSG_HEADER_SIZE
 
-/* Control buffers, as in fdsend_posix.c: one SCM_RIGHTS header to send; room for a whole
- * message's descriptors plus other headers (credentials) to receive, so that every
- * descriptor that arrives is seen and can be closed. */
-#define SEND_CONTROL_SPACE CMSG_SPACE(FDSEND_MAX_FDS * sizeof(int))
-#define RECV_CONTROL_SPACE (CMSG_SPACE(FDSEND_MAX_FDS * sizeof(int)) + CMSG_SPACE(256))
-
-typedef union send_control {
-    struct cmsghdr align;
-    unsigned char buf[SEND_CONTROL_SPACE];
-} send_control;
-
-typedef union recv_control {
-    struct cmsghdr align;
-    unsigned char buf[RECV_CONTROL_SPACE];
-} recv_control;
 
 /* A decoded frame header. */
 typedef struct frame_header {
@@ -134,16 +116,6 @@ static int32_t socket_type(int sock, int *type)
     if (*type != SOCK_STREAM && *type != SOCK_SEQPACKET && *type != SOCK_DGRAM)
         return fdsend_fail(FDSEND_ENOTSUP, EPROTOTYPE);
     return FDSEND_OK;
-}
-
-static int is_non_unix_socket(int sock)
-{
-    struct sockaddr_storage ss;
-    socklen_t l = sizeof ss;
-    memset(&ss, 0, sizeof ss);
-    if (getsockname(sock, (struct sockaddr *)&ss, &l) != 0)
-        return 0;
-    return ss.ss_family != AF_UNIX;
 }
 
 /* Wait until sock is readable (POLLIN) or writable (POLLOUT); errors and hang-ups count as
@@ -261,69 +233,6 @@ static void busy_release(busy_entry *me)
 
 /* ---- Sending ------------------------------------------------------------------------- */
 
-/* One sendmsg of iov[0 .. iovcnt) with nfds descriptors attached (one SCM_RIGHTS header;
- * none when nfds == 0). Returns the bytes sent or a negative code (nothing sent). */
-static int64_t send_iov(int sock, struct iovec *iov, int iovcnt, const intptr_t *fds,
-                        int32_t nfds, int dontwait)
-{
-    send_control control;
-    struct msghdr msg;
-    int sendflags = 0;
-    ssize_t n;
-
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = iov;
-    msg.msg_iovlen = iovcnt;
-    if (nfds > 0) {
-        struct cmsghdr *cmsg;
-        unsigned char *data;
-        int32_t i;
-        size_t space = CMSG_SPACE((size_t)nfds * sizeof(int));
-        memset(control.buf, 0, space);
-        msg.msg_control = control.buf;
-        msg.msg_controllen = space;
-        cmsg = CMSG_FIRSTHDR(&msg);
-        cmsg->cmsg_level = SOL_SOCKET;
-        cmsg->cmsg_type = SCM_RIGHTS;
-        cmsg->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int)); /* never CMSG_SPACE */
-        data = CMSG_DATA(cmsg);
-        for (i = 0; i < nfds; i++) {
-            int fd = (int)fds[i];
-            memcpy(data + (size_t)i * sizeof(int), &fd, sizeof fd);
-        }
-    }
-#if HAVE_MSG_NOSIGNAL
-    sendflags |= MSG_NOSIGNAL;
-#endif /* HAVE_MSG_NOSIGNAL */
-#if HAVE_MSG_DONTWAIT
-    if (dontwait)
-        sendflags |= MSG_DONTWAIT;
-#else
-    (void)dontwait; /* callers reject FDSEND_DONTWAIT up front */
-#endif /* HAVE_MSG_DONTWAIT */
-
-    do {
-        n = sendmsg(sock, &msg, sendflags);
-    } while (n < 0 && errno == EINTR);
-#if defined(__linux__) && defined(SYS_sendmsg)
-    /* musl's sendmsg() refuses more than 1024 bytes of control data (ENOMEM) without
-     * asking the kernel: 253 descriptors need 1032. All its wrapper adds is zeroing the
-     * padding of 64-bit msghdr/cmsghdr, which ours already is, so ask the kernel directly. */
-    if (n < 0 && errno == ENOMEM && msg.msg_controllen > 1024) {
-        do {
-            n = (ssize_t)syscall(SYS_sendmsg, sock, &msg, sendflags);
-        } while (n < 0 && errno == EINTR);
-    }
-#endif /* defined(__linux__) && defined(SYS_sendmsg) */
-    if (n < 0) {
-        int err = errno;
-        if (nfds > 0 && (err == EINVAL || err == EOPNOTSUPP) && is_non_unix_socket(sock))
-            return fdsend_fail(FDSEND_ENOTUNIX, err);
-        return fdsend_fail(fdsend_status_from_errno(err), err);
-    }
-    return (int64_t)n;
-}
-
 /* Point iov at the bytes of the frame (header + payload) from offset `from` on. */
 static int frame_iov(struct iovec iov[2], unsigned char *hdr, const void *payload,
                      size_t len, size_t from)
@@ -382,15 +291,11 @@ int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
         return rc;
     /* Some kernels (Linux 6.x TCP) accept SCM_RIGHTS on other families and drop the
      * descriptors silently: check the family before anything is sent. */
-    if (nfds > 0 && is_non_unix_socket(s))
-        return fdsend_fail(FDSEND_ENOTUNIX, EAFNOSUPPORT);
-#if !HAVE_MSG_NOSIGNAL && HAVE_SO_NOSIGPIPE
-    {
-        int one = 1;
-        if (setsockopt(s, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one) != 0)
-            return fail_errno();
+    if (nfds > 0) {
+        rc = fdsend_check_unix_socket(s);
+        if (rc != FDSEND_OK)
+            return rc;
     }
-#endif /* !HAVE_MSG_NOSIGNAL && HAVE_SO_NOSIGPIPE */
 
     encode_header(hdr, (uint32_t)len, (uint32_t)nfds);
     total = HDR_SIZE + len;
@@ -398,7 +303,7 @@ int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
 
     if (type != SOCK_STREAM) {
         /* One frame, one datagram: all or nothing. */
-        n = send_iov(s, iov, cnt, fds, nfds, (flags & FDSEND_DONTWAIT) != 0);
+        n = fdsend_sendmsg_fds(s, NULL, 0, iov, cnt, fds, nfds, flags);
         if (n < 0)
             return (int32_t)n;
         if ((size_t)n != total)
@@ -411,7 +316,7 @@ int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
     if (rc != FDSEND_OK)
         return rc;
     /* The first sendmsg carries the descriptors with the header's first byte. */
-    n = send_iov(s, iov, cnt, fds, nfds, (flags & FDSEND_DONTWAIT) != 0);
+    n = fdsend_sendmsg_fds(s, NULL, 0, iov, cnt, fds, nfds, flags);
     if (n < 0) {
         busy_release(&me);
         return (int32_t)n; /* FDSEND_EAGAIN: nothing at all was sent */
@@ -420,7 +325,7 @@ int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
     /* The frame has started: finish it, without descriptors, whatever the socket mode. */
     while (sent < total) {
         cnt = frame_iov(iov, hdr, payload, len, sent);
-        n = send_iov(s, iov, cnt, NULL, 0, 0);
+        n = fdsend_sendmsg_fds(s, NULL, 0, iov, cnt, NULL, 0, 0);
         if (n == FDSEND_EAGAIN) {
             rc = wait_ready(s, POLLOUT);
             if (rc != FDSEND_OK) {
