@@ -6,6 +6,12 @@
  * This is the only public header of libfdsend. Every function is thread-safe, never
  * blocks or polls on its own (a blocking socket blocks in the kernel, a non-blocking one
  * returns FDSEND_EAGAIN), never raises SIGPIPE, and retries EINTR internally.
+ * (The fdsend_msg_* channel waits for the rest of a frame it has started; see there.)
+ *
+ * Timeouts: on a blocking socket with SO_RCVTIMEO / SO_SNDTIMEO set, a call that waits
+ * that long returns FDSEND_ETIMEDOUT (nothing sent or consumed), never FDSEND_EAGAIN:
+ * FDSEND_EAGAIN always means "the socket is non-blocking (or FDSEND_DONTWAIT was given)
+ * and not ready", so a caller can tell "wait for readiness" from "give up".
  *
  * Conventions
  *  - Sockets and descriptors cross this API as intptr_t (a HANDLE on Windows).
@@ -77,6 +83,7 @@ typedef enum fdsend_status {
     FDSEND_EPROTO = -21,       /**< the peer broke the framing protocol (fdsend_msg_*) */
     FDSEND_ESRCH = -22,        /**< the sending process is gone (Windows handle passing) */
     FDSEND_EOF = -23,          /**< the peer closed the channel at a message boundary (fdsend_msg_recv) */
+    FDSEND_ETIMEDOUT = -24,    /**< a blocking call waited the socket's SO_RCVTIMEO/SO_SNDTIMEO out */
     FDSEND_EOTHER = -99        /**< any other OS error: see errno / fdsend_last_os_error() */
 } fdsend_status;
 
@@ -217,11 +224,15 @@ FDSEND_API int32_t fdsend_last_os_error(void);
  * datagram sockets a frame is exactly one datagram. Both peers must use the framing: it
  * is not compatible with plain fdsend_send/fdsend_recv or IO::FDPass traffic.
  *
- * Blocking: a call that has started a frame on a stream socket always finishes it, waiting
+ * Blocking: a call that has started a frame on a stream socket finishes it, waiting
  * with poll() if the socket is non-blocking (the one exception to "never polls" above), so
  * a frame is never half-sent or half-consumed. FDSEND_EAGAIN (non-blocking socket, or
- * FDSEND_DONTWAIT) means that nothing of the frame was sent or consumed. A socket's
- * SO_SNDTIMEO/SO_RCVTIMEO only bounds the wait before a frame starts.
+ * FDSEND_DONTWAIT) means that nothing of the frame was sent or consumed. The socket's
+ * SO_RCVTIMEO / SO_SNDTIMEO, when set, bounds every wait, before and inside a frame:
+ * before the frame starts it gives FDSEND_ETIMEDOUT with nothing sent or consumed; a peer
+ * that stops inside a frame for that long gives fdsend_msg_recv FDSEND_EPROTO (it can
+ * no longer hold the call, or a thread, forever) and fdsend_msg_send FDSEND_ETIMEDOUT.
+ * Set SO_RCVTIMEO on a socket whose peer is not trusted.
  *
  * Threads: any number of threads may call fdsend_msg_send, and any number
  * fdsend_msg_recv, on one socket at the same time: on stream sockets the library
@@ -231,8 +242,10 @@ FDSEND_API int32_t fdsend_last_os_error(void);
  * returns FDSEND_EAGAIN if the socket is non-blocking or FDSEND_DONTWAIT is given.
  *
  * On a stream socket, every error other than FDSEND_EAGAIN, FDSEND_EMSGSIZE,
- * FDSEND_ETOOMANYFDS and FDSEND_EMFILE (from fdsend_msg_recv) leaves the byte stream at
- * an unknown position: close the socket. Seqpacket and datagram sockets stay usable.
+ * FDSEND_ETOOMANYFDS, and FDSEND_EMFILE and FDSEND_ETIMEDOUT from fdsend_msg_recv,
+ * leaves the byte stream at an unknown position: close the socket (a timed-out
+ * fdsend_msg_send may have sent part of its frame). Seqpacket and datagram sockets stay
+ * usable.
  * Not available on Windows yet (FDSEND_ENOTSUP).
  */
 
@@ -283,8 +296,10 @@ FDSEND_API int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t le
  *  - FDSEND_EPROTO: the peer broke the format (bad version or flags, a descriptor count
  *    that differs from the header's or exceeds fdsend_max_fds(), descriptors attached to
  *    any byte but the header's first, a datagram whose length differs from the header's,
- *    or end of stream inside a frame): on a stream socket, close it;
- *  - FDSEND_EAGAIN: nothing was consumed; try again when the socket is readable.
+ *    end of stream inside a frame, or no progress inside a frame for SO_RCVTIMEO): on a
+ *    stream socket, close it;
+ *  - FDSEND_EAGAIN: nothing was consumed; try again when the socket is readable;
+ *  - FDSEND_ETIMEDOUT: SO_RCVTIMEO expired before a frame started; nothing consumed.
  *
  * @param sock    connected Unix domain socket (or a bound datagram socket)
  * @param buf     where the payload goes; may be NULL only when cap == 0

@@ -69,6 +69,8 @@ int32_t fdsend_status_from_errno(int err)
         return FDSEND_EPROTO;
     case ESRCH:
         return FDSEND_ESRCH;
+    case ETIMEDOUT:
+        return FDSEND_ETIMEDOUT;
     default:
         return FDSEND_EOTHER;
     }
@@ -118,6 +120,7 @@ const char *fdsend_strerror(int32_t code)
     case FDSEND_EPROTO: return "the peer broke the message framing protocol";
     case FDSEND_ESRCH: return "the sending process no longer exists";
     case FDSEND_EOF: return "the peer closed the channel at a message boundary (end of messages)";
+    case FDSEND_ETIMEDOUT: return "timed out: the socket's send/receive timeout expired; nothing was sent or consumed";
     case FDSEND_EOTHER: return "operating system error (see errno / fdsend_last_os_error)";
     default: return "unknown fdsend error code";
     }

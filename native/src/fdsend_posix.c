@@ -31,6 +31,17 @@ static int32_t fail_errno(void)
     return fdsend_fail(fdsend_status_from_errno(err), err);
 }
 
+int32_t fdsend_fail_io(int sock, int dontwait)
+{
+    int err = errno;
+    if ((err == EAGAIN || err == EWOULDBLOCK) && !dontwait) {
+        int fl = fcntl(sock, F_GETFL);
+        if (fl >= 0 && (fl & O_NONBLOCK) == 0)
+            return fdsend_fail(FDSEND_ETIMEDOUT, err);
+    }
+    return fdsend_fail(fdsend_status_from_errno(err), err);
+}
+
 static int valid_fd(intptr_t fd)
 {
     return fd >= 0 && fd <= INT_MAX;
@@ -149,7 +160,7 @@ int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t dest
     } while (n < 0 && errno == EINTR);
 
     if (n < 0)
-        return fail_errno();
+        return fdsend_fail_io(sock, (flags & FDSEND_DONTWAIT) != 0);
     return (int64_t)n;
 }
 
@@ -300,8 +311,8 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
     do {
         n = recvmsg((int)sock, &msg, recvflags);
     } while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return fail_errno(); /* nothing was received, so no fd can be pending */
+    if (n < 0) /* nothing was received, so no fd can be pending */
+        return fdsend_fail_io((int)sock, (flags & FDSEND_DONTWAIT) != 0);
 
     cap = maxfds < FDSEND_MAX_FDS ? maxfds : FDSEND_MAX_FDS;
     pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, got, cap,

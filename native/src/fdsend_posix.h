@@ -57,4 +57,10 @@ int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t dest
                            struct iovec *iov, int iovcnt, const intptr_t *fds,
                            int32_t nfds, uint32_t flags);
 
+/* The failure of a sendmsg/recvmsg on sock that set errno, as a FDSEND_E* code (and
+ * fdsend_fail). EAGAIN becomes FDSEND_EAGAIN when dontwait is set or the socket is
+ * non-blocking, and FDSEND_ETIMEDOUT when a blocking call ran out its SO_RCVTIMEO /
+ * SO_SNDTIMEO (one fcntl, on that path only). */
+int32_t fdsend_fail_io(int sock, int dontwait);
+
 #endif /* FDSEND_POSIX_H */

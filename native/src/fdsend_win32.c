@@ -136,6 +136,8 @@ static int32_t status_from_win32(DWORD err)
     case WSAEAFNOSUPPORT:
     case WSAEPROTOTYPE:
         return FDSEND_ENOTUNIX;
+    case WSAETIMEDOUT:
+        return FDSEND_ETIMEDOUT; /* SO_RCVTIMEO / SO_SNDTIMEO expired */
     default:
         return FDSEND_EOTHER;
     }

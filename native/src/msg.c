@@ -37,6 +37,7 @@ int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
 #include <poll.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -118,23 +119,45 @@ static int32_t socket_type(int sock, int *type)
     return FDSEND_OK;
 }
 
+/* The socket's SO_RCVTIMEO (POLLIN) or SO_SNDTIMEO (POLLOUT) in milliseconds, rounded up;
+ * -1 when none is set (or it cannot be read). */
+static int socket_timeout_ms(int sock, short events)
+{
+    struct timeval tv;
+    socklen_t l = sizeof tv;
+    long long ms;
+    memset(&tv, 0, sizeof tv);
+    if (getsockopt(sock, SOL_SOCKET, events == POLLIN ? SO_RCVTIMEO : SO_SNDTIMEO, &tv,
+                   &l) != 0 ||
+        (tv.tv_sec == 0 && tv.tv_usec == 0))
+        return -1;
+    ms = (long long)tv.tv_sec * 1000 + ((long long)tv.tv_usec + 999) / 1000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
 /* Wait until sock is readable (POLLIN) or writable (POLLOUT); errors and hang-ups count as
- * ready, so that the next send/recv reports them. Only used inside a started frame. */
+ * ready, so that the next send/recv reports them. Only used inside a started frame. The
+ * wait is bounded by the socket's SO_RCVTIMEO / SO_SNDTIMEO, when set: a peer that stops
+ * mid-frame for that long gets the call FDSEND_ETIMEDOUT instead of holding it forever. */
 static int32_t wait_ready(int sock, short events)
 {
     struct pollfd p;
+    int timeout = socket_timeout_ms(sock, events);
     int r;
     for (;;) {
         p.fd = sock;
         p.events = events;
         p.revents = 0;
-        r = poll(&p, 1, -1);
+        /* An EINTR restarts the whole timeout: a bound, not a deadline to the millisecond. */
+        r = poll(&p, 1, timeout);
         if (r > 0) {
             if (p.revents & POLLNVAL)
                 return fdsend_fail(FDSEND_EBADF, EBADF);
             return FDSEND_OK;
         }
-        if (r < 0 && errno != EINTR)
+        if (r == 0)
+            return fdsend_fail(FDSEND_ETIMEDOUT, ETIMEDOUT);
+        if (errno != EINTR)
             return fail_errno();
     }
 }
@@ -387,7 +410,7 @@ static int64_t recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait,
         n = recvmsg(sock, &msg, recvflags);
     } while (n < 0 && errno == EINTR);
     if (n < 0)
-        return fail_errno();
+        return fdsend_fail_io(sock, dontwait);
 
     pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, out, maxout,
                              close_excess, NULL);
@@ -426,11 +449,12 @@ static int32_t recv_rest(int sock, unsigned char *dst, size_t len, unsigned char
         iov.iov_len = dst != NULL ? len : (len < scratchlen ? len : scratchlen);
         n = recv_piece(sock, &iov, 1, 0, NULL, 0, &pc);
         if (n == FDSEND_EAGAIN) {
-            int32_t rc = wait_ready(sock, POLLIN);
-            if (rc != FDSEND_OK)
-                return rc;
-            continue;
+            n = wait_ready(sock, POLLIN);
+            if (n == FDSEND_OK)
+                continue;
         }
+        if (n == FDSEND_ETIMEDOUT) /* the peer stopped inside its frame for SO_RCVTIMEO */
+            return fdsend_fail(FDSEND_EPROTO, ETIMEDOUT);
         if (n < 0)
             return (int32_t)n;
         if (pc.dropped > 0 || pc.ctrunc || n == 0)

@@ -23,9 +23,11 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
@@ -1637,6 +1639,97 @@ static void case_passcred(void)
     }
 }
 
+/* ---- timeouts: SO_RCVTIMEO / SO_SNDTIMEO bound every wait ------------------------------ */
+
+static void set_timeout_ms(int fd, int opt, int ms)
+{
+    struct timeval tv;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    CHECK(setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv) == 0);
+}
+
+static double mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1000.0 + (double)t.tv_nsec / 1e6;
+}
+
+static void case_timeouts(void)
+{
+    int files[1];
+    intptr_t one, got[4];
+    unsigned char buf[64];
+    int32_t n = 7;
+    make_fds(files, 1);
+    one = files[0];
+    int base = fd_count();
+
+    /* Before a frame starts: FDSEND_ETIMEDOUT, nothing consumed, and the channel stays in
+     * sync (stream, seqpacket, datagram). */
+    int types[3] = {SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM};
+    for (int t = 0; t < 3; t++) {
+        int sv[2];
+        make_pair(types[t], sv);
+        set_timeout_ms(sv[1], SO_RCVTIMEO, 100);
+        double start = mono_ms();
+        CHECK_EQ(fdsend_msg_recv(sv[1], buf, sizeof buf, got, 4, &n, 0), FDSEND_ETIMEDOUT);
+        CHECK(mono_ms() - start >= 90);
+        CHECK_EQ(n, 0);
+        CHECK_EQ(fdsend_msg_send(sv[0], "in sync", 7, &one, 1, 0), FDSEND_OK);
+        CHECK_EQ(fdsend_msg_recv(sv[1], buf, sizeof buf, got, 4, &n, 0), 7);
+        CHECK(memcmp(buf, "in sync", 7) == 0);
+        check_and_close(got, n, files, 1);
+        close(sv[0]);
+        close(sv[1]);
+    }
+
+    /* A peer that stops inside its frame (header and 4 of 10 payload bytes, its fds
+     * attached) no longer holds the receiver forever: FDSEND_EPROTO after about the
+     * timeout (blocking socket: the kernel's wait; non-blocking: the library's poll), the
+     * frame's fds closed. */
+    for (int nonblocking = 0; nonblocking <= 1; nonblocking++) {
+        int sv[2];
+        unsigned char h[12];
+        make_pair(SOCK_STREAM, sv);
+        set_nonblock(sv[1], nonblocking);
+        set_timeout_ms(sv[1], SO_RCVTIMEO, 150);
+        put_header(h, 1, 0, 1, 10);
+        memcpy(h + 8, "abcd", 4);
+        raw_send_all(sv[0], h, 12, files, 1);
+        double start = mono_ms();
+        CHECK_EQ(fdsend_msg_recv(sv[1], buf, sizeof buf, got, 4, &n, 0), FDSEND_EPROTO);
+        CHECK(mono_ms() - start >= 140);
+        CHECK_EQ(fdsend_last_os_error(), ETIMEDOUT);
+        CHECK_EQ(n, 0);
+        CHECK_EQ(fd_count(), base + 2); /* only the pair: the frame's fd was closed */
+        close(sv[0]);
+        close(sv[1]);
+    }
+
+    /* A sender whose peer stops reading inside a large frame: FDSEND_ETIMEDOUT after
+     * SO_SNDTIMEO, on a blocking and on a non-blocking socket. */
+    for (int nonblocking = 0; nonblocking <= 1; nonblocking++) {
+        int sv[2];
+        size_t big = 4u << 20;
+        unsigned char *frame = calloc(big, 1);
+        CHECK(frame != NULL);
+        make_pair(SOCK_STREAM, sv);
+        set_nonblock(sv[0], nonblocking);
+        set_timeout_ms(sv[0], SO_SNDTIMEO, 150);
+        double start = mono_ms();
+        CHECK_EQ(fdsend_msg_send(sv[0], frame, big, &one, 1, 0), FDSEND_ETIMEDOUT);
+        CHECK(mono_ms() - start >= 140);
+        CHECK(pending(sv[1]) > 0); /* part of the frame went: the stream is to be closed */
+        free(frame);
+        close(sv[0]);
+        close(sv[1]);
+    }
+    CHECK_EQ(fd_count(), base);
+    close(files[0]);
+}
+
 /* ---- main ------------------------------------------------------------------------- */
 
 typedef struct test_case {
@@ -1663,6 +1756,7 @@ static const test_case cases[] = {
     {"fork_while_busy", case_fork_while_busy},
     {"args", case_args},
     {"passcred", case_passcred},
+    {"timeouts", case_timeouts},
 };
 
 int main(int argc, char **argv)

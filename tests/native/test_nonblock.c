@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { MAX_MESSAGES = 100000 };
@@ -129,6 +131,110 @@ TEST(recv_eagain_nothing_consumed)
     }
 }
 
+static void set_timeout(int fd, int opt, int ms)
+{
+    struct timeval tv;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    CHECK_SYS(setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv));
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1000.0 + (double)t.tv_nsec / 1e6;
+}
+
+/* A blocking socket whose SO_RCVTIMEO runs out: FDSEND_ETIMEDOUT (not FDSEND_EAGAIN,
+ * which would tell the caller to wait for readiness), after about the timeout, nothing
+ * consumed and out-values zeroed; the next message is received whole. Non-blocking and
+ * FDSEND_DONTWAIT still give FDSEND_EAGAIN at once on the same socket. */
+TEST(recv_timeout_is_etimedout)
+{
+    int t, types[3] = {SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM};
+    for (t = 0; t < 3; t++) {
+        int sv[2];
+        intptr_t fd, got[2];
+        int32_t n = 77;
+        uint32_t rflags = 77;
+        char buf[16];
+        double start, waited;
+
+        tu_socketpair(types[t], sv);
+        fd = tu_temp_file("after-timeout");
+        set_timeout(sv[1], SO_RCVTIMEO, 100);
+        start = now_ms();
+        CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, got, 2, &n, &rflags, 0),
+                 FDSEND_ETIMEDOUT);
+        waited = now_ms() - start;
+        CHECK(waited >= 90);
+        CHECK_EQ(n, 0);
+        CHECK_EQ(rflags, 0);
+        CHECK_EQ(fdsend_last_os_error(), EAGAIN); /* what the OS said */
+        /* The carrier-byte path (len 0 on a stream) too. */
+        CHECK_RC(fdsend_recv(sv[1], NULL, 0, got, 2, &n, &rflags, 0), FDSEND_ETIMEDOUT);
+        /* Asked not to wait, or non-blocking: "would block", at once. */
+        CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, got, 2, &n, &rflags, FDSEND_DONTWAIT),
+                 FDSEND_EAGAIN);
+        tu_set_nonblocking(sv[1], 1);
+        CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, got, 2, &n, &rflags, 0), FDSEND_EAGAIN);
+        tu_set_nonblocking(sv[1], 0);
+
+        CHECK_RC(fdsend_send(sv[0], "after", 5, &fd, 1, 0), 5);
+        CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, got, 2, &n, &rflags, 0), 5);
+        CHECK_MEM(buf, "after", 5);
+        CHECK_EQ(n, 1);
+        CHECK(tu_same_file((int)got[0], (int)fd));
+        close((int)got[0]);
+        close((int)fd);
+        close(sv[0]);
+        close(sv[1]);
+    }
+}
+
+/* A blocking socket whose send buffer stays full for SO_SNDTIMEO: FDSEND_ETIMEDOUT, and
+ * nothing of that message (data or descriptor) reaches the peer. */
+TEST(send_timeout_is_etimedout)
+{
+    int t, types[2] = {SOCK_STREAM, SOCK_SEQPACKET};
+    for (t = 0; t < 2; t++) {
+        int sv[2], sndbuf = 4096, before;
+        intptr_t fd, got[2];
+        int64_t sent = 0, r, i;
+        int32_t n;
+        uint32_t rflags;
+        char buf[64];
+
+        tu_socketpair(types[t], sv);
+        CHECK_SYS(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf));
+        fd = tu_temp_file("full");
+        before = tu_count_fds();
+        /* Fill without waiting, then one blocking send that must time out. */
+        while ((r = fdsend_send(sv[0], "12345678", 8, &fd, 1, FDSEND_DONTWAIT)) == 8) {
+            CHECK(sent < MAX_MESSAGES);
+            sent++;
+        }
+        CHECK_RC(r, FDSEND_EAGAIN);
+        set_timeout(sv[0], SO_SNDTIMEO, 100);
+        CHECK_RC(fdsend_send(sv[0], "timedout", 8, &fd, 1, 0), FDSEND_ETIMEDOUT);
+        CHECK_EQ(fcntl(sv[0], F_GETFL) & O_NONBLOCK, 0);
+        for (i = 0; i < sent; i++) {
+            CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, got, 2, &n, &rflags, FDSEND_DONTWAIT),
+                     8);
+            CHECK_MEM(buf, "12345678", 8);
+            CHECK_EQ(n, 1);
+            close((int)got[0]);
+        }
+        CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, got, 2, &n, &rflags, FDSEND_DONTWAIT),
+                 FDSEND_EAGAIN);
+        CHECK_EQ(tu_count_fds(), before);
+        close((int)fd);
+        close(sv[0]);
+        close(sv[1]);
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -136,6 +242,8 @@ int main(int argc, char **argv)
         CASE(send_eagain_seqpacket_dontwait),
         CASE(send_eagain_stream_dontwait),
         CASE(recv_eagain_nothing_consumed),
+        CASE(recv_timeout_is_etimedout),
+        CASE(send_timeout_is_etimedout),
     };
     return tu_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
