@@ -5,9 +5,9 @@ using System.Runtime.InteropServices;
 namespace FdSend;
 
 /// <summary>
-/// The non-blocking core of every operation: one native attempt with FDSEND_DONTWAIT that
-/// either completes, reports "would block" (returns <see langword="false"/>, nothing sent or
-/// consumed), or throws the mapped exception. The sync wrappers in
+/// The core of every operation: one native attempt (with FDSEND_DONTWAIT unless the caller
+/// lets the kernel wait) that either completes, reports "would block" (returns
+/// <see langword="false"/>, nothing sent or consumed), or throws the mapped exception. The sync wrappers in
 /// <see cref="SocketFdExtensions"/> wait with <see cref="Socket.Poll(int, SelectMode)"/>
 /// between attempts; async wrappers wait on .NET's socket engine instead and call the same
 /// Try methods. Nothing here allocates on success or would-block.
@@ -37,7 +37,7 @@ internal static unsafe class FdSendCore
     /// </summary>
     internal static bool TrySend(Socket socket, string? path, ReadOnlySpan<byte> data,
                                  ReadOnlySpan<Descriptor> fds, ReadOnlySpan<int> rawFds,
-                                 out int bytesSent)
+                                 out int bytesSent, bool mayBlock = false)
     {
         SafeSocketHandle socketHandle = GetHandle(socket);
         int count = fds.Length + rawFds.Length;
@@ -74,9 +74,8 @@ internal static unsafe class FdSendCore
             // The Socket knows its address family: when it is Unix, spare libfdsend its
             // getsockname() check (one system call per send); anything else keeps the check,
             // which refuses TCP (where Linux would silently drop the descriptors).
-            uint flags = socket.AddressFamily == AddressFamily.Unix
-                ? Interop.FDSEND_DONTWAIT | Interop.FDSEND_UNIX_SOCKET
-                : Interop.FDSEND_DONTWAIT;
+            uint flags = (mayBlock ? 0 : Interop.FDSEND_DONTWAIT) |
+                         (socket.AddressFamily == AddressFamily.Unix ? Interop.FDSEND_UNIX_SOCKET : 0);
             long result;
             fixed (byte* buffer = data)
             {
@@ -94,7 +93,10 @@ internal static unsafe class FdSendCore
                 bytesSent = 0;
                 return false;
             }
-            throw FdSendErrors.Create(result, path is null ? FdOperation.Send : FdOperation.SendTo, path);
+            FdOperation op = path is null ? FdOperation.Send : FdOperation.SendTo;
+            if (result == (long)Interop.Status.ETIMEDOUT)
+                throw FdSendErrors.TimedOut(op, socket.SendTimeout);
+            throw FdSendErrors.Create(result, op, path);
         }
         finally
         {
@@ -109,7 +111,8 @@ internal static unsafe class FdSendCore
     /// fds[0 .. fdCount)). Returns false if nothing is waiting (nothing consumed).
     /// </summary>
     internal static bool TryReceive(Socket socket, Span<byte> buffer, nint* fds, int maxFds,
-                                    out int bytesReceived, out int fdCount, out ReceiveFlags flags)
+                                    out int bytesReceived, out int fdCount, out ReceiveFlags flags,
+                                    bool mayBlock = false)
     {
         SafeSocketHandle socketHandle = GetHandle(socket);
         int count = 0;
@@ -118,7 +121,7 @@ internal static unsafe class FdSendCore
         fixed (byte* data = buffer)
         {
             result = Interop.Recv(socketHandle, data, (nuint)buffer.Length, fds, maxFds, &count,
-                                  &receiveFlags, Interop.FDSEND_DONTWAIT);
+                                  &receiveFlags, mayBlock ? 0 : Interop.FDSEND_DONTWAIT);
         }
         if (result >= 0)
         {
@@ -132,6 +135,8 @@ internal static unsafe class FdSendCore
         flags = ReceiveFlags.None;
         if (result == (long)Interop.Status.EAGAIN)
             return false;
+        if (result == (long)Interop.Status.ETIMEDOUT)
+            throw FdSendErrors.TimedOut(FdOperation.Receive, socket.ReceiveTimeout);
         throw FdSendErrors.Create(result, FdOperation.Receive);
     }
 
@@ -141,12 +146,12 @@ internal static unsafe class FdSendCore
     /// <paramref name="result"/> or already closed.
     /// </summary>
     internal static bool TryReceive(Socket socket, Span<byte> buffer, int maxFds,
-                                    out ReceivedFds? result)
+                                    out ReceivedFds? result, bool mayBlock = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxFds);
         int capacity = Math.Min(maxFds, FdPassing.MaxFds);
         nint* fds = stackalloc nint[capacity];
-        if (!TryReceive(socket, buffer, fds, capacity, out int bytes, out int count, out ReceiveFlags flags))
+        if (!TryReceive(socket, buffer, fds, capacity, out int bytes, out int count, out ReceiveFlags flags, mayBlock))
         {
             result = null;
             return false;
@@ -175,6 +180,12 @@ internal static unsafe class FdSendCore
 
     // ---- Blocking wrappers: the semantics of Socket's own sync methods ----------------------
 
+    // A blocking socket (Socket.Blocking) makes its attempts without FDSEND_DONTWAIT, so the
+    // kernel does the waiting in the one system call (and .NET's SO_RCVTIMEO/SO_SNDTIMEO,
+    // set by ReceiveTimeout/SendTimeout, bound it: FDSEND_ETIMEDOUT). FDSEND_EAGAIN then
+    // means .NET has put the fd in O_NONBLOCK behind Socket.Blocking (after an async call):
+    // from there on the call waits with Socket.Poll, within the same timeout.
+
     /// <summary>
     /// Sends one message. A blocking socket (<see cref="Socket.Blocking"/>) waits for room
     /// (even when .NET has put the fd in O_NONBLOCK after an async call) up to
@@ -187,6 +198,7 @@ internal static unsafe class FdSendCore
     {
         ArgumentNullException.ThrowIfNull(socket);
         bool blocking = socket.Blocking;
+        bool mayBlock = blocking;
         bool continueStream = blocking && path is null && socket.SocketType == SocketType.Stream;
         long deadline = 0;
         int total = 0;
@@ -194,8 +206,8 @@ internal static unsafe class FdSendCore
         while (true)
         {
             bool done = fdsSent
-                ? TrySend(socket, path, data.Slice(total), default, default, out int sent)
-                : TrySend(socket, path, data.Slice(total), fds, rawFds, out sent);
+                ? TrySend(socket, path, data.Slice(total), default, default, out int sent, mayBlock)
+                : TrySend(socket, path, data.Slice(total), fds, rawFds, out sent, mayBlock);
             if (done)
             {
                 fdsSent = true;
@@ -210,6 +222,7 @@ internal static unsafe class FdSendCore
                     return total;
                 throw FdSendErrors.WouldBlock(path is null ? FdOperation.Send : FdOperation.SendTo);
             }
+            mayBlock = false; // the fd is O_NONBLOCK: wait with Poll from now on
             WaitUntilReady(socket, SelectMode.SelectWrite, ref deadline);
         }
     }
@@ -221,12 +234,13 @@ internal static unsafe class FdSendCore
     {
         ArgumentNullException.ThrowIfNull(socket);
         bool blocking = socket.Blocking;
+        bool mayBlock = blocking;
         int capacity = Math.Min(fds.Length, FdPassing.MaxFds);
         nint* native = stackalloc nint[capacity];
         long deadline = 0;
         while (true)
         {
-            if (TryReceive(socket, buffer, native, capacity, out int bytes, out fdCount, out flags))
+            if (TryReceive(socket, buffer, native, capacity, out int bytes, out fdCount, out flags, mayBlock))
             {
                 for (int i = 0; i < fdCount; i++)
                     fds[i] = (int)native[i];
@@ -234,6 +248,7 @@ internal static unsafe class FdSendCore
             }
             if (!blocking)
                 throw FdSendErrors.WouldBlock(FdOperation.Receive);
+            mayBlock = false;
             WaitUntilReady(socket, SelectMode.SelectRead, ref deadline);
         }
     }
@@ -244,13 +259,15 @@ internal static unsafe class FdSendCore
         ArgumentNullException.ThrowIfNull(socket);
         ArgumentOutOfRangeException.ThrowIfNegative(maxFds);
         bool blocking = socket.Blocking;
+        bool mayBlock = blocking;
         long deadline = 0;
         while (true)
         {
-            if (TryReceive(socket, buffer, maxFds, out ReceivedFds? result))
+            if (TryReceive(socket, buffer, maxFds, out ReceivedFds? result, mayBlock))
                 return result!;
             if (!blocking)
                 throw FdSendErrors.WouldBlock(FdOperation.Receive);
+            mayBlock = false;
             WaitUntilReady(socket, SelectMode.SelectRead, ref deadline);
         }
     }

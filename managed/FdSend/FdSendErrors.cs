@@ -52,6 +52,7 @@ internal static class FdSendErrors
         Interop.Status.EPROTO => SocketError.ProtocolType,
         Interop.Status.ESRCH => SocketError.SocketError,
         Interop.Status.EOF => SocketError.ConnectionReset,
+        Interop.Status.ETIMEDOUT => SocketError.TimedOut,
         _ => SocketError.SocketError,
     };
 
@@ -153,6 +154,9 @@ internal static class FdSendErrors
                 $"The operating system rejected the call as invalid (EINVAL){where}. Check that the socket is a Unix domain socket that is connected (or bound, to receive) and not listening.",
             Interop.Status.ESRCH =>
                 "The sending process no longer exists (ESRCH), so its handles cannot be duplicated.",
+            Interop.Status.ETIMEDOUT => op == FdOperation.Receive
+                ? "No message arrived within the socket's receive timeout (Socket.ReceiveTimeout); nothing was consumed."
+                : "The socket's send buffer stayed full for its send timeout (Socket.SendTimeout); nothing was sent.",
             _ => osError != 0
                 ? $"Operating system error {osError}: {Marshal.GetPInvokeErrorMessage(osError)}."
                 : $"libfdsend error {result}: {text}.",

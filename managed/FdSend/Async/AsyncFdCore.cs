@@ -67,7 +67,7 @@ internal static class AsyncFdCore
     }
 
     /// <summary>
-    /// Receives one message (<see cref="FdSendCore.TryReceive(Socket, Span{byte}, int, out ReceivedFds?)"/>)
+    /// Receives one message (<see cref="FdSendCore.TryReceive(Socket, Span{byte}, int, out ReceivedFds?, bool)"/>)
     /// after waiting for readability; a message that was received is returned even if
     /// cancellation was requested meanwhile.
     /// </summary>

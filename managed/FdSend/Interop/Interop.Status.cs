@@ -30,6 +30,7 @@ internal static partial class Interop
         EPROTO = -21,
         ESRCH = -22,
         EOF = -23,
+        ETIMEDOUT = -24,
         EOTHER = -99,
     }
 
