@@ -102,7 +102,7 @@ _native_exports() {
   bad=$(nm -D --defined-only "$lib" | awk '{print $NF}' | grep -v '^fdsend_' || true)
   missing=""
   for f in fdsend_send fdsend_send_to fdsend_recv fdsend_peer_credentials fdsend_max_fds \
-           fdsend_strerror fdsend_version fdsend_last_os_error; do
+           fdsend_close_all fdsend_strerror fdsend_version fdsend_last_os_error; do
     nm -D --defined-only "$lib" | awk '{print $NF}' | grep -qx "$f" || missing="$missing $f"
   done
   echo "libfdsend.so exports $(nm -D --defined-only "$lib" | grep -c ' fdsend_') fdsend_* symbols"

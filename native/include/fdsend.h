@@ -200,6 +200,18 @@ FDSEND_API int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *f
 FDSEND_API int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid,
                                            int64_t *gid);
 
+/**
+ * Close fds[0 .. nfds) in one call: every entry >= 0 (a HANDLE on Windows); negative
+ * entries are skipped, so -1 can mark a slot already handed on. Meant for descriptors the
+ * caller owns, e.g. the ones fdsend_recv stored and the caller does not keep: one call
+ * for a whole message (a binding crosses into native code once, not once per descriptor).
+ * A failing close is not retried (after EINTR the number is already free on Linux).
+ *
+ * @return FDSEND_OK; FDSEND_EBADF if some entry was not an open descriptor (every other
+ *         entry is still closed); FDSEND_EINVAL if nfds < 0, or fds is NULL with nfds > 0.
+ */
+FDSEND_API int32_t fdsend_close_all(const intptr_t *fds, int32_t nfds);
+
 /** The most descriptors one message can carry here (FDSEND_MAX_FDS). */
 FDSEND_API int32_t fdsend_max_fds(void);
 

@@ -353,6 +353,27 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
     return (int64_t)n;
 }
 
+int32_t fdsend_close_all(const intptr_t *fds, int32_t nfds)
+{
+    int32_t i, rc = FDSEND_OK;
+    int err = 0;
+    if (nfds < 0 || (fds == NULL && nfds > 0))
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    for (i = 0; i < nfds; i++) {
+        if (fds[i] < 0)
+            continue;
+        if (fds[i] > INT_MAX || (close((int)fds[i]) != 0 && errno == EBADF)) {
+            rc = FDSEND_EBADF;
+            err = EBADF;
+        }
+        /* Other failures (EINTR, EIO) still free the number: nothing to retry. */
+    }
+    if (rc != FDSEND_OK)
+        return fdsend_fail(rc, err);
+    fdsend_clear_error();
+    return FDSEND_OK;
+}
+
 static void store_credentials(int64_t *pid, int64_t *uid, int64_t *gid, int64_t p,
                               int64_t u, int64_t g)
 {

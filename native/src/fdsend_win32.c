@@ -846,6 +846,26 @@ static DWORD tcp_owner(const struct sockaddr_storage *local, const struct sockad
     return pid;
 }
 
+int32_t fdsend_close_all(const intptr_t *fds, int32_t nfds)
+{
+    int32_t i, rc = FDSEND_OK;
+    DWORD err = 0;
+    if (nfds < 0 || (fds == NULL && nfds > 0))
+        return fail(FDSEND_EINVAL, ERROR_INVALID_PARAMETER);
+    for (i = 0; i < nfds; i++) {
+        if (fds[i] < 0)
+            continue;
+        if (!CloseHandle((HANDLE)fds[i])) {
+            rc = FDSEND_EBADF;
+            err = GetLastError();
+        }
+    }
+    if (rc != FDSEND_OK)
+        return fail(rc, err);
+    fdsend_clear_error();
+    return FDSEND_OK;
+}
+
 int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64_t *gid)
 {
     struct sockaddr_storage local, peer;

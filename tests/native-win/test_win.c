@@ -771,6 +771,33 @@ TEST(peer_credentials)
     closesocket(l);
 }
 
+/* fdsend_close_all closes received handles in one call (negative slots skipped); a handle
+ * that is not open is FDSEND_EBADF, the others are closed anyway. */
+TEST(close_all)
+{
+    SOCKET a, b;
+    HANDLE f = temp_file("close-all");
+    intptr_t fds[2] = {(intptr_t)f, (intptr_t)f}, got[3] = {-1, -1, -1};
+    char data[4];
+    int32_t n = 0;
+    uint32_t rf = 0;
+    DWORD base;
+    socket_pair(&a, &b);
+    base = handle_count();
+    CHECK_RC(fdsend_send((intptr_t)a, "c", 1, fds, 2, 0), 1);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, got, 2, &n, &rf, 0), 1);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(handle_count(), base + 2);
+    CHECK_RC(fdsend_close_all(got, 3), FDSEND_OK); /* got[2] is -1: skipped */
+    CHECK_EQ(handle_count(), base);
+    CHECK_RC(fdsend_close_all(got, 2), FDSEND_EBADF);
+    CHECK_RC(fdsend_close_all(NULL, 1), FDSEND_EINVAL);
+    CHECK_RC(fdsend_close_all(NULL, 0), FDSEND_OK);
+    CloseHandle(f);
+    closesocket(a);
+    closesocket(b);
+}
+
 TEST(version_and_strings)
 {
     CHECK(strcmp(fdsend_version(), FDSEND_VERSION_STRING) == 0);
@@ -822,6 +849,7 @@ int main(int argc, char **argv)
         CASE(bad_arguments),
         CASE(max_fds),
         CASE(peer_credentials),
+        CASE(close_all),
         CASE(version_and_strings),
     };
     WSADATA wsa;

@@ -259,6 +259,49 @@ TEST(tcp_socket_with_fds)
     close((int)file);
 }
 
+/* fdsend_close_all: one call closes a received message's descriptors; -1 slots are
+ * skipped; a descriptor that was not open is FDSEND_EBADF, and every other one is still
+ * closed; bad arguments are FDSEND_EINVAL and close nothing. */
+TEST(close_all)
+{
+    int sv[2], before, i;
+    intptr_t files[3], got[8];
+    int32_t n;
+    uint32_t rflags;
+    char buf[8];
+
+    tu_socketpair(SOCK_STREAM, sv);
+    before = tu_count_fds();
+    for (i = 0; i < 3; i++)
+        files[i] = tu_temp_file("close-all");
+    CHECK_RC(fdsend_send(sv[0], "x", 1, files, 3, 0), 1);
+    tu_close_all(files, 3);
+    CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, got, 8, &n, &rflags, 0), 1);
+    CHECK_EQ(n, 3);
+    CHECK_EQ(tu_count_fds(), before + 3);
+    /* Hand one on (-1 marks its slot): the other two close, that one stays open. */
+    {
+        intptr_t kept = got[1];
+        got[1] = -1;
+        CHECK_RC(fdsend_close_all(got, 3), FDSEND_OK);
+        CHECK_EQ(fdsend_last_os_error(), 0);
+        CHECK_EQ(tu_count_fds(), before + 1);
+        CHECK(tu_fd_is_open((int)kept));
+        got[1] = kept;
+    }
+    /* got[0] and got[2] are closed now: FDSEND_EBADF, and got[1] is closed all the same. */
+    CHECK_RC(fdsend_close_all(got, 3), FDSEND_EBADF);
+    CHECK_EQ(fdsend_last_os_error(), EBADF);
+    CHECK_EQ(tu_count_fds(), before);
+    /* Nothing to do, and bad arguments. */
+    CHECK_RC(fdsend_close_all(NULL, 0), FDSEND_OK);
+    CHECK_RC(fdsend_close_all(got, 0), FDSEND_OK);
+    CHECK_RC(fdsend_close_all(NULL, 1), FDSEND_EINVAL);
+    CHECK_RC(fdsend_close_all(got, -1), FDSEND_EINVAL);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 /* Every code has its own message; unknown codes get a generic one; never NULL. */
 TEST(strerror_every_code)
 {
@@ -354,6 +397,7 @@ int main(int argc, char **argv)
         CASE(not_a_socket),
         CASE(unix_socket_flag),
         CASE(tcp_socket_with_fds),
+        CASE(close_all),
         CASE(strerror_every_code),
         CASE(version),
         CASE(last_os_error),
