@@ -171,11 +171,12 @@ internal static unsafe class FdSendCore
         }
     }
 
-    /// <summary>Closes descriptors this assembly owns exclusively.</summary>
+    /// <summary>Closes descriptors this assembly owns exclusively (negative entries are
+    /// skipped), in one native call.</summary>
     internal static void CloseAll(ReadOnlySpan<nint> fds)
     {
-        foreach (nint fd in fds)
-            Interop.CloseDescriptor((int)fd);
+        fixed (nint* p = fds)
+            Interop.CloseAll(p, fds.Length);
     }
 
     // ---- Blocking wrappers: the semantics of Socket's own sync methods ----------------------

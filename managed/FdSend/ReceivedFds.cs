@@ -250,17 +250,20 @@ public sealed class ReceivedFds : IDisposable
     public override string ToString() =>
         $"ReceivedFds {{ BytesReceived = {BytesReceived}, Count = {Count}, Flags = {Flags}{(IsEndOfStream ? ", EndOfStream" : "")} }}";
 
+    /// <summary>Closes the untaken descriptors in one native call (a taken slot holds
+    /// <see cref="TakenFd"/>, -1, which fdsend_close_all skips).</summary>
     private void CloseUntaken()
     {
-        for (int i = 0; i < _count; i++)
+        int count = _count;
+        if (count == 0)
+            return;
+        Span<nint> fds = stackalloc nint[count]; // count <= FdPassing.MaxFds
+        for (int i = 0; i < count; i++)
         {
-            int fd = i == 0 ? _fd0 : _more![i - 1];
-            if (fd != TakenFd)
-            {
-                MarkTaken(i);
-                Interop.CloseDescriptor(fd);
-            }
+            fds[i] = i == 0 ? _fd0 : _more![i - 1];
+            MarkTaken(i);
         }
+        FdSendCore.CloseAll(fds);
     }
 
     private int Slot(int index)

@@ -3,28 +3,11 @@ using System.Runtime.InteropServices;
 
 namespace FdSend;
 
-internal static partial class Interop
+internal static unsafe partial class Interop
 {
-    /// <summary>close(2), for received descriptors nobody took. Used only on descriptors this
-    /// assembly owns exclusively (fresh from fdsend_recv), so a failure (EINTR on some
-    /// systems, EIO) cannot be retried safely and is ignored: Linux frees the descriptor
-    /// number whatever close returns.</summary>
-    [LibraryImport(Libraries.Libc, EntryPoint = "close", SetLastError = true)]
-    internal static partial int Close(int fd);
-
-    /// <summary>CloseHandle, for received HANDLEs on Windows (where libfdsend passes handles
-    /// by duplication; their values fit in 32 bits, as Windows guarantees for kernel
-    /// handles).</summary>
-    [LibraryImport(Libraries.Kernel32, EntryPoint = "CloseHandle", SetLastError = true)]
-    [return: MarshalAs(UnmanagedType.Bool)]
-    internal static partial bool CloseHandle(nint handle);
-
-    /// <summary>Closes a received descriptor (a HANDLE on Windows).</summary>
-    internal static void CloseDescriptor(int fd)
-    {
-        if (OperatingSystem.IsWindows())
-            CloseHandle(fd);
-        else
-            Close(fd);
-    }
+    /// <summary>fdsend_close_all: closes fds[0 .. count) (HANDLEs on Windows) in one call;
+    /// negative entries are skipped. FDSEND_EBADF if one was not open (the rest are closed
+    /// anyway). A failing close is not retried: the number is free whatever close returns.</summary>
+    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_close_all")]
+    internal static partial int CloseAll(nint* fds, int count);
 }

@@ -56,8 +56,7 @@ struct SpanTransport : ITransport
         if (n == 0 && count == 0) return false;
         if (n != Harness.PayloadLength || count != nfds || flags != ReceiveFlags.None)
             throw new InvalidOperationException($"received {n} bytes, {count} fds, {flags}");
-        for (int i = 0; i < count; i++)
-            Harness.Close(got[i]);
+        FdPassing.CloseAll(got[..count]); // one native call for the message's descriptors
         return true;
     }
 

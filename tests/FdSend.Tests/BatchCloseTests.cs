@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: MIT
+namespace FdSend.Tests;
+
+/// <summary><see cref="FdPassing.CloseAll"/>: the span overloads' descriptors closed in one
+/// native call; and the owning result's Dispose, which uses the same call.</summary>
+[TestFixture]
+public class BatchCloseTests
+{
+    private TempDir _dir = null!;
+
+    [SetUp]
+    public void SetUp() => _dir = new TempDir();
+
+    [TearDown]
+    public void TearDown() => _dir.Dispose();
+
+    private FileStream NewFile(string content = "x") => new(_dir.NewFile(content), FileMode.Open, FileAccess.Read);
+
+    private int[] DupMany(FileStream f, int n)
+    {
+        var fds = new int[n];
+        int fd = (int)f.SafeFileHandle.DangerousGetHandle();
+        for (int i = 0; i < n; i++)
+        {
+            fds[i] = Posix.Dup(fd);
+            Assert.That(fds[i], Is.GreaterThanOrEqualTo(0));
+        }
+        return fds;
+    }
+
+    [Test]
+    public void CloseAll_closes_a_received_message_of_64_descriptors()
+    {
+        using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
+        using var f = NewFile();
+        var sent = Enumerable.Range(0, 64).Select(_ => (Descriptor)f).ToArray();
+        pair.A.SendFds(TestData.Utf8("many"), sent);
+        int before = Posix.OpenFdCount();
+        var fds = new int[FdPassing.MaxFds];
+        pair.B.ReceiveFds(new byte[8], fds, out int count, out _);
+        Assert.That(count, Is.EqualTo(64));
+        Assert.That(Posix.OpenFdCount(), Is.EqualTo(before + 64));
+
+        FdPassing.CloseAll(fds.AsSpan(0, count));
+
+        Assert.That(fds.Take(count).Where(Posix.IsOpen), Is.Empty);
+        Assert.That(Posix.OpenFdCount(), Is.EqualTo(before));
+    }
+
+    [Test]
+    public void Negative_entries_are_skipped_and_the_others_closed()
+    {
+        using var f = NewFile();
+        int[] fds = DupMany(f, 3);
+        int kept = fds[1];
+        fds[1] = -1;
+        FdPassing.CloseAll(fds);
+        Assert.That(Posix.IsOpen(fds[0]), Is.False);
+        Assert.That(Posix.IsOpen(fds[2]), Is.False);
+        Assert.That(Posix.IsOpen(kept), Is.True);
+        Posix.Close(kept);
+        FdPassing.CloseAll(ReadOnlySpan<int>.Empty); // nothing to do
+    }
+
+    [Test]
+    public void More_descriptors_than_one_batch_are_all_closed()
+    {
+        using var f = NewFile();
+        int before = Posix.OpenFdCount();
+        int[] fds = DupMany(f, 600); // three native calls of at most 256
+        Assert.That(Posix.OpenFdCount(), Is.EqualTo(before + 600));
+        FdPassing.CloseAll(fds);
+        Assert.That(Posix.OpenFdCount(), Is.EqualTo(before));
+    }
+
+    [Test]
+    public void A_descriptor_that_is_not_open_is_ArgumentException_and_the_rest_are_still_closed()
+    {
+        using var f = NewFile();
+        int[] fds = DupMany(f, 3);
+        Posix.Close(fds[0]);
+        // Nothing else in this test opens a descriptor, so fds[0]'s number stays free.
+        var e = Assert.Throws<ArgumentException>(() => FdPassing.CloseAll(fds))!;
+        Assert.That(e.ParamName, Is.EqualTo("fds"));
+        Assert.That(Posix.IsOpen(fds[1]), Is.False);
+        Assert.That(Posix.IsOpen(fds[2]), Is.False);
+    }
+
+    [Test]
+    public void CloseAll_allocates_nothing()
+    {
+        using var f = NewFile();
+        int[] fds = DupMany(f, 64);
+        FdPassing.CloseAll(fds); // warm up
+        fds = DupMany(f, 64);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        FdPassing.CloseAll(fds);
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
+    }
+
+    [Test]
+    public void Dispose_of_the_owning_result_closes_the_untaken_and_leaves_the_taken_open()
+    {
+        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var f = NewFile();
+        pair.A.SendFds(TestData.Utf8("m"), Enumerable.Range(0, 5).Select(_ => (Descriptor)f).ToArray());
+        int before = Posix.OpenFdCount();
+        ReceivedFds r = pair.B.ReceiveFds(new byte[4]);
+        Assert.That(r.Count, Is.EqualTo(5));
+        int[] numbers = Enumerable.Range(0, 5).Select(r.PeekFd).ToArray();
+        using Microsoft.Win32.SafeHandles.SafeFileHandle taken = r.TakeFileHandle(3);
+        r.Dispose();
+        for (int i = 0; i < 5; i++)
+            Assert.That(Posix.IsOpen(numbers[i]), Is.EqualTo(i == 3), $"descriptor {i}");
+        Assert.That(Posix.OpenFdCount(), Is.EqualTo(before + 1));
+    }
+}
