@@ -62,14 +62,12 @@ public class FdChannelCancellationTests
 
         // Stage 1: part of the header (with the descriptors), then cancel.
         pair.A.SendFds(frame.AsSpan(0, 3), f1, f2);
-        using (var cts = new CancellationTokenSource(150))
-            Assert.CatchAsync<OperationCanceledException>(async () => await channel.ReceiveAsync(cts.Token).Within());
+        await CancelOnceTheReceiveHasReadEverything(channel, pair.B);
         AsyncTest.AssertFdCount(baseline + 2, "the channel keeps the frame's two descriptors, open");
 
         // Stage 2: the rest of the header and part of the payload, then cancel again.
         pair.A.Send(frame.AsSpan(3, 8 + 1000));
-        using (var cts = new CancellationTokenSource(150))
-            Assert.CatchAsync<OperationCanceledException>(async () => await channel.ReceiveAsync(cts.Token).Within());
+        await CancelOnceTheReceiveHasReadEverything(channel, pair.B);
         AsyncTest.AssertFdCount(baseline + 2);
 
         // Stage 3: the rest arrives; an uncancelled receive hands out the whole message.
@@ -86,11 +84,32 @@ public class FdChannelCancellationTests
 
         // A frame left half-received is closed with the channel.
         pair.A.SendFds(Frames.Make(payload, 1).AsSpan(0, 20), f1);
-        using (var cts = new CancellationTokenSource(150))
-            Assert.CatchAsync<OperationCanceledException>(async () => await channel.ReceiveAsync(cts.Token).Within());
+        await CancelOnceTheReceiveHasReadEverything(channel, pair.B);
         AsyncTest.AssertFdCount(baseline + 1);
         await channel.DisposeAsync();
         AsyncTest.AssertFdCount(baseline - 1, "disposing the channel closed its socket and the kept descriptor");
+    }
+
+    /// <summary>
+    /// Starts a receive, waits until it has read every byte waiting in the socket (the part of
+    /// a frame sent so far, and with it any descriptors), then cancels it; the receive must
+    /// end with <see cref="OperationCanceledException"/>, keeping the partial frame.
+    /// </summary>
+    /// <remarks>The cancellation follows the read, not a timer: a token that fired after a
+    /// fixed delay (150 ms) could fire before a stalled test thread even called ReceiveAsync
+    /// on a loaded machine, and an already cancelled receive reads nothing, so the frame's
+    /// descriptors would still be in the socket rather than kept by the channel.</remarks>
+    private static async Task CancelOnceTheReceiveHasReadEverything(FdChannel channel, Socket socket)
+    {
+        using var cts = new CancellationTokenSource();
+        Task<FdMessage> receive = channel.ReceiveAsync(cts.Token).AsTask();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (socket.Available > 0 && !receive.IsCompleted && sw.ElapsedMilliseconds < 20_000)
+            await Task.Delay(1);
+        Assert.That(socket.Available, Is.Zero, "the receive read the part of the frame that was sent");
+        Assert.That(receive.IsCompleted, Is.False, $"the receive ended ({receive.Status}) before the frame was complete");
+        cts.Cancel();
+        Assert.CatchAsync<OperationCanceledException>(async () => await receive.Within());
     }
 
     [Test]
