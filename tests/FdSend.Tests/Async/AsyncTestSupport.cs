@@ -110,6 +110,9 @@ public sealed class AsyncPeerProcess : IDisposable
     {
         foreach (Socket? s in Connections)
             s?.Dispose();
+        // Process.Dispose leaves a standard input that was used (Signal) to its user: closed
+        // here, not by a finalizer in some later test that counts this process's descriptors.
+        _process.StandardInput.Dispose();
         if (!_process.HasExited && !_process.WaitForExit(10_000))
             Kill();
         _process.Dispose();
