@@ -293,15 +293,34 @@ public static partial class AsyncTest
 
     /// <summary>This process's relevant fd count once finalizers of earlier tests' objects
     /// have run: the baseline for <see cref="AssertFdCount"/>.</summary>
+    /// <remarks>Other threads of the test host open descriptors for a moment now and then (a
+    /// pipe pair that lived a few tens of milliseconds was seen): a baseline read at such a
+    /// moment is too high for the rest of the test, which then fails with fewer descriptors
+    /// than "expected". So the baseline is read once the table has not changed for 100 ms
+    /// (at most 5 s of waiting).</remarks>
     public static int SettledFdCount()
     {
         CreateProcessWideDescriptors();
-        for (int i = 0; i < 2; i++)
+        var sw = Stopwatch.StartNew();
+        string? previous = null;
+        long sameSince = 0;
+        while (true)
         {
             GC.Collect();
             GC.WaitForPendingFinalizers();
+            IReadOnlyList<(int Fd, string Target)> fds = RelevantFds();
+            string table = string.Join(' ', fds.Select(f => $"{f.Fd}={f.Target}"));
+            if (table != previous)
+            {
+                previous = table;
+                sameSince = sw.ElapsedMilliseconds;
+            }
+            else if (sw.ElapsedMilliseconds - sameSince >= 100 || sw.ElapsedMilliseconds >= 5000)
+            {
+                return fds.Count;
+            }
+            Thread.Sleep(20);
         }
-        return FdCount();
     }
 
     /// <summary>The number of threads of this process (/proc/self/task).</summary>
