@@ -19,21 +19,11 @@ public class BlockingTests
 
     private static int Fd(Socket s) => (int)s.SafeHandle.DangerousGetHandle();
 
-    /// <summary>Runs one async receive on the socket so that .NET switches its fd to
-    /// O_NONBLOCK while Socket.Blocking still reads true.</summary>
-    private static async Task MakeNonBlockingBehindTheScenes(Socket sender, Socket receiver)
-    {
-        await sender.SendAsync(TestData.Utf8("!"));
-        Assert.That(await receiver.ReceiveAsync(new byte[1]), Is.EqualTo(1));
-        Assert.That(receiver.Blocking, Is.True);
-        Assert.That(Posix.IsNonBlocking(Fd(receiver)), Is.True, "the premise: .NET made the fd O_NONBLOCK");
-    }
-
     [Test]
     public async Task A_sync_receive_blocks_after_an_async_call_until_a_delayed_sender_sends()
     {
         using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        await MakeNonBlockingBehindTheScenes(pair.A, pair.B);
+        await SocketPair.MakeNonBlockingBehindTheScenes(pair.A, pair.B);
         using var f = NewFile("delayed");
 
         int sentFlag = 0;
@@ -56,7 +46,7 @@ public class BlockingTests
     public async Task The_zero_allocation_receive_also_blocks_after_an_async_call()
     {
         using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
-        await MakeNonBlockingBehindTheScenes(pair.A, pair.B);
+        await SocketPair.MakeNonBlockingBehindTheScenes(pair.A, pair.B);
         int sentFlag = 0;
         var sender = Task.Run(async () =>
         {
@@ -78,7 +68,7 @@ public class BlockingTests
         using var pair = SocketPair.Create(_dir, SocketType.Stream);
         pair.A.SendBufferSize = 4096;
         pair.B.ReceiveBufferSize = 4096;
-        await MakeNonBlockingBehindTheScenes(pair.B, pair.A); // the SENDER's fd is now O_NONBLOCK
+        await SocketPair.MakeNonBlockingBehindTheScenes(pair.B, pair.A); // the SENDER's fd is now O_NONBLOCK
 
         // Fill the send path completely.
         pair.A.Blocking = false;

@@ -25,16 +25,6 @@ public class TimeoutTests
 
     private static int Fd(Socket s) => (int)s.SafeHandle.DangerousGetHandle();
 
-    /// <summary>An async round trip on the pair, after which .NET has made B's fd (the
-    /// receiver's) O_NONBLOCK while <see cref="Socket.Blocking"/> still reads true.</summary>
-    private static async Task MakeNonBlockingBehindTheScenes(Socket sender, Socket receiver)
-    {
-        await sender.SendAsync(TestData.Utf8("!"));
-        Assert.That(await receiver.ReceiveAsync(new byte[1]), Is.EqualTo(1));
-        Assert.That(receiver.Blocking, Is.True);
-        Assert.That(Posix.IsNonBlocking(Fd(receiver)), Is.True, "the premise: .NET made the fd O_NONBLOCK");
-    }
-
     [TestCase(-24, "Receive")]
     [TestCase(-24, "Send")]
     [TestCase(-24, "SendTo")]
@@ -54,7 +44,7 @@ public class TimeoutTests
     {
         using var pair = SocketPair.Create(_dir, type);
         if (fdMadeNonBlocking)
-            await MakeNonBlockingBehindTheScenes(pair.A, pair.B);
+            await SocketPair.MakeNonBlockingBehindTheScenes(pair.A, pair.B);
         else
             Assert.That(Posix.IsNonBlocking(Fd(pair.B)), Is.False, "the premise: a blocking fd");
         pair.B.ReceiveTimeout = 200;
@@ -184,7 +174,7 @@ public class TimeoutTests
         try
         {
             if (fdMadeNonBlocking)
-                await MakeNonBlockingBehindTheScenes(pair.A, pair.B);
+                await SocketPair.MakeNonBlockingBehindTheScenes(pair.A, pair.B);
             Exception? outcome = null;
             int bytes = -1;
             var started = new ManualResetEventSlim();

@@ -83,6 +83,19 @@ public sealed class SocketPair : IDisposable
         Socket server = listener.Accept();
         return new SocketPair(client, server);
     }
+
+    /// <summary>One async round trip from <paramref name="sender"/> to
+    /// <paramref name="receiver"/>, after which .NET has made the receiver's fd O_NONBLOCK
+    /// while <see cref="Socket.Blocking"/> still reads true (asserted: the premise of the
+    /// tests that use it).</summary>
+    public static async Task MakeNonBlockingBehindTheScenes(Socket sender, Socket receiver)
+    {
+        await sender.SendAsync(TestData.Utf8("!"));
+        Assert.That(await receiver.ReceiveAsync(new byte[1]), Is.EqualTo(1));
+        Assert.That(receiver.Blocking, Is.True);
+        Assert.That(Posix.IsNonBlocking((int)receiver.SafeHandle.DangerousGetHandle()), Is.True,
+            "the premise: .NET made the fd O_NONBLOCK");
+    }
 }
 
 public static class TestData
