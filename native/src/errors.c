@@ -76,6 +76,12 @@ int32_t fdsend_status_from_errno(int err)
     }
 }
 
+int32_t fdsend_fail_errno(void)
+{
+    int err = errno;
+    return fdsend_fail(fdsend_status_from_errno(err), err);
+}
+
 int32_t fdsend_fail(int32_t code, int err)
 {
     last_os_error = err;

@@ -43,6 +43,9 @@ int32_t fdsend_status_from_errno(int err);
 /** Record err as this thread's last OS error and return code. */
 int32_t fdsend_fail(int32_t code, int err);
 
+/** fdsend_fail for the error in errno: its FDSEND_E* code, errno recorded. */
+int32_t fdsend_fail_errno(void);
+
 /** Record success (last OS error 0). */
 void fdsend_clear_error(void);
 

@@ -25,12 +25,6 @@
 #  define SSIZE_MAX ((size_t)-1 / 2)
 #endif
 
-static int32_t fail_errno(void)
-{
-    int err = errno;
-    return fdsend_fail(fdsend_status_from_errno(err), err);
-}
-
 int32_t fdsend_fail_io(int sock, int dontwait)
 {
     int err = errno;
@@ -39,7 +33,8 @@ int32_t fdsend_fail_io(int sock, int dontwait)
         if (fl >= 0 && (fl & O_NONBLOCK) == 0)
             return fdsend_fail(FDSEND_ETIMEDOUT, err);
     }
-    return fdsend_fail(fdsend_status_from_errno(err), err);
+    errno = err; /* fcntl may have changed it */
+    return fdsend_fail_errno();
 }
 
 static int valid_fd(intptr_t fd)
@@ -52,7 +47,7 @@ static int32_t socket_type(int sock, int *type)
 {
     socklen_t l = sizeof *type;
     if (getsockopt(sock, SOL_SOCKET, SO_TYPE, type, &l) != 0)
-        return fail_errno();
+        return fdsend_fail_errno();
     return FDSEND_OK;
 }
 
@@ -66,7 +61,7 @@ int32_t fdsend_check_unix_socket(int sock)
     socklen_t l = sizeof ss;
     memset(&ss, 0, sizeof ss);
     if (getsockname(sock, (struct sockaddr *)&ss, &l) != 0)
-        return fail_errno();
+        return fdsend_fail_errno();
     if (ss.ss_family != AF_UNIX)
         return fdsend_fail(FDSEND_ENOTUNIX, EAFNOSUPPORT);
     return FDSEND_OK;
@@ -137,7 +132,7 @@ int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t dest
     {
         int one = 1;
         if (setsockopt(sock, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one) != 0)
-            return fail_errno();
+            return fdsend_fail_errno();
     }
 #endif /* HAVE_MSG_NOSIGNAL */
 #if HAVE_MSG_DONTWAIT
@@ -242,7 +237,7 @@ int64_t fdsend_send_to(intptr_t sock, const char *path, const void *buf, size_t 
                         nfds, flags);
 }
 
-static void close_excess(int fd, void *ctx)
+void fdsend_close_excess(int fd, void *ctx)
 {
     (void)ctx;
     close(fd);
@@ -316,7 +311,7 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
 
     cap = maxfds < FDSEND_MAX_FDS ? maxfds : FDSEND_MAX_FDS;
     pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, got, cap,
-                             close_excess, NULL);
+                             fdsend_close_excess, NULL);
 
 #if !HAVE_MSG_CMSG_CLOEXEC
     /* No atomic close-on-exec here (macOS, Solaris): set it straight away. */
@@ -403,7 +398,7 @@ int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64
         socklen_t l = sizeof cred;
         memset(&cred, 0, sizeof cred);
         if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &l) != 0)
-            return fail_errno();
+            return fdsend_fail_errno();
         /* No peer recorded (not connected, or a connect()ed datagram socket): Linux answers
          * pid 0, uid and gid -1 rather than failing. */
         if (cred.pid == 0 && cred.uid == (uid_t)-1 && cred.gid == (gid_t)-1)
@@ -416,7 +411,7 @@ int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64
         struct sockpeercred cred;
         socklen_t l = sizeof cred;
         if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &l) != 0)
-            return fail_errno();
+            return fdsend_fail_errno();
         store_credentials(pid, uid, gid, cred.pid, cred.uid, cred.gid);
     }
 #elif HAVE_LOCAL_PEEREID
@@ -425,7 +420,7 @@ int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64
         struct unpcbid cred;
         socklen_t l = sizeof cred;
         if (getsockopt(s, 0, LOCAL_PEEREID, &cred, &l) != 0)
-            return fail_errno();
+            return fdsend_fail_errno();
         store_credentials(pid, uid, gid, cred.unp_pid, cred.unp_euid, cred.unp_egid);
     }
 #elif HAVE_GETPEERUCRED
@@ -433,7 +428,7 @@ int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64
         /* Solaris, illumos */
         ucred_t *cred = NULL;
         if (getpeerucred(s, &cred) != 0)
-            return fail_errno();
+            return fdsend_fail_errno();
         store_credentials(pid, uid, gid, ucred_getpid(cred), ucred_geteuid(cred),
                           ucred_getegid(cred));
         ucred_free(cred);
@@ -445,7 +440,7 @@ int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64
         socklen_t l = sizeof cred;
         int64_t p = -1;
         if (getsockopt(s, 0 /* SOL_LOCAL */, LOCAL_PEERCRED, &cred, &l) != 0)
-            return fail_errno();
+            return fdsend_fail_errno();
         if (cred.cr_version != XUCRED_VERSION)
             return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
 #  if HAVE_XUCRED_CR_PID
@@ -466,7 +461,7 @@ int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64
         uid_t u;
         gid_t g;
         if (getpeereid(s, &u, &g) != 0)
-            return fail_errno();
+            return fdsend_fail_errno();
         store_credentials(pid, uid, gid, -1, u, g);
     }
 #else

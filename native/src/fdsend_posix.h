@@ -57,6 +57,9 @@ int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t dest
                            struct iovec *iov, int iovcnt, const intptr_t *fds,
                            int32_t nfds, uint32_t flags);
 
+/* The excess callback of fdsend_parse_rights for receivers: closes the descriptor. */
+void fdsend_close_excess(int fd, void *ctx);
+
 /* The failure of a sendmsg/recvmsg on sock that set errno, as a FDSEND_E* code (and
  * fdsend_fail). EAGAIN becomes FDSEND_EAGAIN when dontwait is set or the socket is
  * non-blocking, and FDSEND_ETIMEDOUT when a blocking call ran out its SO_RCVTIMEO /

@@ -82,12 +82,6 @@ static int32_t decode_header(const unsigned char h[HDR_SIZE], frame_header *out)
     return FDSEND_OK;
 }
 
-static int32_t fail_errno(void)
-{
-    int err = errno;
-    return fdsend_fail(fdsend_status_from_errno(err), err);
-}
-
 static int32_t protocol_error(void)
 {
     return fdsend_fail(FDSEND_EPROTO, EPROTO);
@@ -103,17 +97,11 @@ static void close_fds(const int *fds, int32_t n)
     errno = saved;
 }
 
-static void close_excess(int fd, void *ctx)
-{
-    (void)ctx;
-    close(fd);
-}
-
 static int32_t socket_type(int sock, int *type)
 {
     socklen_t l = sizeof *type;
     if (getsockopt(sock, SOL_SOCKET, SO_TYPE, type, &l) != 0)
-        return fail_errno();
+        return fdsend_fail_errno();
     if (*type != SOCK_STREAM && *type != SOCK_SEQPACKET && *type != SOCK_DGRAM)
         return fdsend_fail(FDSEND_ENOTSUP, EPROTOTYPE);
     return FDSEND_OK;
@@ -158,7 +146,7 @@ static int32_t wait_ready(int sock, short events)
         if (r == 0)
             return fdsend_fail(FDSEND_ETIMEDOUT, ETIMEDOUT);
         if (errno != EINTR)
-            return fail_errno();
+            return fdsend_fail_errno();
     }
 }
 
@@ -413,7 +401,7 @@ static int64_t recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait,
         return fdsend_fail_io(sock, dontwait);
 
     pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, out, maxout,
-                             close_excess, NULL);
+                             fdsend_close_excess, NULL);
 #if !HAVE_MSG_CMSG_CLOEXEC
     {
         int32_t i;
