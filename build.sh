@@ -43,11 +43,18 @@ case "$cmd" in
     run_step managed_pack "$@"
     ;;
   test)
+    rm -rf "$STEP_NOTES"
     build_all
-    test_step "native (CTest)" ctest --test-dir "$(NATIVE_BUILD_DIR)" --output-on-failure -j2
+    test_step "native (CTest)" run_ctest native "$(NATIVE_BUILD_DIR)" -j2
     for area_test in $(declare -F | awk '{print $3}' | grep -E '^[a-z_]+_test$' | sort); do
       test_step "${area_test%_test}" "$area_test"
     done
+    if compgen -G "$STEP_NOTES/*.txt" >/dev/null; then
+      for f in "$STEP_NOTES"/*.txt; do
+        printf '\n--- %s ---\n' "$(basename "$f" .txt)"
+        head -60 "$f"
+      done
+    fi
     if [ ${#failures[@]} -gt 0 ]; then
       printf '\nFAILED test steps: %s\n' "${failures[*]}"
       exit 1

@@ -36,3 +36,56 @@ native_build() {
   cmake --build "$dir" -j"$(nproc 2>/dev/null || echo 2)"
 }
 NATIVE_BUILD_DIR() { echo "$ROOT/build/native-$(host_rid)"; }
+
+# What a test step wants said again at the very end of `./build.sh test`, where CI's log
+# tail shows it: the failed tests with their messages, or tests that only passed when run
+# again. One file per step under build/step-notes; build.sh prints them all.
+STEP_NOTES="$ROOT/build/step-notes"
+step_note() { mkdir -p "$STEP_NOTES"; tee -a "$STEP_NOTES/$1.txt"; }
+
+# Runs an NUnit test project with a .trx log in RESULTS and prints every skip with its
+# reason. A run with failures lists them (also in the step notes); if at most three test
+# methods failed and the run was not aborted, those methods run once more on their own in a
+# fresh test host. If they pass there the step passes, and "FLAKY" with the first failure's
+# messages stays in the output and the step notes, so a timing-dependent test is seen and
+# mended rather than hidden. A test that fails both times fails the step.
+run_nunit() {
+  local proj="$1" results="$2" name="$3" rc=0 filter
+  rm -rf "$results" && mkdir -p "$results"
+  # --blame-hang-timeout: a hung test fails the run (with a dump) instead of stalling CI.
+  dotnet test "$proj" -c Release --nologo --results-directory "$results" \
+    --logger "trx;LogFileName=$name.trx" --blame-hang-timeout 120s 2>&1 | tee "$results/$name.log" || rc=$?
+  python3 "$ROOT/eng/trx.py" skipped "$results/$name.trx" || true
+  [ $rc -eq 0 ] && return 0
+  python3 "$ROOT/eng/trx.py" failed "$results/$name.trx" | step_note "$name" || true
+  # an aborted run (a crashed or hung test host) says why in the console output only, and
+  # is never run again
+  if grep -q -E 'Test Run Aborted|run was aborted' "$results/$name.log"; then
+    filter=""
+    grep -E -A12 'run was aborted|Unhandled exception|hang timeout' "$results/$name.log" | head -40 | step_note "$name" || true
+  else
+    filter="$(python3 "$ROOT/eng/trx.py" rerun "$results/$name.trx" 3 || true)"
+  fi
+  if [ -z "$filter" ]; then
+    echo "$name: the run failed or was aborted; nothing was run again" | step_note "$name"
+    return $rc
+  fi
+  log "$name: the failed tests once more, on their own"
+  if dotnet test "$proj" -c Release --no-build --nologo --results-directory "$results/rerun" \
+    --logger "trx;LogFileName=rerun.trx" --blame-hang-timeout 120s --filter "$filter"; then
+    echo "FLAKY: failed in the full run and passed on their own ($filter); the failure is above" \
+      | step_note "$name"
+    return 0
+  fi
+  python3 "$ROOT/eng/trx.py" failed "$results/rerun/rerun.trx" | sed 's/^/again: /' | step_note "$name" || true
+  return $rc
+}
+
+# CTest in DIR with its usual output; the list of failed tests also goes to the step notes
+# under NAME.
+run_ctest() {
+  local name="$1" dir="$2" rc=0; shift 2
+  ctest --test-dir "$dir" --output-on-failure "$@" 2>&1 | tee "$dir/ctest.log" || rc=$?
+  [ $rc -eq 0 ] || sed -n '/The following tests FAILED/,$p' "$dir/ctest.log" | step_note "$name" || true
+  return $rc
+}

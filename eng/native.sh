@@ -56,7 +56,7 @@ _native_sanitizers() {
   [ "$fuzz" = ON ] && NATIVE_FUZZ_READY=1
   ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-    ctest --test-dir "$dir" --output-on-failure -j2
+    run_ctest sanitizers "$dir" -j2
 }
 
 # (b) The native build's CTest suite under valgrind (tests/native/valgrind_ctest.py).

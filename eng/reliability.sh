@@ -60,15 +60,7 @@ reliability_dotnet() {
   command -v dotnet >/dev/null || { skip ".NET reliability tests: the dotnet SDK is not installed"; return 0; }
   local proj="$ROOT/tests/FdSend.Reliability/FdSend.Reliability.csproj"
   dotnet build "$proj" -c Release --nologo -v quiet -clp:NoSummary || return 1
-  dotnet test "$proj" -c Release --no-build --nologo --blame-hang-timeout 120s \
-    --results-directory "$ROOT/build/reliability/dotnet-results" --logger "console;verbosity=normal" \
-    >"$(REL_DIR)/dotnet-test.log" 2>&1
-  local rc=$?
-  # failures with their messages, skips with their reasons, then NUnit's totals
-  grep -E '^\s*Failed |Error Message|SKIPPED' -A4 "$(REL_DIR)/dotnet-test.log" | head -80 || true
-  grep -E '^\s*(Total tests|Passed|Failed|Skipped):' "$(REL_DIR)/dotnet-test.log" | tail -4 || true
-  [ $rc -eq 0 ] || echo "(full log: $(REL_DIR)/dotnet-test.log)"
-  return $rc
+  run_nunit "$proj" "$(REL_DIR)/dotnet-results" reliability-dotnet
 }
 
 reliability_test() {
