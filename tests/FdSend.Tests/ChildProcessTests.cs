@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+using FdSend.Tests.Async;
 using System.IO.Pipes;
 using System.Net;
 using System.Text.RegularExpressions;
@@ -151,7 +152,7 @@ public class ChildProcessTests
         peer.Connection.SendFds(TestData.Utf8("w"), f);
         peer.Connection.ReceiveFds(buffer).Dispose();
 
-        int before = Posix.OpenFdCount();
+        int before = AsyncTest.SettledFdCount();
         for (int i = 0; i < 500; i++)
         {
             peer.Connection.SendFds(TestData.Utf8($"m{i % 10}"), f, f);
@@ -161,7 +162,7 @@ public class ChildProcessTests
             if (i % 100 == 0)
                 Assert.That(Posix.GetFileId(r.PeekFd(1)), Is.EqualTo(id));
         }
-        Assert.That(Posix.OpenFdCount(), Is.EqualTo(before));
+        AsyncTest.AssertFdCount(before);
         peer.Connection.Shutdown(SocketShutdown.Send);
         peer.AssertExitedCleanly();
     }

@@ -60,12 +60,10 @@ public class AsyncBackpressureTests
                 AsyncTest.Fill(pair.A, 4096);
             }
             // Let the pool settle, then count threads with every send blocked.
-            await Task.Delay(200);
-            int idle = AsyncTest.ThreadCount();
+            int idle = await AsyncTest.SteadyThreadCount(200);
             var sends = pairs.Select(pair => pair.A.SendFdsAsync(TestData.Utf8("hi"), f).AsTask()).ToArray();
-            await Task.Delay(300);
+            int busy = await AsyncTest.SteadyThreadCount(300);
             Assert.That(sends.Count(s => s.IsCompleted), Is.Zero);
-            int busy = AsyncTest.ThreadCount();
             TestContext.Progress.WriteLine($"threads: {idle} idle, {busy} with {count} sends waiting for room");
             Assert.That(busy, Is.LessThanOrEqualTo(idle + 3), "blocked sends must not each hold a thread");
 

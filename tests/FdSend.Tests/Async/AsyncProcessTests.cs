@@ -108,8 +108,7 @@ public class AsyncProcessTests
             // Warm up the async machinery on one pair, then measure.
             pairs[0].A.Send(new byte[1]);
             using (await pairs[0].B.ReceiveFdsAsync(new byte[1]).Within()) { }
-            await Task.Delay(300);
-            int idle = AsyncTest.ThreadCount();
+            int idle = await AsyncTest.SteadyThreadCount(300);
             long memoryBefore = GC.GetTotalMemory(forceFullCollection: true);
 
             var buffers = new byte[count][];
@@ -119,8 +118,7 @@ public class AsyncProcessTests
                 buffers[i] = new byte[4];
                 receives[i] = pairs[i].B.ReceiveFdsAsync(buffers[i]).AsTask();
             }
-            await Task.Delay(500);
-            int pending = AsyncTest.ThreadCount();
+            int pending = await AsyncTest.SteadyThreadCount(500);
             long memoryAfter = GC.GetTotalMemory(forceFullCollection: true);
             Assert.That(receives.Count(r => r.IsCompleted), Is.Zero);
             TestContext.Progress.WriteLine(

@@ -280,15 +280,23 @@ public static partial class AsyncTest
     private static int s_processWide;
 
     /// <summary>Descriptors that exist once per process and are created on first use: FdSend's
-    /// writability poller's wake-up pipe, and the pipe .NET's Process class sets up for
-    /// SIGCHLD on its first child. Created before any baseline is taken.</summary>
+    /// writability poller's wake-up pipe, the pipe .NET's Process class sets up for SIGCHLD
+    /// on its first child, and the epoll descriptor of .NET's socket engine (made by the first
+    /// async socket operation that waits). Created before any baseline is taken, so a test that
+    /// happens to run first (or alone) counts the same as one that runs later.</summary>
     private static void CreateProcessWideDescriptors()
     {
         if (Interlocked.Exchange(ref s_processWide, 1) != 0)
             return;
         _ = FdSend.WritableWaiter.Instance;
-        using Process p = Process.Start(new ProcessStartInfo("/bin/sh", "-c true") { UseShellExecute = false })!;
-        p.WaitForExit();
+        using (Process p = Process.Start(new ProcessStartInfo("/bin/sh", "-c true") { UseShellExecute = false })!)
+            p.WaitForExit();
+        using var dir = new TempDir();
+        using var pair = SocketPair.Create(dir, SocketType.Stream);
+        Task<int> waiting = pair.B.ReceiveAsync(new byte[1].AsMemory()).AsTask();
+        pair.A.Send([1]);
+        if (!waiting.Wait(10_000))
+            throw new TimeoutException("warming up the socket engine: the receive did not complete");
     }
 
     /// <summary>This process's relevant fd count once finalizers of earlier tests' objects
@@ -323,8 +331,53 @@ public static partial class AsyncTest
         }
     }
 
-    /// <summary>The number of threads of this process (/proc/self/task).</summary>
-    public static int ThreadCount() => Directory.GetDirectories("/proc/self/task").Length;
+    /// <summary>The runtime's service threads (names as /proc shows them, cut to 15 bytes). .NET
+    /// starts several on demand and ends them when idle (the tiered-compilation worker comes
+    /// when a method has run 30 times and leaves a few seconds later), and no operation can
+    /// hold one, so they are not counted.</summary>
+    private static readonly string[] s_runtimeServiceThreads =
+    [
+        ".NET Tiered Com", ".NET BGC", ".NET TP Gate", ".NET TP Wait", ".NET Timer", ".NET EventPipe",
+        ".NET Debugger", ".NET DebugPipe", ".NET SigHandler", ".NET Finalizer", ".NET SynchManag",
+    ];
+
+    /// <summary>The threads of this process that an operation could hold (/proc/self/task): all
+    /// of them (thread-pool workers, long-running tasks, threads of FdSend or the test) but the
+    /// runtime's service threads.</summary>
+    public static int ThreadCount()
+    {
+        int count = 0;
+        foreach (string task in Directory.GetDirectories("/proc/self/task"))
+        {
+            string name;
+            try
+            {
+                name = File.ReadAllText(Path.Combine(task, "comm")).TrimEnd('\n');
+            }
+            catch (IOException)
+            {
+                continue; // the thread ended meanwhile
+            }
+            if (!s_runtimeServiceThreads.Contains(name))
+                count++;
+        }
+        return count;
+    }
+
+    /// <summary>The lowest <see cref="ThreadCount"/> seen over <paramref name="milliseconds"/>
+    /// (sampled every 20 ms): the threads that stayed. A thread held by a pending operation
+    /// stays; a pool thread that ran a continuation for a moment does not.</summary>
+    public static async Task<int> SteadyThreadCount(int milliseconds)
+    {
+        var sw = Stopwatch.StartNew();
+        int lowest = ThreadCount();
+        while (sw.ElapsedMilliseconds < milliseconds)
+        {
+            await Task.Delay(20);
+            lowest = Math.Min(lowest, ThreadCount());
+        }
+        return lowest;
+    }
 
     public static byte[] Pattern(int length, int seed)
     {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Small POSIX helpers the tests (and the test peer) use to observe what a user would:
-// inodes (fstat), fd flags (/proc/self/fdinfo), fd counts (/proc/self/fd), ids, limits.
+// inodes (fstat), fd flags (/proc/self/fdinfo), open fds (/proc/self/fd), ids, limits.
 // Linux x64/arm64 only: the tests run there.
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -106,9 +106,6 @@ internal static unsafe partial class Posix
     public static bool IsCloseOnExec(int fd) => (GetFdInfoFlags(fd) & O_CLOEXEC) != 0;
 
     public static bool IsNonBlocking(int fd) => (GetFdInfoFlags(fd) & O_NONBLOCK) != 0;
-
-    /// <summary>Number of open descriptors in this process.</summary>
-    public static int OpenFdCount() => Directory.GetFileSystemEntries("/proc/self/fd").Length;
 
     /// <summary>The numbers of the open descriptors of this process.</summary>
     public static int[] OpenFds()
