@@ -53,6 +53,7 @@ internal static class FdSendErrors
         Interop.Status.ESRCH => SocketError.SocketError,
         Interop.Status.EOF => SocketError.ConnectionReset,
         Interop.Status.ETIMEDOUT => SocketError.TimedOut,
+        Interop.Status.EPROTOTYPE => SocketError.ProtocolType,
         _ => SocketError.SocketError,
     };
 
@@ -143,10 +144,9 @@ internal static class FdSendErrors
                 "The datagram socket is not connected and has no destination (EDESTADDRREQ). Use SendFdsTo with the destination path, or connect the socket.",
             Interop.Status.EISCONN =>
                 "The socket is already connected (EISCONN): use SendFds, without a destination path.",
-            Interop.Status.ENOTUNIX when op == FdOperation.SendTo =>
-                $"The destination{where} is not a datagram socket of this type, or this socket is not a Unix domain socket " +
-                $"(OS: {OsText(osError)}). Descriptors pass only between Unix domain sockets (AF_UNIX) of the same type: " +
-                "a Dgram socket can only send to a path bound by a Dgram socket.",
+            Interop.Status.EPROTOTYPE =>
+                $"The socket at the destination{where} is of another type (EPROTOTYPE): a Dgram socket can only send to a path " +
+                "bound by a Dgram socket. Bind the receiver as SocketType.Dgram, or connect a Stream/Seqpacket socket to it instead.",
             Interop.Status.ENOTUNIX =>
                 "Descriptors can only be passed over Unix domain sockets (AF_UNIX); this socket is of another address family (TCP, UDP...). " +
                 "Create the socket with new Socket(AddressFamily.Unix, ...) and a UnixDomainSocketEndPoint.",
@@ -163,9 +163,6 @@ internal static class FdSendErrors
         };
         return Socket(status, osError, advice);
     }
-
-    private static string OsText(int osError) =>
-        osError != 0 ? Marshal.GetPInvokeErrorMessage(osError) : "no OS error recorded";
 
     private static SocketException Socket(Interop.Status status, int osError, string message) =>
         new((int)ToSocketError(status), message);

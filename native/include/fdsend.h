@@ -84,6 +84,8 @@ typedef enum fdsend_status {
     FDSEND_ESRCH = -22,        /**< the sending process is gone (Windows handle passing) */
     FDSEND_EOF = -23,          /**< the peer closed the channel at a message boundary (fdsend_msg_recv) */
     FDSEND_ETIMEDOUT = -24,    /**< a blocking call waited the socket's SO_RCVTIMEO/SO_SNDTIMEO out */
+    FDSEND_EPROTOTYPE = -25,   /**< the socket at the destination is of another type (a datagram
+                                    sent to a path bound by a stream or seqpacket socket) */
     FDSEND_EOTHER = -99        /**< any other OS error: see errno / fdsend_last_os_error() */
 } fdsend_status;
 
@@ -145,7 +147,8 @@ FDSEND_API int64_t fdsend_send(intptr_t sock, const void *buf, size_t len,
  * names an abstract socket (the '@' becomes the leading NUL byte), as sd_notify does.
  *
  * @return bytes sent (>= 0), or a negative code: FDSEND_ENOENT / FDSEND_ECONNREFUSED
- *         when nobody is bound there, FDSEND_ENAMETOOLONG when path does not fit.
+ *         when nobody is bound there, FDSEND_EPROTOTYPE when the socket bound there is
+ *         not a datagram socket, FDSEND_ENAMETOOLONG when path does not fit.
  */
 FDSEND_API int64_t fdsend_send_to(intptr_t sock, const char *path, const void *buf,
                                   size_t len, const intptr_t *fds, int32_t nfds,

@@ -61,8 +61,9 @@ int32_t fdsend_status_from_errno(int err)
     case EISCONN:
         return FDSEND_EISCONN;
     case EAFNOSUPPORT:
-    case EPROTOTYPE:
         return FDSEND_ENOTUNIX;
+    case EPROTOTYPE:
+        return FDSEND_EPROTOTYPE;
     case ENAMETOOLONG:
         return FDSEND_ENAMETOOLONG;
     case EPROTO:
@@ -127,6 +128,7 @@ const char *fdsend_strerror(int32_t code)
     case FDSEND_ESRCH: return "the sending process no longer exists";
     case FDSEND_EOF: return "the peer closed the channel at a message boundary (end of messages)";
     case FDSEND_ETIMEDOUT: return "timed out: the socket's send/receive timeout expired; nothing was sent or consumed";
+    case FDSEND_EPROTOTYPE: return "the socket at the destination is of another type (stream, seqpacket or datagram)";
     case FDSEND_EOTHER: return "operating system error (see errno / fdsend_last_os_error)";
     default: return "unknown fdsend error code";
     }

@@ -134,8 +134,9 @@ static int32_t status_from_win32(DWORD err)
     case ERROR_ACCESS_DENIED:
         return FDSEND_EACCES;
     case WSAEAFNOSUPPORT:
-    case WSAEPROTOTYPE:
         return FDSEND_ENOTUNIX;
+    case WSAEPROTOTYPE:
+        return FDSEND_EPROTOTYPE;
     case WSAETIMEDOUT:
         return FDSEND_ETIMEDOUT; /* SO_RCVTIMEO / SO_SNDTIMEO expired */
     default:

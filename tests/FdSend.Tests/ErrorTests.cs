@@ -122,7 +122,9 @@ public class ErrorTests
         using var s = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         using var f = NewFile();
         var e = Assert.Throws<SocketException>(() => s.SendFdsTo(path, TestData.Utf8("x"), f))!;
-        Assert.That(e.Message, Does.Contain("type"));
+        Assert.That(e.SocketErrorCode, Is.EqualTo(SocketError.ProtocolType));
+        Assert.That(e.Message, Does.Contain("another type"));
+        Assert.That(Posix.IsOpen((int)f.SafeFileHandle.DangerousGetHandle()), Is.True, "the caller's descriptor stays open");
     }
 
     [Test]
@@ -313,6 +315,7 @@ public class ErrorTests
     [TestCase(-22, typeof(SocketException), SocketError.SocketError, "Receive")]
     [TestCase(-23, typeof(EndOfStreamException), null, "Receive")]
     [TestCase(-19, typeof(SocketException), SocketError.AddressFamilyNotSupported, "PeerCredentials")]
+    [TestCase(-25, typeof(SocketException), SocketError.ProtocolType, "SendTo")]
     [TestCase(-99, typeof(SocketException), SocketError.SocketError, "Receive")]
     public void Every_native_code_maps_to_its_documented_exception(int code, Type type, SocketError? error, string op)
     {

@@ -312,7 +312,7 @@ TEST(strerror_every_code)
         FDSEND_ENOBUFS,      FDSEND_ETOOMANYFDS,  FDSEND_ECONNREFUSED, FDSEND_ENOENT,
         FDSEND_EACCES,       FDSEND_EDESTADDRREQ, FDSEND_EISCONN,      FDSEND_ENOTUNIX,
         FDSEND_ENAMETOOLONG, FDSEND_EPROTO,       FDSEND_ESRCH,        FDSEND_EOF,
-        FDSEND_ETIMEDOUT,    FDSEND_EOTHER,
+        FDSEND_ETIMEDOUT,    FDSEND_EPROTOTYPE,   FDSEND_EOTHER,
     };
     const size_t ncodes = sizeof codes / sizeof codes[0];
     const char *unknown = fdsend_strerror(-12345);
@@ -337,6 +337,7 @@ TEST(strerror_every_code)
     CHECK_EQ(FDSEND_ESRCH, -22);
     CHECK_EQ(FDSEND_EOF, -23);
     CHECK_EQ(FDSEND_ETIMEDOUT, -24);
+    CHECK_EQ(FDSEND_EPROTOTYPE, -25);
     CHECK_EQ(FDSEND_EOTHER, -99);
     for (i = 1; i < ncodes - 1; i++)
         CHECK_EQ(codes[i], -(int32_t)i);

@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -122,6 +123,39 @@ TEST(send_to_nobody)
     close(tx);
 }
 
+/* A path bound by a stream or seqpacket socket: FDSEND_EPROTOTYPE (errno EPROTOTYPE), not
+ * "not a Unix socket"; the caller's descriptor stays open and nothing leaks. */
+TEST(send_to_other_socket_type)
+{
+    static const int types[] = {SOCK_STREAM, SOCK_SEQPACKET};
+    int tx = unbound_dgram(), before;
+    intptr_t file = tu_temp_file("x");
+    size_t i;
+
+    for (i = 0; i < sizeof types / sizeof types[0]; i++) {
+        struct sockaddr_un addr;
+        const char *path = tu_temppath(types[i] == SOCK_STREAM ? "stream.sock" : "seqpacket.sock");
+        int lsn = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0);
+        CHECK_SYS(lsn);
+        memset(&addr, 0, sizeof addr);
+        addr.sun_family = AF_UNIX;
+        CHECK(strlen(path) < sizeof addr.sun_path);
+        memcpy(addr.sun_path, path, strlen(path));
+        CHECK_SYS(bind(lsn, (struct sockaddr *)&addr, sizeof addr));
+        CHECK_SYS(listen(lsn, 1));
+        before = tu_count_fds();
+        CHECK_RC(fdsend_send_to(tx, path, "x", 1, &file, 1, 0), FDSEND_EPROTOTYPE);
+        CHECK_EQ(errno, EPROTOTYPE);
+        CHECK_EQ(fdsend_last_os_error(), EPROTOTYPE);
+        CHECK_RC(fdsend_send_to(tx, path, "x", 1, NULL, 0, 0), FDSEND_EPROTOTYPE);
+        CHECK_EQ(tu_count_fds(), before);
+        CHECK(fcntl((int)file, F_GETFD) >= 0);
+        close(lsn);
+    }
+    close((int)file);
+    close(tx);
+}
+
 /* A path that does not fit in sun_path: FDSEND_ENAMETOOLONG, checked before any system
  * call; the longest path that fits is accepted (and then not found). */
 TEST(send_to_name_too_long)
@@ -170,7 +204,7 @@ int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
         CASE(send_to_filesystem_path), CASE(send_to_abstract_name), CASE(send_to_nobody),
-        CASE(send_to_name_too_long),   CASE(send_to_bad_use),
+        CASE(send_to_name_too_long),   CASE(send_to_bad_use), CASE(send_to_other_socket_type),
     };
     return tu_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

@@ -80,6 +80,7 @@ const char *tu_describe(int64_t rc)
     case FDSEND_ESRCH: return "FDSEND_ESRCH";
     case FDSEND_EOF: return "FDSEND_EOF";
     case FDSEND_ETIMEDOUT: return "FDSEND_ETIMEDOUT";
+    case FDSEND_EPROTOTYPE: return "FDSEND_EPROTOTYPE";
     case FDSEND_EOTHER: return "FDSEND_EOTHER";
     default: return rc >= 0 ? "a count" : "an unknown code";
     }

@@ -31,6 +31,7 @@ internal static partial class Interop
         ESRCH = -22,
         EOF = -23,
         ETIMEDOUT = -24,
+        EPROTOTYPE = -25,
         EOTHER = -99,
     }
 
