@@ -366,7 +366,7 @@ public static partial class AsyncTest
 
     /// <summary>The lowest <see cref="ThreadCount"/> seen over <paramref name="milliseconds"/>
     /// (sampled every 20 ms): the threads that stayed. A thread held by a pending operation
-    /// stays; a pool thread that ran a continuation for a moment does not.</summary>
+    /// stays for the whole window; a thread that came and went within it does not.</summary>
     public static async Task<int> SteadyThreadCount(int milliseconds)
     {
         var sw = Stopwatch.StartNew();
