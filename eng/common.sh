@@ -44,13 +44,15 @@ STEP_NOTES="$ROOT/build/step-notes"
 step_note() { mkdir -p "$STEP_NOTES"; tee -a "$STEP_NOTES/$1.txt"; }
 
 # Runs an NUnit test project with a .trx log in RESULTS and prints every skip with its
-# reason. A run with failures lists them (also in the step notes); if at most three test
-# methods failed and the run was not aborted, those methods run once more on their own in a
-# fresh test host. If they pass there the step passes, and "FLAKY" with the first failure's
-# messages stays in the output and the step notes, so a timing-dependent test is seen and
-# mended rather than hidden. A test that fails both times fails the step.
+# reason. A failed run is listed (failed tests with their messages, or why the test host
+# was aborted) in the output and in the step notes, and then run once more in a fresh test
+# host: only the failed test methods if at most three failed, the whole project if the
+# host crashed or the run failed without a failed test. The step passes only if that run
+# passes, and then prints "FLAKY" with what failed the first time, so that a
+# timing-dependent test is seen and mended rather than hidden. More than three failed
+# methods, or a second failure, fail the step.
 run_nunit() {
-  local proj="$1" results="$2" name="$3" rc=0 filter
+  local proj="$1" results="$2" name="$3" rc=0 filter what
   rm -rf "$results" && mkdir -p "$results"
   # --blame-hang-timeout: a hung test fails the run (with a dump) instead of stalling CI.
   dotnet test "$proj" -c Release --nologo --results-directory "$results" \
@@ -58,22 +60,21 @@ run_nunit() {
   python3 "$ROOT/eng/trx.py" skipped "$results/$name.trx" || true
   [ $rc -eq 0 ] && return 0
   python3 "$ROOT/eng/trx.py" failed "$results/$name.trx" | step_note "$name" || true
-  # an aborted run (a crashed or hung test host) says why in the console output only, and
-  # is never run again
   if grep -q -E 'Test Run Aborted|run was aborted' "$results/$name.log"; then
-    filter=""
+    # a crashed or hung test host says why in the console output only
     grep -E -A12 'run was aborted|Unhandled exception|hang timeout' "$results/$name.log" | head -40 | step_note "$name" || true
+    filter="" what="the whole project (the test host was aborted)"
+  elif filter="$(python3 "$ROOT/eng/trx.py" rerun "$results/$name.trx" 3)"; then
+    what="${filter:-the whole project (the run failed without a failed test)}"
+    [ -n "$filter" ] || tail -15 "$results/$name.log" | step_note "$name"
   else
-    filter="$(python3 "$ROOT/eng/trx.py" rerun "$results/$name.trx" 3 || true)"
-  fi
-  if [ -z "$filter" ]; then
-    echo "$name: the run failed or was aborted; nothing was run again" | step_note "$name"
+    echo "$name: more than three test methods failed; not run again" | step_note "$name"
     return $rc
   fi
-  log "$name: the failed tests once more, on their own"
+  log "$name: once more, in a fresh test host: $what"
   if dotnet test "$proj" -c Release --no-build --nologo --results-directory "$results/rerun" \
-    --logger "trx;LogFileName=rerun.trx" --blame-hang-timeout 120s --filter "$filter"; then
-    echo "FLAKY: failed in the full run and passed on their own ($filter); the failure is above" \
+    --logger "trx;LogFileName=rerun.trx" --blame-hang-timeout 120s ${filter:+--filter "$filter"}; then
+    echo "FLAKY: failed in the full run, passed when run again ($what); the first failure is above" \
       | step_note "$name"
     return 0
   fi

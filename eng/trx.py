@@ -5,8 +5,8 @@
   trx.py failed FILE    every failed test: its name, message and the top of its stack
   trx.py rerun FILE [MAX]
                         a `dotnet test --filter` expression selecting the methods of the
-                        failed tests (at most MAX methods, default 3); prints nothing when
-                        none failed or more did (eng/common.sh also leaves aborted runs alone)
+                        failed tests; prints nothing when none failed, and exits 3 when
+                        more than MAX methods (default 3) failed
 A missing or unreadable file prints nothing and exits 0.
 SPDX-License-Identifier: MIT
 """
@@ -69,7 +69,9 @@ def failed(root):
 def rerun(root, most):
     names = method_names(root)
     methods = sorted({names.get(r.get("testId"), "") for r in results(root, "Failed")})
-    if methods and "" not in methods and len(methods) <= most:
+    if len(methods) > most or "" in methods:
+        sys.exit(3)
+    if methods:
         print("|".join(f"FullyQualifiedName~{m}" for m in methods))
 
 
