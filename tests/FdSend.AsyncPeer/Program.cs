@@ -15,11 +15,20 @@
 //   slow-reader      open one connection, wait for a line on stdin, then read everything with
 //                    the sync ReceiveFds until end of stream and print
 //                    "bytes=<n> fds=<count> ids=<dev:ino>,..." on stdout
+//   channel-rlimit N open one FdChannel; receive a first message (which warms up the async
+//                    machinery); lower the soft RLIMIT_NOFILE and fill the descriptor table
+//                    so that exactly N slots are free; receive the next message, which is
+//                    expected to be rejected because the kernel dropped descriptors; free the
+//                    table, restore the limit, receive one more message and print
+//                    "rejected=<reason> fds=<n> leaked=<n> next=<payload> nextfds=<n> fault=<type|none>"
+//                    (the test host itself must not run out of descriptors: .NET reports a
+//                    thread it cannot start then as OutOfMemoryException, and the host crashes)
 using System.Globalization;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Text;
 using FdSend;
+using FdSend.Tests.Support;
+using Microsoft.Win32.SafeHandles;
 
 if (args.Length < 2)
 {
@@ -41,6 +50,8 @@ try
             return 0;
         case "slow-reader":
             return SlowReader(Connect(path));
+        case "channel-rlimit":
+            return await ChannelAtOpenFileLimitAsync(Connect(path), int.Parse(args[2], CultureInfo.InvariantCulture));
         default:
             Console.Error.WriteLine($"unknown command {args[0]}");
             return 2;
@@ -147,17 +158,50 @@ static int SlowReader(Socket socket)
     }
 }
 
-static unsafe string FileId(int fd)
+static async Task<int> ChannelAtOpenFileLimitAsync(Socket socket, int headroom)
 {
-    // struct stat starts with st_dev and st_ino, both 64-bit, on Linux x64 and arm64.
-    byte* stat = stackalloc byte[512];
-    if (Native.FStat(fd, stat) != 0)
-        throw new IOException($"fstat({fd}) failed: errno {Marshal.GetLastPInvokeError()}");
-    return string.Create(CultureInfo.InvariantCulture, $"{*(ulong*)stat}:{*(ulong*)(stat + 8)}");
+    await using var channel = new FdChannel(socket);
+    using (FdMessage warm = await channel.ReceiveAsync())
+    {
+        if (Encoding.UTF8.GetString(warm.Payload.Span) != "warm")
+            throw new IOException("the first message was not the warm-up");
+    }
+    int baseline = Posix.RelevantFds().Count;
+    using SafeFileHandle devNull = File.OpenHandle("/dev/null");
+    int source = (int)devNull.DangerousGetHandle();
+    var fillers = new List<int>();
+    ulong soft = Posix.SetSoftOpenFileLimit((ulong)Posix.OpenFds().Max() + 1);
+    string rejected = "none";
+    try
+    {
+        int fd;
+        while ((fd = Posix.Dup(source)) >= 0)
+            fillers.Add(fd);
+        for (int i = 0; i < headroom && fillers.Count > 0; i++)
+        {
+            Posix.Close(fillers[^1]);
+            fillers.RemoveAt(fillers.Count - 1);
+        }
+        try
+        {
+            (await channel.ReceiveAsync()).Dispose();
+        }
+        catch (FdMessageRejectedException e)
+        {
+            rejected = $"{e.Reason} fds={e.FdCount}";
+        }
+    }
+    finally
+    {
+        foreach (int fd in fillers)
+            Posix.Close(fd);
+        Posix.SetSoftOpenFileLimit(soft);
+    }
+    int leaked = Posix.RelevantFds().Count - 1 - baseline; // less devNull
+    using FdMessage next = await channel.ReceiveAsync();
+    Console.Out.WriteLine($"rejected={rejected} leaked={leaked} next={Encoding.UTF8.GetString(next.Payload.Span)} " +
+                          $"nextfds={next.FdCount} fault={channel.Fault?.GetType().Name ?? "none"}");
+    return 0;
 }
 
-internal static unsafe partial class Native
-{
-    [LibraryImport("libc.so.6", EntryPoint = "fstat", SetLastError = true)]
-    internal static partial int FStat(int fd, byte* stat);
-}
+static string FileId(int fd) => Posix.GetFileId(fd).ToString();

@@ -47,7 +47,8 @@ public class BatchCloseTests
 
         FdPassing.CloseAll(fds.AsSpan(0, count));
 
-        Assert.That(fds.Take(count).Where(Posix.IsOpen), Is.Empty);
+        FileId id = Posix.GetFileId(f.SafeFileHandle);
+        Assert.That(fds.Take(count).Where(fd => Posix.IsOpenOn(fd, id)), Is.Empty);
         AsyncTest.AssertFdCount(before);
     }
 
@@ -59,9 +60,10 @@ public class BatchCloseTests
         int kept = fds[1];
         fds[1] = -1;
         FdPassing.CloseAll(fds);
-        Assert.That(Posix.IsOpen(fds[0]), Is.False);
-        Assert.That(Posix.IsOpen(fds[2]), Is.False);
-        Assert.That(Posix.IsOpen(kept), Is.True);
+        FileId id = Posix.GetFileId(f.SafeFileHandle);
+        Assert.That(Posix.IsOpenOn(fds[0], id), Is.False);
+        Assert.That(Posix.IsOpenOn(fds[2], id), Is.False);
+        Assert.That(Posix.IsOpenOn(kept, id), Is.True);
         Posix.Close(kept);
         FdPassing.CloseAll(ReadOnlySpan<int>.Empty); // nothing to do
     }
@@ -74,7 +76,8 @@ public class BatchCloseTests
         int[] fds = DupMany(f, 600); // three native calls of at most 256
         AsyncTest.AssertFdCount(before + 600);
         FdPassing.CloseAll(fds);
-        Assert.That(fds.Where(Posix.IsOpen), Is.Empty);
+        FileId id = Posix.GetFileId(f.SafeFileHandle);
+        Assert.That(fds.Where(fd => Posix.IsOpenOn(fd, id)), Is.Empty);
         AsyncTest.AssertFdCount(before);
     }
 
@@ -82,13 +85,16 @@ public class BatchCloseTests
     public void A_descriptor_that_is_not_open_is_ArgumentException_and_the_rest_are_still_closed()
     {
         using var f = NewFile();
-        int[] fds = DupMany(f, 3);
-        Posix.Close(fds[0]);
-        // Nothing else in this test opens a descriptor, so fds[0]'s number stays free.
+        int[] open = DupMany(f, 2);
+        // A number no descriptor can have (Linux caps fs.nr_open at 2^31 - 64): a number just
+        // closed here could be reused at once by another thread of the test host (each new
+        // runtime thread opens a few descriptors for a moment), and CloseAll would close that.
+        int[] fds = [int.MaxValue, open[0], open[1]];
         var e = Assert.Throws<ArgumentException>(() => FdPassing.CloseAll(fds))!;
         Assert.That(e.ParamName, Is.EqualTo("fds"));
-        Assert.That(Posix.IsOpen(fds[1]), Is.False);
-        Assert.That(Posix.IsOpen(fds[2]), Is.False);
+        FileId id = Posix.GetFileId(f.SafeFileHandle);
+        Assert.That(Posix.IsOpenOn(open[0], id), Is.False);
+        Assert.That(Posix.IsOpenOn(open[1], id), Is.False);
     }
 
     [Test]
@@ -115,8 +121,9 @@ public class BatchCloseTests
         int[] numbers = Enumerable.Range(0, 5).Select(r.PeekFd).ToArray();
         using Microsoft.Win32.SafeHandles.SafeFileHandle taken = r.TakeFileHandle(3);
         r.Dispose();
+        FileId id = Posix.GetFileId(f.SafeFileHandle);
         for (int i = 0; i < 5; i++)
-            Assert.That(Posix.IsOpen(numbers[i]), Is.EqualTo(i == 3), $"descriptor {i}");
+            Assert.That(Posix.IsOpenOn(numbers[i], id), Is.EqualTo(i == 3), $"descriptor {i}");
         AsyncTest.AssertFdCount(before + 1);
     }
 }

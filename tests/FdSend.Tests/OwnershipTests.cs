@@ -32,11 +32,12 @@ public class OwnershipTests
         using SafeHandleHolder taken = new(r.TakeFileHandle(1));
         Assert.That(fds.All(Posix.IsOpen), Is.True);
         r.Dispose();
-        Assert.That(Posix.IsOpen(fds[0]), Is.False);
-        Assert.That(Posix.IsOpen(fds[1]), Is.True, "the taken one belongs to its handle");
-        Assert.That(Posix.IsOpen(fds[2]), Is.False);
+        FileId id = Posix.GetFileId(f.SafeFileHandle);
+        Assert.That(Posix.IsOpenOn(fds[0], id), Is.False);
+        Assert.That(Posix.IsOpenOn(fds[1], id), Is.True, "the taken one belongs to its handle");
+        Assert.That(Posix.IsOpenOn(fds[2], id), Is.False);
         r.Dispose(); // idempotent
-        Assert.That(Posix.IsOpen(fds[1]), Is.True);
+        Assert.That(Posix.IsOpenOn(fds[1], id), Is.True);
     }
 
     private sealed class SafeHandleHolder(IDisposable d) : IDisposable
@@ -89,7 +90,7 @@ public class OwnershipTests
         Assert.That(Posix.GetFileId(fd), Is.EqualTo(Posix.GetFileId(f.SafeFileHandle)));
 
         r.Dispose();
-        Assert.That(Posix.IsOpen(fd), Is.False);
+        Assert.That(Posix.IsOpenOn(fd, Posix.GetFileId(f.SafeFileHandle)), Is.False);
 
         // Reuse the number for another file: nothing may close it behind our back.
         using var other = NewFile("other");

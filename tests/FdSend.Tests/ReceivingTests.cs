@@ -191,7 +191,7 @@ public class ReceivingTests
         Assert.That(TestData.ReadAll(h), Is.EqualTo("content"), "a taken handle outlives the result");
         int fd = (int)h.DangerousGetHandle();
         h.Dispose();
-        Assert.That(Posix.IsOpen(fd), Is.False);
+        Assert.That(Posix.IsOpenOn(fd, Posix.GetFileId(f.SafeFileHandle)), Is.False);
         Assert.That(Posix.Close(raw), Is.EqualTo(0));
     }
 

@@ -132,28 +132,6 @@ public sealed class AsyncPeerProcess : IDisposable
 
 public static partial class AsyncTest
 {
-    [System.Runtime.InteropServices.LibraryImport("libc.so.6", EntryPoint = "getrlimit", SetLastError = true)]
-    private static unsafe partial int GetRLimit(int resource, ulong* limits);
-
-    [System.Runtime.InteropServices.LibraryImport("libc.so.6", EntryPoint = "setrlimit", SetLastError = true)]
-    private static unsafe partial int SetRLimit(int resource, ulong* limits);
-
-    private const int RLIMIT_NOFILE = 7; // Linux
-
-    /// <summary>Sets this process's soft RLIMIT_NOFILE, keeping the hard limit (so that it
-    /// can be raised back without privileges); returns the previous soft limit.</summary>
-    public static unsafe ulong SetSoftOpenFileLimit(ulong soft)
-    {
-        ulong* l = stackalloc ulong[2];
-        if (GetRLimit(RLIMIT_NOFILE, l) != 0)
-            throw new IOException($"getrlimit failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
-        ulong previous = l[0];
-        l[0] = soft;
-        if (SetRLimit(RLIMIT_NOFILE, l) != 0)
-            throw new IOException($"setrlimit failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
-        return previous;
-    }
-
     /// <summary>Fails the test instead of hanging it.</summary>
     public static async Task<T> Within<T>(this Task<T> task, int ms = 20_000)
     {
@@ -227,37 +205,9 @@ public static partial class AsyncTest
         return all;
     }
 
-    /// <summary>
-    /// The open descriptors that tests own or could leak: sockets, pipes, anonymous inodes and
-    /// data files. Code files the runtime maps lazily (an assembly or .pdb loaded when an
-    /// exception's stack trace is first rendered takes two descriptors) are left out, or the
-    /// count would change under the tests' feet.
-    /// </summary>
-    public static IReadOnlyList<(int Fd, string Target)> RelevantFds()
-    {
-        var list = new List<(int, string)>();
-        foreach (string entry in Directory.GetFileSystemEntries("/proc/self/fd"))
-        {
-            string target;
-            try
-            {
-                target = new FileInfo(entry).LinkTarget ?? "?";
-            }
-            catch (IOException)
-            {
-                continue; // closed meanwhile (e.g. the enumeration's own directory)
-            }
-            if (target.EndsWith(".dll", StringComparison.Ordinal) || target.EndsWith(".pdb", StringComparison.Ordinal) ||
-                target.EndsWith(".so", StringComparison.Ordinal) || target.Contains(".so.", StringComparison.Ordinal))
-                continue;
-            list.Add((int.Parse(Path.GetFileName(entry), System.Globalization.CultureInfo.InvariantCulture), target));
-        }
-        return list;
-    }
+    public static int FdCount() => Posix.RelevantFds().Count;
 
-    public static int FdCount() => RelevantFds().Count;
-
-    /// <summary>Waits (up to 5 s) for this process's relevant fd count (<see cref="RelevantFds"/>)
+    /// <summary>Waits (up to 5 s) for this process's relevant fd count (<see cref="Posix.RelevantFds"/>)
     /// to come back to <paramref name="expected"/> (finalizers may lag a little), then asserts it.</summary>
     public static void AssertFdCount(int expected, string because = "")
     {
@@ -272,7 +222,7 @@ public static partial class AsyncTest
         }
         if (now != expected)
         {
-            string all = string.Join(' ', RelevantFds().Select(f => $"{f.Fd}={f.Target}"));
+            string all = string.Join(' ', Posix.RelevantFds().Select(f => $"{f.Fd}={f.Target}"));
             Assert.That(now, Is.EqualTo(expected), $"open descriptors in /proc/self/fd {because}: {all}");
         }
     }
@@ -316,7 +266,7 @@ public static partial class AsyncTest
         {
             GC.Collect();
             GC.WaitForPendingFinalizers();
-            IReadOnlyList<(int Fd, string Target)> fds = RelevantFds();
+            IReadOnlyList<(int Fd, string Target)> fds = Posix.RelevantFds();
             string table = string.Join(' ', fds.Select(f => $"{f.Fd}={f.Target}"));
             if (table != previous)
             {

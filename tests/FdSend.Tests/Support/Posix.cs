@@ -51,6 +51,9 @@ internal static unsafe partial class Posix
     [LibraryImport(Libc, EntryPoint = "setrlimit", SetLastError = true)]
     private static partial int SetRLimit(int resource, RLimit* limit);
 
+    [LibraryImport(Libc, EntryPoint = "getrlimit", SetLastError = true)]
+    private static partial int GetRLimit(int resource, RLimit* limit);
+
     /// <summary>st_dev:st_ino of an open fd. struct stat starts with st_dev, st_ino (both
     /// 64-bit) on Linux x86-64 and arm64.</summary>
     public static FileId GetFileId(int fd)
@@ -88,6 +91,21 @@ internal static unsafe partial class Posix
     /// <summary>Whether fd is open in this process.</summary>
     public static bool IsOpen(int fd) => File.Exists($"/proc/self/fdinfo/{fd}");
 
+    /// <summary>Whether fd is open in this process on the file <paramref name="id"/>. After a
+    /// close, ask this rather than <see cref="IsOpen"/>: another thread of the process (each
+    /// new runtime thread opens a few descriptors for a moment) may already have the number.</summary>
+    public static bool IsOpenOn(int fd, FileId id)
+    {
+        try
+        {
+            return IsOpen(fd) && GetFileId(fd) == id;
+        }
+        catch (IOException)
+        {
+            return false; // closed between the two looks
+        }
+    }
+
     /// <summary>The fd's open-file flags from /proc/self/fdinfo ("flags:" is octal and
     /// includes O_CLOEXEC (02000000) as the kernel reports close-on-exec there).</summary>
     public static int GetFdInfoFlags(int fd)
@@ -118,6 +136,48 @@ internal static unsafe partial class Posix
                 list.Add(fd);
         }
         return list.ToArray();
+    }
+
+    /// <summary>Sets this process's soft RLIMIT_NOFILE, keeping the hard limit (so that it
+    /// can be raised back without privileges); returns the previous soft limit.</summary>
+    public static ulong SetSoftOpenFileLimit(ulong soft)
+    {
+        RLimit l;
+        if (GetRLimit(RLIMIT_NOFILE, &l) != 0)
+            throw new IOException($"getrlimit failed: errno {Marshal.GetLastPInvokeError()}");
+        ulong previous = l.Current;
+        l.Current = soft;
+        if (SetRLimit(RLIMIT_NOFILE, &l) != 0)
+            throw new IOException($"setrlimit failed: errno {Marshal.GetLastPInvokeError()}");
+        return previous;
+    }
+
+    /// <summary>
+    /// The open descriptors that tests own or could leak: sockets, pipes, anonymous inodes and
+    /// data files. Code files the runtime maps lazily (an assembly or .pdb loaded when an
+    /// exception's stack trace is first rendered, or by the tiered-compilation worker, takes
+    /// a descriptor that stays) are left out, or the count would change under the tests' feet.
+    /// </summary>
+    public static IReadOnlyList<(int Fd, string Target)> RelevantFds()
+    {
+        var list = new List<(int, string)>();
+        foreach (string entry in Directory.GetFileSystemEntries("/proc/self/fd"))
+        {
+            string target;
+            try
+            {
+                target = new FileInfo(entry).LinkTarget ?? "?";
+            }
+            catch (IOException)
+            {
+                continue; // closed meanwhile (e.g. the enumeration's own directory)
+            }
+            if (target.EndsWith(".dll", StringComparison.Ordinal) || target.EndsWith(".pdb", StringComparison.Ordinal) ||
+                target.EndsWith(".so", StringComparison.Ordinal) || target.Contains(".so.", StringComparison.Ordinal))
+                continue;
+            list.Add((int.Parse(Path.GetFileName(entry), CultureInfo.InvariantCulture), target));
+        }
+        return list;
     }
 
     public static void SetOpenFileLimit(ulong limit)
