@@ -37,11 +37,6 @@ int32_t fdsend_fail_io(int sock, int dontwait)
     return fdsend_fail_errno();
 }
 
-static int valid_fd(intptr_t fd)
-{
-    return fd >= 0 && fd <= INT_MAX;
-}
-
 /* SO_TYPE of sock, or a negative FDSEND_E* code. */
 static int32_t socket_type(int sock, int *type)
 {
@@ -70,22 +65,29 @@ int32_t fdsend_check_unix_socket(int sock)
 static int32_t validate_send(intptr_t sock, const void *buf, size_t len,
                              const intptr_t *fds, int32_t nfds, uint32_t flags)
 {
-    int32_t i;
-    if (!valid_fd(sock))
+    if (!fdsend_valid_fd(sock))
         return fdsend_fail(FDSEND_EBADF, EBADF);
     if ((buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || nfds < 0 ||
         (fds == NULL && nfds > 0) ||
         (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
         return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    return fdsend_check_send_fds(fds, nfds, flags);
+}
+
+int32_t fdsend_check_send_fds(const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    int32_t i;
     if (nfds > FDSEND_MAX_FDS)
         return fdsend_fail(FDSEND_ETOOMANYFDS, EINVAL);
     for (i = 0; i < nfds; i++) {
-        if (!valid_fd(fds[i]))
+        if (!fdsend_valid_fd(fds[i]))
             return fdsend_fail(FDSEND_EBADF, EBADF);
     }
 #if !HAVE_MSG_DONTWAIT
     if (flags & FDSEND_DONTWAIT)
         return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
+#else
+    (void)flags;
 #endif /* !HAVE_MSG_DONTWAIT */
     return FDSEND_OK;
 }
@@ -262,7 +264,7 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
         *nfds = 0;
     if (rflags != NULL)
         *rflags = 0;
-    if (!valid_fd(sock))
+    if (!fdsend_valid_fd(sock))
         return fdsend_fail(FDSEND_EBADF, EBADF);
     if ((buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || maxfds < 0 ||
         (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
@@ -385,7 +387,7 @@ int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64
     int s = (int)sock;
     int32_t rc;
     store_credentials(pid, uid, gid, -1, -1, -1);
-    if (!valid_fd(sock))
+    if (!fdsend_valid_fd(sock))
         return fdsend_fail(FDSEND_EBADF, EBADF);
     /* SO_PEERCRED "succeeds" on a TCP socket too, with made-up values: refuse it first. */
     rc = fdsend_check_unix_socket(s);

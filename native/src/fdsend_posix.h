@@ -21,6 +21,7 @@
 
 #include "fdsend_config.h"
 
+#include <limits.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -44,6 +45,18 @@ typedef union recv_control {
 } recv_control;
 
 /* Shared by fdsend_posix.c and msg.c (defined in fdsend_posix.c). */
+
+/* Whether fd (a socket or a descriptor to send) is a number a POSIX descriptor can have. */
+static inline int fdsend_valid_fd(intptr_t fd)
+{
+    return fd >= 0 && fd <= INT_MAX;
+}
+
+/* The checks every send makes of its descriptor list once its other arguments passed, in
+ * this order: FDSEND_ETOOMANYFDS for more than FDSEND_MAX_FDS, FDSEND_EBADF for a number no
+ * descriptor can have, FDSEND_ENOTSUP for FDSEND_DONTWAIT where the OS has no MSG_DONTWAIT.
+ * FDSEND_OK when they pass. */
+int32_t fdsend_check_send_fds(const intptr_t *fds, int32_t nfds, uint32_t flags);
 
 /* FDSEND_OK if sock is an AF_UNIX socket, FDSEND_ENOTUNIX if it is another kind of socket,
  * or the error getsockname gave. */

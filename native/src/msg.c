@@ -263,11 +263,6 @@ static int frame_iov(struct iovec iov[2], unsigned char *hdr, const void *payloa
     return cnt;
 }
 
-static int valid_fd(intptr_t fd)
-{
-    return fd >= 0 && fd <= INT_MAX;
-}
-
 int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
                         const intptr_t *fds, int32_t nfds, uint32_t flags)
 {
@@ -276,26 +271,19 @@ int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
     busy_entry me;
     size_t total, sent;
     int type = 0, s, cnt;
-    int32_t i, rc;
+    int32_t rc;
     int64_t n;
 
-    if (!valid_fd(sock))
+    if (!fdsend_valid_fd(sock))
         return fdsend_fail(FDSEND_EBADF, EBADF);
     if ((payload == NULL && len > 0) || nfds < 0 || (fds == NULL && nfds > 0) ||
         (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
         return fdsend_fail(FDSEND_EINVAL, EINVAL);
     if (len > FDSEND_MSG_MAX_PAYLOAD || len > (size_t)SSIZE_MAX - HDR_SIZE)
         return fdsend_fail(FDSEND_EMSGSIZE, EMSGSIZE);
-    if (nfds > FDSEND_MAX_FDS)
-        return fdsend_fail(FDSEND_ETOOMANYFDS, EINVAL);
-    for (i = 0; i < nfds; i++) {
-        if (!valid_fd(fds[i]))
-            return fdsend_fail(FDSEND_EBADF, EBADF);
-    }
-#if !HAVE_MSG_DONTWAIT
-    if (flags & FDSEND_DONTWAIT)
-        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
-#endif /* !HAVE_MSG_DONTWAIT */
+    rc = fdsend_check_send_fds(fds, nfds, flags);
+    if (rc != FDSEND_OK)
+        return rc;
     s = (int)sock;
     rc = socket_type(s, &type);
     if (rc != FDSEND_OK)
@@ -587,7 +575,7 @@ int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
 
     if (nfds != NULL)
         *nfds = 0;
-    if (!valid_fd(sock))
+    if (!fdsend_valid_fd(sock))
         return fdsend_fail(FDSEND_EBADF, EBADF);
     if ((buf == NULL && cap > 0) || maxfds < 0 ||
         (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
