@@ -34,7 +34,7 @@ public sealed class AsyncPeerProcess : IDisposable
         listener.Bind(new UnixDomainSocketEndPoint(path));
         listener.Listen(connections);
 
-        var psi = new ProcessStartInfo(DotnetHost())
+        var psi = new ProcessStartInfo(Peer.DotnetHost())
         {
             UseShellExecute = false,
             RedirectStandardInput = true,
@@ -116,17 +116,6 @@ public sealed class AsyncPeerProcess : IDisposable
         if (!_process.HasExited && !_process.WaitForExit(10_000))
             Kill();
         _process.Dispose();
-    }
-
-    private static string DotnetHost()
-    {
-        string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (!string.IsNullOrEmpty(host) && File.Exists(host))
-            return host;
-        string? self = Environment.ProcessPath;
-        if (self is not null && Path.GetFileNameWithoutExtension(self) == "dotnet")
-            return self;
-        return "dotnet";
     }
 }
 

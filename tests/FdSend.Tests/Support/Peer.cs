@@ -24,8 +24,9 @@ public sealed class Peer : IDisposable
 
     public static string PeerDll => Path.Combine(AppContext.BaseDirectory, "FdSend.TestPeer.dll");
 
-    /// <summary>The dotnet host that runs the tests (dotnet test sets DOTNET_HOST_PATH).</summary>
-    private static string DotnetHost()
+    /// <summary>The dotnet host that runs the tests (dotnet test sets DOTNET_HOST_PATH); the
+    /// child processes of the tests (TestPeer, AsyncPeer) run under it.</summary>
+    public static string DotnetHost()
     {
         string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
         if (!string.IsNullOrEmpty(host) && File.Exists(host))
