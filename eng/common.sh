@@ -90,3 +90,13 @@ run_ctest() {
   [ $rc -eq 0 ] || sed -n '/The following tests FAILED/,$p' "$dir/ctest.log" | step_note "$name" || true
   return $rc
 }
+
+# The end of an area step that runs sub-steps: their results (one "name: ok/FAILED ..."
+# line each) and the plain "N passed, N failed" line. Usage: step_summary AREA T0 RESULT...
+step_summary() {
+  local area="$1" t0="$2" nf; shift 2
+  printf '\n%s summary (%s s):\n' "$area" "$((SECONDS - t0))"
+  printf '  %s\n' "$@"
+  nf=$(printf '%s\n' "$@" | grep -c FAILED || true)
+  echo "$(( $# - nf )) passed, $nf failed"
+}

@@ -171,9 +171,6 @@ native_test() {
       results+=("$step: FAILED ($((SECONDS - s)) s)"); rc=1
     fi
   done
-  printf '\nnative summary (%s s):\n' "$((SECONDS - t0))"
-  printf '  %s\n' "${results[@]}"
-  local nf; nf=$(printf '%s\n' "${results[@]}" | grep -c FAILED || true)
-  echo "$(( ${#results[@]} - nf )) passed, $nf failed"
+  step_summary native "$t0" "${results[@]}"
   return $rc
 }

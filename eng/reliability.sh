@@ -71,10 +71,7 @@ reliability_test() {
     s=$SECONDS
     if "reliability_$step"; then results+=("$step: ok ($((SECONDS - s)) s)"); else results+=("$step: FAILED"); rc=1; fi
   done
-  printf '\nreliability summary (%s s):\n' "$((SECONDS - t0))"
-  printf '  %s\n' "${results[@]}"
-  local nf; nf=$(printf '%s\n' "${results[@]}" | grep -c FAILED || true)
-  echo "$(( ${#results[@]} - nf )) passed, $nf failed"
+  step_summary reliability "$t0" "${results[@]}"
   return $rc
 }
 
