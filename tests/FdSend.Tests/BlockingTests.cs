@@ -143,11 +143,7 @@ public class BlockingTests
         }
 
         using var f = NewFile();
-        pair.A.SendFds(TestData.Utf8("data"), f);
-        var buffer = new byte[4];
-        using ReceivedFds r = pair.B.ReceiveFds(buffer);
-        Assert.That(TestData.Text(buffer), Is.EqualTo("data"));
-        Assert.That(r.Count, Is.EqualTo(1));
+        pair.AssertNextMessageArrivesWhole("data", f);
     }
 
     [Test]

@@ -44,16 +44,11 @@ public class ErrorTests
     [Test]
     public void Descriptors_over_TCP_is_AddressFamilyNotSupported_with_advice()
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
-        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        client.Connect(listener.LocalEndPoint!);
-        using Socket server = listener.Accept();
+        using var tcp = SocketPair.CreateTcp();
         using var f = NewFile();
-        var e = AssertSocketError(SocketError.AddressFamilyNotSupported, () => client.SendFds(TestData.Utf8("x"), f));
+        var e = AssertSocketError(SocketError.AddressFamilyNotSupported, () => tcp.A.SendFds(TestData.Utf8("x"), f));
         Assert.That(e.Message, Does.Contain("AF_UNIX").And.Contain("Unix domain"));
-        AssertNothingArrives(server);
+        AssertNothingArrives(tcp.B);
     }
 
     [Test]
@@ -265,11 +260,7 @@ public class ErrorTests
         pair.B.ReceiveTimeout = 100;
         AssertSocketError(SocketError.TimedOut, () => pair.B.ReceiveFds(new byte[1]).Dispose());
         using var f = NewFile();
-        pair.A.SendFds(TestData.Utf8("late"), f);
-        var buffer = new byte[4];
-        using ReceivedFds r = pair.B.ReceiveFds(buffer);
-        Assert.That(TestData.Text(buffer), Is.EqualTo("late"));
-        Assert.That(r.Count, Is.EqualTo(1));
+        pair.AssertNextMessageArrivesWhole("late", f);
     }
 
     [Test]

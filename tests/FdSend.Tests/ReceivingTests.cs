@@ -272,15 +272,10 @@ public class ReceivingTests
     [Test]
     public void ReceiveFds_works_on_a_non_Unix_socket_without_descriptors()
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
-        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        client.Connect(listener.LocalEndPoint!);
-        using Socket server = listener.Accept();
-        client.SendFds(TestData.Utf8("tcp"));
+        using var tcp = SocketPair.CreateTcp();
+        tcp.A.SendFds(TestData.Utf8("tcp"));
         var buffer = new byte[3];
-        using ReceivedFds r = server.ReceiveFds(buffer);
+        using ReceivedFds r = tcp.B.ReceiveFds(buffer);
         Assert.That(TestData.Text(buffer), Is.EqualTo("tcp"));
         Assert.That(r.Count, Is.EqualTo(0));
     }

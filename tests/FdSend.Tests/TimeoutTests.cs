@@ -63,12 +63,7 @@ public class TimeoutTests
 
         // Nothing was consumed: the next message arrives whole, with its descriptor.
         using var f = NewFile("after");
-        pair.A.SendFds(TestData.Utf8("after"), f);
-        var buffer = new byte[8];
-        using ReceivedFds r = pair.B.ReceiveFds(buffer);
-        Assert.That(r.BytesReceived, Is.EqualTo(5));
-        Assert.That(TestData.Text(buffer.AsSpan(0, 5)), Is.EqualTo("after"));
-        Assert.That(Posix.GetFileId(r.PeekFd(0)), Is.EqualTo(Posix.GetFileId(f.SafeFileHandle)));
+        pair.AssertNextMessageArrivesWhole("after", f);
     }
 
     [Test]

@@ -84,6 +84,32 @@ public sealed class SocketPair : IDisposable
         return new SocketPair(client, server);
     }
 
+    /// <summary>Sends <paramref name="text"/> with <paramref name="file"/> from A and asserts
+    /// that B receives exactly that message and that descriptor: after a call that failed,
+    /// timed out or would have blocked, the check that it consumed nothing and left the
+    /// socket in step.</summary>
+    public void AssertNextMessageArrivesWhole(string text, FileStream file)
+    {
+        A.SendFds(TestData.Utf8(text), file);
+        var buffer = new byte[text.Length + 8];
+        using ReceivedFds r = B.ReceiveFds(buffer);
+        Assert.That(TestData.Text(buffer.AsSpan(0, r.BytesReceived)), Is.EqualTo(text));
+        Assert.That(r.Count, Is.EqualTo(1));
+        Assert.That(Posix.GetFileId(r.PeekFd(0)), Is.EqualTo(Posix.GetFileId(file.SafeFileHandle)));
+    }
+
+    /// <summary>A connected TCP pair on the loopback (A the client, B the accepted socket):
+    /// the non-Unix socket of the tests that check what FdSend does there.</summary>
+    public static SocketPair CreateTcp()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        listener.Listen(1);
+        var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        client.Connect(listener.LocalEndPoint!);
+        return new SocketPair(client, listener.Accept());
+    }
+
     /// <summary>One async round trip from <paramref name="sender"/> to
     /// <paramref name="receiver"/>, after which .NET has made the receiver's fd O_NONBLOCK
     /// while <see cref="Socket.Blocking"/> still reads true (asserted: the premise of the
