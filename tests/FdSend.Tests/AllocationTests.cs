@@ -6,25 +6,17 @@ namespace FdSend.Tests;
 /// (a correctness check, not a timing).</summary>
 [TestFixture]
 [NonParallelizable]
-public class AllocationTests
+public class AllocationTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     private const int Iterations = 2000;
 
     [TestCase(SocketType.Stream)]
     [TestCase(SocketType.Seqpacket)]
     public void Span_overloads_allocate_nothing(SocketType type)
     {
-        using var pair = SocketPair.Create(_dir, type);
-        using var f = new FileStream(_dir.NewFile("x"), FileMode.Open, FileAccess.Read);
-        using var g = File.OpenHandle(_dir.NewFile("y"));
+        using var pair = SocketPair.Create(Dir, type);
+        using var f = new FileStream(Dir.NewFile("x"), FileMode.Open, FileAccess.Read);
+        using var g = File.OpenHandle(Dir.NewFile("y"));
         byte[] data = TestData.Utf8("payload!");
         byte[] buffer = new byte[64];
         int[] fdArray = new int[8];
@@ -60,11 +52,11 @@ public class AllocationTests
     [Test]
     public void SendFdsTo_allocates_nothing()
     {
-        string path = _dir.NewPath("dg");
+        string path = Dir.NewPath("dg");
         using var receiver = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         receiver.Bind(new UnixDomainSocketEndPoint(path));
         using var sender = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         byte[] data = TestData.Utf8("dgram");
         byte[] buffer = new byte[16];
         int[] fds = new int[4];
@@ -93,8 +85,8 @@ public class AllocationTests
     [TestCase(3)]
     public void The_owning_receive_allocates_the_result_and_at_most_one_array(int fdCount)
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var pair = SocketPair.Create(Dir, SocketType.Seqpacket);
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         var fds = new Descriptor[fdCount];
         Array.Fill(fds, f);
         byte[] data = TestData.Utf8("m");

@@ -8,17 +8,9 @@ namespace FdSend.Tests;
 /// use the settled baseline and retrying check of <see cref="AsyncTest"/>: the test host
 /// opens descriptors of its own now and then.</summary>
 [TestFixture]
-public class BatchCloseTests
+public class BatchCloseTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
-    private FileStream NewFile(string content = "x") => new(_dir.NewFile(content), FileMode.Open, FileAccess.Read);
+    private FileStream NewFile(string content = "x") => new(Dir.NewFile(content), FileMode.Open, FileAccess.Read);
 
     private int[] DupMany(FileStream f, int n)
     {
@@ -35,7 +27,7 @@ public class BatchCloseTests
     [Test]
     public void CloseAll_closes_a_received_message_of_64_descriptors()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
+        using var pair = SocketPair.Create(Dir, SocketType.Seqpacket);
         using var f = NewFile();
         var sent = Enumerable.Range(0, 64).Select(_ => (Descriptor)f).ToArray();
         pair.A.SendFds(TestData.Utf8("many"), sent);
@@ -112,7 +104,7 @@ public class BatchCloseTests
     [Test]
     public void Dispose_of_the_owning_result_closes_the_untaken_and_leaves_the_taken_open()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var f = NewFile();
         pair.A.SendFds(TestData.Utf8("m"), Enumerable.Range(0, 5).Select(_ => (Descriptor)f).ToArray());
         int before = AsyncTest.SettledFdCount();

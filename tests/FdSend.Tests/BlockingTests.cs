@@ -5,24 +5,16 @@ namespace FdSend.Tests;
 /// the fd O_NONBLOCK because of an async call); Blocking = false gives WouldBlock and loses
 /// nothing.</summary>
 [TestFixture]
-public class BlockingTests
+public class BlockingTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
-    private FileStream NewFile(string content = "x") => new(_dir.NewFile(content), FileMode.Open, FileAccess.Read);
+    private FileStream NewFile(string content = "x") => new(Dir.NewFile(content), FileMode.Open, FileAccess.Read);
 
     private static int Fd(Socket s) => (int)s.SafeHandle.DangerousGetHandle();
 
     [Test]
     public async Task A_sync_receive_blocks_after_an_async_call_until_a_delayed_sender_sends()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         await SocketPair.MakeNonBlockingBehindTheScenes(pair.A, pair.B);
         using var f = NewFile("delayed");
 
@@ -45,7 +37,7 @@ public class BlockingTests
     [Test]
     public async Task The_zero_allocation_receive_also_blocks_after_an_async_call()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
+        using var pair = SocketPair.Create(Dir, SocketType.Seqpacket);
         await SocketPair.MakeNonBlockingBehindTheScenes(pair.A, pair.B);
         int sentFlag = 0;
         var sender = Task.Run(async () =>
@@ -65,7 +57,7 @@ public class BlockingTests
     [Test]
     public async Task A_sync_send_on_a_full_buffer_completes_when_the_reader_drains()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         pair.A.SendBufferSize = 4096;
         pair.B.ReceiveBufferSize = 4096;
         await SocketPair.MakeNonBlockingBehindTheScenes(pair.B, pair.A); // the SENDER's fd is now O_NONBLOCK
@@ -127,7 +119,7 @@ public class BlockingTests
     [Test]
     public void A_non_blocking_receive_with_nothing_waiting_is_WouldBlock_and_consumes_nothing()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         pair.B.Blocking = false;
         var e = Assert.Throws<SocketException>(() => pair.B.ReceiveFds(new byte[4]))!;
         Assert.That(e.SocketErrorCode, Is.EqualTo(SocketError.WouldBlock));
@@ -149,7 +141,7 @@ public class BlockingTests
     [Test]
     public void A_non_blocking_send_on_a_full_buffer_is_WouldBlock_and_sends_nothing()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
+        using var pair = SocketPair.Create(Dir, SocketType.Seqpacket);
         pair.A.SendBufferSize = 4096;
         pair.A.Blocking = false;
         using var f = NewFile();
@@ -192,7 +184,7 @@ public class BlockingTests
     {
         // The pattern async code builds on: wait on .NET's event loop without consuming, then
         // receive the message (data and descriptors) with FdSend.
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var f = NewFile("ready");
         var wait = pair.B.ReceiveAsync(Memory<byte>.Empty).AsTask();
         await Task.Delay(50);

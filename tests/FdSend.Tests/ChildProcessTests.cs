@@ -9,26 +9,18 @@ namespace FdSend.Tests;
 /// <summary>Descriptors passed to and from a REAL child process (FdSend.TestPeer, started with
 /// dotnet), which uses FdSend on its side.</summary>
 [TestFixture]
-public class ChildProcessTests
+public class ChildProcessTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     [Test]
     public void The_child_receives_our_files_and_reports_their_inodes_and_content()
     {
         // The fdsend example: a message and several open files to a child.
         var files = new List<FileStream>();
         for (int i = 0; i < 12; i++)
-            files.Add(new FileStream(_dir.NewFile($"file number {i}"), FileMode.Open, FileAccess.Read));
+            files.Add(new FileStream(Dir.NewFile($"file number {i}"), FileMode.Open, FileAccess.Read));
         try
         {
-            using var peer = Peer.Start(_dir, "report");
+            using var peer = Peer.Start(Dir, "report");
             peer.Connection.SendFds(TestData.Utf8("twelve files"), files.Select(f => (Descriptor)f).ToArray());
             string report = peer.ReadReport();
             peer.AssertExitedCleanly();
@@ -46,8 +38,8 @@ public class ChildProcessTests
     [Test]
     public void Files_the_child_opened_arrive_here_even_after_the_child_exited()
     {
-        string[] paths = [_dir.NewFile("opened by the child 0"), _dir.NewFile("opened by the child 1")];
-        using var peer = Peer.Start(_dir, "send-files", paths);
+        string[] paths = [Dir.NewFile("opened by the child 0"), Dir.NewFile("opened by the child 1")];
+        using var peer = Peer.Start(Dir, "send-files", paths);
         peer.AssertExitedCleanly(); // gone before we receive: the descriptors are in flight
 
         var buffer = new byte[16];
@@ -66,7 +58,7 @@ public class ChildProcessTests
     [Test]
     public void Peer_credentials_name_the_child_and_the_child_sees_us()
     {
-        using var peer = Peer.Start(_dir, "creds");
+        using var peer = Peer.Start(Dir, "creds");
         PeerCredentials mine = peer.Connection.GetPeerCredentials();
         string[] report = peer.ReadReport().Split(' ');
         peer.AssertExitedCleanly();
@@ -87,7 +79,7 @@ public class ChildProcessTests
         listener.Listen(4);
         int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
 
-        using var peer = Peer.Start(_dir, "accept");
+        using var peer = Peer.Start(Dir, "accept");
         peer.Connection.SendFds(TestData.Utf8("L"), listener);
         listener.Dispose(); // only the child's duplicate listens now
 
@@ -102,7 +94,7 @@ public class ChildProcessTests
     public void The_child_writes_through_a_pipe_end_we_sent()
     {
         using var pipe = new AnonymousPipeServerStream(PipeDirection.In);
-        using var peer = Peer.Start(_dir, "pipe-write");
+        using var peer = Peer.Start(Dir, "pipe-write");
         peer.Connection.SendFds(TestData.Utf8("P"), pipe.ClientSafePipeHandle);
         pipe.DisposeLocalCopyOfClientHandle();
         using var reader = new StreamReader(pipe);
@@ -113,13 +105,13 @@ public class ChildProcessTests
     [Test]
     public void Received_descriptors_do_not_leak_into_child_processes()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        using var f = new FileStream(_dir.NewFile("private"), FileMode.Open, FileAccess.Read);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var f = new FileStream(Dir.NewFile("private"), FileMode.Open, FileAccess.Read);
         pair.A.SendFds(TestData.Utf8("x"), f);
         using ReceivedFds r = pair.B.ReceiveFds(new byte[1]);
         FileId id = Posix.GetFileId(r.PeekFd(0));
 
-        using var peer = Peer.Start(_dir, "list-fds");
+        using var peer = Peer.Start(Dir, "list-fds");
         string report = peer.ReadReport();
         peer.AssertExitedCleanly();
         Assert.That(report, Does.Not.Contain($"={id}"), $"the child inherited the received descriptor: {report}");
@@ -129,8 +121,8 @@ public class ChildProcessTests
     [Test]
     public void A_child_at_its_open_file_limit_gets_FdsTruncated_not_a_crash()
     {
-        using var f = new FileStream(_dir.NewFile("x"), FileMode.Open, FileAccess.Read);
-        using var peer = Peer.Start(_dir, "rlimit-recv", "2");
+        using var f = new FileStream(Dir.NewFile("x"), FileMode.Open, FileAccess.Read);
+        using var peer = Peer.Start(Dir, "rlimit-recv", "2");
         var ready = new byte[1];
         Assert.That(peer.Connection.Receive(ready), Is.EqualTo(1), "the child lowered its limit");
         peer.Connection.SendFds(TestData.Utf8("many"), Enumerable.Repeat((Descriptor)f, 10).ToArray());
@@ -145,8 +137,8 @@ public class ChildProcessTests
     [Test]
     public void Round_trips_through_a_child_keep_our_descriptor_count_unchanged()
     {
-        using var f = new FileStream(_dir.NewFile("echo"), FileMode.Open, FileAccess.Read);
-        using var peer = Peer.Start(_dir, "echo");
+        using var f = new FileStream(Dir.NewFile("echo"), FileMode.Open, FileAccess.Read);
+        using var peer = Peer.Start(Dir, "echo");
         FileId id = Posix.GetFileId(f.SafeFileHandle);
         var buffer = new byte[16];
         peer.Connection.SendFds(TestData.Utf8("w"), f);

@@ -7,17 +7,9 @@ namespace FdSend.Tests;
 /// <summary>Every error a user can meet, as the exception type and SocketError they see;
 /// nothing is sent or lost when a call fails.</summary>
 [TestFixture]
-public class ErrorTests
+public class ErrorTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
-    private FileStream NewFile(string content = "x") => new(_dir.NewFile(content), FileMode.Open, FileAccess.Read);
+    private FileStream NewFile(string content = "x") => new(Dir.NewFile(content), FileMode.Open, FileAccess.Read);
 
     private static SocketException AssertSocketError(SocketError expected, TestDelegate call)
     {
@@ -54,7 +46,7 @@ public class ErrorTests
     [Test]
     public void Sending_to_a_closed_peer_is_Shutdown_without_SIGPIPE()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         pair.B.Dispose();
         using var f = NewFile();
         AssertSocketError(SocketError.Shutdown, () => pair.A.SendFds(TestData.Utf8("x"), f));
@@ -63,7 +55,7 @@ public class ErrorTests
     [Test]
     public void Receiving_after_the_peer_closed_with_unread_data_is_ConnectionReset()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         pair.A.Send(TestData.Utf8("unread by B"));
         pair.B.Dispose();
         AssertSocketError(SocketError.ConnectionReset, () => pair.A.ReceiveFds(new byte[8]).Dispose());
@@ -83,7 +75,7 @@ public class ErrorTests
     [Test]
     public void A_datagram_larger_than_the_send_buffer_is_MessageSize()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Dgram);
+        using var pair = SocketPair.Create(Dir, SocketType.Dgram);
         pair.A.SendBufferSize = 16 * 1024;
         using var f = NewFile();
         AssertSocketError(SocketError.MessageSize, () => pair.A.SendFds(new byte[1 << 20], f));
@@ -94,7 +86,7 @@ public class ErrorTests
     public void SendFdsTo_a_missing_path_is_AddressNotAvailable()
     {
         using var s = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
-        string path = _dir.NewPath("missing");
+        string path = Dir.NewPath("missing");
         var e = AssertSocketError(SocketError.AddressNotAvailable, () => s.SendFdsTo(path, TestData.Utf8("x")));
         Assert.That(e.Message, Does.Contain(path));
     }
@@ -103,14 +95,14 @@ public class ErrorTests
     public void SendFdsTo_a_path_nobody_is_bound_to_is_ConnectionRefused()
     {
         using var s = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
-        string path = _dir.NewFile("a regular file, not a socket");
+        string path = Dir.NewFile("a regular file, not a socket");
         AssertSocketError(SocketError.ConnectionRefused, () => s.SendFdsTo(path, TestData.Utf8("x")));
     }
 
     [Test]
     public void SendFdsTo_a_path_bound_by_a_stream_socket_says_the_types_differ()
     {
-        string path = _dir.NewPath("stream");
+        string path = Dir.NewPath("stream");
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(path));
         listener.Listen(1);
@@ -125,8 +117,8 @@ public class ErrorTests
     [Test]
     public void SendFdsTo_on_a_connected_stream_socket_is_IsConnected()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        AssertSocketError(SocketError.IsConnected, () => pair.A.SendFdsTo(_dir.NewPath(), TestData.Utf8("x")));
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        AssertSocketError(SocketError.IsConnected, () => pair.A.SendFdsTo(Dir.NewPath(), TestData.Utf8("x")));
         AssertNothingArrives(pair.B);
     }
 
@@ -136,7 +128,7 @@ public class ErrorTests
     {
         if (Posix.GetEUid() == 0)
             Assert.Ignore("SKIPPED: running as root, which bypasses file permissions (the mapping is covered by Every_native_code_maps_to_its_documented_exception)");
-        string dir = Path.Combine(_dir.Path, "locked");
+        string dir = Path.Combine(Dir.Path, "locked");
         Directory.CreateDirectory(dir);
         string path = Path.Combine(dir, "s");
         using var receiver = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
@@ -160,7 +152,7 @@ public class ErrorTests
     [Test]
     public void More_than_MaxFds_is_an_ArgumentException_naming_the_limit_and_sends_nothing()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var f = NewFile();
         var fds = new Descriptor[FdPassing.MaxFds + 1];
         Array.Fill(fds, f);
@@ -175,7 +167,7 @@ public class ErrorTests
     [Test]
     public void A_default_Descriptor_is_rejected_rather_than_sending_fd_0()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var f = NewFile();
         var e = Assert.Throws<ArgumentException>(() => pair.A.SendFds(TestData.Utf8("x"), f, default(Descriptor)))!;
         Assert.That(e.Message, Does.Contain("index 1"));
@@ -186,9 +178,9 @@ public class ErrorTests
     [Test]
     public void Disposed_handles_and_sockets_are_ObjectDisposedException_and_send_nothing()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var f = NewFile();
-        var disposedHandle = File.OpenHandle(_dir.NewFile("x"));
+        var disposedHandle = File.OpenHandle(Dir.NewFile("x"));
         disposedHandle.Dispose();
         var e = Assert.Throws<ObjectDisposedException>(() => pair.A.SendFds(TestData.Utf8("x"), f, disposedHandle))!;
         Assert.That(e.Message, Does.Contain("index 1"));
@@ -216,7 +208,7 @@ public class ErrorTests
     [Test]
     public void A_raw_fd_that_is_not_open_is_an_ArgumentException()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         // A number no descriptor can have (Linux caps fs.nr_open at 2^31 - 64); a number just
         // closed here could already belong to another thread of the test host.
         const int fd = int.MaxValue;
@@ -230,7 +222,7 @@ public class ErrorTests
     [Test]
     public void Invalid_arguments_are_rejected()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         Assert.Throws<ArgumentOutOfRangeException>(() => pair.B.ReceiveFds(new byte[1], maxFds: -1));
         Assert.Throws<ArgumentNullException>(() => SocketFdExtensions.SendFds(null!, TestData.Utf8("x")));
         Assert.Throws<ArgumentNullException>(() => SocketFdExtensions.ReceiveFds(null!, new byte[1]));
@@ -249,14 +241,14 @@ public class ErrorTests
         AssertSocketError(SocketError.NotConnected, () => unconnected.GetPeerCredentials());
         using var tcp = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         AssertSocketError(SocketError.AddressFamilyNotSupported, () => tcp.GetPeerCredentials());
-        using var dgram = SocketPair.Create(_dir, SocketType.Dgram); // connect()ed: no credentials recorded
+        using var dgram = SocketPair.Create(Dir, SocketType.Dgram); // connect()ed: no credentials recorded
         AssertSocketError(SocketError.NotConnected, () => dgram.A.GetPeerCredentials());
     }
 
     [Test]
     public void A_receive_timeout_is_TimedOut_and_consumes_nothing()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         pair.B.ReceiveTimeout = 100;
         AssertSocketError(SocketError.TimedOut, () => pair.B.ReceiveFds(new byte[1]).Dispose());
         using var f = NewFile();
@@ -266,7 +258,7 @@ public class ErrorTests
     [Test]
     public void A_send_timeout_on_a_full_buffer_is_TimedOut()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
+        using var pair = SocketPair.Create(Dir, SocketType.Seqpacket);
         pair.A.SendTimeout = 100;
         pair.A.SendBufferSize = 4096;
         var chunk = new byte[1024];

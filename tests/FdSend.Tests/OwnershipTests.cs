@@ -9,22 +9,14 @@ namespace FdSend.Tests;
 /// closed twice, a handle disposed mid-send never becomes a wrong fd.</summary>
 [TestFixture]
 [NonParallelizable]
-public class OwnershipTests
+public class OwnershipTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
-    private FileStream NewFile(string content) => new(_dir.NewFile(content), FileMode.Open, FileAccess.Read);
+    private FileStream NewFile(string content) => new(Dir.NewFile(content), FileMode.Open, FileAccess.Read);
 
     [Test]
     public void Dispose_closes_every_descriptor_not_taken()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var f = NewFile("x");
         pair.A.SendFds(TestData.Utf8("x"), f, f, f);
         ReceivedFds r = pair.B.ReceiveFds(new byte[1]);
@@ -48,7 +40,7 @@ public class OwnershipTests
     [Test]
     public void Taking_twice_or_after_dispose_throws_and_loses_nothing()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var f = NewFile("x");
         pair.A.SendFds(TestData.Utf8("x"), f, f);
         ReceivedFds r = pair.B.ReceiveFds(new byte[1]);
@@ -71,7 +63,7 @@ public class OwnershipTests
     [Test]
     public void A_taker_that_rejects_the_descriptor_leaves_it_untaken_and_closes_it_exactly_once()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var f = NewFile("not a socket");
         pair.A.SendFds(TestData.Utf8("x"), f);
         ReceivedFds r = pair.B.ReceiveFds(new byte[1]);
@@ -110,7 +102,7 @@ public class OwnershipTests
     [Test]
     public void The_finalizer_closes_descriptors_of_a_result_nobody_disposed()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var f = NewFile("x");
         FileId id = Posix.GetFileId(f.SafeFileHandle);
         int before = AsyncTest.SettledFdCount(); // settles other tests' garbage too
@@ -127,7 +119,7 @@ public class OwnershipTests
     [TestCase(SocketType.Dgram)]
     public void Thousands_of_round_trips_leave_the_descriptor_count_unchanged(SocketType type)
     {
-        using var pair = SocketPair.Create(_dir, type);
+        using var pair = SocketPair.Create(Dir, type);
         using var f = NewFile("x");
         using var pipe = new AnonymousPipeServerStream(PipeDirection.Out);
         var buffer = new byte[8];
@@ -170,9 +162,9 @@ public class OwnershipTests
         // disposes the handle (at a random moment) and opens new files that are likely to
         // reuse its descriptor number; a third thread receives. Every message that arrives
         // must carry the original file (by inode); the failure must be ObjectDisposedException.
-        using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
+        using var pair = SocketPair.Create(Dir, SocketType.Seqpacket);
         pair.B.ReceiveTimeout = 30_000;
-        string path = _dir.NewFile("original");
+        string path = Dir.NewFile("original");
         FileId original = Posix.GetFileId(path);
         var random = new Random(7);
         int wrong = 0, received = 0, sentOk = 0, disposedErrors = 0;

@@ -7,23 +7,15 @@ namespace FdSend.Tests;
 /// IO::FDPass examples translated to FdSend (over an in-process pair; ChildProcessTests does
 /// the same across processes).</summary>
 [TestFixture]
-public class ReadmeExamplesTests
+public class ReadmeExamplesTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     [Test]
     public void Python_fdsend_sendfds_recvfds()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         Socket a = pair.A, b = pair.B;
-        string hostsPath = _dir.NewFile("127.0.0.1 localhost\n");
-        string passwdPath = _dir.NewFile("root:x:0:0:root:/root:/bin/bash\n");
+        string hostsPath = Dir.NewFile("127.0.0.1 localhost\n");
+        string passwdPath = Dir.NewFile("root:x:0:0:root:/root:/bin/bash\n");
 
         // --- README: python fdsend ---
         // fdsend.sendfds(a, "here you go!", fds=[f1, f2])
@@ -48,7 +40,7 @@ public class ReadmeExamplesTests
     [Test]
     public void Python_fdsend_error_on_a_non_socket()
     {
-        using FileStream notASocket = File.OpenRead(_dir.NewFile("x"));
+        using FileStream notASocket = File.OpenRead(Dir.NewFile("x"));
         using var socket = new Socket(new SafeSocketHandle(notASocket.SafeFileHandle.DangerousGetHandle(), ownsHandle: false));
         // --- README: errors ---
         try
@@ -67,9 +59,9 @@ public class ReadmeExamplesTests
     [Test]
     public void Perl_IO_FDPass_send_recv()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         Socket socket = pair.A, peer = pair.B;
-        string path = _dir.NewFile("passed by IO::FDPass rules\n");
+        string path = Dir.NewFile("passed by IO::FDPass rules\n");
         using FileStream fh = File.OpenRead(path);
 
         // --- README: IO::FDPass ---
@@ -89,9 +81,9 @@ public class ReadmeExamplesTests
     [Test]
     public void Zero_allocation_loop_and_peer_credentials()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
+        using var pair = SocketPair.Create(Dir, SocketType.Seqpacket);
         Socket socket = pair.A, peer = pair.B;
-        using FileStream file = File.OpenRead(_dir.NewFile("x"));
+        using FileStream file = File.OpenRead(Dir.NewFile("x"));
 
         // --- README: zero allocation ---
         Span<byte> buffer = stackalloc byte[256];

@@ -10,22 +10,14 @@ namespace FdSend.Tests;
 /// <summary>What a receiver gets: counts, flags, end of stream, and typed takers that really
 /// work (read the file, accept on the socket, write through the pipe).</summary>
 [TestFixture]
-public class ReceivingTests
+public class ReceivingTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
-    private FileStream NewFile(string content) => new(_dir.NewFile(content), FileMode.Open, FileAccess.ReadWrite);
+    private FileStream NewFile(string content) => new(Dir.NewFile(content), FileMode.Open, FileAccess.ReadWrite);
 
     [Test]
     public void More_descriptors_than_maxFds_are_closed_and_flagged()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
+        using var pair = SocketPair.Create(Dir, SocketType.Seqpacket);
         using var f = NewFile("x");
         int before = AsyncTest.SettledFdCount();
         pair.A.SendFds(TestData.Utf8("five"), f, f, f, f, f);
@@ -42,7 +34,7 @@ public class ReceivingTests
     [Test]
     public void MaxFds_zero_receives_data_and_closes_every_descriptor()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var f = NewFile("x");
         int before = AsyncTest.SettledFdCount();
         pair.A.SendFds(TestData.Utf8("d"), f, f);
@@ -57,7 +49,7 @@ public class ReceivingTests
     [Test]
     public void Span_overload_truncates_to_the_span_length()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Dgram);
+        using var pair = SocketPair.Create(Dir, SocketType.Dgram);
         using var f = NewFile("x");
         int before = AsyncTest.SettledFdCount();
         pair.A.SendFds(TestData.Utf8("three"), f, f, f);
@@ -75,7 +67,7 @@ public class ReceivingTests
     [TestCase(SocketType.Dgram)]
     public void A_message_larger_than_the_buffer_sets_DataTruncated_and_keeps_the_descriptors(SocketType type)
     {
-        using var pair = SocketPair.Create(_dir, type);
+        using var pair = SocketPair.Create(Dir, type);
         using var f = NewFile("x");
         pair.A.SendFds(TestData.Utf8("0123456789"), f);
         pair.A.SendFds(TestData.Utf8("next"));
@@ -97,7 +89,7 @@ public class ReceivingTests
     [Test]
     public void Empty_buffer_on_a_stream_flags_a_consumed_data_byte()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         pair.A.Send(TestData.Utf8("A"));
         using ReceivedFds r = pair.B.ReceiveFds(Span<byte>.Empty);
         Assert.That(r.Count, Is.EqualTo(0));
@@ -110,7 +102,7 @@ public class ReceivingTests
     {
         // PITFALLS: on a stream, one recvmsg can return earlier plain bytes plus the fds of the
         // next message; a receiver asking for exactly the sender's data size sees them.
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var f = NewFile("x");
         pair.A.Send(TestData.Utf8("ab"));
         pair.A.SendFds(TestData.Utf8("c"), f);
@@ -133,7 +125,7 @@ public class ReceivingTests
     [TestCase(SocketType.Stream)]
     public void End_of_stream_is_reported_when_the_peer_closes(SocketType type)
     {
-        using var pair = SocketPair.Create(_dir, type);
+        using var pair = SocketPair.Create(Dir, type);
         pair.A.Shutdown(SocketShutdown.Send);
         using (ReceivedFds r = pair.B.ReceiveFds(new byte[8]))
         {
@@ -152,7 +144,7 @@ public class ReceivingTests
     [Test]
     public void Received_descriptors_are_close_on_exec()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var f = NewFile("x");
         pair.A.SendFds(TestData.Utf8("x"), f, f);
         using ReceivedFds r = pair.B.ReceiveFds(new byte[1]);
@@ -163,8 +155,8 @@ public class ReceivingTests
     [Test]
     public void TakeFileStream_reads_and_writes_the_sent_file()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        string path = _dir.NewFile("line one\n");
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        string path = Dir.NewFile("line one\n");
         using (var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
             pair.A.SendFds(TestData.Utf8("f"), f);
         using ReceivedFds r = pair.B.ReceiveFds(new byte[1]);
@@ -180,7 +172,7 @@ public class ReceivingTests
     [Test]
     public void TakeFileHandle_and_TakeRawFd_transfer_ownership()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var f = NewFile("content");
         pair.A.SendFds(TestData.Utf8("f"), f, f);
         ReceivedFds r = pair.B.ReceiveFds(new byte[1]);
@@ -198,7 +190,7 @@ public class ReceivingTests
     [Test]
     public void TakeSocket_gives_a_listening_socket_that_accepts_TCP_connections()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         int port;
         using (var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
         {
@@ -225,8 +217,8 @@ public class ReceivingTests
     [Test]
     public async Task TakeSocket_gives_a_socket_usable_with_async_calls()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        using var inner = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var inner = SocketPair.Create(Dir, SocketType.Stream);
         pair.A.SendFds(TestData.Utf8("S"), inner.B);
         using ReceivedFds r = pair.B.ReceiveFds(new byte[1]);
         using Socket received = r.TakeSocket(0);
@@ -239,7 +231,7 @@ public class ReceivingTests
     [Test]
     public void TakePipe_writes_through_the_received_pipe_end()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var server = new AnonymousPipeServerStream(PipeDirection.In);
         pair.A.SendFds(TestData.Utf8("P"), server.ClientSafePipeHandle);
         server.DisposeLocalCopyOfClientHandle();
@@ -254,8 +246,8 @@ public class ReceivingTests
     [Test]
     public void TakeMemoryMappedFile_maps_the_sent_file()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        string path = _dir.NewFile("mapped!");
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        string path = Dir.NewFile("mapped!");
         using (var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
             pair.A.SendFds(TestData.Utf8("M"), f);
         using ReceivedFds r = pair.B.ReceiveFds(new byte[1]);

@@ -8,16 +8,8 @@ namespace FdSend.Tests;
 /// <summary>Round trips through every send overload and socket type, checked by bytes and by
 /// the inode (st_dev:st_ino) of every descriptor that arrives.</summary>
 [TestFixture]
-public class SendingTests
+public class SendingTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     private static readonly SocketType[] AllTypes = [SocketType.Stream, SocketType.Seqpacket, SocketType.Dgram];
 
     /// <summary>Opens n fresh files with distinct content.</summary>
@@ -25,7 +17,7 @@ public class SendingTests
     {
         var files = new List<FileStream>();
         for (int i = 0; i < n; i++)
-            files.Add(new FileStream(_dir.NewFile($"{tag} {i}"), FileMode.Open, FileAccess.Read));
+            files.Add(new FileStream(Dir.NewFile($"{tag} {i}"), FileMode.Open, FileAccess.Read));
         return files;
     }
 
@@ -43,7 +35,7 @@ public class SendingTests
     [TestCaseSource(nameof(AllTypes))]
     public void Descriptors_and_data_round_trip_as_one_message(SocketType type)
     {
-        using var pair = SocketPair.Create(_dir, type);
+        using var pair = SocketPair.Create(Dir, type);
         var files = OpenFiles(3);
         try
         {
@@ -67,7 +59,7 @@ public class SendingTests
     [TestCaseSource(nameof(AllTypes))]
     public void Raw_int_fds_round_trip_through_the_span_overloads(SocketType type)
     {
-        using var pair = SocketPair.Create(_dir, type);
+        using var pair = SocketPair.Create(Dir, type);
         var files = OpenFiles(2);
         try
         {
@@ -103,8 +95,8 @@ public class SendingTests
     [Test]
     public void Int_conversions_send_raw_descriptors()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        using var file = new FileStream(_dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var file = new FileStream(Dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
         int fd = (int)file.SafeFileHandle.DangerousGetHandle();
         pair.A.SendFds(TestData.Utf8("x"), fd);
         using ReceivedFds r = pair.B.ReceiveFds(new byte[4]);
@@ -114,12 +106,12 @@ public class SendingTests
     [Test]
     public void Every_kind_of_handle_can_be_sent()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
-        using var file = new FileStream(_dir.NewFile("file"), FileMode.Open, FileAccess.Read);
-        using SafeFileHandle fileHandle = File.OpenHandle(_dir.NewFile("handle"));
+        using var pair = SocketPair.Create(Dir, SocketType.Seqpacket);
+        using var file = new FileStream(Dir.NewFile("file"), FileMode.Open, FileAccess.Read);
+        using SafeFileHandle fileHandle = File.OpenHandle(Dir.NewFile("handle"));
         using var pipe = new AnonymousPipeServerStream(PipeDirection.Out);
         using var tcp = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        string mappedPath = _dir.NewFile("mapped content");
+        string mappedPath = Dir.NewFile("mapped content");
         using var mapped = MemoryMappedFile.CreateFromFile(mappedPath, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
 
         pair.A.SendFds(TestData.Utf8("kinds"),
@@ -139,7 +131,7 @@ public class SendingTests
     [TestCaseSource(nameof(AllTypes))]
     public void Descriptors_without_data_arrive(SocketType type)
     {
-        using var pair = SocketPair.Create(_dir, type);
+        using var pair = SocketPair.Create(Dir, type);
         var files = OpenFiles(2);
         try
         {
@@ -159,8 +151,8 @@ public class SendingTests
     [Test]
     public void Stream_carrier_byte_is_one_zero_byte_on_the_wire()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        using var file = new FileStream(_dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var file = new FileStream(Dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
         pair.A.SendFds(ReadOnlySpan<byte>.Empty, file);
         pair.A.Send(TestData.Utf8("after"));
         // A receiver that asks for data gets the carrier byte (value 0) with the descriptor.
@@ -176,7 +168,7 @@ public class SendingTests
     [Test]
     public void Plain_data_without_descriptors_is_sent()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         Assert.That(pair.A.SendFds(TestData.Utf8("plain")), Is.EqualTo(5));
         var buffer = new byte[16];
         using ReceivedFds r = pair.B.ReceiveFds(buffer);
@@ -187,7 +179,7 @@ public class SendingTests
     [Test]
     public void SendFdsTo_sends_a_datagram_from_an_unconnected_socket_to_a_path()
     {
-        string path = _dir.NewPath("dg");
+        string path = Dir.NewPath("dg");
         using var receiver = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         receiver.Bind(new UnixDomainSocketEndPoint(path));
         using var sender = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
@@ -226,7 +218,7 @@ public class SendingTests
         using var receiver = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         receiver.Bind(new UnixDomainSocketEndPoint("\0" + name));
         using var sender = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
-        using var file = new FileStream(_dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
+        using var file = new FileStream(Dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
         sender.SendFdsTo("@" + name, TestData.Utf8("abstract"), file);
         var buffer = new byte[16];
         using ReceivedFds r = receiver.ReceiveFds(buffer);
@@ -238,8 +230,8 @@ public class SendingTests
     [TestCase(SocketType.Seqpacket)]
     public void MaxFds_descriptors_fit_in_one_message(SocketType type)
     {
-        using var pair = SocketPair.Create(_dir, type);
-        using var file = new FileStream(_dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
+        using var pair = SocketPair.Create(Dir, type);
+        using var file = new FileStream(Dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
         var fds = new Descriptor[FdPassing.MaxFds];
         Array.Fill(fds, file);
         pair.A.SendFds(TestData.Utf8("max"), fds);
@@ -255,10 +247,10 @@ public class SendingTests
     [Test]
     public void A_blocking_stream_send_delivers_all_data_with_the_descriptors_on_the_first_chunk()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         pair.A.SendBufferSize = 4096;
         pair.B.ReceiveBufferSize = 4096;
-        using var file = new FileStream(_dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
+        using var file = new FileStream(Dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
         byte[] data = new byte[1 << 20];
         new Random(1).NextBytes(data);
 
@@ -291,11 +283,11 @@ public class SendingTests
     [Test]
     public void A_non_blocking_stream_send_may_be_partial_and_the_rest_follows_without_descriptors()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         pair.A.SendBufferSize = 4096;
         pair.B.ReceiveBufferSize = 4096;
         pair.A.Blocking = false;
-        using var file = new FileStream(_dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
+        using var file = new FileStream(Dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
         byte[] data = new byte[1 << 20];
         new Random(2).NextBytes(data);
 
@@ -332,8 +324,8 @@ public class SendingTests
     [Test]
     public void The_sender_keeps_its_descriptors_open_and_usable()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        using var file = new FileStream(_dir.NewFile("still mine"), FileMode.Open, FileAccess.Read);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var file = new FileStream(Dir.NewFile("still mine"), FileMode.Open, FileAccess.Read);
         int fd = (int)file.SafeFileHandle.DangerousGetHandle();
         pair.A.SendFds(TestData.Utf8("x"), file);
         using (pair.B.ReceiveFds(new byte[1])) { }

@@ -11,17 +11,9 @@ namespace FdSend.Tests;
 /// Either way a wait allocates nothing, and disposing the socket ends a blocked call.
 /// </summary>
 [TestFixture]
-public class TimeoutTests
+public class TimeoutTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
-    private FileStream NewFile(string content = "x") => new(_dir.NewFile(content), FileMode.Open, FileAccess.Read);
+    private FileStream NewFile(string content = "x") => new(Dir.NewFile(content), FileMode.Open, FileAccess.Read);
 
     private static int Fd(Socket s) => (int)s.SafeHandle.DangerousGetHandle();
 
@@ -42,7 +34,7 @@ public class TimeoutTests
     [TestCase(true, SocketType.Seqpacket)]
     public async Task A_receive_times_out_after_ReceiveTimeout_and_consumes_nothing(bool fdMadeNonBlocking, SocketType type)
     {
-        using var pair = SocketPair.Create(_dir, type);
+        using var pair = SocketPair.Create(Dir, type);
         if (fdMadeNonBlocking)
             await SocketPair.MakeNonBlockingBehindTheScenes(pair.A, pair.B);
         else
@@ -69,7 +61,7 @@ public class TimeoutTests
     [Test]
     public void A_send_on_a_blocking_fd_times_out_in_the_kernel_and_sends_nothing_of_that_message()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
+        using var pair = SocketPair.Create(Dir, SocketType.Seqpacket);
         pair.A.SendBufferSize = 4096;
         pair.A.SendTimeout = 200;
         Assert.That(Posix.IsNonBlocking(Fd(pair.A)), Is.False, "the premise: a blocking fd");
@@ -120,7 +112,7 @@ public class TimeoutTests
     [Test]
     public void A_waiting_span_receive_allocates_nothing()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
+        using var pair = SocketPair.Create(Dir, SocketType.Seqpacket);
         pair.B.ReceiveTimeout = 30_000;
         // Plain threads and a synchronous semaphore: releasing it allocates nothing on the
         // receiving thread (an async waiter would).
@@ -165,7 +157,7 @@ public class TimeoutTests
     [TestCase(true)]
     public async Task Disposing_the_socket_ends_a_blocked_receive(bool fdMadeNonBlocking)
     {
-        var pair = SocketPair.Create(_dir, SocketType.Stream);
+        var pair = SocketPair.Create(Dir, SocketType.Stream);
         try
         {
             if (fdMadeNonBlocking)

@@ -5,24 +5,16 @@ namespace FdSend.Tests.Async;
 
 [TestFixture]
 [CancelAfter(30_000)]
-public class AsyncBackpressureTests
+public class AsyncBackpressureTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     [TestCase(SocketType.Stream)]
     [TestCase(SocketType.Seqpacket)]
     [TestCase(SocketType.Dgram)]
     public async Task A_send_blocked_on_a_full_buffer_completes_when_the_peer_reads(SocketType type)
     {
-        using var pair = SocketPair.Create(_dir, type);
+        using var pair = SocketPair.Create(Dir, type);
         long filled = AsyncTest.Fill(pair.A);
-        string p = _dir.NewFile("waited");
+        string p = Dir.NewFile("waited");
         using var f = File.OpenHandle(p);
 
         Task<int> send = pair.A.SendFdsAsync(TestData.Utf8("payload"), f).AsTask();
@@ -50,12 +42,12 @@ public class AsyncBackpressureTests
     {
         const int count = 100;
         var pairs = new List<SocketPair>();
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         try
         {
             for (int i = 0; i < count; i++)
             {
-                var pair = SocketPair.Create(_dir, SocketType.Stream);
+                var pair = SocketPair.Create(Dir, SocketType.Stream);
                 pairs.Add(pair);
                 AsyncTest.Fill(pair.A, 4096);
             }
@@ -90,9 +82,9 @@ public class AsyncBackpressureTests
     [Test]
     public async Task Disposing_the_socket_ends_a_blocked_send()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         AsyncTest.Fill(pair.A);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         Task<int> send = pair.A.SendFdsAsync(TestData.Utf8("x"), f).AsTask();
         await AsyncTest.AssertPending(send, 100);
         pair.A.Dispose();
@@ -102,9 +94,9 @@ public class AsyncBackpressureTests
     [Test]
     public async Task A_blocked_send_to_a_peer_that_closes_fails_with_shutdown()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         AsyncTest.Fill(pair.A);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         Task<int> send = pair.A.SendFdsAsync(TestData.Utf8("x"), f).AsTask();
         await AsyncTest.AssertPending(send, 100);
         pair.B.Dispose();

@@ -6,21 +6,13 @@ namespace FdSend.Tests.Async;
 
 [TestFixture]
 [CancelAfter(30_000)]
-public class AsyncCancellationTests
+public class AsyncCancellationTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     [Test]
     public async Task An_already_cancelled_token_sends_and_consumes_nothing()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         using var cts = new CancellationTokenSource();
         cts.Cancel();
         pair.A.SendFds(TestData.Utf8("m"), f);
@@ -41,8 +33,8 @@ public class AsyncCancellationTests
     [TestCase(SocketType.Dgram)]
     public async Task A_receive_cancelled_while_waiting_consumes_nothing(SocketType type)
     {
-        using var pair = SocketPair.Create(_dir, type);
-        string p = _dir.NewFile("after");
+        using var pair = SocketPair.Create(Dir, type);
+        string p = Dir.NewFile("after");
         using var f = File.OpenHandle(p);
         int baseline = AsyncTest.SettledFdCount();
 
@@ -72,8 +64,8 @@ public class AsyncCancellationTests
         // arrives. Either the receive returns the message (cancellation came too late) or it
         // throws and the message is still in the socket. Over all rounds every message and
         // every descriptor is accounted for.
-        using var pair = SocketPair.Create(_dir, SocketType.Seqpacket);
-        using var f = File.OpenHandle(_dir.NewFile("race"));
+        using var pair = SocketPair.Create(Dir, SocketType.Seqpacket);
+        using var f = File.OpenHandle(Dir.NewFile("race"));
         int baseline = AsyncTest.SettledFdCount();
         const int rounds = 300;
         int received = 0, cancelled = 0;
@@ -126,9 +118,9 @@ public class AsyncCancellationTests
     [TestCase(SocketType.Seqpacket)]
     public async Task A_send_cancelled_while_the_buffer_is_full_sends_nothing(SocketType type)
     {
-        using var pair = SocketPair.Create(_dir, type);
+        using var pair = SocketPair.Create(Dir, type);
         long filled = AsyncTest.Fill(pair.A);
-        string p = _dir.NewFile("late");
+        string p = Dir.NewFile("late");
         using var f = File.OpenHandle(p);
         int baseline = AsyncTest.SettledFdCount();
 
@@ -171,9 +163,9 @@ public class AsyncCancellationTests
     [Test]
     public async Task A_stream_send_whose_first_chunk_went_out_finishes_despite_cancellation()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         pair.A.SendBufferSize = 16 * 1024;
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         byte[] data = AsyncTest.Pattern(1024 * 1024, 9);
         using var cts = new CancellationTokenSource();
 

@@ -5,27 +5,19 @@ namespace FdSend.Tests.Async;
 
 [TestFixture]
 [CancelAfter(60_000)]
-public class AsyncProcessTests
+public class AsyncProcessTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     [Test]
     public async Task Thousands_of_concurrent_async_round_trips_with_another_process()
     {
         const int connections = 32, perConnection = 150; // 4,800 round trips, 32 at any moment
-        string[] paths = Enumerable.Range(0, 4).Select(i => _dir.NewFile($"file {i}")).ToArray();
+        string[] paths = Enumerable.Range(0, 4).Select(i => Dir.NewFile($"file {i}")).ToArray();
         var files = paths.Select(p => File.OpenHandle(p)).ToArray();
         FileId[] ids = paths.Select(Posix.GetFileId).ToArray();
         int baseline = AsyncTest.SettledFdCount();
         try
         {
-            using (var peer = AsyncPeerProcess.Start(_dir, "raw-echo", connections, connections.ToString()))
+            using (var peer = AsyncPeerProcess.Start(Dir, "raw-echo", connections, connections.ToString()))
             {
                 int opened = AsyncTest.SettledFdCount();
                 await Task.WhenAll(peer.Connections.Select((socket, c) => Task.Run(async () =>
@@ -79,10 +71,10 @@ public class AsyncProcessTests
     [Test]
     public async Task A_send_blocked_on_a_full_buffer_completes_when_the_peer_process_starts_reading()
     {
-        using var peer = AsyncPeerProcess.Start(_dir, "slow-reader", 1);
+        using var peer = AsyncPeerProcess.Start(Dir, "slow-reader", 1);
         Socket socket = peer.Connections[0];
         long filled = AsyncTest.Fill(socket);
-        string p = _dir.NewFile("handed over");
+        string p = Dir.NewFile("handed over");
         using var f = File.OpenHandle(p);
         byte[] data = AsyncTest.Pattern(300_000, 1); // larger than both socket buffers
 
@@ -104,7 +96,7 @@ public class AsyncProcessTests
         try
         {
             for (int i = 0; i < count; i++)
-                pairs.Add(SocketPair.Create(_dir, SocketType.Stream));
+                pairs.Add(SocketPair.Create(Dir, SocketType.Stream));
             // Warm up the async machinery on one pair, then measure.
             pairs[0].A.Send(new byte[1]);
             using (await pairs[0].B.ReceiveFdsAsync(new byte[1]).Within()) { }
@@ -125,7 +117,7 @@ public class AsyncProcessTests
                 $"threads: {idle} idle, {pending} with {count} receives pending; managed memory per pending receive ~{(memoryAfter - memoryBefore) / count} bytes (including the test's Task wrappers)");
             Assert.That(pending, Is.LessThanOrEqualTo(idle + 3), "pending receives must not hold threads");
 
-            using var f = File.OpenHandle(_dir.NewFile("x"));
+            using var f = File.OpenHandle(Dir.NewFile("x"));
             for (int i = 0; i < count; i++)
                 pairs[i].A.SendFds(BitConverter.GetBytes(i), f);
             ReceivedFds[] results = await Task.WhenAll(receives).Within(20_000);

@@ -7,23 +7,15 @@ namespace FdSend.Tests.Async;
 
 [TestFixture]
 [CancelAfter(30_000)]
-public class AsyncSendReceiveTests
+public class AsyncSendReceiveTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     [TestCase(SocketType.Stream)]
     [TestCase(SocketType.Seqpacket)]
     [TestCase(SocketType.Dgram)]
     public async Task Round_trip_carries_data_and_the_same_files(SocketType type)
     {
-        using var pair = SocketPair.Create(_dir, type);
-        string p1 = _dir.NewFile("one"), p2 = _dir.NewFile("two");
+        using var pair = SocketPair.Create(Dir, type);
+        string p1 = Dir.NewFile("one"), p2 = Dir.NewFile("two");
         using var f1 = File.OpenHandle(p1);
         using var f2 = File.OpenHandle(p2);
         int baseline = AsyncTest.SettledFdCount();
@@ -53,8 +45,8 @@ public class AsyncSendReceiveTests
     public async Task A_pending_receive_waits_without_consuming_and_then_gets_the_descriptors(SocketType type)
     {
         // The zero-byte readiness wait must not eat a datagram (or its descriptors).
-        using var pair = SocketPair.Create(_dir, type);
-        string p = _dir.NewFile("late");
+        using var pair = SocketPair.Create(Dir, type);
+        string p = Dir.NewFile("late");
         using var f = File.OpenHandle(p);
 
         var buffer = new byte[16];
@@ -78,8 +70,8 @@ public class AsyncSendReceiveTests
     [Test]
     public void A_waiting_message_completes_synchronously_allocating_only_the_result()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         var buffer = new byte[8];
         Descriptor[] fds = { f };
         ReadOnlyMemory<Descriptor> fdMemory = fds;
@@ -112,8 +104,8 @@ public class AsyncSendReceiveTests
     [Test]
     public async Task Empty_data_with_descriptors_on_a_stream_sends_one_carrier_byte()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         Assert.That(await pair.A.SendFdsAsync(ReadOnlyMemory<byte>.Empty, f).Within(), Is.EqualTo(0));
         using ReceivedFds r = await pair.B.ReceiveFdsAsync(Memory<byte>.Empty).Within();
         Assert.That(r.Count, Is.EqualTo(1));
@@ -124,9 +116,9 @@ public class AsyncSendReceiveTests
     [Test]
     public async Task A_large_stream_send_carries_the_descriptors_once_with_the_first_chunk()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         pair.A.SendBufferSize = 32 * 1024;
-        string p = _dir.NewFile("big");
+        string p = Dir.NewFile("big");
         using var f = File.OpenHandle(p);
         byte[] data = AsyncTest.Pattern(4 * 1024 * 1024, 3);
 
@@ -156,8 +148,8 @@ public class AsyncSendReceiveTests
     [Test]
     public async Task Errors_come_through_the_task_and_lose_nothing()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var f = File.OpenHandle(Dir.NewFile("x"));
 
         // Too many descriptors, a default Descriptor: ArgumentException from the task, nothing sent.
         var tooMany = Enumerable.Repeat((Descriptor)f, FdPassing.MaxFds + 1).ToArray();
@@ -184,7 +176,7 @@ public class AsyncSendReceiveTests
     [Test]
     public async Task Disposing_the_socket_ends_a_pending_receive()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         Task<ReceivedFds> pending = pair.B.ReceiveFdsAsync(new byte[4]).AsTask();
         await AsyncTest.AssertPending(pending, 100);
         pair.B.Dispose();
@@ -203,9 +195,9 @@ public class AsyncSendReceiveTests
     [Test]
     public async Task Sync_and_async_calls_mix_on_one_socket()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         pair.A.ReceiveTimeout = pair.B.ReceiveTimeout = 10_000;
-        string p = _dir.NewFile("mix");
+        string p = Dir.NewFile("mix");
         using var f = File.OpenHandle(p);
         FileId id = Posix.GetFileId(p);
         var buffer = new byte[8];

@@ -8,22 +8,14 @@ namespace FdSend.Tests.Async;
 
 [TestFixture]
 [CancelAfter(20_000)]
-public class ReadmeAsyncExamplesTests
+public class ReadmeAsyncExamplesTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     [Test]
     public async Task Async_send_and_receive()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
         Socket socket = pair.A, peer = pair.B;
-        string logPath = _dir.NewFile("");
+        string logPath = Dir.NewFile("");
         CancellationToken cancellationToken = CancellationToken.None;
         Task<string> receiving = Task.Run(async () =>
         {
@@ -51,10 +43,10 @@ public class ReadmeAsyncExamplesTests
     [Test]
     public async Task Channel_send_and_read_all()
     {
-        var pair = SocketPair.Create(_dir, SocketType.Stream);
+        var pair = SocketPair.Create(Dir, SocketType.Stream);
         Socket connectedSocket = pair.A;
-        using SafeFileHandle file1 = File.OpenHandle(_dir.NewFile("one"));
-        using SafeFileHandle file2 = File.OpenHandle(_dir.NewFile("two"));
+        using SafeFileHandle file1 = File.OpenHandle(Dir.NewFile("one"));
+        using SafeFileHandle file2 = File.OpenHandle(Dir.NewFile("two"));
         var seen = new List<string>();
         CancellationToken cancellationToken = CancellationToken.None;
 
@@ -97,7 +89,7 @@ public class ReadmeAsyncExamplesTests
     [Test]
     public async Task Channel_errors()
     {
-        var pair = SocketPair.Create(_dir, SocketType.Stream);
+        var pair = SocketPair.Create(Dir, SocketType.Stream);
         await using var sender = new FdChannel(pair.A);
         await using var channel = new FdChannel(pair.B, new FdChannelOptions { MaxMessageSize = 4 });
         await sender.SendAsync("too long"u8.ToArray());

@@ -12,16 +12,8 @@ namespace FdSend.Tests.Channel;
 
 [TestFixture]
 [CancelAfter(60_000)]
-public class ChannelInteropTests
+public class ChannelInteropTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     /// <summary>The C peer in the CMake build tree of this checkout
     /// (build/native-&lt;rid&gt;/tests/native-msg/channel_peer), or FDSEND_CHANNEL_PEER.</summary>
     private static string CPeer()
@@ -48,7 +40,7 @@ public class ChannelInteropTests
     public async Task A_C_peer_using_fdsend_msg_and_a_dotnet_FdChannel_understand_each_other(SocketType type)
     {
         string peerPath = CPeer();
-        string path = _dir.NewPath("c");
+        string path = Dir.NewPath("c");
         using var listener = new Socket(AddressFamily.Unix, type, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(path));
         listener.Listen(1);
@@ -73,7 +65,7 @@ public class ChannelInteropTests
                 }
                 int cFdsBefore = await CountPeerFds(channel);
 
-                string[] paths = Enumerable.Range(0, 5).Select(i => _dir.NewFile($"dotnet {i}")).ToArray();
+                string[] paths = Enumerable.Range(0, 5).Select(i => Dir.NewFile($"dotnet {i}")).ToArray();
                 var files = paths.Select(p => File.OpenHandle(p)).ToArray();
                 try
                 {
@@ -135,13 +127,13 @@ public class ChannelInteropTests
     public async Task Thousands_of_concurrent_requests_over_channels_to_another_process()
     {
         const int connections = 4, perConnection = 1000; // 4,000 requests, all in flight at once
-        string[] paths = Enumerable.Range(0, 3).Select(i => _dir.NewFile($"file {i}")).ToArray();
+        string[] paths = Enumerable.Range(0, 3).Select(i => Dir.NewFile($"file {i}")).ToArray();
         var files = paths.Select(p => File.OpenHandle(p)).ToArray();
         FileId[] ids = paths.Select(Posix.GetFileId).ToArray();
         int baseline = AsyncTest.SettledFdCount();
         try
         {
-            using (var peer = AsyncPeerProcess.Start(_dir, "channel-echo", connections, connections.ToString()))
+            using (var peer = AsyncPeerProcess.Start(Dir, "channel-echo", connections, connections.ToString()))
             {
                 var channels = peer.Connections.Select(s => new FdChannel(s, new FdChannelOptions { LeaveOpen = true })).ToArray();
                 await Task.WhenAll(channels.Select(async channel =>

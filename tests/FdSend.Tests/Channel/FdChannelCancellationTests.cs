@@ -8,23 +8,15 @@ namespace FdSend.Tests.Channel;
 
 [TestFixture]
 [CancelAfter(30_000)]
-public class FdChannelCancellationTests
+public class FdChannelCancellationTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     [TestCase(SocketType.Stream)]
     [TestCase(SocketType.Seqpacket)]
     [TestCase(SocketType.Dgram)]
     public async Task A_receive_cancelled_before_any_data_loses_nothing(SocketType type)
     {
-        var pair = SocketPair.Create(_dir, type);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        var pair = SocketPair.Create(Dir, type);
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         await using var sender = new FdChannel(pair.A);
         await using var receiver = new FdChannel(pair.B);
         int baseline = AsyncTest.SettledFdCount();
@@ -51,8 +43,8 @@ public class FdChannelCancellationTests
     [Test]
     public async Task A_receive_cancelled_in_the_middle_of_a_frame_keeps_it_and_the_next_receive_finishes_it()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        string p1 = _dir.NewFile("one"), p2 = _dir.NewFile("two");
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        string p1 = Dir.NewFile("one"), p2 = Dir.NewFile("two");
         using var f1 = File.OpenHandle(p1);
         using var f2 = File.OpenHandle(p2);
         var channel = new FdChannel(pair.B);
@@ -115,11 +107,11 @@ public class FdChannelCancellationTests
     [Test]
     public async Task A_send_cancelled_while_waiting_for_another_sender_sends_nothing()
     {
-        var pair = SocketPair.Create(_dir, SocketType.Stream);
+        var pair = SocketPair.Create(Dir, SocketType.Stream);
         await using var sender = new FdChannel(pair.A);
         await using var receiver = new FdChannel(pair.B);
         pair.A.SendBufferSize = 16 * 1024;
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var f = File.OpenHandle(Dir.NewFile("x"));
 
         // A large frame holds the send lock while it waits for the reader.
         byte[] big = AsyncTest.Pattern(2_000_000, 1);
@@ -149,10 +141,10 @@ public class FdChannelCancellationTests
     [TestCase(SocketType.Seqpacket)]
     public async Task A_send_cancelled_before_its_first_byte_sends_nothing_and_the_channel_stays_usable(SocketType type)
     {
-        var pair = SocketPair.Create(_dir, type);
+        var pair = SocketPair.Create(Dir, type);
         await using var sender = new FdChannel(pair.A);
         await using var receiver = new FdChannel(pair.B);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         // Fill the socket with whole frames so that the next one cannot start.
         pair.A.SendBufferSize = 8 * 1024;
         int queued = 0;
@@ -195,10 +187,10 @@ public class FdChannelCancellationTests
     [Test]
     public async Task A_send_cancelled_while_its_own_first_byte_waits_for_room_sends_nothing()
     {
-        var pair = SocketPair.Create(_dir, SocketType.Stream);
+        var pair = SocketPair.Create(Dir, SocketType.Stream);
         long filled = AsyncTest.Fill(pair.A); // raw bytes first: the channel's frame cannot start
         await using var sender = new FdChannel(pair.A, new FdChannelOptions { LeaveOpen = true });
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         using (var cts = new CancellationTokenSource())
         {
             Task waiting = sender.SendAsync(TestData.Utf8("never"), new Descriptor[] { f }, cts.Token).AsTask();
@@ -219,11 +211,11 @@ public class FdChannelCancellationTests
     [Test]
     public async Task A_send_cancelled_after_its_frame_started_finishes_the_frame()
     {
-        var pair = SocketPair.Create(_dir, SocketType.Stream);
+        var pair = SocketPair.Create(Dir, SocketType.Stream);
         pair.A.SendBufferSize = 16 * 1024;
         await using var sender = new FdChannel(pair.A);
         await using var receiver = new FdChannel(pair.B);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         byte[] big = AsyncTest.Pattern(1_000_000, 5);
         using var cts = new CancellationTokenSource();
         Task send = sender.SendAsync(big, new Descriptor[] { f }, cts.Token).AsTask();

@@ -8,21 +8,13 @@ namespace FdSend.Tests.Channel;
 
 [TestFixture]
 [CancelAfter(30_000)]
-public class FdChannelFramingTests
+public class FdChannelFramingTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     [Test]
     public async Task SendAsync_puts_the_documented_bytes_on_the_wire()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        string p = _dir.NewFile("x");
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        string p = Dir.NewFile("x");
         using var f = File.OpenHandle(p);
         await using var channel = new FdChannel(pair.A, new FdChannelOptions { LeaveOpen = true });
 
@@ -49,8 +41,8 @@ public class FdChannelFramingTests
     [Test]
     public async Task A_frame_written_one_byte_at_a_time_arrives_whole()
     {
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        string p1 = _dir.NewFile("a"), p2 = _dir.NewFile("b");
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        string p1 = Dir.NewFile("a"), p2 = Dir.NewFile("b");
         using var f1 = File.OpenHandle(p1);
         using var f2 = File.OpenHandle(p2);
         await using var channel = new FdChannel(pair.B);
@@ -75,8 +67,8 @@ public class FdChannelFramingTests
     public async Task Frames_joined_in_one_write_come_out_as_separate_messages()
     {
         // The document's example: "ab" with 2 descriptors and "cde" with none, in one sendmsg.
-        using var pair = SocketPair.Create(_dir, SocketType.Stream);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         await using var channel = new FdChannel(pair.B);
         byte[] both = Frames.Make(TestData.Utf8("ab"), 2).Concat(Frames.Make(TestData.Utf8("cde"), 0)).ToArray();
         Assert.That(both, Is.EqualTo(new byte[] { 1, 0, 2, 0, 2, 0, 0, 0, 0x61, 0x62, 1, 0, 0, 0, 3, 0, 0, 0, 0x63, 0x64, 0x65 }));
@@ -117,8 +109,8 @@ public class FdChannelFramingTests
     public async Task A_malformed_stream_frame_faults_the_channel_and_closes_its_descriptors(
         byte[] frame, int fdCount, int fdByte, bool thenClose)
     {
-        var pair = SocketPair.Create(_dir, SocketType.Stream);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         int baseline = AsyncTest.SettledFdCount();
         var channel = new FdChannel(pair.B);
         try
@@ -168,8 +160,8 @@ public class FdChannelFramingTests
     [TestCaseSource(nameof(MalformedDatagrams))]
     public async Task A_malformed_datagram_frame_faults_the_channel_and_closes_its_descriptors(SocketType type, byte[] datagram)
     {
-        var pair = SocketPair.Create(_dir, type);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        var pair = SocketPair.Create(Dir, type);
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         int baseline = AsyncTest.SettledFdCount();
         var channel = new FdChannel(pair.B);
         try
@@ -199,8 +191,8 @@ public class FdChannelFramingTests
         // one, every lower hole filled) and receives a frame with four. Not in this process:
         // with its table full, any thread the runtime starts meanwhile fails (.NET reports it
         // as OutOfMemoryException) and the test host crashed once that way.
-        using var f = File.OpenHandle(_dir.NewFile("x"));
-        using var peer = AsyncPeerProcess.Start(_dir, "channel-rlimit", 1, "2");
+        using var f = File.OpenHandle(Dir.NewFile("x"));
+        using var peer = AsyncPeerProcess.Start(Dir, "channel-rlimit", 1, "2");
         Socket s = peer.Connections[0];
         s.SendFds(Frames.Make(TestData.Utf8("warm"), 0));
         s.SendFds(Frames.Make(TestData.Utf8("four"), 4), f, f, f, f);

@@ -8,19 +8,11 @@ namespace FdSend.Tests.Channel;
 
 [TestFixture]
 [CancelAfter(30_000)]
-public class FdChannelTests
+public class FdChannelTests : TempDirFixture
 {
-    private TempDir _dir = null!;
-
-    [SetUp]
-    public void SetUp() => _dir = new TempDir();
-
-    [TearDown]
-    public void TearDown() => _dir.Dispose();
-
     private (FdChannel A, FdChannel B) Channels(SocketType type, FdChannelOptions? a = null, FdChannelOptions? b = null)
     {
-        var pair = SocketPair.Create(_dir, type);
+        var pair = SocketPair.Create(Dir, type);
         return (new FdChannel(pair.A, a), new FdChannel(pair.B, b));
     }
 
@@ -30,7 +22,7 @@ public class FdChannelTests
     public async Task Each_send_arrives_as_one_message_with_its_descriptors(SocketType type)
     {
         int baseline = AsyncTest.SettledFdCount();
-        string[] paths = { _dir.NewFile("zero"), _dir.NewFile("one"), _dir.NewFile("two") };
+        string[] paths = { Dir.NewFile("zero"), Dir.NewFile("one"), Dir.NewFile("two") };
         var files = paths.Select(p => File.OpenHandle(p)).ToArray();
         var (a, b) = Channels(type);
         await using (a)
@@ -97,7 +89,7 @@ public class FdChannelTests
     {
         var options = new FdChannelOptions { MaxMessageSize = 100, MaxFdsPerMessage = 2 };
         var (a, b) = Channels(SocketType.Stream, options);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         await using (a)
         await using (b)
         {
@@ -124,7 +116,7 @@ public class FdChannelTests
     {
         var strict = new FdChannelOptions { MaxMessageSize = 1000, MaxFdsPerMessage = 1 };
         var (a, b) = Channels(type, null, strict);
-        using var f = File.OpenHandle(_dir.NewFile("x"));
+        using var f = File.OpenHandle(Dir.NewFile("x"));
         await using (a)
         await using (b)
         {
@@ -162,7 +154,7 @@ public class FdChannelTests
     public async Task Many_concurrent_senders_never_interleave_frames()
     {
         const int senders = 16, perSender = 60;
-        string p = _dir.NewFile("shared");
+        string p = Dir.NewFile("shared");
         using var f = File.OpenHandle(p);
         FileId id = Posix.GetFileId(p);
         int baseline = AsyncTest.SettledFdCount();
@@ -259,7 +251,7 @@ public class FdChannelTests
         }
 
         // LeaveOpen: the socket survives the channel.
-        var pair = SocketPair.Create(_dir, SocketType.Stream);
+        var pair = SocketPair.Create(Dir, SocketType.Stream);
         var c = new FdChannel(pair.A, new FdChannelOptions { LeaveOpen = true });
         await c.DisposeAsync();
         pair.A.Send(new byte[1]);

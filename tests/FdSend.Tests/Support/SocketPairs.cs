@@ -42,6 +42,19 @@ public sealed class TempDir : IDisposable
     }
 }
 
+/// <summary>The base of the fixtures whose tests make sockets and files: a fresh
+/// <see cref="TempDir"/> per test, deleted after it.</summary>
+public abstract class TempDirFixture
+{
+    protected TempDir Dir { get; private set; } = null!;
+
+    [SetUp]
+    public void CreateTempDir() => Dir = new TempDir();
+
+    [TearDown]
+    public void DeleteTempDir() => Dir.Dispose();
+}
+
 /// <summary>Two connected Unix sockets of one type.</summary>
 public sealed class SocketPair : IDisposable
 {
