@@ -15,8 +15,9 @@
 //   accept           receive a listening TCP socket, accept one connection, answer on it
 //   echo             send every received message (data + descriptors) back until end of stream
 //   list-fds         report the dev:ino of every descriptor open in this process
-//   rlimit-recv N    lower RLIMIT_NOFILE and fill the descriptor table so that exactly N slots
-//                    are free, send "R", then receive one message and report its count and flags
+//   rlimit-recv N    receive a warm-up message; lower RLIMIT_NOFILE and fill the descriptor
+//                    table so that exactly N slots are free; send "R"; receive one message,
+//                    close what it brought, undo the limit and report its count and flags
 using System.Globalization;
 using System.IO.Pipes;
 using System.Net;
@@ -125,27 +126,17 @@ switch (args[0])
 
     case "rlimit-recv":
     {
-        int headroom = int.Parse(args[2], CultureInfo.InvariantCulture);
-        Posix.SetOpenFileLimit((ulong)(Posix.OpenFds().Max() + 1 + headroom));
-        // Fill every free slot below the limit, then free exactly `headroom` of them.
-        var fillers = new List<Microsoft.Win32.SafeHandles.SafeFileHandle>();
-        try
+        int free = int.Parse(args[2], CultureInfo.InvariantCulture);
+        // A first message runs everything below once (libfdsend is loaded, the code compiled):
+        // at the limit, anything that first needs a descriptor of its own would fail.
+        LimitReport(socket);
+        string report;
+        using (FullDescriptorTable.Leave(free))
         {
-            while (fillers.Count < 100_000)
-                fillers.Add(File.OpenHandle("/dev/null"));
+            socket.Send("R"u8); // the limit is in place: the parent may send now
+            report = LimitReport(socket);
         }
-        catch (IOException)
-        {
-            // EMFILE: the table is full
-        }
-        for (int i = 0; i < headroom && fillers.Count > 0; i++)
-        {
-            fillers[^1].Dispose();
-            fillers.RemoveAt(fillers.Count - 1);
-        }
-        socket.Send("R"u8); // the limit is in place: the parent may send now
-        using ReceivedFds r = socket.ReceiveFds(new byte[16]);
-        Reply(socket, $"count={r.Count} flags={r.Flags} bytes={r.BytesReceived}");
+        Reply(socket, report);
         break;
     }
 
@@ -154,6 +145,13 @@ switch (args[0])
         return 2;
 }
 return 0;
+
+// Receives one message and describes it; the received descriptors are closed before it returns.
+static string LimitReport(Socket socket)
+{
+    using ReceivedFds r = socket.ReceiveFds(new byte[16]);
+    return $"count={r.Count} flags={r.Flags} bytes={r.BytesReceived}";
+}
 
 static string Report(Socket socket)
 {

@@ -123,6 +123,7 @@ public class ChildProcessTests : TempDirFixture
     {
         using var f = new FileStream(Dir.NewFile("x"), FileMode.Open, FileAccess.Read);
         using var peer = Peer.Start(Dir, "rlimit-recv", "2");
+        peer.Connection.SendFds(TestData.Utf8("warm"), f);
         var ready = new byte[1];
         Assert.That(peer.Connection.Receive(ready), Is.EqualTo(1), "the child lowered its limit");
         peer.Connection.SendFds(TestData.Utf8("many"), Enumerable.Repeat((Descriptor)f, 10).ToArray());

@@ -187,8 +187,9 @@ public class FdChannelFramingTests : TempDirFixture
     public void Descriptors_the_kernel_drops_reject_the_message_but_keep_the_channel()
     {
         // MSG_CTRUNC for real, in a child process (FdSend.AsyncPeer channel-rlimit): it leaves
-        // itself room for only two new descriptors (RLIMIT_NOFILE just above the highest open
-        // one, every lower hole filled) and receives a frame with four. Not in this process:
+        // itself room for only two new descriptors (FullDescriptorTable: a lowered soft
+        // RLIMIT_NOFILE, every slot below it filled, two freed) and receives a frame with
+        // four. Not in this process:
         // with its table full, any thread the runtime starts meanwhile fails (.NET reports it
         // as OutOfMemoryException) and the test host crashed once that way.
         using var f = File.OpenHandle(Dir.NewFile("x"));

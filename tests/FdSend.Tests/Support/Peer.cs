@@ -73,8 +73,21 @@ public sealed class Peer : IDisposable
         return peer;
     }
 
-    /// <summary>Reads the peer's report (everything until it closes its end).</summary>
-    public string ReadReport() => TestData.ReadToEnd(Connection);
+    /// <summary>Reads the peer's report (everything until it closes its end). A connection
+    /// reset (the child died with data unread) fails the test with the child's exit code and
+    /// stderr, which say why.</summary>
+    public string ReadReport()
+    {
+        try
+        {
+            return TestData.ReadToEnd(Connection);
+        }
+        catch (SocketException e)
+        {
+            Assert.Fail($"reading the test peer's report failed ({e.SocketErrorCode}: {e.Message}); {ExitStatus()}");
+            throw; // not reached
+        }
+    }
 
     /// <summary>Waits for the peer to exit and asserts that it succeeded.</summary>
     public void AssertExitedCleanly()
@@ -84,11 +97,17 @@ public sealed class Peer : IDisposable
             _process.Kill();
             Assert.Fail("the test peer did not exit");
         }
+        Assert.That(_process.ExitCode, Is.EqualTo(0), $"test peer failed: {ExitStatus()}");
+    }
+
+    /// <summary>The child's exit code and stderr, once it has exited (10 s at most).</summary>
+    private string ExitStatus()
+    {
+        if (!_process.WaitForExit(10_000))
+            return "the test peer is still running";
         _process.WaitForExit(); // flush the async stderr reader
-        string err;
         lock (_stderr)
-            err = _stderr.ToString();
-        Assert.That(_process.ExitCode, Is.EqualTo(0), $"test peer failed: {err}");
+            return $"the test peer exited with {_process.ExitCode}, stderr: {_stderr}";
     }
 
     public void Dispose()

@@ -179,11 +179,80 @@ internal static unsafe partial class Posix
         }
         return list;
     }
+}
 
-    public static void SetOpenFileLimit(ulong limit)
+/// <summary>
+/// This process's descriptor table filled up to a lowered soft RLIMIT_NOFILE, with exactly
+/// the asked-for number of slots left free, until disposed (which closes the fillers and
+/// restores the limit). What a receiver at its open-file limit looks like.
+/// </summary>
+/// <remarks>
+/// The limit is not computed to the slot: the runtime opens descriptors of its own at any
+/// time (an assembly loaded on first use keeps one, a new thread holds a pipe for a moment),
+/// so a limit computed to the slot can already be used up when filling starts.
+/// Instead the limit leaves some slack, every slot below it is filled until the kernel says
+/// EMFILE, and then exactly <c>free</c> fillers are closed. Load and run everything the
+/// test does at the limit once beforehand: at the limit, a first use that needs a descriptor
+/// (loading libfdsend, an assembly) fails.
+/// </remarks>
+internal sealed class FullDescriptorTable : IDisposable
+{
+    private const int Slack = 16;
+    private const int EMFILE = 24;
+
+    private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _devNull;
+    private readonly List<int> _fillers;
+    private readonly ulong _previousSoftLimit;
+
+    private FullDescriptorTable(Microsoft.Win32.SafeHandles.SafeFileHandle devNull, List<int> fillers, ulong previous)
     {
-        RLimit l = new() { Current = limit, Max = limit };
-        if (SetRLimit(RLIMIT_NOFILE, &l) != 0)
-            throw new IOException($"setrlimit failed: errno {Marshal.GetLastPInvokeError()}");
+        _devNull = devNull;
+        _fillers = fillers;
+        _previousSoftLimit = previous;
+    }
+
+    /// <summary>Fills the table so that exactly <paramref name="free"/> descriptors can still
+    /// be opened. Throws (having undone everything) if that cannot be arranged.</summary>
+    public static FullDescriptorTable Leave(int free)
+    {
+        var devNull = File.OpenHandle("/dev/null");
+        int source = (int)devNull.DangerousGetHandle();
+        var fillers = new List<int>(capacity: 1024);
+        // Descriptors above the limit stay open; only new ones must be below it. So the limit
+        // is the number open now plus room, wherever the open ones are numbered (an inherited
+        // descriptor may be numbered near the hard limit).
+        ulong previous = Posix.SetSoftOpenFileLimit((ulong)(Posix.OpenFds().Length + free + Slack));
+        var table = new FullDescriptorTable(devNull, fillers, previous);
+        try
+        {
+            int fd;
+            while (fillers.Count < fillers.Capacity && (fd = Posix.Dup(source)) >= 0)
+                fillers.Add(fd);
+            int errno = Marshal.GetLastPInvokeError();
+            if (fillers.Count == fillers.Capacity || errno != EMFILE)
+                throw new IOException($"filling the descriptor table stopped after {fillers.Count} with errno {errno}, not at EMFILE");
+            if (fillers.Count < free)
+                throw new IOException($"only {fillers.Count} slots were free below the lowered limit, {free} wanted");
+            for (int i = 0; i < free; i++)
+            {
+                Posix.Close(fillers[^1]);
+                fillers.RemoveAt(fillers.Count - 1);
+            }
+            return table;
+        }
+        catch
+        {
+            table.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (int fd in _fillers)
+            Posix.Close(fd);
+        _fillers.Clear();
+        _devNull.Dispose();
+        Posix.SetSoftOpenFileLimit(_previousSoftLimit);
     }
 }
