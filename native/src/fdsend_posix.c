@@ -15,6 +15,8 @@
 #  include <ucred.h>
 #endif /* HAVE_GETPEERUCRED */
 #if HAVE_LOCAL_PEERCRED
+/* FreeBSD's unix(4) and older <sys/ucred.h> want <sys/param.h> first. */
+#  include <sys/param.h>
 #  include <sys/ucred.h>
 #endif /* HAVE_LOCAL_PEERCRED */
 #if USE_RAW_SENDMSG_FALLBACK
