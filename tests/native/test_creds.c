@@ -19,7 +19,8 @@ TEST(socketpair_is_self)
     for (t = 0; t < 3; t++) {
         int sv[2];
         int64_t pid = 0, uid = 0, gid = 0;
-        tu_socketpair(types[t], sv);
+        if (!tu_try_socketpair(types[t], sv))
+            continue;
         CHECK_RC(fdsend_peer_credentials(sv[0], &pid, &uid, &gid), FDSEND_OK);
         CHECK_EQ(pid, getpid());
         CHECK_EQ(uid, getuid());

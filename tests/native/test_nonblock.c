@@ -100,7 +100,8 @@ TEST(recv_eagain_nothing_consumed)
         uint32_t rflags;
         char buf[16];
 
-        tu_socketpair(types[t], sv);
+        if (!tu_try_socketpair(types[t], sv))
+            continue;
         fd = tu_temp_file("later");
         for (mode = 0; mode < 2; mode++) {
             uint32_t flags = mode == 0 ? 0 : FDSEND_DONTWAIT;
@@ -161,7 +162,8 @@ TEST(recv_timeout_is_etimedout)
         char buf[16];
         double start, waited;
 
-        tu_socketpair(types[t], sv);
+        if (!tu_try_socketpair(types[t], sv))
+            continue;
         fd = tu_temp_file("after-timeout");
         set_timeout(sv[1], SO_RCVTIMEO, 100);
         start = now_ms();
@@ -206,7 +208,8 @@ TEST(send_timeout_is_etimedout)
         uint32_t rflags;
         char buf[64];
 
-        tu_socketpair(types[t], sv);
+        if (!tu_try_socketpair(types[t], sv))
+            continue;
         CHECK_SYS(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf));
         fd = tu_temp_file("full");
         before = tu_count_fds();

@@ -27,7 +27,8 @@ TEST(received_fds_are_cloexec)
         uint32_t rflags;
         char buf[8];
 
-        tu_socketpair(socket_types[t], sv);
+        if (!tu_try_socketpair(socket_types[t], sv))
+            continue;
         for (len = 0; len < 3; len++) {
             fds[len] = tu_temp_file("cloexec");
             CHECK_SYS(fcntl((int)fds[len], F_SETFD, 0)); /* the sender's are inheritable */
@@ -51,6 +52,7 @@ TEST(received_fds_are_cloexec)
     }
 }
 
+#if defined(SCM_CREDENTIALS)
 /* Send one message with an arbitrary list of control messages (what a hostile or
  * unusual peer can do with plain sendmsg). */
 static void raw_send(int sock, const char *data, const struct cmsghdr *const *parts,
@@ -92,6 +94,7 @@ static struct cmsghdr *make_cmsg(int level, int type, const void *data, size_t l
     memcpy(CMSG_DATA(h), data, len);
     return h;
 }
+#endif /* defined(SCM_CREDENTIALS): the helpers of the case below */
 
 /* A peer sends SCM_CREDENTIALS and SCM_RIGHTS to a receiver with SO_PASSCRED (which also
  * makes the kernel add credentials to every message): the credentials are ignored, the

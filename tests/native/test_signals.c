@@ -46,8 +46,10 @@ static void epipe_child(void *arg)
 TEST(epipe_without_sigpipe)
 {
     int types[2] = {SOCK_STREAM, SOCK_SEQPACKET}, i;
-    for (i = 0; i < 2; i++)
-        tu_wait_ok(tu_fork(epipe_child, &types[i]));
+    for (i = 0; i < 2; i++) {
+        if (tu_have_socket_type(types[i]))
+            tu_wait_ok(tu_fork(epipe_child, &types[i]));
+    }
 }
 
 /* The peer closed with our data still unread in its queue: the kernel resets the

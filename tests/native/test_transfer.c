@@ -169,13 +169,14 @@ TEST(too_many_fds_254_refused)
     /* The same on seqpacket: not even an empty message. */
     close(sv[0]);
     close(sv[1]);
-    tu_socketpair(SOCK_SEQPACKET, sv);
-    CHECK_RC(fdsend_send(sv[0], NULL, 0, fds, FDSEND_MAX_FDS + 1, 0), FDSEND_ETOOMANYFDS);
-    CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, NULL, 0, &n, &rflags, FDSEND_DONTWAIT),
-             FDSEND_EAGAIN);
+    if (tu_try_socketpair(SOCK_SEQPACKET, sv)) {
+        CHECK_RC(fdsend_send(sv[0], NULL, 0, fds, FDSEND_MAX_FDS + 1, 0), FDSEND_ETOOMANYFDS);
+        CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, NULL, 0, &n, &rflags, FDSEND_DONTWAIT),
+                 FDSEND_EAGAIN);
+        close(sv[0]);
+        close(sv[1]);
+    }
     close(file);
-    close(sv[0]);
-    close(sv[1]);
 }
 
 /* ---- Truncation: what the caller did not ask for is closed ------------------------ */
@@ -191,7 +192,8 @@ TEST(truncation_send5_ask1)
     char buf[8];
 
     for (t = 0; t < 3; t++) {
-        tu_socketpair(socket_types[t], sv);
+        if (!tu_try_socketpair(socket_types[t], sv))
+            continue;
         for (i = 0; i < 5; i++)
             fds[i] = tu_temp_file("five");
         before = tu_count_fds();
@@ -318,7 +320,8 @@ TEST(zero_data_seqpacket_and_datagram)
         uint32_t rflags = 99;
         char buf[16];
 
-        tu_socketpair(socket_types[t], sv);
+        if (!tu_try_socketpair(socket_types[t], sv))
+            continue;
         fd = tu_temp_file("zero");
         before = tu_count_fds();
         CHECK_RC(fdsend_send(sv[0], NULL, 0, &fd, 1, 0), 0);
@@ -439,7 +442,8 @@ TEST(message_boundaries)
         uint32_t rflags = 99;
         char buf[64];
 
-        tu_socketpair(socket_types[t], sv);
+        if (!tu_try_socketpair(socket_types[t], sv))
+            continue;
         fd = tu_temp_file("b");
         before = tu_count_fds();
         CHECK_RC(fdsend_send(sv[0], "first", 5, NULL, 0, 0), 5);

@@ -17,6 +17,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/socket.h>
+
+/* macOS has no SOCK_CLOEXEC (Linux, the BSDs and illumos do). There the tests' own sockets
+ * are not close-on-exec, except tu_socketpair's, which sets FD_CLOEXEC afterwards; no C
+ * test exec()s while it holds one. */
+#ifndef SOCK_CLOEXEC
+#  define SOCK_CLOEXEC 0
+#  define TU_NO_SOCK_CLOEXEC 1
+#endif
 
 /* ---- Test cases ------------------------------------------------------------------- */
 
@@ -96,8 +105,14 @@ int tu_cloexec(int fd);
 /* Close n descriptors (intptr_t, as fdsend hands them out). */
 void tu_close_all(const intptr_t *fds, int n);
 
-/* socketpair(AF_UNIX, type) with both ends close-on-exec; fails the test on error. */
+/* socketpair(AF_UNIX, type) with both ends close-on-exec; fails the test on error, and
+ * skips it where the system has no such Unix socket type (SOCK_SEQPACKET on macOS). */
 void tu_socketpair(int type, int sv[2]);
+/* The same, for a case that loops over socket types: returns 0, with a note, where the
+ * system has no such Unix socket type (the caller goes on with the next type). */
+int tu_try_socketpair(int type, int sv[2]);
+/* Whether this system has Unix sockets of this type (a note says so when it has not). */
+int tu_have_socket_type(int type);
 /* Set or clear O_NONBLOCK. */
 void tu_set_nonblocking(int fd, int on);
 
