@@ -55,25 +55,11 @@ static void check_and_close(const intptr_t *got, int n, const tc_id *want, const
     }
 }
 
-static int highest_fd(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int hi = -1, me = dirfd(d);
-    while ((e = readdir(d)) != NULL) {
-        int n = atoi(e->d_name);
-        if (e->d_name[0] != '.' && n != me && n > hi)
-            hi = n;
-    }
-    closedir(d);
-    return hi;
-}
-
 /* ---- receiver at RLIMIT_NOFILE: the kernel drops what does not fit ------------------- */
 
 static int rlimit_nofile(void)
 {
-    int sv[2], files[10], base, room, hi, nfill;
+    int sv[2], files[10], base, room, nfill;
     static int filler[4096];
     tc_id ids[10];
     intptr_t send[10], got[FDSEND_MAX_FDS];
@@ -92,26 +78,28 @@ static int rlimit_nofile(void)
     TC_CHECK(fdsend_msg_send(sv[0], "after", 5, send, 2, 0) == FDSEND_OK);
     close_all(files, 10);
 
-    /* Fill the holes below the highest open descriptor, so that the limit leaves room for
-     * exactly three more. */
-    hi = highest_fd();
+    /* Room for exactly three more descriptors: a soft limit a little above the number open
+     * now, every free slot below it filled until EMFILE, then three fillers closed.
+     * Descriptors numbered above a limit stay open (only new ones must be below it), so an
+     * inherited descriptor with a high number changes nothing. */
+    getrlimit(RLIMIT_NOFILE, &old);
+    lim = old;
+    lim.rlim_cur = (rlim_t)rel_fd_count() + 3 + 16;
+    TC_CHECK(setrlimit(RLIMIT_NOFILE, &lim) == 0, "%s", strerror(errno));
     nfill = 0;
     for (;;) {
         int f = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        TC_CHECK(f >= 0 && nfill < 4096);
-        if (f > hi) {
-            close(f);
+        if (f < 0) {
+            TC_CHECK(errno == EMFILE, "filling the table: %s", strerror(errno));
             break;
         }
+        TC_CHECK(nfill < 4096);
         filler[nfill++] = f;
     }
+    TC_CHECK(nfill >= 3, "only %d free slots below the lowered limit", nfill);
+    for (room = 0; room < 3; room++)
+        close(filler[--nfill]);
     base = rel_fd_count();
-    getrlimit(RLIMIT_NOFILE, &old);
-    lim = old;
-    lim.rlim_cur = (rlim_t)hi + 1 + 3; /* three numbers above the highest: room for 3 fds */
-    room = (hi + 1 + 3) - base;
-    TC_CHECK(room == 3, "room %d", room);
-    TC_CHECK(setrlimit(RLIMIT_NOFILE, &lim) == 0, "%s", strerror(errno));
     n = fdsend_recv(sv[1], buf, sizeof buf, got, FDSEND_MAX_FDS, &nf, &rf, 0);
     TC_CHECK(n == 5 && memcmp(buf, "hello", 5) == 0, "recv returned %" PRId64, n);
     tc_note("10 fds sent to a receiver with room for %d: %d installed, flags %u", room, nf, rf);
