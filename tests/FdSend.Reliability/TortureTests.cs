@@ -394,100 +394,72 @@ public class TortureTests
         return new Repo.Child(Repo.CProgram("torture"), args.ToArray());
     }
 
-    /// <summary>FdChannel (.NET) sends frames to fdsend_msg_recv (C), which applies the
-    /// schedule's per-frame limits: the two implementations of the wire format agree.</summary>
-    [TestCase(SocketType.Stream)]
-    [TestCase(SocketType.Seqpacket)]
-    public void FdChannelSendsToCChannel(SocketType type)
+    /// <summary>Starts the C torture peer in <paramref name="role"/>, runs
+    /// <paramref name="exchange"/> on the connection it makes, then asserts that the peer
+    /// exited with 0 (having printed <paramref name="passLine"/>, when given) and that no
+    /// descriptor of this process was left open.</summary>
+    private static void WithCPeer(string role, SocketType type, ulong seed, int count, bool channel,
+                                  Action<Socket> exchange, string? passLine = null)
     {
         RequireSupported();
         using var dir = new Repo.TempDir();
         var before = Posix.Snapshot();
         using (Socket l = Listen(dir.Sock("t"), type))
-        using (Repo.Child c = StartC("recv", dir.Sock("t"), type, Seed + 3, Count, channel: true))
+        using (Repo.Child c = StartC(role, dir.Sock("t"), type, seed, count, channel))
         {
             using (Socket s = l.Accept())
-                RunChannelSenderAsync(s, Seed + 3, Count).GetAwaiter().GetResult();
+                exchange(s);
             int rc = c.Wait();
             TestContext.Out.WriteLine(c.Output);
             Assert.That(rc, Is.Zero, c.Output);
-            Assert.That(c.Output, Does.Contain("PASS torture peer recv channel"));
+            if (passLine is not null)
+                Assert.That(c.Output, Does.Contain(passLine));
         }
         Assert.That(Posix.NewFds(before), Is.Empty, "descriptors left open");
     }
+
+    /// <summary>FdChannel (.NET) sends frames to fdsend_msg_recv (C), which applies the
+    /// schedule's per-frame limits: the two implementations of the wire format agree.</summary>
+    [TestCase(SocketType.Stream)]
+    [TestCase(SocketType.Seqpacket)]
+    public void FdChannelSendsToCChannel(SocketType type) =>
+        WithCPeer("recv", type, Seed + 3, Count, channel: true,
+                  s => RunChannelSenderAsync(s, Seed + 3, Count).GetAwaiter().GetResult(),
+                  "PASS torture peer recv channel");
 
     /// <summary>fdsend_msg_send (C) sends frames to an FdChannel (.NET) with limits of its
     /// own (8 KiB, 32 fds): larger frames are rejected whole, the rest arrive intact.</summary>
     [TestCase(SocketType.Stream)]
     [TestCase(SocketType.Seqpacket)]
-    public void CChannelSendsToFdChannel(SocketType type)
-    {
-        RequireSupported();
-        using var dir = new Repo.TempDir();
-        var before = Posix.Snapshot();
-        using (Socket l = Listen(dir.Sock("t"), type))
-        using (Repo.Child c = StartC("send", dir.Sock("t"), type, Seed + 4, Count, channel: true))
+    public void CChannelSendsToFdChannel(SocketType type) =>
+        WithCPeer("send", type, Seed + 4, Count, channel: true, s =>
         {
-            using (Socket s = l.Accept())
-            {
-                string r = RunChannelReceiverAsync(s, Seed + 4, Count, 8192, 32).GetAwaiter().GetResult();
-                TestContext.Out.WriteLine($"FdChannel receiver ({Kind(type)}): {r}");
-                Assert.That(r, Does.Not.Contain("rejected=0 "), "the limits should reject some frames");
-            }
-            int rc = c.Wait();
-            TestContext.Out.WriteLine(c.Output);
-            Assert.That(rc, Is.Zero, c.Output);
-        }
-        Assert.That(Posix.NewFds(before), Is.Empty, "descriptors left open");
-    }
+            string r = RunChannelReceiverAsync(s, Seed + 4, Count, 8192, 32).GetAwaiter().GetResult();
+            TestContext.Out.WriteLine($"FdChannel receiver ({Kind(type)}): {r}");
+            Assert.That(r, Does.Not.Contain("rejected=0 "), "the limits should reject some frames");
+        });
 
     [TestCase(SocketType.Stream)]
     [TestCase(SocketType.Seqpacket)]
-    public void DotNetSendsToCTorture(SocketType type)
-    {
-        RequireSupported();
-        using var dir = new Repo.TempDir();
-        var before = Posix.Snapshot();
-        using (Socket l = Listen(dir.Sock("t"), type))
-        using (Repo.Child c = StartC("recv", dir.Sock("t"), type, Seed, Count))
-        {
-            using (Socket s = l.Accept())
-                Assert.That(RunSender(s, type == SocketType.Stream, Seed, Count, false), Is.EqualTo(Count));
-            int rc = c.Wait();
-            TestContext.Out.WriteLine(c.Output);
-            Assert.That(rc, Is.Zero, c.Output);
-            Assert.That(c.Output, Does.Contain("PASS torture peer recv"));
-        }
-        Assert.That(Posix.NewFds(before), Is.Empty, "descriptors left open");
-    }
+    public void DotNetSendsToCTorture(SocketType type) =>
+        WithCPeer("recv", type, Seed, Count, channel: false,
+                  s => Assert.That(RunSender(s, type == SocketType.Stream, Seed, Count, false), Is.EqualTo(Count)),
+                  "PASS torture peer recv");
 
     [TestCase(SocketType.Stream)]
     [TestCase(SocketType.Seqpacket)]
-    public void DotNetReceivesFromCTorture(SocketType type)
-    {
-        RequireSupported();
-        using var dir = new Repo.TempDir();
-        var before = Posix.Snapshot();
-        using (Socket l = Listen(dir.Sock("t"), type))
-        using (Repo.Child c = StartC("send", dir.Sock("t"), type, Seed, Count))
+    public void DotNetReceivesFromCTorture(SocketType type) =>
+        WithCPeer("send", type, Seed, Count, channel: false, s =>
         {
-            using (Socket s = l.Accept())
-            {
-                var r = new Receiver(s, type == SocketType.Stream, Seed);
-                r.ReceivePool();
-                Assert.That(r.Run(Count), Is.True, "end of stream before the last message");
-                r.ExpectEnd();
-                TestContext.Out.WriteLine($".NET receiver ({Kind(type)}): {r}");
-                Assert.That(r.FdTruncations, Is.GreaterThan(0), "the schedule forces fd truncation");
-                if (type == SocketType.Seqpacket)
-                    Assert.That(r.DataTruncations, Is.GreaterThan(0), "the schedule forces data truncation");
-            }
-            int rc = c.Wait();
-            TestContext.Out.WriteLine(c.Output);
-            Assert.That(rc, Is.Zero, c.Output);
-        }
-        Assert.That(Posix.NewFds(before), Is.Empty, "descriptors left open");
-    }
+            var r = new Receiver(s, type == SocketType.Stream, Seed);
+            r.ReceivePool();
+            Assert.That(r.Run(Count), Is.True, "end of stream before the last message");
+            r.ExpectEnd();
+            TestContext.Out.WriteLine($".NET receiver ({Kind(type)}): {r}");
+            Assert.That(r.FdTruncations, Is.GreaterThan(0), "the schedule forces fd truncation");
+            if (type == SocketType.Seqpacket)
+                Assert.That(r.DataTruncations, Is.GreaterThan(0), "the schedule forces data truncation");
+        });
 
     /// <summary>The C sender is SIGKILLed in mid-stream: everything that arrived is intact,
     /// the stream ends, nothing stays open.</summary>
