@@ -466,6 +466,21 @@ static void finish_msg(rstate *rs)
         load_msg(rs);
 }
 
+/* Once the receiver has taken the phase's kill_at messages, SIGKILLs the sending process
+ * (it dies, maybe inside sendmsg; counted as a fault) and from then on lets the stream end
+ * early. Nothing to do when there is no process to kill. */
+static void kill_sender_when_due(rstate *rs, pid_t *kill_child, int *peer_may_die)
+{
+    int wst;
+    if (*kill_child <= 0 || (int64_t)rs->st->msgs_recv < rs->p->kill_at)
+        return;
+    kill(*kill_child, SIGKILL);
+    waitpid(*kill_child, &wst, 0);
+    rs->st->faults++;
+    *peer_may_die = 1;
+    *kill_child = 0;
+}
+
 /* Stream receiver: random chunk sizes, some spanning several messages. Returns at the end
  * of the stream; *complete says whether every scheduled message arrived. */
 static void recv_stream(int s, rstate *rs, rel_rng *rr, int peer_may_die, pid_t kill_child)
@@ -482,14 +497,7 @@ static void recv_stream(int s, rstate *rs, rel_rng *rr, int peer_may_die, pid_t 
         int64_t n;
         int len0 = 0, last_start_has_fds = 0;
 
-        if (kill_child > 0 && (int64_t)rs->st->msgs_recv >= rs->p->kill_at) {
-            int wst;
-            kill(kill_child, SIGKILL); /* the sender dies, maybe inside sendmsg */
-            waitpid(kill_child, &wst, 0);
-            rs->st->faults++;
-            peer_may_die = 1;
-            kill_child = 0;
-        }
+        kill_sender_when_due(rs, &kill_child, &peer_may_die);
         if (rs->seq <= rs->p->nmsgs && rs->off == 0 && rs->sc.nfds > 0)
             fdcap = rs->sc.fdcap;
         t = rel_rng_below(rr, 100);
@@ -592,14 +600,7 @@ static void recv_seqpacket(int s, rstate *rs, int peer_may_die, pid_t kill_child
         uint32_t rf = 0, want, cap;
         int64_t n;
         int trunc;
-        if (kill_child > 0 && (int64_t)rs->st->msgs_recv >= rs->p->kill_at) {
-            int wst;
-            kill(kill_child, SIGKILL);
-            waitpid(kill_child, &wst, 0);
-            rs->st->faults++;
-            peer_may_die = 1;
-            kill_child = 0;
-        }
+        kill_sender_when_due(rs, &kill_child, &peer_may_die);
         if (rs->seq > rs->p->nmsgs) {
             n = fdsend_recv(s, buf, 16, fds, RECV_FD_ROOM, &nf, &rf, 0);
             if (n != 0 || nf != 0 || rf != 0)
@@ -651,14 +652,7 @@ static void recv_channel(int s, rstate *rs, int peer_may_die, pid_t kill_child)
         uint32_t cap;
         int64_t n;
         int dtrunc, ftrunc;
-        if (kill_child > 0 && (int64_t)rs->st->msgs_recv >= rs->p->kill_at) {
-            int wst;
-            kill(kill_child, SIGKILL);
-            waitpid(kill_child, &wst, 0);
-            rs->st->faults++;
-            peer_may_die = 1;
-            kill_child = 0;
-        }
+        kill_sender_when_due(rs, &kill_child, &peer_may_die);
         if (rs->seq > rs->p->nmsgs) {
             n = fdsend_msg_recv(s, buf, 16, fds, RECV_FD_ROOM, &nf, 0);
             if (n != FDSEND_EOF)
