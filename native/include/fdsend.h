@@ -109,7 +109,11 @@ enum {
     FDSEND_RECV_DATA_TRUNCATED = 1,
     /** More descriptors arrived than maxfds (the extra ones were closed), or the kernel
      *  dropped some (MSG_CTRUNC: e.g. the receiver was at RLIMIT_NOFILE). */
-    FDSEND_RECV_FDS_TRUNCATED = 2
+    FDSEND_RECV_FDS_TRUNCATED = 2,
+    /** A stream socket's peer closed its end (orderly end of stream): the call returned 0
+     *  with no descriptors. Never set on seqpacket or datagram sockets, where an empty
+     *  message is legitimate. */
+    FDSEND_RECV_END_OF_STREAM = 4
 };
 
 /**
@@ -157,8 +161,8 @@ FDSEND_API int64_t fdsend_send_to(intptr_t sock, const char *path, const void *b
 /**
  * Receive up to len bytes of data and up to maxfds descriptors from one message.
  *
- * - Returns the number of data bytes stored in buf. 0 with *nfds == 0 and no flags on a
- *   stream socket means the peer closed its end (orderly end of stream).
+ * - Returns the number of data bytes stored in buf. On a stream socket whose peer closed
+ *   its end (orderly end of stream) it returns 0 with FDSEND_RECV_END_OF_STREAM set.
  * - The descriptors are stored in fds[0 .. *nfds-1], close-on-exec, and belong to the
  *   caller. Every descriptor that arrived beyond maxfds is closed, and
  *   FDSEND_RECV_FDS_TRUNCATED is set; so is it when the kernel dropped descriptors.
@@ -227,6 +231,151 @@ FDSEND_API const char *fdsend_version(void);
 /** The OS error number (errno / GetLastError) saved by the last failing call on this
  *  thread; useful with FDSEND_EOTHER. 0 if the last call on this thread succeeded. */
 FDSEND_API int32_t fdsend_last_os_error(void);
+
+/* ---- Convenience and description -------------------------------------------------------- */
+
+/**
+ * Receive exactly len bytes on a STREAM socket, with every descriptor that comes with them
+ * (the MSG_WAITALL case: a count, then batches, as HAProxy's _getsocks and s6-fdholder
+ * send them). Loops over fdsend_recv-style reads and merges what arrives into one result.
+ *
+ * - Descriptors go to fds[0 .. *nfds) in arrival order (close-on-exec, owned by the
+ *   caller); any beyond maxfds are closed and FDSEND_RECV_FDS_TRUNCATED is set.
+ * - Once the first byte has arrived the call waits for the rest whatever the socket mode
+ *   (like the channel), bounded by SO_RCVTIMEO when set.
+ * - Returns len on success. If the peer closes before the first byte: 0 with
+ *   FDSEND_RECV_END_OF_STREAM in *rflags. Before the first byte, FDSEND_EAGAIN (nothing
+ *   consumed) and FDSEND_ETIMEDOUT behave as in fdsend_recv.
+ * - If the stream ends, times out or fails after the first byte: a negative code
+ *   (FDSEND_EPROTO for an end of stream or a timeout inside the expected bytes), every
+ *   descriptor received by this call is closed, and the stream position is lost.
+ *
+ * @param sock    connected Unix STREAM socket (another type: FDSEND_ENOTSUP)
+ * @param buf     where the bytes go; may be NULL only when len == 0
+ * @param len     how many bytes to receive (0 returns 0 at once without reading)
+ * @param fds     where descriptors go; may be NULL only when maxfds == 0
+ * @param maxfds  room in fds[] (0 .. any; a merged result can exceed FDSEND_MAX_FDS)
+ * @param nfds    out: descriptors stored; may be NULL only when maxfds == 0
+ * @param rflags  out: FDSEND_RECV_* bits; may be NULL
+ * @param flags   0 or FDSEND_DONTWAIT (do not wait for the first byte)
+ * @return len, 0 at end of stream, or a negative FDSEND_E* code.
+ */
+FDSEND_API int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
+                                     int32_t maxfds, int32_t *nfds, uint32_t *rflags,
+                                     uint32_t flags);
+
+#if !defined(_WIN32)
+/** fdsend_send with plain int descriptors (POSIX only: the intptr_t functions also carry
+ *  Windows HANDLEs). Same rules and results. */
+FDSEND_API int64_t fdsend_sendfds(int sock, const void *buf, size_t len, const int *fds,
+                                  int nfds, unsigned flags);
+
+/** fdsend_recv with plain int descriptors (POSIX only). Same rules and results. */
+FDSEND_API int64_t fdsend_recvfds(int sock, void *buf, size_t len, int *fds, int maxfds,
+                                  int *nfds, unsigned *rflags, unsigned flags);
+#endif /* !defined(_WIN32) */
+
+/** Socket types, platform-neutral (fdsend_socketpair, fdsend_fd_info). */
+enum {
+    FDSEND_SOCK_STREAM = 1,
+    FDSEND_SOCK_DGRAM = 2,
+    FDSEND_SOCK_SEQPACKET = 3
+};
+
+/**
+ * Create a connected pair of Unix domain sockets of the given type, both close-on-exec.
+ * sv[0] and sv[1] belong to the caller. To hand one end to a child process, make that end
+ * inheritable (fdsend_set_inheritable) just before starting the child and close it in the
+ * parent afterwards.
+ *
+ * @param type   FDSEND_SOCK_STREAM, FDSEND_SOCK_DGRAM or FDSEND_SOCK_SEQPACKET
+ * @param sv     out: the two ends (set to -1 on failure)
+ * @return FDSEND_OK, FDSEND_EINVAL (bad type, NULL sv), FDSEND_ENOTSUP (the OS lacks the
+ *         type), FDSEND_EMFILE, or another code.
+ */
+FDSEND_API int32_t fdsend_socketpair(int32_t type, intptr_t sv[2]);
+
+/**
+ * Set (inheritable != 0) or clear close-on-exec's opposite: an inheritable descriptor is
+ * kept by programs this process starts (FD_CLOEXEC cleared); 0 makes it close-on-exec.
+ * @return FDSEND_OK, FDSEND_EBADF, or another code.
+ */
+FDSEND_API int32_t fdsend_set_inheritable(intptr_t fd, int32_t inheritable);
+
+/** What a descriptor is (fdsend_fd_info_t.kind). */
+enum {
+    FDSEND_KIND_OTHER = 0,     /**< anything else (epoll, timerfd, signalfd, O_PATH, ...) */
+    FDSEND_KIND_FILE = 1,      /**< a regular file (not a memfd) */
+    FDSEND_KIND_DIRECTORY = 2,
+    FDSEND_KIND_PIPE = 3,      /**< a pipe or FIFO */
+    FDSEND_KIND_SOCKET = 4,
+    FDSEND_KIND_MEMFD = 5,     /**< a memfd_create() file (Linux) */
+    FDSEND_KIND_CHAR_DEVICE = 6,
+    FDSEND_KIND_BLOCK_DEVICE = 7,
+    FDSEND_KIND_EVENTFD = 8,   /**< Linux eventfd */
+    FDSEND_KIND_PIDFD = 9      /**< Linux pidfd */
+};
+
+/** Socket families, platform-neutral (fdsend_fd_info_t.family). */
+enum {
+    FDSEND_FAMILY_NONE = 0,    /**< not a socket */
+    FDSEND_FAMILY_UNIX = 1,
+    FDSEND_FAMILY_INET = 2,
+    FDSEND_FAMILY_INET6 = 3,
+    FDSEND_FAMILY_OTHER = 4
+};
+
+/** fdsend_fd_info_t.access */
+enum {
+    FDSEND_ACCESS_NONE = 0,    /**< O_PATH (Linux): neither readable nor writable */
+    FDSEND_ACCESS_READ = 1,
+    FDSEND_ACCESS_WRITE = 2,
+    FDSEND_ACCESS_READ_WRITE = 3
+};
+
+/** fdsend_fd_info_t.flags */
+enum {
+    FDSEND_FD_CLOEXEC = 1,     /**< close-on-exec is set */
+    FDSEND_FD_NONBLOCK = 2,    /**< O_NONBLOCK is set on the open file description */
+    FDSEND_FD_LISTENING = 4,   /**< a socket in the listening state */
+    FDSEND_FD_APPEND = 8       /**< O_APPEND */
+};
+
+/** fdsend_fd_info_t.seals: the memfd seals in force (F_GET_SEALS), platform-neutral. */
+enum {
+    FDSEND_SEAL_SEAL = 1,
+    FDSEND_SEAL_SHRINK = 2,
+    FDSEND_SEAL_GROW = 4,
+    FDSEND_SEAL_WRITE = 8,
+    FDSEND_SEAL_FUTURE_WRITE = 16
+};
+
+/** What fdsend_fd_info reports about a descriptor. Fields that do not apply are 0 (size:
+ *  -1). The struct only grows at its end; struct_size says how much the library wrote. */
+typedef struct fdsend_fd_info_t {
+    uint32_t struct_size;  /**< in: sizeof(fdsend_fd_info_t) as the caller knows it */
+    int32_t kind;          /**< FDSEND_KIND_* */
+    int32_t access;        /**< FDSEND_ACCESS_* (from the open file's status flags) */
+    uint32_t flags;        /**< FDSEND_FD_* bits */
+    int32_t family;        /**< sockets: FDSEND_FAMILY_*; else FDSEND_FAMILY_NONE */
+    int32_t socket_type;   /**< sockets: FDSEND_SOCK_*; 0 if another type or not a socket */
+    int64_t size;          /**< regular files and memfds: the size in bytes; else -1 */
+    uint32_t seals;        /**< memfds: FDSEND_SEAL_* bits; else 0 */
+    uint32_t reserved;     /**< 0 */
+} fdsend_fd_info_t;
+
+/**
+ * Describe descriptor fd without changing it: its kind, access mode, close-on-exec and
+ * non-blocking flags, for a socket its family, type and whether it listens, for a file its
+ * size, for a memfd its seals. Meant for received descriptors, before taking or trusting
+ * them.
+ *
+ * @param fd    an open descriptor (a HANDLE on Windows)
+ * @param info  out; set info->struct_size = sizeof *info first
+ * @return FDSEND_OK, FDSEND_EBADF (not open), FDSEND_EINVAL (NULL info, or struct_size
+ *         smaller than the first version of the struct), or another code.
+ */
+FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
 
 /* ---- Message channel: framed messages (payload + descriptors) ---------------------------
  *
