@@ -19,6 +19,31 @@ public static class FdPassing
     public static int NativeMaxFds => Interop.MaxFds();
 
     /// <summary>
+    /// Describes the descriptor behind <paramref name="handle"/> without changing it: its
+    /// kind, access mode, flags, socket family/type/listening state, size, memfd seals. For
+    /// received descriptors, use <see cref="ReceivedFds.Describe"/> before taking them.
+    /// </summary>
+    /// <param name="handle">Any handle that owns an open descriptor (SafeFileHandle,
+    /// SafeSocketHandle, SafePipeHandle...); referenced for the call.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="handle"/> is null.</exception>
+    /// <exception cref="ObjectDisposedException">The handle is closed, or its descriptor is not open.</exception>
+    public static FdInfo Describe(System.Runtime.InteropServices.SafeHandle handle)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        bool added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            return FdSendCore.Describe(handle.DangerousGetHandle());
+        }
+        finally
+        {
+            if (added)
+                handle.DangerousRelease();
+        }
+    }
+
+    /// <summary>
     /// Closes descriptors that you own, typically the ones a span overload of
     /// <c>ReceiveFds</c> stored that you do not keep, in one call into libfdsend
     /// (fdsend_close_all) instead of one per descriptor: with many descriptors per message

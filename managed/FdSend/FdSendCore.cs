@@ -310,6 +310,81 @@ internal static unsafe class FdSendCore
         }
     }
 
+    // ---- Describing descriptors, socket pairs -------------------------------------------------
+
+    /// <summary>fdsend_fd_info for a descriptor the caller keeps open for the call.</summary>
+    internal static FdInfo Describe(nint fd)
+    {
+        Interop.FdInfoNative info = default;
+        info.StructSize = (uint)sizeof(Interop.FdInfoNative);
+        int result = Interop.FdInfo(fd, &info);
+        if (result < 0)
+            throw FdSendErrors.Create(result, FdOperation.Describe);
+        return FdInfo.FromNative(info);
+    }
+
+    /// <summary>A connected pair of close-on-exec Unix sockets, each owned by a
+    /// <see cref="Socket"/>.</summary>
+    internal static (Socket First, Socket Second) CreateSocketPair(SocketType type)
+    {
+        int nativeType = type switch
+        {
+            SocketType.Stream => Interop.FDSEND_SOCK_STREAM,
+            SocketType.Dgram => Interop.FDSEND_SOCK_DGRAM,
+            SocketType.Seqpacket => Interop.FDSEND_SOCK_SEQPACKET,
+            _ => throw new ArgumentOutOfRangeException(nameof(type), type,
+                     "A Unix socket pair is of type Stream, Dgram or Seqpacket."),
+        };
+        nint* sv = stackalloc nint[2];
+        int result = Interop.SocketPair(nativeType, sv);
+        if (result < 0)
+            throw FdSendErrors.Create(result, FdOperation.SocketPair);
+        Socket? first = null;
+        try
+        {
+            first = SocketFromOwnedFd(sv[0]);
+            sv[0] = -1;
+            Socket second = SocketFromOwnedFd(sv[1]);
+            return (first, second);
+        }
+        catch
+        {
+            first?.Dispose();
+            CloseAll(new ReadOnlySpan<nint>(sv, 2));
+            throw;
+        }
+    }
+
+    /// <summary>A <see cref="Socket"/> that owns <paramref name="fd"/>, a socket descriptor
+    /// (this assembly's own, or one received). If the open file is O_NONBLOCK (a sender's
+    /// event-loop socket; the flag is shared with the sender), .NET is told so before the
+    /// socket is handed out: <c>new Socket(SafeSocketHandle)</c> assumes a blocking descriptor,
+    /// and its sync calls would then fail with InvalidOperationException. Switching
+    /// <see cref="Socket.Blocking"/> to false and back makes .NET keep the descriptor
+    /// O_NONBLOCK and emulate blocking calls itself, as after any async call; the descriptor's
+    /// mode, which the sender shares, is left as it was. On failure the descriptor stays the
+    /// caller's.</summary>
+    internal static Socket SocketFromOwnedFd(nint fd, bool nonBlocking = false)
+    {
+        var handle = new SafeSocketHandle(fd, ownsHandle: true);
+        Socket socket;
+        try
+        {
+            socket = new Socket(handle);
+        }
+        catch
+        {
+            handle.SetHandleAsInvalid(); // no Socket was made: the descriptor stays the caller's
+            throw;
+        }
+        if (nonBlocking)
+        {
+            socket.Blocking = false;
+            socket.Blocking = true;
+        }
+        return socket;
+    }
+
     // ---- Peer credentials ---------------------------------------------------------------------
 
     internal static PeerCredentials GetPeerCredentials(Socket socket)

@@ -13,6 +13,8 @@ internal enum FdOperation
     SendTo,
     Receive,
     PeerCredentials,
+    Describe,
+    SocketPair,
 }
 
 /// <summary>
@@ -71,6 +73,10 @@ internal static class FdSendErrors
             case Interop.Status.EAGAIN:
                 return WouldBlock(op);
 
+            case Interop.Status.EBADF when op == FdOperation.Describe:
+                return new ObjectDisposedException("descriptor",
+                    "The descriptor is not open (EBADF): it was closed before or during the call.");
+
             case Interop.Status.EBADF:
                 return op is FdOperation.Send or FdOperation.SendTo
                     ? new ArgumentException(
@@ -92,6 +98,10 @@ internal static class FdSendErrors
                 return new PlatformNotSupportedException(
                     "This operating system does not report the credentials of a Unix socket's peer (no SO_PEERCRED, LOCAL_PEERCRED, getpeerucred or getpeereid). " +
                     "Authenticate the peer another way, e.g. with a socket path only the trusted user can reach.");
+
+            case Interop.Status.ENOTSUP when op == FdOperation.SocketPair:
+                return new PlatformNotSupportedException(
+                    "This operating system cannot create a connected pair of Unix sockets of that type (macOS has no Seqpacket; Windows has no socketpair).");
 
             case Interop.Status.ENOTSUP:
                 return Socket(status, osError,

@@ -18,7 +18,9 @@ namespace FdSend;
 /// finalizer if you forget to dispose. Always use <c>using</c>.</para>
 /// <para>Received descriptors are close-on-exec: child processes do not inherit them unless
 /// you clear FD_CLOEXEC yourself.</para>
-/// <para>Not thread-safe: take descriptors from one thread at a time.</para>
+/// <para>Thread-safe: <c>Take*</c>, <see cref="Describe"/> and <see cref="Dispose"/> may be
+/// called from several threads at once; each descriptor is handed out at most once and
+/// <see cref="Dispose"/> closes exactly the ones nobody took.</para>
 /// </remarks>
 public sealed class ReceivedFds : IDisposable
 {
@@ -30,6 +32,11 @@ public sealed class ReceivedFds : IDisposable
     private int[]? _more;
     private int _count;
     private bool _disposed;
+    // Guards the slots and _disposed (1 while held; see Hold): a take, a description and
+    // Dispose each see every slot either owned here or taken, never half-way. A spin-then-yield
+    // flag rather than a lock object, so that a receive still allocates only this object and
+    // at most one array; contention means two threads racing over one message, which is rare.
+    private int _busy;
 
     /// <summary>Takes ownership of <paramref name="fds"/>. Nothing can throw after the
     /// array allocation, so a failed construction owns (and the finalizer closes) nothing.</summary>
@@ -75,14 +82,36 @@ public sealed class ReceivedFds : IDisposable
 
     /// <summary>Whether descriptor <paramref name="index"/> has been taken.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="index"/> is not in 0 .. Count-1.</exception>
-    public bool IsTaken(int index) => Slot(index) == TakenFd;
+    public bool IsTaken(int index)
+    {
+        using (Hold())
+            return Slot(index) == TakenFd;
+    }
 
     /// <summary>The raw number of descriptor <paramref name="index"/> WITHOUT taking it: it
     /// stays owned by this object and is closed by <see cref="Dispose"/> (or the finalizer, if
     /// this object becomes unreachable), so do not close it and do not use it after that.</summary>
     /// <exception cref="ObjectDisposedException">This object is disposed.</exception>
     /// <exception cref="InvalidOperationException">The descriptor was already taken.</exception>
-    public int PeekFd(int index) => Untaken(index);
+    public int PeekFd(int index)
+    {
+        using (Hold())
+            return Untaken(index);
+    }
+
+    /// <summary>
+    /// Describes descriptor <paramref name="index"/> WITHOUT taking it: its kind (file,
+    /// directory, pipe, socket, memfd...), access mode, flags, socket family/type/listening
+    /// state, size and memfd seals. Check what a peer sent before you take or trust it.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">This object is disposed.</exception>
+    /// <exception cref="InvalidOperationException">The descriptor was already taken.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="index"/> is not in 0 .. Count-1.</exception>
+    public FdInfo Describe(int index)
+    {
+        using (Hold())
+            return FdSendCore.Describe(Untaken(index));
+    }
 
     /// <summary>Takes descriptor <paramref name="index"/> as a raw fd: the caller owns it from
     /// now on and must close it (close(2), or wrap it in a SafeHandle with ownsHandle: true).</summary>
@@ -90,9 +119,12 @@ public sealed class ReceivedFds : IDisposable
     /// <exception cref="InvalidOperationException">The descriptor was already taken.</exception>
     public int TakeRawFd(int index)
     {
-        int fd = Untaken(index);
-        MarkTaken(index);
-        return fd;
+        using (Hold())
+        {
+            int fd = Untaken(index);
+            MarkTaken(index);
+            return fd;
+        }
     }
 
     /// <summary>Takes descriptor <paramref name="index"/> as a <see cref="SafeFileHandle"/>
@@ -103,10 +135,13 @@ public sealed class ReceivedFds : IDisposable
     /// <exception cref="InvalidOperationException">The descriptor was already taken.</exception>
     public SafeFileHandle TakeFileHandle(int index)
     {
-        int fd = Untaken(index);
-        var handle = new SafeFileHandle(fd, ownsHandle: true);
-        MarkTaken(index);
-        return handle;
+        using (Hold())
+        {
+            int fd = Untaken(index);
+            var handle = new SafeFileHandle(fd, ownsHandle: true);
+            MarkTaken(index);
+            return handle;
+        }
     }
 
     /// <summary>Takes descriptor <paramref name="index"/> as a <see cref="FileStream"/> that
@@ -118,60 +153,152 @@ public sealed class ReceivedFds : IDisposable
     /// buffering, so that reads and writes reach the shared descriptor at once.</param>
     /// <exception cref="ObjectDisposedException">This object is disposed.</exception>
     /// <exception cref="InvalidOperationException">The descriptor was already taken.</exception>
-    /// <exception cref="ArgumentException">FileStream rejected the descriptor (e.g. a
-    /// directory); it then stays untaken and owned by this object.</exception>
+    /// <exception cref="ArgumentException">The descriptor is a directory or a socket, or
+    /// FileStream rejected it (e.g. <paramref name="access"/> does not fit how it was opened);
+    /// it then stays untaken and owned by this object.</exception>
     public FileStream TakeFileStream(int index, FileAccess access, int bufferSize = 0)
     {
-        int fd = Untaken(index);
-        var handle = new SafeFileHandle(fd, ownsHandle: true);
-        try
+        using (Hold())
         {
-            var stream = new FileStream(handle, access, bufferSize);
-            MarkTaken(index);
-            return stream;
-        }
-        catch
-        {
-            handle.SetHandleAsInvalid(); // the descriptor stays ours, untaken
-            throw;
+            int fd = Untaken(index);
+            FdInfo info = FdSendCore.Describe(fd);
+            if (info.Kind is FdKind.Directory or FdKind.Socket)
+                throw new ArgumentException(
+                    $"The descriptor at index {index} is a {(info.Kind == FdKind.Directory ? "directory" : "socket")}, which a FileStream cannot read or write; " +
+                    (info.Kind == FdKind.Directory ? "take it with TakeFileHandle if you really want a directory handle." : "take it with TakeSocket."),
+                    nameof(index));
+            var handle = new SafeFileHandle(fd, ownsHandle: true);
+            try
+            {
+                var stream = new FileStream(handle, access, bufferSize);
+                MarkTaken(index);
+                return stream;
+            }
+            catch
+            {
+                handle.SetHandleAsInvalid(); // the descriptor stays ours, untaken
+                throw;
+            }
         }
     }
 
     /// <summary>Takes descriptor <paramref name="index"/> as a <see cref="Socket"/> that owns
     /// it (through <see cref="SafeSocketHandle"/>; disposing the socket closes the
-    /// descriptor). A received listening socket can accept connections at once.</summary>
+    /// descriptor). A received listening socket can accept connections at once, with sync and
+    /// async calls alike, whatever mode the sender used: a descriptor that arrives O_NONBLOCK
+    /// (any event-loop server's, or a .NET socket after an async call) stays O_NONBLOCK (the
+    /// mode is shared with the sender, so it is not changed), and the returned socket reads
+    /// <see cref="Socket.Blocking"/> true and waits in its sync calls as .NET does after an
+    /// async call. A blocking descriptor stays blocking until you make an async call on it,
+    /// which (as for any .NET socket) switches the shared descriptor to O_NONBLOCK.</summary>
     /// <exception cref="ObjectDisposedException">This object is disposed.</exception>
     /// <exception cref="InvalidOperationException">The descriptor was already taken.</exception>
     /// <exception cref="ArgumentException">The descriptor is not a socket; it then stays
     /// untaken and owned by this object.</exception>
     public Socket TakeSocket(int index)
     {
-        int fd = Untaken(index);
+        using (Hold())
+        {
+            int fd = Untaken(index);
+            FdInfo info = FdSendCore.Describe(fd);
+            if (!info.IsSocket)
+                throw NotASocket(index, info);
+            Socket socket = FdSendCore.SocketFromOwnedFd(fd, info.IsNonBlocking);
+            MarkTaken(index);
+            return socket;
+        }
+    }
 
-        // Socket(SafeSocketHandle) accepts any descriptor, so look first through a
-        // non-owning probe (disposing it leaves the descriptor open), and refuse one that is
-        // not a socket.
-        using (var probe = new Socket(new SafeSocketHandle(fd, ownsHandle: false)))
+    /// <summary>
+    /// Takes every descriptor not taken yet, in index order, each as a <see cref="Socket"/>
+    /// that owns it (as <see cref="TakeSocket"/> does): e.g. all the listeners a server hands
+    /// its successor. All or nothing: if one of them is not a socket, none is taken.
+    /// </summary>
+    /// <returns>The sockets, in index order (empty if nothing is left to take).</returns>
+    /// <exception cref="ObjectDisposedException">This object is disposed.</exception>
+    /// <exception cref="ArgumentException">A descriptor is not a socket; nothing was taken.</exception>
+    public Socket[] TakeAllSockets()
+    {
+        using (Hold())
         {
-            if (probe.SocketType == SocketType.Unknown)
-                throw new ArgumentException(
-                    $"The descriptor at index {index} is not a socket. Take it with TakeFileHandle, TakeFileStream or TakePipe instead.",
-                    nameof(index));
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            int n = UntakenCount();
+            var infos = n == 0 ? Array.Empty<FdInfo>() : new FdInfo[n];
+            for (int i = 0, k = 0; i < _count; i++)
+            {
+                int fd = Slot(i);
+                if (fd == TakenFd)
+                    continue;
+                infos[k] = FdSendCore.Describe(fd);
+                if (!infos[k].IsSocket)
+                    throw NotASocket(i, infos[k]);
+                k++;
+            }
+            var sockets = new Socket[n];
+            int made = 0;
+            try
+            {
+                for (int i = 0; i < _count; i++)
+                {
+                    int fd = Slot(i);
+                    if (fd == TakenFd)
+                        continue;
+                    sockets[made] = FdSendCore.SocketFromOwnedFd(fd, infos[made].IsNonBlocking);
+                    made++;
+                }
+            }
+            catch
+            {
+                // Hand back what was made: the descriptors stay ours, untaken.
+                for (int j = 0; j < made; j++)
+                    sockets[j].SafeHandle.SetHandleAsInvalid();
+                throw;
+            }
+            MarkAllTaken();
+            return sockets;
         }
+    }
 
-        var handle = new SafeSocketHandle(fd, ownsHandle: true);
-        Socket socket;
-        try
+    /// <summary>Takes every descriptor not taken yet, in index order, each as a
+    /// <see cref="SafeFileHandle"/> that owns it (see <see cref="TakeFileHandle"/>).</summary>
+    /// <returns>The handles, in index order (empty if nothing is left to take).</returns>
+    /// <exception cref="ObjectDisposedException">This object is disposed.</exception>
+    public SafeFileHandle[] TakeAllFileHandles()
+    {
+        using (Hold())
         {
-            socket = new Socket(handle);
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var handles = new SafeFileHandle[UntakenCount()];
+            for (int i = 0, k = 0; i < _count; i++)
+            {
+                int fd = Slot(i);
+                if (fd != TakenFd)
+                    handles[k++] = new SafeFileHandle(fd, ownsHandle: true);
+            }
+            MarkAllTaken();
+            return handles;
         }
-        catch
+    }
+
+    /// <summary>Takes every descriptor not taken yet, in index order, as raw fds: the caller
+    /// owns them from now on and must close them (e.g. <see cref="FdPassing.CloseAll"/>).</summary>
+    /// <returns>The fds, in index order (empty if nothing is left to take).</returns>
+    /// <exception cref="ObjectDisposedException">This object is disposed.</exception>
+    public int[] TakeAllRawFds()
+    {
+        using (Hold())
         {
-            handle.SetHandleAsInvalid(); // no Socket was made: the descriptor stays ours, untaken
-            throw;
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var fds = new int[UntakenCount()];
+            for (int i = 0, k = 0; i < _count; i++)
+            {
+                int fd = Slot(i);
+                if (fd != TakenFd)
+                    fds[k++] = fd;
+            }
+            MarkAllTaken();
+            return fds;
         }
-        MarkTaken(index);
-        return socket;
     }
 
     /// <summary>Takes descriptor <paramref name="index"/> (one end of a pipe, or a socket used
@@ -191,18 +318,21 @@ public sealed class ReceivedFds : IDisposable
         if (direction is not (PipeDirection.In or PipeDirection.Out))
             throw new ArgumentOutOfRangeException(nameof(direction),
                 "A pipe stream is one-way: use PipeDirection.In to read or PipeDirection.Out to write.");
-        int fd = Untaken(index);
-        var handle = new SafePipeHandle(fd, ownsHandle: true);
-        try
+        using (Hold())
         {
-            var stream = new AnonymousPipeClientStream(direction, handle);
-            MarkTaken(index);
-            return stream;
-        }
-        catch
-        {
-            handle.SetHandleAsInvalid();
-            throw;
+            int fd = Untaken(index);
+            var handle = new SafePipeHandle(fd, ownsHandle: true);
+            try
+            {
+                var stream = new AnonymousPipeClientStream(direction, handle);
+                MarkTaken(index);
+                return stream;
+            }
+            catch
+            {
+                handle.SetHandleAsInvalid();
+                throw;
+            }
         }
     }
 
@@ -219,19 +349,22 @@ public sealed class ReceivedFds : IDisposable
     public MemoryMappedFile TakeMemoryMappedFile(int index,
         MemoryMappedFileAccess access = MemoryMappedFileAccess.ReadWrite, long capacity = 0)
     {
-        int fd = Untaken(index);
-        var handle = new SafeFileHandle(fd, ownsHandle: true);
-        try
+        using (Hold())
         {
-            var mapped = MemoryMappedFile.CreateFromFile(handle, null, capacity, access,
-                                                         HandleInheritability.None, leaveOpen: false);
-            MarkTaken(index);
-            return mapped;
-        }
-        catch
-        {
-            handle.SetHandleAsInvalid();
-            throw;
+            int fd = Untaken(index);
+            var handle = new SafeFileHandle(fd, ownsHandle: true);
+            try
+            {
+                var mapped = MemoryMappedFile.CreateFromFile(handle, null, capacity, access,
+                                                             HandleInheritability.None, leaveOpen: false);
+                MarkTaken(index);
+                return mapped;
+            }
+            catch
+            {
+                handle.SetHandleAsInvalid();
+                throw;
+            }
         }
     }
 
@@ -239,10 +372,13 @@ public sealed class ReceivedFds : IDisposable
     /// owners and are not touched. Idempotent.</summary>
     public void Dispose()
     {
-        if (_disposed)
-            return;
-        _disposed = true;
-        CloseUntaken();
+        using (Hold())
+        {
+            if (_disposed)
+                return;
+            _disposed = true;
+            CloseUntaken();
+        }
         GC.SuppressFinalize(this);
     }
 
@@ -264,6 +400,47 @@ public sealed class ReceivedFds : IDisposable
             MarkTaken(i);
         }
         FdSendCore.CloseAll(fds);
+    }
+
+    /// <summary>Holds the object's gate until the returned scope is disposed.</summary>
+    private Gate Hold()
+    {
+        if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
+        {
+            var spinner = new SpinWait();
+            do
+                spinner.SpinOnce(); // spins, then yields, then sleeps
+            while (Interlocked.CompareExchange(ref _busy, 1, 0) != 0);
+        }
+        return new Gate(this);
+    }
+
+    private readonly ref struct Gate
+    {
+        private readonly ReceivedFds _owner;
+        internal Gate(ReceivedFds owner) => _owner = owner;
+        public void Dispose() => Volatile.Write(ref _owner._busy, 0);
+    }
+
+    private static ArgumentException NotASocket(int index, FdInfo info) =>
+        new($"The descriptor at index {index} is not a socket but a {info.Kind}. Take it with TakeFileHandle, TakeFileStream or TakePipe instead.",
+            nameof(index));
+
+    private int UntakenCount()
+    {
+        int n = 0;
+        for (int i = 0; i < _count; i++)
+        {
+            if (Slot(i) != TakenFd)
+                n++;
+        }
+        return n;
+    }
+
+    private void MarkAllTaken()
+    {
+        for (int i = 0; i < _count; i++)
+            MarkTaken(i);
     }
 
     private int Slot(int index)

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // FdSend.TestPeer <command> <socket-path> [args...]
 //
-// Connects a Unix stream socket to <socket-path>, performs one scripted exchange using FdSend,
+// Connects a Unix stream socket to <socket-path> (or, when <socket-path> is "-", opens the
+// socket its parent passed with FdChildProcess.Start), performs one scripted exchange using FdSend,
 // writes a one-line text report back over the socket (when the command has one), and exits.
 // Exit code 0 on success; anything else (with a message on stderr) is a failure the test sees.
 //
@@ -32,8 +33,11 @@ if (args.Length < 2)
     return 2;
 }
 
-using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-socket.Connect(new UnixDomainSocketEndPoint(args[1]));
+using Socket socket = args[1] == "-"
+    ? FdChildProcess.OpenParentSocket()
+    : new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+if (args[1] != "-")
+    socket.Connect(new UnixDomainSocketEndPoint(args[1]));
 socket.ReceiveTimeout = 30_000;
 socket.SendTimeout = 30_000;
 

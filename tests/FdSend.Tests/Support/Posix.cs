@@ -30,6 +30,20 @@ internal static unsafe partial class Posix
     [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
 
+    [LibraryImport(Libc, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int OpenNative(string path, int flags);
+
+    /// <summary>A read-only, close-on-exec descriptor of a directory (.NET's own file APIs
+    /// refuse to open one): the directory fd of the tests about what a receiver may get.</summary>
+    public static Microsoft.Win32.SafeHandles.SafeFileHandle OpenDirectory(string path)
+    {
+        const int O_RDONLY = 0, O_DIRECTORY = 0x10000, O_CLOEXEC = 0x80000; // Linux x86-64/arm64
+        int fd = OpenNative(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            throw new IOException($"open({path}, O_DIRECTORY) failed: errno {Marshal.GetLastPInvokeError()}");
+        return new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+    }
+
     [LibraryImport(Libc, EntryPoint = "dup", SetLastError = true)]
     public static partial int Dup(int fd);
 
