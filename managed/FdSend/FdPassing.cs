@@ -44,6 +44,31 @@ public static class FdPassing
     }
 
     /// <summary>
+    /// Duplicates the descriptor behind <paramref name="handle"/> into a new close-on-exec
+    /// descriptor for the same open file (the same socket, with the same listen queue), which
+    /// the caller owns: the raw number to give an API that takes ownership of a descriptor,
+    /// e.g. Kestrel's <c>ListenHandle</c>, while <paramref name="handle"/> stays yours (two
+    /// owners that each close their own descriptor, never the other's).
+    /// </summary>
+    /// <param name="handle">An open handle (a Socket's SafeHandle, a SafeFileHandle...);
+    /// referenced for the call.</param>
+    /// <returns>The new descriptor (a HANDLE value on Windows); close it, or hand it on.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="handle"/> is null.</exception>
+    /// <exception cref="ObjectDisposedException">The handle is closed.</exception>
+    /// <exception cref="System.Net.Sockets.SocketException">The descriptor table is full
+    /// (<see cref="System.Net.Sockets.SocketError.TooManyOpenSockets"/>).</exception>
+    public static unsafe int DuplicateRawFd(System.Runtime.InteropServices.SafeHandle handle)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        ObjectDisposedException.ThrowIf(handle.IsClosed, handle);
+        nint fd = -1;
+        int result = Interop.Dup(handle, &fd);
+        if (result < 0)
+            throw FdSendErrors.Create(result, FdOperation.Describe);
+        return (int)fd;
+    }
+
+    /// <summary>
     /// Closes descriptors that you own, typically the ones a span overload of
     /// <c>ReceiveFds</c> stored that you do not keep, in one call into libfdsend
     /// (fdsend_close_all) instead of one per descriptor: with many descriptors per message

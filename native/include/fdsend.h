@@ -302,6 +302,18 @@ FDSEND_API int32_t fdsend_socketpair(int32_t type, intptr_t sv[2]);
  */
 FDSEND_API int32_t fdsend_set_inheritable(intptr_t fd, int32_t inheritable);
 
+/**
+ * Duplicate fd into a new close-on-exec descriptor (F_DUPFD_CLOEXEC; DuplicateHandle on
+ * Windows) that refers to the same open file. Two owners that must close independently
+ * (a server framework that closes its listener when it stops, and a handoff that keeps
+ * the listener for the next process) each get their own descriptor.
+ *
+ * @param fd   an open descriptor (a HANDLE on Windows)
+ * @param out  out: the new descriptor, owned by the caller (-1 on failure)
+ * @return FDSEND_OK, FDSEND_EBADF, FDSEND_EINVAL (NULL out), FDSEND_EMFILE, or another code.
+ */
+FDSEND_API int32_t fdsend_dup(intptr_t fd, intptr_t *out);
+
 /** What a descriptor is (fdsend_fd_info_t.kind). */
 enum {
     FDSEND_KIND_OTHER = 0,     /**< anything else (epoll, timerfd, signalfd, O_PATH, ...) */

@@ -1,4 +1,4 @@
-/* fdsend_fd_info, fdsend_socketpair, fdsend_set_inheritable: describing a descriptor
+/* fdsend_fd_info, fdsend_socketpair, fdsend_dup, fdsend_set_inheritable: describing a descriptor
  * before it is trusted, and making the connected pair a parent hands to its child.
  * SPDX-License-Identifier: MIT */
 #if defined(_WIN32)
@@ -98,6 +98,20 @@ int32_t fdsend_socketpair(int32_t type, intptr_t sv[2])
     if (sv != NULL)
         sv[0] = sv[1] = -1;
     return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
+}
+
+int32_t fdsend_dup(intptr_t fd, intptr_t *out)
+{
+    HANDLE dup = NULL;
+    if (out == NULL)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    *out = -1;
+    if (!DuplicateHandle(GetCurrentProcess(), (HANDLE)fd, GetCurrentProcess(), &dup, 0, FALSE,
+                         DUPLICATE_SAME_ACCESS))
+        return fail_win(GetLastError());
+    *out = (intptr_t)dup;
+    fdsend_clear_error();
+    return FDSEND_OK;
 }
 
 int32_t fdsend_set_inheritable(intptr_t fd, int32_t inheritable)
@@ -310,6 +324,33 @@ int32_t fdsend_socketpair(int32_t type, intptr_t sv[2])
 #endif /* HAVE_SO_NOSIGPIPE && !HAVE_MSG_NOSIGNAL */
     sv[0] = pair[0];
     sv[1] = pair[1];
+    fdsend_clear_error();
+    return FDSEND_OK;
+}
+
+int32_t fdsend_dup(intptr_t fd, intptr_t *out)
+{
+    int d;
+    if (out == NULL)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    *out = -1;
+    if (!fdsend_valid_fd(fd))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+#if defined(F_DUPFD_CLOEXEC)
+    d = fcntl((int)fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0)
+        return fdsend_fail_errno();
+#else
+    d = dup((int)fd);
+    if (d < 0)
+        return fdsend_fail_errno();
+    if (set_cloexec(d, 1) != 0) {
+        int err = errno;
+        close(d);
+        return fdsend_fail(fdsend_status_from_errno(err), err);
+    }
+#endif /* defined(F_DUPFD_CLOEXEC) */
+    *out = d;
     fdsend_clear_error();
     return FDSEND_OK;
 }

@@ -309,6 +309,28 @@ public class DescribeAndTakeTests : TempDirFixture
         AsyncTest.AssertFdCount(before, "every descriptor closed exactly once");
     }
 
+    [Test]
+    public void DuplicateRawFd_gives_an_independent_owner_of_the_same_listener()
+    {
+        using Socket listener = TcpListener();
+        int dup = FdPassing.DuplicateRawFd(listener.SafeHandle);
+        Assert.That(dup, Is.Not.EqualTo((int)listener.SafeHandle.DangerousGetHandle()));
+        Assert.That(Posix.IsCloseOnExec(dup), Is.True);
+        using (var other = new Socket(new SafeSocketHandle(dup, ownsHandle: true)))
+        {
+            using var c = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            c.Connect(listener.LocalEndPoint!);
+            other.Accept().Dispose(); // the same listen queue
+        }
+        // The duplicate's owner closed it; the original still listens.
+        using var c2 = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        c2.Connect(listener.LocalEndPoint!);
+        listener.Accept().Dispose();
+        var closed = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        closed.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => FdPassing.DuplicateRawFd(closed.SafeHandle));
+    }
+
     // ---- Socket pair and child process ----------------------------------------------------
 
     [TestCase(SocketType.Stream)]

@@ -334,6 +334,25 @@ TEST(inheritable_end_survives_exec)
     CHECK_RC(fdsend_set_inheritable(sv[1], 1), FDSEND_EBADF);
 }
 
+TEST(dup_is_an_independent_close_on_exec_owner)
+{
+    int fd = tu_temp_file("dup");
+    intptr_t d = 99;
+    int before = tu_count_fds();
+    CHECK_RC(fdsend_dup(fd, &d), FDSEND_OK);
+    CHECK(d >= 0 && d != fd);
+    CHECK(tu_same_file(fd, (int)d));
+    CHECK(tu_cloexec((int)d));
+    CHECK_EQ(tu_count_fds(), before + 1);
+    close(fd); /* the duplicate stays open */
+    CHECK(tu_fd_is_open((int)d));
+    close((int)d);
+    CHECK_RC(fdsend_dup(fd, &d), FDSEND_EBADF);
+    CHECK_EQ(d, -1);
+    CHECK_RC(fdsend_dup(0, NULL), FDSEND_EINVAL);
+    CHECK_EQ(tu_count_fds(), before - 1);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -347,6 +366,7 @@ int main(int argc, char **argv)
         CASE(socketpair_types),
         CASE(socketpair_bad_arguments),
         CASE(inheritable_end_survives_exec),
+        CASE(dup_is_an_independent_close_on_exec_owner),
     };
     return tu_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
