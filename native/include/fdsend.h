@@ -6,12 +6,16 @@
  * This is the only public header of libfdsend. Every function is thread-safe, never
  * blocks or polls on its own (a blocking socket blocks in the kernel, a non-blocking one
  * returns FDSEND_EAGAIN), never raises SIGPIPE, and retries EINTR internally.
- * (The fdsend_msg_* channel waits for the rest of a frame it has started; see there.)
+ * (The fdsend_msg_* channel and fdsend_recv_exact wait for the rest of what they have
+ * started; see there.)
  *
  * Timeouts: on a blocking socket with SO_RCVTIMEO / SO_SNDTIMEO set, a call that waits
  * that long returns FDSEND_ETIMEDOUT (nothing sent or consumed), never FDSEND_EAGAIN:
  * FDSEND_EAGAIN always means "the socket is non-blocking (or FDSEND_DONTWAIT was given)
  * and not ready", so a caller can tell "wait for readiness" from "give up".
+ * The timeout is a deadline counted from the start of the call (CLOCK_MONOTONIC): a
+ * signal caught while the call waits (with or without SA_RESTART) does not restart it;
+ * after such an interruption the library polls for what is left of it, then retries.
  *
  * Conventions
  *  - Sockets and descriptors cross this API as intptr_t (a HANDLE on Windows).
@@ -392,10 +396,13 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  * with poll() if the socket is non-blocking (the one exception to "never polls" above), so
  * a frame is never half-sent or half-consumed. FDSEND_EAGAIN (non-blocking socket, or
  * FDSEND_DONTWAIT) means that nothing of the frame was sent or consumed. The socket's
- * SO_RCVTIMEO / SO_SNDTIMEO, when set, bounds every wait, before and inside a frame:
- * before the frame starts it gives FDSEND_ETIMEDOUT with nothing sent or consumed; a peer
- * that stops inside a frame for that long gives fdsend_msg_recv FDSEND_EPROTO (it can
- * no longer hold the call, or a thread, forever) and fdsend_msg_send FDSEND_ETIMEDOUT.
+ * SO_RCVTIMEO / SO_SNDTIMEO, when set, bounds every wait, before and inside a frame, and
+ * the wait behind another thread's frame (below): before the frame starts, the call gives
+ * FDSEND_ETIMEDOUT with nothing sent or consumed once the timeout, counted from the start
+ * of the call, has passed; inside a frame the timeout counts from the last byte that
+ * moved, so a peer that stops inside a frame for that long gives fdsend_msg_recv
+ * FDSEND_EPROTO (it can no longer hold the call, or a thread, forever) and
+ * fdsend_msg_send FDSEND_ETIMEDOUT. Signals never restart these timeouts.
  * Set SO_RCVTIMEO on a socket whose peer is not trusted.
  *
  * Threads: any number of threads may call fdsend_msg_send, and any number
@@ -403,7 +410,11 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  * serialises the frames of one direction per socket (per process: another process that
  * shares the socket, e.g. after fork(), must not write frames to it at the same time),
  * so messages never interleave. A call that would have to wait for another thread's frame
- * returns FDSEND_EAGAIN if the socket is non-blocking or FDSEND_DONTWAIT is given.
+ * returns FDSEND_EAGAIN if the socket is non-blocking or FDSEND_DONTWAIT is given, and
+ * FDSEND_ETIMEDOUT (nothing sent or consumed) if that frame outlasts the socket's
+ * SO_SNDTIMEO / SO_RCVTIMEO. A thread cancelled (pthread_cancel) inside a call releases
+ * the socket and closes the descriptors of the frame it was receiving; if it was inside a
+ * stream frame, the stream is at an unknown position (close the socket).
  *
  * On a stream socket, every error other than FDSEND_EAGAIN, FDSEND_EMSGSIZE,
  * FDSEND_ETOOMANYFDS, and FDSEND_EMFILE and FDSEND_ETIMEDOUT from fdsend_msg_recv,

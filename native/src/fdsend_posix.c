@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -94,11 +95,28 @@ int32_t fdsend_check_send_fds(const intptr_t *fds, int32_t nfds, uint32_t flags)
     return FDSEND_OK;
 }
 
+/* The fdsend_msg_op for sendmsg. */
+static ssize_t sendmsg_op(int sock, struct msghdr *msg, int flags)
+{
+    ssize_t n = sendmsg(sock, msg, flags);
+#if USE_RAW_SENDMSG_FALLBACK
+    /* musl < 1.2.4 on 64-bit copies the control data into a 1024-byte buffer, only to
+     * zero the padding of its cmsghdr, and fails with ENOMEM before the system call
+     * when there is more (253 fds need 1032 bytes). Our padding is already zero (the
+     * memsets in fdsend_sendmsg_fds), so the kernel takes the message as it is. Nothing
+     * was sent. */
+    if (n < 0 && errno == ENOMEM && msg->msg_controllen > 1024)
+        n = (ssize_t)syscall(SYS_sendmsg, sock, msg, flags);
+#endif /* USE_RAW_SENDMSG_FALLBACK */
+    return n;
+}
+
 int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t destlen,
                            struct iovec *iov, int iovcnt, const intptr_t *fds,
-                           int32_t nfds, uint32_t flags)
+                           int32_t nfds, uint32_t flags, fdsend_deadline *d)
 {
     send_control control;
+    fdsend_deadline local;
     struct msghdr msg;
     int sendflags = 0;
     ssize_t n;
@@ -146,17 +164,11 @@ int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t dest
     (void)flags; /* callers refuse FDSEND_DONTWAIT up front */
 #endif /* HAVE_MSG_DONTWAIT */
 
-    do {
-        n = sendmsg(sock, &msg, sendflags);
-#if USE_RAW_SENDMSG_FALLBACK
-        /* musl < 1.2.4 on 64-bit copies the control data into a 1024-byte buffer, only to
-         * zero the padding of its cmsghdr, and fails with ENOMEM before the system call
-         * when there is more (253 fds need 1032 bytes). Our padding is already zero (the
-         * memsets above), so the kernel takes the message as it is. Nothing was sent. */
-        if (n < 0 && errno == ENOMEM && msg.msg_controllen > 1024)
-            n = (ssize_t)syscall(SYS_sendmsg, sock, &msg, sendflags);
-#endif /* USE_RAW_SENDMSG_FALLBACK */
-    } while (n < 0 && errno == EINTR);
+    if (d == NULL) {
+        fdsend_deadline_start(&local, POLLOUT, (flags & FDSEND_DONTWAIT) != 0);
+        d = &local;
+    }
+    n = fdsend_io(sendmsg_op, sock, &msg, sendflags, d);
 
     if (n < 0)
         return fdsend_fail_io(sock, (flags & FDSEND_DONTWAIT) != 0);
@@ -194,7 +206,7 @@ static int64_t send_message(int sock, const struct sockaddr *dest, socklen_t des
         }
     }
 
-    n = fdsend_sendmsg_fds(sock, dest, destlen, &iov, 1, fds, nfds, flags);
+    n = fdsend_sendmsg_fds(sock, dest, destlen, &iov, 1, fds, nfds, flags, NULL);
     if (n < 0)
         return n;
     fdsend_clear_error();
@@ -253,6 +265,7 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
     recv_control control;
     struct msghdr msg;
     struct iovec iov;
+    fdsend_deadline dl;
     int got[FDSEND_MAX_FDS];
     fdsend_parse_result pr;
     unsigned char carrier = 0xff;
@@ -307,9 +320,8 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
     msg.msg_control = control.buf;
     msg.msg_controllen = sizeof control.buf;
 
-    do {
-        n = recvmsg((int)sock, &msg, recvflags);
-    } while (n < 0 && errno == EINTR);
+    fdsend_deadline_start(&dl, POLLIN, (flags & FDSEND_DONTWAIT) != 0);
+    n = fdsend_io(fdsend_recvmsg_op, (int)sock, &msg, recvflags, &dl);
     if (n < 0) /* nothing was received, so no fd can be pending */
         return fdsend_fail_io((int)sock, (flags & FDSEND_DONTWAIT) != 0);
 
