@@ -156,7 +156,9 @@ FDSEND_API int64_t fdsend_send(intptr_t sock, const void *buf, size_t len,
  *
  * @return bytes sent (>= 0), or a negative code: FDSEND_ENOENT / FDSEND_ECONNREFUSED
  *         when nobody is bound there, FDSEND_EPROTOTYPE when the socket bound there is
- *         not a datagram socket, FDSEND_ENAMETOOLONG when path does not fit.
+ *         not a datagram socket, FDSEND_ENAMETOOLONG when path does not fit (sun_path
+ *         holds 108 bytes on Linux: a filesystem path of up to 107 bytes plus its NUL, or
+ *         '@' plus an abstract name of up to 107 bytes, which has no NUL).
  */
 FDSEND_API int64_t fdsend_send_to(intptr_t sock, const char *path, const void *buf,
                                   size_t len, const intptr_t *fds, int32_t nfds,

@@ -237,8 +237,14 @@ int64_t fdsend_send_to(intptr_t sock, const char *path, const void *buf, size_t 
     memset(&addr, 0, sizeof addr);
     addr.sun_family = AF_UNIX;
     plen = strlen(path);
+#if HAVE_ABSTRACT_SOCKETS
+    /* An abstract name has no terminating NUL: "@" + 107 bytes fills sun_path[108]. */
+    if (path[0] == '@' ? plen > sizeof addr.sun_path : plen >= sizeof addr.sun_path)
+        return fdsend_fail(FDSEND_ENAMETOOLONG, ENAMETOOLONG);
+#else
     if (plen >= sizeof addr.sun_path)
         return fdsend_fail(FDSEND_ENAMETOOLONG, ENAMETOOLONG);
+#endif /* HAVE_ABSTRACT_SOCKETS */
     memcpy(addr.sun_path, path, plen);
 #if HAVE_ABSTRACT_SOCKETS
     if (path[0] == '@') {
