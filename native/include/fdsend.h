@@ -181,7 +181,8 @@ FDSEND_API int64_t fdsend_send_to(intptr_t sock, const char *path, const void *b
  * - On a stream socket, data from earlier plain writes may come before the descriptors'
  *   byte in the same call; the kernel never joins two descriptor-carrying writes.
  * - On any error no descriptor is handed out and none is leaked; FDSEND_EAGAIN means
- *   nothing was consumed.
+ *   nothing was consumed. A stream or seqpacket socket that is not connected (or that
+ *   listens) gives FDSEND_ENOTCONN.
  * - Control messages other than SCM_RIGHTS are ignored (credentials a peer or the
  *   kernel adds); descriptors the kernel adds on its own (Linux's SCM_PIDFD when the
  *   caller enabled SO_PASSPIDFD) are closed, not reported as truncation.
@@ -476,7 +477,8 @@ FDSEND_API int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t le
  *    end of stream inside a frame, or no progress inside a frame for SO_RCVTIMEO): on a
  *    stream socket, close it;
  *  - FDSEND_EAGAIN: nothing was consumed; try again when the socket is readable;
- *  - FDSEND_ETIMEDOUT: SO_RCVTIMEO expired before a frame started; nothing consumed.
+ *  - FDSEND_ETIMEDOUT: SO_RCVTIMEO expired before a frame started; nothing consumed;
+ *  - FDSEND_ENOTCONN: the socket is not connected (or listens).
  *
  * @param sock    connected Unix domain socket (or a bound datagram socket)
  * @param buf     where the payload goes; may be NULL only when cap == 0

@@ -40,6 +40,21 @@ int32_t fdsend_fail_io(int sock, int dontwait)
     return fdsend_fail_errno();
 }
 
+int32_t fdsend_fail_recv(int sock, int dontwait)
+{
+    int err = errno;
+    if (err == EINVAL) {
+        /* Linux: recvmsg on a stream socket that is not connected (or listens) says EINVAL,
+         * which would read as a bad argument. */
+        struct sockaddr_storage ss;
+        socklen_t l = sizeof ss;
+        if (getpeername(sock, (struct sockaddr *)&ss, &l) != 0 && errno == ENOTCONN)
+            return fdsend_fail(FDSEND_ENOTCONN, ENOTCONN);
+        errno = err;
+    }
+    return fdsend_fail_io(sock, dontwait);
+}
+
 /* SO_TYPE of sock, or a negative FDSEND_E* code. */
 static int32_t socket_type(int sock, int *type)
 {
@@ -329,7 +344,7 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
     fdsend_deadline_start(&dl, POLLIN, (flags & FDSEND_DONTWAIT) != 0);
     n = fdsend_io(fdsend_recvmsg_op, (int)sock, &msg, recvflags, &dl);
     if (n < 0) /* nothing was received, so no fd can be pending */
-        return fdsend_fail_io((int)sock, (flags & FDSEND_DONTWAIT) != 0);
+        return fdsend_fail_recv((int)sock, (flags & FDSEND_DONTWAIT) != 0);
 
     cap = maxfds < FDSEND_MAX_FDS ? maxfds : FDSEND_MAX_FDS;
     pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, got, cap,

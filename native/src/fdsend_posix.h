@@ -85,6 +85,10 @@ void fdsend_close_excess(int fd, void *ctx);
  * SO_SNDTIMEO (one fcntl, on that path only). */
 int32_t fdsend_fail_io(int sock, int dontwait);
 
+/* Receive-side wrapper of fdsend_fail_io: also reports a stream socket that is not
+ * connected (or listens) as FDSEND_ENOTCONN where recvmsg says EINVAL (Linux). */
+int32_t fdsend_fail_recv(int sock, int dontwait);
+
 /* ---- Waiting (wait.c): the one place the library waits ----------------------------------
  * A call that may wait keeps ONE deadline: the socket's SO_RCVTIMEO (POLLIN) or
  * SO_SNDTIMEO (POLLOUT) counted from when the call started (inside a frame of the

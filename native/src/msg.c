@@ -410,7 +410,7 @@ static int64_t recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait,
 
     n = fdsend_io(fdsend_recvmsg_op, sock, &msg, recvflags, d);
     if (n < 0)
-        return fdsend_fail_io(sock, dontwait);
+        return fdsend_fail_recv(sock, dontwait);
 
     pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, out, maxout,
                              fdsend_close_excess, NULL);
