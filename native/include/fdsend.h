@@ -75,7 +75,8 @@ typedef enum fdsend_status {
     FDSEND_EMFILE = -10,       /**< the process (or system) descriptor table is full */
     FDSEND_ENOTSUP = -11,      /**< not supported on this OS or this socket */
     FDSEND_ENOBUFS = -12,      /**< out of kernel buffers or memory */
-    FDSEND_ETOOMANYFDS = -13,  /**< more descriptors than fdsend_max_fds() in one message */
+    FDSEND_ETOOMANYFDS = -13,  /**< more descriptors than fdsend_max_fds() in one message, or
+                                    (fdsend_msg_recv) than the receiver's maxfds */
     FDSEND_ECONNREFUSED = -14, /**< nobody listens at the destination path */
     FDSEND_ENOENT = -15,       /**< the destination path does not exist */
     FDSEND_EACCES = -16,       /**< permission denied (EACCES, EPERM) */
@@ -87,7 +88,8 @@ typedef enum fdsend_status {
     FDSEND_EPROTO = -21,       /**< the peer broke the framing protocol (fdsend_msg_*) */
     FDSEND_ESRCH = -22,        /**< the sending process is gone (Windows handle passing) */
     FDSEND_EOF = -23,          /**< the peer closed the channel at a message boundary (fdsend_msg_recv) */
-    FDSEND_ETIMEDOUT = -24,    /**< a blocking call waited the socket's SO_RCVTIMEO/SO_SNDTIMEO out */
+    FDSEND_ETIMEDOUT = -24,    /**< a blocking call waited the socket's SO_RCVTIMEO/SO_SNDTIMEO out
+                                    (nothing sent or consumed, except where a function says) */
     FDSEND_EPROTOTYPE = -25,   /**< the socket at the destination is of another type (a datagram
                                     sent to a path bound by a stream or seqpacket socket) */
     FDSEND_EOTHER = -99        /**< any other OS error: see errno / fdsend_last_os_error() */
