@@ -367,6 +367,12 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
         out_flags |= FDSEND_RECV_FDS_TRUNCATED;
     if (msg.msg_flags & MSG_TRUNC)
         out_flags |= FDSEND_RECV_DATA_TRUNCATED;
+    if (n == 0 && pr.taken + pr.excess == 0 && (msg.msg_flags & MSG_CTRUNC) == 0) {
+        /* Nothing at all: the end of a stream, or an empty seqpacket/datagram message. */
+        int type = SOCK_STREAM;
+        if (carrier_byte || (socket_type((int)sock, &type) == FDSEND_OK && type == SOCK_STREAM))
+            out_flags |= FDSEND_RECV_END_OF_STREAM;
+    }
     if (carrier_byte && n > 0) {
         /* The byte is the fd carrier unless it is not zero or came with no fds at all. */
         int fds_came = pr.taken + pr.excess > 0 || (msg.msg_flags & MSG_CTRUNC);

@@ -724,6 +724,8 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
             return fail_wsa();
         }
         if (r == 0) {
+            if (rflags != NULL)
+                *rflags = FDSEND_RECV_END_OF_STREAM;
             fdsend_clear_error(); /* orderly end of stream */
             return 0;
         }
