@@ -256,8 +256,12 @@ FDSEND_API int32_t fdsend_last_os_error(void);
  *   FDSEND_RECV_END_OF_STREAM in *rflags. Before the first byte, FDSEND_EAGAIN (nothing
  *   consumed) and FDSEND_ETIMEDOUT behave as in fdsend_recv.
  * - If the stream ends, times out or fails after the first byte: a negative code
- *   (FDSEND_EPROTO for an end of stream or a timeout inside the expected bytes), every
- *   descriptor received by this call is closed, and the stream position is lost.
+ *   (FDSEND_EPROTO for an end of stream or a timeout inside the expected bytes, with
+ *   fdsend_last_os_error() ETIMEDOUT for the timeout), every descriptor received by this
+ *   call is closed, and the stream position is lost. Inside the bytes the timeout counts
+ *   from the last byte that arrived; signals never restart it.
+ * - A thread cancelled (pthread_cancel) inside the call closes what it had received.
+ * - Not connected: FDSEND_ENOTCONN. Windows: FDSEND_ENOTSUP (not built there yet).
  *
  * @param sock    connected Unix STREAM socket (another type: FDSEND_ENOTSUP)
  * @param buf     where the bytes go; may be NULL only when len == 0
@@ -275,11 +279,14 @@ FDSEND_API int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intpt
 
 #if !defined(_WIN32)
 /** fdsend_send with plain int descriptors (POSIX only: the intptr_t functions also carry
- *  Windows HANDLEs). Same rules and results. */
+ *  Windows HANDLEs). Same rules and results: FDSEND_EBADF for sock < 0, FDSEND_EINVAL for
+ *  nfds < 0 or fds NULL with nfds > 0, FDSEND_ETOOMANYFDS for nfds > FDSEND_MAX_FDS
+ *  (checked before fds[] is read), FDSEND_EBADF for a negative descriptor. */
 FDSEND_API int64_t fdsend_sendfds(int sock, const void *buf, size_t len, const int *fds,
                                   int nfds, unsigned flags);
 
-/** fdsend_recv with plain int descriptors (POSIX only). Same rules and results. */
+/** fdsend_recv with plain int descriptors (POSIX only). Same rules and results (maxfds
+ *  may exceed FDSEND_MAX_FDS; *rflags gets the FDSEND_RECV_* bits). */
 FDSEND_API int64_t fdsend_recvfds(int sock, void *buf, size_t len, int *fds, int maxfds,
                                   int *nfds, unsigned *rflags, unsigned flags);
 #endif /* !defined(_WIN32) */

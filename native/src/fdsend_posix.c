@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -513,4 +514,214 @@ int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64
 #endif /* HAVE_STRUCT_UCRED */
     fdsend_clear_error();
     return FDSEND_OK;
+}
+
+/* ---- fdsend_recv_exact ------------------------------------------------------------------ */
+
+/* The descriptors fdsend_recv_exact has stored so far: closed if the thread is cancelled
+ * (recvmsg and poll are cancellation points) or the call fails after its first byte. */
+typedef struct exact_fds {
+    intptr_t *fds;
+    int32_t stored;
+} exact_fds;
+
+static void exact_fds_close(void *arg)
+{
+    exact_fds *e = arg;
+    int saved = errno;
+    int32_t i, k = e->stored;
+    e->stored = 0;
+    for (i = 0; i < k; i++)
+        close((int)e->fds[i]);
+    errno = saved;
+}
+
+/* Add the descriptors of one piece (got[0 .. n)) to e: the ones beyond maxfds are closed.
+ * Returns 1 if some were closed. */
+static int exact_take(exact_fds *e, int32_t maxfds, const int *got, int32_t n)
+{
+    int32_t i;
+    int dropped = 0;
+    for (i = 0; i < n; i++) {
+        if (e->stored < maxfds) {
+            e->fds[e->stored++] = (intptr_t)got[i];
+        } else {
+            close(got[i]);
+            dropped = 1;
+        }
+    }
+    return dropped;
+}
+
+/* fdsend_recv_exact's loop (arguments validated, len > 0, a stream socket). */
+static int64_t recv_exact_loop(int s, unsigned char *buf, size_t len, exact_fds *e,
+                               int32_t maxfds, uint32_t *out, uint32_t flags)
+{
+    fdsend_deadline dl;
+    size_t have = 0;
+    int dontwait = (flags & FDSEND_DONTWAIT) != 0;
+
+    fdsend_deadline_start(&dl, POLLIN, dontwait);
+    while (have < len) {
+        recv_control control;
+        struct msghdr msg;
+        struct iovec iov;
+        int got[FDSEND_MAX_FDS];
+        fdsend_parse_result pr;
+        int recvflags = 0;
+        ssize_t n;
+
+#if HAVE_MSG_DONTWAIT
+        if (have == 0 && dontwait)
+            recvflags |= MSG_DONTWAIT; /* once started, the call waits whatever the flags */
+#endif /* HAVE_MSG_DONTWAIT */
+#if HAVE_MSG_CMSG_CLOEXEC
+        recvflags |= MSG_CMSG_CLOEXEC;
+#endif /* HAVE_MSG_CMSG_CLOEXEC */
+        iov.iov_base = buf + have;
+        iov.iov_len = len - have;
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        n = fdsend_io(fdsend_recvmsg_op, s, &msg, recvflags, &dl);
+        if (n < 0) {
+            int32_t rc = fdsend_fail_recv(s, have == 0 && dontwait);
+            if (have == 0)
+                return rc; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT, ...: nothing consumed */
+            if (rc == FDSEND_EAGAIN) { /* a non-blocking socket, inside the bytes */
+                rc = fdsend_wait_ready(s, POLLIN, &dl);
+                if (rc == FDSEND_OK)
+                    continue;
+            }
+            if (rc == FDSEND_ETIMEDOUT) /* the peer stopped inside them for SO_RCVTIMEO */
+                rc = fdsend_fail(FDSEND_EPROTO, ETIMEDOUT);
+            return rc;
+        }
+        pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, got,
+                                 FDSEND_MAX_FDS, fdsend_close_excess, NULL);
+#if !HAVE_MSG_CMSG_CLOEXEC
+        {
+            int32_t i;
+            for (i = 0; i < pr.taken; i++) {
+                if (fcntl(got[i], F_SETFD, FD_CLOEXEC) != 0) {
+                    int err = errno;
+                    int32_t j;
+                    for (j = 0; j < pr.taken; j++)
+                        close(got[j]);
+                    return fdsend_fail(fdsend_status_from_errno(err), err);
+                }
+            }
+        }
+#endif /* !HAVE_MSG_CMSG_CLOEXEC */
+        if (exact_take(e, maxfds, got, pr.taken) || pr.excess > 0 || pr.malformed ||
+            (msg.msg_flags & MSG_CTRUNC))
+            *out |= FDSEND_RECV_FDS_TRUNCATED;
+        if (n == 0) {
+            if (have == 0) {
+                *out |= FDSEND_RECV_END_OF_STREAM;
+                return 0;
+            }
+            return fdsend_fail(FDSEND_EPROTO, EPROTO); /* the stream ended inside them */
+        }
+        have += (size_t)n;
+        fdsend_deadline_renew(&dl); /* bytes moved: the next wait counts from now */
+    }
+    return (int64_t)len;
+}
+
+int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
+                          int32_t maxfds, int32_t *nfds, uint32_t *rflags, uint32_t flags)
+{
+    exact_fds e;
+    uint32_t out = 0;
+    int type = 0;
+    int32_t rc;
+    int64_t n;
+
+    if (nfds != NULL)
+        *nfds = 0;
+    if (rflags != NULL)
+        *rflags = 0;
+    if (!fdsend_valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if ((buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || maxfds < 0 ||
+        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
+        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+#if !HAVE_MSG_DONTWAIT
+    if (flags & FDSEND_DONTWAIT)
+        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
+#endif /* !HAVE_MSG_DONTWAIT */
+    rc = socket_type((int)sock, &type);
+    if (rc != FDSEND_OK)
+        return rc;
+    if (type != SOCK_STREAM)
+        return fdsend_fail(FDSEND_ENOTSUP, EPROTOTYPE);
+    if (len == 0) {
+        fdsend_clear_error();
+        return 0;
+    }
+    e.fds = fds;
+    e.stored = 0;
+    pthread_cleanup_push(exact_fds_close, &e);
+    n = recv_exact_loop((int)sock, (unsigned char *)buf, len, &e, maxfds, &out, flags);
+    if (n < 0)
+        exact_fds_close(&e); /* after the first byte: every descriptor of the call */
+    pthread_cleanup_pop(0);
+    if (n < 0)
+        return n;
+    if (nfds != NULL)
+        *nfds = e.stored;
+    if (rflags != NULL)
+        *rflags = out;
+    fdsend_clear_error();
+    return n;
+}
+
+/* ---- int descriptors ---------------------------------------------------------------- */
+
+int64_t fdsend_sendfds(int sock, const void *buf, size_t len, const int *fds, int nfds,
+                       unsigned flags)
+{
+    intptr_t wide[FDSEND_MAX_FDS];
+    int i;
+    /* The checks fdsend_send makes before it reads fds[], in its order. */
+    if (sock < 0)
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if (nfds < 0 || (fds == NULL && nfds > 0))
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    if (nfds > FDSEND_MAX_FDS)
+        return fdsend_fail(FDSEND_ETOOMANYFDS, EINVAL);
+    for (i = 0; i < nfds; i++)
+        wide[i] = (intptr_t)fds[i];
+    return fdsend_send((intptr_t)sock, buf, len, nfds > 0 ? wide : NULL, (int32_t)nfds,
+                       (uint32_t)flags);
+}
+
+int64_t fdsend_recvfds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds,
+                       unsigned *rflags, unsigned flags)
+{
+    intptr_t wide[FDSEND_MAX_FDS];
+    int32_t got = 0, i;
+    uint32_t rf = 0;
+    int64_t n;
+    if (nfds != NULL)
+        *nfds = 0;
+    if (rflags != NULL)
+        *rflags = 0;
+    /* No message carries more than FDSEND_MAX_FDS: a larger maxfds needs no more room. */
+    n = fdsend_recv((intptr_t)sock, buf, len, fds != NULL ? wide : NULL,
+                    maxfds > FDSEND_MAX_FDS ? FDSEND_MAX_FDS : (int32_t)maxfds,
+                    nfds != NULL ? &got : NULL, &rf, (uint32_t)flags);
+    if (n < 0)
+        return n;
+    for (i = 0; i < got; i++)
+        fds[i] = (int)wide[i];
+    if (nfds != NULL)
+        *nfds = (int)got;
+    if (rflags != NULL)
+        *rflags = (unsigned)rf;
+    return n;
 }
