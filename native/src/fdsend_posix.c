@@ -275,6 +275,39 @@ int64_t fdsend_send_to(intptr_t sock, const char *path, const void *buf, size_t 
                         nfds, flags);
 }
 
+int32_t fdsend_cloexec_or_close(int *fds, int32_t n)
+{
+    int32_t i, j;
+    for (i = 0; i < n; i++) {
+        if (fcntl(fds[i], F_SETFD, FD_CLOEXEC) != 0) {
+            int err = errno;
+            for (j = 0; j < n; j++)
+                close(fds[j]);
+            return fdsend_fail(fdsend_status_from_errno(err), err);
+        }
+    }
+    return FDSEND_OK;
+}
+
+/* The checks fdsend_recv and fdsend_recv_exact make first, in this order, with their
+ * out-parameters cleared: FDSEND_EBADF, FDSEND_EINVAL. FDSEND_OK when they pass. */
+static int32_t validate_recv(intptr_t sock, const void *buf, size_t len,
+                             const intptr_t *fds, int32_t maxfds, int32_t *nfds,
+                             uint32_t *rflags, uint32_t flags)
+{
+    if (nfds != NULL)
+        *nfds = 0;
+    if (rflags != NULL)
+        *rflags = 0;
+    if (!fdsend_valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if ((buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || maxfds < 0 ||
+        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
+        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    return FDSEND_OK;
+}
+
 void fdsend_close_excess(int fd, void *ctx)
 {
     (void)ctx;
@@ -297,16 +330,9 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
     int32_t i, cap;
     ssize_t n;
 
-    if (nfds != NULL)
-        *nfds = 0;
-    if (rflags != NULL)
-        *rflags = 0;
-    if (!fdsend_valid_fd(sock))
-        return fdsend_fail(FDSEND_EBADF, EBADF);
-    if ((buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || maxfds < 0 ||
-        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
-        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
-        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    int32_t vrc = validate_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
+    if (vrc != FDSEND_OK)
+        return vrc;
 #if HAVE_MSG_DONTWAIT
     if (flags & FDSEND_DONTWAIT)
         recvflags |= MSG_DONTWAIT;
@@ -352,15 +378,10 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
                              fdsend_close_excess, NULL);
 
 #if !HAVE_MSG_CMSG_CLOEXEC
-    /* No atomic close-on-exec here (macOS, Solaris): set it straight away. */
-    for (i = 0; i < pr.taken; i++) {
-        if (fcntl(got[i], F_SETFD, FD_CLOEXEC) != 0) {
-            int err = errno;
-            int32_t j;
-            for (j = 0; j < pr.taken; j++)
-                close(got[j]);
-            return fdsend_fail(fdsend_status_from_errno(err), err);
-        }
+    {
+        int32_t rc = fdsend_cloexec_or_close(got, pr.taken);
+        if (rc != FDSEND_OK)
+            return rc;
     }
 #endif /* !HAVE_MSG_CMSG_CLOEXEC */
 
@@ -603,16 +624,9 @@ static int64_t recv_exact_loop(int s, unsigned char *buf, size_t len, exact_fds 
                                  FDSEND_MAX_FDS, fdsend_close_excess, NULL);
 #if !HAVE_MSG_CMSG_CLOEXEC
         {
-            int32_t i;
-            for (i = 0; i < pr.taken; i++) {
-                if (fcntl(got[i], F_SETFD, FD_CLOEXEC) != 0) {
-                    int err = errno;
-                    int32_t j;
-                    for (j = 0; j < pr.taken; j++)
-                        close(got[j]);
-                    return fdsend_fail(fdsend_status_from_errno(err), err);
-                }
-            }
+            int32_t rc = fdsend_cloexec_or_close(got, pr.taken);
+            if (rc != FDSEND_OK)
+                return rc;
         }
 #endif /* !HAVE_MSG_CMSG_CLOEXEC */
         if (exact_take(e, maxfds, got, pr.taken) || pr.excess > 0 || pr.malformed ||
@@ -640,16 +654,9 @@ int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
     int32_t rc;
     int64_t n;
 
-    if (nfds != NULL)
-        *nfds = 0;
-    if (rflags != NULL)
-        *rflags = 0;
-    if (!fdsend_valid_fd(sock))
-        return fdsend_fail(FDSEND_EBADF, EBADF);
-    if ((buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || maxfds < 0 ||
-        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
-        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
-        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    int32_t vrc = validate_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
+    if (vrc != FDSEND_OK)
+        return vrc;
 #if !HAVE_MSG_DONTWAIT
     if (flags & FDSEND_DONTWAIT)
         return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);

@@ -76,6 +76,10 @@ int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t dest
                            struct iovec *iov, int iovcnt, const intptr_t *fds,
                            int32_t nfds, uint32_t flags, struct fdsend_deadline *d);
 
+/* Set FD_CLOEXEC on fds[0 .. n) (where recvmsg cannot: no MSG_CMSG_CLOEXEC); if one
+ * fails, close all n and return its code (fdsend_fail). FDSEND_OK otherwise. */
+int32_t fdsend_cloexec_or_close(int *fds, int32_t n);
+
 /* The excess callback of fdsend_parse_rights for receivers: closes the descriptor. */
 void fdsend_close_excess(int fd, void *ctx);
 

@@ -416,14 +416,9 @@ static int64_t recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait,
                              fdsend_close_excess, NULL);
 #if !HAVE_MSG_CMSG_CLOEXEC
     {
-        int32_t i;
-        for (i = 0; i < pr.taken; i++) {
-            if (fcntl(out[i], F_SETFD, FD_CLOEXEC) != 0) {
-                int err = errno;
-                close_fds(out, pr.taken);
-                return fdsend_fail(fdsend_status_from_errno(err), err);
-            }
-        }
+        int32_t rc = fdsend_cloexec_or_close(out, pr.taken);
+        if (rc != FDSEND_OK)
+            return rc;
     }
 #endif /* !HAVE_MSG_CMSG_CLOEXEC */
     pc->taken = pr.taken;

@@ -237,31 +237,39 @@ static void *msg_recv_main(void *p)
     return NULL;
 }
 
+/* Start thread A sending a 1 MiB frame on sv[0] (SO_SNDBUF 4 KiB, the peer sv[1] does not
+ * read) and return once it is stuck inside the frame: bytes queued, no more coming. */
+static int start_stuck_sender(int sv[2], peer_call *a, pthread_t *ta)
+{
+    int sndbuf = 4096, queued;
+    size_t big = 1u << 20;
+    char *frame = calloc(big, 1);
+    CHECK(frame != NULL);
+    CHECK_SYS(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf));
+    a->sock = sv[0];
+    a->data = frame;
+    a->len = big;
+    CHECK(pthread_create(ta, NULL, msg_send_main, a) == 0);
+    do {
+        queued = tu_pending(sv[1]);
+        tu_sleep_ms(100);
+    } while (queued == 0 || queued != tu_pending(sv[1]));
+    return queued;
+}
+
 /* Thread A's frame is half-sent (the peer does not read); thread B, with SO_SNDTIMEO
  * 500 ms, calls fdsend_msg_send on the same socket: FDSEND_ETIMEDOUT after about that,
  * nothing of B's frame sent. */
 TEST(msg_send_waits_behind_frame_bounded)
 {
-    int sv[2], sndbuf = 4096, queued;
-    size_t big = 1u << 20;
-    char *frame = calloc(big, 1);
+    int sv[2], queued;
     peer_call a;
     pthread_t ta;
     double start, took;
 
-    CHECK(frame != NULL);
     tu_watchdog(20, "fdsend_msg_send behind another thread's frame");
     tu_socketpair(SOCK_STREAM, sv);
-    CHECK_SYS(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf));
-    a.sock = sv[0];
-    a.data = frame;
-    a.len = big;
-    CHECK(pthread_create(&ta, NULL, msg_send_main, &a) == 0);
-    /* Wait until A is stuck inside its frame (bytes queued, no more coming). */
-    do {
-        queued = tu_pending(sv[1]);
-        tu_sleep_ms(100);
-    } while (queued == 0 || queued != tu_pending(sv[1]));
+    queued = start_stuck_sender(sv, &a, &ta);
     tu_set_timeout_ms(sv[0], SO_SNDTIMEO, 500); /* A sleeps in the kernel already */
     start = tu_now_ms();
     CHECK_RC(fdsend_msg_send(sv[0], "B", 1, NULL, 0, 0), FDSEND_ETIMEDOUT);
@@ -273,7 +281,7 @@ TEST(msg_send_waits_behind_frame_bounded)
     CHECK(pthread_join(ta, NULL) == 0);
     CHECK_RC(a.result, FDSEND_EPIPE);
     close(sv[0]);
-    free(frame);
+    free((void *)a.data);
 }
 
 /* Thread A is inside a frame's payload (the peer stopped sending); thread B, with
@@ -367,32 +375,21 @@ TEST(msg_recv_cancelled_mid_frame)
  * socket is not held (it fails fast on the closed peer instead of waiting for ever). */
 TEST(msg_send_cancelled_mid_frame)
 {
-    int sv[2], sndbuf = 4096, queued;
-    size_t big = 1u << 20;
-    char *frame = calloc(big, 1);
+    int sv[2];
     peer_call a;
     pthread_t ta;
     void *res;
 
-    CHECK(frame != NULL);
     tu_watchdog(20, "fdsend_msg_send after a cancelled sender");
     tu_socketpair(SOCK_STREAM, sv);
-    CHECK_SYS(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf));
-    a.sock = sv[0];
-    a.data = frame;
-    a.len = big;
-    CHECK(pthread_create(&ta, NULL, msg_send_main, &a) == 0);
-    do {
-        queued = tu_pending(sv[1]);
-        tu_sleep_ms(100);
-    } while (queued == 0 || queued != tu_pending(sv[1]));
+    (void)start_stuck_sender(sv, &a, &ta);
     CHECK(pthread_cancel(ta) == 0);
     CHECK(pthread_join(ta, &res) == 0);
     CHECK(res == PTHREAD_CANCELED);
     close(sv[1]);
     CHECK_RC(fdsend_msg_send(sv[0], "B", 1, NULL, 0, 0), FDSEND_EPIPE);
     close(sv[0]);
-    free(frame);
+    free((void *)a.data);
 }
 
 int main(int argc, char **argv)
