@@ -102,8 +102,12 @@ _native_exports() {
   [ -f "$lib" ] || { echo "exports: $lib is missing"; return 1; }
   bad=$(nm -D --defined-only "$lib" | awk '{print $NF}' | grep -v '^fdsend_' || true)
   missing=""
+  # Every function fdsend.h declares (fdsend_socketpair, fdsend_set_inheritable and
+  # fdsend_fd_info come from native/src/fdinfo.c).
   for f in fdsend_send fdsend_send_to fdsend_recv fdsend_peer_credentials fdsend_max_fds \
-           fdsend_close_all fdsend_strerror fdsend_version fdsend_last_os_error; do
+           fdsend_close_all fdsend_strerror fdsend_version fdsend_last_os_error \
+           fdsend_recv_exact fdsend_sendfds fdsend_recvfds fdsend_socketpair \
+           fdsend_set_inheritable fdsend_fd_info fdsend_msg_send fdsend_msg_recv; do
     nm -D --defined-only "$lib" | awk '{print $NF}' | grep -qx "$f" || missing="$missing $f"
   done
   echo "libfdsend.so exports $(nm -D --defined-only "$lib" | grep -c ' fdsend_') fdsend_* symbols"

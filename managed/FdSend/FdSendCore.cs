@@ -127,7 +127,10 @@ internal static unsafe class FdSendCore
         {
             bytesReceived = (int)result;
             fdCount = count;
-            flags = (ReceiveFlags)receiveFlags;
+            // libfdsend also sets FDSEND_RECV_END_OF_STREAM (4) at a stream's end; that bit is
+            // not a ReceiveFlags value (callers derive end of stream themselves), so keep only
+            // the two truncation bits until the managed API exposes it.
+            flags = (ReceiveFlags)(receiveFlags & 3u);
             return true;
         }
         bytesReceived = 0;

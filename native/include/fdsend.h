@@ -6,12 +6,16 @@
  * This is the only public header of libfdsend. Every function is thread-safe, never
  * blocks or polls on its own (a blocking socket blocks in the kernel, a non-blocking one
  * returns FDSEND_EAGAIN), never raises SIGPIPE, and retries EINTR internally.
- * (The fdsend_msg_* channel waits for the rest of a frame it has started; see there.)
+ * (The fdsend_msg_* channel and fdsend_recv_exact wait for the rest of what they have
+ * started; see there.)
  *
  * Timeouts: on a blocking socket with SO_RCVTIMEO / SO_SNDTIMEO set, a call that waits
  * that long returns FDSEND_ETIMEDOUT (nothing sent or consumed), never FDSEND_EAGAIN:
  * FDSEND_EAGAIN always means "the socket is non-blocking (or FDSEND_DONTWAIT was given)
  * and not ready", so a caller can tell "wait for readiness" from "give up".
+ * The timeout is a deadline counted from the start of the call (CLOCK_MONOTONIC): a
+ * signal caught while the call waits (with or without SA_RESTART) does not restart it;
+ * after such an interruption the library polls for what is left of it, then retries.
  *
  * Conventions
  *  - Sockets and descriptors cross this API as intptr_t (a HANDLE on Windows).
@@ -71,7 +75,8 @@ typedef enum fdsend_status {
     FDSEND_EMFILE = -10,       /**< the process (or system) descriptor table is full */
     FDSEND_ENOTSUP = -11,      /**< not supported on this OS or this socket */
     FDSEND_ENOBUFS = -12,      /**< out of kernel buffers or memory */
-    FDSEND_ETOOMANYFDS = -13,  /**< more descriptors than fdsend_max_fds() in one message */
+    FDSEND_ETOOMANYFDS = -13,  /**< more descriptors than fdsend_max_fds() in one message, or
+                                    (fdsend_msg_recv) than the receiver's maxfds */
     FDSEND_ECONNREFUSED = -14, /**< nobody listens at the destination path */
     FDSEND_ENOENT = -15,       /**< the destination path does not exist */
     FDSEND_EACCES = -16,       /**< permission denied (EACCES, EPERM) */
@@ -83,7 +88,8 @@ typedef enum fdsend_status {
     FDSEND_EPROTO = -21,       /**< the peer broke the framing protocol (fdsend_msg_*) */
     FDSEND_ESRCH = -22,        /**< the sending process is gone (Windows handle passing) */
     FDSEND_EOF = -23,          /**< the peer closed the channel at a message boundary (fdsend_msg_recv) */
-    FDSEND_ETIMEDOUT = -24,    /**< a blocking call waited the socket's SO_RCVTIMEO/SO_SNDTIMEO out */
+    FDSEND_ETIMEDOUT = -24,    /**< a blocking call waited the socket's SO_RCVTIMEO/SO_SNDTIMEO out
+                                    (nothing sent or consumed, except where a function says) */
     FDSEND_EPROTOTYPE = -25,   /**< the socket at the destination is of another type (a datagram
                                     sent to a path bound by a stream or seqpacket socket) */
     FDSEND_EOTHER = -99        /**< any other OS error: see errno / fdsend_last_os_error() */
@@ -152,7 +158,9 @@ FDSEND_API int64_t fdsend_send(intptr_t sock, const void *buf, size_t len,
  *
  * @return bytes sent (>= 0), or a negative code: FDSEND_ENOENT / FDSEND_ECONNREFUSED
  *         when nobody is bound there, FDSEND_EPROTOTYPE when the socket bound there is
- *         not a datagram socket, FDSEND_ENAMETOOLONG when path does not fit.
+ *         not a datagram socket, FDSEND_ENAMETOOLONG when path does not fit (sun_path
+ *         holds 108 bytes on Linux: a filesystem path of up to 107 bytes plus its NUL, or
+ *         '@' plus an abstract name of up to 107 bytes, which has no NUL).
  */
 FDSEND_API int64_t fdsend_send_to(intptr_t sock, const char *path, const void *buf,
                                   size_t len, const intptr_t *fds, int32_t nfds,
@@ -175,7 +183,8 @@ FDSEND_API int64_t fdsend_send_to(intptr_t sock, const char *path, const void *b
  * - On a stream socket, data from earlier plain writes may come before the descriptors'
  *   byte in the same call; the kernel never joins two descriptor-carrying writes.
  * - On any error no descriptor is handed out and none is leaked; FDSEND_EAGAIN means
- *   nothing was consumed.
+ *   nothing was consumed. A stream or seqpacket socket that is not connected (or that
+ *   listens) gives FDSEND_ENOTCONN.
  * - Control messages other than SCM_RIGHTS are ignored (credentials a peer or the
  *   kernel adds); descriptors the kernel adds on its own (Linux's SCM_PIDFD when the
  *   caller enabled SO_PASSPIDFD) are closed, not reported as truncation.
@@ -247,8 +256,12 @@ FDSEND_API int32_t fdsend_last_os_error(void);
  *   FDSEND_RECV_END_OF_STREAM in *rflags. Before the first byte, FDSEND_EAGAIN (nothing
  *   consumed) and FDSEND_ETIMEDOUT behave as in fdsend_recv.
  * - If the stream ends, times out or fails after the first byte: a negative code
- *   (FDSEND_EPROTO for an end of stream or a timeout inside the expected bytes), every
- *   descriptor received by this call is closed, and the stream position is lost.
+ *   (FDSEND_EPROTO for an end of stream or a timeout inside the expected bytes, with
+ *   fdsend_last_os_error() ETIMEDOUT for the timeout), every descriptor received by this
+ *   call is closed, and the stream position is lost. Inside the bytes the timeout counts
+ *   from the last byte that arrived; signals never restart it.
+ * - A thread cancelled (pthread_cancel) inside the call closes what it had received.
+ * - Not connected: FDSEND_ENOTCONN. Windows: FDSEND_ENOTSUP (not built there yet).
  *
  * @param sock    connected Unix STREAM socket (another type: FDSEND_ENOTSUP)
  * @param buf     where the bytes go; may be NULL only when len == 0
@@ -266,11 +279,14 @@ FDSEND_API int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intpt
 
 #if !defined(_WIN32)
 /** fdsend_send with plain int descriptors (POSIX only: the intptr_t functions also carry
- *  Windows HANDLEs). Same rules and results. */
+ *  Windows HANDLEs). Same rules and results: FDSEND_EBADF for sock < 0, FDSEND_EINVAL for
+ *  nfds < 0 or fds NULL with nfds > 0, FDSEND_ETOOMANYFDS for nfds > FDSEND_MAX_FDS
+ *  (checked before fds[] is read), FDSEND_EBADF for a negative descriptor. */
 FDSEND_API int64_t fdsend_sendfds(int sock, const void *buf, size_t len, const int *fds,
                                   int nfds, unsigned flags);
 
-/** fdsend_recv with plain int descriptors (POSIX only). Same rules and results. */
+/** fdsend_recv with plain int descriptors (POSIX only). Same rules and results (maxfds
+ *  may exceed FDSEND_MAX_FDS; *rflags gets the FDSEND_RECV_* bits). */
 FDSEND_API int64_t fdsend_recvfds(int sock, void *buf, size_t len, int *fds, int maxfds,
                                   int *nfds, unsigned *rflags, unsigned flags);
 #endif /* !defined(_WIN32) */
@@ -404,10 +420,13 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  * with poll() if the socket is non-blocking (the one exception to "never polls" above), so
  * a frame is never half-sent or half-consumed. FDSEND_EAGAIN (non-blocking socket, or
  * FDSEND_DONTWAIT) means that nothing of the frame was sent or consumed. The socket's
- * SO_RCVTIMEO / SO_SNDTIMEO, when set, bounds every wait, before and inside a frame:
- * before the frame starts it gives FDSEND_ETIMEDOUT with nothing sent or consumed; a peer
- * that stops inside a frame for that long gives fdsend_msg_recv FDSEND_EPROTO (it can
- * no longer hold the call, or a thread, forever) and fdsend_msg_send FDSEND_ETIMEDOUT.
+ * SO_RCVTIMEO / SO_SNDTIMEO, when set, bounds every wait, before and inside a frame, and
+ * the wait behind another thread's frame (below): before the frame starts, the call gives
+ * FDSEND_ETIMEDOUT with nothing sent or consumed once the timeout, counted from the start
+ * of the call, has passed; inside a frame the timeout counts from the last byte that
+ * moved, so a peer that stops inside a frame for that long gives fdsend_msg_recv
+ * FDSEND_EPROTO (it can no longer hold the call, or a thread, forever) and
+ * fdsend_msg_send FDSEND_ETIMEDOUT. Signals never restart these timeouts.
  * Set SO_RCVTIMEO on a socket whose peer is not trusted.
  *
  * Threads: any number of threads may call fdsend_msg_send, and any number
@@ -415,7 +434,11 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  * serialises the frames of one direction per socket (per process: another process that
  * shares the socket, e.g. after fork(), must not write frames to it at the same time),
  * so messages never interleave. A call that would have to wait for another thread's frame
- * returns FDSEND_EAGAIN if the socket is non-blocking or FDSEND_DONTWAIT is given.
+ * returns FDSEND_EAGAIN if the socket is non-blocking or FDSEND_DONTWAIT is given, and
+ * FDSEND_ETIMEDOUT (nothing sent or consumed) if that frame outlasts the socket's
+ * SO_SNDTIMEO / SO_RCVTIMEO. A thread cancelled (pthread_cancel) inside a call releases
+ * the socket and closes the descriptors of the frame it was receiving; if it was inside a
+ * stream frame, the stream is at an unknown position (close the socket).
  *
  * On a stream socket, every error other than FDSEND_EAGAIN, FDSEND_EMSGSIZE,
  * FDSEND_ETOOMANYFDS, and FDSEND_EMFILE and FDSEND_ETIMEDOUT from fdsend_msg_recv,
@@ -475,7 +498,8 @@ FDSEND_API int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t le
  *    end of stream inside a frame, or no progress inside a frame for SO_RCVTIMEO): on a
  *    stream socket, close it;
  *  - FDSEND_EAGAIN: nothing was consumed; try again when the socket is readable;
- *  - FDSEND_ETIMEDOUT: SO_RCVTIMEO expired before a frame started; nothing consumed.
+ *  - FDSEND_ETIMEDOUT: SO_RCVTIMEO expired before a frame started; nothing consumed;
+ *  - FDSEND_ENOTCONN: the socket is not connected (or listens).
  *
  * @param sock    connected Unix domain socket (or a bound datagram socket)
  * @param buf     where the payload goes; may be NULL only when cap == 0

@@ -116,7 +116,7 @@ const char *fdsend_strerror(int32_t code)
     case FDSEND_EMFILE: return "the descriptor table is full";
     case FDSEND_ENOTSUP: return "not supported on this system or socket";
     case FDSEND_ENOBUFS: return "out of buffer space or memory";
-    case FDSEND_ETOOMANYFDS: return "more descriptors than one message can carry (see fdsend_max_fds)";
+    case FDSEND_ETOOMANYFDS: return "too many descriptors: more than one message can carry (fdsend_max_fds) when sending, or more than the receiver's maxfds (fdsend_msg_recv)";
     case FDSEND_ECONNREFUSED: return "connection refused: nobody is bound at the destination";
     case FDSEND_ENOENT: return "the destination path does not exist";
     case FDSEND_EACCES: return "permission denied";
@@ -127,7 +127,7 @@ const char *fdsend_strerror(int32_t code)
     case FDSEND_EPROTO: return "the peer broke the message framing protocol";
     case FDSEND_ESRCH: return "the sending process no longer exists";
     case FDSEND_EOF: return "the peer closed the channel at a message boundary (end of messages)";
-    case FDSEND_ETIMEDOUT: return "timed out: the socket's send/receive timeout expired; nothing was sent or consumed";
+    case FDSEND_ETIMEDOUT: return "timed out: the socket's send/receive timeout (SO_SNDTIMEO/SO_RCVTIMEO) expired";
     case FDSEND_EPROTOTYPE: return "the socket at the destination is of another type (stream, seqpacket or datagram)";
     case FDSEND_EOTHER: return "operating system error (see errno / fdsend_last_os_error)";
     default: return "unknown fdsend error code";

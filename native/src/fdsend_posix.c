@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -37,6 +39,21 @@ int32_t fdsend_fail_io(int sock, int dontwait)
     }
     errno = err; /* fcntl may have changed it */
     return fdsend_fail_errno();
+}
+
+int32_t fdsend_fail_recv(int sock, int dontwait)
+{
+    int err = errno;
+    if (err == EINVAL) {
+        /* Linux: recvmsg on a stream socket that is not connected (or listens) says EINVAL,
+         * which would read as a bad argument. */
+        struct sockaddr_storage ss;
+        socklen_t l = sizeof ss;
+        if (getpeername(sock, (struct sockaddr *)&ss, &l) != 0 && errno == ENOTCONN)
+            return fdsend_fail(FDSEND_ENOTCONN, ENOTCONN);
+        errno = err;
+    }
+    return fdsend_fail_io(sock, dontwait);
 }
 
 /* SO_TYPE of sock, or a negative FDSEND_E* code. */
@@ -94,11 +111,28 @@ int32_t fdsend_check_send_fds(const intptr_t *fds, int32_t nfds, uint32_t flags)
     return FDSEND_OK;
 }
 
+/* The fdsend_msg_op for sendmsg. */
+static ssize_t sendmsg_op(int sock, struct msghdr *msg, int flags)
+{
+    ssize_t n = sendmsg(sock, msg, flags);
+#if USE_RAW_SENDMSG_FALLBACK
+    /* musl < 1.2.4 on 64-bit copies the control data into a 1024-byte buffer, only to
+     * zero the padding of its cmsghdr, and fails with ENOMEM before the system call
+     * when there is more (253 fds need 1032 bytes). Our padding is already zero (the
+     * memsets in fdsend_sendmsg_fds), so the kernel takes the message as it is. Nothing
+     * was sent. */
+    if (n < 0 && errno == ENOMEM && msg->msg_controllen > 1024)
+        n = (ssize_t)syscall(SYS_sendmsg, sock, msg, flags);
+#endif /* USE_RAW_SENDMSG_FALLBACK */
+    return n;
+}
+
 int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t destlen,
                            struct iovec *iov, int iovcnt, const intptr_t *fds,
-                           int32_t nfds, uint32_t flags)
+                           int32_t nfds, uint32_t flags, fdsend_deadline *d)
 {
     send_control control;
+    fdsend_deadline local;
     struct msghdr msg;
     int sendflags = 0;
     ssize_t n;
@@ -146,17 +180,11 @@ int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t dest
     (void)flags; /* callers refuse FDSEND_DONTWAIT up front */
 #endif /* HAVE_MSG_DONTWAIT */
 
-    do {
-        n = sendmsg(sock, &msg, sendflags);
-#if USE_RAW_SENDMSG_FALLBACK
-        /* musl < 1.2.4 on 64-bit copies the control data into a 1024-byte buffer, only to
-         * zero the padding of its cmsghdr, and fails with ENOMEM before the system call
-         * when there is more (253 fds need 1032 bytes). Our padding is already zero (the
-         * memsets above), so the kernel takes the message as it is. Nothing was sent. */
-        if (n < 0 && errno == ENOMEM && msg.msg_controllen > 1024)
-            n = (ssize_t)syscall(SYS_sendmsg, sock, &msg, sendflags);
-#endif /* USE_RAW_SENDMSG_FALLBACK */
-    } while (n < 0 && errno == EINTR);
+    if (d == NULL) {
+        fdsend_deadline_start(&local, POLLOUT, (flags & FDSEND_DONTWAIT) != 0);
+        d = &local;
+    }
+    n = fdsend_io(sendmsg_op, sock, &msg, sendflags, d);
 
     if (n < 0)
         return fdsend_fail_io(sock, (flags & FDSEND_DONTWAIT) != 0);
@@ -194,7 +222,7 @@ static int64_t send_message(int sock, const struct sockaddr *dest, socklen_t des
         }
     }
 
-    n = fdsend_sendmsg_fds(sock, dest, destlen, &iov, 1, fds, nfds, flags);
+    n = fdsend_sendmsg_fds(sock, dest, destlen, &iov, 1, fds, nfds, flags, NULL);
     if (n < 0)
         return n;
     fdsend_clear_error();
@@ -225,8 +253,14 @@ int64_t fdsend_send_to(intptr_t sock, const char *path, const void *buf, size_t 
     memset(&addr, 0, sizeof addr);
     addr.sun_family = AF_UNIX;
     plen = strlen(path);
+#if HAVE_ABSTRACT_SOCKETS
+    /* An abstract name has no terminating NUL: "@" + 107 bytes fills sun_path[108]. */
+    if (path[0] == '@' ? plen > sizeof addr.sun_path : plen >= sizeof addr.sun_path)
+        return fdsend_fail(FDSEND_ENAMETOOLONG, ENAMETOOLONG);
+#else
     if (plen >= sizeof addr.sun_path)
         return fdsend_fail(FDSEND_ENAMETOOLONG, ENAMETOOLONG);
+#endif /* HAVE_ABSTRACT_SOCKETS */
     memcpy(addr.sun_path, path, plen);
 #if HAVE_ABSTRACT_SOCKETS
     if (path[0] == '@') {
@@ -241,6 +275,39 @@ int64_t fdsend_send_to(intptr_t sock, const char *path, const void *buf, size_t 
                         nfds, flags);
 }
 
+int32_t fdsend_cloexec_or_close(int *fds, int32_t n)
+{
+    int32_t i, j;
+    for (i = 0; i < n; i++) {
+        if (fcntl(fds[i], F_SETFD, FD_CLOEXEC) != 0) {
+            int err = errno;
+            for (j = 0; j < n; j++)
+                close(fds[j]);
+            return fdsend_fail(fdsend_status_from_errno(err), err);
+        }
+    }
+    return FDSEND_OK;
+}
+
+/* The checks fdsend_recv and fdsend_recv_exact make first, in this order, with their
+ * out-parameters cleared: FDSEND_EBADF, FDSEND_EINVAL. FDSEND_OK when they pass. */
+static int32_t validate_recv(intptr_t sock, const void *buf, size_t len,
+                             const intptr_t *fds, int32_t maxfds, int32_t *nfds,
+                             uint32_t *rflags, uint32_t flags)
+{
+    if (nfds != NULL)
+        *nfds = 0;
+    if (rflags != NULL)
+        *rflags = 0;
+    if (!fdsend_valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if ((buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || maxfds < 0 ||
+        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
+        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    return FDSEND_OK;
+}
+
 void fdsend_close_excess(int fd, void *ctx)
 {
     (void)ctx;
@@ -253,6 +320,7 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
     recv_control control;
     struct msghdr msg;
     struct iovec iov;
+    fdsend_deadline dl;
     int got[FDSEND_MAX_FDS];
     fdsend_parse_result pr;
     unsigned char carrier = 0xff;
@@ -262,16 +330,9 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
     int32_t i, cap;
     ssize_t n;
 
-    if (nfds != NULL)
-        *nfds = 0;
-    if (rflags != NULL)
-        *rflags = 0;
-    if (!fdsend_valid_fd(sock))
-        return fdsend_fail(FDSEND_EBADF, EBADF);
-    if ((buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || maxfds < 0 ||
-        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
-        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
-        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    int32_t vrc = validate_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
+    if (vrc != FDSEND_OK)
+        return vrc;
 #if HAVE_MSG_DONTWAIT
     if (flags & FDSEND_DONTWAIT)
         recvflags |= MSG_DONTWAIT;
@@ -307,26 +368,20 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
     msg.msg_control = control.buf;
     msg.msg_controllen = sizeof control.buf;
 
-    do {
-        n = recvmsg((int)sock, &msg, recvflags);
-    } while (n < 0 && errno == EINTR);
+    fdsend_deadline_start(&dl, POLLIN, (flags & FDSEND_DONTWAIT) != 0);
+    n = fdsend_io(fdsend_recvmsg_op, (int)sock, &msg, recvflags, &dl);
     if (n < 0) /* nothing was received, so no fd can be pending */
-        return fdsend_fail_io((int)sock, (flags & FDSEND_DONTWAIT) != 0);
+        return fdsend_fail_recv((int)sock, (flags & FDSEND_DONTWAIT) != 0);
 
     cap = maxfds < FDSEND_MAX_FDS ? maxfds : FDSEND_MAX_FDS;
     pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, got, cap,
                              fdsend_close_excess, NULL);
 
 #if !HAVE_MSG_CMSG_CLOEXEC
-    /* No atomic close-on-exec here (macOS, Solaris): set it straight away. */
-    for (i = 0; i < pr.taken; i++) {
-        if (fcntl(got[i], F_SETFD, FD_CLOEXEC) != 0) {
-            int err = errno;
-            int32_t j;
-            for (j = 0; j < pr.taken; j++)
-                close(got[j]);
-            return fdsend_fail(fdsend_status_from_errno(err), err);
-        }
+    {
+        int32_t rc = fdsend_cloexec_or_close(got, pr.taken);
+        if (rc != FDSEND_OK)
+            return rc;
     }
 #endif /* !HAVE_MSG_CMSG_CLOEXEC */
 
@@ -334,6 +389,12 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
         out_flags |= FDSEND_RECV_FDS_TRUNCATED;
     if (msg.msg_flags & MSG_TRUNC)
         out_flags |= FDSEND_RECV_DATA_TRUNCATED;
+    if (n == 0 && pr.taken + pr.excess == 0 && (msg.msg_flags & MSG_CTRUNC) == 0) {
+        /* Nothing at all: the end of a stream, or an empty seqpacket/datagram message. */
+        int type = SOCK_STREAM;
+        if (carrier_byte || (socket_type((int)sock, &type) == FDSEND_OK && type == SOCK_STREAM))
+            out_flags |= FDSEND_RECV_END_OF_STREAM;
+    }
     if (carrier_byte && n > 0) {
         /* The byte is the fd carrier unless it is not zero or came with no fds at all. */
         int fds_came = pr.taken + pr.excess > 0 || (msg.msg_flags & MSG_CTRUNC);
@@ -474,4 +535,200 @@ int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64
 #endif /* HAVE_STRUCT_UCRED */
     fdsend_clear_error();
     return FDSEND_OK;
+}
+
+/* ---- fdsend_recv_exact ------------------------------------------------------------------ */
+
+/* The descriptors fdsend_recv_exact has stored so far: closed if the thread is cancelled
+ * (recvmsg and poll are cancellation points) or the call fails after its first byte. */
+typedef struct exact_fds {
+    intptr_t *fds;
+    int32_t stored;
+} exact_fds;
+
+static void exact_fds_close(void *arg)
+{
+    exact_fds *e = arg;
+    int saved = errno;
+    int32_t i, k = e->stored;
+    e->stored = 0;
+    for (i = 0; i < k; i++)
+        close((int)e->fds[i]);
+    errno = saved;
+}
+
+/* Add the descriptors of one piece (got[0 .. n)) to e: the ones beyond maxfds are closed.
+ * Returns 1 if some were closed. */
+static int exact_take(exact_fds *e, int32_t maxfds, const int *got, int32_t n)
+{
+    int32_t i;
+    int dropped = 0;
+    for (i = 0; i < n; i++) {
+        if (e->stored < maxfds) {
+            e->fds[e->stored++] = (intptr_t)got[i];
+        } else {
+            close(got[i]);
+            dropped = 1;
+        }
+    }
+    return dropped;
+}
+
+/* fdsend_recv_exact's loop (arguments validated, len > 0, a stream socket). */
+static int64_t recv_exact_loop(int s, unsigned char *buf, size_t len, exact_fds *e,
+                               int32_t maxfds, uint32_t *out, uint32_t flags)
+{
+    fdsend_deadline dl;
+    size_t have = 0;
+    int dontwait = (flags & FDSEND_DONTWAIT) != 0;
+
+    fdsend_deadline_start(&dl, POLLIN, dontwait);
+    while (have < len) {
+        recv_control control;
+        struct msghdr msg;
+        struct iovec iov;
+        int got[FDSEND_MAX_FDS];
+        fdsend_parse_result pr;
+        int recvflags = 0;
+        ssize_t n;
+
+#if HAVE_MSG_DONTWAIT
+        if (have == 0 && dontwait)
+            recvflags |= MSG_DONTWAIT; /* once started, the call waits whatever the flags */
+#endif /* HAVE_MSG_DONTWAIT */
+#if HAVE_MSG_CMSG_CLOEXEC
+        recvflags |= MSG_CMSG_CLOEXEC;
+#endif /* HAVE_MSG_CMSG_CLOEXEC */
+        iov.iov_base = buf + have;
+        iov.iov_len = len - have;
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        n = fdsend_io(fdsend_recvmsg_op, s, &msg, recvflags, &dl);
+        if (n < 0) {
+            int32_t rc = fdsend_fail_recv(s, have == 0 && dontwait);
+            if (have == 0)
+                return rc; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT, ...: nothing consumed */
+            if (rc == FDSEND_EAGAIN) { /* a non-blocking socket, inside the bytes */
+                rc = fdsend_wait_ready(s, POLLIN, &dl);
+                if (rc == FDSEND_OK)
+                    continue;
+            }
+            if (rc == FDSEND_ETIMEDOUT) /* the peer stopped inside them for SO_RCVTIMEO */
+                rc = fdsend_fail(FDSEND_EPROTO, ETIMEDOUT);
+            return rc;
+        }
+        pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, got,
+                                 FDSEND_MAX_FDS, fdsend_close_excess, NULL);
+#if !HAVE_MSG_CMSG_CLOEXEC
+        {
+            int32_t rc = fdsend_cloexec_or_close(got, pr.taken);
+            if (rc != FDSEND_OK)
+                return rc;
+        }
+#endif /* !HAVE_MSG_CMSG_CLOEXEC */
+        if (exact_take(e, maxfds, got, pr.taken) || pr.excess > 0 || pr.malformed ||
+            (msg.msg_flags & MSG_CTRUNC))
+            *out |= FDSEND_RECV_FDS_TRUNCATED;
+        if (n == 0) {
+            if (have == 0) {
+                *out |= FDSEND_RECV_END_OF_STREAM;
+                return 0;
+            }
+            return fdsend_fail(FDSEND_EPROTO, EPROTO); /* the stream ended inside them */
+        }
+        have += (size_t)n;
+        fdsend_deadline_renew(&dl); /* bytes moved: the next wait counts from now */
+    }
+    return (int64_t)len;
+}
+
+int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
+                          int32_t maxfds, int32_t *nfds, uint32_t *rflags, uint32_t flags)
+{
+    exact_fds e;
+    uint32_t out = 0;
+    int type = 0;
+    int32_t rc;
+    int64_t n;
+
+    int32_t vrc = validate_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
+    if (vrc != FDSEND_OK)
+        return vrc;
+#if !HAVE_MSG_DONTWAIT
+    if (flags & FDSEND_DONTWAIT)
+        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
+#endif /* !HAVE_MSG_DONTWAIT */
+    rc = socket_type((int)sock, &type);
+    if (rc != FDSEND_OK)
+        return rc;
+    if (type != SOCK_STREAM)
+        return fdsend_fail(FDSEND_ENOTSUP, EPROTOTYPE);
+    if (len == 0) {
+        fdsend_clear_error();
+        return 0;
+    }
+    e.fds = fds;
+    e.stored = 0;
+    pthread_cleanup_push(exact_fds_close, &e);
+    n = recv_exact_loop((int)sock, (unsigned char *)buf, len, &e, maxfds, &out, flags);
+    if (n < 0)
+        exact_fds_close(&e); /* after the first byte: every descriptor of the call */
+    pthread_cleanup_pop(0);
+    if (n < 0)
+        return n;
+    if (nfds != NULL)
+        *nfds = e.stored;
+    if (rflags != NULL)
+        *rflags = out;
+    fdsend_clear_error();
+    return n;
+}
+
+/* ---- int descriptors ---------------------------------------------------------------- */
+
+int64_t fdsend_sendfds(int sock, const void *buf, size_t len, const int *fds, int nfds,
+                       unsigned flags)
+{
+    intptr_t wide[FDSEND_MAX_FDS];
+    int i;
+    /* The checks fdsend_send makes before it reads fds[], in its order. */
+    if (sock < 0)
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if (nfds < 0 || (fds == NULL && nfds > 0))
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    if (nfds > FDSEND_MAX_FDS)
+        return fdsend_fail(FDSEND_ETOOMANYFDS, EINVAL);
+    for (i = 0; i < nfds; i++)
+        wide[i] = (intptr_t)fds[i];
+    return fdsend_send((intptr_t)sock, buf, len, nfds > 0 ? wide : NULL, (int32_t)nfds,
+                       (uint32_t)flags);
+}
+
+int64_t fdsend_recvfds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds,
+                       unsigned *rflags, unsigned flags)
+{
+    intptr_t wide[FDSEND_MAX_FDS];
+    int32_t got = 0, i;
+    uint32_t rf = 0;
+    int64_t n;
+    if (nfds != NULL)
+        *nfds = 0;
+    if (rflags != NULL)
+        *rflags = 0;
+    /* No message carries more than FDSEND_MAX_FDS: a larger maxfds needs no more room. */
+    n = fdsend_recv((intptr_t)sock, buf, len, fds != NULL ? wide : NULL,
+                    maxfds > FDSEND_MAX_FDS ? FDSEND_MAX_FDS : (int32_t)maxfds,
+                    nfds != NULL ? &got : NULL, &rf, (uint32_t)flags);
+    if (n < 0)
+        return n;
+    for (i = 0; i < got; i++)
+        fds[i] = (int)wide[i];
+    if (nfds != NULL)
+        *nfds = (int)got;
+    if (rflags != NULL)
+        *rflags = (unsigned)rf;
+    return n;
 }

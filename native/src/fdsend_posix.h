@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/uio.h>
+#include <time.h>
 #include "fdsend.h"
 
 /* Control buffer for sending: exactly one SCM_RIGHTS header, room for the most fds. */
@@ -62,13 +63,22 @@ int32_t fdsend_check_send_fds(const intptr_t *fds, int32_t nfds, uint32_t flags)
  * or the error getsockname gave. */
 int32_t fdsend_check_unix_socket(int sock);
 
+
+
+struct fdsend_deadline; /* wait.c, below */
+
 /* One sendmsg of iov[0 .. iovcnt), to dest if not NULL, with nfds descriptors in exactly
- * one SCM_RIGHTS header (a NULL control buffer when nfds == 0). No SIGPIPE, EINTR retried,
- * musl's control-data limit worked around; flags: FDSEND_DONTWAIT. Returns the bytes sent
- * or a negative FDSEND_E* code (nothing sent). The caller has validated the arguments. */
+ * one SCM_RIGHTS header (a NULL control buffer when nfds == 0). No SIGPIPE, musl's
+ * control-data limit worked around, EINTR retried within deadline d (fdsend_io; NULL: a
+ * deadline of its own from now); flags: FDSEND_DONTWAIT. Returns the bytes sent or a
+ * negative FDSEND_E* code (nothing sent). The caller has validated the arguments. */
 int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t destlen,
                            struct iovec *iov, int iovcnt, const intptr_t *fds,
-                           int32_t nfds, uint32_t flags);
+                           int32_t nfds, uint32_t flags, struct fdsend_deadline *d);
+
+/* Set FD_CLOEXEC on fds[0 .. n) (where recvmsg cannot: no MSG_CMSG_CLOEXEC); if one
+ * fails, close all n and return its code (fdsend_fail). FDSEND_OK otherwise. */
+int32_t fdsend_cloexec_or_close(int *fds, int32_t n);
 
 /* The excess callback of fdsend_parse_rights for receivers: closes the descriptor. */
 void fdsend_close_excess(int fd, void *ctx);
@@ -78,5 +88,55 @@ void fdsend_close_excess(int fd, void *ctx);
  * non-blocking, and FDSEND_ETIMEDOUT when a blocking call ran out its SO_RCVTIMEO /
  * SO_SNDTIMEO (one fcntl, on that path only). */
 int32_t fdsend_fail_io(int sock, int dontwait);
+
+/* Receive-side wrapper of fdsend_fail_io: also reports a stream socket that is not
+ * connected (or listens) as FDSEND_ENOTCONN where recvmsg says EINVAL (Linux). */
+int32_t fdsend_fail_recv(int sock, int dontwait);
+
+/* ---- Waiting (wait.c): the one place the library waits ----------------------------------
+ * A call that may wait keeps ONE deadline: the socket's SO_RCVTIMEO (POLLIN) or
+ * SO_SNDTIMEO (POLLOUT) counted from when the call started (inside a frame of the
+ * fdsend_msg_* channel: from the last byte that moved). A signal never extends it. The
+ * timeout itself is read (one getsockopt) only when the call first has to wait in the
+ * library, so a send or receive that is not interrupted costs no extra system call. */
+typedef struct fdsend_deadline {
+    struct timespec start; /* CLOCK_MONOTONIC at the start (valid when started) */
+    int64_t timeout_ns;    /* the socket's timeout: -1 not read yet, 0 none, > 0 set */
+    short events;          /* POLLIN (SO_RCVTIMEO) or POLLOUT (SO_SNDTIMEO) */
+    int started;           /* start is set */
+    int strict;            /* the call has waited already (EINTR, another thread's frame):
+                              its next operations wait through fdsend_wait_ready only */
+} fdsend_deadline;
+
+/* Start d for one call on a socket in direction events (POLLIN or POLLOUT). dontwait: the
+ * call never waits, so the clock is not read. */
+void fdsend_deadline_start(fdsend_deadline *d, short events, int dontwait);
+
+/* Inside a frame, bytes moved: the deadline counts from now on. */
+void fdsend_deadline_renew(fdsend_deadline *d);
+
+/* Milliseconds left until d passes (rounded up, at most INT_MAX), 0 once it has passed,
+ * or -1 when the socket has no timeout (wait for ever). Reads the timeout of sock the
+ * first time. */
+int fdsend_deadline_ms_left(fdsend_deadline *d, int sock);
+
+/* Wait until sock is ready for events (POLLIN/POLLOUT; errors and hang-ups count as
+ * ready, so that the next operation reports them), for at most what is left of d.
+ * EINTR waits again for what is left. FDSEND_OK, FDSEND_ETIMEDOUT once d has passed,
+ * FDSEND_EBADF, or another code (fdsend_fail records errno). */
+int32_t fdsend_wait_ready(int sock, short events, fdsend_deadline *d);
+
+/* One sendmsg or recvmsg (op) with the library's rule for signals: the first attempt is the
+ * caller's own (blocking unless flags has MSG_DONTWAIT). After an EINTR the call does not
+ * start over: the operation is retried with MSG_DONTWAIT and, while the socket is not
+ * ready, fdsend_wait_ready waits for what is left of d (a non-blocking socket or
+ * MSG_DONTWAIT get their EAGAIN instead). Returns op's result: >= 0, or -1 with errno set
+ * (ETIMEDOUT once d has passed). */
+typedef ssize_t (*fdsend_msg_op)(int sock, struct msghdr *msg, int flags);
+ssize_t fdsend_io(fdsend_msg_op op, int sock, struct msghdr *msg, int flags,
+                  fdsend_deadline *d);
+
+/* The fdsend_msg_op for recvmsg. */
+ssize_t fdsend_recvmsg_op(int sock, struct msghdr *msg, int flags);
 
 #endif /* FDSEND_POSIX_H */

@@ -724,6 +724,8 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
             return fail_wsa();
         }
         if (r == 0) {
+            if (rflags != NULL)
+                *rflags = FDSEND_RECV_END_OF_STREAM;
             fdsend_clear_error(); /* orderly end of stream */
             return 0;
         }
@@ -902,4 +904,16 @@ int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64
         *pid = (int64_t)peer_pid;
     fdsend_clear_error();
     return FDSEND_OK;
+}
+
+/* Not built for Windows yet: its records already come whole from fdsend_recv. */
+int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
+                          int32_t maxfds, int32_t *nfds, uint32_t *rflags, uint32_t flags)
+{
+    (void)sock; (void)buf; (void)len; (void)fds; (void)maxfds; (void)flags;
+    if (nfds != NULL)
+        *nfds = 0;
+    if (rflags != NULL)
+        *rflags = 0;
+    return fail(FDSEND_ENOTSUP, ERROR_NOT_SUPPORTED);
 }

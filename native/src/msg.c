@@ -107,49 +107,6 @@ static int32_t socket_type(int sock, int *type)
     return FDSEND_OK;
 }
 
-/* The socket's SO_RCVTIMEO (POLLIN) or SO_SNDTIMEO (POLLOUT) in milliseconds, rounded up;
- * -1 when none is set (or it cannot be read). */
-static int socket_timeout_ms(int sock, short events)
-{
-    struct timeval tv;
-    socklen_t l = sizeof tv;
-    long long ms;
-    memset(&tv, 0, sizeof tv);
-    if (getsockopt(sock, SOL_SOCKET, events == POLLIN ? SO_RCVTIMEO : SO_SNDTIMEO, &tv,
-                   &l) != 0 ||
-        (tv.tv_sec == 0 && tv.tv_usec == 0))
-        return -1;
-    ms = (long long)tv.tv_sec * 1000 + ((long long)tv.tv_usec + 999) / 1000;
-    return ms > INT_MAX ? INT_MAX : (int)ms;
-}
-
-/* Wait until sock is readable (POLLIN) or writable (POLLOUT); errors and hang-ups count as
- * ready, so that the next send/recv reports them. Only used inside a started frame. The
- * wait is bounded by the socket's SO_RCVTIMEO / SO_SNDTIMEO, when set: a peer that stops
- * mid-frame for that long gets the call FDSEND_ETIMEDOUT instead of holding it forever. */
-static int32_t wait_ready(int sock, short events)
-{
-    struct pollfd p;
-    int timeout = socket_timeout_ms(sock, events);
-    int r;
-    for (;;) {
-        p.fd = sock;
-        p.events = events;
-        p.revents = 0;
-        /* An EINTR restarts the whole timeout: a bound, not a deadline to the millisecond. */
-        r = poll(&p, 1, timeout);
-        if (r > 0) {
-            if (p.revents & POLLNVAL)
-                return fdsend_fail(FDSEND_EBADF, EBADF);
-            return FDSEND_OK;
-        }
-        if (r == 0)
-            return fdsend_fail(FDSEND_ETIMEDOUT, ETIMEDOUT);
-        if (errno != EINTR)
-            return fdsend_fail_errno();
-    }
-}
-
 /* ---- Per-socket serialisation of stream frames -------------------------------------------
  * One entry per (socket, direction) that has a frame in progress, kept in a list of
  * entries that live on the callers' stacks: no allocation, no limit, no hash collisions
@@ -196,33 +153,87 @@ static int busy_find(int sock, int dir)
     return 0;
 }
 
-/* Take (sock, dir) for one frame. If another thread has a frame in progress there: wait,
- * or return FDSEND_EAGAIN when the caller asked not to wait (FDSEND_DONTWAIT or an
- * O_NONBLOCK socket). */
-static int32_t busy_acquire(busy_entry *me, int sock, int dir, uint32_t flags)
+/* Cleanup handler: a thread cancelled in pthread_cond_(timed)wait holds the mutex again. */
+static void busy_unlock(void *arg)
+{
+    (void)arg;
+    pthread_mutex_unlock(&busy_mutex);
+}
+
+/* One wait on busy_cond for at most ms milliseconds. pthread_cond_timedwait counts on
+ * CLOCK_REALTIME (pthread_condattr_setclock is missing on macOS), which may jump: wait in
+ * slices of at most a second and let the caller check its monotonic deadline between. */
+static void busy_timedwait(int ms)
+{
+    struct timespec ts;
+    struct timeval tv;
+    if (ms > 1000)
+        ms = 1000;
+    gettimeofday(&tv, NULL);
+    ts.tv_sec = tv.tv_sec + ms / 1000;
+    ts.tv_nsec = (long)tv.tv_usec * 1000 + (long)(ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    (void)pthread_cond_timedwait(&busy_cond, &busy_mutex, &ts);
+}
+
+/* busy_acquire's work, with busy_mutex held: FDSEND_OK (me is in the list),
+ * FDSEND_EAGAIN or FDSEND_ETIMEDOUT. */
+static int32_t busy_take(busy_entry *me, int sock, int dir, uint32_t flags,
+                         fdsend_deadline *d)
 {
     int nowait = -1; /* not known yet: only looked up when there is contention */
-    pthread_mutex_lock(&busy_mutex);
+    int32_t rc = FDSEND_OK;
     if (!busy_atfork_registered) {
         busy_atfork_registered = 1;
         (void)pthread_atfork(busy_prepare, busy_parent, busy_child);
     }
     while (busy_find(sock, dir)) {
+        int ms;
         if (nowait < 0) {
             int fl = fcntl(sock, F_GETFL);
             nowait = (flags & FDSEND_DONTWAIT) != 0 || (fl >= 0 && (fl & O_NONBLOCK) != 0);
         }
         if (nowait) {
-            pthread_mutex_unlock(&busy_mutex);
-            return fdsend_fail(FDSEND_EAGAIN, EAGAIN);
+            rc = FDSEND_EAGAIN;
+            break;
         }
-        pthread_cond_wait(&busy_cond, &busy_mutex);
+        ms = fdsend_deadline_ms_left(d, sock);
+        if (ms == 0) {
+            rc = FDSEND_ETIMEDOUT;
+            break;
+        }
+        d->strict = 1; /* it has waited: its own operations wait only for what is left */
+        if (ms < 0)
+            pthread_cond_wait(&busy_cond, &busy_mutex);
+        else
+            busy_timedwait(ms);
     }
-    me->sock = sock;
-    me->dir = dir;
-    me->next = busy_head;
-    busy_head = me;
-    pthread_mutex_unlock(&busy_mutex);
+    if (rc == FDSEND_OK) {
+        me->sock = sock;
+        me->dir = dir;
+        me->next = busy_head;
+        busy_head = me;
+    }
+    return rc;
+}
+
+/* Take (sock, dir) for one frame. If another thread has a frame in progress there: wait,
+ * for at most what is left of the call's deadline d (then FDSEND_ETIMEDOUT), or return
+ * FDSEND_EAGAIN when the caller asked not to wait (FDSEND_DONTWAIT or an O_NONBLOCK
+ * socket). A thread cancelled while it waits leaves no entry and the mutex unlocked. */
+static int32_t busy_acquire(busy_entry *me, int sock, int dir, uint32_t flags,
+                            fdsend_deadline *d)
+{
+    int32_t rc;
+    pthread_mutex_lock(&busy_mutex);
+    pthread_cleanup_push(busy_unlock, NULL);
+    rc = busy_take(me, sock, dir, flags, d);
+    pthread_cleanup_pop(1); /* unlock */
+    if (rc != FDSEND_OK)
+        return fdsend_fail(rc, rc == FDSEND_EAGAIN ? EAGAIN : ETIMEDOUT);
     return FDSEND_OK;
 }
 
@@ -240,6 +251,13 @@ static void busy_release(busy_entry *me)
     pthread_cond_broadcast(&busy_cond);
     pthread_mutex_unlock(&busy_mutex);
     errno = saved;
+}
+
+/* Cleanup handler: a thread cancelled inside its frame (recvmsg, sendmsg and poll are
+ * cancellation points) releases the socket, or every later frame there would wait. */
+static void busy_cleanup(void *arg)
+{
+    busy_release((busy_entry *)arg);
 }
 
 /* ---- Sending ------------------------------------------------------------------------- */
@@ -263,13 +281,44 @@ static int frame_iov(struct iovec iov[2], unsigned char *hdr, const void *payloa
     return cnt;
 }
 
+/* Send one stream frame (header hdr + payload), the descriptors with its first byte, and
+ * finish it once started whatever the socket mode. FDSEND_OK or a code. */
+static int32_t send_stream_frame(int s, unsigned char *hdr, const void *payload, size_t len,
+                                 const intptr_t *fds, int32_t nfds, uint32_t flags,
+                                 fdsend_deadline *d)
+{
+    struct iovec iov[2];
+    size_t total = HDR_SIZE + len, sent;
+    int cnt = frame_iov(iov, hdr, payload, len, 0);
+    int64_t n = fdsend_sendmsg_fds(s, NULL, 0, iov, cnt, fds, nfds, flags, d);
+    if (n < 0)
+        return (int32_t)n; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT: nothing at all was sent */
+    sent = (size_t)n;
+    /* The frame has started: finish it, without descriptors, whatever the socket mode. */
+    while (sent < total) {
+        fdsend_deadline_renew(d); /* bytes moved: the next wait counts from now */
+        cnt = frame_iov(iov, hdr, payload, len, sent);
+        n = fdsend_sendmsg_fds(s, NULL, 0, iov, cnt, NULL, 0, 0, d);
+        while (n == FDSEND_EAGAIN) { /* a non-blocking socket */
+            int32_t rc = fdsend_wait_ready(s, POLLOUT, d);
+            if (rc != FDSEND_OK)
+                return rc;
+            n = fdsend_sendmsg_fds(s, NULL, 0, iov, cnt, NULL, 0, 0, d);
+        }
+        if (n < 0)
+            return (int32_t)n; /* the stream is broken mid-frame */
+        sent += (size_t)n;
+    }
+    return FDSEND_OK;
+}
+
 int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
                         const intptr_t *fds, int32_t nfds, uint32_t flags)
 {
     unsigned char hdr[HDR_SIZE];
     struct iovec iov[2];
+    fdsend_deadline dl;
     busy_entry me;
-    size_t total, sent;
     int type = 0, s, cnt;
     int32_t rc;
     int64_t n;
@@ -297,51 +346,28 @@ int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
     }
 
     encode_header(hdr, (uint32_t)len, (uint32_t)nfds);
-    total = HDR_SIZE + len;
-    cnt = frame_iov(iov, hdr, payload, len, 0);
-
+    fdsend_deadline_start(&dl, POLLOUT, (flags & FDSEND_DONTWAIT) != 0);
     if (type != SOCK_STREAM) {
         /* One frame, one datagram: all or nothing. */
-        n = fdsend_sendmsg_fds(s, NULL, 0, iov, cnt, fds, nfds, flags);
+        cnt = frame_iov(iov, hdr, payload, len, 0);
+        n = fdsend_sendmsg_fds(s, NULL, 0, iov, cnt, fds, nfds, flags, &dl);
         if (n < 0)
             return (int32_t)n;
-        if ((size_t)n != total)
+        if ((size_t)n != HDR_SIZE + len)
             return fdsend_fail(FDSEND_EOTHER, EIO); /* no kernel cuts a datagram short */
         fdsend_clear_error();
         return FDSEND_OK;
     }
 
-    rc = busy_acquire(&me, s, 0, flags);
+    rc = busy_acquire(&me, s, 0, flags, &dl);
     if (rc != FDSEND_OK)
         return rc;
-    /* The first sendmsg carries the descriptors with the header's first byte. */
-    n = fdsend_sendmsg_fds(s, NULL, 0, iov, cnt, fds, nfds, flags);
-    if (n < 0) {
-        busy_release(&me);
-        return (int32_t)n; /* FDSEND_EAGAIN: nothing at all was sent */
-    }
-    sent = (size_t)n;
-    /* The frame has started: finish it, without descriptors, whatever the socket mode. */
-    while (sent < total) {
-        cnt = frame_iov(iov, hdr, payload, len, sent);
-        n = fdsend_sendmsg_fds(s, NULL, 0, iov, cnt, NULL, 0, 0);
-        if (n == FDSEND_EAGAIN) {
-            rc = wait_ready(s, POLLOUT);
-            if (rc != FDSEND_OK) {
-                busy_release(&me);
-                return rc;
-            }
-            continue;
-        }
-        if (n < 0) {
-            busy_release(&me);
-            return (int32_t)n; /* the stream is broken mid-frame */
-        }
-        sent += (size_t)n;
-    }
-    busy_release(&me);
-    fdsend_clear_error();
-    return FDSEND_OK;
+    pthread_cleanup_push(busy_cleanup, &me);
+    rc = send_stream_frame(s, hdr, payload, len, fds, nfds, flags, &dl);
+    pthread_cleanup_pop(1); /* busy_release */
+    if (rc == FDSEND_OK)
+        fdsend_clear_error();
+    return rc;
 }
 
 /* ---- Receiving ----------------------------------------------------------------------- */
@@ -358,7 +384,7 @@ typedef struct piece {
  * the others are closed. Returns the bytes received (0: end of stream) or a negative code,
  * in which case no descriptor arrived. */
 static int64_t recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait, int *out,
-                          int32_t maxout, piece *pc)
+                          int32_t maxout, piece *pc, fdsend_deadline *d)
 {
     recv_control control;
     struct msghdr msg;
@@ -382,24 +408,17 @@ static int64_t recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait,
     msg.msg_control = control.buf;
     msg.msg_controllen = sizeof control.buf;
 
-    do {
-        n = recvmsg(sock, &msg, recvflags);
-    } while (n < 0 && errno == EINTR);
+    n = fdsend_io(fdsend_recvmsg_op, sock, &msg, recvflags, d);
     if (n < 0)
-        return fdsend_fail_io(sock, dontwait);
+        return fdsend_fail_recv(sock, dontwait);
 
     pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, out, maxout,
                              fdsend_close_excess, NULL);
 #if !HAVE_MSG_CMSG_CLOEXEC
     {
-        int32_t i;
-        for (i = 0; i < pr.taken; i++) {
-            if (fcntl(out[i], F_SETFD, FD_CLOEXEC) != 0) {
-                int err = errno;
-                close_fds(out, pr.taken);
-                return fdsend_fail(fdsend_status_from_errno(err), err);
-            }
-        }
+        int32_t rc = fdsend_cloexec_or_close(out, pr.taken);
+        if (rc != FDSEND_OK)
+            return rc;
     }
 #endif /* !HAVE_MSG_CMSG_CLOEXEC */
     pc->taken = pr.taken;
@@ -415,7 +434,7 @@ static int64_t recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait,
  * are a protocol error (they belong with the header's first byte), and so is the end of
  * the stream. */
 static int32_t recv_rest(int sock, unsigned char *dst, size_t len, unsigned char *scratch,
-                         size_t scratchlen)
+                         size_t scratchlen, fdsend_deadline *d)
 {
     while (len > 0) {
         struct iovec iov;
@@ -423,9 +442,9 @@ static int32_t recv_rest(int sock, unsigned char *dst, size_t len, unsigned char
         int64_t n;
         iov.iov_base = dst != NULL ? dst : scratch;
         iov.iov_len = dst != NULL ? len : (len < scratchlen ? len : scratchlen);
-        n = recv_piece(sock, &iov, 1, 0, NULL, 0, &pc);
-        if (n == FDSEND_EAGAIN) {
-            n = wait_ready(sock, POLLIN);
+        n = recv_piece(sock, &iov, 1, 0, NULL, 0, &pc, d);
+        if (n == FDSEND_EAGAIN) { /* a non-blocking socket */
+            n = fdsend_wait_ready(sock, POLLIN, d);
             if (n == FDSEND_OK)
                 continue;
         }
@@ -438,6 +457,7 @@ static int32_t recv_rest(int sock, unsigned char *dst, size_t len, unsigned char
         len -= (size_t)n;
         if (dst != NULL)
             dst += (size_t)n;
+        fdsend_deadline_renew(d); /* bytes moved: the next wait counts from now */
     }
     return FDSEND_OK;
 }
@@ -467,67 +487,82 @@ static int64_t finish_frame(const frame_header *h, const int *got, int32_t ngot,
     return (int64_t)h->len;
 }
 
+/* The descriptors of a stream frame being received: closed by the cleanup handler if the
+ * thread is cancelled inside the frame. */
+typedef struct frame_fds {
+    int got[FDSEND_MAX_FDS];
+    int32_t n;
+} frame_fds;
+
+static void frame_fds_cleanup(void *arg)
+{
+    frame_fds *f = arg;
+    int32_t k = f->n;
+    f->n = 0;
+    close_fds(f->got, k);
+}
+
+/* An error inside a frame: close its descriptors, return rc. */
+static int64_t drop_frame(frame_fds *f, int64_t rc)
+{
+    frame_fds_cleanup(f);
+    return rc;
+}
+
 static int64_t recv_stream(int sock, unsigned char *buf, size_t cap, intptr_t *fds,
-                           int32_t maxfds, int32_t *nfds, uint32_t flags)
+                           int32_t maxfds, int32_t *nfds, uint32_t flags, frame_fds *f,
+                           fdsend_deadline *d)
 {
     unsigned char hdr[HDR_SIZE];
     unsigned char scratch[4096];
-    int got[FDSEND_MAX_FDS];
     frame_header h;
     struct iovec iov;
     piece pc;
     int64_t n;
-    int32_t rc;
+    int32_t rc, taken;
 
     /* The first read: exactly the header, and with it the frame's descriptors. */
     iov.iov_base = hdr;
     iov.iov_len = HDR_SIZE;
-    n = recv_piece(sock, &iov, 1, (flags & FDSEND_DONTWAIT) != 0, got, FDSEND_MAX_FDS, &pc);
+    n = recv_piece(sock, &iov, 1, (flags & FDSEND_DONTWAIT) != 0, f->got, FDSEND_MAX_FDS,
+                   &pc, d);
     if (n < 0)
-        return n; /* FDSEND_EAGAIN: nothing consumed */
+        return n; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT: nothing consumed */
+    f->n = pc.taken;
     if (n == 0) {
-        if (pc.taken > 0 || pc.ctrunc) {
-            close_fds(got, pc.taken);
-            return protocol_error();
-        }
+        if (pc.taken > 0 || pc.ctrunc)
+            return drop_frame(f, protocol_error());
         fdsend_clear_error();
         return FDSEND_EOF;
     }
-    if (pc.dropped > 0) { /* more than FDSEND_MAX_FDS descriptors */
-        close_fds(got, pc.taken);
-        return protocol_error();
-    }
+    if (pc.dropped > 0) /* more than FDSEND_MAX_FDS descriptors */
+        return drop_frame(f, protocol_error());
     /* Judge the version and flags bytes as soon as they are here: a peer that does not speak
      * the format (IO::FDPass sends one zero byte) must get FDSEND_EPROTO, not a wait for
      * header bytes that never come. */
-    if (hdr[0] != FDSEND_MSG_VERSION || (n >= 2 && hdr[1] != 0)) {
-        close_fds(got, pc.taken);
-        return protocol_error();
-    }
+    if (hdr[0] != FDSEND_MSG_VERSION || (n >= 2 && hdr[1] != 0))
+        return drop_frame(f, protocol_error());
+    fdsend_deadline_renew(d); /* the frame has started: waits count from its last byte */
     if ((size_t)n < HDR_SIZE) {
-        rc = recv_rest(sock, hdr + n, HDR_SIZE - (size_t)n, NULL, 0);
-        if (rc != FDSEND_OK) {
-            close_fds(got, pc.taken);
-            return rc;
-        }
+        rc = recv_rest(sock, hdr + n, HDR_SIZE - (size_t)n, NULL, 0, d);
+        if (rc != FDSEND_OK)
+            return drop_frame(f, rc);
     }
     if (decode_header(hdr, &h) != FDSEND_OK ||
-        (!pc.ctrunc && (uint32_t)pc.taken != h.nfds)) {
-        close_fds(got, pc.taken);
-        return protocol_error();
-    }
+        (!pc.ctrunc && (uint32_t)pc.taken != h.nfds))
+        return drop_frame(f, protocol_error());
     /* The payload: exactly h.len bytes, into buf if it fits, else read and discarded. */
     if (h.len <= cap)
-        rc = recv_rest(sock, buf, h.len, NULL, 0);
+        rc = recv_rest(sock, buf, h.len, NULL, 0, d);
     else if (cap >= sizeof scratch)
-        rc = recv_rest(sock, NULL, h.len, buf, cap);
+        rc = recv_rest(sock, NULL, h.len, buf, cap, d);
     else
-        rc = recv_rest(sock, NULL, h.len, scratch, sizeof scratch);
-    if (rc != FDSEND_OK) {
-        close_fds(got, pc.taken);
-        return rc;
-    }
-    return finish_frame(&h, got, pc.taken, pc.ctrunc, cap, fds, maxfds, nfds);
+        rc = recv_rest(sock, NULL, h.len, scratch, sizeof scratch, d);
+    if (rc != FDSEND_OK)
+        return drop_frame(f, rc);
+    taken = f->n;
+    f->n = 0; /* finish_frame hands them out or closes them */
+    return finish_frame(&h, f->got, taken, pc.ctrunc, cap, fds, maxfds, nfds);
 }
 
 static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
@@ -535,6 +570,7 @@ static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
 {
     unsigned char hdr[HDR_SIZE];
     int got[FDSEND_MAX_FDS];
+    fdsend_deadline dl;
     frame_header h;
     struct iovec iov[2];
     int cnt = 1;
@@ -548,7 +584,9 @@ static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
         iov[1].iov_len = cap;
         cnt = 2;
     }
-    n = recv_piece(sock, iov, cnt, (flags & FDSEND_DONTWAIT) != 0, got, FDSEND_MAX_FDS, &pc);
+    fdsend_deadline_start(&dl, POLLIN, (flags & FDSEND_DONTWAIT) != 0);
+    n = recv_piece(sock, iov, cnt, (flags & FDSEND_DONTWAIT) != 0, got, FDSEND_MAX_FDS, &pc,
+                   &dl);
     if (n < 0)
         return n;
     if (n == 0 && type == SOCK_SEQPACKET && pc.taken == 0 && !pc.ctrunc && !pc.dtrunc) {
@@ -565,13 +603,30 @@ static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
     return finish_frame(&h, got, pc.taken, pc.ctrunc, cap, fds, maxfds, nfds);
 }
 
+/* recv_stream for a thread that holds (sock, receive): released at the end, and by the
+ * cleanup handlers, with the frame's descriptors closed, if the thread is cancelled. */
+static int64_t recv_stream_busy(int sock, unsigned char *buf, size_t cap, intptr_t *fds,
+                                int32_t maxfds, int32_t *nfds, uint32_t flags,
+                                busy_entry *me, fdsend_deadline *d)
+{
+    frame_fds frame;
+    int64_t n;
+    frame.n = 0;
+    pthread_cleanup_push(busy_cleanup, me);
+    pthread_cleanup_push(frame_fds_cleanup, &frame);
+    n = recv_stream(sock, buf, cap, fds, maxfds, nfds, flags, &frame, d);
+    pthread_cleanup_pop(0); /* recv_stream has handed them out or closed them */
+    pthread_cleanup_pop(1); /* busy_release */
+    return n;
+}
+
 int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
                         int32_t maxfds, int32_t *nfds, uint32_t flags)
 {
+    fdsend_deadline dl;
     busy_entry me;
     int type = 0, s;
     int32_t rc;
-    int64_t n;
 
     if (nfds != NULL)
         *nfds = 0;
@@ -598,12 +653,12 @@ int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
     if (type != SOCK_STREAM)
         return recv_datagram(s, type, (unsigned char *)buf, cap, fds, maxfds, nfds, flags);
 
-    rc = busy_acquire(&me, s, 1, flags);
+    fdsend_deadline_start(&dl, POLLIN, (flags & FDSEND_DONTWAIT) != 0);
+    rc = busy_acquire(&me, s, 1, flags, &dl);
     if (rc != FDSEND_OK)
         return rc;
-    n = recv_stream(s, (unsigned char *)buf, cap, fds, maxfds, nfds, flags);
-    busy_release(&me);
-    return n;
+    return recv_stream_busy(s, (unsigned char *)buf, cap, fds, maxfds, nfds, flags, &me,
+                            &dl);
 }
 
 #endif /* !defined(_WIN32) */

@@ -219,7 +219,7 @@ static int run_recv(const char *path, int nmsgs, int fdpass, int *nfds_total, si
         uint32_t rf = 0;
         intptr_t extra[8];
         int64_t r = fdsend_recv(s, &b, 1, extra, 8, &nf, &rf, 0);
-        if (r != 0 || nf != 0 || rf != 0)
+        if (r != 0 || nf != 0 || rf != FDSEND_RECV_END_OF_STREAM)
             fail("expected end of stream after %d messages, got %" PRId64 " bytes, %d fds", nmsgs, r, nf);
     }
     close(s);

@@ -567,7 +567,7 @@ TEST(sender_died)
     CHECK_EQ(n, 0);
     CHECK_RC(fdsend_recv((intptr_t)s, data, sizeof data, got, 2, &n, &rf, 0), 0); /* EOF */
     CHECK_EQ(n, 0);
-    CHECK_EQ(rf, 0);
+    CHECK_EQ(rf, FDSEND_RECV_END_OF_STREAM);
     closesocket(s);
     closesocket(l);
 }

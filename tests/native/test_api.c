@@ -343,6 +343,54 @@ TEST(strerror_every_code)
         CHECK_EQ(codes[i], -(int32_t)i);
 }
 
+/* Each code's text names its cause, as the header's comment on the code does (words a
+ * reader would search for); FDSEND_ETOOMANYFDS names both of its causes. */
+TEST(strerror_names_the_cause)
+{
+    static const struct {
+        int32_t code;
+        const char *words[2];
+    } want[] = {
+        {FDSEND_EAGAIN, {"would block", NULL}},
+        {FDSEND_EINVAL, {"invalid argument", NULL}},
+        {FDSEND_EBADF, {"not an open", NULL}},
+        {FDSEND_ENOTSOCK, {"not a socket", NULL}},
+        {FDSEND_EPIPE, {"closed", NULL}},
+        {FDSEND_ECONNRESET, {"reset", NULL}},
+        {FDSEND_ENOTCONN, {"not connected", NULL}},
+        {FDSEND_EMSGSIZE, {"too large", NULL}},
+        {FDSEND_ETOOMANYREFS, {"in flight", NULL}},
+        {FDSEND_EMFILE, {"descriptor table", NULL}},
+        {FDSEND_ENOTSUP, {"not supported", NULL}},
+        {FDSEND_ENOBUFS, {"buffer", NULL}},
+        {FDSEND_ETOOMANYFDS, {"fdsend_max_fds", "receiver's maxfds"}},
+        {FDSEND_ECONNREFUSED, {"refused", NULL}},
+        {FDSEND_ENOENT, {"does not exist", NULL}},
+        {FDSEND_EACCES, {"permission", NULL}},
+        {FDSEND_EDESTADDRREQ, {"destination", NULL}},
+        {FDSEND_EISCONN, {"already connected", NULL}},
+        {FDSEND_ENOTUNIX, {"Unix domain", NULL}},
+        {FDSEND_ENAMETOOLONG, {"too long", NULL}},
+        {FDSEND_EPROTO, {"protocol", NULL}},
+        {FDSEND_ESRCH, {"process", NULL}},
+        {FDSEND_EOF, {"message boundary", NULL}},
+        {FDSEND_ETIMEDOUT, {"timeout", NULL}},
+        {FDSEND_EPROTOTYPE, {"another type", NULL}},
+        {FDSEND_EOTHER, {"operating system", NULL}},
+    };
+    size_t i, k;
+    for (i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const char *s = fdsend_strerror(want[i].code);
+        for (k = 0; k < 2 && want[i].words[k] != NULL; k++) {
+            if (strstr(s, want[i].words[k]) == NULL)
+                tu_fail(__FILE__, __LINE__, "fdsend_strerror(%s) = \"%s\" does not say \"%s\"",
+                        tu_describe(want[i].code), s, want[i].words[k]);
+        }
+    }
+    /* ETOOMANYFDS is not ETOOMANYREFS: a count, not the kernel's in-flight limit. */
+    CHECK(strstr(fdsend_strerror(FDSEND_ETOOMANYFDS), "in flight") == NULL);
+}
+
 /* fdsend_version() is FDSEND_VERSION_STRING, built from the MAJOR/MINOR/PATCH macros, and
  * agrees with the CMake project version. */
 TEST(version)
@@ -400,6 +448,7 @@ int main(int argc, char **argv)
         CASE(tcp_socket_with_fds),
         CASE(close_all),
         CASE(strerror_every_code),
+        CASE(strerror_names_the_cause),
         CASE(version),
         CASE(last_os_error),
     };

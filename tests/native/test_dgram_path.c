@@ -20,7 +20,7 @@ static int bound_dgram(const char *path)
     size_t plen = strlen(path);
     int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     CHECK_SYS(s);
-    CHECK(plen < sizeof addr.sun_path);
+    CHECK(path[0] == '@' ? plen <= sizeof addr.sun_path : plen < sizeof addr.sun_path);
     memset(&addr, 0, sizeof addr);
     addr.sun_family = AF_UNIX;
     memcpy(addr.sun_path, path, plen);
@@ -86,6 +86,28 @@ TEST(send_to_abstract_name)
     send_to_and_receive(name);
     /* No file of that name was created. */
     CHECK(access(name, F_OK) != 0);
+#else
+    tu_skip("abstract socket names are Linux-only");
+#endif /* defined(__linux__) */
+}
+
+/* The longest abstract name: '@' + 107 bytes fills sun_path[108] (no terminating NUL),
+ * so it is accepted and delivered; one byte more is FDSEND_ENAMETOOLONG. */
+TEST(send_to_longest_abstract_name)
+{
+#if defined(__linux__)
+    struct sockaddr_un addr;
+    char name[sizeof addr.sun_path + 2];
+    int tx = unbound_dgram();
+    int len = snprintf(name, sizeof name, "@fdsend-test-%d-", (int)getpid());
+    memset(name + len, 'z', sizeof name - (size_t)len);
+    name[sizeof addr.sun_path] = '\0'; /* '@' + 107 bytes */
+    send_to_and_receive(name);
+    name[sizeof addr.sun_path] = 'z';
+    name[sizeof addr.sun_path + 1] = '\0'; /* '@' + 108 bytes */
+    CHECK_RC(fdsend_send_to(tx, name, "x", 1, NULL, 0, 0), FDSEND_ENAMETOOLONG);
+    CHECK_EQ(errno, ENAMETOOLONG);
+    close(tx);
 #else
     tu_skip("abstract socket names are Linux-only");
 #endif /* defined(__linux__) */
@@ -161,7 +183,8 @@ TEST(send_to_other_socket_type)
 }
 
 /* A path that does not fit in sun_path: FDSEND_ENAMETOOLONG, checked before any system
- * call; the longest path that fits is accepted (and then not found). */
+ * call (108 bytes: no room for the terminating NUL); the longest path that fits, 107
+ * bytes, is accepted (and then not found). */
 TEST(send_to_name_too_long)
 {
     struct sockaddr_un addr;
@@ -207,7 +230,8 @@ TEST(send_to_bad_use)
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
-        CASE(send_to_filesystem_path), CASE(send_to_abstract_name), CASE(send_to_nobody),
+        CASE(send_to_filesystem_path), CASE(send_to_abstract_name),
+        CASE(send_to_longest_abstract_name), CASE(send_to_nobody),
         CASE(send_to_name_too_long),   CASE(send_to_bad_use), CASE(send_to_other_socket_type),
     };
     return tu_main(argc, argv, cases, sizeof cases / sizeof cases[0]);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static const int socket_types[] = {SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM};
@@ -278,6 +279,46 @@ TEST(rlimit_nofile_truncates)
         tu_wait_ok(tu_fork(rlimit_child, &free_slots));
 }
 
+/* Receiving on a stream socket that is not connected, or that listens: FDSEND_ENOTCONN
+ * (errno ENOTCONN), not the FDSEND_EINVAL that Linux's recvmsg suggests. */
+TEST(recv_unconnected_stream)
+{
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int socks[2], i;
+    unsigned char buf[8];
+    intptr_t got[2];
+    int32_t n = -1;
+    uint32_t rflags = 99;
+
+    CHECK_SYS(s);
+    CHECK_SYS(l);
+    {
+        struct sockaddr_un addr;
+        memset(&addr, 0, sizeof addr);
+        addr.sun_family = AF_UNIX;
+        snprintf(addr.sun_path, sizeof addr.sun_path, "%s", tu_temppath("listen.sock"));
+        CHECK_SYS(bind(l, (struct sockaddr *)&addr, sizeof addr));
+    }
+    CHECK_SYS(listen(l, 1));
+    socks[0] = s;
+    socks[1] = l;
+    for (i = 0; i < 2; i++) {
+        errno = 0;
+        CHECK_RC(fdsend_recv(socks[i], buf, sizeof buf, got, 2, &n, &rflags, 0),
+                 FDSEND_ENOTCONN);
+        CHECK_EQ(errno, ENOTCONN);
+        CHECK_EQ(n, 0);
+        CHECK_EQ(rflags, 0);
+        CHECK_RC(fdsend_recv(socks[i], NULL, 0, got, 2, &n, &rflags, FDSEND_DONTWAIT),
+                 FDSEND_ENOTCONN);
+        CHECK_RC(fdsend_msg_recv(socks[i], buf, sizeof buf, got, 2, &n, 0), FDSEND_ENOTCONN);
+        CHECK_EQ(fdsend_last_os_error(), ENOTCONN);
+    }
+    close(s);
+    close(l);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -285,6 +326,7 @@ int main(int argc, char **argv)
         CASE(hostile_credentials_and_rights),
         CASE(passpidfd_not_leaked),
         CASE(rlimit_nofile_truncates),
+        CASE(recv_unconnected_stream),
     };
     return tu_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

@@ -69,6 +69,7 @@ TEST(econnreset)
     CHECK_EQ(n, 0);
     CHECK_EQ(rflags, 0);
     CHECK_RC(fdsend_recv(sv[0], buf, sizeof buf, NULL, 0, &n, &rflags, 0), 0);
+    CHECK_EQ(rflags, FDSEND_RECV_END_OF_STREAM);
     close(sv[0]);
 }
 

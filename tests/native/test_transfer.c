@@ -371,13 +371,54 @@ TEST(zero_len_recv_on_plain_data)
     CHECK_EQ(rflags, FDSEND_RECV_DATA_TRUNCATED);
     CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, NULL, 0, NULL, &rflags, 0), 2);
     CHECK_MEM(buf, "bc", 2);
-    /* End of stream: 0, no fds, no flags. */
+    /* End of stream: 0, no fds, FDSEND_RECV_END_OF_STREAM (with len 0 and len > 0). */
     close(sv[0]);
     CHECK_RC(fdsend_recv(sv[1], NULL, 0, NULL, 0, &n, &rflags, 0), 0);
-    CHECK_EQ(rflags, 0);
+    CHECK_EQ(rflags, FDSEND_RECV_END_OF_STREAM);
     CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, NULL, 0, &n, &rflags, 0), 0);
-    CHECK_EQ(rflags, 0);
+    CHECK_EQ(rflags, FDSEND_RECV_END_OF_STREAM);
     close(sv[1]);
+}
+
+/* FDSEND_RECV_END_OF_STREAM: set when a stream peer has closed (len > 0, len == 0,
+ * FDSEND_DONTWAIT), never for an empty seqpacket or datagram message, nor for a seqpacket
+ * socket whose peer closed (it reads like an empty message). */
+TEST(end_of_stream_flag)
+{
+    int sv[2], types[2] = {SOCK_SEQPACKET, SOCK_DGRAM}, i;
+    int32_t n = -1;
+    uint32_t rflags = 99;
+    char buf[8];
+
+    tu_socketpair(SOCK_STREAM, sv);
+    CHECK_RC(fdsend_send(sv[0], "x", 1, NULL, 0, 0), 1);
+    CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, NULL, 0, &n, &rflags, 0), 1);
+    CHECK_EQ(rflags, 0);
+    close(sv[0]);
+    CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, NULL, 0, &n, &rflags, 0), 0);
+    CHECK_EQ(rflags, FDSEND_RECV_END_OF_STREAM);
+    CHECK_RC(fdsend_recv(sv[1], NULL, 0, NULL, 0, &n, &rflags, 0), 0);
+    CHECK_EQ(rflags, FDSEND_RECV_END_OF_STREAM);
+    CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, NULL, 0, &n, &rflags, FDSEND_DONTWAIT), 0);
+    CHECK_EQ(rflags, FDSEND_RECV_END_OF_STREAM);
+    CHECK_EQ(n, 0);
+    close(sv[1]);
+
+    for (i = 0; i < 2; i++) {
+        if (!tu_try_socketpair(types[i], sv))
+            continue;
+        CHECK_RC(fdsend_send(sv[0], NULL, 0, NULL, 0, 0), 0); /* an empty message */
+        CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, NULL, 0, &n, &rflags, 0), 0);
+        CHECK_EQ(rflags, 0);
+        if (types[i] == SOCK_SEQPACKET) {
+            close(sv[0]);
+            CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, NULL, 0, &n, &rflags, 0), 0);
+            CHECK_EQ(rflags, 0);
+        } else {
+            close(sv[0]);
+        }
+        close(sv[1]);
+    }
 }
 
 /* ---- Boundaries ------------------------------------------------------------------- */
@@ -538,6 +579,7 @@ int main(int argc, char **argv)
         CASE(zero_data_stream_wire_byte),
         CASE(zero_data_seqpacket_and_datagram),
         CASE(zero_len_recv_on_plain_data),
+        CASE(end_of_stream_flag),
         CASE(stream_data_then_fds),
         CASE(message_boundaries),
         CASE(partial_send_fds_once),

@@ -10,8 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -319,4 +322,57 @@ int tu_under_valgrind(void)
 {
     const char *p = getenv("LD_PRELOAD");
     return p != NULL && strstr(p, "vgpreload") != NULL;
+}
+
+/* ---- Time and waiting -------------------------------------------------------------- */
+
+double tu_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1000.0 + (double)t.tv_nsec / 1e6;
+}
+
+void tu_set_timeout_ms(int fd, int opt, int ms)
+{
+    struct timeval tv;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    CHECK_SYS(setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv));
+}
+
+int tu_pending(int sock)
+{
+    int n = -1;
+    CHECK_SYS(ioctl(sock, FIONREAD, &n));
+    return n;
+}
+
+typedef struct watchdog_arg {
+    int seconds;
+    const char *what;
+} watchdog_arg;
+
+static void *watchdog_main(void *p)
+{
+    const watchdog_arg *w = p;
+    tu_sleep_ms(w->seconds * 1000);
+    fprintf(stderr, "watchdog: %s still running after %d s (a timeout did not fire)\n",
+            w->what, w->seconds);
+    fflush(stderr);
+    _exit(1);
+}
+
+void tu_watchdog(int seconds, const char *what)
+{
+    static watchdog_arg w;
+    pthread_t t;
+    sigset_t all, old;
+    w.seconds = seconds;
+    w.what = what;
+    sigfillset(&all);
+    CHECK(pthread_sigmask(SIG_SETMASK, &all, &old) == 0); /* the thread inherits it */
+    CHECK(pthread_create(&t, NULL, watchdog_main, &w) == 0);
+    CHECK(pthread_sigmask(SIG_SETMASK, &old, NULL) == 0);
+    CHECK(pthread_detach(t) == 0);
 }

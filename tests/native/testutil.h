@@ -137,4 +137,16 @@ void tu_sleep_ms(int ms);
 /* True when running under valgrind (it virtualises some limits). */
 int tu_under_valgrind(void);
 
+/* ---- Time and waiting -------------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in milliseconds. */
+double tu_now_ms(void);
+/* Set SO_RCVTIMEO or SO_SNDTIMEO (opt) of fd to ms milliseconds. */
+void tu_set_timeout_ms(int fd, int opt, int ms);
+/* Bytes queued for reading on sock (FIONREAD). */
+int tu_pending(int sock);
+/* Fail the test (from a thread of its own, every signal blocked there) if the case is
+ * still running after `seconds`: a call that should have timed out hangs instead. */
+void tu_watchdog(int seconds, const char *what);
+
 #endif /* FDSEND_TESTUTIL_H */

@@ -381,6 +381,15 @@ typedef struct rstate {
     uint32_t explen;
 } rstate;
 
+/* Whether one fdsend_recv result is the end of the input: 0 bytes, no descriptors, and the
+ * END_OF_STREAM bit on a stream socket (a seqpacket socket's end reads as an empty message:
+ * no flags at all). */
+static int end_of_stream(int type, int64_t n, int32_t nf, uint32_t rf)
+{
+    return n == 0 && nf == 0 &&
+           rf == (type == SOCK_STREAM ? (uint32_t)FDSEND_RECV_END_OF_STREAM : 0u);
+}
+
 static void verify_fds(rstate *rs, const sched *sc, uint32_t seq, const intptr_t *fds,
                        int32_t nf, uint32_t rflags, int32_t cap)
 {
@@ -523,7 +532,7 @@ static void recv_stream(int s, rstate *rs, rel_rng *rr, int peer_may_die, pid_t 
             if (n != 0 || (rf & FDSEND_RECV_DATA_TRUNCATED))
                 fail("message %u (bare): fdsend_recv(len 0) returned %" PRId64 ", flags %u", rs->seq,
                      n, rf);
-            if (nf == 0 && rf == 0) {
+            if (end_of_stream(rs->p->type, n, nf, rf)) {
                 if (peer_may_die)
                     break;
                 fail("message %u: end of stream (bare message lost)", rs->seq);
@@ -531,7 +540,7 @@ static void recv_stream(int s, rstate *rs, rel_rng *rr, int peer_may_die, pid_t 
             chunk[0] = 0;
             n = 1;
         } else if (n == 0) {
-            if (nf != 0 || rf != 0)
+            if (!end_of_stream(rs->p->type, n, nf, rf))
                 fail("message %u: 0 bytes with %d fds, flags %u", rs->seq, nf, rf);
             if (rs->seq > rs->p->nmsgs || peer_may_die)
                 break;
@@ -603,7 +612,7 @@ static void recv_seqpacket(int s, rstate *rs, int peer_may_die, pid_t kill_child
         kill_sender_when_due(rs, &kill_child, &peer_may_die);
         if (rs->seq > rs->p->nmsgs) {
             n = fdsend_recv(s, buf, 16, fds, RECV_FD_ROOM, &nf, &rf, 0);
-            if (n != 0 || nf != 0 || rf != 0)
+            if (!end_of_stream(rs->p->type, n, nf, rf))
                 fail("after the last message: %" PRId64 " bytes, %d fds, flags %u", n, nf, rf);
             break;
         }
@@ -614,7 +623,7 @@ static void recv_seqpacket(int s, rstate *rs, int peer_may_die, pid_t kill_child
                 break;
             fail("message %u: fdsend_recv: %s", rs->seq, fdsend_strerror((int32_t)n));
         }
-        if (n == 0 && nf == 0 && rf == 0) {
+        if (end_of_stream(rs->p->type, n, nf, rf)) {
             if (peer_may_die)
                 break;
             fail("end of stream at message %u of %u: messages lost", rs->seq, rs->p->nmsgs);

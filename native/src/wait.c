@@ -1,0 +1,156 @@
+/* The one place libfdsend waits: a deadline per call (the socket's SO_RCVTIMEO /
+ * SO_SNDTIMEO on CLOCK_MONOTONIC) and poll() for what is left of it. Used by
+ * fdsend_posix.c (EINTR inside fdsend_send / fdsend_recv / fdsend_recv_exact) and msg.c
+ * (the channel's waits inside a frame and behind another thread's frame).
+ * SPDX-License-Identifier: MIT */
+#include "fdsend_posix.h"
+#include "fdsend_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+static void now(struct timespec *t)
+{
+    if (clock_gettime(CLOCK_MONOTONIC, t) != 0) { /* no failure is documented for it */
+        t->tv_sec = 0;
+        t->tv_nsec = 0;
+    }
+}
+
+void fdsend_deadline_start(fdsend_deadline *d, short events, int dontwait)
+{
+    d->timeout_ns = -1;
+    d->events = events;
+    d->strict = 0;
+    d->started = 0;
+    if (!dontwait) {
+        now(&d->start);
+        d->started = 1;
+    }
+}
+
+void fdsend_deadline_renew(fdsend_deadline *d)
+{
+    now(&d->start);
+    d->started = 1;
+}
+
+/* The socket's SO_RCVTIMEO (POLLIN) or SO_SNDTIMEO (POLLOUT) in nanoseconds; 0 when none is
+ * set or it cannot be read. */
+static int64_t socket_timeout_ns(int sock, short events)
+{
+    struct timeval tv;
+    socklen_t l = sizeof tv;
+    int saved = errno;
+    memset(&tv, 0, sizeof tv);
+    if (getsockopt(sock, SOL_SOCKET, events == POLLIN ? SO_RCVTIMEO : SO_SNDTIMEO, &tv,
+                   &l) != 0 || tv.tv_sec < 0 || tv.tv_usec < 0) {
+        errno = saved;
+        return 0;
+    }
+    if ((int64_t)tv.tv_sec > INT64_MAX / 1000000000 - 1)
+        return INT64_MAX / 2; /* practically for ever */
+    return (int64_t)tv.tv_sec * 1000000000 + (int64_t)tv.tv_usec * 1000;
+}
+
+int fdsend_deadline_ms_left(fdsend_deadline *d, int sock)
+{
+    struct timespec t;
+    int64_t elapsed, left, ms;
+    if (d->timeout_ns < 0)
+        d->timeout_ns = socket_timeout_ns(sock, d->events);
+    if (d->timeout_ns == 0)
+        return -1;
+    if (!d->started)
+        fdsend_deadline_renew(d);
+    now(&t);
+    elapsed = ((int64_t)t.tv_sec - (int64_t)d->start.tv_sec) * 1000000000 +
+              ((int64_t)t.tv_nsec - (int64_t)d->start.tv_nsec);
+    if (elapsed < 0)
+        elapsed = 0;
+    if (elapsed >= d->timeout_ns)
+        return 0;
+    left = d->timeout_ns - elapsed;
+    ms = (left + 999999) / 1000000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+int32_t fdsend_wait_ready(int sock, short events, fdsend_deadline *d)
+{
+    for (;;) {
+        struct pollfd p;
+        int r, ms = fdsend_deadline_ms_left(d, sock);
+        if (ms == 0)
+            return fdsend_fail(FDSEND_ETIMEDOUT, ETIMEDOUT);
+        p.fd = sock;
+        p.events = events;
+        p.revents = 0;
+        r = poll(&p, 1, ms);
+        if (r > 0) {
+            if (p.revents & POLLNVAL)
+                return fdsend_fail(FDSEND_EBADF, EBADF);
+            return FDSEND_OK;
+        }
+        if (r < 0 && errno != EINTR)
+            return fdsend_fail_errno();
+        /* r == 0 (the deadline, checked at the top) or EINTR: wait for what is left */
+    }
+}
+
+ssize_t fdsend_recvmsg_op(int sock, struct msghdr *msg, int flags)
+{
+    return recvmsg(sock, msg, flags);
+}
+
+ssize_t fdsend_io(fdsend_msg_op op, int sock, struct msghdr *msg, int flags,
+                  fdsend_deadline *d)
+{
+    ssize_t n;
+    int nonblocking = -1; /* O_NONBLOCK: looked up once, if it matters */
+    if (!d->strict) {
+        n = op(sock, msg, flags);
+        if (n >= 0 || errno != EINTR)
+            return n;
+        d->strict = 1; /* interrupted: from now on, wait only for what is left */
+    }
+#if HAVE_MSG_DONTWAIT
+    for (;;) {
+        int32_t rc;
+        n = op(sock, msg, flags | MSG_DONTWAIT);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -1;
+        if (flags & MSG_DONTWAIT)
+            return -1; /* the caller asked not to wait */
+        if (nonblocking < 0) {
+            int fl = fcntl(sock, F_GETFL);
+            nonblocking = fl >= 0 && (fl & O_NONBLOCK) != 0;
+            errno = EAGAIN;
+        }
+        if (nonblocking)
+            return -1;
+        /* Ready but still EAGAIN (another thread was first): wait again, same deadline. */
+        rc = fdsend_wait_ready(sock, d->events, d);
+        if (rc != FDSEND_OK)
+            return -1; /* errno: ETIMEDOUT, EBADF, ... */
+    }
+#else
+    /* No MSG_DONTWAIT: wait for what is left, then one blocking attempt. */
+    (void)nonblocking;
+    for (;;) {
+        if (fdsend_wait_ready(sock, d->events, d) != FDSEND_OK)
+            return -1;
+        n = op(sock, msg, flags);
+        if (n >= 0 || errno != EINTR)
+            return n;
+    }
+#endif /* HAVE_MSG_DONTWAIT */
+}
