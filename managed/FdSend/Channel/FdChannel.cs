@@ -29,6 +29,11 @@ namespace FdSend;
 /// format faults the channel: <see cref="FdChannelProtocolException"/>, the frame's descriptors
 /// closed, and every later call throws the same exception. A stream connection that fails in
 /// the middle of a frame faults the channel the same way (its position is lost).</para>
+/// <para>Memory: a frame header is a promise, not data, so a receive allocates for the bytes
+/// that have arrived, not for the length the header announces: nothing until the payload's
+/// first bytes come, then at most 64 KiB or twice what has arrived, whichever is larger (the
+/// buffer doubles as the payload comes in). An idle peer that sent only a header costs no
+/// payload memory.</para>
 /// <para>The channel owns the socket (unless <see cref="FdChannelOptions.LeaveOpen"/>): do not
 /// read or write it directly while the channel is in use.</para>
 /// </remarks>
@@ -61,9 +66,9 @@ public sealed class FdChannel : IAsyncDisposable
     private bool _rxFdsDropped;
     private bool _rxHeaderDone;
     private FrameHeader _rxFrame;
-    private byte[]? _rxPayload;
+    private readonly PayloadAssembler _rxPayload = new(); // grows with the bytes that arrive
     private bool _rxDiscard;
-    private long _rxPayloadGot;
+    private long _rxDiscarded;
 
     /// <summary>
     /// Creates a channel over a connected Unix domain socket. The socket may be blocking or
@@ -255,6 +260,9 @@ public sealed class FdChannel : IAsyncDisposable
     /// <exception cref="OperationCanceledException">Cancelled (nothing lost).</exception>
     /// <exception cref="ObjectDisposedException">The channel is disposed.</exception>
     /// <exception cref="SocketException">The socket failed.</exception>
+    /// <exception cref="OutOfMemoryException">No memory for the payload's next buffer. Reported
+    /// as itself, never as a connection failure: nothing was read for it, the channel is not
+    /// faulted, and the next receive continues the frame.</exception>
     public ValueTask<FdMessage> ReceiveAsync(CancellationToken cancellationToken = default)
     {
         if (cancellationToken.IsCancellationRequested)
@@ -421,15 +429,17 @@ public sealed class FdChannel : IAsyncDisposable
                     _rxHeaderDone = true;
                     _rxDiscard = header.PayloadLength > (uint)_options.MaxMessageSize || _rxFdsDropped ||
                                  header.FdCount > _options.MaxFdsPerMessage;
-                    if (!_rxDiscard && header.PayloadLength > 0)
-                        _rxPayload = ArrayPool<byte>.Shared.Rent((int)header.PayloadLength);
-                    _rxPayloadGot = 0;
+                    // Nothing is allocated for the payload yet: the header is a promise, and
+                    // memory follows the bytes that actually arrive.
+                    if (!_rxDiscard)
+                        _rxPayload.Start((int)header.PayloadLength);
+                    _rxDiscarded = 0;
                 }
 
-                long remaining = _rxFrame.PayloadLength - _rxPayloadGot;
-                if (remaining > 0)
+                if (_rxDiscard)
                 {
-                    if (_rxDiscard)
+                    long remaining = _rxFrame.PayloadLength - _rxDiscarded;
+                    if (remaining > 0)
                     {
                         byte[] scratch = ArrayPool<byte>.Shared.Rent((int)Math.Min(remaining, DiscardChunk));
                         try
@@ -442,26 +452,31 @@ public sealed class FdChannel : IAsyncDisposable
                         {
                             ArrayPool<byte>.Shared.Return(scratch);
                         }
+                        CheckContinuation(n, count, flags, "payload");
+                        _rxDiscarded += n;
+                        continue;
                     }
-                    else
-                    {
-                        Span<byte> destination = _rxPayload.AsSpan((int)_rxPayloadGot, (int)remaining);
-                        if (!FdSendCore.TryReceive(_socket, destination, null, 0, out n, out count, out flags))
-                            return false;
-                    }
+                    throw Rejected(); // the whole frame is in
+                }
+
+                if (!_rxPayload.IsComplete)
+                {
+                    // GetSpace may throw OutOfMemoryException; it does so before this read, so
+                    // nothing is consumed and the frame goes on with a later receive.
+                    bool got = FdSendCore.TryReceive(_socket, _rxPayload.GetSpace(), null, 0, out n, out count, out flags);
+                    _rxPayload.Advance(got ? n : 0); // gives an unused first buffer back
+                    if (!got)
+                        return false;
                     CheckContinuation(n, count, flags, "payload");
-                    _rxPayloadGot += n;
                     continue;
                 }
 
                 // The whole frame is in.
-                if (_rxDiscard)
-                    throw Rejected();
-                message = TakeMessage(_rxPayload, 0);
+                message = TakeMessage(null, 0);
                 return true;
             }
         }
-        catch (Exception e) when (midFrame && e is not (FdChannelProtocolException or FdMessageRejectedException))
+        catch (Exception e) when (midFrame && e is not (FdChannelProtocolException or FdMessageRejectedException or OutOfMemoryException))
         {
             // The connection failed inside a frame: its position is lost.
             ResetReceive(closeFds: true);
@@ -509,43 +524,42 @@ public sealed class FdChannel : IAsyncDisposable
         {
             int total = FrameHeader.Size + (int)header.PayloadLength;
             byte[] buffer = ArrayPool<byte>.Shared.Rent(total);
-            bool got;
             try
             {
+                bool got;
                 fixed (nint* fds = _rxFds)
                     got = FdSendCore.TryReceive(_socket, buffer.AsSpan(0, total), fds, FdPassing.MaxFds, out n, out count, out flags);
+                if (!got)
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    return false;
+                }
+                _rxFdCount = count;
+                if (n < FrameHeader.Size)
+                    throw ProtocolError($"a datagram of {n} bytes is shorter than a frame header");
+                header = FrameHeader.Read(buffer);
+                _rxFrame = header;
+                string? problem = header.Problem();
+                if (problem is not null)
+                    throw ProtocolError(problem);
+                if ((flags & ReceiveFlags.DataTruncated) != 0 || n - FrameHeader.Size != header.PayloadLength)
+                {
+                    string held = (flags & ReceiveFlags.DataTruncated) != 0
+                        ? "more"
+                        : (n - FrameHeader.Size).ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    throw ProtocolError($"a datagram frame's header announces {header.PayloadLength} payload bytes but the datagram holds {held}");
+                }
+                _rxFdsDropped = (flags & ReceiveFlags.FdsTruncated) != 0;
+                if (_rxFdsDropped ? count > header.FdCount : count != header.FdCount)
+                    throw ProtocolError($"the frame header announces {header.FdCount} descriptors but {count} came with it");
+                if (_rxFdsDropped || header.FdCount > _options.MaxFdsPerMessage)
+                    throw Rejected();
             }
             catch
             {
                 ArrayPool<byte>.Shared.Return(buffer);
                 throw;
             }
-            if (!got)
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-                return false;
-            }
-            _rxFdCount = count;
-            _rxPayload = buffer; // owned by the receive state until handed out (or returned)
-            if (n < FrameHeader.Size)
-                throw ProtocolError($"a datagram of {n} bytes is shorter than a frame header");
-            header = FrameHeader.Read(buffer);
-            _rxFrame = header;
-            string? problem = header.Problem();
-            if (problem is not null)
-                throw ProtocolError(problem);
-            if ((flags & ReceiveFlags.DataTruncated) != 0 || n - FrameHeader.Size != header.PayloadLength)
-            {
-                string held = (flags & ReceiveFlags.DataTruncated) != 0
-                    ? "more"
-                    : (n - FrameHeader.Size).ToString(System.Globalization.CultureInfo.InvariantCulture);
-                throw ProtocolError($"a datagram frame's header announces {header.PayloadLength} payload bytes but the datagram holds {held}");
-            }
-            _rxFdsDropped = (flags & ReceiveFlags.FdsTruncated) != 0;
-            if (_rxFdsDropped ? count > header.FdCount : count != header.FdCount)
-                throw ProtocolError($"the frame header announces {header.FdCount} descriptors but {count} came with it");
-            if (_rxFdsDropped || header.FdCount > _options.MaxFdsPerMessage)
-                throw Rejected();
             message = TakeMessage(buffer, FrameHeader.Size);
             return true;
         }
@@ -585,14 +599,17 @@ public sealed class FdChannel : IAsyncDisposable
             "That message was lost and its descriptors closed. Do not read a channel's socket directly.");
     }
 
-    /// <summary>Hands the completed frame out as a message; the receive state forgets it.</summary>
+    /// <summary>Hands the completed frame out as a message; the receive state forgets it. A
+    /// stream frame's payload comes from the receive state, a datagram's in
+    /// <paramref name="buffer"/> at <paramref name="offset"/> (null: empty).</summary>
     private FdMessage TakeMessage(byte[]? buffer, int offset)
     {
         var fds = new ReceivedFds(new ReadOnlySpan<nint>(_rxFds, 0, _rxFdCount), (int)_rxFrame.PayloadLength,
                                   ReceiveFlags.None, isEndOfStream: false);
         // Nothing below can throw: the descriptors now belong to the message.
         _rxFdCount = 0;
-        _rxPayload = null;
+        if (_isStream)
+            buffer = _rxPayload.Take();
         var message = buffer is null
             ? new FdMessage(Array.Empty<byte>(), 0, 0, pooled: false, fds)
             : new FdMessage(buffer, offset, (int)_rxFrame.PayloadLength, pooled: true, fds);
@@ -634,16 +651,12 @@ public sealed class FdChannel : IAsyncDisposable
         if (closeFds && _rxFdCount > 0)
             FdSendCore.CloseAll(new ReadOnlySpan<nint>(_rxFds, 0, _rxFdCount));
         _rxFdCount = 0;
-        if (_rxPayload is not null)
-        {
-            ArrayPool<byte>.Shared.Return(_rxPayload);
-            _rxPayload = null;
-        }
+        _rxPayload.Reset();
         _rxHeaderGot = 0;
         _rxHeaderDone = false;
         _rxFdsDropped = false;
         _rxDiscard = false;
-        _rxPayloadGot = 0;
+        _rxDiscarded = 0;
         _rxFrame = default;
     }
 
