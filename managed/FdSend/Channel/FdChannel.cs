@@ -25,10 +25,16 @@ namespace FdSend;
 /// <para>Limits (<see cref="FdChannelOptions"/>) apply on both sides: a send over them throws
 /// <see cref="ArgumentException"/> and sends nothing; an incoming message over them is read and
 /// discarded whole, its descriptors closed, and the receive throws
-/// <see cref="FdMessageRejectedException"/>; the channel stays usable. A peer that breaks the
-/// format faults the channel: <see cref="FdChannelProtocolException"/>, the frame's descriptors
-/// closed, and every later call throws the same exception. A stream connection that fails in
-/// the middle of a frame faults the channel the same way (its position is lost).</para>
+/// <see cref="FdMessageRejectedException"/>; the channel stays usable. A frame that breaks the
+/// format throws <see cref="FdChannelProtocolException"/> with its descriptors closed. On a
+/// stream socket that faults the channel (the next frame's position is lost): every later call
+/// throws the same exception. On a seqpacket or datagram socket the bad record is dropped and
+/// the channel stays usable (every record stands alone, as in the C library). A stream
+/// connection that fails in the middle of a frame faults the channel the same way.</para>
+/// <para>End: on a stream or seqpacket socket, the peer's close at a message boundary ends
+/// the channel (<see cref="EndOfStreamException"/> from every later receive). A seqpacket peer
+/// can also send a zero-byte record without closing: no frame is empty, so it reads as the end
+/// too (as in the C library), and a receive after it reads the next record.</para>
 /// <para>Memory: a frame header is a promise, not data, so a receive allocates for the bytes
 /// that have arrived, not for the length the header announces: nothing until the payload's
 /// first bytes come, then at most 64 KiB or twice what has arrived, whichever is larger (the
@@ -104,8 +110,9 @@ public sealed class FdChannel : IAsyncDisposable
     /// <summary>The channel's limits.</summary>
     public FdChannelOptions Options => _options;
 
-    /// <summary>The exception that faulted the channel (a broken frame from the peer, or a
-    /// connection that failed in the middle of a frame), or null while it is healthy.</summary>
+    /// <summary>The exception that faulted the channel (a broken frame from the peer on a stream
+    /// socket, or a connection that failed in the middle of a frame), or null while it is
+    /// healthy. A bad seqpacket or datagram record does not fault the channel.</summary>
     public Exception? Fault => Volatile.Read(ref _fault)?.SourceException;
 
     // ---- Sending ----------------------------------------------------------------------------
@@ -251,12 +258,14 @@ public sealed class FdChannel : IAsyncDisposable
     /// partly read is continued by the next receive, its descriptors kept meanwhile.</param>
     /// <returns>The message, exactly as the peer sent it.</returns>
     /// <exception cref="EndOfStreamException">The peer closed the connection at a message
-    /// boundary (stream and seqpacket sockets); <see cref="ReadAllAsync"/> ends there instead.</exception>
+    /// boundary (stream and seqpacket sockets), or sent a zero-byte seqpacket record;
+    /// <see cref="ReadAllAsync"/> ends there instead.</exception>
     /// <exception cref="FdMessageRejectedException">The message broke this side's limits, or
     /// its descriptors were dropped by the kernel; it was discarded whole and the channel stays
     /// usable.</exception>
-    /// <exception cref="FdChannelProtocolException">The peer broke the wire format; the channel
-    /// is faulted.</exception>
+    /// <exception cref="FdChannelProtocolException">The peer broke the wire format; the frame's
+    /// descriptors were closed. On a stream socket the channel is faulted; on a seqpacket or
+    /// datagram socket only that record was lost, and the channel stays usable.</exception>
     /// <exception cref="OperationCanceledException">Cancelled (nothing lost).</exception>
     /// <exception cref="ObjectDisposedException">The channel is disposed.</exception>
     /// <exception cref="SocketException">The socket failed.</exception>
@@ -290,7 +299,8 @@ public sealed class FdChannel : IAsyncDisposable
     /// <returns>The messages, in the order they were sent.</returns>
     /// <exception cref="FdMessageRejectedException">See <see cref="ReceiveAsync"/>; the
     /// enumeration ends with it, but the channel stays usable.</exception>
-    /// <exception cref="FdChannelProtocolException">The peer broke the wire format.</exception>
+    /// <exception cref="FdChannelProtocolException">The peer broke the wire format (see
+    /// <see cref="ReceiveAsync"/>; the enumeration ends with it).</exception>
     public async IAsyncEnumerable<FdMessage> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         while (true)
@@ -635,9 +645,19 @@ public sealed class FdChannel : IAsyncDisposable
                     "It was discarded and its descriptors were closed; the channel is still usable.");
     }
 
+    /// <summary>A frame that breaks the format: its descriptors are closed. On a stream the
+    /// position of the next frame is lost, so the channel is faulted; a seqpacket record or
+    /// datagram stands alone, so it is dropped and the next one is read normally (as
+    /// fdsend_msg_recv does, docs/wire-format.md section 4).</summary>
     private FdChannelProtocolException ProtocolError(string what)
     {
         ResetReceive(closeFds: true);
+        if (!_isStream)
+        {
+            return new FdChannelProtocolException(
+                $"The peer broke the FdSend channel wire format: {what}. That record was dropped and its descriptors were closed; " +
+                "every record stands alone, so the channel is still usable: receive the next message.");
+        }
         var e = new FdChannelProtocolException(
             $"The peer broke the FdSend channel wire format: {what}. Every descriptor of that frame was closed. " +
             "The channel is faulted: dispose it and close the connection.");
