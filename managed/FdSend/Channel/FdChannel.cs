@@ -43,7 +43,7 @@ namespace FdSend;
 /// <para>The channel owns the socket (unless <see cref="FdChannelOptions.LeaveOpen"/>): do not
 /// read or write it directly while the channel is in use.</para>
 /// </remarks>
-public sealed class FdChannel : IAsyncDisposable
+public sealed class FdChannel : IAsyncDisposable, IDisposable
 {
     /// <summary>On a stream socket, payloads up to this size are copied behind the header and
     /// sent with one sendmsg; larger ones are sent header-first, then straight from the
@@ -61,6 +61,7 @@ public sealed class FdChannel : IAsyncDisposable
     private readonly byte[] _sendHeader = new byte[FrameHeader.Size];
     private ExceptionDispatchInfo? _fault;
     private volatile bool _disposed;
+    private int _disposeStarted; // 1 once Dispose or DisposeAsync has begun (Interlocked)
 
     // The frame being received (guarded by _receiveLock). On a stream socket a frame can be
     // received over several calls (cancellation keeps it); its descriptors are owned here
@@ -687,19 +688,53 @@ public sealed class FdChannel : IAsyncDisposable
     /// descriptors of a partly received frame are closed, and the socket is closed (unless
     /// <see cref="FdChannelOptions.LeaveOpen"/>), so the peer sees the end of the connection
     /// at a message boundary. A frame being sent is aborted only together with the socket.
+    /// Completes once pending calls have let go of the channel. Safe to call more than once, and
+    /// together with or after <see cref="Dispose"/>: only the first call does the work (a later
+    /// one returns at once).
     /// </summary>
     public async ValueTask DisposeAsync()
     {
-        if (_disposed)
+        if (!BeginDispose())
             return;
+        await _sendLock.WaitAsync().ConfigureAwait(false);
+        await _receiveLock.WaitAsync().ConfigureAwait(false);
+        EndDispose();
+    }
+
+    /// <summary>
+    /// Disposes the channel synchronously: does what <see cref="DisposeAsync"/> does, blocking
+    /// the calling thread (briefly: pending calls are cancelled first) until pending calls have
+    /// let go of the channel. Safe to call more than once, and together with or after
+    /// <see cref="DisposeAsync"/>: only the first call does the work (a later one returns at
+    /// once).
+    /// </summary>
+    public void Dispose()
+    {
+        if (!BeginDispose())
+            return;
+        _sendLock.Wait();
+        _receiveLock.Wait();
+        EndDispose();
+    }
+
+    /// <summary>Marks the channel disposed, cancels pending waits and closes the socket (unless
+    /// LeaveOpen). False if another Dispose/DisposeAsync call got here first.</summary>
+    private bool BeginDispose()
+    {
+        if (Interlocked.Exchange(ref _disposeStarted, 1) != 0)
+            return false;
         _disposed = true;
         _disposeCts.Cancel();
         if (!_options.LeaveOpen)
             _socket.Dispose();
-        await _sendLock.WaitAsync().ConfigureAwait(false);
-        await _receiveLock.WaitAsync().ConfigureAwait(false);
+        return true;
+    }
+
+    /// <summary>With both locks held: closes the descriptors of a partly received frame, then
+    /// lets the calls queued on the locks run into the disposed check.</summary>
+    private void EndDispose()
+    {
         ResetReceive(closeFds: true);
-        // Let calls that were queued on the locks run into the disposed check.
         _receiveLock.Release();
         _sendLock.Release();
     }
