@@ -546,13 +546,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
                     return false;
                 }
                 _rxFdCount = count;
-                if (n < FrameHeader.Size)
-                    throw ProtocolError($"a datagram of {n} bytes is shorter than a frame header");
-                header = FrameHeader.Read(buffer);
-                _rxFrame = header;
-                string? problem = header.Problem();
-                if (problem is not null)
-                    throw ProtocolError(problem);
+                header = CheckDatagramHeader(buffer, n);
                 if ((flags & ReceiveFlags.DataTruncated) != 0 || n - FrameHeader.Size != header.PayloadLength)
                 {
                     string held = (flags & ReceiveFlags.DataTruncated) != 0
@@ -586,13 +580,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         _rxFdCount = count;
         if (n == 0 && count == 0 && flags == ReceiveFlags.None && _isSeqpacket)
             return true; // the end of the connection
-        if (n < FrameHeader.Size)
-            throw ProtocolError($"a datagram of {n} bytes is shorter than a frame header");
-        header = FrameHeader.Read(_rxHeader);
-        _rxFrame = header;
-        string? why = header.Problem();
-        if (why is not null)
-            throw ProtocolError(why);
+        header = CheckDatagramHeader(_rxHeader, n);
         _rxFdsDropped = (flags & ReceiveFlags.FdsTruncated) != 0;
         if (header.PayloadLength > (uint)_options.MaxMessageSize)
             throw Rejected();
@@ -608,6 +596,21 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         throw new IOException(
             "A datagram changed between the channel's peek and its receive: something else is reading this socket. " +
             "That message was lost and its descriptors closed. Do not read a channel's socket directly.");
+    }
+
+    /// <summary>The valid header at the start of a received datagram of <paramref name="n"/>
+    /// bytes (it becomes the frame being received); a protocol error if the datagram is shorter
+    /// than a header or the header is malformed.</summary>
+    private FrameHeader CheckDatagramHeader(ReadOnlySpan<byte> datagram, int n)
+    {
+        if (n < FrameHeader.Size)
+            throw ProtocolError($"a datagram of {n} bytes is shorter than a frame header");
+        FrameHeader header = FrameHeader.Read(datagram);
+        _rxFrame = header;
+        string? problem = header.Problem();
+        if (problem is not null)
+            throw ProtocolError(problem);
+        return header;
     }
 
     /// <summary>Hands the completed frame out as a message; the receive state forgets it. A
