@@ -25,14 +25,25 @@ namespace FdSend;
 /// <para>Limits (<see cref="FdChannelOptions"/>) apply on both sides: a send over them throws
 /// <see cref="ArgumentException"/> and sends nothing; an incoming message over them is read and
 /// discarded whole, its descriptors closed, and the receive throws
-/// <see cref="FdMessageRejectedException"/>; the channel stays usable. A peer that breaks the
-/// format faults the channel: <see cref="FdChannelProtocolException"/>, the frame's descriptors
-/// closed, and every later call throws the same exception. A stream connection that fails in
-/// the middle of a frame faults the channel the same way (its position is lost).</para>
+/// <see cref="FdMessageRejectedException"/>; the channel stays usable. A frame that breaks the
+/// format throws <see cref="FdChannelProtocolException"/> with its descriptors closed. On a
+/// stream socket that faults the channel (the next frame's position is lost): every later call
+/// throws the same exception. On a seqpacket or datagram socket the bad record is dropped and
+/// the channel stays usable (every record stands alone, as in the C library). A stream
+/// connection that fails in the middle of a frame faults the channel the same way.</para>
+/// <para>End: on a stream or seqpacket socket, the peer's close at a message boundary ends
+/// the channel (<see cref="EndOfStreamException"/> from every later receive). A seqpacket peer
+/// can also send a zero-byte record without closing: no frame is empty, so it reads as the end
+/// too (as in the C library), and a receive after it reads the next record.</para>
+/// <para>Memory: a frame header is a promise, not data, so a receive allocates for the bytes
+/// that have arrived, not for the length the header announces: nothing until the payload's
+/// first bytes come, then at most 64 KiB or twice what has arrived, whichever is larger (the
+/// buffer doubles as the payload comes in). An idle peer that sent only a header costs no
+/// payload memory.</para>
 /// <para>The channel owns the socket (unless <see cref="FdChannelOptions.LeaveOpen"/>): do not
 /// read or write it directly while the channel is in use.</para>
 /// </remarks>
-public sealed class FdChannel : IAsyncDisposable
+public sealed class FdChannel : IAsyncDisposable, IDisposable
 {
     /// <summary>On a stream socket, payloads up to this size are copied behind the header and
     /// sent with one sendmsg; larger ones are sent header-first, then straight from the
@@ -50,6 +61,7 @@ public sealed class FdChannel : IAsyncDisposable
     private readonly byte[] _sendHeader = new byte[FrameHeader.Size];
     private ExceptionDispatchInfo? _fault;
     private volatile bool _disposed;
+    private int _disposeStarted; // 1 once Dispose or DisposeAsync has begun (Interlocked)
 
     // The frame being received (guarded by _receiveLock). On a stream socket a frame can be
     // received over several calls (cancellation keeps it); its descriptors are owned here
@@ -61,9 +73,9 @@ public sealed class FdChannel : IAsyncDisposable
     private bool _rxFdsDropped;
     private bool _rxHeaderDone;
     private FrameHeader _rxFrame;
-    private byte[]? _rxPayload;
+    private readonly PayloadAssembler _rxPayload = new(); // grows with the bytes that arrive
     private bool _rxDiscard;
-    private long _rxPayloadGot;
+    private long _rxDiscarded;
 
     /// <summary>
     /// Creates a channel over a connected Unix domain socket. The socket may be blocking or
@@ -99,8 +111,9 @@ public sealed class FdChannel : IAsyncDisposable
     /// <summary>The channel's limits.</summary>
     public FdChannelOptions Options => _options;
 
-    /// <summary>The exception that faulted the channel (a broken frame from the peer, or a
-    /// connection that failed in the middle of a frame), or null while it is healthy.</summary>
+    /// <summary>The exception that faulted the channel (a broken frame from the peer on a stream
+    /// socket, or a connection that failed in the middle of a frame), or null while it is
+    /// healthy. A bad seqpacket or datagram record does not fault the channel.</summary>
     public Exception? Fault => Volatile.Read(ref _fault)?.SourceException;
 
     // ---- Sending ----------------------------------------------------------------------------
@@ -246,15 +259,20 @@ public sealed class FdChannel : IAsyncDisposable
     /// partly read is continued by the next receive, its descriptors kept meanwhile.</param>
     /// <returns>The message, exactly as the peer sent it.</returns>
     /// <exception cref="EndOfStreamException">The peer closed the connection at a message
-    /// boundary (stream and seqpacket sockets); <see cref="ReadAllAsync"/> ends there instead.</exception>
+    /// boundary (stream and seqpacket sockets), or sent a zero-byte seqpacket record;
+    /// <see cref="ReadAllAsync"/> ends there instead.</exception>
     /// <exception cref="FdMessageRejectedException">The message broke this side's limits, or
     /// its descriptors were dropped by the kernel; it was discarded whole and the channel stays
     /// usable.</exception>
-    /// <exception cref="FdChannelProtocolException">The peer broke the wire format; the channel
-    /// is faulted.</exception>
+    /// <exception cref="FdChannelProtocolException">The peer broke the wire format; the frame's
+    /// descriptors were closed. On a stream socket the channel is faulted; on a seqpacket or
+    /// datagram socket only that record was lost, and the channel stays usable.</exception>
     /// <exception cref="OperationCanceledException">Cancelled (nothing lost).</exception>
     /// <exception cref="ObjectDisposedException">The channel is disposed.</exception>
     /// <exception cref="SocketException">The socket failed.</exception>
+    /// <exception cref="OutOfMemoryException">No memory for the payload's next buffer. Reported
+    /// as itself, never as a connection failure: nothing was read for it, the channel is not
+    /// faulted, and the next receive continues the frame.</exception>
     public ValueTask<FdMessage> ReceiveAsync(CancellationToken cancellationToken = default)
     {
         if (cancellationToken.IsCancellationRequested)
@@ -282,7 +300,8 @@ public sealed class FdChannel : IAsyncDisposable
     /// <returns>The messages, in the order they were sent.</returns>
     /// <exception cref="FdMessageRejectedException">See <see cref="ReceiveAsync"/>; the
     /// enumeration ends with it, but the channel stays usable.</exception>
-    /// <exception cref="FdChannelProtocolException">The peer broke the wire format.</exception>
+    /// <exception cref="FdChannelProtocolException">The peer broke the wire format (see
+    /// <see cref="ReceiveAsync"/>; the enumeration ends with it).</exception>
     public async IAsyncEnumerable<FdMessage> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         while (true)
@@ -421,15 +440,17 @@ public sealed class FdChannel : IAsyncDisposable
                     _rxHeaderDone = true;
                     _rxDiscard = header.PayloadLength > (uint)_options.MaxMessageSize || _rxFdsDropped ||
                                  header.FdCount > _options.MaxFdsPerMessage;
-                    if (!_rxDiscard && header.PayloadLength > 0)
-                        _rxPayload = ArrayPool<byte>.Shared.Rent((int)header.PayloadLength);
-                    _rxPayloadGot = 0;
+                    // Nothing is allocated for the payload yet: the header is a promise, and
+                    // memory follows the bytes that actually arrive.
+                    if (!_rxDiscard)
+                        _rxPayload.Start((int)header.PayloadLength);
+                    _rxDiscarded = 0;
                 }
 
-                long remaining = _rxFrame.PayloadLength - _rxPayloadGot;
-                if (remaining > 0)
+                if (_rxDiscard)
                 {
-                    if (_rxDiscard)
+                    long remaining = _rxFrame.PayloadLength - _rxDiscarded;
+                    if (remaining > 0)
                     {
                         byte[] scratch = ArrayPool<byte>.Shared.Rent((int)Math.Min(remaining, DiscardChunk));
                         try
@@ -442,26 +463,31 @@ public sealed class FdChannel : IAsyncDisposable
                         {
                             ArrayPool<byte>.Shared.Return(scratch);
                         }
+                        CheckContinuation(n, count, flags, "payload");
+                        _rxDiscarded += n;
+                        continue;
                     }
-                    else
-                    {
-                        Span<byte> destination = _rxPayload.AsSpan((int)_rxPayloadGot, (int)remaining);
-                        if (!FdSendCore.TryReceive(_socket, destination, null, 0, out n, out count, out flags))
-                            return false;
-                    }
+                    throw Rejected(); // the whole frame is in
+                }
+
+                if (!_rxPayload.IsComplete)
+                {
+                    // GetSpace may throw OutOfMemoryException; it does so before this read, so
+                    // nothing is consumed and the frame goes on with a later receive.
+                    bool got = FdSendCore.TryReceive(_socket, _rxPayload.GetSpace(), null, 0, out n, out count, out flags);
+                    _rxPayload.Advance(got ? n : 0); // gives an unused first buffer back
+                    if (!got)
+                        return false;
                     CheckContinuation(n, count, flags, "payload");
-                    _rxPayloadGot += n;
                     continue;
                 }
 
                 // The whole frame is in.
-                if (_rxDiscard)
-                    throw Rejected();
-                message = TakeMessage(_rxPayload, 0);
+                message = TakeMessage(null, 0);
                 return true;
             }
         }
-        catch (Exception e) when (midFrame && e is not (FdChannelProtocolException or FdMessageRejectedException))
+        catch (Exception e) when (midFrame && e is not (FdChannelProtocolException or FdMessageRejectedException or OutOfMemoryException))
         {
             // The connection failed inside a frame: its position is lost.
             ResetReceive(closeFds: true);
@@ -509,43 +535,36 @@ public sealed class FdChannel : IAsyncDisposable
         {
             int total = FrameHeader.Size + (int)header.PayloadLength;
             byte[] buffer = ArrayPool<byte>.Shared.Rent(total);
-            bool got;
             try
             {
+                bool got;
                 fixed (nint* fds = _rxFds)
                     got = FdSendCore.TryReceive(_socket, buffer.AsSpan(0, total), fds, FdPassing.MaxFds, out n, out count, out flags);
+                if (!got)
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    return false;
+                }
+                _rxFdCount = count;
+                header = CheckDatagramHeader(buffer, n);
+                if ((flags & ReceiveFlags.DataTruncated) != 0 || n - FrameHeader.Size != header.PayloadLength)
+                {
+                    string held = (flags & ReceiveFlags.DataTruncated) != 0
+                        ? "more"
+                        : (n - FrameHeader.Size).ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    throw ProtocolError($"a datagram frame's header announces {header.PayloadLength} payload bytes but the datagram holds {held}");
+                }
+                _rxFdsDropped = (flags & ReceiveFlags.FdsTruncated) != 0;
+                if (_rxFdsDropped ? count > header.FdCount : count != header.FdCount)
+                    throw ProtocolError($"the frame header announces {header.FdCount} descriptors but {count} came with it");
+                if (_rxFdsDropped || header.FdCount > _options.MaxFdsPerMessage)
+                    throw Rejected();
             }
             catch
             {
                 ArrayPool<byte>.Shared.Return(buffer);
                 throw;
             }
-            if (!got)
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-                return false;
-            }
-            _rxFdCount = count;
-            _rxPayload = buffer; // owned by the receive state until handed out (or returned)
-            if (n < FrameHeader.Size)
-                throw ProtocolError($"a datagram of {n} bytes is shorter than a frame header");
-            header = FrameHeader.Read(buffer);
-            _rxFrame = header;
-            string? problem = header.Problem();
-            if (problem is not null)
-                throw ProtocolError(problem);
-            if ((flags & ReceiveFlags.DataTruncated) != 0 || n - FrameHeader.Size != header.PayloadLength)
-            {
-                string held = (flags & ReceiveFlags.DataTruncated) != 0
-                    ? "more"
-                    : (n - FrameHeader.Size).ToString(System.Globalization.CultureInfo.InvariantCulture);
-                throw ProtocolError($"a datagram frame's header announces {header.PayloadLength} payload bytes but the datagram holds {held}");
-            }
-            _rxFdsDropped = (flags & ReceiveFlags.FdsTruncated) != 0;
-            if (_rxFdsDropped ? count > header.FdCount : count != header.FdCount)
-                throw ProtocolError($"the frame header announces {header.FdCount} descriptors but {count} came with it");
-            if (_rxFdsDropped || header.FdCount > _options.MaxFdsPerMessage)
-                throw Rejected();
             message = TakeMessage(buffer, FrameHeader.Size);
             return true;
         }
@@ -561,13 +580,7 @@ public sealed class FdChannel : IAsyncDisposable
         _rxFdCount = count;
         if (n == 0 && count == 0 && flags == ReceiveFlags.None && _isSeqpacket)
             return true; // the end of the connection
-        if (n < FrameHeader.Size)
-            throw ProtocolError($"a datagram of {n} bytes is shorter than a frame header");
-        header = FrameHeader.Read(_rxHeader);
-        _rxFrame = header;
-        string? why = header.Problem();
-        if (why is not null)
-            throw ProtocolError(why);
+        header = CheckDatagramHeader(_rxHeader, n);
         _rxFdsDropped = (flags & ReceiveFlags.FdsTruncated) != 0;
         if (header.PayloadLength > (uint)_options.MaxMessageSize)
             throw Rejected();
@@ -585,14 +598,32 @@ public sealed class FdChannel : IAsyncDisposable
             "That message was lost and its descriptors closed. Do not read a channel's socket directly.");
     }
 
-    /// <summary>Hands the completed frame out as a message; the receive state forgets it.</summary>
+    /// <summary>The valid header at the start of a received datagram of <paramref name="n"/>
+    /// bytes (it becomes the frame being received); a protocol error if the datagram is shorter
+    /// than a header or the header is malformed.</summary>
+    private FrameHeader CheckDatagramHeader(ReadOnlySpan<byte> datagram, int n)
+    {
+        if (n < FrameHeader.Size)
+            throw ProtocolError($"a datagram of {n} bytes is shorter than a frame header");
+        FrameHeader header = FrameHeader.Read(datagram);
+        _rxFrame = header;
+        string? problem = header.Problem();
+        if (problem is not null)
+            throw ProtocolError(problem);
+        return header;
+    }
+
+    /// <summary>Hands the completed frame out as a message; the receive state forgets it. A
+    /// stream frame's payload comes from the receive state, a datagram's in
+    /// <paramref name="buffer"/> at <paramref name="offset"/> (null: empty).</summary>
     private FdMessage TakeMessage(byte[]? buffer, int offset)
     {
         var fds = new ReceivedFds(new ReadOnlySpan<nint>(_rxFds, 0, _rxFdCount), (int)_rxFrame.PayloadLength,
                                   ReceiveFlags.None, isEndOfStream: false);
         // Nothing below can throw: the descriptors now belong to the message.
         _rxFdCount = 0;
-        _rxPayload = null;
+        if (_isStream)
+            buffer = _rxPayload.Take();
         var message = buffer is null
             ? new FdMessage(Array.Empty<byte>(), 0, 0, pooled: false, fds)
             : new FdMessage(buffer, offset, (int)_rxFrame.PayloadLength, pooled: true, fds);
@@ -618,9 +649,19 @@ public sealed class FdChannel : IAsyncDisposable
                     "It was discarded and its descriptors were closed; the channel is still usable.");
     }
 
+    /// <summary>A frame that breaks the format: its descriptors are closed. On a stream the
+    /// position of the next frame is lost, so the channel is faulted; a seqpacket record or
+    /// datagram stands alone, so it is dropped and the next one is read normally (as
+    /// fdsend_msg_recv does, docs/wire-format.md section 4).</summary>
     private FdChannelProtocolException ProtocolError(string what)
     {
         ResetReceive(closeFds: true);
+        if (!_isStream)
+        {
+            return new FdChannelProtocolException(
+                $"The peer broke the FdSend channel wire format: {what}. That record was dropped and its descriptors were closed; " +
+                "every record stands alone, so the channel is still usable: receive the next message.");
+        }
         var e = new FdChannelProtocolException(
             $"The peer broke the FdSend channel wire format: {what}. Every descriptor of that frame was closed. " +
             "The channel is faulted: dispose it and close the connection.");
@@ -634,16 +675,12 @@ public sealed class FdChannel : IAsyncDisposable
         if (closeFds && _rxFdCount > 0)
             FdSendCore.CloseAll(new ReadOnlySpan<nint>(_rxFds, 0, _rxFdCount));
         _rxFdCount = 0;
-        if (_rxPayload is not null)
-        {
-            ArrayPool<byte>.Shared.Return(_rxPayload);
-            _rxPayload = null;
-        }
+        _rxPayload.Reset();
         _rxHeaderGot = 0;
         _rxHeaderDone = false;
         _rxFdsDropped = false;
         _rxDiscard = false;
-        _rxPayloadGot = 0;
+        _rxDiscarded = 0;
         _rxFrame = default;
     }
 
@@ -654,19 +691,53 @@ public sealed class FdChannel : IAsyncDisposable
     /// descriptors of a partly received frame are closed, and the socket is closed (unless
     /// <see cref="FdChannelOptions.LeaveOpen"/>), so the peer sees the end of the connection
     /// at a message boundary. A frame being sent is aborted only together with the socket.
+    /// Completes once pending calls have let go of the channel. Safe to call more than once, and
+    /// together with or after <see cref="Dispose"/>: only the first call does the work (a later
+    /// one returns at once).
     /// </summary>
     public async ValueTask DisposeAsync()
     {
-        if (_disposed)
+        if (!BeginDispose())
             return;
+        await _sendLock.WaitAsync().ConfigureAwait(false);
+        await _receiveLock.WaitAsync().ConfigureAwait(false);
+        EndDispose();
+    }
+
+    /// <summary>
+    /// Disposes the channel synchronously: does what <see cref="DisposeAsync"/> does, blocking
+    /// the calling thread (briefly: pending calls are cancelled first) until pending calls have
+    /// let go of the channel. Safe to call more than once, and together with or after
+    /// <see cref="DisposeAsync"/>: only the first call does the work (a later one returns at
+    /// once).
+    /// </summary>
+    public void Dispose()
+    {
+        if (!BeginDispose())
+            return;
+        _sendLock.Wait();
+        _receiveLock.Wait();
+        EndDispose();
+    }
+
+    /// <summary>Marks the channel disposed, cancels pending waits and closes the socket (unless
+    /// LeaveOpen). False if another Dispose/DisposeAsync call got here first.</summary>
+    private bool BeginDispose()
+    {
+        if (Interlocked.Exchange(ref _disposeStarted, 1) != 0)
+            return false;
         _disposed = true;
         _disposeCts.Cancel();
         if (!_options.LeaveOpen)
             _socket.Dispose();
-        await _sendLock.WaitAsync().ConfigureAwait(false);
-        await _receiveLock.WaitAsync().ConfigureAwait(false);
+        return true;
+    }
+
+    /// <summary>With both locks held: closes the descriptors of a partly received frame, then
+    /// lets the calls queued on the locks run into the disposed check.</summary>
+    private void EndDispose()
+    {
         ResetReceive(closeFds: true);
-        // Let calls that were queued on the locks run into the disposed check.
         _receiveLock.Release();
         _sendLock.Release();
     }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // FdChannel against raw frames written with the plain FdSend calls: the bytes on the wire,
 // frames split into single bytes, frames joined in one write, and every kind of malformed
-// frame (the channel faults, the frame's descriptors are closed, later calls throw the same).
+// frame (its descriptors are closed; on a stream the channel faults and later calls throw the
+// same; on seqpacket and datagram sockets the record is dropped and the next one arrives).
 using FdSend.Tests.Async;
 
 namespace FdSend.Tests.Channel;
@@ -148,39 +149,105 @@ public class FdChannelFramingTests : TempDirFixture
     {
         foreach (SocketType type in new[] { SocketType.Seqpacket, SocketType.Dgram })
         {
-            yield return new TestCaseData(type, Frames.Make(new byte[4], 1, length: 5)).SetArgDisplayNames($"{type}: shorter than announced");
-            yield return new TestCaseData(type, Frames.Make(new byte[4], 1, length: 3)).SetArgDisplayNames($"{type}: longer than announced");
-            yield return new TestCaseData(type, new byte[] { 1, 0, 1 }).SetArgDisplayNames($"{type}: shorter than a header");
-            yield return new TestCaseData(type, Frames.Make(new byte[4], 1, version: 0)).SetArgDisplayNames($"{type}: version 0");
-            yield return new TestCaseData(type, Frames.Make(new byte[4], 3)).SetArgDisplayNames($"{type}: descriptor count differs");
+            yield return new TestCaseData(type, Frames.Make(new byte[4], 1, version: 0), 1).SetArgDisplayNames($"{type}: version 0");
+            yield return new TestCaseData(type, Frames.Make(new byte[4], 1, version: 2), 1).SetArgDisplayNames($"{type}: version 2");
+            yield return new TestCaseData(type, Frames.Make(new byte[4], 1, flags: 0x80), 1).SetArgDisplayNames($"{type}: flags set");
+            yield return new TestCaseData(type, Frames.Make(new byte[4], 1, length: 5), 1).SetArgDisplayNames($"{type}: shorter than announced");
+            yield return new TestCaseData(type, Frames.Make(new byte[4], 1, length: 3), 1).SetArgDisplayNames($"{type}: longer than announced");
+            yield return new TestCaseData(type, new byte[] { 1, 0, 1 }, 1).SetArgDisplayNames($"{type}: shorter than a header");
+            yield return new TestCaseData(type, Frames.Make(new byte[4], 3), 1).SetArgDisplayNames($"{type}: fewer descriptors than announced");
+            yield return new TestCaseData(type, Frames.Make(new byte[4], 1), 3).SetArgDisplayNames($"{type}: more descriptors than announced");
+            yield return new TestCaseData(type, Frames.Make(new byte[4], 0), 2).SetArgDisplayNames($"{type}: descriptors not announced");
+            yield return new TestCaseData(type, Frames.Make(new byte[4], 300), 1).SetArgDisplayNames($"{type}: fd_count over 253");
+            yield return new TestCaseData(type, Array.Empty<byte>(), 2).SetArgDisplayNames($"{type}: empty record with descriptors");
         }
-        yield return new TestCaseData(SocketType.Dgram, Array.Empty<byte>()).SetArgDisplayNames("Dgram: empty datagram");
+        yield return new TestCaseData(SocketType.Dgram, Array.Empty<byte>(), 0).SetArgDisplayNames("Dgram: empty datagram");
     }
 
+    /// <summary>A seqpacket record or datagram stands alone: a bad one is dropped with its
+    /// descriptors and the receive throws, but the channel is not faulted and the next record
+    /// arrives normally (as with fdsend_msg_recv; docs/wire-format.md section 4).</summary>
     [TestCaseSource(nameof(MalformedDatagrams))]
-    public async Task A_malformed_datagram_frame_faults_the_channel_and_closes_its_descriptors(SocketType type, byte[] datagram)
+    public Task A_malformed_datagram_frame_is_dropped_and_the_next_one_arrives(SocketType type, byte[] datagram, int fdCount) =>
+        ABadRecordIsDroppedAndTheNextOneArrives<FdChannelProtocolException>(type, datagram, fdCount);
+
+    /// <summary>A record whose header announces more than the limit is read into a header-sized
+    /// buffer (the limit is not allocated for it), so it is always cut, and reported as too
+    /// large even when its size also differs from its header's (docs/wire-format.md section 4).</summary>
+    [TestCase(SocketType.Seqpacket)]
+    [TestCase(SocketType.Dgram)]
+    public Task A_record_announcing_more_than_the_limit_is_rejected_and_the_next_one_arrives(SocketType type) =>
+        ABadRecordIsDroppedAndTheNextOneArrives<FdMessageRejectedException>(type, Frames.Make(new byte[4], 1, length: 0xFFFFFFF0), 1);
+
+    private async Task ABadRecordIsDroppedAndTheNextOneArrives<TException>(SocketType type, byte[] datagram, int fdCount)
+        where TException : IOException
     {
-        var pair = SocketPair.Create(Dir, type);
-        using var f = File.OpenHandle(Dir.NewFile("x"));
+        using var pair = SocketPair.Create(Dir, type);
+        string path = Dir.NewFile("x");
+        using var f = File.OpenHandle(path);
         int baseline = AsyncTest.SettledFdCount();
-        var channel = new FdChannel(pair.B);
-        try
+        await using var channel = new FdChannel(pair.B, new FdChannelOptions { LeaveOpen = true });
+
+        for (int round = 0; round < 2; round++)
         {
             Task<FdMessage> receive = channel.ReceiveAsync().AsTask();
-            if (datagram.Length == 0)
-                pair.A.SendFds(datagram, ReadOnlySpan<Descriptor>.Empty);
-            else
-                pair.A.SendFds(datagram, f);
-            var e = Assert.ThrowsAsync<FdChannelProtocolException>(async () => await receive.Within());
+            pair.A.SendFds(datagram, Enumerable.Repeat((Descriptor)f, fdCount).ToArray());
+            pair.A.SendFds(Frames.Make(TestData.Utf8($"next{round}"), 1), f);
+
+            var e = Assert.ThrowsAsync<TException>(async () => await receive.Within());
             TestContext.Progress.WriteLine($"  {e!.Message}");
-            AsyncTest.AssertFdCount(baseline, "the datagram's descriptor was closed");
-            Assert.That(Assert.CatchAsync(async () => await channel.ReceiveAsync()), Is.SameAs(e));
+            Assert.That(e.Message, Does.Contain("still usable"));
+            Assert.That(channel.Fault, Is.Null, "a bad record does not fault the channel");
+            AsyncTest.AssertFdCount(baseline, "the bad record's descriptors were closed");
+
+            using (FdMessage m = await channel.ReceiveAsync().Within())
+            {
+                Assert.That(TestData.Text(m.Payload.Span), Is.EqualTo($"next{round}"));
+                Assert.That(m.FdCount, Is.EqualTo(1));
+                Assert.That(Posix.GetFileId(m.Fds.PeekFd(0)), Is.EqualTo(Posix.GetFileId(path)));
+            }
+            AsyncTest.AssertFdCount(baseline, "the good message's descriptor was closed with it");
         }
-        finally
+        await channel.SendAsync(TestData.Utf8("sends work too"));
+    }
+
+    [Test]
+    public async Task An_empty_seqpacket_record_reads_as_the_end_and_the_next_record_follows()
+    {
+        // No frame is empty, so a zero-byte record without descriptors is the end of the
+        // connection, as fdsend_msg_recv says (FDSEND_EOF); the peer may still be connected,
+        // and then the next receive reads its next record. After the peer's real close, every
+        // receive reports the end.
+        using var pair = SocketPair.Create(Dir, SocketType.Seqpacket);
+        using var f = File.OpenHandle(Dir.NewFile("x"));
+        int baseline = AsyncTest.SettledFdCount();
+        await using var channel = new FdChannel(pair.B, new FdChannelOptions { LeaveOpen = true });
+
+        pair.A.SendFds(ReadOnlySpan<byte>.Empty, ReadOnlySpan<Descriptor>.Empty);
+        pair.A.SendFds(Frames.Make(TestData.Utf8("after"), 1), f);
+        Assert.ThrowsAsync<EndOfStreamException>(async () => await channel.ReceiveAsync().Within());
+        Assert.That(channel.Fault, Is.Null);
+        using (FdMessage m = await channel.ReceiveAsync().Within())
         {
-            await channel.DisposeAsync();
-            pair.Dispose();
+            Assert.That(TestData.Text(m.Payload.Span), Is.EqualTo("after"));
+            Assert.That(m.FdCount, Is.EqualTo(1));
         }
+
+        // ReadAllAsync ends at an empty record too.
+        pair.A.SendFds(Frames.Make(TestData.Utf8("one"), 0), ReadOnlySpan<Descriptor>.Empty);
+        pair.A.SendFds(ReadOnlySpan<byte>.Empty, ReadOnlySpan<Descriptor>.Empty);
+        var seen = new List<string>();
+        await foreach (FdMessage m in channel.ReadAllAsync())
+        {
+            using (m)
+                seen.Add(TestData.Text(m.Payload.Span));
+        }
+        Assert.That(seen, Is.EqualTo(new[] { "one" }));
+
+        pair.A.Shutdown(SocketShutdown.Send);
+        Assert.ThrowsAsync<EndOfStreamException>(async () => await channel.ReceiveAsync().Within());
+        Assert.ThrowsAsync<EndOfStreamException>(async () => await channel.ReceiveAsync().Within());
+        AsyncTest.AssertFdCount(baseline);
     }
 
     [Test]
