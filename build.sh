@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # FdSend build entry point. See README.md.
-#   ./build.sh            build native (CMake) + managed, and pack the NuGet package
+#   ./build.sh            the same as ./build.sh pack
 #   ./build.sh test       build everything and run every test
 #   ./build.sh demo       build everything and run the demo
-#   ./build.sh pack [--all-rids]   build and pack (all RIDs this machine can cross-build)
+#   ./build.sh pack [--host-only]  build and pack every RID this machine can build
+#                                  (--host-only: this machine's own RID only)
 #   ./build.sh bench      run the comparison benchmarks (writes tests/FdSend.Benchmarks/RESULTS.md)
 #   ./build.sh torture    the full reliability torture run
 # SPDX-License-Identifier: MIT
@@ -38,8 +39,9 @@ test_step() {
 }
 
 case "$cmd" in
-  all|build)
+  all|build|pack)
     build_all
+    run_step cross_build_all "$@"
     run_step managed_pack "$@"
     ;;
   test)
@@ -65,11 +67,6 @@ case "$cmd" in
     build_all
     run_step managed_demo "$@"
     ;;
-  pack)
-    build_all
-    run_step cross_build_all "$@"
-    run_step managed_pack "$@"
-    ;;
   bench)
     build_all
     run_step bench_run "$@"
@@ -79,7 +76,7 @@ case "$cmd" in
     run_step torture_run "$@"
     ;;
   *)
-    echo "usage: $0 [build|test|demo|pack [--all-rids]|bench|torture]" >&2
+    echo "usage: $0 [build|test|demo|pack [--host-only]|bench|torture]" >&2
     exit 2
     ;;
 esac

@@ -2,8 +2,9 @@
 # arm64, Windows x64 with mingw-w64), their test runs (qemu-user, musl's loader, wine),
 # binary format and glibc symbol-version checks, and the CI workflow's validation.
 # Sourced by build.sh:
-#   cross_build_all [--all-rids]  (./build.sh pack --all-rids) build every RID into
-#                                 build/<rid>/ and copy the library to runtimes/<rid>/native/
+#   cross_build_all [--host-only] (./build.sh pack) build every RID whose toolchain is
+#                                 installed into build/<rid>/ and copy the library to
+#                                 runtimes/<rid>/native/; a missing toolchain skips its RID
 #   cross_test                    (./build.sh test) build, run each RID's CTest suite,
 #                                 check every runtimes/<rid>/native binary, validate ci.yml
 #   cross_check_runtimes [root]   check the binaries under <root>/runtimes (default: the
@@ -80,21 +81,23 @@ cross_build() {
     || { tail -40 "$dir.build.log"; echo "build of $rid failed (full log: $dir.build.log)"; return 1; }
 }
 
-# ./build.sh pack --all-rids: every RID whose toolchain is here, library only.
+# ./build.sh pack: every RID whose toolchain is here, library only (--host-only: none;
+# --all-rids, the old spelling, is the default now). Sets CROSS_BUILT_RIDS for managed_pack.
 cross_build_all() {
+  CROSS_BUILT_RIDS=""
   case " $* " in
-    *" --all-rids "*) ;;
-    *) echo "cross builds: not requested (./build.sh pack --all-rids builds every RID this machine can)"; return 0 ;;
+    *" --host-only "*) echo "cross builds: not requested (--host-only): the package carries $(host_rid) only"; return 0 ;;
   esac
   local rid why built=() skipped=() failed=()
   for rid in $CROSS_RIDS; do
     if [ "$rid" = linux-musl-arm64 ]; then cross_ensure_musl_arm64 || true; fi
     if ! why="$(cross_toolchain_ready "$rid")"; then
-      skip "$rid: $why"; skipped+=("$rid"); continue
+      skip "$rid: not packed: $why"; skipped+=("$rid"); continue
     fi
     log "cross build $rid"
     if cross_build "$rid" fdsend; then built+=("$rid"); else failed+=("$rid"); fi
   done
+  CROSS_BUILT_RIDS="${built[*]}"
   echo "cross builds: built ${built[*]:-none}; skipped ${skipped[*]:-none}; failed ${failed[*]:-none}"
   [ ${#failed[@]} -eq 0 ] && cross_check_runtimes "$ROOT"
 }

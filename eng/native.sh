@@ -7,8 +7,10 @@
 #     fuzz        the cmsg parser fuzzed for FDSEND_FUZZ_SECONDS (30) on a copy of the
 #                 committed seed corpus tests/native/fuzz/corpus
 #     exports     libfdsend.so exports fdsend_* symbols and nothing else
-#     install     cmake --install into a temporary prefix, then a find_package(fdsend)
-#                 consumer and the README quick start built with pkg-config, both run
+#     install     cmake --install into a temporary prefix, then tests/native/install's
+#                 consumer built and run every way a C project takes libfdsend:
+#                 find_package (shared, static), pkg-config (shared, --static),
+#                 add_subdirectory, FetchContent
 #     no_seqpacket the CTest suite again with SOCK_SEQPACKET refused, as on macOS
 # A missing tool prints "SKIPPED: <why>" and does not fail. The helpers below are named
 # _native_* so that build.sh (which runs every *_test function) does not call them.
@@ -115,9 +117,35 @@ _native_exports() {
   [ -z "$missing" ] || { echo "exports: missing:$missing"; return 1; }
 }
 
-# (e) Install into a temporary prefix and build two consumers the ways users do.
+# (e) Every way a C project can take libfdsend, each building tests/native/install's
+# consumer (a descriptor sent over a socketpair with fdsend_send/fdsend_recv, the same file
+# received, the header's and the library's versions equal) and running it:
+#   installed + find_package (shared and static), installed + pkg-config (shared, with the
+#   rpath the README states, and --static into a fully static program), add_subdirectory
+#   and FetchContent (the README's block, pointed at this working tree: no network).
+# The installed libfdsend must be optimised, and an embedded FdSend must bring no tests.
+_native_consumer_run() {   # _native_consumer_run WHAT EXE
+  local out
+  out=$("$2" 2>&1) && [ "$out" = "consumer ok $(_native_version)" ] \
+    && { echo "  ok   $1: $out"; return 0; }
+  echo "  FAIL $1: $2 printed: $out"; return 1
+}
+_native_consumer_cmake() {   # _native_consumer_cmake WHAT DIR CMAKE-ARGS...
+  local what="$1" dir="$2" exe; shift 2
+  if ! { cmake -S "$ROOT/tests/native/install" -B "$dir" "$@" >"$dir.log" 2>&1 \
+         && cmake --build "$dir" -j2 >>"$dir.log" 2>&1; }; then
+    tail -30 "$dir.log"; echo "  FAIL $what: does not configure or build (log above)"; return 1
+  fi
+  if [ "$what" != find_package ] && ! ctest --test-dir "$dir" -N 2>/dev/null | grep -q "Total Tests: 0"; then
+    echo "  FAIL $what: FdSend's tests joined the consumer's CTest"; return 1
+  fi
+  for exe in consumer consumer_static; do _native_consumer_run "$what ($exe)" "$dir/$exe" || return 1; done
+  if readelf -d "$dir/consumer_static" 2>/dev/null | grep -q 'libfdsend'; then
+    echo "  FAIL $what: consumer_static needs libfdsend.so"; return 1
+  fi
+}
 _native_install() {
-  local tmp prefix out rc=0 cc="${CC:-cc}"
+  local tmp prefix rc=0 cc="${CC:-cc}" f flags
   tmp="$(mktemp -d "${TMPDIR:-/tmp}/fdsend-install.XXXXXX")"; prefix="$tmp/prefix"
   cmake --install "$(NATIVE_BUILD_DIR)" --prefix "$prefix" >"$tmp/install.log" 2>&1 \
     || { cat "$tmp/install.log"; rm -rf "$tmp"; return 1; }
@@ -125,38 +153,39 @@ _native_install() {
            lib/cmake/fdsend/fdsendConfig.cmake; do
     [ -e "$prefix/$f" ] || { echo "install: $f is missing from the prefix"; rc=1; }
   done
+  # Built with optimisation (the tests' tree is RelWithDebInfo; a plain configure is Release).
+  flags="$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$(NATIVE_BUILD_DIR)/CMakeCache.txt")"
+  case "$flags" in Release|RelWithDebInfo|MinSizeRel) echo "  ok   installed library built as $flags" ;;
+    *) echo "  FAIL installed library built as '${flags}', not optimised"; rc=1 ;; esac
 
-  # find_package(fdsend) -> fdsend::fdsend and fdsend::fdsend_static.
-  if cmake -S "$ROOT/tests/native/install" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$prefix" \
-       >"$tmp/consumer.log" 2>&1 && cmake --build "$tmp/consumer" >>"$tmp/consumer.log" 2>&1; then
-    for exe in consumer consumer_static; do
-      out=$("$tmp/consumer/$exe" 2>&1) && [ "$out" = "consumer ok $(_native_version)" ] \
-        && echo "find_package consumer ($exe): $out" \
-        || { echo "install: $exe printed: $out"; rc=1; }
-    done
-  else
-    cat "$tmp/consumer.log"; rc=1
-  fi
+  _native_consumer_cmake find_package "$tmp/find_package" -DCMAKE_PREFIX_PATH="$prefix" || rc=1
 
-  # pkg-config: the README's build line for the quick start, exactly.
   if command -v pkg-config >/dev/null; then
-    if ( cd "$tmp" && cp "$ROOT/native/examples/quickstart.c" . \
-         && PKG_CONFIG_PATH="$prefix/lib/pkgconfig" \
-            sh -c "$cc"' quickstart.c $(pkg-config --cflags --libs fdsend) -o quickstart' ); then
-      out=$(LD_LIBRARY_PATH="$prefix/lib" "$tmp/quickstart" 2>&1)
-      if printf '%s\n' "$out" | grep -q "^child: the file says: hello from the parent's file$" \
-         && printf '%s\n' "$out" | grep -q "^parent: child exited with 0$"; then
-        echo "pkg-config consumer (quick start):"; printf '%s\n' "$out" | sed 's/^/  /'
-      else
-        echo "install: the quick start printed:"; printf '%s\n' "$out"; rc=1
-      fi
-    else
-      echo "install: the quick start does not build with pkg-config"; rc=1
-    fi
+    export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+    # shared, with the run path the README gives (no LD_LIBRARY_PATH, no ldconfig)
+    if $cc "$ROOT/tests/native/install/consumer.c" $(pkg-config --cflags --libs fdsend) \
+         -Wl,-rpath,"$(pkg-config --variable=libdir fdsend)" -o "$tmp/pc_shared"; then
+      _native_consumer_run "pkg-config (shared)" "$tmp/pc_shared" || rc=1
+    else echo "  FAIL pkg-config (shared): does not build"; rc=1; fi
+    # --static: Libs.private must be enough for a program with no shared libraries at all
+    if $cc -static "$ROOT/tests/native/install/consumer.c" $(pkg-config --cflags --libs --static fdsend) \
+         -o "$tmp/pc_static" 2>"$tmp/pc_static.log"; then
+      if readelf -d "$tmp/pc_static" 2>/dev/null | grep -q NEEDED; then
+        echo "  FAIL pkg-config --static: the program still needs shared libraries"; rc=1
+      else _native_consumer_run "pkg-config --static (no shared libraries)" "$tmp/pc_static" || rc=1; fi
+    else cat "$tmp/pc_static.log"; echo "  FAIL pkg-config --static: does not link"; rc=1; fi
+    unset PKG_CONFIG_PATH
   else
-    _native_skip "pkg-config consumer: pkg-config is not installed (Debian: pkg-config)"
+    _native_skip "pkg-config consumers: pkg-config is not installed (Debian: pkg-config)"
   fi
-  rm -rf "$tmp"
+
+  # Embedded, with the consumer's own CTest on, as a real project would have it.
+  _native_consumer_cmake add_subdirectory "$tmp/subdirectory" -DFDSEND_CONSUME=subdirectory \
+    -DFDSEND_SOURCE_DIR="$ROOT" -DCMAKE_BUILD_TYPE=Release || rc=1
+  _native_consumer_cmake FetchContent "$tmp/fetchcontent" -DFDSEND_CONSUME=fetchcontent \
+    -DFETCHCONTENT_SOURCE_DIR_FDSEND="$ROOT" -DFETCHCONTENT_FULLY_DISCONNECTED=ON \
+    -DCMAKE_BUILD_TYPE=Release || rc=1
+  [ $rc -ne 0 ] && echo "(kept in $tmp)" || rm -rf "$tmp"
   return $rc
 }
 

@@ -15,7 +15,12 @@ namespace FdSend;
 /// <c>runtimes/&lt;rid&gt;/native/</c> folders under <see cref="AppContext.BaseDirectory"/>,
 /// walking the RID fallback chain (linux-musl-x64 then linux-x64, the same fallback NuGet
 /// applies), which is the layout a ProjectReference consumer gets.
-/// Returning zero lets the runtime throw its usual <see cref="DllNotFoundException"/>.
+/// When neither finds a libfdsend file for this process's RID, the first call into the
+/// library throws <see cref="PlatformNotSupportedException"/> naming the RID and the RIDs
+/// this build of FdSend carries (<see cref="CarriedRuntimeIdentifiers"/>, written into the
+/// assembly by FdSend.csproj from the runtimes folder it packs). A library file that is
+/// there but does not load (wrong architecture, a missing C library) is left to the
+/// runtime's <see cref="DllNotFoundException"/>, whose message carries the loader's error.
 /// </remarks>
 internal static class NativeLibraryResolver
 {
@@ -40,19 +45,45 @@ internal static class NativeLibraryResolver
             return handle;
 
         string fileName = NativeFileName();
+        bool found = false;
         foreach (string rid in RidFallbacks())
         {
-            if (TryLoadFrom(AppContext.BaseDirectory, rid, fileName, out handle))
+            string candidate = Path.Combine(AppContext.BaseDirectory, "runtimes", rid, "native", fileName);
+            if (!File.Exists(candidate))
+                continue;
+            found = true;
+            if (NativeLibrary.TryLoad(candidate, out handle))
                 return handle;
         }
-        return 0;
+        if (found || NativeFileBesideApp(fileName))
+            return 0; // there but not loadable: the runtime's DllNotFoundException says why
+        throw MissingNativeLibrary(RuntimeInformation.RuntimeIdentifier, fileName, CarriedRuntimeIdentifiers());
     }
 
-    private static bool TryLoadFrom(string baseDir, string rid, string fileName, out nint handle)
+    /// <summary>A self-contained or NativeAOT publish puts the library beside the app.</summary>
+    private static bool NativeFileBesideApp(string fileName) =>
+        File.Exists(Path.Combine(AppContext.BaseDirectory, fileName));
+
+    /// <summary>The exception for "this package has no libfdsend for this platform".</summary>
+    internal static PlatformNotSupportedException MissingNativeLibrary(string rid, string fileName, IReadOnlyList<string> carried) =>
+        new($"FdSend has no native library for this platform ({rid}): no {fileName} was found for " +
+            $"{rid} or the RIDs it falls back to. This FdSend package carries native libraries for: " +
+            (carried.Count == 0 ? "(none)" : string.Join(", ", carried)) + ". " +
+            (carried.Contains(rid)
+                ? $"The package has {rid}'s library, so the app's build or publish left it out (look for runtimes/{rid}/native/{fileName} in its output)."
+                : $"On another Unix, build libfdsend from source (see the README) and put it where the app " +
+                  $"loads native libraries from (beside the app, or runtimes/{rid}/native/)."));
+
+    /// <summary>The RIDs whose libfdsend this assembly was built (and packed) with, from the
+    /// assembly metadata FdSend.csproj writes (FdSend.NativeRuntimeIdentifiers).</summary>
+    internal static IReadOnlyList<string> CarriedRuntimeIdentifiers()
     {
-        string candidate = Path.Combine(baseDir, "runtimes", rid, "native", fileName);
-        handle = 0;
-        return File.Exists(candidate) && NativeLibrary.TryLoad(candidate, out handle);
+        foreach (AssemblyMetadataAttribute a in typeof(NativeLibraryResolver).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>())
+        {
+            if (a.Key == "FdSend.NativeRuntimeIdentifiers")
+                return (a.Value ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        }
+        return [];
     }
 
     private static string NativeFileName() =>
@@ -91,7 +122,9 @@ internal static class NativeLibraryResolver
         Architecture.Arm => "arm",
         Architecture.Armv6 => "armv6",
         Architecture.LoongArch64 => "loongarch64",
-        Architecture.RiscV64 => "riscv64",
+#if NET9_0_OR_GREATER
+        Architecture.RiscV64 => "riscv64", // (net8.0's Architecture has no RiscV64; the default arm names it the same)
+#endif
         Architecture.S390x => "s390x",
         Architecture.Ppc64le => "ppc64le",
         var other => other.ToString().ToLowerInvariant(),

@@ -1,5 +1,7 @@
 /* libfdsend quick start: a parent passes an open file to its child over a socketpair.
- * Build: cc quickstart.c $(pkg-config --cflags --libs fdsend) -o quickstart */
+ * Build (from this folder, libfdsend installed under $HOME/.local: see the README):
+ *   cc quickstart.c $(pkg-config --cflags --libs fdsend) \
+ *      -Wl,-rpath,"$(pkg-config --variable=libdir fdsend)" -o quickstart */
 #define _POSIX_C_SOURCE 200809L
 #include <fdsend.h>
 

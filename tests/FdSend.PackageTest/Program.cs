@@ -8,6 +8,23 @@ using System.Net.Sockets;
 using System.Text;
 using FdSend;
 
+// eng/package.sh deletes this RID's libfdsend from the app's output and runs this: the first
+// native call must throw PlatformNotSupportedException (naming the RID and the RIDs the
+// package carries, which the script checks), not a bare DllNotFoundException.
+if (args.Length == 1 && args[0] == "expect-no-native")
+{
+    try
+    {
+        Console.WriteLine($"libfdsend {FdPassing.NativeVersion} loaded, but this RID's library was deleted");
+        return 1;
+    }
+    catch (PlatformNotSupportedException e)
+    {
+        Console.WriteLine($"PlatformNotSupportedException: {e.Message}");
+        return 0;
+    }
+}
+
 if (args.Length == 2 && args[0] == "child")
 {
     using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -42,7 +59,8 @@ try
     using var file = new FileStream(filePath, FileMode.Open, FileAccess.Read);
     File.Delete(filePath);
     using var pipe = new AnonymousPipeServerStream(PipeDirection.In);
-    conn.SendFds("take these"u8, pipe.ClientSafePipeHandle, file);
+    // A collection expression, not a params list: C# 12 (.NET 8's default) has no params spans.
+    conn.SendFds("take these"u8, [pipe.ClientSafePipeHandle, file]);
     pipe.DisposeLocalCopyOfClientHandle();
 
     string reply = new StreamReader(pipe).ReadToEnd();
