@@ -748,7 +748,7 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         }
         _lifetime.Cancel();
         _control?.Dispose();
-        incumbent?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        incumbent?.Dispose();
         foreach (Socket s in owned)
             s.Dispose();
     }
