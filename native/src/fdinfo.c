@@ -133,6 +133,19 @@ int32_t fdsend_set_inheritable(intptr_t fd, int32_t inheritable)
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#if USE_RAW_FSTAT
+#  include <sys/syscall.h>
+#endif /* USE_RAW_FSTAT */
+
+/* fstat without glibc's fstat@GLIBC_2.33 (see CMakeLists.txt: USE_RAW_FSTAT). */
+static int stat_fd(int fd, struct stat *st)
+{
+#if USE_RAW_FSTAT
+    return (int)syscall(SYS_fstat, fd, st);
+#else
+    return fstat(fd, st);
+#endif /* USE_RAW_FSTAT */
+}
 
 /* The kind of a descriptor whose inode has no file type bits (Linux's anonymous inodes)
  * or that is a regular file, from the name the kernel shows for it (/proc/self/fd). */
@@ -235,7 +248,7 @@ int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info)
     fl = fcntl(d, F_GETFL);
     if (fl < 0)
         return fdsend_fail_errno();
-    if (fstat(d, &st) != 0)
+    if (stat_fd(d, &st) != 0)
         return fdsend_fail_errno();
 
     if (fdfl & FD_CLOEXEC)

@@ -659,7 +659,7 @@ TEST(dontwait_and_end_of_stream)
     closesocket(a);
     CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, 0), 0);
     CHECK_EQ(n, 0);
-    CHECK_EQ(rf, 0);
+    CHECK_EQ(rf, FDSEND_RECV_END_OF_STREAM);
     CloseHandle(f);
     closesocket(b);
 }
