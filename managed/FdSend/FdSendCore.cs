@@ -109,10 +109,24 @@ internal static unsafe class FdSendCore
     /// One attempt to receive one message into <paramref name="buffer"/> and up to
     /// <paramref name="maxFds"/> descriptors into <paramref name="fds"/> (the caller then owns
     /// fds[0 .. fdCount)). Returns false if nothing is waiting (nothing consumed).
+    /// <paramref name="flags"/> never carries libfdsend's end-of-stream bit (see the overload
+    /// with <c>endOfStream</c>).
     /// </summary>
     internal static bool TryReceive(Socket socket, Span<byte> buffer, nint* fds, int maxFds,
                                     out int bytesReceived, out int fdCount, out ReceiveFlags flags,
-                                    bool mayBlock = false)
+                                    bool mayBlock = false) =>
+        TryReceive(socket, buffer, fds, maxFds, out bytesReceived, out fdCount, out flags, out _, mayBlock);
+
+    /// <summary>
+    /// One attempt to receive one message (see the overload above), also saying whether it was
+    /// a stream socket's end of stream: libfdsend's FDSEND_RECV_END_OF_STREAM bit when the
+    /// native library sets it (it is stripped from <paramref name="flags"/>, which keeps the
+    /// <see cref="ReceiveFlags"/> values only), else, for a library that predates the bit,
+    /// 0 bytes with no descriptors and no flags on a stream socket.
+    /// </summary>
+    internal static bool TryReceive(Socket socket, Span<byte> buffer, nint* fds, int maxFds,
+                                    out int bytesReceived, out int fdCount, out ReceiveFlags flags,
+                                    out bool endOfStream, bool mayBlock)
     {
         SafeSocketHandle socketHandle = GetHandle(socket);
         int count = 0;
@@ -127,12 +141,16 @@ internal static unsafe class FdSendCore
         {
             bytesReceived = (int)result;
             fdCount = count;
-            flags = (ReceiveFlags)receiveFlags;
+            uint known = receiveFlags & (Interop.FDSEND_RECV_DATA_TRUNCATED | Interop.FDSEND_RECV_FDS_TRUNCATED);
+            flags = (ReceiveFlags)known;
+            endOfStream = (receiveFlags & Interop.FDSEND_RECV_END_OF_STREAM) != 0 ||
+                          (result == 0 && count == 0 && receiveFlags == 0 && socket.SocketType == SocketType.Stream);
             return true;
         }
         bytesReceived = 0;
         fdCount = 0;
         flags = ReceiveFlags.None;
+        endOfStream = false;
         if (result == (long)Interop.Status.EAGAIN)
             return false;
         if (result == (long)Interop.Status.ETIMEDOUT)
@@ -143,7 +161,10 @@ internal static unsafe class FdSendCore
     /// <summary>
     /// One attempt to receive one message with an owning result. Returns false if nothing is
     /// waiting. On success, every descriptor that arrived is either in
-    /// <paramref name="result"/> or already closed.
+    /// <paramref name="result"/> or already closed. A receive that got nothing because the
+    /// socket was disposed meanwhile (Dispose shuts the socket down, so the kernel reports 0
+    /// bytes) throws what Socket.Receive throws then (<see cref="FdSendErrors.Aborted"/>),
+    /// rather than reporting an end of stream that the peer never sent.
     /// </summary>
     internal static bool TryReceive(Socket socket, Span<byte> buffer, int maxFds,
                                     out ReceivedFds? result, bool mayBlock = false)
@@ -151,16 +172,17 @@ internal static unsafe class FdSendCore
         ArgumentOutOfRangeException.ThrowIfNegative(maxFds);
         int capacity = Math.Min(maxFds, FdPassing.MaxFds);
         nint* fds = stackalloc nint[capacity];
-        if (!TryReceive(socket, buffer, fds, capacity, out int bytes, out int count, out ReceiveFlags flags, mayBlock))
+        if (!TryReceive(socket, buffer, fds, capacity, out int bytes, out int count, out ReceiveFlags flags,
+                        out bool endOfStream, mayBlock))
         {
             result = null;
             return false;
         }
+        if (bytes == 0 && count == 0)
+            ThrowIfDisposedDuringReceive(socket);
         var received = new ReadOnlySpan<nint>(fds, count);
         try
         {
-            bool endOfStream = bytes == 0 && count == 0 && flags == ReceiveFlags.None &&
-                               socket.SocketType == SocketType.Stream;
             result = new ReceivedFds(received, bytes, flags, endOfStream);
             return true;
         }
@@ -168,6 +190,39 @@ internal static unsafe class FdSendCore
         {
             CloseAll(received);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Throws <see cref="FdSendErrors.Aborted"/> if <paramref name="socket"/> has been disposed.
+    /// Call after a receive that returned 0 bytes and no descriptors (nothing is lost by
+    /// throwing then): Socket.Dispose marks the Socket disposed before it shuts the descriptor
+    /// down to wake blocked calls, so a 0 that the shutdown caused is always seen here. The
+    /// SafeSocketHandle is marked closed only later, so the Socket itself is asked
+    /// (<see cref="Socket.Available"/> throws ObjectDisposedException first thing).
+    /// </summary>
+    internal static void ThrowIfDisposedDuringReceive(Socket socket)
+    {
+        if (IsDisposed(socket))
+            throw FdSendErrors.Aborted(socket.SocketType);
+    }
+
+    private static bool IsDisposed(Socket socket)
+    {
+        if (socket.SafeHandle.IsClosed)
+            return true;
+        try
+        {
+            _ = socket.Available;
+            return false;
+        }
+        catch (ObjectDisposedException)
+        {
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false; // not disposed; the socket's own state is not our concern here
         }
     }
 
@@ -241,8 +296,20 @@ internal static unsafe class FdSendCore
         long deadline = 0;
         while (true)
         {
-            if (TryReceive(socket, buffer, native, capacity, out int bytes, out fdCount, out flags, mayBlock))
+            bool received;
+            int bytes;
+            try
             {
+                received = TryReceive(socket, buffer, native, capacity, out bytes, out fdCount, out flags, mayBlock);
+            }
+            catch (ObjectDisposedException) when (deadline != 0)
+            {
+                throw FdSendErrors.Aborted(socket.SocketType); // disposed while this call waited
+            }
+            if (received)
+            {
+                if (bytes == 0 && fdCount == 0)
+                    ThrowIfDisposedDuringReceive(socket);
                 for (int i = 0; i < fdCount; i++)
                     fds[i] = (int)native[i];
                 return bytes;
@@ -250,7 +317,7 @@ internal static unsafe class FdSendCore
             if (!blocking)
                 throw FdSendErrors.WouldBlock(FdOperation.Receive);
             mayBlock = false;
-            WaitUntilReady(socket, SelectMode.SelectRead, ref deadline);
+            WaitForReceive(socket, ref deadline);
         }
     }
 
@@ -264,12 +331,38 @@ internal static unsafe class FdSendCore
         long deadline = 0;
         while (true)
         {
-            if (TryReceive(socket, buffer, maxFds, out ReceivedFds? result, mayBlock))
+            bool received;
+            ReceivedFds? result;
+            try
+            {
+                received = TryReceive(socket, buffer, maxFds, out result, mayBlock);
+            }
+            catch (ObjectDisposedException) when (deadline != 0)
+            {
+                throw FdSendErrors.Aborted(socket.SocketType); // disposed while this call waited
+            }
+            if (received)
                 return result!;
             if (!blocking)
                 throw FdSendErrors.WouldBlock(FdOperation.Receive);
             mayBlock = false;
+            WaitForReceive(socket, ref deadline);
+        }
+    }
+
+    /// <summary>Waits until a blocking receive can retry (see <see cref="WaitUntilReady"/>). A
+    /// socket disposed during the wait is reported as Socket.Receive reports it
+    /// (<see cref="FdSendErrors.Aborted"/>), not as the ObjectDisposedException of a call made
+    /// on an already disposed socket.</summary>
+    internal static void WaitForReceive(Socket socket, ref long deadline)
+    {
+        try
+        {
             WaitUntilReady(socket, SelectMode.SelectRead, ref deadline);
+        }
+        catch (ObjectDisposedException)
+        {
+            throw FdSendErrors.Aborted(socket.SocketType);
         }
     }
 

@@ -173,6 +173,14 @@ internal static class FdSendErrors
             ? "The socket is non-blocking (Socket.Blocking is false) and no message is waiting; nothing was consumed. Retry when Socket.Poll(..., SelectMode.SelectRead) says it is readable, or use a blocking socket."
             : "The socket is non-blocking (Socket.Blocking is false) and its send buffer is full; nothing was sent (neither data nor descriptors). Retry when Socket.Poll(..., SelectMode.SelectWrite) says it is writable, or use a blocking socket.");
 
+    /// <summary>A receive that was in progress when the socket was disposed (on another thread):
+    /// what <see cref="System.Net.Sockets.Socket.Receive(Span{byte})"/> throws then,
+    /// <see cref="SocketError.ConnectionAborted"/> on a stream socket and
+    /// <see cref="SocketError.Interrupted"/> on others.</summary>
+    internal static SocketException Aborted(SocketType type) =>
+        new((int)(type == SocketType.Stream ? SocketError.ConnectionAborted : SocketError.Interrupted),
+            "The socket was disposed while the receive was waiting; nothing was received. This is not an end of stream from the peer.");
+
     /// <summary>A blocking call ran past Socket.ReceiveTimeout / SendTimeout.</summary>
     internal static SocketException TimedOut(FdOperation op, int timeoutMs) =>
         new((int)SocketError.TimedOut, op == FdOperation.Receive

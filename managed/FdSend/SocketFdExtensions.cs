@@ -123,8 +123,12 @@ public static class SocketFdExtensions
     /// <see cref="ReceivedFds.IsEndOfStream"/> on a stream socket.</returns>
     /// <exception cref="SocketException"><see cref="SocketError.WouldBlock"/> on a
     /// non-blocking socket with nothing waiting (nothing consumed),
-    /// <see cref="SocketError.TimedOut"/> past <see cref="Socket.ReceiveTimeout"/>; and see the
-    /// class remarks.</exception>
+    /// <see cref="SocketError.TimedOut"/> past <see cref="Socket.ReceiveTimeout"/>;
+    /// <see cref="SocketError.ConnectionAborted"/> (stream) or <see cref="SocketError.Interrupted"/>
+    /// (seqpacket, datagram) when another thread disposes the socket during the call, as
+    /// <see cref="Socket.Receive(Span{byte})"/> throws then (nothing was received; this is not
+    /// the peer's end of stream); and see the class remarks.</exception>
+    /// <exception cref="ObjectDisposedException">The socket was disposed before the call.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxFds"/> is negative.</exception>
     public static ReceivedFds ReceiveFds(this Socket socket, Span<byte> buffer, int maxFds = FdPassing.MaxFds) =>
         FdSendCore.Receive(socket, buffer, maxFds);
@@ -144,7 +148,10 @@ public static class SocketFdExtensions
     /// <param name="flags">What had to be dropped.</param>
     /// <returns>The number of data bytes received; 0 with no descriptors and no flags on a
     /// stream socket means the peer closed its end.</returns>
-    /// <exception cref="SocketException">As for the other overload.</exception>
+    /// <exception cref="SocketException">As for the other overload (including
+    /// <see cref="SocketError.ConnectionAborted"/> / <see cref="SocketError.Interrupted"/> when
+    /// the socket is disposed during the call).</exception>
+    /// <exception cref="ObjectDisposedException">The socket was disposed before the call.</exception>
     public static int ReceiveFds(this Socket socket, Span<byte> buffer, Span<int> fds,
                                  out int fdCount, out ReceiveFlags flags) =>
         FdSendCore.Receive(socket, buffer, fds, out fdCount, out flags);
