@@ -246,7 +246,8 @@ internal static unsafe class FdSendCore
     /// Sends one message. A blocking socket (<see cref="Socket.Blocking"/>) waits for room
     /// (even when .NET has put the fd in O_NONBLOCK after an async call) up to
     /// <see cref="Socket.SendTimeout"/>, and on a stream socket sends ALL the data: the
-    /// descriptors with the first chunk, the rest without. A non-blocking socket throws
+    /// descriptors with the first chunk, the rest without; a later chunk that fails throws
+    /// <see cref="FdPartialSendException"/> (something was sent). A non-blocking socket throws
     /// WouldBlock when nothing could be sent, and returns a partial count otherwise.
     /// </summary>
     internal static int Send(Socket socket, string? path, ReadOnlySpan<byte> data,
@@ -261,9 +262,18 @@ internal static unsafe class FdSendCore
         bool fdsSent = false;
         while (true)
         {
-            bool done = fdsSent
-                ? TrySend(socket, path, data.Slice(total), default, default, out int sent, mayBlock)
-                : TrySend(socket, path, data.Slice(total), fds, rawFds, out sent, mayBlock);
+            bool done;
+            int sent;
+            try
+            {
+                done = fdsSent
+                    ? TrySend(socket, path, data.Slice(total), default, default, out sent, mayBlock)
+                    : TrySend(socket, path, data.Slice(total), fds, rawFds, out sent, mayBlock);
+            }
+            catch (Exception e) when (fdsSent)
+            {
+                throw FdSendErrors.PartialSend(e, total, data.Length, fds.Length + rawFds.Length);
+            }
             if (done)
             {
                 fdsSent = true;
@@ -279,7 +289,14 @@ internal static unsafe class FdSendCore
                 throw FdSendErrors.WouldBlock(path is null ? FdOperation.Send : FdOperation.SendTo);
             }
             mayBlock = false; // the fd is O_NONBLOCK: wait with Poll from now on
-            WaitUntilReady(socket, SelectMode.SelectWrite, ref deadline);
+            try
+            {
+                WaitUntilReady(socket, SelectMode.SelectWrite, ref deadline);
+            }
+            catch (Exception e) when (fdsSent)
+            {
+                throw FdSendErrors.PartialSend(e, total, data.Length, fds.Length + rawFds.Length);
+            }
         }
     }
 

@@ -181,6 +181,33 @@ internal static class FdSendErrors
         new((int)(type == SocketType.Stream ? SocketError.ConnectionAborted : SocketError.Interrupted),
             "The socket was disposed while the receive was waiting; nothing was received. This is not an end of stream from the peer.");
 
+    /// <summary>A stream send whose first chunk (with every descriptor) went out and whose later
+    /// chunk failed with <paramref name="error"/>: the one send error after which something
+    /// WAS sent. The failed chunk's own message is not reused: it would say nothing was sent.</summary>
+    internal static FdPartialSendException PartialSend(SocketError error, int bytesSent, int totalBytes, int descriptorsSent) =>
+        new(error, bytesSent, descriptorsSent,
+            $"The send failed ({error}) after {bytesSent} of {totalBytes} bytes had been sent" +
+            (descriptorsSent > 0
+                ? $"; the {descriptorsSent} descriptor(s) went with the first chunk, so the peer may hold them. "
+                : ". ") +
+            "The stream is now at a position the peer cannot know: close the connection. " +
+            "FdPartialSendException.BytesSent and DescriptorsSent say what went.");
+
+    /// <summary>The exception for a stream send that failed with <paramref name="e"/> after
+    /// <paramref name="bytesSent"/> bytes and the descriptors went out (see
+    /// <see cref="PartialSend(SocketError, int, int, int)"/>); an already partial exception and
+    /// anything that is not a socket failure are returned as they are.</summary>
+    internal static Exception PartialSend(Exception e, int bytesSent, int totalBytes, int descriptorsSent) => e switch
+    {
+        FdPartialSendException => e,
+        SocketException se => PartialSend(se.SocketErrorCode, bytesSent, totalBytes, descriptorsSent),
+        ObjectDisposedException => PartialSend(SocketError.ConnectionAborted, bytesSent, totalBytes, descriptorsSent),
+        // A later chunk carries no descriptors: EBADF there is the socket's own descriptor,
+        // closed underneath the Socket (ToSocketError(EBADF)).
+        ArgumentException => PartialSend(SocketError.OperationAborted, bytesSent, totalBytes, descriptorsSent),
+        _ => e,
+    };
+
     /// <summary>A blocking call ran past Socket.ReceiveTimeout / SendTimeout.</summary>
     internal static SocketException TimedOut(FdOperation op, int timeoutMs) =>
         new((int)SocketError.TimedOut, op == FdOperation.Receive

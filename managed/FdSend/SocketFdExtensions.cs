@@ -54,6 +54,11 @@ public static class SocketFdExtensions
     /// <see cref="Socket.Send(ReadOnlySpan{byte})"/>).</returns>
     /// <exception cref="SocketException">See the class remarks; <see cref="SocketError.WouldBlock"/>
     /// on a non-blocking socket whose buffer is full (nothing sent).</exception>
+    /// <exception cref="FdPartialSendException">(A <see cref="SocketException"/>.) On a blocking
+    /// stream socket, a later chunk failed (the peer closed, a reset, the send timeout, the
+    /// socket disposed) after the first chunk and every descriptor went out:
+    /// <see cref="FdPartialSendException.BytesSent"/> says how many bytes did. Close the
+    /// connection. Every other exception means nothing was sent.</exception>
     /// <exception cref="ObjectDisposedException">The socket or a descriptor's handle is disposed (nothing sent).</exception>
     /// <exception cref="ArgumentException">More than <see cref="FdPassing.MaxFds"/> descriptors,
     /// a <c>default(Descriptor)</c>, or a raw fd that is not open (nothing sent).</exception>
@@ -68,7 +73,8 @@ public static class SocketFdExtensions
     /// <param name="socket">A connected Unix domain socket.</param>
     /// <param name="data">The data (may be empty, see the other overload).</param>
     /// <param name="fds">0 .. <see cref="FdPassing.MaxFds"/> open file descriptors.</param>
-    /// <returns>The number of data bytes sent (see the other overload for partial sends).</returns>
+    /// <returns>The number of data bytes sent (see the other overload for partial sends and
+    /// <see cref="FdPartialSendException"/>).</returns>
     public static int SendFds(this Socket socket, ReadOnlySpan<byte> data, ReadOnlySpan<int> fds) =>
         FdSendCore.Send(socket, null, data, default, fds);
 

@@ -19,8 +19,9 @@ namespace FdSend;
 /// <see cref="Socket.ReceiveAsync(Memory{byte}, SocketFlags, CancellationToken)"/>, which
 /// consumes nothing and occupies no thread. A send that finds the buffer full waits for
 /// writability on one process-wide poller thread shared by every waiting send (.NET has no
-/// writability wait); the rest of a partly sent stream buffer, which carries no descriptors,
-/// goes through .NET's own <see cref="Socket.SendAsync(ReadOnlyMemory{byte}, SocketFlags, CancellationToken)"/>.</para>
+/// writability wait); so does the rest of a partly sent stream buffer, which carries no
+/// descriptors, one counted sendmsg at a time, so that a failure in the middle can say how much
+/// went (<see cref="FdPartialSendException"/>).</para>
 /// <para>Cancellation: a receive cancelled before a message arrived consumes nothing
 /// (<see cref="OperationCanceledException"/>); a message that has been received is returned
 /// even if cancellation was requested at the same moment, so no descriptor is ever closed
@@ -51,6 +52,10 @@ public static class SocketFdAsyncExtensions
     /// <exception cref="OperationCanceledException">Cancelled before anything was sent; the
     /// socket stays usable.</exception>
     /// <exception cref="SocketException">As for <see cref="SocketFdExtensions.SendFds(Socket, ReadOnlySpan{byte}, ReadOnlySpan{Descriptor})"/>.</exception>
+    /// <exception cref="FdPartialSendException">(A <see cref="SocketException"/>.) On a stream
+    /// socket, a later chunk failed after the first chunk and every descriptor went out:
+    /// <see cref="FdPartialSendException.BytesSent"/> says how many bytes did. Close the
+    /// connection.</exception>
     /// <exception cref="ArgumentException">More than <see cref="FdPassing.MaxFds"/> descriptors,
     /// a <c>default(Descriptor)</c>, or a descriptor that is not open (nothing sent).</exception>
     /// <exception cref="ObjectDisposedException">The socket or a descriptor's handle is disposed.</exception>
@@ -71,7 +76,7 @@ public static class SocketFdAsyncExtensions
         {
             return ValueTask.FromException<int>(e);
         }
-        return Finish(socket, data, sent);
+        return Finish(socket, data, sent, fds.Length);
     }
 
     /// <summary>
@@ -101,7 +106,7 @@ public static class SocketFdAsyncExtensions
         {
             return ValueTask.FromException<int>(e);
         }
-        return Finish(socket, data, sent);
+        return Finish(socket, data, sent, 1);
     }
 
     /// <summary>
@@ -153,11 +158,11 @@ public static class SocketFdAsyncExtensions
                                                          CancellationToken cancellationToken) =>
         ReceiveFdsAsync(socket, buffer, FdPassing.MaxFds, cancellationToken);
 
-    private static ValueTask<int> Finish(Socket socket, ReadOnlyMemory<byte> data, int sent)
+    private static ValueTask<int> Finish(Socket socket, ReadOnlyMemory<byte> data, int sent, int fdCount)
     {
         if (sent >= data.Length || socket.SocketType != SocketType.Stream)
             return new ValueTask<int>(sent);
-        return AsyncFdCore.SendRestAsync(socket, data, sent, CancellationToken.None);
+        return AsyncFdCore.SendRestCountedAsync(socket, data, sent, fdCount);
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
@@ -168,6 +173,6 @@ public static class SocketFdAsyncExtensions
         int sent = await AsyncFdCore.SendFirstChunkAsync(socket, data, fds, cancellationToken).ConfigureAwait(false);
         if (sent >= data.Length || socket.SocketType != SocketType.Stream)
             return sent;
-        return await AsyncFdCore.SendRestAsync(socket, data, sent, CancellationToken.None).ConfigureAwait(false);
+        return await AsyncFdCore.SendRestCountedAsync(socket, data, sent, fds.Length).ConfigureAwait(false);
     }
 }
