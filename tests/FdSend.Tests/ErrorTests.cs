@@ -212,9 +212,9 @@ public class ErrorTests : TempDirFixture
         // A number no descriptor can have (Linux caps fs.nr_open at 2^31 - 64); a number just
         // closed here could already belong to another thread of the test host.
         const int fd = int.MaxValue;
-        var e = Assert.Throws<ArgumentException>(() => pair.A.SendFds(TestData.Utf8("x"), fd))!;
+        var e = Assert.Throws<ArgumentException>(() => pair.A.SendFds(TestData.Utf8("x"), Descriptor.FromRawFd(fd)))!;
         Assert.That(e.Message, Does.Contain("EBADF"));
-        Assert.Throws<ArgumentOutOfRangeException>(() => pair.A.SendFds(TestData.Utf8("x"), -1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => pair.A.SendFds(TestData.Utf8("x"), Descriptor.FromRawFd(-1)));
         Assert.Throws<ArgumentOutOfRangeException>(() => pair.A.SendFds(TestData.Utf8("x"), [-1]));
         AssertNothingArrives(pair.B);
     }
@@ -268,6 +268,43 @@ public class ErrorTests : TempDirFixture
                 pair.A.SendFds(chunk);
         })!;
         Assert.That(e.SocketErrorCode, Is.EqualTo(SocketError.TimedOut));
+    }
+
+    /// <summary>Issue 11 item 3: <c>sock.SendFds(data, data.Length)</c> and
+    /// <c>SendFds(data, 5)</c> must not compile (they used to send whatever file had that
+    /// number). The test project does not reference Roslyn, so the compile-time rule is pinned
+    /// by what makes it hold: no conversion operator from any integer type to
+    /// <see cref="Descriptor"/>, and no descriptor parameter of an integer type on any send
+    /// method (a span, array or memory of ints cannot be made from a lone int). Raw numbers go
+    /// through the explicit <see cref="Descriptor.FromRawFd"/> or a <c>ReadOnlySpan&lt;int&gt;</c>.</summary>
+    [Test]
+    public void A_lone_int_is_never_taken_for_a_descriptor()
+    {
+        Type[] integers = [typeof(int), typeof(uint), typeof(long), typeof(ulong), typeof(short), typeof(ushort),
+                           typeof(byte), typeof(sbyte), typeof(nint), typeof(nuint)];
+        var conversions = typeof(Descriptor).GetMethods(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
+            .Where(m => m.Name is "op_Implicit" or "op_Explicit")
+            .Where(m => integers.Contains(m.GetParameters()[0].ParameterType))
+            .Select(m => m.ToString());
+        Assert.That(conversions, Is.Empty);
+
+        var sendMethods = new[] { typeof(SocketFdExtensions), typeof(SocketFdAsyncExtensions) }
+            .SelectMany(t => t.GetMethods(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static))
+            .Where(m => m.Name.StartsWith("SendFds", StringComparison.Ordinal))
+            .ToArray();
+        Assert.That(sendMethods, Is.Not.Empty);
+        var integerDescriptorParameters = sendMethods
+            .SelectMany(m => m.GetParameters().Select(p => (Method: m, Parameter: p)))
+            .Where(x => x.Parameter.Name is "fd" or "fds" && integers.Contains(x.Parameter.ParameterType))
+            .Select(x => x.Method.ToString());
+        Assert.That(integerDescriptorParameters, Is.Empty);
+
+        // The explicit way still sends a raw number.
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var file = NewFile();
+        pair.A.SendFds(TestData.Utf8("x"), Descriptor.FromRawFd((int)file.SafeFileHandle.DangerousGetHandle()));
+        using ReceivedFds r = pair.B.ReceiveFds(new byte[1]);
+        Assert.That(Posix.GetFileId(r.PeekFd(0)), Is.EqualTo(Posix.GetFileId(file.SafeFileHandle)));
     }
 
     /// <summary>The whole table, including codes Linux cannot produce on demand (ENOTSUP for

@@ -98,7 +98,7 @@ public class SendingTests : TempDirFixture
         using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var file = new FileStream(Dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
         int fd = (int)file.SafeFileHandle.DangerousGetHandle();
-        pair.A.SendFds(TestData.Utf8("x"), fd);
+        pair.A.SendFds(TestData.Utf8("x"), Descriptor.FromRawFd(fd));
         using ReceivedFds r = pair.B.ReceiveFds(new byte[4]);
         AssertSameFiles(r, [file]);
     }

@@ -82,8 +82,9 @@ public static class SocketFdAsyncExtensions
     /// <summary>
     /// Sends <paramref name="data"/> and ONE descriptor as one message; like
     /// <see cref="SendFdsAsync(Socket, ReadOnlyMemory{byte}, ReadOnlyMemory{Descriptor}, CancellationToken)"/>
-    /// without an array (a <see cref="Socket"/>, <see cref="FileStream"/>, SafeHandle or int
-    /// converts to <see cref="Descriptor"/> implicitly).
+    /// without an array (a <see cref="Socket"/>, <see cref="FileStream"/> or SafeHandle
+    /// converts to <see cref="Descriptor"/> implicitly; a raw fd number needs
+    /// <see cref="Descriptor.FromRawFd"/>).
     /// </summary>
     /// <param name="socket">A connected Unix domain socket.</param>
     /// <param name="data">The data (may be empty).</param>
