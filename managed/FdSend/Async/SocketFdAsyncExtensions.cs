@@ -80,6 +80,29 @@ public static class SocketFdAsyncExtensions
     }
 
     /// <summary>
+    /// Sends <paramref name="data"/> and <paramref name="fds"/> as ONE message; like
+    /// <see cref="SendFdsAsync(Socket, ReadOnlyMemory{byte}, ReadOnlyMemory{Descriptor}, CancellationToken)"/>,
+    /// and the overload a collection expression binds to:
+    /// <c>await socket.SendFdsAsync(data, [file1, file2])</c> (a
+    /// <see cref="ReadOnlyMemory{T}"/> cannot be built from one, and a span cannot live across
+    /// the await).
+    /// </summary>
+    /// <param name="socket">A connected Unix domain socket.</param>
+    /// <param name="data">The data (may be empty). Must not change until the task completes.</param>
+    /// <param name="fds">0 .. <see cref="FdPassing.MaxFds"/> descriptors, still owned by the
+    /// caller afterwards; keep them open (and the array unchanged) until the task completes.</param>
+    /// <param name="cancellationToken">Cancels the wait for room, as long as nothing was sent.</param>
+    /// <returns>The number of data bytes sent: all of <paramref name="data"/>.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="fds"/> is null.</exception>
+    /// <exception cref="FdPartialSendException">See the other overload.</exception>
+    public static ValueTask<int> SendFdsAsync(this Socket socket, ReadOnlyMemory<byte> data, Descriptor[] fds,
+                                              CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(fds);
+        return SendFdsAsync(socket, data, new ReadOnlyMemory<Descriptor>(fds), cancellationToken);
+    }
+
+    /// <summary>
     /// Sends <paramref name="data"/> and ONE descriptor as one message; like
     /// <see cref="SendFdsAsync(Socket, ReadOnlyMemory{byte}, ReadOnlyMemory{Descriptor}, CancellationToken)"/>
     /// without an array (a <see cref="Socket"/>, <see cref="FileStream"/> or SafeHandle
