@@ -82,7 +82,8 @@ public static class SocketFdExtensions
     /// Sends one datagram with <paramref name="data"/> and <paramref name="fds"/> from an
     /// UNCONNECTED Unix datagram socket to the socket bound at <paramref name="path"/> (what
     /// systemd's sd_notify FDSTORE=1 needs). On Linux a path starting with '@' names an
-    /// abstract socket. Allocates nothing.
+    /// abstract socket, as does one starting with a NUL character ("\0name", .NET's
+    /// spelling). Allocates nothing for an '@' or file path.
     /// </summary>
     /// <param name="socket">An unconnected <see cref="SocketType.Dgram"/> Unix socket.</param>
     /// <param name="path">The receiver's socket path.</param>
@@ -93,13 +94,10 @@ public static class SocketFdExtensions
     /// the path does not exist, <see cref="SocketError.ConnectionRefused"/> when nobody is
     /// bound there, <see cref="SocketError.IsConnected"/> on a connected socket; and see the
     /// class remarks.</exception>
-    /// <exception cref="ArgumentException">The path is empty, contains NUL, or does not fit in
-    /// a socket address; or see <see cref="SendFds(Socket, ReadOnlySpan{byte}, ReadOnlySpan{Descriptor})"/>.</exception>
-    public static int SendFdsTo(this Socket socket, string path, ReadOnlySpan<byte> data, params ReadOnlySpan<Descriptor> fds)
-    {
-        ValidatePath(path);
-        return FdSendCore.Send(socket, path, data, fds, default);
-    }
+    /// <exception cref="ArgumentException">The path is empty, contains a NUL other than one
+    /// leading NUL, or does not fit in a socket address; or see <see cref="SendFds(Socket, ReadOnlySpan{byte}, ReadOnlySpan{Descriptor})"/>.</exception>
+    public static int SendFdsTo(this Socket socket, string path, ReadOnlySpan<byte> data, params ReadOnlySpan<Descriptor> fds) =>
+        FdSendCore.Send(socket, NativePath(path), data, fds, default);
 
     /// <summary>Like <see cref="SendFdsTo(Socket, string, ReadOnlySpan{byte}, ReadOnlySpan{Descriptor})"/>
     /// with raw file descriptors, which the caller owns and keeps open until this returns.</summary>
@@ -108,11 +106,42 @@ public static class SocketFdExtensions
     /// <param name="data">The data.</param>
     /// <param name="fds">0 .. <see cref="FdPassing.MaxFds"/> open file descriptors.</param>
     /// <returns>The number of data bytes sent.</returns>
-    public static int SendFdsTo(this Socket socket, string path, ReadOnlySpan<byte> data, ReadOnlySpan<int> fds)
-    {
-        ValidatePath(path);
-        return FdSendCore.Send(socket, path, data, default, fds);
-    }
+    public static int SendFdsTo(this Socket socket, string path, ReadOnlySpan<byte> data, ReadOnlySpan<int> fds) =>
+        FdSendCore.Send(socket, NativePath(path), data, default, fds);
+
+    /// <summary>
+    /// Sends one datagram with <paramref name="data"/> and <paramref name="fds"/> from an
+    /// UNCONNECTED Unix datagram socket to <paramref name="endPoint"/>: the same socket that
+    /// <see cref="Socket.SendTo(ReadOnlySpan{byte}, System.Net.EndPoint)"/> or <see cref="Socket.Connect(System.Net.EndPoint)"/>
+    /// would reach with that endpoint. An abstract name is spelled as .NET spells it,
+    /// <c>new UnixDomainSocketEndPoint("\0name")</c> (whose ToString() shows "@name"); an
+    /// endpoint made from "@name" is, for .NET as here, the file "@name" in the current
+    /// directory, not an abstract name. Allocates a little (the endpoint's address).
+    /// </summary>
+    /// <param name="socket">An unconnected <see cref="SocketType.Dgram"/> Unix socket.</param>
+    /// <param name="endPoint">The receiver's address.</param>
+    /// <param name="data">The data; a datagram may be empty.</param>
+    /// <param name="fds">0 .. <see cref="FdPassing.MaxFds"/> descriptors, still owned by the caller afterwards.</param>
+    /// <returns>The number of data bytes sent (the whole datagram).</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="endPoint"/> is null.</exception>
+    /// <exception cref="ArgumentException">The endpoint is unnamed, or an abstract name contains
+    /// a NUL byte (which libfdsend's path cannot carry); and see
+    /// <see cref="SendFdsTo(Socket, string, ReadOnlySpan{byte}, ReadOnlySpan{Descriptor})"/>.</exception>
+    /// <exception cref="SocketException">As for <see cref="SendFdsTo(Socket, string, ReadOnlySpan{byte}, ReadOnlySpan{Descriptor})"/>.</exception>
+    public static int SendFdsTo(this Socket socket, UnixDomainSocketEndPoint endPoint, ReadOnlySpan<byte> data,
+                                params ReadOnlySpan<Descriptor> fds) =>
+        FdSendCore.Send(socket, NativePath(endPoint), data, fds, default);
+
+    /// <summary>Like <see cref="SendFdsTo(Socket, UnixDomainSocketEndPoint, ReadOnlySpan{byte}, ReadOnlySpan{Descriptor})"/>
+    /// with raw file descriptors, which the caller owns and keeps open until this returns.</summary>
+    /// <param name="socket">An unconnected <see cref="SocketType.Dgram"/> Unix socket.</param>
+    /// <param name="endPoint">The receiver's address.</param>
+    /// <param name="data">The data.</param>
+    /// <param name="fds">0 .. <see cref="FdPassing.MaxFds"/> open file descriptors.</param>
+    /// <returns>The number of data bytes sent.</returns>
+    public static int SendFdsTo(this Socket socket, UnixDomainSocketEndPoint endPoint, ReadOnlySpan<byte> data,
+                                ReadOnlySpan<int> fds) =>
+        FdSendCore.Send(socket, NativePath(endPoint), data, default, fds);
 
     /// <summary>
     /// Receives ONE message: data into <paramref name="buffer"/> and up to
@@ -174,12 +203,44 @@ public static class SocketFdExtensions
     public static PeerCredentials GetPeerCredentials(this Socket socket) =>
         FdSendCore.GetPeerCredentials(socket);
 
-    private static void ValidatePath(string path)
+    /// <summary>The path as libfdsend takes it: a file path, or '@' + name for a Linux abstract
+    /// socket, which is also accepted in .NET's spelling, a leading NUL ("\0name").</summary>
+    private static string NativePath(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        if (path.Contains('\0'))
+        int nul = path.IndexOf('\0', 1);
+        if (nul >= 0 || path == "\0")
             throw new ArgumentException(
-                "The socket path contains a NUL character. For a Linux abstract socket, start the path with '@' instead.",
+                "The socket path contains a NUL character (or is a lone NUL). For a Linux abstract socket, start the path with '@' or with one leading NUL, as UnixDomainSocketEndPoint does; no other NUL may appear.",
                 nameof(path));
+        return path[0] == '\0' ? "@" + path.Substring(1) : path;
+    }
+
+    /// <summary>The libfdsend path of an endpoint, read from its socket address (ToString()
+    /// cannot tell the abstract name "\0x" from the file "@x": both print "@x").</summary>
+    private static string NativePath(UnixDomainSocketEndPoint endPoint)
+    {
+        ArgumentNullException.ThrowIfNull(endPoint);
+        System.Net.SocketAddress address = endPoint.Serialize();
+        const int PathOffset = 2; // sun_family, then sun_path
+        int length = address.Size - PathOffset;
+        if (length <= 0)
+            throw new ArgumentException("The endpoint has no path or name (an unnamed socket address); it cannot be sent to.", nameof(endPoint));
+        byte[] path = new byte[length];
+        for (int i = 0; i < length; i++)
+            path[i] = address[PathOffset + i];
+        if (path[0] == 0)
+        {
+            ReadOnlySpan<byte> name = path.AsSpan(1);
+            if (name.IsEmpty || name.Contains((byte)0))
+                throw new ArgumentException(
+                    "The endpoint's abstract name is empty or contains a NUL byte, which libfdsend's '@name' form cannot carry.", nameof(endPoint));
+            return "@" + System.Text.Encoding.UTF8.GetString(name);
+        }
+        int end = path.AsSpan().IndexOf((byte)0);
+        string file = System.Text.Encoding.UTF8.GetString(path, 0, end < 0 ? length : end);
+        // A file named "@..." (relative to the current directory, as .NET binds it) must not
+        // turn into an abstract name on the way through libfdsend's '@' convention.
+        return file.StartsWith('@') ? "./" + file : file;
     }
 }

@@ -143,8 +143,12 @@ public class ErrorTests : TempDirFixture
     {
         using var s = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         Assert.Throws<ArgumentException>(() => s.SendFdsTo("", TestData.Utf8("x")));
-        Assert.Throws<ArgumentNullException>(() => s.SendFdsTo(null!, TestData.Utf8("x")));
+        Assert.Throws<ArgumentNullException>(() => s.SendFdsTo((string)null!, TestData.Utf8("x")));
         Assert.Throws<ArgumentException>(() => s.SendFdsTo("/tmp/a\0b", TestData.Utf8("x")));
+        Assert.Throws<ArgumentException>(() => s.SendFdsTo("\0", TestData.Utf8("x")));
+        Assert.Throws<ArgumentException>(() => s.SendFdsTo("\0a\0b", TestData.Utf8("x")));
+        Assert.Throws<ArgumentNullException>(() => s.SendFdsTo((UnixDomainSocketEndPoint)null!, TestData.Utf8("x")));
+        Assert.Throws<ArgumentException>(() => s.SendFdsTo(new UnixDomainSocketEndPoint("\0a\0b"), TestData.Utf8("x")));
         var e = Assert.Throws<ArgumentException>(() => s.SendFdsTo("/tmp/" + new string('x', 200), TestData.Utf8("x")))!;
         Assert.That(e.Message, Does.Contain("shorter"));
     }
