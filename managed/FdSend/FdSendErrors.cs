@@ -208,6 +208,18 @@ internal static class FdSendErrors
         _ => e,
     };
 
+    /// <summary>ReceiveFdsExactly: the peer closed its end after <paramref name="got"/> of
+    /// <paramref name="length"/> bytes (what Stream.ReadExactly throws then).</summary>
+    internal static EndOfStreamException ExactEndOfStream(int got, int length, int fdsClosed) =>
+        new($"The peer closed the connection after {got} of the {length} bytes expected. " +
+            $"The {fdsClosed} descriptor(s) received with them were closed; the bytes are in the buffer but incomplete. Close the connection.");
+
+    /// <summary>ReceiveFdsExactly: Socket.ReceiveTimeout ran out after the first byte.</summary>
+    internal static SocketException ExactTimedOut(int got, int length, int fdsClosed, int timeoutMs) =>
+        new((int)SocketError.TimedOut,
+            $"Only {got} of the {length} bytes expected arrived within Socket.ReceiveTimeout ({timeoutMs} ms, which bounds the whole call). " +
+            $"The {fdsClosed} descriptor(s) received with them were closed and the bytes consumed are lost: the stream is at an unknown position, close the connection.");
+
     /// <summary>A blocking call ran past Socket.ReceiveTimeout / SendTimeout.</summary>
     internal static SocketException TimedOut(FdOperation op, int timeoutMs) =>
         new((int)SocketError.TimedOut, op == FdOperation.Receive

@@ -169,6 +169,43 @@ public static class SocketFdExtensions
         FdSendCore.Receive(socket, buffer, maxFds);
 
     /// <summary>
+    /// Receives EXACTLY <c>buffer.Length</c> bytes from a STREAM socket, however many receives
+    /// that takes, with every descriptor that comes with them merged, in arrival order, into ONE
+    /// owning result: the HAProxy <c>_getsocks</c> / s6-fdholder case (a count, then batches of
+    /// descriptors). Dispose the result (<c>using</c>): it closes every descriptor you did not take.
+    /// </summary>
+    /// <param name="socket">A connected Unix STREAM socket.</param>
+    /// <param name="buffer">Filled completely (an empty buffer returns at once, reading
+    /// nothing).</param>
+    /// <param name="maxFds">The most descriptors to keep over the whole call (default
+    /// <see cref="FdPassing.MaxFds"/>; pass more for more: a merged result may hold more than
+    /// one message's 253). Any beyond it are closed and <see cref="ReceivedFds.FdsTruncated"/>
+    /// is set.</param>
+    /// <returns>All <c>buffer.Length</c> bytes with their descriptors; or, if the peer closed
+    /// its end before the first byte, a result with <see cref="ReceivedFds.IsEndOfStream"/>
+    /// (0 bytes, no descriptors).</returns>
+    /// <remarks>Blocking: before the first byte, as <see cref="ReceiveFds(Socket, Span{byte}, int)"/>
+    /// (a non-blocking socket throws <see cref="SocketError.WouldBlock"/>, nothing consumed);
+    /// once the first byte is in, the call waits for the rest whatever
+    /// <see cref="Socket.Blocking"/> says. <see cref="Socket.ReceiveTimeout"/>, when set, bounds
+    /// the WHOLE call, not each chunk. Every failure after the first byte closes every
+    /// descriptor received by the call (nothing leaks) and leaves the stream at an unknown
+    /// position: close the connection.</remarks>
+    /// <exception cref="EndOfStreamException">The peer closed its end after the first byte and
+    /// before the last (as <see cref="Stream.ReadExactly(Span{byte})"/> throws); the descriptors
+    /// received were closed.</exception>
+    /// <exception cref="SocketException"><see cref="SocketError.TimedOut"/> when
+    /// <see cref="Socket.ReceiveTimeout"/> ran out (before the first byte: nothing consumed;
+    /// after it: descriptors closed, bytes lost); <see cref="SocketError.WouldBlock"/> on a
+    /// non-blocking socket with nothing waiting; <see cref="SocketError.ConnectionAborted"/> when
+    /// the socket is disposed during the call; and see the class remarks.</exception>
+    /// <exception cref="ArgumentException">The socket is not a stream socket.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxFds"/> is negative.</exception>
+    /// <exception cref="ObjectDisposedException">The socket was disposed before the call.</exception>
+    public static ReceivedFds ReceiveFdsExactly(this Socket socket, Span<byte> buffer, int maxFds = FdPassing.MaxFds) =>
+        ExactReceiver.Receive(socket, buffer, maxFds);
+
+    /// <summary>
     /// Receives ONE message into caller-provided storage, allocating nothing: data into
     /// <paramref name="buffer"/>, descriptors into <paramref name="fds"/> (at most its length,
     /// capped at <see cref="FdPassing.MaxFds"/>; any more that arrive are closed and

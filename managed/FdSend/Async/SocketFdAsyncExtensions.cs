@@ -182,6 +182,46 @@ public static class SocketFdAsyncExtensions
                                                          CancellationToken cancellationToken) =>
         ReceiveFdsAsync(socket, buffer, FdPassing.MaxFds, cancellationToken);
 
+    /// <summary>
+    /// Receives EXACTLY <c>buffer.Length</c> bytes from a STREAM socket with every descriptor
+    /// that comes with them merged into ONE owning result; the async form of
+    /// <see cref="SocketFdExtensions.ReceiveFdsExactly"/> (same results and exceptions, except
+    /// that <see cref="Socket.ReceiveTimeout"/> does not apply, as to Socket's own async calls).
+    /// </summary>
+    /// <param name="socket">A connected Unix STREAM socket.</param>
+    /// <param name="buffer">Filled completely; must stay untouched until the task completes.</param>
+    /// <param name="maxFds">The most descriptors to keep over the whole call (see the sync form).</param>
+    /// <param name="cancellationToken">Before the first byte: cancels with nothing consumed.
+    /// After it: also cancels (a stalled peer must not hold the call forever), but the bytes
+    /// already consumed are lost and the descriptors received are closed: the stream is at an
+    /// unknown position, close the connection.</param>
+    /// <returns>All the bytes with their descriptors, or a result with
+    /// <see cref="ReceivedFds.IsEndOfStream"/> if the peer closed before the first byte.</returns>
+    /// <exception cref="OperationCanceledException">Cancelled (see <paramref name="cancellationToken"/>).</exception>
+    /// <exception cref="EndOfStreamException">The peer closed its end after the first byte and
+    /// before the last; the descriptors received were closed.</exception>
+    /// <exception cref="SocketException">As for the sync receive.</exception>
+    /// <exception cref="ArgumentException">The socket is not a stream socket (thrown at once).</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxFds"/> is negative (thrown at once).</exception>
+    public static ValueTask<ReceivedFds> ReceiveFdsExactlyAsync(this Socket socket, Memory<byte> buffer,
+                                                                int maxFds = FdPassing.MaxFds,
+                                                                CancellationToken cancellationToken = default)
+    {
+        if (cancellationToken.IsCancellationRequested)
+            return ValueTask.FromCanceled<ReceivedFds>(cancellationToken);
+        return ExactReceiver.ReceiveAsync(socket, buffer, maxFds, cancellationToken);
+    }
+
+    /// <summary>Like <see cref="ReceiveFdsExactlyAsync(Socket, Memory{byte}, int, CancellationToken)"/>
+    /// keeping up to <see cref="FdPassing.MaxFds"/> descriptors.</summary>
+    /// <param name="socket">A connected Unix STREAM socket.</param>
+    /// <param name="buffer">Filled completely.</param>
+    /// <param name="cancellationToken">See the other overload.</param>
+    /// <returns>The bytes with their descriptors.</returns>
+    public static ValueTask<ReceivedFds> ReceiveFdsExactlyAsync(this Socket socket, Memory<byte> buffer,
+                                                                CancellationToken cancellationToken) =>
+        ReceiveFdsExactlyAsync(socket, buffer, FdPassing.MaxFds, cancellationToken);
+
     private static ValueTask<int> Finish(Socket socket, ReadOnlyMemory<byte> data, int sent, int fdCount)
     {
         if (sent >= data.Length || socket.SocketType != SocketType.Stream)
