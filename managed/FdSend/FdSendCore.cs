@@ -141,10 +141,7 @@ internal static unsafe class FdSendCore
         {
             bytesReceived = (int)result;
             fdCount = count;
-            uint known = receiveFlags & (Interop.FDSEND_RECV_DATA_TRUNCATED | Interop.FDSEND_RECV_FDS_TRUNCATED);
-            flags = (ReceiveFlags)known;
-            endOfStream = (receiveFlags & Interop.FDSEND_RECV_END_OF_STREAM) != 0 ||
-                          (result == 0 && count == 0 && receiveFlags == 0 && socket.SocketType == SocketType.Stream);
+            flags = DecodeReceiveFlags(receiveFlags, bytesReceived, count, socket.SocketType, out endOfStream);
             return true;
         }
         bytesReceived = 0;
@@ -156,6 +153,22 @@ internal static unsafe class FdSendCore
         if (result == (long)Interop.Status.ETIMEDOUT)
             throw FdSendErrors.TimedOut(FdOperation.Receive, socket.ReceiveTimeout);
         throw FdSendErrors.Create(result, FdOperation.Receive);
+    }
+
+    /// <summary>
+    /// libfdsend's FDSEND_RECV_* bits as <see cref="ReceiveFlags"/> plus an end-of-stream
+    /// verdict. FDSEND_RECV_END_OF_STREAM (4), set by a libfdsend that knows it, means end of
+    /// stream and is stripped, as is any bit this assembly does not know (a newer library's);
+    /// without it (an older library) a stream socket's 0 bytes with no descriptors and no
+    /// flags is the end of stream, the rule from before the bit existed. Both agree whenever
+    /// both apply, so this works before and after the native change.
+    /// </summary>
+    internal static ReceiveFlags DecodeReceiveFlags(uint rflags, int bytes, int fdCount, SocketType type,
+                                                    out bool endOfStream)
+    {
+        endOfStream = (rflags & Interop.FDSEND_RECV_END_OF_STREAM) != 0 ||
+                      (bytes == 0 && fdCount == 0 && rflags == 0 && type == SocketType.Stream);
+        return (ReceiveFlags)(rflags & (Interop.FDSEND_RECV_DATA_TRUNCATED | Interop.FDSEND_RECV_FDS_TRUNCATED));
     }
 
     /// <summary>

@@ -311,6 +311,23 @@ public class ErrorTests : TempDirFixture
         Assert.That(Posix.GetFileId(r.PeekFd(0)), Is.EqualTo(Posix.GetFileId(file.SafeFileHandle)));
     }
 
+    /// <summary>Issue 11 item 7: libfdsend's new FDSEND_RECV_END_OF_STREAM bit (4) is end of
+    /// stream and never shows in ReceiveFlags; without it (the library before the change) the
+    /// old rule still decides; bits this assembly does not know are dropped.</summary>
+    [TestCase(4u, 0, 0, SocketType.Stream, ReceiveFlags.None, true)]
+    [TestCase(0u, 0, 0, SocketType.Stream, ReceiveFlags.None, true)]          // older library
+    [TestCase(0u, 0, 0, SocketType.Seqpacket, ReceiveFlags.None, false)]      // an empty message
+    [TestCase(0u, 0, 1, SocketType.Stream, ReceiveFlags.None, false)]         // descriptors, no data
+    [TestCase(1u, 0, 0, SocketType.Stream, ReceiveFlags.DataTruncated, false)] // a data byte swallowed
+    [TestCase(6u, 0, 0, SocketType.Stream, ReceiveFlags.FdsTruncated, true)]
+    [TestCase(8u, 3, 0, SocketType.Stream, ReceiveFlags.None, false)]         // an unknown future bit
+    public void The_native_end_of_stream_bit_is_read_and_stripped(uint rflags, int bytes, int fds, SocketType type,
+                                                                 ReceiveFlags flags, bool endOfStream)
+    {
+        Assert.That(FdSendCore.DecodeReceiveFlags(rflags, bytes, fds, type, out bool eos), Is.EqualTo(flags));
+        Assert.That(eos, Is.EqualTo(endOfStream));
+    }
+
     /// <summary>The whole table, including codes Linux cannot produce on demand (ENOTSUP for
     /// peer credentials, ETOOMANYREFS for root, ESRCH on Windows).</summary>
     [TestCase(-1, typeof(SocketException), SocketError.WouldBlock, "Send")]
@@ -341,6 +358,8 @@ public class ErrorTests : TempDirFixture
     [TestCase(-19, typeof(SocketException), SocketError.AddressFamilyNotSupported, "PeerCredentials")]
     [TestCase(-25, typeof(SocketException), SocketError.ProtocolType, "SendTo")]
     [TestCase(-99, typeof(SocketException), SocketError.SocketError, "Receive")]
+    [TestCase(-7, typeof(SocketException), SocketError.NotConnected, "Receive")]
+    [TestCase(-26, typeof(SocketException), SocketError.SocketError, "Receive")] // a code from a newer libfdsend
     public void Every_native_code_maps_to_its_documented_exception(int code, Type type, SocketError? error, string op)
     {
         Exception e = FdSendErrors.Create(code, Enum.Parse<FdOperation>(op), "/some/path");
