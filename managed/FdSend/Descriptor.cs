@@ -9,7 +9,9 @@ namespace FdSend;
 /// <see cref="SafeHandle"/> (any kind: <see cref="Microsoft.Win32.SafeHandles.SafeFileHandle"/>,
 /// <see cref="SafeSocketHandle"/>, <see cref="Microsoft.Win32.SafeHandles.SafePipeHandle"/>,
 /// <see cref="Microsoft.Win32.SafeHandles.SafeMemoryMappedFileHandle"/>...), a
-/// <see cref="Socket"/>, a <see cref="FileStream"/>, or a raw <see cref="int"/> fd.
+/// <see cref="Socket"/> or a <see cref="FileStream"/> (each converts implicitly), or a raw
+/// fd number through the explicit <see cref="FromRawFd"/> (an <see cref="int"/> does not
+/// convert implicitly, so that a length or count cannot be sent as a descriptor by mistake).
 /// </summary>
 /// <remarks>
 /// <para>Ownership: sending never closes or takes the descriptor. The caller still owns it
@@ -47,7 +49,7 @@ public readonly struct Descriptor
     /// or <c>default(Descriptor)</c>. Still owned by whoever created it.</summary>
     public SafeHandle? Handle => _handle;
 
-    /// <summary>The raw fd given to <see cref="FromFd"/>, or -1 for a handle-based descriptor
+    /// <summary>The raw fd given to <see cref="FromRawFd"/>, or -1 for a handle-based descriptor
     /// (use <see cref="Handle"/>).</summary>
     public int RawFd => _isRawFd ? _fd : -1;
 
@@ -85,11 +87,13 @@ public readonly struct Descriptor
         return new Descriptor(stream.SafeFileHandle);
     }
 
-    /// <summary>Refers to the raw file descriptor <paramref name="fd"/>, which the caller
+    /// <summary>Refers to the raw file descriptor NUMBER <paramref name="fd"/>, which the caller
     /// owns and must keep open until the send returns (prefer a handle, which cannot be
-    /// closed mid-send).</summary>
+    /// closed mid-send). There is deliberately no implicit conversion from <see cref="int"/>:
+    /// <c>socket.SendFds(data, data.Length)</c> would otherwise compile and send whatever file
+    /// has that number.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="fd"/> is negative.</exception>
-    public static Descriptor FromFd(int fd)
+    public static Descriptor FromRawFd(int fd)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(fd);
         return new Descriptor(fd);
@@ -103,9 +107,6 @@ public readonly struct Descriptor
 
     /// <summary>Same as <see cref="FromStream"/>.</summary>
     public static implicit operator Descriptor(FileStream stream) => FromStream(stream);
-
-    /// <summary>Same as <see cref="FromFd"/>.</summary>
-    public static implicit operator Descriptor(int fd) => FromFd(fd);
 
     /// <inheritdoc/>
     public override string ToString() =>
@@ -124,7 +125,7 @@ public readonly struct Descriptor
             if (!_isRawFd)
                 throw new ArgumentException(
                     $"The descriptor at index {index} is default(Descriptor), which refers to no file descriptor. " +
-                    "Pass a SafeHandle, Socket, FileStream or an int fd.", "fds");
+                    "Pass a SafeHandle, Socket, FileStream or Descriptor.FromRawFd(fd).", "fds");
             return _fd;
         }
 

@@ -109,10 +109,24 @@ internal static unsafe class FdSendCore
     /// One attempt to receive one message into <paramref name="buffer"/> and up to
     /// <paramref name="maxFds"/> descriptors into <paramref name="fds"/> (the caller then owns
     /// fds[0 .. fdCount)). Returns false if nothing is waiting (nothing consumed).
+    /// <paramref name="flags"/> never carries libfdsend's end-of-stream bit (see the overload
+    /// with <c>endOfStream</c>).
     /// </summary>
     internal static bool TryReceive(Socket socket, Span<byte> buffer, nint* fds, int maxFds,
                                     out int bytesReceived, out int fdCount, out ReceiveFlags flags,
-                                    bool mayBlock = false)
+                                    bool mayBlock = false) =>
+        TryReceive(socket, buffer, fds, maxFds, out bytesReceived, out fdCount, out flags, out _, mayBlock);
+
+    /// <summary>
+    /// One attempt to receive one message (see the overload above), also saying whether it was
+    /// a stream socket's end of stream: libfdsend's FDSEND_RECV_END_OF_STREAM bit when the
+    /// native library sets it (it is stripped from <paramref name="flags"/>, which keeps the
+    /// <see cref="ReceiveFlags"/> values only), else, for a library that predates the bit,
+    /// 0 bytes with no descriptors and no flags on a stream socket.
+    /// </summary>
+    internal static bool TryReceive(Socket socket, Span<byte> buffer, nint* fds, int maxFds,
+                                    out int bytesReceived, out int fdCount, out ReceiveFlags flags,
+                                    out bool endOfStream, bool mayBlock)
     {
         SafeSocketHandle socketHandle = GetHandle(socket);
         int count = 0;
@@ -127,15 +141,13 @@ internal static unsafe class FdSendCore
         {
             bytesReceived = (int)result;
             fdCount = count;
-            // libfdsend also sets FDSEND_RECV_END_OF_STREAM (4) at a stream's end; that bit is
-            // not a ReceiveFlags value (callers derive end of stream themselves), so keep only
-            // the two truncation bits until the managed API exposes it.
-            flags = (ReceiveFlags)(receiveFlags & 3u);
+            flags = DecodeReceiveFlags(receiveFlags, bytesReceived, count, socket.SocketType, out endOfStream);
             return true;
         }
         bytesReceived = 0;
         fdCount = 0;
         flags = ReceiveFlags.None;
+        endOfStream = false;
         if (result == (long)Interop.Status.EAGAIN)
             return false;
         if (result == (long)Interop.Status.ETIMEDOUT)
@@ -144,9 +156,28 @@ internal static unsafe class FdSendCore
     }
 
     /// <summary>
+    /// libfdsend's FDSEND_RECV_* bits as <see cref="ReceiveFlags"/> plus an end-of-stream
+    /// verdict. FDSEND_RECV_END_OF_STREAM (4), set by a libfdsend that knows it, means end of
+    /// stream and is stripped, as is any bit this assembly does not know (a newer library's);
+    /// without it (an older library) a stream socket's 0 bytes with no descriptors and no
+    /// flags is the end of stream, the rule from before the bit existed. Both agree whenever
+    /// both apply, so this works before and after the native change.
+    /// </summary>
+    internal static ReceiveFlags DecodeReceiveFlags(uint rflags, int bytes, int fdCount, SocketType type,
+                                                    out bool endOfStream)
+    {
+        endOfStream = (rflags & Interop.FDSEND_RECV_END_OF_STREAM) != 0 ||
+                      (bytes == 0 && fdCount == 0 && rflags == 0 && type == SocketType.Stream);
+        return (ReceiveFlags)(rflags & (Interop.FDSEND_RECV_DATA_TRUNCATED | Interop.FDSEND_RECV_FDS_TRUNCATED));
+    }
+
+    /// <summary>
     /// One attempt to receive one message with an owning result. Returns false if nothing is
     /// waiting. On success, every descriptor that arrived is either in
-    /// <paramref name="result"/> or already closed.
+    /// <paramref name="result"/> or already closed. A receive that got nothing because the
+    /// socket was disposed meanwhile (Dispose shuts the socket down, so the kernel reports 0
+    /// bytes) throws what Socket.Receive throws then (<see cref="FdSendErrors.Aborted"/>),
+    /// rather than reporting an end of stream that the peer never sent.
     /// </summary>
     internal static bool TryReceive(Socket socket, Span<byte> buffer, int maxFds,
                                     out ReceivedFds? result, bool mayBlock = false)
@@ -154,16 +185,17 @@ internal static unsafe class FdSendCore
         ArgumentOutOfRangeException.ThrowIfNegative(maxFds);
         int capacity = Math.Min(maxFds, FdPassing.MaxFds);
         nint* fds = stackalloc nint[capacity];
-        if (!TryReceive(socket, buffer, fds, capacity, out int bytes, out int count, out ReceiveFlags flags, mayBlock))
+        if (!TryReceive(socket, buffer, fds, capacity, out int bytes, out int count, out ReceiveFlags flags,
+                        out bool endOfStream, mayBlock))
         {
             result = null;
             return false;
         }
+        if (bytes == 0 && count == 0)
+            ThrowIfDisposedDuringReceive(socket);
         var received = new ReadOnlySpan<nint>(fds, count);
         try
         {
-            bool endOfStream = bytes == 0 && count == 0 && flags == ReceiveFlags.None &&
-                               socket.SocketType == SocketType.Stream;
             result = new ReceivedFds(received, bytes, flags, endOfStream);
             return true;
         }
@@ -171,6 +203,39 @@ internal static unsafe class FdSendCore
         {
             CloseAll(received);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Throws <see cref="FdSendErrors.Aborted"/> if <paramref name="socket"/> has been disposed.
+    /// Call after a receive that returned 0 bytes and no descriptors (nothing is lost by
+    /// throwing then): Socket.Dispose marks the Socket disposed before it shuts the descriptor
+    /// down to wake blocked calls, so a 0 that the shutdown caused is always seen here. The
+    /// SafeSocketHandle is marked closed only later, so the Socket itself is asked
+    /// (<see cref="Socket.Available"/> throws ObjectDisposedException first thing).
+    /// </summary>
+    internal static void ThrowIfDisposedDuringReceive(Socket socket)
+    {
+        if (IsDisposed(socket))
+            throw FdSendErrors.Aborted(socket.SocketType);
+    }
+
+    private static bool IsDisposed(Socket socket)
+    {
+        if (socket.SafeHandle.IsClosed)
+            return true;
+        try
+        {
+            _ = socket.Available;
+            return false;
+        }
+        catch (ObjectDisposedException)
+        {
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false; // not disposed; the socket's own state is not our concern here
         }
     }
 
@@ -194,7 +259,8 @@ internal static unsafe class FdSendCore
     /// Sends one message. A blocking socket (<see cref="Socket.Blocking"/>) waits for room
     /// (even when .NET has put the fd in O_NONBLOCK after an async call) up to
     /// <see cref="Socket.SendTimeout"/>, and on a stream socket sends ALL the data: the
-    /// descriptors with the first chunk, the rest without. A non-blocking socket throws
+    /// descriptors with the first chunk, the rest without; a later chunk that fails throws
+    /// <see cref="FdPartialSendException"/> (something was sent). A non-blocking socket throws
     /// WouldBlock when nothing could be sent, and returns a partial count otherwise.
     /// </summary>
     internal static int Send(Socket socket, string? path, ReadOnlySpan<byte> data,
@@ -209,9 +275,18 @@ internal static unsafe class FdSendCore
         bool fdsSent = false;
         while (true)
         {
-            bool done = fdsSent
-                ? TrySend(socket, path, data.Slice(total), default, default, out int sent, mayBlock)
-                : TrySend(socket, path, data.Slice(total), fds, rawFds, out sent, mayBlock);
+            bool done;
+            int sent;
+            try
+            {
+                done = fdsSent
+                    ? TrySend(socket, path, data.Slice(total), default, default, out sent, mayBlock)
+                    : TrySend(socket, path, data.Slice(total), fds, rawFds, out sent, mayBlock);
+            }
+            catch (Exception e) when (fdsSent)
+            {
+                throw FdSendErrors.PartialSend(e, total, data.Length, fds.Length + rawFds.Length);
+            }
             if (done)
             {
                 fdsSent = true;
@@ -227,7 +302,14 @@ internal static unsafe class FdSendCore
                 throw FdSendErrors.WouldBlock(path is null ? FdOperation.Send : FdOperation.SendTo);
             }
             mayBlock = false; // the fd is O_NONBLOCK: wait with Poll from now on
-            WaitUntilReady(socket, SelectMode.SelectWrite, ref deadline);
+            try
+            {
+                WaitUntilReady(socket, SelectMode.SelectWrite, ref deadline);
+            }
+            catch (Exception e) when (fdsSent)
+            {
+                throw FdSendErrors.PartialSend(e, total, data.Length, fds.Length + rawFds.Length);
+            }
         }
     }
 
@@ -244,8 +326,20 @@ internal static unsafe class FdSendCore
         long deadline = 0;
         while (true)
         {
-            if (TryReceive(socket, buffer, native, capacity, out int bytes, out fdCount, out flags, mayBlock))
+            bool received;
+            int bytes;
+            try
             {
+                received = TryReceive(socket, buffer, native, capacity, out bytes, out fdCount, out flags, mayBlock);
+            }
+            catch (ObjectDisposedException) when (deadline != 0)
+            {
+                throw FdSendErrors.Aborted(socket.SocketType); // disposed while this call waited
+            }
+            if (received)
+            {
+                if (bytes == 0 && fdCount == 0)
+                    ThrowIfDisposedDuringReceive(socket);
                 for (int i = 0; i < fdCount; i++)
                     fds[i] = (int)native[i];
                 return bytes;
@@ -253,7 +347,7 @@ internal static unsafe class FdSendCore
             if (!blocking)
                 throw FdSendErrors.WouldBlock(FdOperation.Receive);
             mayBlock = false;
-            WaitUntilReady(socket, SelectMode.SelectRead, ref deadline);
+            WaitForReceive(socket, ref deadline);
         }
     }
 
@@ -267,12 +361,38 @@ internal static unsafe class FdSendCore
         long deadline = 0;
         while (true)
         {
-            if (TryReceive(socket, buffer, maxFds, out ReceivedFds? result, mayBlock))
+            bool received;
+            ReceivedFds? result;
+            try
+            {
+                received = TryReceive(socket, buffer, maxFds, out result, mayBlock);
+            }
+            catch (ObjectDisposedException) when (deadline != 0)
+            {
+                throw FdSendErrors.Aborted(socket.SocketType); // disposed while this call waited
+            }
+            if (received)
                 return result!;
             if (!blocking)
                 throw FdSendErrors.WouldBlock(FdOperation.Receive);
             mayBlock = false;
+            WaitForReceive(socket, ref deadline);
+        }
+    }
+
+    /// <summary>Waits until a blocking receive can retry (see <see cref="WaitUntilReady"/>). A
+    /// socket disposed during the wait is reported as Socket.Receive reports it
+    /// (<see cref="FdSendErrors.Aborted"/>), not as the ObjectDisposedException of a call made
+    /// on an already disposed socket.</summary>
+    internal static void WaitForReceive(Socket socket, ref long deadline)
+    {
+        try
+        {
             WaitUntilReady(socket, SelectMode.SelectRead, ref deadline);
+        }
+        catch (ObjectDisposedException)
+        {
+            throw FdSendErrors.Aborted(socket.SocketType);
         }
     }
 

@@ -183,6 +183,53 @@ internal static class FdSendErrors
             ? "The socket is non-blocking (Socket.Blocking is false) and no message is waiting; nothing was consumed. Retry when Socket.Poll(..., SelectMode.SelectRead) says it is readable, or use a blocking socket."
             : "The socket is non-blocking (Socket.Blocking is false) and its send buffer is full; nothing was sent (neither data nor descriptors). Retry when Socket.Poll(..., SelectMode.SelectWrite) says it is writable, or use a blocking socket.");
 
+    /// <summary>A receive that was in progress when the socket was disposed (on another thread):
+    /// what <see cref="System.Net.Sockets.Socket.Receive(Span{byte})"/> throws then,
+    /// <see cref="SocketError.ConnectionAborted"/> on a stream socket and
+    /// <see cref="SocketError.Interrupted"/> on others.</summary>
+    internal static SocketException Aborted(SocketType type) =>
+        new((int)(type == SocketType.Stream ? SocketError.ConnectionAborted : SocketError.Interrupted),
+            "The socket was disposed while the receive was waiting; nothing was received. This is not an end of stream from the peer.");
+
+    /// <summary>A stream send whose first chunk (with every descriptor) went out and whose later
+    /// chunk failed with <paramref name="error"/>: the one send error after which something
+    /// WAS sent. The failed chunk's own message is not reused: it would say nothing was sent.</summary>
+    internal static FdPartialSendException PartialSend(SocketError error, int bytesSent, int totalBytes, int descriptorsSent) =>
+        new(error, bytesSent, descriptorsSent,
+            $"The send failed ({error}) after {bytesSent} of {totalBytes} bytes had been sent" +
+            (descriptorsSent > 0
+                ? $"; the {descriptorsSent} descriptor(s) went with the first chunk, so the peer may hold them. "
+                : ". ") +
+            "The stream is now at a position the peer cannot know: close the connection. " +
+            "FdPartialSendException.BytesSent and DescriptorsSent say what went.");
+
+    /// <summary>The exception for a stream send that failed with <paramref name="e"/> after
+    /// <paramref name="bytesSent"/> bytes and the descriptors went out (see
+    /// <see cref="PartialSend(SocketError, int, int, int)"/>); an already partial exception and
+    /// anything that is not a socket failure are returned as they are.</summary>
+    internal static Exception PartialSend(Exception e, int bytesSent, int totalBytes, int descriptorsSent) => e switch
+    {
+        FdPartialSendException => e,
+        SocketException se => PartialSend(se.SocketErrorCode, bytesSent, totalBytes, descriptorsSent),
+        ObjectDisposedException => PartialSend(SocketError.ConnectionAborted, bytesSent, totalBytes, descriptorsSent),
+        // A later chunk carries no descriptors: EBADF there is the socket's own descriptor,
+        // closed underneath the Socket (ToSocketError(EBADF)).
+        ArgumentException => PartialSend(SocketError.OperationAborted, bytesSent, totalBytes, descriptorsSent),
+        _ => e,
+    };
+
+    /// <summary>ReceiveFdsExactly: the peer closed its end after <paramref name="got"/> of
+    /// <paramref name="length"/> bytes (what Stream.ReadExactly throws then).</summary>
+    internal static EndOfStreamException ExactEndOfStream(int got, int length, int fdsClosed) =>
+        new($"The peer closed the connection after {got} of the {length} bytes expected. " +
+            $"The {fdsClosed} descriptor(s) received with them were closed; the bytes are in the buffer but incomplete. Close the connection.");
+
+    /// <summary>ReceiveFdsExactly: Socket.ReceiveTimeout ran out after the first byte.</summary>
+    internal static SocketException ExactTimedOut(int got, int length, int fdsClosed, int timeoutMs) =>
+        new((int)SocketError.TimedOut,
+            $"Only {got} of the {length} bytes expected arrived within Socket.ReceiveTimeout ({timeoutMs} ms, which bounds the whole call). " +
+            $"The {fdsClosed} descriptor(s) received with them were closed and the bytes consumed are lost: the stream is at an unknown position, close the connection.");
+
     /// <summary>A blocking call ran past Socket.ReceiveTimeout / SendTimeout.</summary>
     internal static SocketException TimedOut(FdOperation op, int timeoutMs) =>
         new((int)SocketError.TimedOut, op == FdOperation.Receive

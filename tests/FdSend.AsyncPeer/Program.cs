@@ -97,7 +97,7 @@ static async Task RawEchoAsync(Socket socket)
                 }
                 var back = new Descriptor[fds[0].Count];
                 for (int i = 0; i < back.Length; i++)
-                    back[i] = fds[0].PeekFd(i);
+                    back[i] = Descriptor.FromRawFd(fds[0].PeekFd(i));
                 int sent = await socket.SendFdsAsync(request, back);
                 if (sent != request.Length)
                     throw new IOException($"SendFdsAsync returned {sent}");
@@ -130,7 +130,7 @@ static async Task ChannelEchoAsync(Socket socket)
             message.Payload.Span.CopyTo(payload.AsSpan(3));
             var back = new Descriptor[message.FdCount];
             for (int i = 0; i < back.Length; i++)
-                back[i] = message.Fds.PeekFd(back.Length - 1 - i);
+                back[i] = Descriptor.FromRawFd(message.Fds.PeekFd(back.Length - 1 - i));
             await channel.SendAsync(payload, back);
         }
     }

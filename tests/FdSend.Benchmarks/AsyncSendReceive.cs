@@ -36,7 +36,7 @@ public class AsyncSendReceive
         for (int i = 0; i < Fds; i++)
             _handles[i] = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Read);
         _rawFds = _handles.Select(h => (int)h.DangerousGetHandle()).ToArray();
-        _fds = _rawFds.Select(fd => (Descriptor)fd).ToArray();
+        _fds = _rawFds.Select(fd => Descriptor.FromRawFd(fd)).ToArray();
 #if FDSEND_CHANNEL
         (_chA, _chB) = Harness.SocketPair();
         _sender = new FdChannel(_chA);

@@ -46,7 +46,7 @@ public class PingPong
         var h = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Read);
         GC.SuppressFinalize(h);
         _fd = [(int)h.DangerousGetHandle()];
-        _descriptor = [_fd[0]];
+        _descriptor = [Descriptor.FromRawFd(_fd[0])];
     }
 
     [GlobalSetup(Target = nameof(SyncRoundTrip))]

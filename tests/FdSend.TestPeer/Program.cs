@@ -98,7 +98,7 @@ switch (args[0])
             {
                 Span<Descriptor> back = new Descriptor[count];
                 for (int i = 0; i < count; i++)
-                    back[i] = fds[i];
+                    back[i] = Descriptor.FromRawFd(fds[i]);
                 socket.SendFds(buffer.AsSpan(0, n), back);
             }
             finally

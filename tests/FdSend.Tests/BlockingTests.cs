@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT
+using FdSend.Tests.Async;
+
 namespace FdSend.Tests;
 
 /// <summary>Blocking semantics that match Socket: a blocking socket blocks (also after .NET made
@@ -195,5 +197,71 @@ public class BlockingTests : TempDirFixture
         using ReceivedFds r = pair.B.ReceiveFds(buffer);
         Assert.That(TestData.Text(buffer), Is.EqualTo("rdy"));
         Assert.That(r.Count, Is.EqualTo(1));
+    }
+
+    /// <summary>Runs <paramref name="receive"/> on its own thread against B, disposes B once the
+    /// call has had time to block, and returns what the call threw (null if it returned).</summary>
+    private static Exception? ReceiveWhileDisposing(SocketPair pair, Action<Socket> receive)
+    {
+        Exception? thrown = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                receive(pair.B);
+            }
+            catch (Exception e)
+            {
+                thrown = e;
+            }
+        });
+        thread.Start();
+        Thread.Sleep(300);
+        Assert.That(thread.IsAlive, Is.True, "the premise: the receive is blocked");
+        pair.B.Dispose();
+        Assert.That(thread.Join(10_000), Is.True, "disposing the socket ended the blocked receive");
+        return thrown;
+    }
+
+    /// <summary>Issue 11 item 1: Socket.Dispose shuts the descriptor down to wake blocked calls,
+    /// so recvmsg returns 0. That is not the peer's end of stream: ReceiveFds throws what
+    /// Socket.Receive throws in the same situation (ConnectionAborted on stream sockets,
+    /// Interrupted on seqpacket), measured here rather than assumed.</summary>
+    [Test]
+    public async Task A_receive_interrupted_by_disposing_the_socket_throws_what_Socket_Receive_throws(
+        [Values(SocketType.Stream, SocketType.Seqpacket)] SocketType type,
+        [Values("owning", "span")] string overload,
+        [Values(false, true)] bool afterAsyncCall)
+    {
+        SocketError expected;
+        using (var reference = SocketPair.Create(Dir, type))
+        {
+            var e = ReceiveWhileDisposing(reference, s => s.Receive(new byte[4]));
+            Assert.That(e, Is.TypeOf<SocketException>(), "what Socket.Receive does");
+            expected = ((SocketException)e!).SocketErrorCode;
+        }
+        Assert.That(expected, Is.EqualTo(type == SocketType.Stream ? SocketError.ConnectionAborted : SocketError.Interrupted));
+
+        using var pair = SocketPair.Create(Dir, type);
+        if (afterAsyncCall)
+            await SocketPair.MakeNonBlockingBehindTheScenes(pair.A, pair.B); // the Poll path
+        int before = AsyncTest.SettledFdCount();
+        Exception? thrown = ReceiveWhileDisposing(pair, s =>
+        {
+            if (overload == "owning")
+            {
+                using ReceivedFds r = s.ReceiveFds(new byte[4]);
+                Assert.Fail($"returned {r} instead of throwing");
+            }
+            else
+            {
+                var fds = new int[2];
+                int n = s.ReceiveFds(new byte[4], fds, out int count, out ReceiveFlags flags);
+                Assert.Fail($"returned {n} bytes, {count} fds, {flags} instead of throwing");
+            }
+        });
+        Assert.That(thrown, Is.TypeOf<SocketException>());
+        Assert.That(((SocketException)thrown!).SocketErrorCode, Is.EqualTo(expected));
+        AsyncTest.AssertFdCount(before - 1, "only B's own descriptor went");
     }
 }

@@ -143,8 +143,12 @@ public class ErrorTests : TempDirFixture
     {
         using var s = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         Assert.Throws<ArgumentException>(() => s.SendFdsTo("", TestData.Utf8("x")));
-        Assert.Throws<ArgumentNullException>(() => s.SendFdsTo(null!, TestData.Utf8("x")));
+        Assert.Throws<ArgumentNullException>(() => s.SendFdsTo((string)null!, TestData.Utf8("x")));
         Assert.Throws<ArgumentException>(() => s.SendFdsTo("/tmp/a\0b", TestData.Utf8("x")));
+        Assert.Throws<ArgumentException>(() => s.SendFdsTo("\0", TestData.Utf8("x")));
+        Assert.Throws<ArgumentException>(() => s.SendFdsTo("\0a\0b", TestData.Utf8("x")));
+        Assert.Throws<ArgumentNullException>(() => s.SendFdsTo((UnixDomainSocketEndPoint)null!, TestData.Utf8("x")));
+        Assert.Throws<ArgumentException>(() => s.SendFdsTo(new UnixDomainSocketEndPoint("\0a\0b"), TestData.Utf8("x")));
         var e = Assert.Throws<ArgumentException>(() => s.SendFdsTo("/tmp/" + new string('x', 200), TestData.Utf8("x")))!;
         Assert.That(e.Message, Does.Contain("shorter"));
     }
@@ -212,9 +216,9 @@ public class ErrorTests : TempDirFixture
         // A number no descriptor can have (Linux caps fs.nr_open at 2^31 - 64); a number just
         // closed here could already belong to another thread of the test host.
         const int fd = int.MaxValue;
-        var e = Assert.Throws<ArgumentException>(() => pair.A.SendFds(TestData.Utf8("x"), fd))!;
+        var e = Assert.Throws<ArgumentException>(() => pair.A.SendFds(TestData.Utf8("x"), Descriptor.FromRawFd(fd)))!;
         Assert.That(e.Message, Does.Contain("EBADF"));
-        Assert.Throws<ArgumentOutOfRangeException>(() => pair.A.SendFds(TestData.Utf8("x"), -1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => pair.A.SendFds(TestData.Utf8("x"), Descriptor.FromRawFd(-1)));
         Assert.Throws<ArgumentOutOfRangeException>(() => pair.A.SendFds(TestData.Utf8("x"), [-1]));
         AssertNothingArrives(pair.B);
     }
@@ -270,6 +274,60 @@ public class ErrorTests : TempDirFixture
         Assert.That(e.SocketErrorCode, Is.EqualTo(SocketError.TimedOut));
     }
 
+    /// <summary>Issue 11 item 3: <c>sock.SendFds(data, data.Length)</c> and
+    /// <c>SendFds(data, 5)</c> must not compile (they used to send whatever file had that
+    /// number). The test project does not reference Roslyn, so the compile-time rule is pinned
+    /// by what makes it hold: no conversion operator from any integer type to
+    /// <see cref="Descriptor"/>, and no descriptor parameter of an integer type on any send
+    /// method (a span, array or memory of ints cannot be made from a lone int). Raw numbers go
+    /// through the explicit <see cref="Descriptor.FromRawFd"/> or a <c>ReadOnlySpan&lt;int&gt;</c>.</summary>
+    [Test]
+    public void A_lone_int_is_never_taken_for_a_descriptor()
+    {
+        Type[] integers = [typeof(int), typeof(uint), typeof(long), typeof(ulong), typeof(short), typeof(ushort),
+                           typeof(byte), typeof(sbyte), typeof(nint), typeof(nuint)];
+        var conversions = typeof(Descriptor).GetMethods(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
+            .Where(m => m.Name is "op_Implicit" or "op_Explicit")
+            .Where(m => integers.Contains(m.GetParameters()[0].ParameterType))
+            .Select(m => m.ToString());
+        Assert.That(conversions, Is.Empty);
+
+        var sendMethods = new[] { typeof(SocketFdExtensions), typeof(SocketFdAsyncExtensions) }
+            .SelectMany(t => t.GetMethods(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static))
+            .Where(m => m.Name.StartsWith("SendFds", StringComparison.Ordinal))
+            .ToArray();
+        Assert.That(sendMethods, Is.Not.Empty);
+        var integerDescriptorParameters = sendMethods
+            .SelectMany(m => m.GetParameters().Select(p => (Method: m, Parameter: p)))
+            .Where(x => x.Parameter.Name is "fd" or "fds" && integers.Contains(x.Parameter.ParameterType))
+            .Select(x => x.Method.ToString());
+        Assert.That(integerDescriptorParameters, Is.Empty);
+
+        // The explicit way still sends a raw number.
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var file = NewFile();
+        pair.A.SendFds(TestData.Utf8("x"), Descriptor.FromRawFd((int)file.SafeFileHandle.DangerousGetHandle()));
+        using ReceivedFds r = pair.B.ReceiveFds(new byte[1]);
+        Assert.That(Posix.GetFileId(r.PeekFd(0)), Is.EqualTo(Posix.GetFileId(file.SafeFileHandle)));
+    }
+
+    /// <summary>Issue 11 item 7: libfdsend's new FDSEND_RECV_END_OF_STREAM bit (4) is end of
+    /// stream and never shows in ReceiveFlags; without it (the library before the change) the
+    /// old rule still decides; bits this assembly does not know are dropped.</summary>
+    [TestCase(4u, 0, 0, SocketType.Stream, ReceiveFlags.None, true)]
+    [TestCase(0u, 0, 0, SocketType.Stream, ReceiveFlags.None, true)]          // older library
+    [TestCase(0u, 0, 0, SocketType.Seqpacket, ReceiveFlags.None, false)]      // an empty message
+    [TestCase(0u, 0, 1, SocketType.Stream, ReceiveFlags.None, false)]         // descriptors, no data
+    [TestCase(1u, 0, 0, SocketType.Stream, ReceiveFlags.DataTruncated, false)] // a data byte swallowed
+    [TestCase(6u, 0, 0, SocketType.Stream, ReceiveFlags.FdsTruncated, true)]
+    [TestCase(8u, 3, 0, SocketType.Stream, ReceiveFlags.None, false)]         // an unknown future bit
+    public void The_native_end_of_stream_bit_is_read_and_stripped(uint rflags, int bytes, int fds, SocketType type,
+                                                                 ReceiveFlags flags, bool endOfStream)
+    {
+        Assert.That(FdSendCore.DecodeReceiveFlags(rflags, bytes, fds, type, out bool eos), Is.EqualTo(flags));
+        Assert.That(eos, Is.EqualTo(endOfStream));
+    }
+
     /// <summary>The whole table, including codes Linux cannot produce on demand (ENOTSUP for
     /// peer credentials, ETOOMANYREFS for root, ESRCH on Windows).</summary>
     [TestCase(-1, typeof(SocketException), SocketError.WouldBlock, "Send")]
@@ -300,6 +358,8 @@ public class ErrorTests : TempDirFixture
     [TestCase(-19, typeof(SocketException), SocketError.AddressFamilyNotSupported, "PeerCredentials")]
     [TestCase(-25, typeof(SocketException), SocketError.ProtocolType, "SendTo")]
     [TestCase(-99, typeof(SocketException), SocketError.SocketError, "Receive")]
+    [TestCase(-7, typeof(SocketException), SocketError.NotConnected, "Receive")]
+    [TestCase(-26, typeof(SocketException), SocketError.SocketError, "Receive")] // a code from a newer libfdsend
     public void Every_native_code_maps_to_its_documented_exception(int code, Type type, SocketError? error, string op)
     {
         Exception e = FdSendErrors.Create(code, Enum.Parse<FdOperation>(op), "/some/path");

@@ -98,7 +98,7 @@ public class SendingTests : TempDirFixture
         using var pair = SocketPair.Create(Dir, SocketType.Stream);
         using var file = new FileStream(Dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
         int fd = (int)file.SafeFileHandle.DangerousGetHandle();
-        pair.A.SendFds(TestData.Utf8("x"), fd);
+        pair.A.SendFds(TestData.Utf8("x"), Descriptor.FromRawFd(fd));
         using ReceivedFds r = pair.B.ReceiveFds(new byte[4]);
         AssertSameFiles(r, [file]);
     }
@@ -224,6 +224,92 @@ public class SendingTests : TempDirFixture
         using ReceivedFds r = receiver.ReceiveFds(buffer);
         Assert.That(TestData.Text(buffer.AsSpan(0, r.BytesReceived)), Is.EqualTo("abstract"));
         AssertSameFiles(r, [file]);
+    }
+
+    /// <summary>Issue 11 item 5: SendFdsTo with a UnixDomainSocketEndPoint reaches the socket
+    /// that .NET binds at that same endpoint: a file path; an abstract name in .NET's spelling
+    /// ("\0name"); and "@name", which for a UnixDomainSocketEndPoint is the FILE "@name" in
+    /// the current directory (not an abstract name), while the string overload takes "@name"
+    /// and "\0name" as abstract names.</summary>
+    [TestCase("path", false)]
+    [TestCase("path", true)]
+    [TestCase("nul-abstract", false)]
+    [TestCase("nul-abstract", true)]
+    [TestCase("at-file", false)]
+    [TestCase("string-nul-abstract", false)]
+    public void SendFdsTo_reaches_the_socket_bound_at_an_endpoint(string form, bool rawFds)
+    {
+        if (form.Contains("abstract") && !OperatingSystem.IsLinux())
+            Assert.Ignore("SKIPPED: abstract Unix sockets exist only on Linux");
+        string unique = $"fdsend-ep-{Environment.ProcessId}-{Guid.NewGuid():N}";
+        string previousDirectory = Environment.CurrentDirectory;
+        using var receiver = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        using var sender = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        using var file = new FileStream(Dir.NewFile("file 0"), FileMode.Open, FileAccess.Read);
+        try
+        {
+            UnixDomainSocketEndPoint endPoint;
+            switch (form)
+            {
+                case "path":
+                    endPoint = new UnixDomainSocketEndPoint(Dir.NewPath("ep"));
+                    break;
+                case "at-file":
+                    // .NET binds "@name" as a file in the current directory: go there.
+                    Environment.CurrentDirectory = Dir.Path;
+                    endPoint = new UnixDomainSocketEndPoint("@" + unique);
+                    break;
+                default:
+                    endPoint = new UnixDomainSocketEndPoint("\0" + unique);
+                    break;
+            }
+            receiver.Bind(endPoint);
+            if (form == "at-file")
+                Assert.That(File.Exists(Path.Combine(Dir.Path, "@" + unique)), Is.True, "the premise: .NET made a file");
+
+            int sent = form switch
+            {
+                "string-nul-abstract" => sender.SendFdsTo("\0" + unique, TestData.Utf8("endpoint"), file),
+                _ when rawFds => sender.SendFdsTo(endPoint, TestData.Utf8("endpoint"),
+                                                  (ReadOnlySpan<int>)[(int)file.SafeFileHandle.DangerousGetHandle()]),
+                _ => sender.SendFdsTo(endPoint, TestData.Utf8("endpoint"), file),
+            };
+            Assert.That(sent, Is.EqualTo(8));
+            receiver.ReceiveTimeout = 10_000;
+            var buffer = new byte[16];
+            using ReceivedFds r = receiver.ReceiveFds(buffer);
+            Assert.That(TestData.Text(buffer.AsSpan(0, r.BytesReceived)), Is.EqualTo("endpoint"));
+            AssertSameFiles(r, [file]);
+        }
+        finally
+        {
+            Environment.CurrentDirectory = previousDirectory;
+        }
+    }
+
+    [Test]
+    public void An_at_endpoint_is_not_taken_for_an_abstract_name()
+    {
+        if (!OperatingSystem.IsLinux())
+            Assert.Ignore("SKIPPED: abstract Unix sockets exist only on Linux");
+        // A receiver on the ABSTRACT name must not get what is sent to the FILE endpoint "@name".
+        string unique = $"fdsend-ep-{Environment.ProcessId}-{Guid.NewGuid():N}";
+        using var abstractReceiver = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        abstractReceiver.Bind(new UnixDomainSocketEndPoint("\0" + unique));
+        using var sender = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        string previousDirectory = Environment.CurrentDirectory;
+        try
+        {
+            Environment.CurrentDirectory = Dir.Path; // no file "@name" there
+            var e = Assert.Throws<SocketException>(() => sender.SendFdsTo(new UnixDomainSocketEndPoint("@" + unique), TestData.Utf8("x")))!;
+            Assert.That(e.SocketErrorCode, Is.EqualTo(SocketError.AddressNotAvailable), "no such file");
+        }
+        finally
+        {
+            Environment.CurrentDirectory = previousDirectory;
+        }
+        abstractReceiver.Blocking = false;
+        Assert.That(abstractReceiver.Available, Is.EqualTo(0));
     }
 
     [TestCase(SocketType.Stream)]

@@ -33,7 +33,9 @@ internal static class AsyncFdCore
     /// <summary>Sends data[sent..] without descriptors, finishing a stream send whose first
     /// chunk (with the descriptors) is out. Uses .NET's SendAsync: it waits for room on .NET's
     /// event loop and sends everything. Not cancellable by the caller: a half-sent buffer would
-    /// leave the stream at a position the peer cannot know (disposing the socket aborts it).</summary>
+    /// leave the stream at a position the peer cannot know (disposing the socket aborts it).
+    /// Errors pass through as they are (the caller, which framed the data, knows what they
+    /// mean); see <see cref="SendRestCountedAsync"/> for the public API's sends.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     internal static async ValueTask<int> SendRestAsync(Socket socket, ReadOnlyMemory<byte> data, int sent,
                                                        CancellationToken abortToken)
@@ -44,6 +46,35 @@ internal static class AsyncFdCore
             if (n <= 0)
                 throw new SocketException((int)SocketError.Shutdown, "The socket accepted no more data in the middle of a send.");
             sent += n;
+        }
+        return sent;
+    }
+
+    /// <summary>
+    /// Like <see cref="SendRestAsync"/>, but counting every byte: one non-blocking sendmsg per
+    /// attempt (<see cref="TrySend"/> without descriptors), waiting for room with
+    /// <see cref="WaitWritableAsync"/> in between, so that a failure can say exactly how much
+    /// went (<see cref="FdPartialSendException"/>; .NET's SendAsync loses the count of the call
+    /// that fails). <paramref name="data"/> is the whole send, <paramref name="sent"/> bytes of
+    /// which went with the <paramref name="descriptorsSent"/> descriptors.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    internal static async ValueTask<int> SendRestCountedAsync(Socket socket, ReadOnlyMemory<byte> data, int sent,
+                                                              int descriptorsSent)
+    {
+        try
+        {
+            while (sent < data.Length)
+            {
+                if (TrySend(socket, data.Slice(sent), ReadOnlyMemory<Descriptor>.Empty, out int n))
+                    sent += n;
+                else
+                    await WaitWritableAsync(socket, CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e)
+        {
+            throw FdSendErrors.PartialSend(e, sent, data.Length, descriptorsSent);
         }
         return sent;
     }

@@ -19,8 +19,9 @@ namespace FdSend;
 /// <see cref="Socket.ReceiveAsync(Memory{byte}, SocketFlags, CancellationToken)"/>, which
 /// consumes nothing and occupies no thread. A send that finds the buffer full waits for
 /// writability on one process-wide poller thread shared by every waiting send (.NET has no
-/// writability wait); the rest of a partly sent stream buffer, which carries no descriptors,
-/// goes through .NET's own <see cref="Socket.SendAsync(ReadOnlyMemory{byte}, SocketFlags, CancellationToken)"/>.</para>
+/// writability wait); so does the rest of a partly sent stream buffer, which carries no
+/// descriptors, one counted sendmsg at a time, so that a failure in the middle can say how much
+/// went (<see cref="FdPartialSendException"/>).</para>
 /// <para>Cancellation: a receive cancelled before a message arrived consumes nothing
 /// (<see cref="OperationCanceledException"/>); a message that has been received is returned
 /// even if cancellation was requested at the same moment, so no descriptor is ever closed
@@ -51,6 +52,10 @@ public static class SocketFdAsyncExtensions
     /// <exception cref="OperationCanceledException">Cancelled before anything was sent; the
     /// socket stays usable.</exception>
     /// <exception cref="SocketException">As for <see cref="SocketFdExtensions.SendFds(Socket, ReadOnlySpan{byte}, ReadOnlySpan{Descriptor})"/>.</exception>
+    /// <exception cref="FdPartialSendException">(A <see cref="SocketException"/>.) On a stream
+    /// socket, a later chunk failed after the first chunk and every descriptor went out:
+    /// <see cref="FdPartialSendException.BytesSent"/> says how many bytes did. Close the
+    /// connection.</exception>
     /// <exception cref="ArgumentException">More than <see cref="FdPassing.MaxFds"/> descriptors,
     /// a <c>default(Descriptor)</c>, or a descriptor that is not open (nothing sent).</exception>
     /// <exception cref="ObjectDisposedException">The socket or a descriptor's handle is disposed.</exception>
@@ -71,14 +76,38 @@ public static class SocketFdAsyncExtensions
         {
             return ValueTask.FromException<int>(e);
         }
-        return Finish(socket, data, sent);
+        return Finish(socket, data, sent, fds.Length);
+    }
+
+    /// <summary>
+    /// Sends <paramref name="data"/> and <paramref name="fds"/> as ONE message; like
+    /// <see cref="SendFdsAsync(Socket, ReadOnlyMemory{byte}, ReadOnlyMemory{Descriptor}, CancellationToken)"/>,
+    /// and the overload a collection expression binds to:
+    /// <c>await socket.SendFdsAsync(data, [file1, file2])</c> (a
+    /// <see cref="ReadOnlyMemory{T}"/> cannot be built from one, and a span cannot live across
+    /// the await).
+    /// </summary>
+    /// <param name="socket">A connected Unix domain socket.</param>
+    /// <param name="data">The data (may be empty). Must not change until the task completes.</param>
+    /// <param name="fds">0 .. <see cref="FdPassing.MaxFds"/> descriptors, still owned by the
+    /// caller afterwards; keep them open (and the array unchanged) until the task completes.</param>
+    /// <param name="cancellationToken">Cancels the wait for room, as long as nothing was sent.</param>
+    /// <returns>The number of data bytes sent: all of <paramref name="data"/>.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="fds"/> is null.</exception>
+    /// <exception cref="FdPartialSendException">See the other overload.</exception>
+    public static ValueTask<int> SendFdsAsync(this Socket socket, ReadOnlyMemory<byte> data, Descriptor[] fds,
+                                              CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(fds);
+        return SendFdsAsync(socket, data, new ReadOnlyMemory<Descriptor>(fds), cancellationToken);
     }
 
     /// <summary>
     /// Sends <paramref name="data"/> and ONE descriptor as one message; like
     /// <see cref="SendFdsAsync(Socket, ReadOnlyMemory{byte}, ReadOnlyMemory{Descriptor}, CancellationToken)"/>
-    /// without an array (a <see cref="Socket"/>, <see cref="FileStream"/>, SafeHandle or int
-    /// converts to <see cref="Descriptor"/> implicitly).
+    /// without an array (a <see cref="Socket"/>, <see cref="FileStream"/> or SafeHandle
+    /// converts to <see cref="Descriptor"/> implicitly; a raw fd number needs
+    /// <see cref="Descriptor.FromRawFd"/>).
     /// </summary>
     /// <param name="socket">A connected Unix domain socket.</param>
     /// <param name="data">The data (may be empty).</param>
@@ -101,7 +130,7 @@ public static class SocketFdAsyncExtensions
         {
             return ValueTask.FromException<int>(e);
         }
-        return Finish(socket, data, sent);
+        return Finish(socket, data, sent, 1);
     }
 
     /// <summary>
@@ -153,11 +182,51 @@ public static class SocketFdAsyncExtensions
                                                          CancellationToken cancellationToken) =>
         ReceiveFdsAsync(socket, buffer, FdPassing.MaxFds, cancellationToken);
 
-    private static ValueTask<int> Finish(Socket socket, ReadOnlyMemory<byte> data, int sent)
+    /// <summary>
+    /// Receives EXACTLY <c>buffer.Length</c> bytes from a STREAM socket with every descriptor
+    /// that comes with them merged into ONE owning result; the async form of
+    /// <see cref="SocketFdExtensions.ReceiveFdsExactly"/> (same results and exceptions, except
+    /// that <see cref="Socket.ReceiveTimeout"/> does not apply, as to Socket's own async calls).
+    /// </summary>
+    /// <param name="socket">A connected Unix STREAM socket.</param>
+    /// <param name="buffer">Filled completely; must stay untouched until the task completes.</param>
+    /// <param name="maxFds">The most descriptors to keep over the whole call (see the sync form).</param>
+    /// <param name="cancellationToken">Before the first byte: cancels with nothing consumed.
+    /// After it: also cancels (a stalled peer must not hold the call forever), but the bytes
+    /// already consumed are lost and the descriptors received are closed: the stream is at an
+    /// unknown position, close the connection.</param>
+    /// <returns>All the bytes with their descriptors, or a result with
+    /// <see cref="ReceivedFds.IsEndOfStream"/> if the peer closed before the first byte.</returns>
+    /// <exception cref="OperationCanceledException">Cancelled (see <paramref name="cancellationToken"/>).</exception>
+    /// <exception cref="EndOfStreamException">The peer closed its end after the first byte and
+    /// before the last; the descriptors received were closed.</exception>
+    /// <exception cref="SocketException">As for the sync receive.</exception>
+    /// <exception cref="ArgumentException">The socket is not a stream socket (thrown at once).</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxFds"/> is negative (thrown at once).</exception>
+    public static ValueTask<ReceivedFds> ReceiveFdsExactlyAsync(this Socket socket, Memory<byte> buffer,
+                                                                int maxFds = FdPassing.MaxFds,
+                                                                CancellationToken cancellationToken = default)
+    {
+        if (cancellationToken.IsCancellationRequested)
+            return ValueTask.FromCanceled<ReceivedFds>(cancellationToken);
+        return ExactReceiver.ReceiveAsync(socket, buffer, maxFds, cancellationToken);
+    }
+
+    /// <summary>Like <see cref="ReceiveFdsExactlyAsync(Socket, Memory{byte}, int, CancellationToken)"/>
+    /// keeping up to <see cref="FdPassing.MaxFds"/> descriptors.</summary>
+    /// <param name="socket">A connected Unix STREAM socket.</param>
+    /// <param name="buffer">Filled completely.</param>
+    /// <param name="cancellationToken">See the other overload.</param>
+    /// <returns>The bytes with their descriptors.</returns>
+    public static ValueTask<ReceivedFds> ReceiveFdsExactlyAsync(this Socket socket, Memory<byte> buffer,
+                                                                CancellationToken cancellationToken) =>
+        ReceiveFdsExactlyAsync(socket, buffer, FdPassing.MaxFds, cancellationToken);
+
+    private static ValueTask<int> Finish(Socket socket, ReadOnlyMemory<byte> data, int sent, int fdCount)
     {
         if (sent >= data.Length || socket.SocketType != SocketType.Stream)
             return new ValueTask<int>(sent);
-        return AsyncFdCore.SendRestAsync(socket, data, sent, CancellationToken.None);
+        return AsyncFdCore.SendRestCountedAsync(socket, data, sent, fdCount);
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
@@ -168,6 +237,6 @@ public static class SocketFdAsyncExtensions
         int sent = await AsyncFdCore.SendFirstChunkAsync(socket, data, fds, cancellationToken).ConfigureAwait(false);
         if (sent >= data.Length || socket.SocketType != SocketType.Stream)
             return sent;
-        return await AsyncFdCore.SendRestAsync(socket, data, sent, CancellationToken.None).ConfigureAwait(false);
+        return await AsyncFdCore.SendRestCountedAsync(socket, data, sent, fds.Length).ConfigureAwait(false);
     }
 }

@@ -43,4 +43,7 @@ internal static partial class Interop
     /// <summary>FDSEND_RECV_* bits (the same values as <see cref="ReceiveFlags"/>).</summary>
     internal const uint FDSEND_RECV_DATA_TRUNCATED = 1;
     internal const uint FDSEND_RECV_FDS_TRUNCATED = 2;
+    /// <summary>Set by a libfdsend that knows it on a stream socket's end of stream; not a
+    /// <see cref="ReceiveFlags"/> value (FdSendCore turns it into ReceivedFds.IsEndOfStream).</summary>
+    internal const uint FDSEND_RECV_END_OF_STREAM = 4;
 }

@@ -67,6 +67,31 @@ public class AsyncSendReceiveTests : TempDirFixture
         Assert.That(r2.Count, Is.EqualTo(1));
     }
 
+    /// <summary>Issue 11 item 4: a collection expression of descriptors compiles with the
+    /// async send as with the sync one (it used to fail with CS9174: ReadOnlyMemory cannot be
+    /// built from a collection expression), and sends what it lists.</summary>
+    [Test]
+    public async Task A_collection_expression_of_descriptors_goes_to_the_async_send()
+    {
+        using var pair = SocketPair.Create(Dir, SocketType.Seqpacket);
+        using var f1 = File.OpenHandle(Dir.NewFile("one"));
+        using var f2 = new FileStream(Dir.NewFile("two"), FileMode.Open, FileAccess.Read);
+        int sent = await pair.A.SendFdsAsync(TestData.Utf8("list"), [f1, f2]).Within();
+        Assert.That(sent, Is.EqualTo(4));
+        Assert.That(await pair.A.SendFdsAsync(ReadOnlyMemory<byte>.Empty, []).Within(), Is.EqualTo(0));
+
+        var buffer = new byte[8];
+        using (ReceivedFds r = await pair.B.ReceiveFdsAsync(buffer).Within())
+        {
+            Assert.That(r.Count, Is.EqualTo(2));
+            Assert.That(Posix.GetFileId(r.PeekFd(0)), Is.EqualTo(Posix.GetFileId(f1)));
+            Assert.That(Posix.GetFileId(r.PeekFd(1)), Is.EqualTo(Posix.GetFileId(f2.SafeFileHandle)));
+        }
+        using (ReceivedFds r = await pair.B.ReceiveFdsAsync(buffer).Within())
+            Assert.That(r.Count, Is.EqualTo(0));
+        Assert.Throws<ArgumentNullException>(() => pair.A.SendFdsAsync(TestData.Utf8("x"), (Descriptor[])null!));
+    }
+
     [Test]
     public void A_waiting_message_completes_synchronously_allocating_only_the_result()
     {

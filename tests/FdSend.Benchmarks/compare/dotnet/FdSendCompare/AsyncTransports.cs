@@ -43,7 +43,7 @@ struct AsyncTransport : IAsyncTransport
     public void Setup(Socket[] sockets, int[] fds)
     {
         _socks = sockets;
-        _fds = fds.Select(fd => (Descriptor)fd).ToArray();
+        _fds = fds.Select(fd => Descriptor.FromRawFd(fd)).ToArray();
         _payload = Harness.Payload.ToArray();
         _buffer = new byte[Harness.PayloadLength];
     }
@@ -86,7 +86,7 @@ struct AsyncTransport : IAsyncTransport
         Socket s = _socks[end];
         using ReceivedFds r = await s.ReceiveFdsAsync(_buffer, 1).ConfigureAwait(false);
         if (!Check.Received(r, 1)) return false;
-        Check.Sent(await s.SendFdsAsync(_payload, new Descriptor[] { r.PeekFd(0) }).ConfigureAwait(false));
+        Check.Sent(await s.SendFdsAsync(_payload, new Descriptor[] { Descriptor.FromRawFd(r.PeekFd(0)) }).ConfigureAwait(false));
         return true;
     }
 }
@@ -104,7 +104,7 @@ struct ChannelTransport : IAsyncTransport
     public void Setup(Socket[] sockets, int[] fds)
     {
         _channels = sockets.Select(s => new FdChannel(s)).ToArray();
-        _fds = fds.Select(fd => (Descriptor)fd).ToArray();
+        _fds = fds.Select(fd => Descriptor.FromRawFd(fd)).ToArray();
         _payload = Harness.Payload.ToArray();
     }
 
@@ -146,7 +146,7 @@ struct ChannelTransport : IAsyncTransport
         {
             if (m.Length != Harness.PayloadLength || m.FdCount != 1)
                 throw new InvalidOperationException($"received {m}");
-            await _channels[end].SendAsync(_payload, new Descriptor[] { m.Fds.PeekFd(0) }).ConfigureAwait(false);
+            await _channels[end].SendAsync(_payload, new Descriptor[] { Descriptor.FromRawFd(m.Fds.PeekFd(0)) }).ConfigureAwait(false);
         }
         return true;
     }
