@@ -10,6 +10,10 @@ Usage: handoff_test.py HANDOFF_BINARY CASE
              flight on the replaced process during each handoff is answered by it, every
              replaced process exits 0, every successor took (did not bind) its
              listeners, and the last one still serves
+  between    an incumbent released by a (fake) successor that has not yet put its own
+             socket at the control path: a new process is refused shutting-down and
+             retries; once the fake's socket replaces the path, the old process exits 0
+             and the new one gets the listeners from the fake
   failures   an incumbent with --ready-timeout 500 under the same load meets a successor
              that sends unframed garbage, one with a malformed hello, one asking for
              version 2 only, one that says hello and exits before ready, one that hangs
@@ -530,7 +534,55 @@ def case_validation(env):
     conn.close()
 
 
-CASES = {"chain": case_chain, "failures": case_failures, "batches": case_batches,
+def case_between(env):
+    ports = free_ports(2)
+    old = Server(env, "old", listen_args(ports))
+    old.wait_log(r"control socket ready")
+    # A fake successor takes the listeners and gets "released", but has not yet put its
+    # own control socket at the path.
+    s = fake_connect(env)
+    send_frame(s, b"hello\nversions=1\npid=1\n")
+    frames = []
+    while not frames or frames[-1][0] != b"end\n":
+        frames.append(recv_frame(s))
+    kept = [fd for _, fds in frames for fd in fds]
+    send_frame(s, b"ready\n")
+    check(recv_frame(s)[0] == b"released\n", "the fake successor is released")
+    s.close()
+    old.wait_log(r"handed over")
+    new = Server(env, "new", listen_args(ports))
+    new.wait_log(r"refused reason=shutting-down")
+    time.sleep(0.3)
+    check(old.proc.poll() is None and new.proc.poll() is None,
+          "the released incumbent answers shutting-down while the path is its own; "
+          "the new process keeps asking")
+    # Now the fake becomes the incumbent: its socket replaces the path, and it hands the
+    # listeners it took on to the waiting process.
+    tmp = env.control + ".fake"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(tmp)
+    srv.listen(4)
+    srv.settimeout(10)
+    os.rename(tmp, env.control)
+    with srv:
+        conn, _ = srv.accept()
+    with conn:
+        conn.settimeout(10)
+        check(recv_frame(conn)[0].startswith(b"hello\n"), "the new process reaches the fake")
+        for payload, _ in frames:
+            send_frame(conn, payload, kept if payload.startswith(b"fds\n") else [])
+        for fd in kept:
+            os.close(fd)
+        check(recv_frame(conn)[0] == b"ready\n", "the new process took the listeners: ready")
+        send_frame(conn, b"released\n")
+        new.wait_log(r"control socket ready")
+    check(old.wait_exit(5) == 0, "the old incumbent exits 0 once the path is no longer its own")
+    check(request(ports[0]) == new.pid and request(ports[1]) == new.pid and
+          "bound fresh" not in new.text(), "the new process serves on the listeners it took")
+    check(new.stop() == 0, "the new process stops on SIGTERM with status 0")
+
+
+CASES = {"chain": case_chain, "between": case_between, "failures": case_failures, "batches": case_batches,
          "validation": case_validation, "directory": case_directory}
 
 
