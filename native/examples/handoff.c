@@ -588,6 +588,7 @@ static int connect_control(struct ctx *c)
 /* 1: listeners taken (c->upstream_fd set); 0: no incumbent; -1: failed, nothing held. */
 static int take_over(struct ctx *c)
 {
+    const char *abort_text = "abort\nreason=unusable\nmessage=cannot listen where asked\n";
     int64_t deadline = now_ms() + c->ready_timeout_ms;
     struct timespec pause = {0, 100 * 1000000L};
     struct inventory inv;
@@ -607,9 +608,13 @@ static int take_over(struct ctx *c)
     say(c, "received %ld descriptors from pid=%ld", inv.got, c->incumbent_pid);
     rc = adopt(c, &inv);
     inv_free(&inv);
+    if (rc == 0 && got_signal) { /* stopped before ready: the incumbent keeps serving */
+        say(c, "signal received before ready: aborting the handoff");
+        abort_text = "abort\nreason=shutting-down\nmessage=stopped before ready\n";
+        rc = -1;
+    }
     if (rc != 0 || set_mode(fd, 0, IO_TIMEOUT_MS) != 0) {
-        (void)send_text(c, fd, "abort\nreason=unusable\nmessage=cannot listen where asked\n",
-                        NULL, 0);
+        (void)send_text(c, fd, abort_text, NULL, 0);
         close_fd(&fd);
         close_listeners(c);
         return -1;

@@ -24,7 +24,8 @@ Usage: handoff_test.py HANDOFF_BINARY CASE
   validation a fake incumbent hands a C successor a UDP socket and a listener on another
              port under the right names, plus descriptors it did not ask for: the two
              are bound fresh, the others closed; then an "fds" message whose lines and
-             descriptors differ: abort reason=protocol, exit 1
+             descriptors differ: abort reason=protocol, exit 1; then a SIGTERM in the
+             middle of the inventory: abort reason=shutting-down, not ready
   directory  a control path in a directory others can write: refused, exit status 2
 
 Everything runs on 127.0.0.1 and in a private temporary directory, with bounded loops and
@@ -532,6 +533,28 @@ def case_validation(env):
           "descriptors differ: abort reason=protocol")
     check(succ.wait_exit() == 1, "... and the successor exits 1")
     conn.close()
+
+    env.control_unlink()  # SIGTERM in the middle of the inventory
+    head = [(b"inventory\nversion=1\npid=1\nfds=2\nstate-length=0\n", [])]
+    succ, conn = fake_incumbent(env, head, lambda: Server(env, "succ3", listen_args(ports)))
+    mine = [socket.socket() for _ in ports[:2]]
+    for m, port in zip(mine, ports[:2]):
+        m.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        m.bind(("127.0.0.1", port))
+        m.listen(8)
+    succ.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    send_frame(conn, b"fds\nfd=listener a\nfd=listener b\n", [m.fileno() for m in mine])
+    send_frame(conn, b"end\n")
+    payload, _ = recv_frame(conn)
+    check(payload.startswith(b"abort\nreason=shutting-down\n"),
+          "SIGTERM before ready: abort reason=shutting-down instead of ready")
+    check(succ.wait_exit() == 1, "... and the successor exits 1")
+    conn.close()
+    check(socket.create_connection(("127.0.0.1", ports[0]), timeout=5).close() is None and
+          mine[0].accept()[0].close() is None, "the incumbent's listener still takes connections")
+    for m in mine:
+        m.close()
 
 
 def case_between(env):
