@@ -14,12 +14,13 @@ Usage: handoff_test.py HANDOFF_BINARY CASE
              socket at the control path: a new process is refused shutting-down and
              retries; once the fake's socket replaces the path, the old process exits 0
              and the new one gets the listeners from the fake
-  failures   an incumbent with --ready-timeout 500 under the same load meets a successor
-             that sends unframed garbage, one with a malformed hello, one asking for
-             version 2 only, one that says hello and exits before ready, one that hangs
-             past the ready deadline, and two at once (the second, a real handoff
-             process, is refused reason=busy): after each, 0 failed, still serving, and
-             the incumbent's descriptor count is what it was before
+  failures   an incumbent under the same load meets a successor that sends unframed
+             garbage, one with a malformed hello, one asking for version 2 only, one that
+             says hello and exits before ready, and two at once (the second, a real
+             handoff process, is refused reason=busy): after each, 0 failed, still
+             serving, and the incumbent's descriptor count is what it was before
+  deadline   the same with --ready-timeout 500: a successor that says hello and hangs
+             past the deadline, and a connection that never says hello, are cut off
   batches    302 listeners (2 TCP, 300 Unix) handed over: more than one "fds" message
   validation a fake incumbent hands a C successor a UDP socket and a listener on another
              port under the right names, plus descriptors it did not ask for: the two
@@ -367,24 +368,39 @@ def case_chain(env):
     check(current.stop() == 0, "the last process stops on SIGTERM with status 0")
 
 
-def case_failures(env):
-    ports = free_ports(2)
-    inc = Server(env, "incumbent", listen_args(ports) + ["--ready-timeout", "500"])
-    inc.wait_log(r"control socket ready")
-    load = Load(ports, min_requests=100)
-    load.start()
-    load.pause()
-    base = inc.fd_count()
-    load.resume()
+class UnderLoad:
+    """An incumbent serving a client's load, and its descriptor count while idle."""
 
-    def settled(what):
-        load.pause()
+    def __init__(self, env, extra_args=()):
+        self.ports = free_ports(2)
+        self.inc = Server(env, "incumbent", listen_args(self.ports) + list(extra_args))
+        self.inc.wait_log(r"control socket ready")
+        self.load = Load(self.ports, min_requests=100)
+        self.load.start()
+        self.load.pause()
+        self.base = self.inc.fd_count()
+        self.load.resume()
+
+    def settled(self, what):
+        """After a failed handoff: the same descriptor count as before, and still serving."""
+        inc, base = self.inc, self.base
+        self.load.pause()
         try:
             wait_for(lambda: inc.fd_count() == base, 3, "the incumbent's fd count to return to %d" % base)
             check(True, "%s: incumbent fd count back to %d" % (what, base))
         finally:
-            load.resume()
-        check(inc.proc.poll() is None and request(ports[0]) == inc.pid, "%s: still serving" % what)
+            self.load.resume()
+        check(inc.proc.poll() is None and request(self.ports[0]) == inc.pid, "%s: still serving" % what)
+
+    def finish(self):
+        self.load.finish()
+        check(list(self.load.pids) == [self.inc.pid], "every request answered by the incumbent")
+        check(self.inc.stop() == 0, "the incumbent stops on SIGTERM with status 0")
+
+
+def case_failures(env):
+    t = UnderLoad(env)
+    inc, ports, settled = t.inc, t.ports, t.settled
 
     s = fake_connect(env)  # not the channel at all
     s.sendall(b"GET / HTTP/1.0\r\n\r\n")
@@ -413,15 +429,6 @@ def case_failures(env):
     inc.wait_log(r"handoff to pid=\d+ failed: the successor closed the connection; still serving")
     settled("successor gone before ready")
 
-    s = fake_take_inventory(env)  # then hangs past --ready-timeout 500
-    t0 = time.monotonic()
-    expect_closed(s, 5)
-    waited = time.monotonic() - t0
-    s.close()
-    check(0.4 <= waited < 4, "hung successor cut off after %.2fs (ready timeout 0.5s)" % waited)
-    inc.wait_log(r"failed: no ready before the deadline; still serving")
-    settled("successor past the ready deadline")
-
     s = fake_take_inventory(env)  # holds the handoff while a real successor tries
     second = Server(env, "second", listen_args(ports))
     rc = second.wait_exit()
@@ -432,10 +439,28 @@ def case_failures(env):
     s.close()
     inc.wait_log(r"aborts: reason=test")
     settled("two successors at once")
+    t.finish()
 
-    load.finish()
-    check(list(load.pids) == [inc.pid], "every request answered by the incumbent")
-    check(inc.stop() == 0, "the incumbent stops on SIGTERM with status 0")
+
+def case_deadline(env):
+    t = UnderLoad(env, ["--ready-timeout", "500"])
+    s = fake_take_inventory(env)  # then hangs past --ready-timeout 500
+    t0 = time.monotonic()
+    expect_closed(s, 5)
+    waited = time.monotonic() - t0
+    s.close()
+    check(0.4 <= waited < 4, "hung successor cut off after %.2fs (ready timeout 0.5s)" % waited)
+    t.inc.wait_log(r"failed: no ready before the deadline; still serving")
+    t.settled("successor past the ready deadline")
+
+    s = fake_connect(env)  # never says hello: bounded the same way
+    t0 = time.monotonic()
+    expect_closed(s, 5)
+    waited = time.monotonic() - t0
+    s.close()
+    check(0.4 <= waited < 4, "a connection without hello cut off after %.2fs" % waited)
+    t.settled("no hello")
+    t.finish()
 
 
 def case_batches(env):
@@ -605,7 +630,8 @@ def case_between(env):
     check(new.stop() == 0, "the new process stops on SIGTERM with status 0")
 
 
-CASES = {"chain": case_chain, "between": case_between, "failures": case_failures, "batches": case_batches,
+CASES = {"chain": case_chain, "between": case_between, "failures": case_failures,
+         "deadline": case_deadline, "batches": case_batches,
          "validation": case_validation, "directory": case_directory}
 
 
