@@ -157,20 +157,20 @@ static int valid_name(const char *s, size_t len)
     return len >= 1 && len <= NAME_LEN;
 }
 
-/* Split a text message in place; -1 if it is not one (a NUL byte, a line without key=). */
+/* Split a text message in place; -1 if it is not one: a NUL byte, a line without its '\n'
+ * (the last one included) or without key=, a key other than fd given twice. */
 static int parse(char *p, int64_t len, struct msg *m)
 {
     char *nl, *eq;
+    int i;
     m->n = 0;
     if (memchr(p, '\0', (size_t)len) != NULL || len == 0 || *p == '\n')
         return -1;
     m->type = p;
     for (; *p != '\0'; p = nl + 1) {
-        nl = strchr(p, '\n');
-        if (nl == NULL)
-            nl = p + strlen(p) - 1; /* a last line without its '\n' */
-        else
-            *nl = '\0';
+        if ((nl = strchr(p, '\n')) == NULL)
+            return -1;
+        *nl = '\0';
         if (p == m->type)
             continue;
         eq = strchr(p, '=');
@@ -178,6 +178,9 @@ static int parse(char *p, int64_t len, struct msg *m)
                                          (size_t)(eq - p) || m->n == MAX_FIELDS)
             return -1;
         *eq = '\0';
+        for (i = 0; i < m->n; i++)
+            if (strcmp(m->key[i], p) == 0 && strcmp(p, "fd") != 0)
+                return -1;
         m->key[m->n] = p;
         m->val[m->n++] = eq + 1;
     }
@@ -432,19 +435,6 @@ static void inv_free(struct inventory *inv)
     memset(inv, 0, sizeof *inv);
 }
 
-/* The next message from the incumbent, before the deadline; logs and gives -1 on failure. */
-static int64_t recv_until(struct ctx *c, int fd, struct msg *m, intptr_t *fds, int32_t *nfds,
-                          int64_t deadline)
-{
-    int64_t left = deadline - now_ms(), n = FDSEND_ETIMEDOUT;
-    if (left > 0 && set_mode(fd, 0, (int)left) == 0)
-        n = recv_msg(c, fd, MSG_CAP, m, fds, nfds, 0);
-    if (n < 0)
-        say(c, "receiving from the incumbent: %s", n == FDSEND_ETIMEDOUT
-            ? "no complete inventory before the deadline" : fdsend_strerror((int32_t)n));
-    return n < 0 ? -1 : n;
-}
-
 static int protocol_error(struct ctx *c, int fd, const char *why)
 {
     char text[256];
@@ -452,6 +442,21 @@ static int protocol_error(struct ctx *c, int fd, const char *why)
     (void)snprintf(text, sizeof text, "abort\nreason=protocol\nmessage=%s\n", why);
     (void)send_text(c, fd, text, NULL, 0);
     return -1;
+}
+
+/* The next message from the incumbent, before the deadline; logs and gives -1 on failure. */
+static int64_t recv_until(struct ctx *c, int fd, struct msg *m, intptr_t *fds, int32_t *nfds,
+                          int64_t deadline)
+{
+    int64_t left = deadline - now_ms(), n = FDSEND_ETIMEDOUT;
+    if (left > 0 && set_mode(fd, 0, (int)left) == 0)
+        n = recv_msg(c, fd, MSG_CAP, m, fds, nfds, 0);
+    if (n == FDSEND_EPROTO)
+        return protocol_error(c, fd, "a malformed message");
+    if (n < 0)
+        say(c, "receiving from the incumbent: %s", n == FDSEND_ETIMEDOUT
+            ? "no complete inventory before the deadline" : fdsend_strerror((int32_t)n));
+    return n < 0 ? -1 : n;
 }
 
 /* An "fds" message: one "fd=<role> <name>" line per descriptor, in order. Every descriptor
@@ -493,7 +498,10 @@ static int exchange(struct ctx *c, int fd, struct inventory *inv, int64_t deadli
     struct msg m;
     int64_t n;
     (void)snprintf(hello, sizeof hello, "hello\nversions=1\npid=%ld\n", c->pid);
-    if (send_text(c, fd, hello, NULL, 0) != 0 || (n = recv_until(c, fd, &m, NULL, NULL, deadline)) < 0)
+    /* If the hello cannot be sent, an incumbent that refused at once may still have said
+     * why: read on either way. */
+    (void)send_text(c, fd, hello, NULL, 0);
+    if ((n = recv_until(c, fd, &m, NULL, NULL, deadline)) < 0)
         return -1;
     if (strcmp(m.type, "refused") == 0) {
         reason = field(&m, "reason") != NULL ? field(&m, "reason") : "?";

@@ -25,8 +25,10 @@ Usage: handoff_test.py HANDOFF_BINARY CASE
   validation a fake incumbent hands a C successor a UDP socket and a listener on another
              port under the right names, plus descriptors it did not ask for: the two
              are bound fresh, the others closed; then an "fds" message whose lines and
-             descriptors differ: abort reason=protocol, exit 1; then a SIGTERM in the
-             middle of the inventory: abort reason=shutting-down, not ready
+             descriptors differ, and an inventory whose last line has no newline: abort
+             reason=protocol, exit 1; a SIGTERM in the middle of the inventory: abort
+             reason=shutting-down, not ready; a refusal sent before the hello is read
+             (as FdSend.Handoff does today): reported, exit 1
   directory  a control path in a directory others can write: refused, exit status 2
 
 Everything runs on 127.0.0.1 and in a private temporary directory, with bounded loops and
@@ -580,6 +582,27 @@ def case_validation(env):
           mine[0].accept()[0].close() is None, "the incumbent's listener still takes connections")
     for m in mine:
         m.close()
+
+    env.control_unlink()  # a last line without its newline is malformed
+    bad = [(b"inventory\nversion=1\npid=1\nfds=0\nstate-length=0", [])]
+    succ, conn = fake_incumbent(env, bad, lambda: Server(env, "succ4", listen_args(ports)))
+    payload, _ = recv_frame(conn)
+    check(payload.startswith(b"abort\nreason=protocol\n") and succ.wait_exit() == 1,
+          "an inventory whose last line has no newline: abort reason=protocol, exit 1")
+    conn.close()
+
+    env.control_unlink()  # refused at once, without reading the hello
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(env.control)
+    srv.listen(4)
+    srv.settimeout(10)
+    succ = Server(env, "succ5", listen_args(ports))
+    with srv:
+        conn, _ = srv.accept()
+    with conn:
+        send_frame(conn, b"refused\nreason=busy\nmessage=another handoff is in progress\n")
+    check(succ.wait_exit() == 1 and "refused reason=busy" in succ.text(),
+          "refused before the hello was read: the successor still learns why, exits 1")
 
 
 def case_between(env):
