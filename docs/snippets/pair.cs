@@ -7,13 +7,9 @@ using System.Net.Sockets;
 using FdSend;
 
 string dir = Directory.CreateTempSubdirectory("fdsend-doc-").FullName;
-var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-listener.Bind(new UnixDomainSocketEndPoint(Path.Combine(dir, "s.sock")));
-listener.Listen();
-using var sock = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-sock.Connect(listener.LocalEndPoint!);
-using Socket peer = listener.Accept();
-listener.Dispose();
+(Socket pairEnd1, Socket pairEnd2) = UnixSocketPair.Create();
+using Socket sock = pairEnd1;
+using Socket peer = pairEnd2;
 using FileStream file1 = File.Create(Path.Combine(dir, "1")), file2 = File.Create(Path.Combine(dir, "2"));
 file1.Write("first file\n"u8);
 file1.Flush();
