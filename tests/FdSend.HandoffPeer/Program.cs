@@ -337,8 +337,9 @@ internal static class Raw
                     }
                 }
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or SocketException)
             {
+                // A reset is how a Unix socket reports a peer that closed with data unread.
                 Out.Line($"channel-error {e.Message.ReplaceLineEndings(" ")}");
             }
         }
