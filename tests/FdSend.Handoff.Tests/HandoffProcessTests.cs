@@ -90,7 +90,7 @@ public sealed class HandoffProcessTests
     /// <summary>The frame of every failure test: an incumbent under load; <paramref name="fail"/>
     /// makes a handoff fail; then 0 refused or failed requests, the incumbent still serving with
     /// as many descriptors open as before, and a good successor taking over from it.</summary>
-    private async Task AfterFailure_IncumbentServesAndHandsOver(Func<HandoffPeerProcess, Task> fail, params string[] incumbentOptions)
+    private async Task AfterFailure_IncumbentServesAndHandsOver(Action<HandoffPeerProcess> fail, params string[] incumbentOptions)
     {
         (HandoffPeerProcess incumbent, int port) = FirstInstance(incumbentOptions);
         Assert.That(await LoadClient.RequestAsync(port), Is.EqualTo(incumbent.Pid));
@@ -98,7 +98,7 @@ public sealed class HandoffProcessTests
         await using (var load = new LoadClient(port))
         {
             load.WaitForServed(incumbent.Pid, 10);
-            await fail(incumbent);
+            fail(incumbent);
             int served = load.ServedByPid(incumbent.Pid);
             load.WaitForServed(incumbent.Pid, served + 10);
             await load.StopAndAssertCleanAsync();
@@ -114,38 +114,35 @@ public sealed class HandoffProcessTests
 
     [Test]
     [CancelAfter(60_000)]
-    public Task SuccessorExitsBeforeReady() => AfterFailure_IncumbentServesAndHandsOver(async incumbent =>
+    public Task SuccessorExitsBeforeReady() => AfterFailure_IncumbentServesAndHandsOver(incumbent =>
     {
         HandoffPeerProcess bad = Serve("--fail-before-ready");
         bad.WaitForLine("failing");
         Assert.That(bad.WaitForExit(), Is.EqualTo(3));
         incumbent.WaitForLog("still serving");
-        await Task.CompletedTask;
     });
 
     [Test]
     [CancelAfter(60_000)]
-    public Task SuccessorHangsPastTheReadyTimeout() => AfterFailure_IncumbentServesAndHandsOver(async incumbent =>
+    public Task SuccessorHangsPastTheReadyTimeout() => AfterFailure_IncumbentServesAndHandsOver(incumbent =>
     {
         HandoffPeerProcess bad = Serve("--hang");
         bad.WaitForLine("hanging");
         incumbent.WaitForLog("was not ready within");
         bad.Kill();
         bad.WaitForExit();
-        await Task.CompletedTask;
     }, "--ready-timeout-ms", "1500");
 
     [TestCase("garbage", "closed")]
     [TestCase("malformed", "answer refused protocol")]
     [TestCase("hello-disconnect", "closed")]
     [CancelAfter(60_000)]
-    public Task SuccessorBreaksTheProtocol(string mode, string expected) => AfterFailure_IncumbentServesAndHandsOver(async incumbent =>
+    public Task SuccessorBreaksTheProtocol(string mode, string expected) => AfterFailure_IncumbentServesAndHandsOver(incumbent =>
     {
         HandoffPeerProcess bad = Start(["raw", "--control", _control, mode]);
         Assert.That(bad.WaitForExit(), Is.EqualTo(0), bad.ToString());
         Assert.That(bad.Stdout, Does.Contain(expected), bad.ToString());
         incumbent.WaitForLog(mode == "hello-disconnect" ? "failed" : "still serving");
-        await Task.CompletedTask;
     });
 
     [Test]
@@ -160,20 +157,19 @@ public sealed class HandoffProcessTests
         // writable, which the handoff refuses) and the socket file opened up to others once the
         // incumbent made it 0600, as a looser deployment might. The uid policy is what refuses.
         File.SetUnixFileMode(_dir.Path, (UnixFileMode)Convert.ToInt32("755", 8));
-        await AfterFailure_IncumbentServesAndHandsOver(async incumbent =>
+        await AfterFailure_IncumbentServesAndHandsOver(incumbent =>
         {
             File.SetUnixFileMode(_control, (UnixFileMode)Convert.ToInt32("666", 8));
             HandoffPeerProcess bad = Start(["serve", "--control", _control, "--tcp", "web=127.0.0.1:0"], runAs: "nobody");
             Assert.That(bad.WaitForLine("refused", 30_000), Is.EqualTo("refused unauthorized"), bad.ToString());
             Assert.That(bad.WaitForExit(), Is.EqualTo(4));
             incumbent.WaitForLog("not authorized");
-            await Task.CompletedTask;
         });
     }
 
     [Test]
     [CancelAfter(60_000)]
-    public Task TwoSuccessorsAtOnce_TheSecondIsRefusedBusy() => AfterFailure_IncumbentServesAndHandsOver(async incumbent =>
+    public Task TwoSuccessorsAtOnce_TheSecondIsRefusedBusy() => AfterFailure_IncumbentServesAndHandsOver(incumbent =>
     {
         HandoffPeerProcess first = Serve("--hang");
         first.WaitForLine("hanging");
@@ -188,7 +184,6 @@ public sealed class HandoffProcessTests
         first.Kill(); // the first successor dies before ready: the incumbent goes on
         first.WaitForExit();
         incumbent.WaitForLog("still serving");
-        await Task.CompletedTask;
     });
 
     [Test]

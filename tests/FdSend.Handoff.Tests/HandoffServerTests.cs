@@ -241,8 +241,8 @@ public sealed class HandoffServerTests : TempDirFixture
         await WaitForAsync(() => log.Text.Contains("still serving"), log);
         FdCounts.AssertCount(serving, "after a successor gave up");
 
-        // One refused: the handoff server answered and closed; nothing stays open here either.
-        // Then a successor that takes only some and says ready: the rest are closed.
+        // A successor that takes only one of the four and says ready: it closes the other three,
+        // the incumbent closes everything it owns; back to the baseline once both are disposed.
         HandoffServer successor = await StartAsync(Options());
         successor.Listen("web", new IPEndPoint(IPAddress.Loopback, 0));
         await successor.ReadyAsync().WaitAsync(TimeSpan.FromSeconds(20));
