@@ -91,8 +91,11 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         }
     }
 
-    /// <summary>Fires once a successor has said ready and this server has closed its
-    /// listeners: stop accepting, finish in-flight work, exit.</summary>
+    /// <summary>Fires once a successor has said ready: stop accepting, finish in-flight work,
+    /// dispose this server (DisposeAsync waits until the successor has been told
+    /// <c>released</c>), exit. It fires just before this server closes its listeners, so that
+    /// pending <c>AcceptAsync</c> calls with this token end as cancelled rather than failing on
+    /// a closed socket.</summary>
     public CancellationToken Superseded => _superseded.Token;
 
     /// <summary>The state blob to hand to a successor (read when one connects).</summary>
