@@ -1,13 +1,18 @@
 # The FdSend .NET assembly and its NUnit tests (sourced by build.sh).
-#   managed_build   build managed/FdSend, tests/FdSend.TestPeer and tests/FdSend.Tests (Release)
+#   managed_build   build managed/FdSend, tests/FdSend.TestPeer, tests/FdSend.Tests and
+#                   tests/FdSend.Handoff.Tests (FdSend.Handoff, tests/FdSend.HandoffPeer) (Release)
 #   managed_test    run the NUnit suite (run_nunit in common.sh): NUnit's totals, every skip
 #                   with its reason, failures again at the end of ./build.sh test
+#   handoff_test    the same for tests/FdSend.Handoff.Tests (FdSend.Handoff: real processes,
+#                   tests/FdSend.HandoffPeer, handing a TCP server over; about 20 s)
 # The native library must be built first (native_build, which build.sh runs before these):
 # the projects copy runtimes/<rid>/native/* into their output as a NuGet consumer gets it.
 # SPDX-License-Identifier: MIT
 
 MANAGED_TESTS_PROJECT="$ROOT/tests/FdSend.Tests/FdSend.Tests.csproj"
 MANAGED_TEST_RESULTS="$ROOT/build/managed-test-results"
+HANDOFF_TESTS_PROJECT="$ROOT/tests/FdSend.Handoff.Tests/FdSend.Handoff.Tests.csproj"
+HANDOFF_TEST_RESULTS="$ROOT/build/handoff-test-results"
 
 managed_build() {
   if ! compgen -G "$ROOT/runtimes/*/native/*" >/dev/null; then
@@ -16,9 +21,14 @@ managed_build() {
   fi
   log "managed: FdSend and its tests (Release)"
   dotnet build "$ROOT/managed/FdSend/FdSend.csproj" -c Release --nologo -v quiet -clp:NoSummary &&
-    dotnet build "$MANAGED_TESTS_PROJECT" -c Release --nologo -v quiet -clp:NoSummary
+    dotnet build "$MANAGED_TESTS_PROJECT" -c Release --nologo -v quiet -clp:NoSummary &&
+    dotnet build "$HANDOFF_TESTS_PROJECT" -c Release --nologo -v quiet -clp:NoSummary
 }
 
 managed_test() {
   run_nunit "$MANAGED_TESTS_PROJECT" "$MANAGED_TEST_RESULTS" managed
+}
+
+handoff_test() {
+  run_nunit "$HANDOFF_TESTS_PROJECT" "$HANDOFF_TEST_RESULTS" handoff
 }

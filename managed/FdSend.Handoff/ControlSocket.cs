@@ -36,7 +36,7 @@ internal static class ControlSocket
     internal static Socket BindUnix(string path, SocketType type, int backlog, bool checkDirectory)
     {
         string dir = checkDirectory ? CheckDirectory(path) : Path.GetDirectoryName(Path.GetFullPath(path))!;
-        string temp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        string temp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}{TempSuffix}");
         var socket = new Socket(AddressFamily.Unix, type, ProtocolType.Unspecified);
         try
         {
@@ -59,6 +59,21 @@ internal static class ControlSocket
             }
             throw;
         }
+    }
+
+    private const string TempSuffix = ".tmp";
+
+    /// <summary>Whether <paramref name="bound"/> (a socket's address, getsockname) is a
+    /// temporary name <see cref="BindUnix"/> gave a socket it then renamed to
+    /// <paramref name="path"/>: the kernel keeps reporting the name a socket was bound to, so a
+    /// listener bound this way reads as bound to <c>dir/.name.pid.guid.tmp</c>, not to
+    /// <c>dir/name</c>.</summary>
+    internal static bool IsTemporaryNameOf(string bound, string path)
+    {
+        string full = Path.GetFullPath(path);
+        string prefix = Path.Combine(Path.GetDirectoryName(full) ?? "/", $".{Path.GetFileName(full)}.");
+        return bound.StartsWith(prefix, StringComparison.Ordinal) && bound.EndsWith(TempSuffix, StringComparison.Ordinal)
+               && !bound.AsSpan(prefix.Length).Contains('/');
     }
 
     /// <summary>Connects to the incumbent's control socket; null when nobody is there (no file,

@@ -54,6 +54,10 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
 
     private Socket? _control;
     private Task? _acceptLoop;
+    // Handoffs in progress (at most one past the checks, others being refused): DisposeAsync
+    // waits for them, so that a superseded process that disposes its server before exiting
+    // has sent 'released' first.
+    private readonly HashSet<Task> _handlers = [];
     private int _handoffRunning;
     private bool _ready;
     private bool _disposed;
@@ -87,8 +91,11 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         }
     }
 
-    /// <summary>Fires once a successor has said ready and this server has closed its
-    /// listeners: stop accepting, finish in-flight work, exit.</summary>
+    /// <summary>Fires once a successor has said ready: stop accepting, finish in-flight work,
+    /// dispose this server (DisposeAsync waits until the successor has been told
+    /// <c>released</c>), exit. It fires just before this server closes its listeners, so that
+    /// pending <c>AcceptAsync</c> calls with this token end as cancelled rather than failing on
+    /// a closed socket.</summary>
     public CancellationToken Superseded => _superseded.Token;
 
     /// <summary>The state blob to hand to a successor (read when one connects).</summary>
@@ -112,6 +119,9 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
+        // Before anything else: a successor trusts whoever answers at the control path, so a
+        // directory others can write is refused here, not only when binding at ReadyAsync.
+        ControlSocket.CheckDirectory(options.ControlPath);
         var server = new HandoffServer(options, OwnUid());
         try
         {
@@ -141,11 +151,29 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         timeout.CancelAfter(_options.MessageTimeout);
         try
         {
-            await SendAsync(channel, new HandoffMessage(HandoffMessage.Hello)
-                .With("versions", HandoffMessage.Version.ToString(CultureInfo.InvariantCulture))
-                .With("pid", Environment.ProcessId.ToString(CultureInfo.InvariantCulture)), timeout.Token).ConfigureAwait(false);
+            SocketException? helloFailed = null;
+            try
+            {
+                await SendAsync(channel, new HandoffMessage(HandoffMessage.Hello)
+                    .With("versions", HandoffMessage.Version.ToString(CultureInfo.InvariantCulture))
+                    .With("pid", Environment.ProcessId.ToString(CultureInfo.InvariantCulture)), timeout.Token).ConfigureAwait(false);
+            }
+            catch (SocketException e)
+            {
+                // An incumbent that refuses at once (credentials) may have answered and closed
+                // before the hello arrived (EPIPE): its refusal is waiting to be read.
+                helloFailed = e;
+            }
 
-            HandoffMessage first = await ReceiveAsync(channel, null, timeout.Token).ConfigureAwait(false);
+            HandoffMessage first;
+            try
+            {
+                first = await ReceiveAsync(channel, null, timeout.Token).ConfigureAwait(false);
+            }
+            catch (IOException) when (helloFailed is not null)
+            {
+                throw helloFailed;
+            }
             if (first.Type == HandoffMessage.Refused)
                 throw new HandoffRefusedException(first.Get("reason") ?? "unknown", first.Get("message") ?? "");
             Expect(first, HandoffMessage.Inventory);
@@ -161,6 +189,8 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
                 HandoffMessage m = await ReceiveAsync(channel, this, timeout.Token).ConfigureAwait(false);
                 if (m.Type == HandoffMessage.End)
                     break;
+                if (m.Type == HandoffMessage.Fds)
+                    continue; // filed under their names by ReceiveAsync
                 if (m.Type == HandoffMessage.State)
                 {
                     if (m.Body.Length != stateLength)
@@ -178,7 +208,7 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
                 throw new HandoffProtocolException("The inventory announced a state blob that never came.");
             IsSuccessor = true;
             _logger.LogInformation("handoff: took {Count} descriptors ({Names}) and {State} bytes of state from process {Pid}",
-                total, string.Join(", ", InheritedNames), InheritedState.Length, IncumbentPid);
+                total, Names(InheritedNames), InheritedState.Length, IncumbentPid);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
@@ -372,7 +402,8 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
     private static bool SameAddress(EndPoint? bound, EndPoint wanted) => (bound, wanted) switch
     {
         (IPEndPoint b, IPEndPoint w) => b.Address.Equals(w.Address) && (w.Port == 0 || b.Port == w.Port),
-        (UnixDomainSocketEndPoint b, UnixDomainSocketEndPoint w) => b.ToString() == w.ToString(),
+        (UnixDomainSocketEndPoint b, UnixDomainSocketEndPoint w) =>
+            b.ToString() == w.ToString() || ControlSocket.IsTemporaryNameOf(b.ToString(), w.ToString()),
         _ => false,
     };
 
@@ -464,10 +495,17 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         _logger.LogInformation("handoff: ready; successors may connect to {Path}", _options.ControlPath);
     }
 
+    /// <summary>Names for a log line: the first ten, then how many more.</summary>
+    private static string Names(IEnumerable<string> names)
+    {
+        string[] all = names.ToArray();
+        return all.Length <= 10 ? string.Join(", ", all) : $"{string.Join(", ", all.Take(10))} and {all.Length - 10} more";
+    }
+
     private void CloseUnusedInherited()
     {
         if (_inherited.Count > 0)
-            _logger.LogWarning("handoff: closing inherited descriptors nobody took: {Names}", string.Join(", ", _inherited.Keys));
+            _logger.LogWarning("handoff: closing {Count} inherited descriptors nobody took: {Names}", _inherited.Count, Names(_inherited.Keys));
         _inherited.Clear();
         foreach (ReceivedFds r in _inheritedMessages)
             r.Dispose(); // closes what was not taken
@@ -490,7 +528,14 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
                     _logger.LogError("handoff: the control socket failed ({Error}); no more successors can connect", e.Message);
                 return;
             }
-            _ = Task.Run(() => HandleSuccessorAsync(connection));
+            Task handler = Task.Run(() => HandleSuccessorAsync(connection));
+            lock (_handlers)
+                _handlers.Add(handler);
+            _ = handler.ContinueWith(t =>
+            {
+                lock (_handlers)
+                    _handlers.Remove(t);
+            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
     }
 
@@ -529,11 +574,21 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         bool released = false;
         try
         {
-            released = await HandOverAsync(channel, who).ConfigureAwait(false);
+            released = await HandOverAsync(channel, who, () => released = true).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or TimeoutException or ObjectDisposedException)
+        catch (Exception e) when (_lifetime.IsCancellationRequested && !released)
         {
-            _logger.LogWarning("handoff: handoff to {Who} failed ({Error}); still serving", who, e.Message);
+            _logger.LogInformation("handoff: handoff to {Who} abandoned: this server is being disposed ({Error})", who, e.Message);
+        }
+        catch (Exception e)
+        {
+            // Whatever it was (a peer's garbage, a timeout, a bug here), this task is the last to
+            // see it: log it; the incumbent goes on serving unless it has already released.
+            if (released)
+                _logger.LogWarning("handoff: after handing over to {Who}: {Error}", who, e.Message);
+            else
+                _logger.LogWarning(e is IOException or SocketException or OperationCanceledException or TimeoutException ? null : e,
+                    "handoff: handoff to {Who} failed ({Type}: {Error}); still serving", who, e.GetType().Name, e.Message);
         }
         finally
         {
@@ -542,6 +597,10 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         }
     }
 
+    /// <summary>Sends <c>refused</c>, then ends the connection gracefully: closing a Unix
+    /// socket with unread data (the peer's hello) resets the peer's end, and the refusal it has
+    /// not read yet is lost with it. So: shut down sending, read whatever the peer still sends
+    /// until it closes (2 s at most), then close.</summary>
     private static async Task RefuseAsync(FdChannel channel, string reason, string message)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
@@ -549,18 +608,27 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         {
             await SendAsync(channel, new HandoffMessage(HandoffMessage.Refused).With("reason", reason).With("message", message), timeout.Token)
                 .ConfigureAwait(false);
+            Socket socket = channel.Socket;
+            socket.Shutdown(SocketShutdown.Send);
+            timeout.CancelAfter(TimeSpan.FromSeconds(2));
+            var sink = new byte[4096];
+            while (await socket.ReceiveAsync(sink, SocketFlags.None, timeout.Token).ConfigureAwait(false) > 0)
+            {
+            }
         }
-        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
-            // The peer is gone already: nothing to tell.
+            // The peer is gone already, or lingers: nothing more to tell.
         }
     }
 
     /// <summary>One handoff: hello, inventory, the wait for ready. True once released.</summary>
-    private async Task<bool> HandOverAsync(FdChannel channel, string who)
+    private async Task<bool> HandOverAsync(FdChannel channel, string who, Action onReleased)
     {
-        using (var timeout = new CancellationTokenSource(_options.MessageTimeout))
+        // Disposing the server abandons a handoff in progress (before ready).
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token))
         {
+            timeout.CancelAfter(_options.MessageTimeout);
             HandoffMessage hello;
             try
             {
@@ -609,13 +677,14 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         }
 
         HandoffMessage answer;
-        using (var deadline = new CancellationTokenSource(_options.ReadyTimeout))
+        using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token))
         {
+            deadline.CancelAfter(_options.ReadyTimeout);
             try
             {
                 answer = await ReceiveAsync(channel, null, deadline.Token).ConfigureAwait(false);
             }
-            catch (OperationCanceledException)
+            catch (OperationCanceledException) when (!_lifetime.IsCancellationRequested)
             {
                 _logger.LogWarning("handoff: {Who} was not ready within {Seconds:0.#} s; still serving", who, _options.ReadyTimeout.TotalSeconds);
                 return false;
@@ -627,6 +696,7 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
             return false;
         }
         Expect(answer, HandoffMessage.Ready);
+        onReleased();
         Release();
         _logger.LogInformation("handoff: {Who} is ready; released the listeners", who);
         using var last = new CancellationTokenSource(TimeSpan.FromSeconds(5));
@@ -641,9 +711,11 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         return true;
     }
 
-    /// <summary>Stops this process serving: fires <see cref="Superseded"/>, closes the
-    /// listeners this server owns (closing, never shutting down: they are shared) and the
-    /// control socket (its path now belongs to the successor, or soon will).</summary>
+    /// <summary>Stops this process serving: fires <see cref="Superseded"/> first (so that the
+    /// application's pending <c>AcceptAsync</c> calls end as cancelled, not as errors on a
+    /// closed socket), then closes the listeners this server owns and the control socket (its
+    /// path now belongs to the successor, or soon will). Closing, never shutting down: the
+    /// sockets are shared with the successor (<see cref="CloseShared"/>).</summary>
     private void Release()
     {
         _superseded.Cancel();
@@ -654,9 +726,29 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
             _registry.Clear();
         }
         foreach (Socket s in owned)
-            s.Dispose();
+            CloseShared(s);
         _lifetime.Cancel();
         _control?.Dispose();
+    }
+
+    /// <summary>Closes this process's copy of a socket another process shares.</summary>
+    /// <remarks>.NET's Socket.Dispose, when it finds the handle in use (another thread inside
+    /// accept() at that moment: an application's accept loop under load), "unblocks" it
+    /// first: shutdown(), or for a stream socket connect(AF_UNSPEC), which on Linux stops a
+    /// listening socket and drops its backlog, in every process that shares it. It skips that
+    /// for a descriptor without close-on-exec ("may be shared with other processes"), so the
+    /// flag is cleared just before the close; a child started in between would inherit the
+    /// descriptor for the moment it takes to close it here.</remarks>
+    private static void CloseShared(Socket socket)
+    {
+        try
+        {
+            _ = Interop.SetInheritable(socket.SafeHandle, 1);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+        socket.Dispose();
     }
 
     private static ValueTask SendAsync(FdChannel channel, HandoffMessage message, CancellationToken cancellationToken,
@@ -750,14 +842,21 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         _control?.Dispose();
         incumbent?.Dispose();
         foreach (Socket s in owned)
-            s.Dispose();
+            CloseShared(s);
     }
 
     /// <inheritdoc cref="Dispose"/>
+    /// <remarks>Also waits for the accept loop and for a handoff in progress to end: one that
+    /// was past ready finishes (the successor gets its <c>released</c>); one before ready is
+    /// abandoned (the successor sees the connection close).</remarks>
     public async ValueTask DisposeAsync()
     {
         Dispose();
         if (_acceptLoop is not null)
             await _acceptLoop.ConfigureAwait(false);
+        Task[] handlers;
+        lock (_handlers)
+            handlers = _handlers.ToArray();
+        await Task.WhenAll(handlers).ConfigureAwait(false);
     }
 }

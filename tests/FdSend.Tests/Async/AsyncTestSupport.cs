@@ -194,81 +194,13 @@ public static partial class AsyncTest
         return all;
     }
 
-    public static int FdCount() => Posix.RelevantFds().Count;
+    public static int FdCount() => FdCounts.Count();
 
-    /// <summary>Waits (up to 5 s) for this process's relevant fd count (<see cref="Posix.RelevantFds"/>)
-    /// to come back to <paramref name="expected"/> (finalizers may lag a little), then asserts it.</summary>
-    public static void AssertFdCount(int expected, string because = "")
-    {
-        var sw = Stopwatch.StartNew();
-        int now = FdCount();
-        while (now != expected && sw.ElapsedMilliseconds < 5000)
-        {
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-            Thread.Sleep(20);
-            now = FdCount();
-        }
-        if (now != expected)
-        {
-            string all = string.Join(' ', Posix.RelevantFds().Select(f => $"{f.Fd}={f.Target}"));
-            Assert.That(now, Is.EqualTo(expected), $"open descriptors in /proc/self/fd {because}: {all}");
-        }
-    }
+    /// <inheritdoc cref="FdCounts.AssertCount"/>
+    public static void AssertFdCount(int expected, string because = "") => FdCounts.AssertCount(expected, because);
 
-    private static int s_processWide;
-
-    /// <summary>Descriptors that exist once per process and are created on first use: FdSend's
-    /// writability poller's wake-up pipe, the pipe .NET's Process class sets up for SIGCHLD
-    /// on its first child, and the epoll descriptor of .NET's socket engine (made by the first
-    /// async socket operation that waits). Created before any baseline is taken, so a test that
-    /// happens to run first (or alone) counts the same as one that runs later.</summary>
-    private static void CreateProcessWideDescriptors()
-    {
-        if (Interlocked.Exchange(ref s_processWide, 1) != 0)
-            return;
-        _ = FdSend.WritableWaiter.Instance;
-        using (Process p = Process.Start(new ProcessStartInfo("/bin/sh", "-c true") { UseShellExecute = false })!)
-            p.WaitForExit();
-        using var dir = new TempDir();
-        using var pair = SocketPair.Create(dir, SocketType.Stream);
-        Task<int> waiting = pair.B.ReceiveAsync(new byte[1].AsMemory()).AsTask();
-        pair.A.Send([1]);
-        if (!waiting.Wait(10_000))
-            throw new TimeoutException("warming up the socket engine: the receive did not complete");
-    }
-
-    /// <summary>This process's relevant fd count once finalizers of earlier tests' objects
-    /// have run: the baseline for <see cref="AssertFdCount"/>.</summary>
-    /// <remarks>Other threads of the test host open descriptors for a moment now and then (a
-    /// pipe pair that lived a few tens of milliseconds was seen): a baseline read at such a
-    /// moment is too high for the rest of the test, which then fails with fewer descriptors
-    /// than "expected". So the baseline is read once the table has not changed for 100 ms
-    /// (at most 5 s of waiting).</remarks>
-    public static int SettledFdCount()
-    {
-        CreateProcessWideDescriptors();
-        var sw = Stopwatch.StartNew();
-        string? previous = null;
-        long sameSince = 0;
-        while (true)
-        {
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-            IReadOnlyList<(int Fd, string Target)> fds = Posix.RelevantFds();
-            string table = string.Join(' ', fds.Select(f => $"{f.Fd}={f.Target}"));
-            if (table != previous)
-            {
-                previous = table;
-                sameSince = sw.ElapsedMilliseconds;
-            }
-            else if (sw.ElapsedMilliseconds - sameSince >= 100 || sw.ElapsedMilliseconds >= 5000)
-            {
-                return fds.Count;
-            }
-            Thread.Sleep(20);
-        }
-    }
+    /// <inheritdoc cref="FdCounts.Settled"/>
+    public static int SettledFdCount() => FdCounts.Settled();
 
     /// <summary>The runtime's service threads (names as /proc shows them, cut to 15 bytes). .NET
     /// starts several on demand and ends them when idle (the tiered-compilation worker comes

@@ -171,11 +171,12 @@ internal static unsafe partial class Posix
     /// data files. Code files the runtime maps lazily (an assembly or .pdb loaded when an
     /// exception's stack trace is first rendered, or by the tiered-compilation worker, takes
     /// a descriptor that stays) are left out, or the count would change under the tests' feet.
+    /// Of this process, or of process <paramref name="pid"/> (a child the test started).
     /// </summary>
-    public static IReadOnlyList<(int Fd, string Target)> RelevantFds()
+    public static IReadOnlyList<(int Fd, string Target)> RelevantFds(int? pid = null)
     {
         var list = new List<(int, string)>();
-        foreach (string entry in Directory.GetFileSystemEntries("/proc/self/fd"))
+        foreach (string entry in Directory.GetFileSystemEntries(pid is null ? "/proc/self/fd" : $"/proc/{pid}/fd"))
         {
             string target;
             try
