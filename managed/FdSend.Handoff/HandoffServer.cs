@@ -35,6 +35,7 @@ namespace FdSend.Handoff;
 public sealed class HandoffServer : IAsyncDisposable, IDisposable
 {
     private const int MaxFdsPerFrame = 253;
+    private const string ConnectionClosed = "The other side closed the control connection.";
 
     private readonly HandoffOptions _options;
     private readonly ILogger _logger;
@@ -139,6 +140,37 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
 
     private async Task TakeOverAsync(CancellationToken cancellationToken)
     {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_options.MessageTimeout);
+        while (true)
+        {
+            try
+            {
+                await TakeOverOnceAsync(timeout, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (HandoffRefusedException e) when (e.Reason == "shutting-down" && !timeout.IsCancellationRequested)
+            {
+                // An instance that has just handed over: its successor's control socket is
+                // about to replace it at the path. Connect again shortly.
+                FdChannel? old = _incumbent;
+                _incumbent = null;
+                old?.Dispose();
+                _logger.LogInformation("handoff: the instance at {Path} is handing over; connecting again", _options.ControlPath);
+                try
+                {
+                    await Task.Delay(100, timeout.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    throw new TimeoutException($"The control path still led to an instance that had handed over after {_options.MessageTimeout.TotalSeconds:0.#} s.");
+                }
+            }
+        }
+    }
+
+    private async Task TakeOverOnceAsync(CancellationTokenSource timeout, CancellationToken cancellationToken)
+    {
         Socket? socket = await ControlSocket.TryConnectAsync(_options.ControlPath, cancellationToken).ConfigureAwait(false);
         if (socket is null)
         {
@@ -147,8 +179,6 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         }
         var channel = new FdChannel(socket);
         _incumbent = channel;
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(_options.MessageTimeout);
         try
         {
             SocketException? helloFailed = null;
@@ -227,7 +257,7 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         }
         catch (EndOfStreamException)
         {
-            throw new HandoffProtocolException("The other side closed the control connection.");
+            throw new HandoffProtocolException(ConnectionClosed);
         }
         bool filed = false;
         try
@@ -553,6 +583,37 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
             return;
         }
         string who = $"process {peer.Pid?.ToString(CultureInfo.InvariantCulture) ?? "?"} (uid {peer.Uid})";
+
+        // The hello first, also before a refusal (docs/handoff-protocol.md): a refusal sent
+        // before the hello was read could meet a successor whose hello write then fails.
+        HandoffMessage hello;
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token))
+        {
+            timeout.CancelAfter(_options.MessageTimeout);
+            try
+            {
+                hello = await ReceiveAsync(channel, null, timeout.Token).ConfigureAwait(false);
+                Expect(hello, HandoffMessage.Hello);
+            }
+            catch (HandoffProtocolException e) when (e.Message == ConnectionClosed)
+            {
+                // Connected and closed without a word (e.g. a superseded instance checking whose
+                // socket the control path leads to): nothing to answer.
+                return;
+            }
+            catch (HandoffProtocolException e)
+            {
+                _logger.LogWarning("handoff: {Who} broke the protocol ({Error}); still serving", who, e.Message);
+                await RefuseAsync(channel, "protocol", e.Message).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
+            {
+                if (!_lifetime.IsCancellationRequested)
+                    _logger.LogWarning("handoff: {Who} sent no valid hello ({Error}); still serving", who, e.Message);
+                return;
+            }
+        }
         Func<PeerCredentials, bool> authorize = _options.AuthorizeSuccessor ?? (p => p.Uid == _ownUid);
         if (!authorize(peer))
         {
@@ -562,9 +623,19 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         }
         if (_superseded.IsCancellationRequested)
         {
-            await RefuseAsync(channel, "shutting-down", "this instance has already handed over").ConfigureAwait(false);
+            // Until the successor's control socket replaces ours at the path, a new successor
+            // reaches us: tell it to try again (it then reaches the new instance).
+            await RefuseAsync(channel, "shutting-down", "this instance has handed over; connect again").ConfigureAwait(false);
             return;
         }
+        string[] versions = (hello.Get("versions") ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (!versions.Contains(HandoffMessage.Version.ToString(CultureInfo.InvariantCulture)))
+        {
+            _logger.LogWarning("handoff: {Who} speaks versions '{Versions}', not {Version}; refused", who, hello.Get("versions"), HandoffMessage.Version);
+            await RefuseAsync(channel, "unsupported-version", $"this instance speaks version {HandoffMessage.Version}").ConfigureAwait(false);
+            return;
+        }
+        // A handoff is in progress (the cause of 'busy') from the inventory on.
         if (Interlocked.CompareExchange(ref _handoffRunning, 1, 0) != 0)
         {
             _logger.LogWarning("handoff: refused {Who}: another handoff is in progress", who);
@@ -629,26 +700,6 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token))
         {
             timeout.CancelAfter(_options.MessageTimeout);
-            HandoffMessage hello;
-            try
-            {
-                hello = await ReceiveAsync(channel, null, timeout.Token).ConfigureAwait(false);
-                Expect(hello, HandoffMessage.Hello);
-            }
-            catch (HandoffProtocolException e)
-            {
-                _logger.LogWarning("handoff: {Who} broke the protocol ({Error}); still serving", who, e.Message);
-                await RefuseAsync(channel, "protocol", e.Message).ConfigureAwait(false);
-                return false;
-            }
-            string[] versions = (hello.Get("versions") ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-            if (!versions.Contains(HandoffMessage.Version.ToString(CultureInfo.InvariantCulture)))
-            {
-                _logger.LogWarning("handoff: {Who} speaks versions '{Versions}', not {Version}; refused", who, hello.Get("versions"), HandoffMessage.Version);
-                await RefuseAsync(channel, "unsupported-version", $"this instance speaks version {HandoffMessage.Version}").ConfigureAwait(false);
-                return false;
-            }
-
             List<KeyValuePair<string, Registered>> items;
             ReadOnlyMemory<byte> state;
             lock (_gate)
@@ -727,8 +778,8 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         }
         foreach (Socket s in owned)
             CloseShared(s);
-        _lifetime.Cancel();
-        _control?.Dispose();
+        // The control socket stays open, answering 'shutting-down', until the successor's
+        // replaces it at the path (DisposeAsync waits for that).
     }
 
     /// <summary>Closes this process's copy of a socket another process shares.</summary>
@@ -845,12 +896,35 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
             CloseShared(s);
     }
 
+    /// <summary>After a handoff: until the successor's control socket replaces this one at
+    /// the path (or <see cref="HandoffOptions.MessageTimeout"/> passes), a new successor
+    /// still reaches this instance, which answers 'shutting-down' so that it tries again;
+    /// closing earlier would leave it a stale file. Asks the path's socket whose it is
+    /// (its peer credentials) every 50 ms.</summary>
+    private async Task WaitUntilControlPathIsNotOursAsync()
+    {
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < _options.MessageTimeout)
+        {
+            using (Socket? probe = await ControlSocket.TryConnectAsync(_options.ControlPath, CancellationToken.None).ConfigureAwait(false))
+            {
+                if (probe is null || probe.GetPeerCredentials().Pid != Environment.ProcessId)
+                    return;
+            }
+            await Task.Delay(50).ConfigureAwait(false);
+        }
+        _logger.LogWarning("handoff: the control path still leads to this instance after {Seconds:0.#} s; closing it anyway", _options.MessageTimeout.TotalSeconds);
+    }
+
     /// <inheritdoc cref="Dispose"/>
-    /// <remarks>Also waits for the accept loop and for a handoff in progress to end: one that
+    /// <remarks>After a handoff, first waits (up to <see cref="HandoffOptions.MessageTimeout"/>)
+    /// for the successor's control socket to replace this one at the path. Also waits for the accept loop and for a handoff in progress to end: one that
     /// was past ready finishes (the successor gets its <c>released</c>); one before ready is
     /// abandoned (the successor sees the connection close).</remarks>
     public async ValueTask DisposeAsync()
     {
+        if (_superseded.IsCancellationRequested)
+            await WaitUntilControlPathIsNotOursAsync().ConfigureAwait(false);
         Dispose();
         if (_acceptLoop is not null)
             await _acceptLoop.ConfigureAwait(false);

@@ -275,7 +275,9 @@ internal static class Serve
             int got = 0;
             try
             {
-                while (got < buffer.Length && Array.IndexOf(buffer, (byte)'\n', 0, got) < 0)
+                // The request is read to its blank line ("hi\n\n"), as the C program
+                // (native/examples/handoff.c) reads an HTTP request head.
+                while (got < buffer.Length && buffer.AsSpan(0, got).IndexOf("\n\n"u8) < 0)
                 {
                     int n = await connection.ReceiveAsync(buffer.AsMemory(got), SocketFlags.None, timeout.Token);
                     if (n == 0)

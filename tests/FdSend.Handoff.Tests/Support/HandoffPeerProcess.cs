@@ -170,7 +170,7 @@ public sealed class HandoffPeerProcess : IDisposable
 }
 
 /// <summary>A bounded client loop: one new TCP connection to 127.0.0.1:port per request,
-/// "hi\n" sent, the answer "served-by=pid" read to its end; counts answers per pid, refused
+/// "hi\n\n" sent, the answer "served-by=pid" read to its end; counts answers per pid, refused
 /// connections and other failures.</summary>
 public sealed class LoadClient : IAsyncDisposable
 {
@@ -225,15 +225,19 @@ public sealed class LoadClient : IAsyncDisposable
         timeout.CancelAfter(TimeSpan.FromSeconds(10));
         using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await s.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), timeout.Token);
-        await s.SendAsync("hi\n"u8.ToArray(), SocketFlags.None, timeout.Token);
-        var buffer = new byte[128];
+        await s.SendAsync("hi\n\n"u8.ToArray(), SocketFlags.None, timeout.Token); // a request head, to its blank line
+        var buffer = new byte[1024];
         int got = 0, n;
-        while ((n = await s.ReceiveAsync(buffer.AsMemory(got), SocketFlags.None, timeout.Token)) > 0 && got + n < buffer.Length)
+        while (got < buffer.Length && (n = await s.ReceiveAsync(buffer.AsMemory(got), SocketFlags.None, timeout.Token)) > 0)
             got += n;
+        // "served-by=<pid>\n": the whole answer of FdSend.HandoffPeer, the body of the C
+        // program's (native/examples/handoff.c) HTTP answer.
         string answer = Encoding.ASCII.GetString(buffer, 0, got);
-        if (!answer.StartsWith("served-by=", StringComparison.Ordinal) || !answer.EndsWith('\n'))
+        int at = answer.IndexOf("served-by=", StringComparison.Ordinal);
+        int end = at < 0 ? -1 : answer.IndexOf('\n', at);
+        if (at < 0 || end < 0)
             throw new IOException($"unexpected answer '{answer}'");
-        return int.Parse(answer.AsSpan(10).TrimEnd('\n'), System.Globalization.CultureInfo.InvariantCulture);
+        return int.Parse(answer.AsSpan(at + 10, end - at - 10), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     private async Task RunAsync(int delayMs)
