@@ -135,9 +135,14 @@ cross_check_binary() {
           [ -z "$(cross_glibc_max "$f")" ] || problems+=" needs glibc symbol versions;"
           ;;
         *)
-          # libc.so.6, and the dynamic loader itself where thread-local storage needs it.
-          [ -z "$(sed -E 's/libc\.so\.6 //; s/ld-linux[-a-z0-9_.]*\.so\.[0-9] //' <<<"$needed")" ] \
-            || problems+=" needs [$needed]: more than glibc's libc.so.6 (and its loader);"
+          # libc.so.6, the dynamic loader itself where thread-local storage needs it, and
+          # libgcc_s.so.1: the cleanup handlers that release a socket when a thread is
+          # cancelled in the middle of a channel frame (pthread_cleanup_push with
+          # -fexceptions) need gcc's personality routine. glibc itself loads libgcc_s to
+          # unwind a cancelled thread, so every glibc system has it; linking it statically
+          # instead would bind _dl_find_object@GLIBC_2.35.
+          [ -z "$(sed -E 's/libc\.so\.6 //; s/ld-linux[-a-z0-9_.]*\.so\.[0-9] //; s/libgcc_s\.so\.1 //' <<<"$needed")" ] \
+            || problems+=" needs [$needed]: more than glibc's libc.so.6, its loader and libgcc_s.so.1;"
           local g; g="$(cross_glibc_max "$f")"
           if [ -z "$g" ]; then problems+=" no GLIBC symbol versions (not a glibc build?);"
           elif ! cross_version_le "$g" "$CROSS_GLIBC_BASELINE"; then

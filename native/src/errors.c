@@ -45,6 +45,10 @@ int32_t fdsend_status_from_errno(int err)
     case EOPNOTSUPP:
 #endif /* defined(EOPNOTSUPP) && EOPNOTSUPP != ENOTSUP */
     case ENOPROTOOPT:
+    case EPROTONOSUPPORT: /* socketpair of a type the OS lacks (macOS: SOCK_SEQPACKET) */
+#if defined(ESOCKTNOSUPPORT)
+    case ESOCKTNOSUPPORT:
+#endif /* defined(ESOCKTNOSUPPORT) */
         return FDSEND_ENOTSUP;
     case ENOBUFS:
     case ENOMEM:

@@ -166,7 +166,7 @@ class Server:
         self.log = os.path.join(env.dir, name + ".log")
         self.name = name
         self.errfile = open(os.path.join(env.dir, name + ".stderr"), "w")
-        self.proc = subprocess.Popen([env.binary, "serve", "--control", control or env.control,
+        self.proc = subprocess.Popen(env.emulator + [env.binary, "serve", "--control", control or env.control,
                                       "--log", self.log] + args,
                                      stdin=subprocess.DEVNULL, stdout=self.errfile,
                                      stderr=self.errfile)
@@ -206,6 +206,8 @@ class Server:
 class Env:
     def __init__(self, binary):
         self.binary = binary
+        # A cross build runs the program under its emulator (qemu-user), as CTest does.
+        self.emulator = [a for a in os.environ.get("FDSEND_TEST_EMULATOR", "").split(";") if a]
         self.dir = tempfile.mkdtemp(prefix="fdsend-handoff-")  # 0700, ours
         self.control = os.path.join(self.dir, "control.sock")
         self.servers = []
