@@ -25,6 +25,19 @@ public sealed class HandoffOptions
     /// effective uid.</summary>
     public Func<PeerCredentials, bool>? AuthorizeSuccessor { get; init; }
 
+    /// <summary>On a first start under systemd socket activation (<c>LISTEN_PID</c> is this
+    /// process), <see cref="HandoffServer.Listen"/> and <see cref="HandoffServer.BindDatagram"/>
+    /// take the socket-activated socket of the same name (<c>LISTEN_FDNAMES</c>, checked like an
+    /// inherited one) instead of binding. True by default; it does nothing without
+    /// <c>LISTEN_PID</c>. Either way the descriptors are made close-on-exec and the
+    /// variables removed when <c>LISTEN_PID</c> is set (docs/systemd.md).</summary>
+    public bool UseSystemdActivation { get; init; } = true;
+
+    /// <summary>Whether <see cref="HandoffServer.ReadyAsync"/> tells systemd (sd_notify to
+    /// <c>$NOTIFY_SOCKET</c>): <c>READY=1</c>, and for a successor <c>MAINPID=</c> its pid.
+    /// True by default; it does nothing without <c>$NOTIFY_SOCKET</c>.</summary>
+    public bool NotifySystemd { get; init; } = true;
+
     /// <summary>Where the handoff logs what it does and why a handoff failed; null for none.</summary>
     public ILogger? Logger { get; init; }
 

@@ -32,7 +32,7 @@ namespace FdSend.Handoff;
 /// in a sync <c>Accept</c> when the listener is closed makes .NET shut the socket down, and the
 /// socket is shared with the successor.</para>
 /// </remarks>
-public sealed class HandoffServer : IAsyncDisposable, IDisposable
+public sealed partial class HandoffServer : IAsyncDisposable, IDisposable
 {
     private const int MaxFdsPerFrame = 253;
     private const string ConnectionClosed = "The other side closed the control connection.";
@@ -126,6 +126,7 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         var server = new HandoffServer(options, OwnUid());
         try
         {
+            server.ImportSystemdActivation(); // Systemd/HandoffServer.Systemd.cs
             await server.TakeOverAsync(cancellationToken).ConfigureAwait(false);
             return server;
         }
@@ -392,7 +393,8 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_registry.ContainsKey(name))
                 throw new ArgumentException($"The name '{name}' is already registered.", nameof(name));
-            Socket socket = TakeInherited(name, role, endpoint, type) ?? BindFresh(name, endpoint, type, backlog);
+            Socket socket = TakeInherited(name, role, endpoint, type) ?? TakeSystemdActivated(name, endpoint, type)
+                            ?? BindFresh(name, endpoint, type, backlog);
             _registry[name] = new Registered(role, socket.SafeHandle, socket);
             return socket;
         }
@@ -499,6 +501,7 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
                 timeout.CancelAfter(_options.MessageTimeout);
                 try
                 {
+                    NotifySystemdMainPid();
                     await SendAsync(incumbent, new HandoffMessage(HandoffMessage.Ready), timeout.Token).ConfigureAwait(false);
                     HandoffMessage m = await ReceiveAsync(incumbent, null, timeout.Token).ConfigureAwait(false);
                     Expect(m, HandoffMessage.Released);
@@ -523,6 +526,7 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
             _acceptLoop = Task.Run(AcceptSuccessorsAsync);
         }
         _logger.LogInformation("handoff: ready; successors may connect to {Path}", _options.ControlPath);
+        SystemdReady();
     }
 
     /// <summary>Names for a log line: the first ten, then how many more.</summary>
@@ -891,6 +895,7 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
         }
         _lifetime.Cancel();
         _control?.Dispose();
+        _activation?.Dispose();
         incumbent?.Dispose();
         foreach (Socket s in owned)
             CloseShared(s);

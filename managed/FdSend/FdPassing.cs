@@ -69,6 +69,26 @@ public static class FdPassing
     }
 
     /// <summary>
+    /// Makes the descriptor behind <paramref name="handle"/> inheritable by programs this
+    /// process starts (<paramref name="inheritable"/> true: FD_CLOEXEC cleared), or
+    /// close-on-exec (false). Descriptors this library creates or receives are already
+    /// close-on-exec; use it for descriptors that came another way, e.g. systemd's
+    /// socket-activated <c>LISTEN_FDS</c>, which are inherited by every child until cleared.
+    /// </summary>
+    /// <param name="handle">An open handle; referenced for the call.</param>
+    /// <param name="inheritable">True to keep it across exec, false for close-on-exec.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="handle"/> is null.</exception>
+    /// <exception cref="ObjectDisposedException">The handle is closed, or its descriptor is not open.</exception>
+    public static void SetInheritable(System.Runtime.InteropServices.SafeHandle handle, bool inheritable)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        ObjectDisposedException.ThrowIf(handle.IsClosed, handle);
+        int result = Interop.SetInheritable(handle, inheritable ? 1 : 0);
+        if (result < 0)
+            throw FdSendErrors.Create(result, FdOperation.Describe);
+    }
+
+    /// <summary>
     /// Closes descriptors that you own, typically the ones a span overload of
     /// <c>ReceiveFds</c> stored that you do not keep, in one call into libfdsend
     /// (fdsend_close_all) instead of one per descriptor: with many descriptors per message

@@ -331,6 +331,34 @@ public class DescribeAndTakeTests : TempDirFixture
         Assert.Throws<ObjectDisposedException>(() => FdPassing.DuplicateRawFd(closed.SafeHandle));
     }
 
+    [Test]
+    public void SetInheritable_decides_whether_a_started_program_keeps_the_descriptor()
+    {
+        using Socket listener = TcpListener();
+        int fd = (int)listener.SafeHandle.DangerousGetHandle();
+        Assert.That(FdPassing.Describe(listener.SafeHandle).IsCloseOnExec, Is.True, ".NET's own sockets start close-on-exec");
+
+        FdPassing.SetInheritable(listener.SafeHandle, true);
+        Assert.That(Posix.IsCloseOnExec(fd), Is.False);
+        Assert.That(ChildSees(fd), Is.True, "an inheritable descriptor is open in the child");
+
+        FdPassing.SetInheritable(listener.SafeHandle, false);
+        Assert.That(FdPassing.Describe(listener.SafeHandle).IsCloseOnExec, Is.True);
+        Assert.That(ChildSees(fd), Is.False, "a close-on-exec descriptor is not");
+
+        var closed = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        closed.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => FdPassing.SetInheritable(closed.SafeHandle, false));
+        Assert.Throws<ArgumentNullException>(() => FdPassing.SetInheritable(null!, false));
+
+        static bool ChildSees(int fd)
+        {
+            using var sh = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", $"[ -e /proc/$$/fd/{fd} ]"]) { UseShellExecute = false })!;
+            sh.WaitForExit();
+            return sh.ExitCode == 0;
+        }
+    }
+
     // ---- Socket pair and child process ----------------------------------------------------
 
     [TestCase(SocketType.Stream)]
