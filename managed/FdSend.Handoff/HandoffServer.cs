@@ -161,6 +161,8 @@ public sealed class HandoffServer : IAsyncDisposable, IDisposable
                 HandoffMessage m = await ReceiveAsync(channel, this, timeout.Token).ConfigureAwait(false);
                 if (m.Type == HandoffMessage.End)
                     break;
+                if (m.Type == HandoffMessage.Fds)
+                    continue; // ReceiveAsync filed its descriptors under their names
                 if (m.Type == HandoffMessage.State)
                 {
                     if (m.Body.Length != stateLength)
