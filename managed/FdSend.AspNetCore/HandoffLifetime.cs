@@ -99,7 +99,11 @@ internal sealed class HandoffLifetime : IHandoffLifetime, IHostedService, IAsync
                 _kestrelFds.Add(fd);
             _logger.LogInformation("Kestrel endpoint '{Name}' on {EndPoint} ({How})", endpoint.Name, socket.LocalEndPoint,
                 server.IsSuccessor ? $"taken over from process {server.IncumbentPid}" : "bound");
-            kestrel.ListenHandle((ulong)fd, listen => endpoint.Configure?.Invoke(listen));
+            kestrel.ListenHandle((ulong)fd, listen =>
+            {
+                endpoint.Configure?.Invoke(listen);
+                FirstRequestGrace.Use(listen, _options.FirstRequestGrace); // after TLS: it watches the HTTP bytes
+            });
         }
     }
 

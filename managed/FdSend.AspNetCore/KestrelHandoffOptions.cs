@@ -43,6 +43,12 @@ public sealed class KestrelHandoffOptions
     /// arrive while one process hands over to the next wait in it.</summary>
     public int Backlog { get; set; } = 512;
 
+    /// <summary>How long a connection accepted shortly before this process stops may take to
+    /// send its first request and still be answered here (2 s by default; zero turns it off).
+    /// Without it, Kestrel's graceful stop closes a just-accepted connection whose request it
+    /// has not read yet, and that client sees a failed request.</summary>
+    public TimeSpan FirstRequestGrace { get; set; } = TimeSpan.FromSeconds(2);
+
     /// <summary>The endpoints added with <see cref="Listen(string, EndPoint, Action{ListenOptions}?)"/>,
     /// in order.</summary>
     public IReadOnlyList<HandoffEndpoint> Endpoints => _endpoints;
