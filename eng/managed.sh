@@ -2,12 +2,15 @@
 #   managed_build   build managed/FdSend, tests/FdSend.TestPeer and tests/FdSend.Tests (Release)
 #   managed_test    run the NUnit suite (run_nunit in common.sh): NUnit's totals, every skip
 #                   with its reason, failures again at the end of ./build.sh test
+#   managed_aspnetcore_test   tests/FdSend.AspNetCore.Tests: samples/HandoffWeb handed from
+#                   process to process under load (real Kestrel on 127.0.0.1; ~30 s)
 # The native library must be built first (native_build, which build.sh runs before these):
 # the projects copy runtimes/<rid>/native/* into their output as a NuGet consumer gets it.
 # SPDX-License-Identifier: MIT
 
 MANAGED_TESTS_PROJECT="$ROOT/tests/FdSend.Tests/FdSend.Tests.csproj"
 MANAGED_TEST_RESULTS="$ROOT/build/managed-test-results"
+ASPNETCORE_TESTS_PROJECT="$ROOT/tests/FdSend.AspNetCore.Tests/FdSend.AspNetCore.Tests.csproj"
 
 managed_build() {
   if ! compgen -G "$ROOT/runtimes/*/native/*" >/dev/null; then
@@ -21,4 +24,8 @@ managed_build() {
 
 managed_test() {
   run_nunit "$MANAGED_TESTS_PROJECT" "$MANAGED_TEST_RESULTS" managed
+}
+
+managed_aspnetcore_test() {
+  run_nunit "$ASPNETCORE_TESTS_PROJECT" "$ROOT/build/aspnetcore-test-results" aspnetcore
 }
