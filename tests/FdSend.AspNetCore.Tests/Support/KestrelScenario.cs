@@ -153,8 +153,10 @@ internal sealed class LoadStats
     public long NewConnections, ConnectionCloseResponses;
     public readonly ConcurrentDictionary<int, long> ByPid = new();
     public readonly ConcurrentQueue<string> Errors = new();
-    /// <summary>Connect latencies (ms) of the new-connection client, in order.</summary>
-    public readonly ConcurrentQueue<(double AtSeconds, double Ms)> ConnectMs = new();
+    /// <summary>The new-connection client's requests that were answered: when each started
+    /// (seconds on the load's clock), its connect time and its whole time (connect to the
+    /// end of the answer), in milliseconds.</summary>
+    public readonly ConcurrentQueue<(double AtSeconds, double ConnectMs, double RequestMs)> Latencies = new();
 
     public void Served(int pid) => ByPid.AddOrUpdate(pid, 1, (_, n) => n + 1);
 
@@ -181,13 +183,14 @@ internal sealed class ClientLoad : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _workers = [];
     private readonly HttpClient? _http;
-    private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private readonly Stopwatch _clock;
 
     public LoadStats Fresh { get; } = new();
     public LoadStats KeepAlive { get; } = new();
 
-    public ClientLoad(int port, int fresh, int keepAlive, TimeSpan pause)
+    public ClientLoad(int port, int fresh, int keepAlive, TimeSpan pause, Stopwatch? clock = null)
     {
+        _clock = clock ?? Stopwatch.StartNew();
         var endpoint = new IPEndPoint(IPAddress.Loopback, port);
         for (int i = 0; i < fresh; i++)
             _workers.Add(Task.Run(() => FreshLoopAsync(endpoint, pause)));
@@ -232,7 +235,7 @@ internal sealed class ClientLoad : IAsyncDisposable
                 double at = _clock.Elapsed.TotalSeconds;
                 long t0 = Stopwatch.GetTimestamp();
                 await socket.ConnectAsync(endpoint, timeout.Token);
-                Fresh.ConnectMs.Enqueue((at, Stopwatch.GetElapsedTime(t0).TotalMilliseconds));
+                double connectMs = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
                 await socket.SendAsync(request, timeout.Token);
                 int total = 0, n;
                 while ((n = await socket.ReceiveAsync(buffer.AsMemory(total), timeout.Token)) > 0 && total + n < buffer.Length)
@@ -247,7 +250,10 @@ internal sealed class ClientLoad : IAsyncDisposable
                     !int.TryParse(content, CultureInfo.InvariantCulture, out int pid))
                     Fresh.Fail(total == 0 ? "connection closed without an answer" : $"bad answer: {answer[..Math.Min(answer.Length, 80)]}");
                 else
+                {
                     Fresh.Served(pid);
+                    Fresh.Latencies.Enqueue((at, connectMs, Stopwatch.GetElapsedTime(t0).TotalMilliseconds));
+                }
             }
             catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused)
             {
