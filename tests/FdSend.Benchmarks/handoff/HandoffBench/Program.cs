@@ -65,12 +65,12 @@ internal static class Program
                           "*connect to ready*: the successor's `StartAsync` (connect, hello, inventory with every descriptor) plus `Listen` for each listener (each checked) plus `ReadyAsync` (ready sent, released received). " +
                           "*ready to exit*: from the successor's ready to the incumbent's exit as its parent sees it (the incumbent exits as soon as it is superseded: no requests to drain). " +
                           "Milliseconds: median (min-max).").AppendLine();
-        report.AppendLine("| listeners | connect to ready | of which: inventory received | ready to incumbent exit |");
-        report.AppendLine("|---|---|---|---|");
+        report.AppendLine("| listeners | connect to ready | of which: inventory received | of which: Listen (checks) | ready to incumbent exit |");
+        report.AppendLine("|---|---|---|---|---|");
         foreach (int n in listeners)
         {
-            var (toReady, inventory, toExit) = LatencyChain(n, rounds);
-            string row = $"| {n:N0} | {Summary(toReady)} | {Summary(inventory)} | {Summary(toExit)} |";
+            var (toReady, inventory, listen, toExit) = LatencyChain(n, rounds);
+            string row = $"| {n:N0} | {Summary(toReady)} | {Summary(inventory)} | {Summary(listen)} | {Summary(toExit)} |";
             Console.WriteLine(row);
             report.AppendLine(row);
         }
@@ -116,12 +116,13 @@ internal static class Program
     // ---- 1. Handoff latency ---------------------------------------------------------------
 
     /// <summary>rounds+1 processes in a chain; returns each handoff's timings.</summary>
-    private static (List<double> ToReady, List<double> Inventory, List<double> ToExit) LatencyChain(int n, int rounds)
+    private static (List<double> ToReady, List<double> Inventory, List<double> Listen, List<double> ToExit) LatencyChain(int n, int rounds)
     {
         string dir = Directory.CreateTempSubdirectory("fdsend-handoff-bench-").FullName;
         string control = Path.Combine(dir, "control.sock");
         var toReady = new List<double>();
         var inventory = new List<double>();
+        var listen = new List<double>();
         var toExit = new List<double>();
         Process? incumbent = null;
         try
@@ -136,6 +137,7 @@ internal static class Program
                 long connect = long.Parse(f[0], CultureInfo.InvariantCulture);
                 long took = long.Parse(f[1], CultureInfo.InvariantCulture);
                 long ready = long.Parse(f[2], CultureInfo.InvariantCulture);
+                long listened = long.Parse(f[3], CultureInfo.InvariantCulture);
                 if (!incumbent.WaitForExit(Guard))
                     throw new TimeoutException("the incumbent did not exit");
                 long exited = Stopwatch.GetTimestamp();
@@ -143,6 +145,7 @@ internal static class Program
                     throw new InvalidOperationException($"the incumbent exited with {incumbent.ExitCode}");
                 toReady.Add(Ms(connect, ready));
                 inventory.Add(Ms(connect, took));
+                listen.Add(Ms(took, listened));
                 toExit.Add(Ms(ready, exited));
                 incumbent.Dispose();
                 incumbent = successor;
@@ -159,7 +162,7 @@ internal static class Program
             }
             Directory.Delete(dir, recursive: true);
         }
-        return (toReady, inventory, toExit);
+        return (toReady, inventory, listen, toExit);
     }
 
     private static Process StartNode(string control, string dir, int n, string report)
@@ -199,10 +202,11 @@ internal static class Program
         long took = Stopwatch.GetTimestamp();
         for (int i = 0; i < n; i++)
             server.Listen($"l{i}", new UnixDomainSocketEndPoint(Path.Combine(dir, $"l{i}.sock")));
+        long listened = Stopwatch.GetTimestamp();
         await server.ReadyAsync();
         long ready = Stopwatch.GetTimestamp();
         string tmp = reportPath + ".tmp";
-        File.WriteAllText(tmp, $"{connect} {took} {ready}");
+        File.WriteAllText(tmp, $"{connect} {took} {ready} {listened}");
         File.Move(tmp, reportPath);
         try
         {
