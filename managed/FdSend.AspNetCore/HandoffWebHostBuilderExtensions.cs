@@ -27,6 +27,8 @@ public static class HandoffWebHostBuilderExtensions
     /// <see cref="KestrelHandoffOptions.Listen(string, System.Net.EndPoint, System.Action{ListenOptions}?)"/>;
     /// these replace any URLs configured elsewhere (<c>ASPNETCORE_URLS</c>, <c>--urls</c>).</param>
     /// <returns>The builder, for chaining.</returns>
+    /// <exception cref="PlatformNotSupportedException">On Windows: the handoff passes
+    /// descriptors over Unix domain sockets (Linux, macOS, the BSDs).</exception>
     /// <remarks>Registers <see cref="IHandoffLifetime"/> (to trigger a self-upgrade with
     /// <see cref="IHandoffLifetime.UpgradeAsync"/>, or watch <see cref="IHandoffLifetime.Superseded"/>).
     /// Logs through <c>ILogger</c> under the categories <c>FdSend.AspNetCore</c> and
@@ -35,6 +37,8 @@ public static class HandoffWebHostBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(configure);
+        if (OperatingSystem.IsWindows())
+            throw new PlatformNotSupportedException("UseFdSendHandoff hands listening sockets between processes over Unix domain sockets (Linux, macOS, the BSDs); on Windows, bind Kestrel's endpoints as usual.");
         builder.ConfigureServices(services =>
         {
             services.Configure(configure);
