@@ -68,8 +68,10 @@ internal sealed partial class WebProcess : IDisposable
         psi.Environment["Logging__LogLevel__Microsoft"] = "Warning";
         psi.Environment["DOTNET_TieredPGO"] = "0";
         Process p = Process.Start(psi) ?? throw new InvalidOperationException("could not start the sample");
-        _ = Task.Run(() => Pump(p.StandardOutput));
-        _ = Task.Run(() => Pump(p.StandardError));
+        // Dedicated threads: a blocking read on a pool thread per process would starve the
+        // thread pool that the client load's continuations run on (seconds of added latency).
+        new Thread(() => Pump(p.StandardOutput)) { IsBackground = true, Name = $"stdout {p.Id}" }.Start();
+        new Thread(() => Pump(p.StandardError)) { IsBackground = true, Name = $"stderr {p.Id}" }.Start();
         return new WebProcess(p);
     }
 
