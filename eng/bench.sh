@@ -1,6 +1,7 @@
 # Benchmarks: the comparison programs and BenchmarkDotNet project in tests/FdSend.Benchmarks.
 #   bench_run   (./build.sh bench [compare.py options]): build every comparison program and
-#               the BenchmarkDotNet project, run the interleaved comparison, write RESULTS.md
+#               the BenchmarkDotNet project, run the interleaved comparison, write RESULTS.md;
+#               then the handoff benchmark (handoff/HandoffBench), which writes HANDOFF-RESULTS.md
 #   bench_test  (part of ./build.sh test): build the comparison programs and run each
 #               workload of each program once, briefly; checks that each runs and reports a
 #               sane number (never a timing judgement)
@@ -78,7 +79,18 @@ bench_run() {
     return 1
   fi
   log "benchmarks: interleaved comparison (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
-  python3 "$(BENCH_DIR)/compare.py" --bin-dir "$(BENCH_BIN_DIR)" "$@"
+  python3 "$(BENCH_DIR)/compare.py" --bin-dir "$(BENCH_BIN_DIR)" "$@" || return 1
+  bench_handoff --write "$(BENCH_DIR)/HANDOFF-RESULTS.md"
+}
+
+# The handoff benchmark (README.md: "Handoff"): handoff latency with 1, 100 and 1,000
+# listeners, and what a client of samples/HandoffWeb sees during handoffs.
+bench_handoff() {
+  local proj="$(BENCH_DIR)/handoff/HandoffBench/HandoffBench.csproj"
+  mkdir -p "$(BENCH_BIN_DIR)"
+  _bench_dotnet_build "$proj" || return 1
+  log "benchmarks: handoff (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+  dotnet "$(BENCH_DIR)/handoff/HandoffBench/bin/Release/net10.0/HandoffBench.dll" "$@"
 }
 
 bench_test() {
@@ -88,5 +100,11 @@ bench_test() {
   fi
   _bench_build_c || return 1
   _bench_build_dotnet || return 1
-  python3 "$(BENCH_DIR)/compare.py" --bin-dir "$(BENCH_BIN_DIR)" --smoke
+  python3 "$(BENCH_DIR)/compare.py" --bin-dir "$(BENCH_BIN_DIR)" --smoke || return 1
+  # The handoff benchmark runs, briefly (no timing judgement): two handoffs of 10 listeners.
+  if bench_handoff --listeners 10 --rounds 2 --no-kestrel >"$(BENCH_BIN_DIR)/handoff-smoke.log" 2>&1; then
+    echo "1 passed, 0 failed: handoff benchmark smoke run"
+  else
+    cat "$(BENCH_BIN_DIR)/handoff-smoke.log"; echo "0 passed, 1 failed: handoff benchmark smoke run"; return 1
+  fi
 }

@@ -5,6 +5,8 @@
 #                   with its reason, failures again at the end of ./build.sh test
 #   handoff_test    the same for tests/FdSend.Handoff.Tests (FdSend.Handoff: real processes,
 #                   tests/FdSend.HandoffPeer, handing a TCP server over; about 20 s)
+#   managed_aspnetcore_test   tests/FdSend.AspNetCore.Tests: samples/HandoffWeb handed from
+#                   process to process under load (real Kestrel on 127.0.0.1; ~30 s)
 # The native library must be built first (native_build, which build.sh runs before these):
 # the projects copy runtimes/<rid>/native/* into their output as a NuGet consumer gets it.
 # SPDX-License-Identifier: MIT
@@ -13,6 +15,7 @@ MANAGED_TESTS_PROJECT="$ROOT/tests/FdSend.Tests/FdSend.Tests.csproj"
 MANAGED_TEST_RESULTS="$ROOT/build/managed-test-results"
 HANDOFF_TESTS_PROJECT="$ROOT/tests/FdSend.Handoff.Tests/FdSend.Handoff.Tests.csproj"
 HANDOFF_TEST_RESULTS="$ROOT/build/handoff-test-results"
+ASPNETCORE_TESTS_PROJECT="$ROOT/tests/FdSend.AspNetCore.Tests/FdSend.AspNetCore.Tests.csproj"
 
 managed_build() {
   if ! compgen -G "$ROOT/runtimes/*/native/*" >/dev/null; then
@@ -31,4 +34,8 @@ managed_test() {
 
 handoff_test() {
   run_nunit "$HANDOFF_TESTS_PROJECT" "$HANDOFF_TEST_RESULTS" handoff
+}
+
+managed_aspnetcore_test() {
+  run_nunit "$ASPNETCORE_TESTS_PROJECT" "$ROOT/build/aspnetcore-test-results" aspnetcore
 }

@@ -1,7 +1,9 @@
-// The FdSend demo: two scenarios, each across real processes, printing what happens.
+// The FdSend demo: three scenarios, each across real processes, printing what happens.
 //   FdSend.Demo            run both scenarios
 //   FdSend.Demo files      1. a message and 12 open files sent to a child in one call
 //   FdSend.Demo handoff    2. a TCP server hands its listening socket to a successor
+//   FdSend.Demo kestrel    3. an ASP.NET Core app (samples/HandoffWeb) handed over 3 times under load
+//                          (not in the NativeAOT build of the demo, tests/FdSend.AotCheck)
 // The other verbs are the child roles the demo starts itself.
 using System.Diagnostics;
 
@@ -16,7 +18,12 @@ internal static class Program
             string verb = args.Length == 0 ? "all" : args[0];
             return verb switch
             {
+#if KESTREL_DEMO
+                "all" => FilesDemo.Run() == 0 && HandoffDemo.Run() == 0 && KestrelDemo.Run() == 0 ? 0 : 1,
+                "kestrel" => KestrelDemo.Run(),
+#else
                 "all" => FilesDemo.Run() == 0 && HandoffDemo.Run() == 0 ? 0 : 1,
+#endif
                 "files" => FilesDemo.Run(),
                 "handoff" => HandoffDemo.Run(),
                 "files-child" when args.Length == 2 => FilesDemo.Child(args[1]),
@@ -34,7 +41,7 @@ internal static class Program
 
     private static int Usage()
     {
-        Console.Error.WriteLine("usage: FdSend.Demo [files|handoff]");
+        Console.Error.WriteLine("usage: FdSend.Demo [files|handoff|kestrel]");
         return 2;
     }
 }
