@@ -23,6 +23,8 @@ mutant() {
     echo "SKIPPED: mutant $name: its pattern no longer matches native/src/$file"
     skipped=$((skipped + 1)); return
   fi
+  # the C test-support library, compiled in (as tests/native/CMakeLists.txt builds it on Linux)
+  local testutil=("$ROOT/tests/native/testutil.c" "$ROOT/tests/native/testutil_linux.c")
   local srcs=("$d"/src/errors.c "$d"/src/cmsg_parse.c "$d"/src/fdsend_posix.c)
   [ -f "$d/src/msg.c" ] && srcs+=("$d/src/msg.c")
   local prog="$1"; shift
@@ -32,7 +34,8 @@ mutant() {
     command -v clang-14 >/dev/null || { echo "SKIPPED: mutant $name: clang-14 is not installed"; skipped=$((skipped + 1)); return; }
   fi
   if ! $compiler -std=c11 -O1 -g $san -D_GNU_SOURCE -DFDSEND_BUILDING -I"$ROOT/native/include" -I"$cfg" -I"$d/src" \
-      -o "$d/$prog" "$ROOT/tests/torture/$prog.c" "${srcs[@]}" -lpthread 2>"$d/build.log"; then
+      -I"$ROOT/tests/native" -o "$d/$prog" "$ROOT/tests/torture/$prog.c" "${testutil[@]}" "${srcs[@]}" \
+      -lpthread 2>"$d/build.log"; then
     echo "SKIPPED: mutant $name does not compile"; skipped=$((skipped + 1)); return
   fi
   local norand=(); [ -n "$san" ] && setarch "$(uname -m)" -R true 2>/dev/null && norand=(setarch "$(uname -m)" -R)
