@@ -96,19 +96,6 @@ int check_pattern(const unsigned char *p, size_t len, unsigned seed)
     return 1;
 }
 
-void put_header(unsigned char h[8], unsigned version, unsigned flags, unsigned nfds,
-                uint32_t len)
-{
-    h[0] = (unsigned char)version;
-    h[1] = (unsigned char)flags;
-    h[2] = (unsigned char)(nfds & 0xff);
-    h[3] = (unsigned char)(nfds >> 8);
-    h[4] = (unsigned char)(len & 0xff);
-    h[5] = (unsigned char)(len >> 8);
-    h[6] = (unsigned char)(len >> 16);
-    h[7] = (unsigned char)(len >> 24);
-}
-
 /* A raw peer: one sendmsg of data with fds attached (exactly one SCM_RIGHTS header). */
 ssize_t raw_send(int sock, const void *data, size_t len, const int *fds, int nfds)
 {
@@ -158,7 +145,7 @@ void slow_frame(int sock, const char *payload, const int *fds, int nfds, int del
 {
     unsigned char frame[64];
     size_t len = strlen(payload);
-    put_header(frame, 1, 0, (unsigned)nfds, (uint32_t)len);
+    tu_frame_header(frame, 1, 0, (unsigned)nfds, (uint32_t)len);
     memcpy(frame + 8, payload, len);
     /* the first byte with the descriptors, then every other byte in its own write */
     raw_send_all(sock, frame, 1, fds, nfds);

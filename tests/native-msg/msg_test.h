@@ -65,9 +65,6 @@ void check_and_close(const intptr_t *got, int32_t ngot, const int *expected, int
 /* ---- payloads and frames -------------------------------------------------------- */
 void fill_pattern(unsigned char *p, size_t len, unsigned seed);
 int check_pattern(const unsigned char *p, size_t len, unsigned seed);
-/* The 8-byte frame header of docs/wire-format.md. */
-void put_header(unsigned char h[8], unsigned version, unsigned flags, unsigned nfds,
-                uint32_t len);
 /* A raw peer: one sendmsg of data with fds attached (exactly one SCM_RIGHTS header). */
 ssize_t raw_send(int sock, const void *data, size_t len, const int *fds, int nfds);
 void raw_send_all(int sock, const void *data, size_t len, const int *fds, int nfds);

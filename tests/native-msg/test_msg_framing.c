@@ -148,9 +148,9 @@ TEST(back_to_back)
     int base = tu_count_fds();
     unsigned char w[64];
     /* frame 1 ("ab", 2 fds) and frame 2 ("cde", none) in ONE write, fds on its first byte */
-    put_header(w, 1, 0, 2, 2);
+    tu_frame_header(w, 1, 0, 2, 2);
     memcpy(w + 8, "ab", 2);
-    put_header(w + 10, 1, 0, 0, 3);
+    tu_frame_header(w + 10, 1, 0, 0, 3);
     memcpy(w + 18, "cde", 3);
     raw_send_all(sv[0], w, 21, files, 2);
     /* then frame 3 (no fds) and frame 4 (1 fd) as separate writes, all queued before any

@@ -51,7 +51,7 @@ static void stream_bad(const char *what, bad_writer write_fn, int64_t expect, in
 static void w_bad_version(int s, const int *fds)
 {
     unsigned char h[12];
-    put_header(h, 2, 0, 2, 4);
+    tu_frame_header(h, 2, 0, 2, 4);
     memcpy(h + 8, "abcd", 4);
     raw_send_all(s, h, 12, fds, 2);
 }
@@ -75,14 +75,14 @@ static void w_fdpass_byte_open(int s, const int *fds)
 static void w_bad_flags(int s, const int *fds)
 {
     unsigned char h[8];
-    put_header(h, 1, 0x80, 1, 0);
+    tu_frame_header(h, 1, 0x80, 1, 0);
     raw_send_all(s, h, 8, fds, 1);
 }
 
 static void w_more_fds_than_header(int s, const int *fds)
 {
     unsigned char h[9];
-    put_header(h, 1, 0, 2, 1);
+    tu_frame_header(h, 1, 0, 2, 1);
     h[8] = 'x';
     raw_send_all(s, h, 9, fds, 3);
 }
@@ -90,7 +90,7 @@ static void w_more_fds_than_header(int s, const int *fds)
 static void w_fewer_fds_than_header(int s, const int *fds)
 {
     unsigned char h[9];
-    put_header(h, 1, 0, 2, 1);
+    tu_frame_header(h, 1, 0, 2, 1);
     h[8] = 'x';
     raw_send_all(s, h, 9, fds, 1);
 }
@@ -98,7 +98,7 @@ static void w_fewer_fds_than_header(int s, const int *fds)
 static void w_fds_but_header_says_none(int s, const int *fds)
 {
     unsigned char h[9];
-    put_header(h, 1, 0, 0, 1);
+    tu_frame_header(h, 1, 0, 0, 1);
     h[8] = 'x';
     raw_send_all(s, h, 9, fds, 1);
 }
@@ -107,14 +107,14 @@ static void w_count_over_max(int s, const int *fds)
 {
     unsigned char h[8];
     (void)fds;
-    put_header(h, 1, 0, FDSEND_MAX_FDS + 1, 0);
+    tu_frame_header(h, 1, 0, FDSEND_MAX_FDS + 1, 0);
     raw_send_all(s, h, 8, NULL, 0);
 }
 
 static void w_fds_on_payload_byte(int s, const int *fds)
 {
     unsigned char h[8];
-    put_header(h, 1, 0, 0, 4);
+    tu_frame_header(h, 1, 0, 0, 4);
     raw_send_all(s, h, 8, NULL, 0);
     raw_send_all(s, "ab", 2, NULL, 0);
     raw_send_all(s, "cd", 2, fds, 2); /* the fds ride on payload byte 2 */
@@ -147,7 +147,7 @@ static void w_too_many_fds(int s, const int *fds)
 static void w_eof_in_header(int s, const int *fds)
 {
     unsigned char h[8];
-    put_header(h, 1, 0, 1, 10);
+    tu_frame_header(h, 1, 0, 1, 10);
     raw_send_all(s, h, 5, fds, 1);
     shutdown(s, SHUT_WR);
 }
@@ -155,7 +155,7 @@ static void w_eof_in_header(int s, const int *fds)
 static void w_eof_before_payload(int s, const int *fds)
 {
     unsigned char h[8];
-    put_header(h, 1, 0, 2, 10);
+    tu_frame_header(h, 1, 0, 2, 10);
     raw_send_all(s, h, 8, fds, 2);
     shutdown(s, SHUT_WR);
 }
@@ -163,7 +163,7 @@ static void w_eof_before_payload(int s, const int *fds)
 static void w_eof_in_payload(int s, const int *fds)
 {
     unsigned char h[12];
-    put_header(h, 1, 0, 2, 10);
+    tu_frame_header(h, 1, 0, 2, 10);
     memcpy(h + 8, "abcd", 4);
     raw_send_all(s, h, 12, fds, 2);
     shutdown(s, SHUT_WR);
@@ -272,7 +272,7 @@ static void *late_fds_writer(void *arg)
 {
     const late_fds *l = arg;
     unsigned char h[8];
-    put_header(h, 1, 0, l->declared, 0);
+    tu_frame_header(h, 1, 0, l->declared, 0);
     raw_send_all(l->sock, h, 3, NULL, 0);
     while (tu_pending(l->peer) > 0) /* wait until the receiver has consumed them */
         tu_sleep_ms(1);
@@ -344,26 +344,26 @@ static void malformed_datagram(int type)
     unsigned char f[32];
     memset(f, 'z', sizeof f);
     datagram_bad(type, "5-byte datagram", "\x01\x00\x00\x00\x00", 5, 1, FDSEND_EPROTO, 64, 8);
-    put_header(f, 2, 0, 1, 2);
+    tu_frame_header(f, 2, 0, 1, 2);
     memcpy(f + 8, "ab", 2);
     datagram_bad(type, "bad version", f, 10, 1, FDSEND_EPROTO, 64, 8);
-    put_header(f, 1, 1, 1, 2);
+    tu_frame_header(f, 1, 1, 1, 2);
     datagram_bad(type, "bad flags", f, 10, 1, FDSEND_EPROTO, 64, 8);
-    put_header(f, 1, 0, 1, 5);
+    tu_frame_header(f, 1, 0, 1, 5);
     datagram_bad(type, "shorter than its header says", f, 10, 1, FDSEND_EPROTO, 64, 8);
-    put_header(f, 1, 0, 1, 1);
+    tu_frame_header(f, 1, 0, 1, 1);
     datagram_bad(type, "longer than its header says", f, 10, 1, FDSEND_EPROTO, 64, 8);
-    put_header(f, 1, 0, 1, 1);
+    tu_frame_header(f, 1, 0, 1, 1);
     datagram_bad(type, "longer than header and cap", f, 12, 1, FDSEND_EPROTO, 1, 8);
-    put_header(f, 1, 0, 3, 2);
+    tu_frame_header(f, 1, 0, 3, 2);
     datagram_bad(type, "fd count mismatch", f, 10, 2, FDSEND_EPROTO, 64, 8);
-    put_header(f, 1, 0, 0, 2);
+    tu_frame_header(f, 1, 0, 0, 2);
     datagram_bad(type, "fds, header says 0", f, 10, 2, FDSEND_EPROTO, 64, 8);
-    put_header(f, 1, 0, 2, 10);
+    tu_frame_header(f, 1, 0, 2, 10);
     datagram_bad(type, "over cap", f, 18, 2, FDSEND_EMSGSIZE, 4, 8);
-    put_header(f, 1, 0, 2, 10);
+    tu_frame_header(f, 1, 0, 2, 10);
     datagram_bad(type, "over cap 0", f, 18, 2, FDSEND_EMSGSIZE, 0, 8);
-    put_header(f, 1, 0, 3, 2);
+    tu_frame_header(f, 1, 0, 3, 2);
     datagram_bad(type, "too many fds", f, 10, 3, FDSEND_ETOOMANYFDS, 64, 2);
     if (type == SOCK_DGRAM)
         datagram_bad(type, "empty datagram", "", 0, 0, FDSEND_EPROTO, 64, 8);

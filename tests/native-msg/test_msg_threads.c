@@ -237,7 +237,7 @@ TEST(eagain)
      * non-blocking receive on the same socket returns EAGAIN and consumes nothing. */
     {
         unsigned char h[12];
-        put_header(h, 1, 0, 0, 8);
+        tu_frame_header(h, 1, 0, 0, 8);
         memcpy(h + 8, "half", 4);
         raw_send_all(sv[0], h, 12, NULL, 0);
         tu_set_nonblocking(sv[1], 0);

@@ -48,7 +48,7 @@ TEST(timeouts)
         tu_socketpair(SOCK_STREAM, sv);
         tu_set_nonblocking(sv[1], nonblocking);
         tu_set_timeout_ms(sv[1], SO_RCVTIMEO, 150);
-        put_header(h, 1, 0, 1, 10);
+        tu_frame_header(h, 1, 0, 1, 10);
         memcpy(h + 8, "abcd", 4);
         raw_send_all(sv[0], h, 12, files, 1);
         double start = tu_now_ms();

@@ -419,6 +419,19 @@ double tu_now_s(void)
     return tu_now_ms() / 1000.0;
 }
 
+void tu_frame_header(unsigned char h[8], unsigned version, unsigned flags, uint32_t nfds,
+                     uint32_t len)
+{
+    h[0] = (unsigned char)version;
+    h[1] = (unsigned char)flags;
+    h[2] = (unsigned char)(nfds & 0xff);
+    h[3] = (unsigned char)(nfds >> 8);
+    h[4] = (unsigned char)(len & 0xff);
+    h[5] = (unsigned char)(len >> 8);
+    h[6] = (unsigned char)(len >> 16);
+    h[7] = (unsigned char)(len >> 24);
+}
+
 /* A Unix socket of this type, close-on-exec (afterwards where there is no SOCK_CLOEXEC). */
 static int unix_socket(int type)
 {

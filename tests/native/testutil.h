@@ -168,6 +168,12 @@ int tu_listen_unix(const char *path, int type);
  * listens there yet. */
 int tu_connect_unix(const char *path, int type, double timeout_s);
 
+/* The 8-byte frame header of the message channel (docs/wire-format.md): version, flags,
+ * u16 descriptor count, u32 payload length, little-endian; for raw peers that write
+ * frames by hand. */
+void tu_frame_header(unsigned char h[8], unsigned version, unsigned flags, uint32_t nfds,
+                     uint32_t len);
+
 /* xorshift64* seeded through splitmix64: a fast deterministic generator both ends of a
  * test can replay (tests/FdSend.Reliability/TortureProtocol.cs is its C# port). Inline:
  * the torture schedule draws several numbers per message. */

@@ -20,20 +20,6 @@ static void report(const char *what, int64_t rc)
     tc_note("%-58s -> %s", what, rc < 0 ? fdsend_strerror((int32_t)rc) : "accepted");
 }
 
-/* A raw frame header (docs/wire-format.md): version, flags, u16 fd count, u32 length. */
-static void frame_header(unsigned char h[8], unsigned version, unsigned flags, uint32_t nfds,
-                         uint32_t len)
-{
-    h[0] = (unsigned char)version;
-    h[1] = (unsigned char)flags;
-    h[2] = (unsigned char)(nfds & 0xff);
-    h[3] = (unsigned char)(nfds >> 8);
-    h[4] = (unsigned char)(len & 0xff);
-    h[5] = (unsigned char)(len >> 8);
-    h[6] = (unsigned char)(len >> 16);
-    h[7] = (unsigned char)(len >> 24);
-}
-
 /* sendmsg with up to two control messages built by hand. */
 static ssize_t raw_send(int s, const void *buf, size_t len, const struct cmsghdr *c1,
                         const struct cmsghdr *c2)
@@ -272,7 +258,7 @@ static int channel_fd_limits(void)
         TC_CHECK(n == FDSEND_ETOOMANYFDS && nf == 0);
         TC_CHECK(tu_count_fds() == base, "fds of the refused frame leaked");
         /* header says 2 fds, 5 are attached */
-        frame_header(h, 1, 0, 2, 4);
+        tu_frame_header(h, 1, 0, 2, 4);
         memcpy(h + 8, "liar", 4);
         TC_CHECK(raw_send(sv[0], h, 12, rights(&cb, fa, 5), NULL) == 12);
         n = fdsend_msg_recv(sv[1], buf, sizeof buf, got, 8, &nf, 0);
@@ -282,7 +268,7 @@ static int channel_fd_limits(void)
         TC_CHECK(tu_count_fds() == base, "fds of the lying frame leaked");
         /* header says 300 fds (more than any message can carry) */
         if (type) { /* on a stream the previous EPROTO left the stream unusable */
-            frame_header(h, 1, 0, 300, 4);
+            tu_frame_header(h, 1, 0, 300, 4);
             TC_CHECK(raw_send(sv[0], h, 12, rights(&cb, fa, 8), NULL) == 12);
             n = fdsend_msg_recv(sv[1], buf, sizeof buf, got, 8, &nf, 0);
             report("seqpacket: header says 300 fds", n);
@@ -338,7 +324,7 @@ static int malformed_frames(void)
             int64_t n;
             TC_CHECK(socketpair(AF_UNIX, (t ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_CLOEXEC, 0, sv) == 0);
             base = tu_count_fds();
-            frame_header(frame, b->version, b->flags, b->fds_on_payload ? 0 : 2, b->claim_len);
+            tu_frame_header(frame, b->version, b->flags, b->fds_on_payload ? 0 : 2, b->claim_len);
             memset(frame + 8, 'p', sizeof frame - 8);
             if (b->close_after == 2) {
                 TC_CHECK(raw_send(sv[0], frame, 5, rights(&cb, fa, 2), NULL) == 5);
@@ -392,7 +378,7 @@ static int malformed_frames(void)
             unsigned char h[8], junk[65536];
             int i;
             close(sv[1]);
-            frame_header(h, 1, 0, 0, 0xFFFFFFFFu);
+            tu_frame_header(h, 1, 0, 0, 0xFFFFFFFFu);
             memset(junk, 'j', sizeof junk);
             if (write(sv[0], h, 8) != 8)
                 _exit(1);

@@ -2,7 +2,8 @@
  * in its own forked process (so that rlimits, uids, signal handlers and threads of one
  * case cannot touch another), must leave that process's descriptor table as it found it,
  * and ends with ok / not ok / SKIPPED. The program prints "N passed, N failed, N skipped"
- * and exits 1 if any case failed.
+ * and exits 1 if any case failed. Built on the C test-support library (testutil.h); like
+ * the programs that use it, Linux-only (mkostemp, /proc).
  * SPDX-License-Identifier: MIT */
 #ifndef FDSEND_TESTCASE_H
 #define FDSEND_TESTCASE_H
