@@ -1,7 +1,8 @@
 # libfdsend's extra checks (issue 2). Sourced by build.sh; defines
 #   native_test   run by ./build.sh test after the plain CTest run of the native build:
 #     sanitizers  a second tree built with clang-14 -fsanitize=address,undefined (plus the
-#                 libFuzzer target), whose whole CTest suite runs there
+#                 libFuzzer target), whose CTest suite runs there (all but the
+#                 reliability slices: eng/reliability.sh runs those, at their pace)
 #     valgrind    the native build's CTest suite under valgrind memcheck, failing on
 #                 memory errors, heap leaks and leaked descriptors
 #     fuzz        the cmsg parser fuzzed for FDSEND_FUZZ_SECONDS (30) on a copy of the
@@ -11,7 +12,8 @@
 #                 consumer built and run every way a C project takes libfdsend:
 #                 find_package (shared, static), pkg-config (shared, --static),
 #                 add_subdirectory, FetchContent
-#     no_seqpacket the CTest suite again with SOCK_SEQPACKET refused, as on macOS
+#     no_seqpacket the CTest suite again with SOCK_SEQPACKET refused, as on macOS (not
+#                 the reliability slices: Linux-only programs that need seqpacket)
 # A missing tool prints "SKIPPED: <why>" and does not fail. The helpers below are named
 # _native_* so that build.sh (which runs every *_test function) does not call them.
 # SPDX-License-Identifier: MIT
@@ -59,7 +61,7 @@ _native_sanitizers() {
   [ "$fuzz" = ON ] && NATIVE_FUZZ_READY=1
   ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-    run_ctest sanitizers "$dir" -j2
+    run_ctest sanitizers "$dir" -j2 -LE '^reliability$'
 }
 
 # (b) The native build's CTest suite under valgrind (tests/native/valgrind_ctest.py).
@@ -197,7 +199,7 @@ _native_no_seqpacket() {
   dir="$(NATIVE_BUILD_DIR)"; shim="$dir/no_seqpacket_shim.so"; log="$dir/ctest-no-seqpacket.log"
   [ "$(uname -s)" = Linux ] || { _native_skip "no-SOCK_SEQPACKET run: the LD_PRELOAD shim is for Linux"; return 0; }
   cc -shared -fPIC -O2 -Wall -Werror -o "$shim" "$ROOT/tests/native/no_seqpacket_shim.c" -ldl || return 1
-  LD_PRELOAD="$shim" ctest --test-dir "$dir" -j2 --output-on-failure >"$log" 2>&1 || rc=$?
+  LD_PRELOAD="$shim" ctest --test-dir "$dir" -j2 --output-on-failure -LE '^reliability$' >"$log" 2>&1 || rc=$?
   grep -E "tests passed|\(Skipped\)|\(Failed\)|\(Timeout\)" "$log" || true
   if [ $rc -ne 0 ]; then
     sed -n '/The following tests FAILED/,$p' "$log" | step_note native

@@ -1,57 +1,57 @@
 # Reliability, hostile peers and interop (issue 6). Sourced by build.sh; defines
 #   reliability_test  the short slices run by ./build.sh test (well under 3 minutes)
 #   torture_run       the full torture run: ./build.sh torture
-# The C programs live in tests/torture and tests/interop; the .NET side in
-# tests/FdSend.Reliability. See README.md, section "Reliability".
+# The C programs live in tests/torture and tests/interop and are built by CMake with the
+# native build; the .NET side in tests/FdSend.Reliability. See README.md, section
+# "Reliability".
 # SPDX-License-Identifier: MIT
 
 REL_DIR() { echo "$ROOT/build/reliability"; }
-REL_CFLAGS="-std=c11 -O2 -g -Wall -Wextra -Wshadow -Werror"
+REL_PROGRAMS="torture faults hostile stress c_peer"
 
-# Compile the reliability C programs against the static libfdsend built by native_build.
+# The C programs are built by CMake with the native build (tests/torture/CMakeLists.txt);
+# this links them into build/reliability/, where tests/FdSend.Reliability and torture_run
+# find them.
 reliability_build_c() {
-  local out lib cc="${CC:-cc}" p
-  out="$(REL_DIR)"; lib="$(NATIVE_BUILD_DIR)/libfdsend.a"
+  local out bin p
+  out="$(REL_DIR)"; bin="$(NATIVE_BUILD_DIR)/tests/torture"
   mkdir -p "$out"
-  [ -f "$lib" ] || { echo "reliability: $lib is missing (native_build failed?)"; return 1; }
-  $cc $REL_CFLAGS -I"$ROOT/native/include" -o "$out/c_peer" "$ROOT/tests/interop/c_peer.c" "$lib" || return 1
-  for p in torture faults hostile stress; do
-    $cc $REL_CFLAGS -I"$ROOT/native/include" -o "$out/$p" "$ROOT/tests/torture/$p.c" "$lib" -lpthread || return 1
+  for p in $REL_PROGRAMS; do
+    [ -x "$bin/$p" ] || { echo "reliability: $bin/$p is missing (native_build failed, or not Linux?)"; return 1; }
+    ln -sfn "$bin/$p" "$out/$p"
   done
 }
 
-reliability_interop() {
-  bash "$ROOT/tests/interop/run-interop.sh" "$(REL_DIR)/c_peer" 40
+# The bounded slices are CTest tests of the native build, labelled reliability and
+# interop / torture (500,000 messages, FDSEND_TORTURE_SLICE; seed FDSEND_TORTURE_SEED) /
+# faults / hostile. -V shows each program's own output (its counts and summary line),
+# printed without CTest's "<test number>: " in front, as the programs print it.
+reliability_ctest() {
+  run_ctest reliability "$(NATIVE_BUILD_DIR)" -L "^$1\$" -V | sed -E 's/^[0-9]+: //'
 }
-
-# A slice of the torture run: 500,000 messages (about 10-25 s here).
-reliability_torture_slice() {
-  "$(REL_DIR)/torture" --messages "${FDSEND_TORTURE_SLICE:-500000}" --phase-size 4000 --max-seconds 60 \
-    --seed "${FDSEND_TORTURE_SEED:-$(date +%s)}"
-}
-
-reliability_faults() { "$(REL_DIR)/faults"; }
-reliability_hostile() { "$(REL_DIR)/hostile"; }
+reliability_interop() { reliability_ctest interop; }
+reliability_torture_slice() { reliability_ctest torture; }
+reliability_faults() { reliability_ctest faults; }
+reliability_hostile() { reliability_ctest hostile; }
 
 # The library and the concurrency stress built with clang-14 -fsanitize=thread.
 reliability_tsan() {
   local cc=clang-14 dir="$ROOT/build/tsan"
   command -v "$cc" >/dev/null || { skip "ThreadSanitizer stress: $cc is not installed (Debian: clang-14 libclang-rt-14-dev)"; return 0; }
   mkdir -p "$dir"
-  cmake -S "$ROOT" -B "$dir" -DCMAKE_C_COMPILER="$cc" -DFDSEND_SANITIZE=thread \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >"$dir.configure.log" 2>&1 \
-    || { cat "$dir.configure.log"; return 1; }
-  cmake --build "$dir" --target fdsend_static -j2 >"$dir.build.log" 2>&1 || { tail -30 "$dir.build.log"; return 1; }
   if ! echo 'int main(void){return 0;}' | "$cc" -fsanitize=thread -x c - -o "$dir/probe" 2>/dev/null; then
     skip "ThreadSanitizer stress: $cc cannot link -fsanitize=thread (libclang-rt-14-dev missing?)"; return 0
   fi
-  "$cc" -std=c11 -O1 -g -fsanitize=thread -Wall -Wextra -Werror -I"$ROOT/native/include" \
-    -o "$dir/stress" "$ROOT/tests/torture/stress.c" "$dir/libfdsend.a" -lpthread || return 1
+  # Only the stress program (and what it links: fdsend_static, fdsend_testutil) is built.
+  cmake -S "$ROOT" -B "$dir" -DCMAKE_C_COMPILER="$cc" -DFDSEND_SANITIZE=thread \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=ON >"$dir.configure.log" 2>&1 \
+    || { cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" --target reliability_stress -j2 >"$dir.build.log" 2>&1 || { tail -30 "$dir.build.log"; return 1; }
   # clang-14's TSan cannot map its shadow memory under the high ASLR entropy of recent
   # kernels ("unexpected memory mapping"): run without address randomisation when we can.
   local norand=()
   setarch "$(uname -m)" -R true 2>/dev/null && norand=(setarch "$(uname -m)" -R)
-  TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" "${norand[@]}" "$dir/stress" 5000
+  TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" "${norand[@]}" "$dir/tests/torture/stress" 5000
 }
 
 # The .NET side: interop with CPython/Perl, .NET as one side of the C torture protocol,

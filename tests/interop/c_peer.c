@@ -10,7 +10,18 @@
  * SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE 1
 #include "fdsend.h"
-#include "../torture/relutil.h"
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <inttypes.h>
 
@@ -97,7 +108,7 @@ static void send_all_plain(int s, const unsigned char *p, size_t len)
 static int run_send(const char *path, int nmsgs, int fdpass, int *nfds_total, size_t *bytes)
 {
     unsigned char *payload = malloc(5001);
-    int s = rel_connect_unix(path, SOCK_STREAM, 20.0);
+    int s = tu_connect_unix(path, SOCK_STREAM, 20.0);
     int i, k;
     if (s < 0)
         fail("connect %s: %s", path, strerror(errno));
@@ -176,7 +187,7 @@ static void recv_payload(int s, int i, size_t len, int expect_fds, intptr_t *fds
 
 static int run_recv(const char *path, int nmsgs, int fdpass, int *nfds_total, size_t *bytes)
 {
-    int l = rel_listen_unix(path, SOCK_STREAM);
+    int l = tu_listen_unix(path, SOCK_STREAM);
     int s, i, k;
     if (l < 0)
         fail("listen %s: %s", path, strerror(errno));
@@ -239,14 +250,14 @@ int main(int argc, char **argv)
     mode = argv[2];
     fdpass = strcmp(mode, "fdpass") == 0;
     nmsgs = atoi(argv[4]);
-    before = rel_fd_count();
+    before = tu_count_fds();
     if (strcmp(role, "send") == 0)
         run_send(argv[3], nmsgs, fdpass, &nfds_total, &bytes);
     else
         run_recv(argv[3], nmsgs, fdpass, &nfds_total, &bytes);
-    after = rel_fd_count();
+    after = tu_count_fds();
     if (before != after) {
-        rel_fd_dump(stdout, "c_peer");
+        tu_fd_dump(stdout, "c_peer");
         fail("descriptor count %d before, %d after: leak", before, after);
     }
     printf("PASS c_peer %s %s msgs=%d fds=%d bytes=%zu fdcount=%d->%d\n", role, mode, nmsgs,

@@ -15,17 +15,15 @@
  * Exits 0 at a clean end; on any error prints it on stderr and exits 1.
  *
  * SPDX-License-Identifier: MIT */
-#define _GNU_SOURCE
 #include "fdsend.h"
+#include "testutil.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define CAP (16u * 1024u * 1024u)
@@ -35,46 +33,6 @@ static int fail(const char *what, int64_t code)
     fprintf(stderr, "channel_peer: %s: %s (%lld)\n", what, fdsend_strerror((int32_t)code),
             (long long)code);
     return 1;
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    if (d == NULL)
-        return -1;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] != '.')
-            n++;
-    }
-    closedir(d);
-    return n - 1; /* the directory stream's own descriptor */
-}
-
-static int connect_to(const char *path, int type)
-{
-    struct sockaddr_un a;
-#ifdef SOCK_CLOEXEC
-    int s = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-#else
-    int s = socket(AF_UNIX, type, 0); /* macOS: this peer execs nothing */
-#endif
-    if (s < 0)
-        return -1;
-    memset(&a, 0, sizeof a);
-    a.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof a.sun_path) {
-        close(s);
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    strcpy(a.sun_path, path);
-    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(s);
-        return -1;
-    }
-    return s;
 }
 
 static int send_greeting(int s)
@@ -112,7 +70,7 @@ int main(int argc, char **argv)
         return 2;
     }
     type = strcmp(argv[2], "stream") == 0 ? SOCK_STREAM : SOCK_SEQPACKET;
-    s = connect_to(argv[1], type);
+    s = tu_connect_unix(argv[1], type, 0.0); /* no retry: the .NET side listens first */
     if (s < 0) {
         perror("channel_peer: connect");
         return 1;
@@ -135,7 +93,7 @@ int main(int argc, char **argv)
         if (n < 0)
             return fail("fdsend_msg_recv", n);
         if (n == 9 && nfds == 0 && memcmp(buf, "count-fds", 9) == 0) {
-            int len = snprintf((char *)out, 32, "%d", count_fds());
+            int len = snprintf((char *)out, 32, "%d", tu_count_fds());
             rc = fdsend_msg_send(s, out, (size_t)len, NULL, 0, 0);
             if (rc != FDSEND_OK)
                 return fail("fdsend_msg_send (count-fds)", rc);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An independent implementation of the FdSend message channel (docs/wire-format.md),
-written from the document alone, used by `test_msg python_peer` to check that libfdsend
-and another implementation agree byte for byte.
+written from the document alone, used by `test_msg_process python_peer` (CTest:
+msg.python_peer) to check that libfdsend and another implementation agree byte for byte.
 
 Usage: msg_peer.py FD   (FD: a connected AF_UNIX stream socket inherited from the parent)
 

@@ -1,4 +1,5 @@
-/* The tiny test helper shared by libfdsend's C tests (see testutil.h).
+/* The test-support library shared by libfdsend's C test programs (see testutil.h); the
+ * portable part. Linux-only helpers are in testutil_linux.c.
  * SPDX-License-Identifier: MIT */
 #include "testutil.h"
 
@@ -14,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -140,24 +142,57 @@ int tu_main(int argc, char **argv, const tu_case *cases, size_t ncases)
 
 /* ---- Descriptors ------------------------------------------------------------------ */
 
-int tu_count_fds(void)
+/* The directory listing this process's descriptors: /proc/self/fd (Linux, illumos), else
+ * /dev/fd (the BSDs, macOS). NULL if neither can be opened. */
+static DIR *open_fd_dir(const char **name)
 {
-    const char *dirs[] = {"/proc/self/fd", "/dev/fd"};
+    static const char *const dirs[] = {"/proc/self/fd", "/dev/fd"};
     size_t i;
     for (i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         DIR *d = opendir(dirs[i]);
-        struct dirent *e;
-        int n = 0;
-        if (d == NULL)
-            continue;
-        while ((e = readdir(d)) != NULL) {
-            if (e->d_name[0] != '.')
-                n++;
+        if (d != NULL) {
+            *name = dirs[i];
+            return d;
         }
-        closedir(d);
-        return n - 1; /* minus the descriptor opendir() itself used */
     }
-    tu_fail(__FILE__, __LINE__, "neither /proc/self/fd nor /dev/fd can be listed");
+    return NULL;
+}
+
+int tu_count_fds(void)
+{
+    const char *name;
+    DIR *d = open_fd_dir(&name);
+    struct dirent *e;
+    int n = 0;
+    if (d == NULL)
+        tu_fail(__FILE__, __LINE__, "neither /proc/self/fd nor /dev/fd can be listed");
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.')
+            n++;
+    }
+    closedir(d);
+    return n - 1; /* minus the descriptor opendir() itself used */
+}
+
+void tu_fd_dump(FILE *out, const char *who)
+{
+    const char *name;
+    DIR *d = open_fd_dir(&name);
+    struct dirent *e;
+    if (d == NULL)
+        return;
+    fprintf(out, "%s: open descriptors:\n", who);
+    while ((e = readdir(d)) != NULL) {
+        char path[300], target[256];
+        ssize_t n;
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", name, e->d_name);
+        n = readlink(path, target, sizeof target - 1); /* /dev/fd entries are no links */
+        target[n < 0 ? 0 : n] = '\0';
+        fprintf(out, "  %s -> %s\n", e->d_name, n < 0 ? "?" : target);
+    }
+    closedir(d);
 }
 
 int tu_fd_is_open(int fd)
@@ -394,4 +429,85 @@ void tu_watchdog(int seconds, const char *what)
     CHECK(pthread_sigmask(SIG_SETMASK, &old, NULL) == 0);
     watchdog_thread = t;
     watchdog_running = 1;
+}
+
+/* ---- Reliability programs ----------------------------------------------------------- */
+
+double tu_now_s(void)
+{
+    return tu_now_ms() / 1000.0;
+}
+
+void tu_frame_header(unsigned char h[8], unsigned version, unsigned flags, uint32_t nfds,
+                     uint32_t len)
+{
+    h[0] = (unsigned char)version;
+    h[1] = (unsigned char)flags;
+    h[2] = (unsigned char)(nfds & 0xff);
+    h[3] = (unsigned char)(nfds >> 8);
+    h[4] = (unsigned char)(len & 0xff);
+    h[5] = (unsigned char)(len >> 8);
+    h[6] = (unsigned char)(len >> 16);
+    h[7] = (unsigned char)(len >> 24);
+}
+
+/* A Unix socket of this type, close-on-exec (afterwards where there is no SOCK_CLOEXEC). */
+static int unix_socket(int type)
+{
+    int s = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+#ifdef TU_NO_SOCK_CLOEXEC
+    if (s >= 0)
+        (void)fcntl(s, F_SETFD, FD_CLOEXEC);
+#endif
+    return s;
+}
+
+static int unix_address(struct sockaddr_un *a, const char *path)
+{
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof a->sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(a->sun_path, path);
+    return 0;
+}
+
+int tu_listen_unix(const char *path, int type)
+{
+    struct sockaddr_un a;
+    int s;
+    if (unix_address(&a, path) != 0)
+        return -1;
+    s = unix_socket(type);
+    if (s < 0)
+        return -1;
+    unlink(path);
+    if (bind(s, (struct sockaddr *)&a, sizeof a) != 0 || listen(s, 16) != 0) {
+        int e = errno;
+        close(s);
+        errno = e;
+        return -1;
+    }
+    return s;
+}
+
+int tu_connect_unix(const char *path, int type, double timeout_s)
+{
+    struct sockaddr_un a;
+    double end = tu_now_s() + timeout_s;
+    if (unix_address(&a, path) != 0)
+        return -1;
+    for (;;) {
+        int s = unix_socket(type);
+        if (s < 0)
+            return -1;
+        if (connect(s, (struct sockaddr *)&a, sizeof a) == 0)
+            return s;
+        close(s);
+        if ((errno != ENOENT && errno != ECONNREFUSED) || tu_now_s() > end)
+            return -1;
+        tu_sleep_ms(20);
+    }
 }

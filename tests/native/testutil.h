@@ -1,4 +1,7 @@
-/* A tiny test helper shared by libfdsend's C tests.
+/* The test-support library shared by libfdsend's C test programs: tests/native,
+ * tests/native-msg, the reliability programs of tests/torture and tests/interop/c_peer.c.
+ * testutil.c is portable (Linux, the BSDs, macOS, illumos); what only Linux has is in
+ * testutil_linux.c and declared at the end of this header, under __linux__.
  *
  * Each test program defines its cases with TEST(name) and lists them in a table; CMake
  * reads the TEST(...) lines and registers one CTest test per case, run as
@@ -16,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 
@@ -148,5 +152,64 @@ int tu_pending(int sock);
 /* Fail the test (from a thread of its own, every signal blocked there) if the case is
  * still running after `seconds`: a call that should have timed out hangs instead. */
 void tu_watchdog(int seconds, const char *what);
+
+/* ---- Reliability programs (tests/torture, tests/interop) ------------------------------
+ * These do not end the process on failure (except tu_count_fds, which fails the test
+ * when the descriptor table cannot be listed): they return -1 with errno set. */
+
+/* CLOCK_MONOTONIC in seconds. */
+double tu_now_s(void);
+/* Print the open descriptors of this process (with their targets where /proc/self/fd
+ * names them), for a leak report. */
+void tu_fd_dump(FILE *out, const char *who);
+/* Bind and listen on a Unix socket of this type at path (removing a stale one). */
+int tu_listen_unix(const char *path, int type);
+/* Connect to a Unix socket at path, retrying for up to timeout_s seconds while nobody
+ * listens there yet. */
+int tu_connect_unix(const char *path, int type, double timeout_s);
+
+/* The 8-byte frame header of the message channel (docs/wire-format.md): version, flags,
+ * u16 descriptor count, u32 payload length, little-endian; for raw peers that write
+ * frames by hand. */
+void tu_frame_header(unsigned char h[8], unsigned version, unsigned flags, uint32_t nfds,
+                     uint32_t len);
+
+/* xorshift64* seeded through splitmix64: a fast deterministic generator both ends of a
+ * test can replay (tests/FdSend.Reliability/TortureProtocol.cs is its C# port). Inline:
+ * the torture schedule draws several numbers per message. */
+typedef struct tu_rng {
+    uint64_t s;
+} tu_rng;
+
+static inline void tu_rng_seed(tu_rng *r, uint64_t seed)
+{
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull; /* splitmix64 of the seed, never zero */
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    r->s = z ? z : 0x1234567ull;
+}
+
+static inline uint64_t tu_rng_next(tu_rng *r)
+{
+    uint64_t x = r->s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    r->s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* Uniform in [0, n) (n > 0). */
+static inline uint32_t tu_rng_below(tu_rng *r, uint32_t n)
+{
+    return (uint32_t)((tu_rng_next(r) >> 32) * (uint64_t)n >> 32);
+}
+
+/* ---- Linux only (testutil_linux.c) ------------------------------------------------ */
+#if defined(__linux__)
+/* Resident set size of this process in KiB (/proc/self/statm), -1 if unreadable. */
+long tu_rss_kib(void);
+#endif
 
 #endif /* FDSEND_TESTUTIL_H */

@@ -84,7 +84,7 @@ static int rlimit_nofile(void)
      * inherited descriptor with a high number changes nothing. */
     getrlimit(RLIMIT_NOFILE, &old);
     lim = old;
-    lim.rlim_cur = (rlim_t)rel_fd_count() + 3 + 16;
+    lim.rlim_cur = (rlim_t)tu_count_fds() + 3 + 16;
     TC_CHECK(setrlimit(RLIMIT_NOFILE, &lim) == 0, "%s", strerror(errno));
     nfill = 0;
     for (;;) {
@@ -99,7 +99,7 @@ static int rlimit_nofile(void)
     TC_CHECK(nfill >= 3, "only %d free slots below the lowered limit", nfill);
     for (room = 0; room < 3; room++)
         close(filler[--nfill]);
-    base = rel_fd_count();
+    base = tu_count_fds();
     n = fdsend_recv(sv[1], buf, sizeof buf, got, FDSEND_MAX_FDS, &nf, &rf, 0);
     TC_CHECK(n == 5 && memcmp(buf, "hello", 5) == 0, "recv returned %" PRId64, n);
     tc_note("10 fds sent to a receiver with room for %d: %d installed, flags %u", room, nf, rf);
@@ -114,13 +114,13 @@ static int rlimit_nofile(void)
         tc_note("channel frame with 10 fds at the limit: %s", n < 0 ? fdsend_strerror((int32_t)n) : "ok");
         TC_CHECK(n == FDSEND_EMFILE && mn == 0, "fdsend_msg_recv returned %" PRId64 ", %d fds", n, mn);
         TC_CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
-        TC_CHECK(rel_fd_count() == base, "descriptors leaked after EMFILE");
+        TC_CHECK(tu_count_fds() == base, "descriptors leaked after EMFILE");
         n = fdsend_msg_recv(sv[1], buf, sizeof buf, got, FDSEND_MAX_FDS, &mn, 0);
         TC_CHECK(n == 5 && memcmp(buf, "after", 5) == 0 && mn == 2,
                  "the next frame: %" PRId64 ", %d fds (channel out of sync)", n, mn);
         check_and_close(got, mn, ids, "after EMFILE");
     }
-    TC_CHECK(rel_fd_count() == base, "%d open, %d before", rel_fd_count(), base);
+    TC_CHECK(tu_count_fds() == base, "%d open, %d before", tu_count_fds(), base);
     close(sv[0]);
     close(sv[1]);
     close_all(filler, nfill);
@@ -294,7 +294,7 @@ static int etoomanyrefs(void)
     } else {
         TC_CHECK(setrlimit(RLIMIT_NOFILE, &lim) == 0 || getrlimit(RLIMIT_NOFILE, &lim) == 0);
     }
-    base = rel_fd_count();
+    base = tu_count_fds();
     TC_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
     TC_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, xy) == 0);
     for (i = 0; i < 8; i++)
@@ -327,7 +327,7 @@ static int etoomanyrefs(void)
     close(sv[1]);
     close(xy[0]);
     close(xy[1]);
-    TC_CHECK(rel_fd_count() == base);
+    TC_CHECK(tu_count_fds() == base);
     return 0;
 }
 

@@ -20,20 +20,6 @@ static void report(const char *what, int64_t rc)
     tc_note("%-58s -> %s", what, rc < 0 ? fdsend_strerror((int32_t)rc) : "accepted");
 }
 
-/* A raw frame header (docs/wire-format.md): version, flags, u16 fd count, u32 length. */
-static void frame_header(unsigned char h[8], unsigned version, unsigned flags, uint32_t nfds,
-                         uint32_t len)
-{
-    h[0] = (unsigned char)version;
-    h[1] = (unsigned char)flags;
-    h[2] = (unsigned char)(nfds & 0xff);
-    h[3] = (unsigned char)(nfds >> 8);
-    h[4] = (unsigned char)(len & 0xff);
-    h[5] = (unsigned char)(len >> 8);
-    h[6] = (unsigned char)(len >> 16);
-    h[7] = (unsigned char)(len >> 24);
-}
-
 /* sendmsg with up to two control messages built by hand. */
 static ssize_t raw_send(int s, const void *buf, size_t len, const struct cmsghdr *c1,
                         const struct cmsghdr *c2)
@@ -129,8 +115,8 @@ static int flood_unasked_fds(void)
         }
         close(sv[0]);
         close(f);
-        base = rel_fd_count();
-        rss0 = tc_rss_kib();
+        base = tu_count_fds();
+        rss0 = tu_rss_kib();
         for (i = 0; i < 2000; i++) {
             char buf[10];
             uint32_t rf = 0;
@@ -145,14 +131,14 @@ static int flood_unasked_fds(void)
             }
             dropped += FDSEND_MAX_FDS;
             if (i % 100 == 0)
-                TC_CHECK(rel_fd_count() == base, "after %d messages: %d open, %d before", i,
-                         rel_fd_count(), base);
+                TC_CHECK(tu_count_fds() == base, "after %d messages: %d open, %d before", i,
+                         tu_count_fds(), base);
         }
-        rss1 = tc_rss_kib();
+        rss1 = tu_rss_kib();
         tc_note("%s: 2000 messages x 253 unasked fds (%" PRIu64 " fds) all closed; fd table "
                 "%d -> %d, RSS %ld -> %ld KiB", type ? "seqpacket" : "stream", dropped, base,
-                rel_fd_count(), rss0, rss1);
-        TC_CHECK(rel_fd_count() == base);
+                tu_count_fds(), rss0, rss1);
+        TC_CHECK(tu_count_fds() == base);
         TC_CHECK(rss1 - rss0 < 4096, "memory grew by %ld KiB", rss1 - rss0);
         waitpid(pid, NULL, 0);
         close(sv[1]);
@@ -263,26 +249,26 @@ static int channel_fd_limits(void)
         for (i = 0; i < 8; i++)
             fa[i] = f;
         TC_CHECK(socketpair(AF_UNIX, (type ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_CLOEXEC, 0, sv) == 0);
-        base = rel_fd_count();
+        base = tu_count_fds();
         /* 200 fds to a receiver that takes 4 */
         TC_CHECK(fdsend_msg_send(sv[0], "many", 4, fds, 200, 0) == FDSEND_OK);
         n = fdsend_msg_recv(sv[1], buf, sizeof buf, got, 4, &nf, 0);
         snprintf(what, sizeof what, "%s: 200 fds, receiver's limit 4", tn);
         report(what, n);
         TC_CHECK(n == FDSEND_ETOOMANYFDS && nf == 0);
-        TC_CHECK(rel_fd_count() == base, "fds of the refused frame leaked");
+        TC_CHECK(tu_count_fds() == base, "fds of the refused frame leaked");
         /* header says 2 fds, 5 are attached */
-        frame_header(h, 1, 0, 2, 4);
+        tu_frame_header(h, 1, 0, 2, 4);
         memcpy(h + 8, "liar", 4);
         TC_CHECK(raw_send(sv[0], h, 12, rights(&cb, fa, 5), NULL) == 12);
         n = fdsend_msg_recv(sv[1], buf, sizeof buf, got, 8, &nf, 0);
         snprintf(what, sizeof what, "%s: header says 2 fds, 5 attached", tn);
         report(what, n);
         TC_CHECK(n == FDSEND_EPROTO && nf == 0);
-        TC_CHECK(rel_fd_count() == base, "fds of the lying frame leaked");
+        TC_CHECK(tu_count_fds() == base, "fds of the lying frame leaked");
         /* header says 300 fds (more than any message can carry) */
         if (type) { /* on a stream the previous EPROTO left the stream unusable */
-            frame_header(h, 1, 0, 300, 4);
+            tu_frame_header(h, 1, 0, 300, 4);
             TC_CHECK(raw_send(sv[0], h, 12, rights(&cb, fa, 8), NULL) == 12);
             n = fdsend_msg_recv(sv[1], buf, sizeof buf, got, 8, &nf, 0);
             report("seqpacket: header says 300 fds", n);
@@ -293,7 +279,7 @@ static int channel_fd_limits(void)
             TC_CHECK(n == 2 && nf == 1, "seqpacket after EPROTO: %" PRId64, n);
             close((int)got[0]);
         }
-        TC_CHECK(rel_fd_count() == base);
+        TC_CHECK(tu_count_fds() == base);
         close(f);
         close(sv[0]);
         close(sv[1]);
@@ -337,8 +323,8 @@ static int malformed_frames(void)
             cmsg_buf cb;
             int64_t n;
             TC_CHECK(socketpair(AF_UNIX, (t ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_CLOEXEC, 0, sv) == 0);
-            base = rel_fd_count();
-            frame_header(frame, b->version, b->flags, b->fds_on_payload ? 0 : 2, b->claim_len);
+            base = tu_count_fds();
+            tu_frame_header(frame, b->version, b->flags, b->fds_on_payload ? 0 : 2, b->claim_len);
             memset(frame + 8, 'p', sizeof frame - 8);
             if (b->close_after == 2) {
                 TC_CHECK(raw_send(sv[0], frame, 5, rights(&cb, fa, 2), NULL) == 5);
@@ -364,7 +350,7 @@ static int malformed_frames(void)
             report(what, n);
             TC_CHECK(n == FDSEND_EPROTO && nf == 0, "%s: %" PRId64 " (%s), %d fds", what, n,
                      n < 0 ? fdsend_strerror((int32_t)n) : "accepted", nf);
-            TC_CHECK(rel_fd_count() == base, "%s: descriptors leaked", what);
+            TC_CHECK(tu_count_fds() == base, "%s: descriptors leaked", what);
             if (t == 1 && !b->close_after) {
                 /* a seqpacket channel stays usable after a bad frame */
                 TC_CHECK(fdsend_msg_send(sv[0], "good", 4, &ok_fd, 1, 0) == FDSEND_OK);
@@ -392,7 +378,7 @@ static int malformed_frames(void)
             unsigned char h[8], junk[65536];
             int i;
             close(sv[1]);
-            frame_header(h, 1, 0, 0, 0xFFFFFFFFu);
+            tu_frame_header(h, 1, 0, 0, 0xFFFFFFFFu);
             memset(junk, 'j', sizeof junk);
             if (write(sv[0], h, 8) != 8)
                 _exit(1);
@@ -402,9 +388,9 @@ static int malformed_frames(void)
             _exit(0);
         }
         close(sv[0]);
-        rss0 = tc_rss_kib();
+        rss0 = tu_rss_kib();
         n = fdsend_msg_recv(sv[1], buf, sizeof buf, NULL, 0, NULL, 0);
-        rss1 = tc_rss_kib();
+        rss1 = tu_rss_kib();
         report("stream: length 4 GiB, 8 MiB sent, then close", n);
         TC_CHECK(n == FDSEND_EPROTO && nf == 0);
         TC_CHECK(rss1 - rss0 < 2048, "memory grew by %ld KiB", rss1 - rss0);
@@ -446,7 +432,7 @@ static int nested_inflight(void)
         TC_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ab) == 0);
         TC_CHECK(pipe2(p, O_CLOEXEC) == 0);
         wid = tc_identity(p[1]);
-        base = rel_fd_count(); /* sv, ab, p: 6 of them */
+        base = tu_count_fds(); /* sv, ab, p: 6 of them */
         x = p[1];
         TC_CHECK(fdsend_send(ab[0], "w", 1, &x, 1, 0) == 1); /* the pipe's write end, inside b */
         if (round == 2) {
@@ -470,7 +456,7 @@ static int nested_inflight(void)
             close((int)inner[0]);
         }
         close((int)got[0]);
-        t0 = rel_now();
+        t0 = tu_now_s();
         if (!pipe_writer_gone(p[0], 5000)) {
             if (round == 2)
                 TC_SKIPPED("the kernel had not collected the in-flight cycle after 5 s "
@@ -480,11 +466,11 @@ static int nested_inflight(void)
         tc_note("%s: the nested pipe end was released %.0f ms after the receiver closed",
                 round == 0 ? "nested socket read" : round == 1 ? "nested socket closed unread"
                                                               : "in-flight cycle a<->b",
-                (rel_now() - t0) * 1000);
+                (tu_now_s() - t0) * 1000);
         close(p[0]);
         close(sv[0]);
         close(sv[1]);
-        TC_CHECK(rel_fd_count() == base - 6, "round %d: %d open, %d before", round, rel_fd_count(),
+        TC_CHECK(tu_count_fds() == base - 6, "round %d: %d open, %d before", round, tu_count_fds(),
                  base - 6);
     }
     return 0;
@@ -526,12 +512,12 @@ static int idle_peers(void)
     tc_id id = tc_identity(fd);
     TC_CHECK(mkdtemp(path) != NULL);
     snprintf(sock, sizeof sock, "%s/s", path);
-    l = rel_listen_unix(sock, SOCK_STREAM);
+    l = tu_listen_unix(sock, SOCK_STREAM);
     TC_CHECK(l >= 0);
     for (i = 0; i < 3; i++) {
         kids[i] = fork();
         if (kids[i] == 0) {
-            int s = rel_connect_unix(sock, SOCK_STREAM, 5);
+            int s = tu_connect_unix(sock, SOCK_STREAM, 5);
             intptr_t x = fd;
             if (s < 0)
                 _exit(1);
@@ -543,13 +529,13 @@ static int idle_peers(void)
             _exit(0);
         }
     }
-    base = rel_fd_count();
+    base = tu_count_fds();
     for (i = 0; i < 3; i++) {
         intptr_t got[4];
         int32_t nf = 0;
         char buf[16];
         int64_t n;
-        double t0 = rel_now();
+        double t0 = tu_now_s();
         pthread_t w;
         deadline d;
         int s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
@@ -565,11 +551,11 @@ static int idle_peers(void)
         if (n == FDSEND_ETIMEDOUT) {
             idle++;
             tc_note("connection %d: idle; fdsend_msg_recv gave up after %.0f ms (SO_RCVTIMEO): %s",
-                    i, (rel_now() - t0) * 1000, fdsend_strerror((int32_t)n));
+                    i, (tu_now_s() - t0) * 1000, fdsend_strerror((int32_t)n));
         } else if (n == FDSEND_EPROTO) {
             stalled++;
             tc_note("connection %d: stalled inside a frame header; ended by SO_RCVTIMEO "
-                    "after %.0f ms: %s", i, (rel_now() - t0) * 1000, fdsend_strerror((int32_t)n));
+                    "after %.0f ms: %s", i, (tu_now_s() - t0) * 1000, fdsend_strerror((int32_t)n));
         } else {
             TC_CHECK(n == 5 && nf == 1, "connection %d: %" PRId64 " (%s)", i, n,
                      n < 0 ? fdsend_strerror((int32_t)n) : "");
@@ -578,7 +564,7 @@ static int idle_peers(void)
             tc_note("connection %d: served (frame with 1 fd)", i);
         }
         close(s);
-        TC_CHECK(rel_fd_count() == base, "connection %d left descriptors behind", i);
+        TC_CHECK(tu_count_fds() == base, "connection %d left descriptors behind", i);
     }
     TC_CHECK(served == 1 && idle == 1 && stalled == 1, "served %d, idle %d, stalled %d", served,
              idle, stalled);
@@ -610,10 +596,10 @@ static int stalled_frame_timeout(void)
     TC_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
     TC_CHECK(setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
     /* nothing at all: the timeout applies, nothing is consumed */
-    t0 = rel_now();
+    t0 = tu_now_s();
     n = fdsend_msg_recv(sv[1], buf, sizeof buf, got, 2, &nf, 0);
     tc_note("idle peer, SO_RCVTIMEO 200 ms: fdsend_msg_recv -> %s after %.0f ms",
-            fdsend_strerror((int32_t)n), (rel_now() - t0) * 1000);
+            fdsend_strerror((int32_t)n), (tu_now_s() - t0) * 1000);
     TC_CHECK(n == FDSEND_ETIMEDOUT);
     /* 3 bytes of a header, then nothing: SO_RCVTIMEO ends it, not the watchdog */
     TC_CHECK(write(sv[0], "\x01\x00\x00", 3) == 3);
@@ -621,9 +607,9 @@ static int stalled_frame_timeout(void)
     d.ms = 5000;
     d.done = 0;
     TC_CHECK(pthread_create(&w, NULL, watchdog, &d) == 0);
-    t0 = rel_now();
+    t0 = tu_now_s();
     n = fdsend_msg_recv(sv[1], buf, sizeof buf, got, 2, &nf, 0);
-    ms = (rel_now() - t0) * 1000;
+    ms = (tu_now_s() - t0) * 1000;
     __atomic_store_n(&d.done, 1, __ATOMIC_RELEASE);
     pthread_join(w, NULL);
     tc_note("peer stalled after 3 header bytes, SO_RCVTIMEO 200 ms: fdsend_msg_recv -> %s "

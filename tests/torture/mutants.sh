@@ -23,8 +23,14 @@ mutant() {
     echo "SKIPPED: mutant $name: its pattern no longer matches native/src/$file"
     skipped=$((skipped + 1)); return
   fi
-  local srcs=("$d"/src/errors.c "$d"/src/cmsg_parse.c "$d"/src/fdsend_posix.c)
-  [ -f "$d/src/msg.c" ] && srcs+=("$d/src/msg.c")
+  # the C test-support library, compiled in (as tests/native/CMakeLists.txt builds it on Linux)
+  local testutil=("$ROOT/tests/native/testutil.c" "$ROOT/tests/native/testutil_linux.c")
+  # every POSIX source of the library (the list once named four files and went stale when
+  # wait.c and fdinfo.c came: every mutant then failed to compile, i.e. was SKIPPED)
+  local srcs=() f
+  for f in "$d"/src/*.c; do
+    case "$(basename "$f")" in fdsend_win32.c) ;; *) srcs+=("$f") ;; esac
+  done
   local prog="$1"; shift
   local compiler=cc san=""
   if [ "$prog" = stress-tsan ]; then
@@ -32,7 +38,8 @@ mutant() {
     command -v clang-14 >/dev/null || { echo "SKIPPED: mutant $name: clang-14 is not installed"; skipped=$((skipped + 1)); return; }
   fi
   if ! $compiler -std=c11 -O1 -g $san -D_GNU_SOURCE -DFDSEND_BUILDING -I"$ROOT/native/include" -I"$cfg" -I"$d/src" \
-      -o "$d/$prog" "$ROOT/tests/torture/$prog.c" "${srcs[@]}" -lpthread 2>"$d/build.log"; then
+      -I"$ROOT/tests/native" -o "$d/$prog" "$ROOT/tests/torture/$prog.c" "${testutil[@]}" "${srcs[@]}" \
+      -lpthread 2>"$d/build.log"; then
     echo "SKIPPED: mutant $name does not compile"; skipped=$((skipped + 1)); return
   fi
   local norand=(); [ -n "$san" ] && setarch "$(uname -m)" -R true 2>/dev/null && norand=(setarch "$(uname -m)" -R)

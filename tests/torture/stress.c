@@ -10,7 +10,18 @@
  * SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE 1
 #include "fdsend.h"
-#include "relutil.h"
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -55,18 +66,18 @@ static void *sender(void *p)
 {
     struct run_arg *a = p;
     run *r = a->r;
-    rel_rng g;
+    tu_rng g;
     uint32_t seq, i;
-    rel_rng_seed(&g, a->tid + 17);
+    tu_rng_seed(&g, a->tid + 17);
     for (seq = 0; seq < r->per_sender; seq++) {
         wire w;
         intptr_t fds[MAXK];
         memset(&w, 0, sizeof w);
         w.tid = a->tid;
         w.seq = seq;
-        w.k = rel_rng_below(&g, MAXK + 1);
+        w.k = tu_rng_below(&g, MAXK + 1);
         for (i = 0; i < w.k; i++) {
-            w.idx[i] = (uint8_t)rel_rng_below(&g, FILES_PER_SENDER);
+            w.idx[i] = (uint8_t)tu_rng_below(&g, FILES_PER_SENDER);
             fds[i] = r->files[a->tid][w.idx[i]];
         }
         if (r->channel) {
@@ -124,9 +135,9 @@ static void *receiver(void *p)
 static int one_run(const char *name, int type, int channel, uint32_t per_sender)
 {
     run *r = calloc(1, sizeof *r);
-    int sv[2], i, j, base = rel_fd_count(), ok = 1;
+    int sv[2], i, j, base = tu_count_fds(), ok = 1;
     long dup = 0, lost = 0;
-    double t0 = rel_now();
+    double t0 = tu_now_s();
     if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0)
         die("socketpair", -1);
     r->sock_send = sv[0];
@@ -168,12 +179,12 @@ static int one_run(const char *name, int type, int channel, uint32_t per_sender)
             close(r->files[i][j]);
     close(sv[0]);
     close(sv[1]);
-    if (lost || dup || rel_fd_count() != base)
+    if (lost || dup || tu_count_fds() != base)
         ok = 0;
     printf("%s %s: %d senders x %u messages, %d receivers: %ld received, %ld fds, lost %ld, "
            "duplicated %ld, fd table %d -> %d (%.1f s)\n", ok ? "ok  " : "FAIL", name, SENDERS,
-           per_sender, RECEIVERS, r->received, r->fds, lost, dup, base, rel_fd_count(),
-           rel_now() - t0);
+           per_sender, RECEIVERS, r->received, r->fds, lost, dup, base, tu_count_fds(),
+           tu_now_s() - t0);
     free(r->seen);
     free(r);
     return ok;

@@ -2,12 +2,24 @@
  * in its own forked process (so that rlimits, uids, signal handlers and threads of one
  * case cannot touch another), must leave that process's descriptor table as it found it,
  * and ends with ok / not ok / SKIPPED. The program prints "N passed, N failed, N skipped"
- * and exits 1 if any case failed.
+ * and exits 1 if any case failed. Built on the C test-support library (testutil.h); like
+ * the programs that use it, Linux-only (mkostemp, /proc).
  * SPDX-License-Identifier: MIT */
 #ifndef FDSEND_TESTCASE_H
 #define FDSEND_TESTCASE_H
 
-#include "relutil.h"
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -100,18 +112,6 @@ static inline int tc_tempfile(void)
     return fd;
 }
 
-static inline long tc_rss_kib(void)
-{
-    long pages = 0, rss = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f == NULL)
-        return -1;
-    if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-        rss = -1;
-    fclose(f);
-    return rss * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 /* Run the cases named on the command line (all if none), each in a child process. */
 static inline int tc_main(const char *prog, const tc_case *cases, int ncases, int argc,
                           char **argv)
@@ -121,7 +121,7 @@ static inline int tc_main(const char *prog, const tc_case *cases, int ncases, in
     for (i = 0; i < ncases; i++) {
         int j, wanted = argc <= 1, st;
         pid_t pid;
-        double t0 = rel_now();
+        double t0 = tu_now_s();
         for (j = 1; j < argc; j++)
             wanted |= strcmp(argv[j], cases[i].name) == 0;
         if (!wanted)
@@ -132,11 +132,11 @@ static inline int tc_main(const char *prog, const tc_case *cases, int ncases, in
             int before, after, rc;
             tc_current = cases[i].name;
             alarm(60); /* a hung case fails instead of hanging the suite */
-            before = rel_fd_count();
+            before = tu_count_fds();
             rc = cases[i].fn();
-            after = rel_fd_count();
+            after = tu_count_fds();
             if (rc == 0 && before != after) {
-                rel_fd_dump(stdout, cases[i].name);
+                tu_fd_dump(stdout, cases[i].name);
                 printf("    descriptor leak: %d open before the case, %d after\n", before, after);
                 rc = 1;
             }
@@ -147,7 +147,7 @@ static inline int tc_main(const char *prog, const tc_case *cases, int ncases, in
             printf("not ok - %s (fork/wait: %s)\n", cases[i].name, strerror(errno));
             failed++;
         } else if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-            printf("ok - %s (%.2f s)\n", cases[i].name, rel_now() - t0);
+            printf("ok - %s (%.2f s)\n", cases[i].name, tu_now_s() - t0);
             passed++;
         } else if (WIFEXITED(st) && WEXITSTATUS(st) == TC_SKIP) {
             skipped++;

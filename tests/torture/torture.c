@@ -30,7 +30,18 @@
  * SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE 1
 #include "fdsend.h"
-#include "relutil.h"
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <inttypes.h>
 #include <poll.h>
@@ -111,54 +122,54 @@ static uint64_t msg_seed(const phase *p, uint32_t seq, uint64_t salt)
 
 static void make_sched(const phase *p, uint32_t seq, sched *s)
 {
-    rel_rng r;
+    tu_rng r;
     uint32_t t, msglen;
     int i;
-    rel_rng_seed(&r, msg_seed(p, seq, 1));
+    tu_rng_seed(&r, msg_seed(p, seq, 1));
     memset(s, 0, offsetof(sched, idx));
-    s->bare = rel_rng_below(&r, 100) < 6;
-    t = rel_rng_below(&r, 100);
+    s->bare = tu_rng_below(&r, 100) < 6;
+    t = tu_rng_below(&r, 100);
     if (s->bare)
-        s->nfds = 1 + (int)rel_rng_below(&r, 8);
+        s->nfds = 1 + (int)tu_rng_below(&r, 8);
     else if (t < 35)
         s->nfds = 0;
     else if (t < 75)
-        s->nfds = 1 + (int)rel_rng_below(&r, 4);
+        s->nfds = 1 + (int)tu_rng_below(&r, 4);
     else if (t < 93)
-        s->nfds = 5 + (int)rel_rng_below(&r, 28);
+        s->nfds = 5 + (int)tu_rng_below(&r, 28);
     else if (t < 98)
-        s->nfds = 33 + (int)rel_rng_below(&r, FDSEND_MAX_FDS - 33);
+        s->nfds = 33 + (int)tu_rng_below(&r, FDSEND_MAX_FDS - 33);
     else
         s->nfds = FDSEND_MAX_FDS;
     for (i = 0; i < s->nfds; i++)
-        s->idx[i] = (uint8_t)rel_rng_below(&r, POOL_SIZE);
-    t = rel_rng_below(&r, 100);
+        s->idx[i] = (uint8_t)tu_rng_below(&r, POOL_SIZE);
+    t = tu_rng_below(&r, 100);
     if (s->bare)
         s->bodylen = 0;
     else if (t < 60)
-        s->bodylen = rel_rng_below(&r, 65);
+        s->bodylen = tu_rng_below(&r, 65);
     else if (t < 85)
-        s->bodylen = rel_rng_below(&r, 1025);
+        s->bodylen = tu_rng_below(&r, 1025);
     else if (t < 97)
-        s->bodylen = rel_rng_below(&r, 8193);
+        s->bodylen = tu_rng_below(&r, 8193);
     else
-        s->bodylen = rel_rng_below(&r, MAX_BODY + 1);
+        s->bodylen = tu_rng_below(&r, MAX_BODY + 1);
     /* Receiver's descriptor capacity: a quarter of the messages with fds are truncated. */
-    t = rel_rng_below(&r, 100);
+    t = tu_rng_below(&r, 100);
     if (s->nfds > 0 && t < 25)
-        s->fdcap = (int32_t)rel_rng_below(&r, (uint32_t)s->nfds);
+        s->fdcap = (int32_t)tu_rng_below(&r, (uint32_t)s->nfds);
     else if (t < 60)
         s->fdcap = s->nfds;
     else
         s->fdcap = RECV_FD_ROOM;
     /* Seqpacket data capacity: a fifth of the messages are truncated. */
     msglen = s->bare ? 0 : HDR_LEN + s->bodylen;
-    t = rel_rng_below(&r, 100);
+    t = tu_rng_below(&r, 100);
     if (t < 20 && msglen > 0)
-        s->datacap = rel_rng_below(&r, msglen);
+        s->datacap = tu_rng_below(&r, msglen);
     else
-        s->datacap = msglen + rel_rng_below(&r, 64);
-    s->recv_len0 = s->bare && rel_rng_below(&r, 2);
+        s->datacap = msglen + tu_rng_below(&r, 64);
+    s->recv_len0 = s->bare && tu_rng_below(&r, 2);
 }
 
 static uint32_t wire_len(const phase *p, const sched *s)
@@ -173,7 +184,7 @@ static void put32(unsigned char *b, uint32_t v) { memcpy(b, &v, 4); }
 /* The bytes of message seq, as the sender sends them and the receiver expects them. */
 static void make_bytes(const phase *p, uint32_t seq, const sched *s, unsigned char *out)
 {
-    rel_rng r;
+    tu_rng r;
     uint32_t i;
     if (s->bare) {
         out[0] = 0;
@@ -183,9 +194,9 @@ static void make_bytes(const phase *p, uint32_t seq, const sched *s, unsigned ch
     put32(out + 4, seq);
     put32(out + 8, s->bodylen);
     put32(out + 12, (uint32_t)s->nfds);
-    rel_rng_seed(&r, msg_seed(p, seq, 2));
+    tu_rng_seed(&r, msg_seed(p, seq, 2));
     for (i = 0; i < s->bodylen; i += 8) {
-        uint64_t v = rel_rng_next(&r);
+        uint64_t v = tu_rng_next(&r);
         uint32_t n = s->bodylen - i < 8 ? s->bodylen - i : 8;
         memcpy(out + HDR_LEN + i, &v, n);
     }
@@ -492,7 +503,7 @@ static void kill_sender_when_due(rstate *rs, pid_t *kill_child, int *peer_may_di
 
 /* Stream receiver: random chunk sizes, some spanning several messages. Returns at the end
  * of the stream; *complete says whether every scheduled message arrived. */
-static void recv_stream(int s, rstate *rs, rel_rng *rr, int peer_may_die, pid_t kill_child)
+static void recv_stream(int s, rstate *rs, tu_rng *rr, int peer_may_die, pid_t kill_child)
 {
     unsigned char *chunk = malloc(4 * MAX_MSG);
     intptr_t fds[RECV_FD_ROOM];
@@ -509,17 +520,17 @@ static void recv_stream(int s, rstate *rs, rel_rng *rr, int peer_may_die, pid_t 
         kill_sender_when_due(rs, &kill_child, &peer_may_die);
         if (rs->seq <= rs->p->nmsgs && rs->off == 0 && rs->sc.nfds > 0)
             fdcap = rs->sc.fdcap;
-        t = rel_rng_below(rr, 100);
+        t = tu_rng_below(rr, 100);
         if (rs->seq > rs->p->nmsgs)
-            cap = 1 + rel_rng_below(rr, 16); /* expect the end of the stream */
+            cap = 1 + tu_rng_below(rr, 16); /* expect the end of the stream */
         else if (rs->off == 0 && rs->sc.recv_len0)
             cap = 0, len0 = 1;
         else if (t < 50)
             cap = remaining;
         else if (t < 80)
-            cap = 1 + rel_rng_below(rr, remaining);
+            cap = 1 + tu_rng_below(rr, remaining);
         else {
-            cap = 1 + rel_rng_below(rr, remaining + 2 * MAX_MSG);
+            cap = 1 + tu_rng_below(rr, remaining + 2 * MAX_MSG);
             rs->st->greedy_reads++;
         }
         n = fdsend_recv(s, chunk, cap, fds, fdcap, &nf, &rf, 0);
@@ -703,7 +714,7 @@ static void recv_channel(int s, rstate *rs, int peer_may_die, pid_t kill_child)
 static void run_receiver(int s, const phase *p, stats *st, pid_t kill_child)
 {
     rstate rs;
-    rel_rng rr;
+    tu_rng rr;
     memset(&rs, 0, sizeof rs);
     rs.p = p;
     rs.st = st;
@@ -714,7 +725,7 @@ static void run_receiver(int s, const phase *p, stats *st, pid_t kill_child)
     rs.seq = 1;
     if (p->nmsgs > 0)
         load_msg(&rs);
-    rel_rng_seed(&rr, msg_seed(p, 0, 3));
+    tu_rng_seed(&rr, msg_seed(p, 0, 3));
     if (p->channel)
         recv_channel(s, &rs, 0, kill_child);
     else if (p->type == SOCK_STREAM)
@@ -734,9 +745,9 @@ typedef struct totals {
 
 static int check_fds(const char *who, int baseline, stats *st)
 {
-    int now = rel_fd_count();
+    int now = tu_count_fds();
     if (now != baseline) {
-        rel_fd_dump(stdout, who);
+        tu_fd_dump(stdout, who);
         st->leaks += (uint64_t)(now > baseline ? now - baseline : baseline - now);
         return 0;
     }
@@ -747,7 +758,7 @@ static int check_fds(const char *who, int baseline, stats *st)
 static int run_phase(const phase *p, int child_sends, stats *sh, totals *tot)
 {
     int sv[2], wst, ok = 1;
-    int base = rel_fd_count();
+    int base = tu_count_fds();
     stats *cs = &sh[0], *ps = &sh[1], *snd, *rcv;
     pid_t pid;
     int killing = p->kill_at >= 0, killed;
@@ -763,7 +774,7 @@ static int run_phase(const phase *p, int child_sends, stats *sh, totals *tot)
         int cbase;
         g_me = cs;
         close(sv[0]);
-        cbase = rel_fd_count();
+        cbase = tu_count_fds();
         if (child_sends)
             run_sender(sv[1], p, cs, 0);
         else
@@ -797,7 +808,7 @@ static int run_phase(const phase *p, int child_sends, stats *sh, totals *tot)
     if (cs->failed)
         ok = 0;
     if (!check_fds("parent", base, ps)) {
-        printf("FAIL: parent: %d descriptors open after the phase, %d before\n", rel_fd_count(),
+        printf("FAIL: parent: %d descriptors open after the phase, %d before\n", tu_count_fds(),
                base);
         ok = 0;
     }
@@ -863,7 +874,7 @@ static int run_peer(const char *role, const char *path, int type, int channel, u
 {
     phase p;
     stats st;
-    int base = rel_fd_count(), s;
+    int base = tu_count_fds(), s;
     memset(&p, 0, sizeof p);
     memset(&st, 0, sizeof st);
     p.seed = seed;
@@ -872,7 +883,7 @@ static int run_peer(const char *role, const char *path, int type, int channel, u
     p.channel = channel;
     p.kill_at = -1;
     g_me = &st;
-    s = rel_connect_unix(path, type, 30.0);
+    s = tu_connect_unix(path, type, 30.0);
     if (s < 0)
         fail("connect %s: %s", path, strerror(errno));
     if (strcmp(role, "send") == 0) {
@@ -884,7 +895,7 @@ static int run_peer(const char *role, const char *path, int type, int channel, u
     }
     close(s);
     if (!check_fds("peer", base, &st))
-        fail("descriptor count %d after, %d before: leak", rel_fd_count(), base);
+        fail("descriptor count %d after, %d before: leak", tu_count_fds(), base);
     printf("PASS torture peer %s %s%s: messages=%" PRIu64 " fds=%" PRIu64 " dropped=%" PRIu64
            " fd-truncations=%" PRIu64 " data-truncations=%" PRIu64 " bytes=%" PRIu64 " leaks=0\n",
            role, channel ? "channel " : "", type == SOCK_STREAM ? "stream" : "seqpacket",
@@ -904,7 +915,7 @@ int main(int argc, char **argv)
     int type = SOCK_STREAM, channel = 0, i, failures = 0;
     stats *sh;
     totals tot;
-    rel_rng master;
+    tu_rng master;
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -956,21 +967,21 @@ int main(int argc, char **argv)
     if (sh == MAP_FAILED)
         fail("mmap: %s", strerror(errno));
     memset(&tot, 0, sizeof tot);
-    rel_rng_seed(&master, seed);
+    tu_rng_seed(&master, seed);
     printf("torture: seed %" PRIu64 ", target %" PRIu64 " messages, at most %.0f s\n", seed, target,
            max_seconds);
-    t0 = rel_now();
-    while (tot.msgs < target && rel_now() - t0 < max_seconds) {
+    t0 = tu_now_s();
+    while (tot.msgs < target && tu_now_s() - t0 < max_seconds) {
         phase p;
-        int child_sends = (int)rel_rng_below(&master, 2);
-        p.seed = rel_rng_next(&master);
-        p.type = rel_rng_below(&master, 2) ? SOCK_STREAM : SOCK_SEQPACKET;
-        p.nmsgs = phase_size / 2 + rel_rng_below(&master, phase_size);
+        int child_sends = (int)tu_rng_below(&master, 2);
+        p.seed = tu_rng_next(&master);
+        p.type = tu_rng_below(&master, 2) ? SOCK_STREAM : SOCK_SEQPACKET;
+        p.nmsgs = phase_size / 2 + tu_rng_below(&master, phase_size);
         if (p.nmsgs > target - tot.msgs + 1 && target - tot.msgs < phase_size)
             p.nmsgs = (uint32_t)(target - tot.msgs) + 1;
-        p.nonblocking = rel_rng_below(&master, 100) < 30;
-        p.channel = rel_rng_below(&master, 100) < 25;
-        p.kill_at = rel_rng_below(&master, 100) < 20 ? (int64_t)rel_rng_below(&master, p.nmsgs) : -1;
+        p.nonblocking = tu_rng_below(&master, 100) < 30;
+        p.channel = tu_rng_below(&master, 100) < 25;
+        p.kill_at = tu_rng_below(&master, 100) < 20 ? (int64_t)tu_rng_below(&master, p.nmsgs) : -1;
         if (run_phase(&p, child_sends, sh, &tot) != 0) {
             printf("FAIL: phase %" PRIu64 " (replay with --seed %" PRIu64 ")\n", tot.phases, seed);
             failures++;
@@ -979,7 +990,7 @@ int main(int argc, char **argv)
     }
     printf("torture: %.1f s, %" PRIu64 " phases (%" PRIu64 " stream, %" PRIu64
            " seqpacket; %" PRIu64 " channel (fdsend_msg_*); %" PRIu64 " with a non-blocking sender)\n",
-           rel_now() - t0, tot.phases, tot.stream_phases, tot.phases - tot.stream_phases,
+           tu_now_s() - t0, tot.phases, tot.stream_phases, tot.phases - tot.stream_phases,
            tot.channel_phases, tot.nonblocking_phases);
     printf("  messages          %" PRIu64 " (bare fd messages %" PRIu64 ")\n", tot.msgs, tot.bare);
     printf("  fds passed        %" PRIu64 "\n", tot.fds);
