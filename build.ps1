@@ -3,7 +3,7 @@
   FdSend build entry point on Windows (the same verbs as build.sh).
 .EXAMPLE
   ./build.ps1            # build native (CMake) + managed, and pack
-  ./build.ps1 test       # build everything and run the tests that apply on Windows
+  ./build.ps1 test       # build everything; CTest (tests/native-win) and FdSend.WinTests
   ./build.ps1 demo       # the demo is Unix-only (it passes Unix fds between processes)
   ./build.ps1 pack
 #>
@@ -54,8 +54,13 @@ switch ($Command) {
     Build-All
     # The C suite for Windows (tests/native-win) and the managed tests that apply here.
     Invoke-Checked 'test: native (CTest)' { ctest --test-dir $NativeDir -C RelWithDebInfo --output-on-failure }
-    Invoke-Checked 'test: managed (NUnit)' {
-      dotnet test (Join-Path $Root 'tests/FdSend.Tests/FdSend.Tests.csproj') -c Release
+    # The NUnit suite is written for Unix domain sockets and /proc: on Windows the managed
+    # API is tested by FdSend.WinTests (two processes over TCP loopback, with test_win.exe
+    # as the C peer), the same program ./build.sh test runs under wine.
+    $cPeer = Get-ChildItem (Join-Path $NativeDir 'tests/native-win') -Recurse -Filter test_win.exe | Select-Object -First 1
+    Invoke-Checked 'test: managed (FdSend.WinTests)' {
+      $peerArgs = if ($cPeer) { @('--c-peer', $cPeer.FullName) } else { @() }
+      dotnet run --project (Join-Path $Root 'tests/FdSend.WinTests/FdSend.WinTests.csproj') -c Release -- @peerArgs
     }
     Write-Host "`nAll test steps passed."
   }

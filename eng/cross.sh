@@ -6,6 +6,7 @@
 #                                 installed into build/<rid>/ and copy the library to
 #                                 runtimes/<rid>/native/; a missing toolchain skips its RID
 #   cross_test                    (./build.sh test) build, run each RID's CTest suite,
+#                                 (win-x64: under wine, and the managed FdSend.WinTests too),
 #                                 check every runtimes/<rid>/native binary, validate ci.yml
 #   cross_check_runtimes [root]   check the binaries under <root>/runtimes (default: the
 #                                 repository's) - usable on an unpacked nupkg too
@@ -242,14 +243,41 @@ cross_wine_test() {
     if ! timeout 180 wine wineboot -i >"$prefix.boot.log" 2>&1; then
       tail -5 "$prefix.boot.log"; echo "wineboot failed or took over 180 s"; exit 1
     fi
-    wineserver -p 60 >/dev/null 2>&1
+    wineserver -p 60 >/dev/null 2>&1 || true # (non-zero when wineboot's server is still up)
     cross_ctest win-x64 -L win
     rc=$?
-    wineserver -k >/dev/null 2>&1
+    cross_wine_managed_test || rc=1
+    wineserver -k >/dev/null 2>&1 || true
     exit $rc
   )
   rc=$?
   rm -rf "$prefix" "$prefix.boot.log"
+  return $rc
+}
+
+# The managed API on Windows (tests/FdSend.WinTests), inside cross_wine_test's prefix:
+# published self-contained for win-x64 (the runtime pack comes from NuGet; no restore, no
+# run: a visible skip) and run under wine with libfdsend's C test program as the interop
+# peer. wine's mscoree must stay enabled here (the prefix was booted without it so that
+# wineboot does not ask for wine-mono): .NET's IL-only assemblies load through it.
+cross_wine_managed_test() {
+  local out="$ROOT/build/win-x64-managed" log="$ROOT/build/win-x64-managed.log"
+  echo "managed (win-x64, self-contained) under wine: tests/FdSend.WinTests"
+  if ! command -v dotnet >/dev/null 2>&1; then
+    skip "win-x64 managed tests: dotnet is not installed"; return 0
+  fi
+  if ! dotnet publish "$ROOT/tests/FdSend.WinTests/FdSend.WinTests.csproj" -c Release -r win-x64 \
+       --self-contained -o "$out" --nologo -v quiet -clp:NoSummary >"$log" 2>&1; then
+    if grep -qiE "NU1101|NU1102|NU1301|Unable to load the service index|Microsoft.NETCore.App.Runtime.win-x64" "$log"; then
+      tail -5 "$log"; skip "win-x64 managed tests: the win-x64 runtime pack could not be restored (offline?)"; return 0
+    fi
+    tail -30 "$log"; echo "publish of FdSend.WinTests for win-x64 failed (log: $log)"; return 1
+  fi
+  local rc=0
+  WINEDLLOVERRIDES="mshtml=" timeout 600 wine "$out/FdSend.WinTests.exe" \
+    --c-peer "$(cross_build_dir win-x64)/tests/native-win/test_win.exe" >"$log" 2>&1 || rc=$?
+  grep -v '^   at ' "$log" | tr -d '\r' | head -80
+  [ $rc -eq 0 ] || echo "FdSend.WinTests under wine FAILED (exit $rc; log: $log)"
   return $rc
 }
 
@@ -290,10 +318,10 @@ cross_test() {
         fail=$((fail + 1)); results+=("$rid: build FAILED"); continue
       fi
       if ! command -v wine >/dev/null 2>&1; then
-        skip "$rid tests: wine is not installed (eng/apt/cross.txt)"
+        skip "$rid tests (the C suite and the managed FdSend.WinTests): wine is not installed (eng/apt/cross.txt)"
         skipped=$((skipped + 1)); results+=("$rid: built; tests skipped (no wine)"); continue
       fi
-      if cross_wine_test; then pass=$((pass + 1)); results+=("$rid: passed under wine ($((SECONDS - t0)) s)")
+      if cross_wine_test; then pass=$((pass + 1)); results+=("$rid: passed under wine: C suite + managed FdSend.WinTests ($((SECONDS - t0)) s)")
       else fail=$((fail + 1)); results+=("$rid: FAILED under wine"); fi
     else
       if ! cross_build "$rid"; then

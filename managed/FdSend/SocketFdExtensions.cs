@@ -50,8 +50,10 @@ public static class SocketFdExtensions
     /// <returns>The number of data bytes sent. A blocking socket sends all of
     /// <paramref name="data"/> (on a stream socket possibly in several chunks, the
     /// descriptors going with the first). A non-blocking stream socket may send fewer: the
-    /// descriptors went with those first bytes; send the rest WITHOUT descriptors (e.g.
-    /// <see cref="Socket.Send(ReadOnlySpan{byte})"/>).</returns>
+    /// descriptors went with those first bytes; send the rest WITHOUT descriptors, with
+    /// <c>SendFds(rest)</c> (on Unix <see cref="Socket.Send(ReadOnlySpan{byte})"/> does too;
+    /// on Windows every write on a socket that carries handles must go through SendFds, which
+    /// writes libfdsend records, and a plain Socket.Send would break the peer's stream).</returns>
     /// <exception cref="SocketException">See the class remarks; <see cref="SocketError.WouldBlock"/>
     /// on a non-blocking socket whose buffer is full (nothing sent).</exception>
     /// <exception cref="FdPartialSendException">(A <see cref="SocketException"/>.) On a blocking

@@ -594,8 +594,13 @@ static int32_t take_handles(SOCKET s, const record_header *h, const unsigned cha
             else
                 *truncated = 1;
         } else {
-            /* Not asked for: close it in the sender rather than let it leak there. */
-            DuplicateHandle(proc, src, NULL, NULL, 0, FALSE, DUPLICATE_CLOSE_SOURCE);
+            /* Not asked for: close it in the sender rather than let it leak there. Taken
+             * here and closed, rather than DuplicateHandle with no target process: wine 8
+             * leaves the source open then (FdSend.WinTests' truncation case saw it). */
+            HANDLE dropped = NULL;
+            if (DuplicateHandle(proc, src, GetCurrentProcess(), &dropped, 0, FALSE,
+                                DUPLICATE_SAME_ACCESS | DUPLICATE_CLOSE_SOURCE))
+                CloseHandle(dropped);
             *truncated = 1;
         }
     }

@@ -89,9 +89,16 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     /// <exception cref="ArgumentException">The socket is not a Unix domain socket, or its type
     /// is not Stream, Seqpacket or Dgram.</exception>
     /// <exception cref="ObjectDisposedException">The socket is disposed.</exception>
+    /// <exception cref="PlatformNotSupportedException">Windows (the channel's framing mixes
+    /// plain bytes into the stream, which libfdsend's Windows record protocol does not allow).</exception>
     public FdChannel(Socket socket, FdChannelOptions? options = null)
     {
         FdSendCore.GetHandle(socket);
+        if (OperatingSystem.IsWindows())
+            throw new PlatformNotSupportedException(
+                "FdChannel is not available on Windows: its framing reads and writes plain stream bytes between descriptor messages, " +
+                "and on Windows every write on a socket that carries handles must be a libfdsend record (docs/windows-protocol.md). " +
+                "Use SendFds/ReceiveFds (and their async forms) there.");
         if (socket.AddressFamily != AddressFamily.Unix)
             throw new ArgumentException(
                 $"A channel carries descriptors, which pass only over Unix domain sockets; this socket is {socket.AddressFamily}. " +
