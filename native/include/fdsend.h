@@ -735,6 +735,15 @@ enum {
 FDSEND_API int32_t fdsend_open_beneath(intptr_t dirfd, const char *path, uint32_t flags,
                                        intptr_t *fd);
 
+/**
+ * Open the directory at path for a broker (O_RDONLY | O_DIRECTORY | O_CLOEXEC): the dirfd
+ * of fdsend_open_beneath and fdsend_broker_serve_one. Keep it in the broker; a directory
+ * descriptor in a worker's hands is a way out ("..").
+ * @return FDSEND_OK, FDSEND_ENOENT, FDSEND_EACCES, FDSEND_ENOTREG (not a directory: the
+ *         errno is ENOTDIR), FDSEND_EINVAL (NULL path or fd), or another code.
+ */
+FDSEND_API int32_t fdsend_open_directory(const char *path, intptr_t *fd);
+
 /* A file broker speaks the message channel (fdsend_msg_*): a request is one message whose
  * payload is the path (1 .. FDSEND_BROKER_MAX_PATH bytes, no NUL) and no descriptors; the
  * reply is one message whose payload is a 4-byte little-endian int32 status (FDSEND_OK or

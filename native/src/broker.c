@@ -16,6 +16,14 @@ int32_t fdsend_open_beneath(intptr_t dirfd, const char *path, uint32_t flags, in
     return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
 }
 
+int32_t fdsend_open_directory(const char *path, intptr_t *fd)
+{
+    (void)path;
+    if (fd != NULL)
+        *fd = -1;
+    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
+}
+
 int32_t fdsend_broker_serve_one(intptr_t sock, intptr_t dirfd, uint32_t flags, int32_t *status)
 {
     (void)sock; (void)dirfd; (void)flags;
@@ -216,6 +224,24 @@ opened:
         return fdsend_fail(fdsend_status_from_errno(err), err);
     }
     *fd = f;
+    fdsend_clear_error();
+    return FDSEND_OK;
+}
+
+int32_t fdsend_open_directory(const char *path, intptr_t *fd)
+{
+    int d;
+    if (fd == NULL)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    *fd = -1;
+    if (path == NULL)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    do
+        d = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOCTTY);
+    while (d < 0 && errno == EINTR);
+    if (d < 0)
+        return errno == ENOTDIR ? fdsend_fail(FDSEND_ENOTREG, ENOTDIR) : fdsend_fail_errno();
+    *fd = d;
     fdsend_clear_error();
     return FDSEND_OK;
 }

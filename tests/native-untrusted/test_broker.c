@@ -126,6 +126,13 @@ TEST(devices_are_refused)
     CHECK_RC(fdsend_open_beneath(dev, "null", 0, NULL), FDSEND_EINVAL);
     CHECK_RC(fdsend_open_beneath(-1, "null", 0, &fd), FDSEND_EBADF);
     close(dev);
+    /* fdsend_open_directory: directories only. */
+    CHECK_RC(fdsend_open_directory("/dev/null", &fd), FDSEND_ENOTREG);
+    CHECK_RC(fdsend_open_directory(tu_temppath("nope"), &fd), FDSEND_ENOENT);
+    CHECK_EQ(fd, -1);
+    CHECK_RC(fdsend_open_directory("/dev", &fd), FDSEND_OK);
+    CHECK(fd >= 0);
+    close((int)fd);
 }
 
 /* The broker: requests served one at a time on a seqpacket pair, in this process. */
