@@ -92,6 +92,15 @@ typedef enum fdsend_status {
                                     (nothing sent or consumed, except where a function says) */
     FDSEND_EPROTOTYPE = -25,   /**< the socket at the destination is of another type (a datagram
                                     sent to a path bound by a stream or seqpacket socket) */
+    FDSEND_EPOLICY = -26,      /**< what arrived (or the peer) broke the caller's receive policy:
+                                    every descriptor of the message was closed (fdsend_recv_checked,
+                                    fdsend_check_fds, fdsend_check_peer; see fdsend_violation) */
+    FDSEND_ENOTSEALED = -27,   /**< shared memory without the seals (or the size) the receiver
+                                    requires, or not shared memory at all: not mapped (fdsend_shm_map) */
+    FDSEND_EESCAPE = -28,      /**< the path would leave the directory: absolute, a ".." component,
+                                    or a symbolic link on the way (fdsend_open_beneath) */
+    FDSEND_ENOTREG = -29,      /**< not a regular file: a directory, FIFO, device or socket
+                                    (fdsend_open_beneath) */
     FDSEND_EOTHER = -99        /**< any other OS error: see errno / fdsend_last_os_error() */
 } fdsend_status;
 
@@ -512,6 +521,260 @@ FDSEND_API int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t le
  */
 FDSEND_API int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
                                    int32_t maxfds, int32_t *nfds, uint32_t flags);
+
+/* ---- Untrusted peers: receive policies, sealed shared memory, opening beneath a directory --
+ *
+ * A descriptor from another process is a capability chosen by that process. A receiver that
+ * does not trust its peer states what it accepts (fdsend_policy) and lets the library close
+ * everything else; maps shared memory only when the sender can no longer shrink it
+ * (fdsend_shm_map); and, as a broker opening files for a less trusted worker, opens only
+ * regular files beneath one directory (fdsend_open_beneath, fdsend_broker_*).
+ * docs/untrusted-peers.md walks through all three.
+ */
+
+/** A bit for FDSEND_KIND_*, FDSEND_FAMILY_*, FDSEND_SOCK_* and FDSEND_ACCESS_* values in the
+ *  masks of fdsend_fd_rule (e.g. FDSEND_BIT(FDSEND_KIND_FILE) | FDSEND_BIT(FDSEND_KIND_MEMFD)). */
+#define FDSEND_BIT(value) (1u << (unsigned)(value))
+
+/** fdsend_fd_rule.options */
+enum {
+    /** Refuse a socket in the listening state. */
+    FDSEND_RULE_NO_LISTENING = 1,
+    /** Refuse a descriptor that is not close-on-exec (never true for received ones on
+     *  systems with MSG_CMSG_CLOEXEC; for checks over descriptors from elsewhere). */
+    FDSEND_RULE_CLOEXEC = 2
+};
+
+/**
+ * What one descriptor may be. Every mask is a set of FDSEND_BIT(...) values; a mask of 0
+ * means "any". A zeroed rule accepts every descriptor.
+ *
+ * A Unix socket can carry descriptors of its own (queued now, or sent later by whoever holds
+ * its other end): no check on the received socket can tell, because looking (MSG_PEEK)
+ * would install them. Refuse Unix sockets (families without FDSEND_FAMILY_UNIX) where that
+ * matters.
+ */
+typedef struct fdsend_fd_rule {
+    uint32_t kinds;          /**< FDSEND_BIT(FDSEND_KIND_*) allowed; 0: any kind */
+    uint32_t access;         /**< FDSEND_BIT(FDSEND_ACCESS_*) allowed; 0: any (read-only:
+                                  FDSEND_BIT(FDSEND_ACCESS_READ)) */
+    uint32_t families;       /**< sockets: FDSEND_BIT(FDSEND_FAMILY_*) allowed; 0: any */
+    uint32_t socket_types;   /**< sockets: FDSEND_BIT(FDSEND_SOCK_*) allowed; 0: any */
+    uint32_t required_seals; /**< memfds: FDSEND_SEAL_* bits that must be in force; a rule
+                                  with seals refuses every kind but FDSEND_KIND_MEMFD */
+    uint32_t options;        /**< FDSEND_RULE_* bits */
+    int64_t min_size;        /**< regular files and memfds: the smallest size accepted (0: none) */
+    int64_t max_size;        /**< regular files and memfds: the largest size accepted (< 0: none) */
+} fdsend_fd_rule;
+
+/** fdsend_policy.options */
+enum {
+    FDSEND_POLICY_CHECK_UID = 1,  /**< the peer's effective uid must be policy.uid */
+    FDSEND_POLICY_CHECK_GID = 2,  /**< the peer's effective gid must be policy.gid */
+    FDSEND_POLICY_CHECK_PID = 4   /**< the peer's pid must be policy.pid (the kernel's record
+                                       from connect/socketpair time) */
+};
+
+/**
+ * What a receiver accepts in one message. Zero it, set struct_size = sizeof, then what
+ * matters. Descriptor i must satisfy rules[min(i, nrules - 1)] (so one rule covers every
+ * descriptor); nrules == 0 checks only the count.
+ */
+typedef struct fdsend_policy {
+    uint32_t struct_size;          /**< sizeof(fdsend_policy) */
+    uint32_t options;              /**< FDSEND_POLICY_CHECK_* bits */
+    int32_t min_fds;               /**< fewer descriptors than this: a violation */
+    int32_t max_fds;               /**< more descriptors than this: a violation (0 .. FDSEND_MAX_FDS) */
+    int64_t uid, gid, pid;         /**< the credentials required by options */
+    const fdsend_fd_rule *rules;   /**< nrules rules; may be NULL only when nrules == 0 */
+    int32_t nrules;
+    uint32_t reserved;             /**< 0 */
+} fdsend_policy;
+
+/** fdsend_violation.reason: what broke the policy. */
+enum {
+    FDSEND_VIOLATION_NONE = 0,
+    FDSEND_VIOLATION_TOO_FEW_FDS = 1,  /**< the message carried fewer than min_fds */
+    FDSEND_VIOLATION_TOO_MANY_FDS = 2, /**< more than max_fds (or the kernel dropped some) */
+    FDSEND_VIOLATION_PEER = 3,         /**< the peer's uid, gid or pid is not the required one,
+                                            or the OS cannot tell */
+    FDSEND_VIOLATION_KIND = 4,
+    FDSEND_VIOLATION_ACCESS = 5,
+    FDSEND_VIOLATION_FAMILY = 6,
+    FDSEND_VIOLATION_SOCKET_TYPE = 7,
+    FDSEND_VIOLATION_LISTENING = 8,
+    FDSEND_VIOLATION_SEALS = 9,
+    FDSEND_VIOLATION_SIZE = 10,
+    FDSEND_VIOLATION_CLOEXEC = 11,
+    FDSEND_VIOLATION_UNDESCRIBABLE = 12 /**< fdsend_fd_info failed on it */
+};
+
+/** What the first broken rule was, filled in by the checks when they return FDSEND_EPOLICY
+ *  (and zeroed, index -1, when they pass). */
+typedef struct fdsend_violation {
+    int32_t reason;          /**< FDSEND_VIOLATION_* */
+    int32_t index;           /**< the descriptor's index in the message; -1 for the count or the peer */
+    int32_t nfds;            /**< how many descriptors the message carried */
+    int32_t reserved;
+    int64_t bytes;           /**< fdsend_recv_checked: data bytes consumed with the message */
+    fdsend_fd_info_t info;   /**< what descriptor `index` was (zeroed for index -1) */
+    char message[256];       /**< English, e.g. "descriptor 1 is a directory; the policy
+                                  accepts: regular file, memfd" */
+} fdsend_violation;
+
+/**
+ * Check the descriptors of one message against policy. If they pass, FDSEND_OK and they
+ * stay the caller's. If not, EVERY descriptor of fds[0 .. nfds) is closed and set to -1,
+ * and FDSEND_EPOLICY is returned with *violation (may be NULL) saying which and why. Use
+ * it after fdsend_msg_recv or fdsend_recv_exact. The peer options are not checked here
+ * (see fdsend_check_peer).
+ *
+ * @return FDSEND_OK, FDSEND_EPOLICY, or FDSEND_EINVAL (NULL policy, bad struct_size, NULL
+ *         fds with nfds > 0, nfds < 0, NULL rules with nrules > 0; nothing closed).
+ */
+FDSEND_API int32_t fdsend_check_fds(const fdsend_policy *policy, intptr_t *fds, int32_t nfds,
+                                    fdsend_violation *violation);
+
+/**
+ * Check the credentials of sock's peer against the FDSEND_POLICY_CHECK_* options of policy
+ * (no options: FDSEND_OK). Nothing is received or closed.
+ * @return FDSEND_OK, FDSEND_EPOLICY (the credentials differ, or the OS cannot report the one
+ *         required, e.g. the pid where only getpeereid exists), FDSEND_EINVAL, or the error
+ *         of fdsend_peer_credentials (FDSEND_ENOTCONN...).
+ */
+FDSEND_API int32_t fdsend_check_peer(intptr_t sock, const fdsend_policy *policy,
+                                     fdsend_violation *violation);
+
+/**
+ * fdsend_recv under a policy: the peer's credentials are checked first (if the policy asks;
+ * a refused peer gives FDSEND_EPOLICY with nothing consumed), then one message is received
+ * and its descriptors are checked. If any descriptor or the count breaks the policy, every
+ * descriptor of the message is closed, *nfds is 0, the message (its data too) is consumed,
+ * so the stream stays usable at the next message, and FDSEND_EPOLICY is returned with
+ * violation->bytes saying how much data came with it. Descriptors that the kernel dropped
+ * (FDSEND_RECV_FDS_TRUNCATED) count as too many. Every other result is fdsend_recv's.
+ *
+ * @param maxfds  room in fds[]; descriptors beyond policy->max_fds are a violation, not
+ *                truncation (the library receives up to FDSEND_MAX_FDS to count them)
+ * @return bytes received (>= 0), FDSEND_EPOLICY, or another fdsend_recv code.
+ */
+FDSEND_API int64_t fdsend_recv_checked(intptr_t sock, void *buf, size_t len, intptr_t *fds,
+                                       int32_t maxfds, int32_t *nfds, uint32_t *rflags,
+                                       uint32_t flags, const fdsend_policy *policy,
+                                       fdsend_violation *violation);
+
+/**
+ * Create shared memory holding data[0 .. len) and seal it: a Linux memfd
+ * (memfd_create with MFD_ALLOW_SEALING), written, then sealed with `seals` (FDSEND_SEAL_*;
+ * FDSEND_SEAL_SHRINK | FDSEND_SEAL_GROW | FDSEND_SEAL_WRITE makes it immutable, which is
+ * what fdsend_shm_map readers usually require; add FDSEND_SEAL_SEAL to forbid further
+ * seals). Send *fd; the caller owns it and closes it after sending.
+ * Elsewhere (the BSDs, macOS) memory comes from shm_open plus shm_unlink, which has NO
+ * seals: seals == 0 works there, any other value gives FDSEND_ENOTSUP, and receivers
+ * using fdsend_shm_map refuse such memory (a peer could shrink it).
+ *
+ * @param name  a name for debugging (/proc/self/fd shows "memfd:name"); may be NULL
+ * @param data  the contents; may be NULL only when len == 0
+ * @param fd    out: the descriptor, close-on-exec (-1 on failure; nothing is left open)
+ * @return FDSEND_OK, FDSEND_EINVAL, FDSEND_ENOTSUP, FDSEND_EMFILE, FDSEND_ENOBUFS, or another code.
+ */
+FDSEND_API int32_t fdsend_shm_create(const char *name, const void *data, size_t len,
+                                     uint32_t seals, intptr_t *fd);
+
+/**
+ * Map received shared memory read-only, after checking that it cannot hurt the reader:
+ * it must be a memfd, sealed with FDSEND_SEAL_SHRINK (always required: without it the
+ * sender can truncate the file and every access past the new end raises SIGBUS) plus every
+ * bit of required_seals (FDSEND_SEAL_WRITE for contents that cannot change under you), and
+ * its size must be within [min_size, max_size] (max_size < 0: no bound). The seals are read
+ * before the size, so the size cannot shrink in between. Nothing is mapped otherwise, and
+ * fd stays the caller's either way (the mapping keeps its own reference: close fd whenever).
+ * An empty memfd gives FDSEND_OK with *addr NULL and *len 0.
+ *
+ * @return FDSEND_OK (unmap with fdsend_shm_unmap), FDSEND_ENOTSEALED (not a memfd, a seal
+ *         missing, or the size out of bounds; fdsend_last_os_error() is 0), FDSEND_ENOTSUP
+ *         (no seals on this OS), FDSEND_EBADF, FDSEND_EINVAL, or another code.
+ */
+FDSEND_API int32_t fdsend_shm_map(intptr_t fd, uint32_t required_seals, int64_t min_size,
+                                  int64_t max_size, const void **addr, size_t *len);
+
+/** Unmap what fdsend_shm_map mapped (addr NULL with len 0 is a no-op). @return FDSEND_OK,
+ *  FDSEND_EINVAL. */
+FDSEND_API int32_t fdsend_shm_unmap(const void *addr, size_t len);
+
+/** fdsend_open_beneath flags. */
+enum {
+    /** Skip openat2 and use the portable walk (one openat with O_NOFOLLOW per component); for
+     *  tests, and what the library does by itself where openat2 is missing or filtered. */
+    FDSEND_OPEN_NO_OPENAT2 = 1
+};
+
+/**
+ * Open path, relative to the directory dirfd, read-only, as a broker does for a less
+ * trusted worker: the result is always a regular file opened O_RDONLY | O_CLOEXEC, found
+ * without leaving the directory and without following any symbolic link.
+ *
+ * - path must be relative and free of ".." components: otherwise FDSEND_EESCAPE (checked
+ *   before anything is opened). Empty components and "." are allowed.
+ * - Linux 5.6+: openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+ *   elsewhere (or when openat2 is unavailable) each component is opened with
+ *   openat(..., O_NOFOLLOW). A symbolic link anywhere on the way, pointing inside the
+ *   directory or out of it, gives FDSEND_EESCAPE.
+ * - The file is opened O_NONBLOCK first, so that a FIFO cannot block the broker, then
+ *   checked with fstat: a directory, FIFO, device or socket gives FDSEND_ENOTREG (and is
+ *   closed). O_NONBLOCK is then cleared; O_NOCTTY is always set.
+ * - Missing file: FDSEND_ENOENT; permission: FDSEND_EACCES; a component that is not a
+ *   directory: FDSEND_ENOENT.
+ *
+ * @param dirfd  an open directory (the broker's; never hand it to the worker)
+ * @param path   NUL-terminated relative path
+ * @param flags  0 or FDSEND_OPEN_NO_OPENAT2
+ * @param fd     out: the file, owned by the caller (-1 on failure)
+ * @return FDSEND_OK or a negative code as above; Windows: FDSEND_ENOTSUP.
+ */
+FDSEND_API int32_t fdsend_open_beneath(intptr_t dirfd, const char *path, uint32_t flags,
+                                       intptr_t *fd);
+
+/**
+ * Open the directory at path for a broker (O_RDONLY | O_DIRECTORY | O_CLOEXEC): the dirfd
+ * of fdsend_open_beneath and fdsend_broker_serve_one. Keep it in the broker; a directory
+ * descriptor in a worker's hands is a way out ("..").
+ * @return FDSEND_OK, FDSEND_ENOENT, FDSEND_EACCES, FDSEND_ENOTREG (not a directory: the
+ *         errno is ENOTDIR), FDSEND_EINVAL (NULL path or fd), or another code.
+ */
+FDSEND_API int32_t fdsend_open_directory(const char *path, intptr_t *fd);
+
+/* A file broker speaks the message channel (fdsend_msg_*): a request is one message whose
+ * payload is the path (1 .. FDSEND_BROKER_MAX_PATH bytes, no NUL) and no descriptors; the
+ * reply is one message whose payload is a 4-byte little-endian int32 status (FDSEND_OK or
+ * an FDSEND_E* code) carrying the file's descriptor exactly when the status is FDSEND_OK.
+ * The .NET FileBroker/FileBrokerClient speak the same protocol. */
+#define FDSEND_BROKER_MAX_PATH 4096
+
+/**
+ * Serve one request on sock: receive a path, open it with fdsend_open_beneath(dirfd, path,
+ * flags) and reply with the status and, on success, the descriptor (closed here after
+ * sending). Requests that carry descriptors are refused (FDSEND_EPOLICY in the reply, the
+ * descriptors closed); an empty, too long or NUL-containing path gives FDSEND_EINVAL in the
+ * reply.
+ *
+ * @param status  out (may be NULL): the status sent to the client
+ * @return FDSEND_OK when a reply was sent (whatever its status); FDSEND_EOF when the client
+ *         closed the connection; another code when the channel failed (close it).
+ */
+FDSEND_API int32_t fdsend_broker_serve_one(intptr_t sock, intptr_t dirfd, uint32_t flags,
+                                           int32_t *status);
+
+/**
+ * Ask the broker at the other end of sock to open path; on success *fd is the file
+ * (read-only regular file, owned by the caller). The reply is itself checked: a reply whose
+ * descriptor is not a read-only regular file, or with a descriptor count that does not
+ * match its status, gives FDSEND_EPROTO (everything closed).
+ *
+ * @return FDSEND_OK; the broker's refusal (FDSEND_EESCAPE, FDSEND_ENOTREG, FDSEND_ENOENT,
+ *         FDSEND_EACCES, FDSEND_EINVAL...); FDSEND_EPROTO; or a channel error.
+ */
+FDSEND_API int32_t fdsend_broker_open(intptr_t sock, const char *path, intptr_t *fd);
 
 #ifdef __cplusplus
 }

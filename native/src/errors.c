@@ -133,6 +133,10 @@ const char *fdsend_strerror(int32_t code)
     case FDSEND_EOF: return "the peer closed the channel at a message boundary (end of messages)";
     case FDSEND_ETIMEDOUT: return "timed out: the socket's send/receive timeout (SO_SNDTIMEO/SO_RCVTIMEO) expired";
     case FDSEND_EPROTOTYPE: return "the socket at the destination is of another type (stream, seqpacket or datagram)";
+    case FDSEND_EPOLICY: return "what arrived broke the receive policy (every descriptor was closed)";
+    case FDSEND_ENOTSEALED: return "not sealed shared memory of the required seals and size";
+    case FDSEND_EESCAPE: return "the path leaves the directory (absolute, \"..\" or a symbolic link)";
+    case FDSEND_ENOTREG: return "not a regular file (a directory, FIFO, device or socket)";
     case FDSEND_EOTHER: return "operating system error (see errno / fdsend_last_os_error)";
     default: return "unknown fdsend error code";
     }

@@ -15,6 +15,11 @@
 //   pipe-write       receive one descriptor (a pipe's write end) and write a line through it
 //   accept           receive a listening TCP socket, accept one connection, answer on it
 //   echo             send every received message (data + descriptors) back until end of stream
+//   map-naive        receive a memfd, map it with TakeMemoryMappedFile (no checks), send "M",
+//                    wait for one byte (the sender has shrunk it), read the last byte, report
+//                    "survived" (a shrunk memfd kills this process with SIGBUS first)
+//   map-checked      the same with TakeSealedMemory: "R <reason>" when refused, else "M",
+//                    wait, read the last byte, report "survived"
 //   list-fds         report the dev:ino of every descriptor open in this process
 //   rlimit-recv N    receive a warm-up message; lower RLIMIT_NOFILE and fill the descriptor
 //                    table so that exactly N slots are free; send "R"; receive one message,
@@ -106,6 +111,42 @@ switch (args[0])
                 for (int i = 0; i < count; i++)
                     Posix.Close(fds[i]);
             }
+        }
+        break;
+    }
+
+    case "map-naive":
+    {
+        using ReceivedFds r = socket.ReceiveFds(new byte[16]);
+        long size = r.Describe(0).Size ?? 0;
+        using var map = r.TakeMemoryMappedFile(0, System.IO.MemoryMappedFiles.MemoryMappedFileAccess.Read);
+        using var view = map.CreateViewAccessor(0, size, System.IO.MemoryMappedFiles.MemoryMappedFileAccess.Read);
+        socket.Send("M"u8);
+        socket.Receive(new byte[1]);
+        byte last = view.ReadByte(size - 1); // SIGBUS here if the memory was shrunk
+        Reply(socket, $"survived {last}");
+        break;
+    }
+
+    case "map-checked":
+    {
+        using ReceivedFds r = socket.ReceiveFds(new byte[16]);
+        ReceivedSealedMemory memory;
+        try
+        {
+            memory = r.TakeSealedMemory(0, FdSeals.Write, minSize: 1);
+        }
+        catch (FdPolicyViolationException e)
+        {
+            socket.Send("R"u8);
+            Reply(socket, $"refused {e.Reason}: {e.Message}");
+            break;
+        }
+        using (memory)
+        {
+            socket.Send("M"u8);
+            socket.Receive(new byte[1]);
+            Reply(socket, $"survived {memory.Span[^1]}");
         }
         break;
     }

@@ -312,7 +312,8 @@ TEST(strerror_every_code)
         FDSEND_ENOBUFS,      FDSEND_ETOOMANYFDS,  FDSEND_ECONNREFUSED, FDSEND_ENOENT,
         FDSEND_EACCES,       FDSEND_EDESTADDRREQ, FDSEND_EISCONN,      FDSEND_ENOTUNIX,
         FDSEND_ENAMETOOLONG, FDSEND_EPROTO,       FDSEND_ESRCH,        FDSEND_EOF,
-        FDSEND_ETIMEDOUT,    FDSEND_EPROTOTYPE,   FDSEND_EOTHER,
+        FDSEND_ETIMEDOUT,    FDSEND_EPROTOTYPE,   FDSEND_EPOLICY,      FDSEND_ENOTSEALED,
+        FDSEND_EESCAPE,      FDSEND_ENOTREG,      FDSEND_EOTHER,
     };
     const size_t ncodes = sizeof codes / sizeof codes[0];
     const char *unknown = fdsend_strerror(-12345);
@@ -338,6 +339,8 @@ TEST(strerror_every_code)
     CHECK_EQ(FDSEND_EOF, -23);
     CHECK_EQ(FDSEND_ETIMEDOUT, -24);
     CHECK_EQ(FDSEND_EPROTOTYPE, -25);
+    CHECK_EQ(FDSEND_EPOLICY, -26);
+    CHECK_EQ(FDSEND_ENOTREG, -29);
     CHECK_EQ(FDSEND_EOTHER, -99);
     for (i = 1; i < ncodes - 1; i++)
         CHECK_EQ(codes[i], -(int32_t)i);
@@ -376,6 +379,10 @@ TEST(strerror_names_the_cause)
         {FDSEND_EOF, {"message boundary", NULL}},
         {FDSEND_ETIMEDOUT, {"timeout", NULL}},
         {FDSEND_EPROTOTYPE, {"another type", NULL}},
+        {FDSEND_EPOLICY, {"policy", "closed"}},
+        {FDSEND_ENOTSEALED, {"seals", NULL}},
+        {FDSEND_EESCAPE, {"leaves the directory", "symbolic link"}},
+        {FDSEND_ENOTREG, {"not a regular file", NULL}},
         {FDSEND_EOTHER, {"operating system", NULL}},
     };
     size_t i, k;

@@ -86,6 +86,10 @@ const char *tu_describe(int64_t rc)
     case FDSEND_EOF: return "FDSEND_EOF";
     case FDSEND_ETIMEDOUT: return "FDSEND_ETIMEDOUT";
     case FDSEND_EPROTOTYPE: return "FDSEND_EPROTOTYPE";
+    case FDSEND_EPOLICY: return "FDSEND_EPOLICY";
+    case FDSEND_ENOTSEALED: return "FDSEND_ENOTSEALED";
+    case FDSEND_EESCAPE: return "FDSEND_EESCAPE";
+    case FDSEND_ENOTREG: return "FDSEND_ENOTREG";
     case FDSEND_EOTHER: return "FDSEND_EOTHER";
     default: return rc >= 0 ? "a count" : "an unknown code";
     }

@@ -32,6 +32,10 @@ internal static partial class Interop
         EOF = -23,
         ETIMEDOUT = -24,
         EPROTOTYPE = -25,
+        EPOLICY = -26,
+        ENOTSEALED = -27,
+        EESCAPE = -28,
+        ENOTREG = -29,
         EOTHER = -99,
     }
 

@@ -100,6 +100,14 @@ public sealed class Peer : IDisposable
         Assert.That(_process.ExitCode, Is.EqualTo(0), $"test peer failed: {ExitStatus()}");
     }
 
+    /// <summary>Waits (30 s at most) for the peer to exit and returns its exit code (128 + the
+    /// signal number when a signal killed it).</summary>
+    public int WaitForExitCode()
+    {
+        Assert.That(_process.WaitForExit(30_000), Is.True, "the test peer did not exit");
+        return _process.ExitCode;
+    }
+
     /// <summary>The child's exit code and stderr, once it has exited (10 s at most).</summary>
     private string ExitStatus()
     {

@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: MIT
+using System.Net.Sockets;
+
+namespace FdSend;
+
+/// <summary>
+/// What a receiver accepts in one message from a peer it does not trust: how many
+/// descriptors, what each may be (<see cref="FdRule"/>), and optionally who the peer must be.
+/// Immutable: every <c>With*</c>/<c>Require*</c> method returns a new policy. Use it with
+/// <see cref="FdReceivePolicyExtensions.ReceiveFds(Socket, Span{byte}, FdReceivePolicy)"/>,
+/// its async twin, or <see cref="Enforce"/> on descriptors from elsewhere (an
+/// <see cref="FdChannel"/> message).
+/// </summary>
+/// <example><code>
+/// var policy = FdReceivePolicy.Exactly(1, FdRule.ReadOnlyFile).RequirePeerUid(1000);
+/// using ReceivedFds r = socket.ReceiveFds(buffer, policy); // throws FdPolicyViolationException
+/// </code></example>
+public sealed class FdReceivePolicy
+{
+    private readonly FdRule[] _rules;
+
+    private FdReceivePolicy(int min, int max, FdRule[] rules, uint? uid, uint? gid, int? pid)
+    {
+        MinFds = min;
+        MaxFds = max;
+        _rules = rules;
+        RequiredUid = uid;
+        RequiredGid = gid;
+        RequiredPid = pid;
+    }
+
+    /// <summary>Any number of descriptors (0 .. <see cref="FdPassing.MaxFds"/>) of any kind:
+    /// the starting point for the <c>With*</c> methods.</summary>
+    public static FdReceivePolicy AcceptAny { get; } = new(0, FdPassing.MaxFds, [], null, null, null);
+
+    /// <summary>No descriptors at all: any that arrive are closed and reported.</summary>
+    public static FdReceivePolicy NoFds { get; } = new(0, 0, [], null, null, null);
+
+    /// <summary>Exactly <paramref name="count"/> descriptors, each matching
+    /// <paramref name="rules"/> (rule i for descriptor i; the last rule for the rest).</summary>
+    /// <param name="count">How many descriptors the message must carry.</param>
+    /// <param name="rules">The rules; none means any kind.</param>
+    public static FdReceivePolicy Exactly(int count, params FdRule[] rules) =>
+        AcceptAny.WithCount(count, count).WithRules(rules);
+
+    /// <summary>The fewest descriptors a message must carry.</summary>
+    public int MinFds { get; }
+
+    /// <summary>The most descriptors a message may carry.</summary>
+    public int MaxFds { get; }
+
+    /// <summary>The rules: descriptor i must match Rules[min(i, Rules.Count - 1)]; empty means
+    /// any kind.</summary>
+    public IReadOnlyList<FdRule> Rules => _rules;
+
+    /// <summary>The effective uid the peer must have; null for any.</summary>
+    public uint? RequiredUid { get; }
+
+    /// <summary>The effective gid the peer must have; null for any.</summary>
+    public uint? RequiredGid { get; }
+
+    /// <summary>The pid the peer must have (as the kernel recorded it at connect time); null for any.</summary>
+    public int? RequiredPid { get; }
+
+    /// <summary>This policy with another count range.</summary>
+    /// <param name="min">The fewest descriptors (0 ..).</param>
+    /// <param name="max">The most descriptors (min .. <see cref="FdPassing.MaxFds"/>).</param>
+    public FdReceivePolicy WithCount(int min, int max)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(min);
+        ArgumentOutOfRangeException.ThrowIfLessThan(max, min);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(max, FdPassing.MaxFds);
+        return new(min, max, _rules, RequiredUid, RequiredGid, RequiredPid);
+    }
+
+    /// <summary>This policy with these rules (rule i for descriptor i; the last rule for the rest).</summary>
+    /// <param name="rules">The rules; none means any kind.</param>
+    public FdReceivePolicy WithRules(params FdRule[] rules)
+    {
+        ArgumentNullException.ThrowIfNull(rules);
+        foreach (FdRule r in rules)
+            ArgumentNullException.ThrowIfNull(r, nameof(rules));
+        return new(MinFds, MaxFds, rules.ToArray(), RequiredUid, RequiredGid, RequiredPid);
+    }
+
+    /// <summary>This policy requiring the peer to run as <paramref name="uid"/>.</summary>
+    /// <param name="uid">The effective uid required.</param>
+    public FdReceivePolicy RequirePeerUid(uint uid) => new(MinFds, MaxFds, _rules, uid, RequiredGid, RequiredPid);
+
+    /// <summary>This policy requiring the peer's effective gid.</summary>
+    /// <param name="gid">The effective gid required.</param>
+    public FdReceivePolicy RequirePeerGid(uint gid) => new(MinFds, MaxFds, _rules, RequiredUid, gid, RequiredPid);
+
+    /// <summary>This policy requiring the peer's pid.</summary>
+    /// <param name="pid">The pid required.</param>
+    public FdReceivePolicy RequirePeerPid(int pid) => new(MinFds, MaxFds, _rules, RequiredUid, RequiredGid, pid);
+
+    internal bool ChecksPeer => RequiredUid is not null || RequiredGid is not null || RequiredPid is not null;
+
+    /// <summary>
+    /// Checks the peer of <paramref name="socket"/> against <see cref="RequiredUid"/>,
+    /// <see cref="RequiredGid"/> and <see cref="RequiredPid"/> (nothing to check: returns at
+    /// once). Nothing is received.
+    /// </summary>
+    /// <param name="socket">A connected Unix socket.</param>
+    /// <exception cref="FdPolicyViolationException">The peer is not the one required
+    /// (<see cref="FdPolicyViolationReason.Peer"/>).</exception>
+    /// <exception cref="SocketException">The peer's credentials cannot be read (not connected...).</exception>
+    public void CheckPeer(Socket socket)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        if (!ChecksPeer)
+            return;
+        PeerCredentials c = socket.GetPeerCredentials();
+        string? why =
+            RequiredUid is uint uid && c.Uid != uid ? $"the peer runs as uid {c.Uid}; the policy requires uid {uid}" :
+            RequiredGid is uint gid && c.Gid != gid ? $"the peer runs as gid {c.Gid}; the policy requires gid {gid}" :
+            RequiredPid is int pid && c.Pid is null ? $"the OS does not report the peer's pid; the policy requires pid {pid}" :
+            RequiredPid is int pid2 && c.Pid != pid2 ? $"the peer is pid {c.Pid}; the policy requires pid {pid2}" :
+            null;
+        if (why is not null)
+            throw new FdPolicyViolationException(FdPolicyViolationReason.Peer, -1, null, 0, why);
+    }
+
+    /// <summary>
+    /// Checks every descriptor not yet taken in <paramref name="fds"/> (and their count) against
+    /// this policy. If they pass, nothing changes. If not, <paramref name="fds"/> is DISPOSED
+    /// (every descriptor it still owns is closed) and the violation is thrown.
+    /// </summary>
+    /// <param name="fds">Received descriptors, e.g. <see cref="FdMessage.Fds"/>.</param>
+    /// <exception cref="FdPolicyViolationException">A descriptor or the count broke the
+    /// policy; <paramref name="fds"/> is disposed.</exception>
+    public void Enforce(ReceivedFds fds)
+    {
+        ArgumentNullException.ThrowIfNull(fds);
+        FdPolicyViolationException? v = Check(fds, fds.BytesReceived);
+        if (v is not null)
+        {
+            fds.Dispose();
+            throw v;
+        }
+    }
+
+    /// <summary>The violation, or null. Reads descriptions only; closes nothing.</summary>
+    internal FdPolicyViolationException? Check(ReceivedFds fds, int bytes)
+    {
+        int n = fds.Count;
+        if (fds.FdsTruncated)
+            return Violation(FdPolicyViolationReason.TooManyFds, -1, null, n, bytes,
+                             $"the message carried more than {n} descriptors (some were dropped); the policy accepts at most {MaxFds}");
+        if (n < MinFds)
+            return Violation(FdPolicyViolationReason.TooFewFds, -1, null, n, bytes,
+                             $"the message carried {n} descriptors; the policy requires at least {MinFds}");
+        if (n > MaxFds)
+            return Violation(FdPolicyViolationReason.TooManyFds, -1, null, n, bytes,
+                             $"the message carried {n} descriptors; the policy accepts at most {MaxFds}");
+        if (_rules.Length == 0)
+            return null;
+        for (int i = 0; i < n; i++)
+        {
+            if (fds.IsTaken(i))
+                continue;
+            FdInfo info = fds.Describe(i);
+            if (_rules[Math.Min(i, _rules.Length - 1)].Check(i, info) is { } bad)
+                return Violation(bad.Reason, i, info, n, bytes, bad.Text);
+        }
+        return null;
+    }
+
+    private static FdPolicyViolationException Violation(FdPolicyViolationReason reason, int index, FdInfo? info,
+                                                        int n, int bytes, string text) =>
+        new(reason, index, info, n, text) { BytesReceived = bytes };
+
+    /// <inheritdoc/>
+    public override string ToString() =>
+        $"FdReceivePolicy {{ Fds = {MinFds} .. {MaxFds}, Rules = {_rules.Length}" +
+        $"{(RequiredUid is uint u ? $", Uid = {u}" : "")}{(RequiredGid is uint g ? $", Gid = {g}" : "")}{(RequiredPid is int p ? $", Pid = {p}" : "")} }}";
+}
