@@ -219,7 +219,7 @@ public static partial class AsyncTest
     private static int s_processWide;
 
     /// <summary>Descriptors that exist once per process and are created on first use: FdSend's
-    /// writability poller's wake-up pipe, the pipe .NET's Process class sets up for SIGCHLD
+    /// readiness engine (its epoll descriptor and wake-up pipe), the pipe .NET's Process class sets up for SIGCHLD
     /// on its first child, and the epoll descriptor of .NET's socket engine (made by the first
     /// async socket operation that waits). Created before any baseline is taken, so a test that
     /// happens to run first (or alone) counts the same as one that runs later.</summary>
@@ -227,7 +227,7 @@ public static partial class AsyncTest
     {
         if (Interlocked.Exchange(ref s_processWide, 1) != 0)
             return;
-        _ = FdSend.WritableWaiter.Instance;
+        _ = FdSend.ReadinessEngine.Instance;
         using (Process p = Process.Start(new ProcessStartInfo("/bin/sh", "-c true") { UseShellExecute = false })!)
             p.WaitForExit();
         using var dir = new TempDir();
