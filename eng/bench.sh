@@ -39,6 +39,22 @@ _bench_build_c() {
   fi
 }
 
+# The Go peer row: net.UnixConn on Go's netpoller, standard library only, built offline
+# (GOFLAGS=-mod=mod, GOPROXY=off: no module is fetched). Skipped, visibly, without Go.
+_bench_build_go() {
+  local bin
+  bin="$(BENCH_BIN_DIR)"
+  mkdir -p "$bin"
+  if ! command -v go >/dev/null; then
+    skip "Go is not installed (Debian: golang-go): no Go comparison row"
+    rm -f "$bin/bench_go" "$bin/bench_go.version"
+    return 0
+  fi
+  (cd "$(BENCH_DIR)/compare/go" && GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
+    go build -o "$bin/bench_go" .) || return 1
+  go env GOVERSION >"$bin/bench_go.version"
+}
+
 _bench_dotnet_build() {
   local proj="$1" out
   out="$(BENCH_BIN_DIR)/dotnet-build-$(basename "$proj" .csproj).log"
@@ -73,6 +89,7 @@ _bench_build_dotnet() {
 bench_run() {
   log "benchmarks: building the comparison programs"
   _bench_build_c || return 1
+  _bench_build_go || return 1
   _bench_build_dotnet with-bdn || return 1
   if ! command -v python3 >/dev/null; then
     echo "bench: python3 is needed to run tests/FdSend.Benchmarks/compare.py" >&2
@@ -99,6 +116,7 @@ bench_test() {
     return 0
   fi
   _bench_build_c || return 1
+  _bench_build_go || return 1
   _bench_build_dotnet || return 1
   python3 "$(BENCH_DIR)/compare.py" --bin-dir "$(BENCH_BIN_DIR)" --smoke || return 1
   # The handoff benchmark runs, briefly (no timing judgement): two handoffs of 10 listeners.

@@ -300,6 +300,77 @@ FDSEND_API int64_t fdsend_recvfds(int sock, void *buf, size_t len, int *fds, int
                                   int *nfds, unsigned *rflags, unsigned flags);
 #endif /* !defined(_WIN32) */
 
+/* ---- Readiness engine (POSIX) ----------------------------------------------------------
+ * One waiting subsystem for event loops: epoll on Linux and Android, kqueue on the BSDs
+ * and macOS, behind one API. A poller is a set of descriptors, each registered with an
+ * interest (FDSEND_POLL_IN, FDSEND_POLL_OUT) and a caller-chosen 64-bit token;
+ * fdsend_poller_wait returns the tokens of those that became ready. It is what FdSend's
+ * async calls wait on: one thread per process runs fdsend_poller_wait and retries the
+ * operations whose sockets became ready (no thread is blocked per pending operation).
+ *
+ * Registrations are either edge-triggered (FDSEND_POLL_EDGE: stay registered, each new
+ * readiness is reported once; the caller retries until FDSEND_EAGAIN before it waits again)
+ * or one-shot (FDSEND_POLL_ONESHOT: reported once, then disarmed until
+ * fdsend_poller_modify re-arms it); with neither, level-triggered. Remove a descriptor
+ * before closing it if it may have been duplicated (epoll keeps a registration until every
+ * duplicate of the open file is closed; a closed descriptor is otherwise dropped silently,
+ * without an event).
+ *
+ * The poller's own descriptors are close-on-exec. Fork: an epoll instance is shared with a
+ * child created by fork() (a kqueue is not inherited); a child must not use its parent's
+ * poller: create a new one (or exec). Thread-safe: add/modify/remove/wake may be called
+ * from any thread while another thread waits. */
+#if !defined(_WIN32)
+/** Interest and result bits (fdsend_poll_event.events, fdsend_poller_add's events). */
+enum {
+    FDSEND_POLL_IN = 0x1,        /**< readable (data, end of stream, an error or a connection) */
+    FDSEND_POLL_OUT = 0x2,       /**< writable (room in the send buffer, or an error) */
+    FDSEND_POLL_ERR = 0x4,       /**< (result only) an error or hang-up: retry either direction */
+    FDSEND_POLL_EDGE = 0x100,    /**< (registration) edge-triggered */
+    FDSEND_POLL_ONESHOT = 0x200  /**< (registration) report once, then disarmed until modified */
+};
+
+/** One ready descriptor, as fdsend_poller_wait reports it. */
+typedef struct fdsend_poll_event {
+    uint64_t token;  /**< the token given to fdsend_poller_add / fdsend_poller_modify */
+    uint32_t events; /**< FDSEND_POLL_IN / FDSEND_POLL_OUT / FDSEND_POLL_ERR */
+    uint32_t reserved;
+} fdsend_poll_event;
+
+/** Create a poller (close-on-exec). *poller gets its handle (0 on failure).
+ *  @return FDSEND_OK, FDSEND_EINVAL (NULL), FDSEND_EMFILE, FDSEND_ENOBUFS, or another code. */
+FDSEND_API int32_t fdsend_poller_create(intptr_t *poller);
+
+/** Destroy a poller made by fdsend_poller_create; no thread may be waiting on it.
+ *  @return FDSEND_OK, FDSEND_EINVAL (0). */
+FDSEND_API int32_t fdsend_poller_destroy(intptr_t poller);
+
+/** Register fd with an interest (FDSEND_POLL_IN and/or FDSEND_POLL_OUT, plus
+ *  FDSEND_POLL_EDGE or FDSEND_POLL_ONESHOT) and a token.
+ *  @return FDSEND_OK, FDSEND_EBADF, FDSEND_EINVAL (already registered, bad bits), FDSEND_ENOBUFS,
+ *          or another code. */
+FDSEND_API int32_t fdsend_poller_add(intptr_t poller, intptr_t fd, uint32_t events, uint64_t token);
+
+/** Change (or re-arm, for FDSEND_POLL_ONESHOT) a registration.
+ *  @return FDSEND_OK, FDSEND_EBADF, FDSEND_ENOENT (not registered), or another code. */
+FDSEND_API int32_t fdsend_poller_modify(intptr_t poller, intptr_t fd, uint32_t events, uint64_t token);
+
+/** Remove fd's registration. @return FDSEND_OK, FDSEND_EBADF, FDSEND_ENOENT, or another code. */
+FDSEND_API int32_t fdsend_poller_remove(intptr_t poller, intptr_t fd);
+
+/** Wait up to timeout_ms (-1: no limit, 0: do not wait) for registered descriptors to become
+ *  ready; stores up to max (>= 1) of them in events[] (an edge is never dropped: what does
+ *  not fit stays for the next call).
+ *  @return how many were stored (0: the time ran out, a signal interrupted, or
+ *          fdsend_poller_wake was called), or a negative FDSEND_E* code. */
+FDSEND_API int32_t fdsend_poller_wait(intptr_t poller, fdsend_poll_event *events, int32_t max,
+                                      int32_t timeout_ms);
+
+/** Make a current or the next fdsend_poller_wait return (with what is ready, maybe 0).
+ *  Async-signal-safe. @return FDSEND_OK, FDSEND_EINVAL. */
+FDSEND_API int32_t fdsend_poller_wake(intptr_t poller);
+#endif /* !defined(_WIN32) */
+
 /** Socket types, platform-neutral (fdsend_socketpair, fdsend_fd_info). */
 enum {
     FDSEND_SOCK_STREAM = 1,

@@ -105,6 +105,16 @@ def discover(bin_dir):
         impls.append(c_program("bench_msg", ("libfdsend-msg", "libfdsend message channel (C: fdsend_msg_*)")))
     impls += fdsend_impls()
 
+    go_exe = os.path.join(bin_dir, "bench_go")
+    go_label = "Go net.UnixConn WriteMsgUnix/ReadMsgUnix (netpoller)"
+    go_version = os.path.join(bin_dir, "bench_go.version")
+    if os.path.exists(go_version):
+        with open(go_version) as f:
+            go_label = f"Go {f.read().strip()} net.UnixConn WriteMsgUnix/ReadMsgUnix (netpoller)"
+    impls.append(Impl("go", go_label, [go_exe] if os.access(go_exe, os.X_OK) else [],
+                      missing=None if os.access(go_exe, os.X_OK)
+                      else "bench_go is not built (Go is not installed? Debian: golang-go; run ./build.sh bench)"))
+
     py = shutil.which("python3") or sys.executable
     impls.append(Impl("cpython", f"CPython {platform.python_version()} socket.send_fds/recv_fds",
                       [py, os.path.join(HERE, "compare", "python", "bench_cpython.py")]))
@@ -266,6 +276,21 @@ def build_tables(impls, results, floor_medians):
                 cpu = fmt_ops(c) + (f" ({c / floor_cpu:.3f}x)" if floor_cpu else "")
             lines.append(f"| {impl.label} | {fmt_ops(med)} | {ratio} | {fmt_ops(min(vals))} | "
                          f"{fmt_ops(max(vals))} | {len(vals)} | {cpu} | {alloc} |")
+    if any(results.get((i.name, "pingpong1"), {}).get("p50_us") for i in runnable):
+        lines += ["", "#### ping-pong round-trip latency (`pingpong1`)", "",
+                  "Each round trip of the timed loop is timed (one clock read per round trip); the medians over "
+                  "the rounds of each run's 50th and 99th percentile, in microseconds (implementations without "
+                  "a number do not time single round trips).", "",
+                  "| implementation | p50 us | p99 us | p50 ratio to raw C |", "|---|---:|---:|---:|"]
+        f50 = results.get((FLOOR, "pingpong1"), {}).get("p50_us")
+        f50 = statistics.median(f50) if f50 else None
+        for impl in runnable:
+            rs = results.get((impl.name, "pingpong1"), {})
+            if not rs.get("p50_us"):
+                continue
+            p50, p99 = statistics.median(rs["p50_us"]), statistics.median(rs["p99_us"])
+            ratio = f"{p50 / f50:.2f}x" if f50 else ""
+            lines.append(f"| {impl.label} | {p50:.1f} | {p99:.1f} | {ratio} |")
     notes = [i for i in runnable if i.note]
     if notes:
         lines += ["", "Notes:"]
@@ -359,6 +384,19 @@ def target_lines(impls, results, floor_medians):
                            + (f"; against the sync owning receive (the same result type): {j2}" if j2 else ""))
     else:
         out.append("- FdSend async >= 0.85x sync in-process, >= 0.8x sync ping-pong: not measured (no async API)")
+    if "go" in names:
+        for name, label in (("fdsend-async", "FdSend async"), ("fdsend-channel", "FdChannel")):
+            if name not in names:
+                continue
+            for w in ("stream1", "pingpong1"):
+                j = judge(name, w, "go", 1.0)
+                if j:
+                    out.append(f"- issue 14: {label}, `{w}`, ratio to raw C >= Go's (measured against Go directly): {j}")
+    if "fdsend-channel" in names and "fdsend-async" in names:
+        for w in ("inproc1", "stream1", "pingpong1"):
+            j = judge("fdsend-channel", w, "fdsend-async", 0.9)
+            if j:
+                out.append(f"- issue 14: FdChannel, `{w}`, >= 0.9x FdSend async: {j}")
     if "fdsend-span" in names:
         for peer in ("mono-posix", "cpython", "io-fdpass"):
             if peer not in names:
@@ -531,6 +569,9 @@ def main():
                         slot["alloc"].append(r["alloc_bytes_per_op"])
                     if r.get("cpu_seconds", 0) > 0:
                         slot.setdefault("cpu", []).append(r["ops"] / r["cpu_seconds"])
+                    for key in ("p50_us", "p99_us"):
+                        if key in r:
+                            slot.setdefault(key, []).append(r[key])
         print(f"  round {rnd + 1}/{args.rounds} done ({done}/{total} runs, {time.monotonic() - t_start:.0f} s, "
               f"load {loadavg()})", flush=True)
     load_after = loadavg()
@@ -559,7 +600,7 @@ def main():
             "",
             "## Results", ""]
     out += table
-    out += ["", "## Targets (issue 5)", ""] + targets
+    out += ["", "## Targets (issues 5 and 14)", ""] + targets
     out += ["", "## 10,000 receives pending at once (issue 4)", ""] + pending_lines(pending) + [""]
     if failures:
         out += [f"{failures} runs FAILED; first errors:", ""]

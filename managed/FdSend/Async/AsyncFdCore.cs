@@ -7,23 +7,51 @@ namespace FdSend;
 
 /// <summary>
 /// The async layer over <see cref="FdSendCore"/>'s non-blocking attempts: readiness waits on
-/// .NET's own socket engine (readable) or on <see cref="WritableWaiter"/> (writable), and the
-/// loops that retry after them. Shared by <see cref="SocketFdAsyncExtensions"/> and
-/// <see cref="FdChannel"/>.
+/// libfdsend's readiness engine (<see cref="ReadinessEngine"/>, one thread per process; the
+/// receive itself is retried there), and the loops that retry after them. Shared by
+/// <see cref="SocketFdAsyncExtensions"/>, <see cref="ExactReceiver"/> and
+/// <see cref="FdChannel"/>. On Windows (no libfdsend engine there yet) a readable wait is
+/// .NET's zero-byte receive and a writable wait a backing-off Socket.Poll timer.
 /// </summary>
 internal static class AsyncFdCore
 {
-    /// <summary>
-    /// Waits until <paramref name="socket"/> is readable (data, end of stream or an error),
-    /// with .NET's zero-byte receive: it consumes nothing (verified on stream, seqpacket and
-    /// datagram sockets) and occupies no thread while it waits.
-    /// </summary>
-    internal static ValueTask<int> WaitReadableAsync(Socket socket, CancellationToken cancellationToken) =>
-        socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken);
+    /// <summary>Waits until <paramref name="socket"/> is readable (data, end of stream or an
+    /// error); consumes nothing and occupies no thread while it waits. The continuation runs
+    /// on the thread pool.</summary>
+    internal static ValueTask WaitReadableAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        if (OperatingSystem.IsWindows())
+            return WaitReadableWindowsAsync(socket, cancellationToken);
+        FdSendCore.GetHandle(socket);
+        return ReadinessEngine.Instance.WaitReadyAsync(socket, write: false, cancellationToken);
+    }
 
-    /// <summary>Waits until <paramref name="socket"/> is writable (see <see cref="WritableWaiter"/>).</summary>
-    internal static Task WaitWritableAsync(Socket socket, CancellationToken cancellationToken) =>
-        WritableWaiter.WaitWritableAsync(socket, cancellationToken);
+    /// <summary>Waits until <paramref name="socket"/> is writable (room in its send buffer, or
+    /// an error); the continuation runs on the thread pool.</summary>
+    internal static ValueTask WaitWritableAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        FdSendCore.GetHandle(socket);
+        if (OperatingSystem.IsWindows())
+            return cancellationToken.IsCancellationRequested
+                ? ValueTask.FromCanceled(cancellationToken)
+                : new ValueTask(PollLoopAsync(socket, cancellationToken));
+        return ReadinessEngine.Instance.WaitReadyAsync(socket, write: true, cancellationToken);
+    }
+
+    private static async ValueTask WaitReadableWindowsAsync(Socket socket, CancellationToken cancellationToken) =>
+        await socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Windows: Socket.Poll checks spaced by a timer that backs off from 1 ms to
+    /// 50 ms (WSAPoll cannot wait on a wake-up pipe too). No thread is held meanwhile.</summary>
+    private static async Task PollLoopAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        int delay = 1;
+        while (!socket.Poll(0, SelectMode.SelectWrite) && !socket.Poll(0, SelectMode.SelectError))
+        {
+            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+            delay = Math.Min(delay * 2, 50);
+        }
+    }
 
     /// <summary>One non-blocking send attempt of a whole buffer with descriptors (kept out of
     /// async methods so that spans never live across an await).</summary>
@@ -99,12 +127,21 @@ internal static class AsyncFdCore
 
     /// <summary>
     /// Receives one message (<see cref="FdSendCore.TryReceive(Socket, Span{byte}, int, out ReceivedFds?, bool)"/>)
-    /// after waiting for readability; a message that was received is returned even if
+    /// once the socket is readable: on POSIX the engine thread retries the receive itself and
+    /// hands the message to the awaiter. A message that was received is returned even if
     /// cancellation was requested meanwhile.
     /// </summary>
+    internal static ValueTask<ReceivedFds> ReceiveSlowAsync(Socket socket, Memory<byte> buffer, int maxFds,
+                                                          CancellationToken cancellationToken)
+    {
+        if (OperatingSystem.IsWindows())
+            return ReceiveSlowWindowsAsync(socket, buffer, maxFds, cancellationToken);
+        return ReadinessEngine.Instance.ReceiveAsync(socket, buffer, maxFds, cancellationToken);
+    }
+
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    internal static async ValueTask<ReceivedFds> ReceiveSlowAsync(Socket socket, Memory<byte> buffer, int maxFds,
-                                                                  CancellationToken cancellationToken)
+    private static async ValueTask<ReceivedFds> ReceiveSlowWindowsAsync(Socket socket, Memory<byte> buffer, int maxFds,
+                                                                      CancellationToken cancellationToken)
     {
         while (true)
         {

@@ -5,8 +5,8 @@ using System.Runtime.CompilerServices;
 namespace FdSend;
 
 /// <summary>
-/// Async descriptor passing on a Unix domain <see cref="Socket"/>, on .NET's own socket
-/// engine: <c>await</c> without a blocked thread.
+/// Async descriptor passing on a Unix domain <see cref="Socket"/>: <c>await</c> without a
+/// blocked thread.
 /// </summary>
 /// <remarks>
 /// <para>The same ownership and error rules as <see cref="SocketFdExtensions"/>: sending never
@@ -15,13 +15,18 @@ namespace FdSend;
 /// task. <see cref="Socket.Blocking"/> does not matter, as for Socket's own async methods.</para>
 /// <para>How they wait: each call first tries at once (a message that is already waiting, or
 /// room in the send buffer, completes synchronously without allocating anything but the
-/// result). A receive then waits for readability with .NET's zero-byte
-/// <see cref="Socket.ReceiveAsync(Memory{byte}, SocketFlags, CancellationToken)"/>, which
-/// consumes nothing and occupies no thread. A send that finds the buffer full waits for
-/// writability on one process-wide poller thread shared by every waiting send (.NET has no
-/// writability wait); so does the rest of a partly sent stream buffer, which carries no
-/// descriptors, one counted sendmsg at a time, so that a failure in the middle can say how much
-/// went (<see cref="FdPartialSendException"/>).</para>
+/// result). Otherwise it registers with FdSend's readiness engine: libfdsend's epoll (Linux) or
+/// kqueue (BSDs, macOS) set, run by ONE background thread per process, with a one-shot
+/// interest per waiting socket, so that no thread is blocked per pending operation. When the
+/// socket becomes ready, that thread retries the receive (or send) itself and hands the result
+/// to your continuation on the thread pool; with <c>FDSEND_ASYNC_INLINE_COMPLETIONS=1</c> (or
+/// the AppContext switch <c>FdSend.Async.InlineCompletions</c>) the continuation runs inline
+/// on the engine thread instead, the fastest for short, never-blocking continuations (a
+/// request/response loop) and wrong for anything that blocks. The rest of a partly sent stream
+/// buffer, which carries no descriptors, goes one counted sendmsg at a time, so that a failure
+/// in the middle can say how much went (<see cref="FdPartialSendException"/>). A socket
+/// disposed while an operation waits fails it with <see cref="ObjectDisposedException"/>
+/// within a quarter of a second. (Windows: .NET's zero-byte receive and a Socket.Poll timer.)</para>
 /// <para>Cancellation: a receive cancelled before a message arrived consumes nothing
 /// (<see cref="OperationCanceledException"/>); a message that has been received is returned
 /// even if cancellation was requested at the same moment, so no descriptor is ever closed

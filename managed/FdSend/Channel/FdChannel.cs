@@ -74,6 +74,8 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     private bool _rxHeaderDone;
     private FrameHeader _rxFrame;
     private readonly PayloadAssembler _rxPayload = new(); // grows with the bytes that arrive
+    private StreamAttempt? _rxAttempt; // the stream receive, retried on the readiness engine's thread
+    private PollOperation? _rxOperation; // reused: receives are serialized by _receiveLock
     private bool _rxDiscard;
     private long _rxDiscarded;
 
@@ -356,6 +358,17 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
                 }
                 try
                 {
+                    if (_isStream && !OperatingSystem.IsWindows())
+                    {
+                        // The engine thread advances the frame itself whenever the socket is
+                        // readable, and hands over the message once it is complete.
+                        _rxAttempt ??= new StreamAttempt(this);
+                        _rxOperation ??= new PollOperation();
+                        FdSendCore.GetHandle(_socket);
+                        await ReadinessEngine.Instance.WaitAttemptAsync(_socket, write: false, _rxAttempt,
+                                                                        _rxOperation, token).ConfigureAwait(false);
+                        return _rxAttempt.Take();
+                    }
                     if (_isStream)
                         await AsyncFdCore.WaitReadableAsync(_socket, token).ConfigureAwait(false);
                     else
@@ -384,6 +397,22 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         {
             linked?.Dispose();
             _receiveLock.Release();
+        }
+    }
+
+    /// <summary><see cref="TryAdvanceStream"/> as the readiness engine's attempt; the
+    /// receive that waits takes the message (or null at a clean end) afterwards.</summary>
+    private sealed class StreamAttempt(FdChannel channel) : IPollAttempt
+    {
+        private FdMessage? _message;
+
+        public bool TryAttempt() => channel.TryAdvanceStream(out _message);
+
+        internal FdMessage? Take()
+        {
+            FdMessage? m = _message;
+            _message = null;
+            return m;
         }
     }
 

@@ -231,8 +231,7 @@ public class AsyncSendReceiveTests : TempDirFixture
         for (int i = 0; i < 50; i++)
         {
             byte[] msg = { (byte)i, 1, 2, 3 };
-            // Alternate sync/async on each side; after the first async call .NET has put the fd
-            // in O_NONBLOCK while Socket.Blocking stays true: the sync calls must still wait.
+            // Alternate sync/async on each side: the sync calls must still wait.
             Task<ReceivedFds> receive = (i % 2 == 0)
                 ? pair.B.ReceiveFdsAsync(buffer).AsTask()
                 : Task.Run(() => pair.B.ReceiveFds(buffer));
@@ -247,6 +246,12 @@ public class AsyncSendReceiveTests : TempDirFixture
             Assert.That(Posix.GetFileId(r.PeekFd(0)), Is.EqualTo(id));
         }
         Assert.That(pair.B.Blocking, Is.True);
+        // FdSend's async calls wait on its own readiness engine and leave the descriptor's
+        // mode alone (their attempts are MSG_DONTWAIT); .NET's own async calls switch it to
+        // O_NONBLOCK behind Socket.Blocking: mix one in too.
+        Assert.That(Posix.IsNonBlocking((int)pair.B.SafeHandle.DangerousGetHandle()), Is.False,
+            "FdSend's async calls left the descriptor blocking");
+        await pair.B.SendAsync(ReadOnlyMemory<byte>.Empty, SocketFlags.None).AsTask().Within();
         Assert.That(Posix.IsNonBlocking((int)pair.B.SafeHandle.DangerousGetHandle()), Is.True,
             ".NET switched the descriptor to O_NONBLOCK for its async calls");
         // A sync receive on that O_NONBLOCK-but-Blocking socket waits instead of failing.

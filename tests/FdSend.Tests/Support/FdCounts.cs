@@ -40,7 +40,7 @@ public static class FdCounts
     private static int s_processWide;
 
     /// <summary>Descriptors that exist once per process and are created on first use: FdSend's
-    /// writability poller's wake-up pipe, the pipe .NET's Process class sets up for SIGCHLD
+    /// readiness engine (its epoll descriptor and wake-up pipe), the pipe .NET's Process class sets up for SIGCHLD
     /// on its first child, and the epoll descriptor of .NET's socket engine (made by the first
     /// async socket operation that waits). Created before any baseline is taken, so a test that
     /// happens to run first (or alone) counts the same as one that runs later.</summary>
@@ -48,9 +48,9 @@ public static class FdCounts
     {
         if (Interlocked.Exchange(ref s_processWide, 1) != 0)
             return;
-        // FdSend.WritableWaiter.Instance (internal; reached by reflection so that any test
+        // FdSend.ReadinessEngine.Instance (internal; reached by reflection so that any test
         // assembly can link this file).
-        typeof(FdSend.FdChannel).Assembly.GetType("FdSend.WritableWaiter", throwOnError: true)!
+        typeof(FdSend.FdChannel).Assembly.GetType("FdSend.ReadinessEngine", throwOnError: true)!
             .GetProperty("Instance", BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public)!.GetValue(null);
         using (Process p = Process.Start(new ProcessStartInfo("/bin/sh", "-c true") { UseShellExecute = false })!)
             p.WaitForExit();

@@ -27,6 +27,8 @@
  * cpu_seconds is the CPU time used over the timed loop by this process and, for the
  * two-process workloads, by the child too (from /proc/<pid>/task/<tid>/schedstat; left
  * out where that is not readable). A busy machine disturbs it less than the wall clock.
+ * pingpong1 adds p50_us=<float> p99_us=<float>: round-trip latency percentiles over the
+ * timed loop (one clock read per round trip).
  * SPDX-License-Identifier: MIT */
 #ifndef BENCH_HARNESS_H
 #define BENCH_HARNESS_H
@@ -153,6 +155,16 @@ static void bench_pingpong_child(int sock)
     _exit(0);
 }
 
+/* Round-trip latencies of the timed pingpong1 loop, in ns (NULL: not recording). */
+static double *bench_lat;
+static long bench_lat_n, bench_lat_cap;
+
+static int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 typedef struct bench_ctx {
     const char *workload;
     int sock;      /* inproc: sending end; two-process: the parent's end */
@@ -177,10 +189,13 @@ static long bench_loop(bench_ctx *c, double seconds)
                 bench_send_op(c->sock, c->fds);
         } else {
             for (k = 0; k < BENCH_BATCH; k++) {
+                double t = bench_lat != NULL ? bench_now() : 0;
                 bench_send_op(c->sock, c->fds);
                 if (!bench_recv_op(c->sock, &fd))
                     bench_die("ping-pong peer closed");
                 close((int)fd);
+                if (bench_lat != NULL && bench_lat_n < bench_lat_cap)
+                    bench_lat[bench_lat_n++] = (bench_now() - t) * 1e9;
             }
         }
         ops += BENCH_BATCH;
@@ -243,6 +258,10 @@ int main(int argc, char **argv)
 
     if (warmup > 0)
         bench_loop(&c, warmup);
+    if (strcmp(c.workload, "pingpong1") == 0) {
+        bench_lat_cap = 1 << 21;
+        bench_lat = malloc(sizeof(double) * (size_t)bench_lat_cap);
+    }
     if (child > 0)
         k0 = bench_task_cpu(child);
     c0 = bench_clock(CLOCK_PROCESS_CPUTIME_ID);
@@ -264,11 +283,15 @@ int main(int argc, char **argv)
         errno = 0;
         bench_die("child failed");
     }
+    printf("ops_per_sec=%.1f ops=%ld seconds=%.4f", (double)ops / (t1 - t0), ops, t1 - t0);
     if (k0 >= 0 && k1 >= 0)
-        printf("ops_per_sec=%.1f ops=%ld seconds=%.4f cpu_seconds=%.4f\n", (double)ops / (t1 - t0),
-               ops, t1 - t0, (c1 - c0) + (k1 - k0));
-    else
-        printf("ops_per_sec=%.1f ops=%ld seconds=%.4f\n", (double)ops / (t1 - t0), ops, t1 - t0);
+        printf(" cpu_seconds=%.4f", (c1 - c0) + (k1 - k0));
+    if (bench_lat != NULL && bench_lat_n > 0) {
+        qsort(bench_lat, (size_t)bench_lat_n, sizeof(double), bench_cmp_double);
+        printf(" p50_us=%.2f p99_us=%.2f", bench_lat[(long)(0.50 * (double)(bench_lat_n - 1))] / 1e3,
+               bench_lat[(long)(0.99 * (double)(bench_lat_n - 1))] / 1e3);
+    }
+    printf("\n");
     return 0;
 }
 

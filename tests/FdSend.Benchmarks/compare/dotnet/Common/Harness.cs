@@ -11,7 +11,9 @@
 // Workloads: inproc1, inproc64, stream1, pingpong1 (see compare/c/harness.h).
 // Prints: ops_per_sec=<float> ops=<int> seconds=<float> cpu_seconds=<float> alloc_bytes_per_op=<float>
 // (cpu_seconds: this process's CPU time over the timed loop, plus the child's in the
-// two-process workloads; alloc_bytes_per_op: GC.GetTotalAllocatedBytes over the loop).
+// two-process workloads; alloc_bytes_per_op: GC.GetTotalAllocatedBytes over the loop);
+// pingpong1 adds p50_us= p99_us= (round-trip latency percentiles over the timed loop, one
+// Stopwatch read per round trip into a preallocated array).
 // SPDX-License-Identifier: MIT
 using System.Diagnostics;
 using System.Net.Sockets;
@@ -185,6 +187,7 @@ public static partial class Harness
         t.Setup([sock], fds);
         bool stream = o.Workload == "stream1";
         if (o.Warmup > 0) { if (stream) StreamLoop(ref t, o.Warmup); else PingPongLoop(ref t, o.Warmup); }
+        if (!stream) s_latencies = new long[1 << 21];
         long alloc0 = GC.GetTotalAllocatedBytes(precise: true);
         double cpu0 = child.CpuSeconds();
         long start = Stopwatch.GetTimestamp();
@@ -230,8 +233,10 @@ public static partial class Harness
         {
             for (int k = 0; k < Batch; k++)
             {
+                long t0 = Stopwatch.GetTimestamp();
                 t.Send(0, 1);
                 if (!t.Receive(0, 1)) throw new InvalidOperationException("ping-pong peer closed");
+                RecordLatency(t0);
             }
             ops += Batch;
         } while (Stopwatch.GetTimestamp() < end);
@@ -280,6 +285,7 @@ public static partial class Harness
         box.Value.Setup([child.Socket], fds);
         bool stream = o.Workload == "stream1";
         if (o.Warmup > 0) await (stream ? StreamLoopAsync(box, o.Warmup) : PingPongLoopAsync(box, o.Warmup)).ConfigureAwait(false);
+        if (!stream) s_latencies = new long[1 << 21];
         long alloc0 = GC.GetTotalAllocatedBytes(precise: true);
         double cpu0 = child.CpuSeconds();
         long start = Stopwatch.GetTimestamp();
@@ -329,9 +335,11 @@ public static partial class Harness
         {
             for (int k = 0; k < Batch; k++)
             {
+                long t0 = Stopwatch.GetTimestamp();
                 await t.Value.SendAsync(0, 1).ConfigureAwait(false);
                 if (!await t.Value.ReceiveAsync(0, 1).ConfigureAwait(false))
                     throw new InvalidOperationException("ping-pong peer closed");
+                RecordLatency(t0);
             }
             ops += Batch;
         } while (Stopwatch.GetTimestamp() < end);
@@ -339,6 +347,25 @@ public static partial class Harness
     }
 
     // ---- shared plumbing ------------------------------------------------------------------
+
+    static long[]? s_latencies; // round-trip times of the timed pingpong1 loop (Stopwatch ticks)
+    static int s_latencyCount;
+
+    static void RecordLatency(long t0)
+    {
+        long[]? l = s_latencies;
+        if (l is not null && s_latencyCount < l.Length)
+            l[s_latencyCount++] = Stopwatch.GetTimestamp() - t0;
+    }
+
+    static string LatencyText()
+    {
+        long[]? l = s_latencies;
+        if (l is null || s_latencyCount == 0) return "";
+        Array.Sort(l, 0, s_latencyCount);
+        double P(double q) => l[(int)(q * (s_latencyCount - 1))] * 1e6 / Stopwatch.Frequency;
+        return FormattableString.Invariant($" p50_us={P(0.50):F2} p99_us={P(0.99):F2}");
+    }
 
     static long Deadline(double seconds) => Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
 
@@ -350,7 +377,7 @@ public static partial class Harness
         double secs = (double)(t1 - t0) / Stopwatch.Frequency;
         string cpuText = cpu is { } c ? FormattableString.Invariant($" cpu_seconds={c.TotalSeconds:F4}") : "";
         Console.WriteLine(FormattableString.Invariant(
-            $"ops_per_sec={ops / secs:F1} ops={ops} seconds={secs:F4}{cpuText} alloc_bytes_per_op={(double)allocated / ops:F2}"));
+            $"ops_per_sec={ops / secs:F1} ops={ops} seconds={secs:F4}{cpuText} alloc_bytes_per_op={(double)allocated / ops:F2}{LatencyText()}"));
         return 0;
     }
 

@@ -13,9 +13,13 @@ return Harness.RunMain(args, "fdsend",
     new("owning", "FdSend sync, owning ReceivedFds (Dispose closes)", Harness.Run<OwningTransport>),
 #if FDSEND_ASYNC
     new("async", "FdSend async, SendFdsAsync/ReceiveFdsAsync (owning ReceivedFds)", Harness.RunAsync<AsyncTransport>),
+    // The same with the readiness engine's opt-in inline completions (the awaiter's
+    // continuation runs on the engine thread; FDSEND_ASYNC_INLINE_COMPLETIONS=1).
+    new("async-inline", "FdSend async, inline completions (FDSEND_ASYNC_INLINE_COMPLETIONS=1)", Inline(Harness.RunAsync<AsyncTransport>)),
 #endif
 #if FDSEND_CHANNEL
     new("channel", "FdSend FdChannel (framed messages, async)", Harness.RunAsync<ChannelTransport>),
+    new("channel-inline", "FdSend FdChannel, inline completions (FDSEND_ASYNC_INLINE_COMPLETIONS=1)", Inline(Harness.RunAsync<ChannelTransport>)),
 #endif
 ],
 new Dictionary<string, Func<string[], int>>
@@ -25,6 +29,14 @@ new Dictionary<string, Func<string[], int>>
     ["--pending-peer"] = PendingReceives.Peer,
 #endif
 });
+
+// Runs a row with FdSend's inline completions switched on (before FdSend reads the
+// switch; the child process runs the same row, so it gets it too).
+static Func<Options, int> Inline(Func<Options, int> run) => o =>
+{
+    AppContext.SetSwitch("FdSend.Async.InlineCompletions", true);
+    return run(o);
+};
 
 /// <summary>SendFds(data, ReadOnlySpan&lt;int&gt;) + ReceiveFds(buffer, Span&lt;int&gt;, out count,
 /// out flags): the zero-allocation pair. The descriptors to send are raw ints, like every

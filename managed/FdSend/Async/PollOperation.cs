@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: MIT
+using System.Net.Sockets;
+using System.Threading.Tasks.Sources;
+
+namespace FdSend;
+
+/// <summary>What a <see cref="PollOperation"/> retries on the engine thread when its socket
+/// becomes ready: one non-blocking attempt, FdSend's own code only (never user code). True
+/// when the operation is done (its outcome kept by the implementer), false to wait again; an
+/// exception fails the operation.</summary>
+internal interface IPollAttempt
+{
+    bool TryAttempt();
+}
+
+/// <summary>
+/// One pending wait on the <see cref="ReadinessEngine"/>: completes with true when its
+/// attempt succeeded (or, without an attempt, when the socket became ready), or with the
+/// attempt's exception, or with <see cref="OperationCanceledException"/> (nothing consumed).
+/// Reusable once its result was taken: one per socket is cached for receives
+/// (<see cref="SocketWaitState.CachedReceive"/>).
+/// </summary>
+internal sealed class PollOperation : IValueTaskSource<bool>, IValueTaskSource
+{
+    private const int Waiting = 0, Attempting = 1, Done = 2;
+
+    private ManualResetValueTaskSourceCore<bool> _core;
+    private ReadinessEngine? _engine;
+    private SocketWaitState? _state;
+    private Socket? _socket; // keeps the socket (and its handle) alive while pending
+    private CancellationToken _cancellationToken;
+    private CancellationTokenRegistration _registration;
+    private int _status = Done;
+
+    internal bool Write;
+    internal IPollAttempt? Attempt;
+
+    // The receive of SocketFdAsyncExtensions.ReceiveFdsAsync, done on the engine thread.
+    internal Memory<byte> Buffer;
+    internal int MaxFds;
+    internal ReceivedFds? Received;
+    private bool _isReceive;
+
+    /// <param name="inline">Whether the awaiter's continuation may run on the engine thread
+    /// (only when the process opted in: <see cref="ReadinessEngine.InlineCompletions"/>).</param>
+    internal PollOperation(bool inline = true) =>
+        _core.RunContinuationsAsynchronously = !(inline && ReadinessEngine.InlineCompletions);
+
+    internal short Version => _core.Version;
+
+    internal void PrepareReceive(Memory<byte> buffer, int maxFds)
+    {
+        Write = false;
+        Attempt = null;
+        _isReceive = true;
+        Buffer = buffer;
+        MaxFds = maxFds;
+        Received = null;
+    }
+
+    internal void PrepareWait(bool write, IPollAttempt? attempt)
+    {
+        Write = write;
+        Attempt = attempt;
+        _isReceive = false;
+    }
+
+    internal void Begin(ReadinessEngine engine, SocketWaitState state, Socket socket, CancellationToken cancellationToken)
+    {
+        _core.Reset();
+        _engine = engine;
+        _state = state;
+        _socket = socket;
+        _cancellationToken = cancellationToken;
+        _registration = default;
+        Volatile.Write(ref _status, Waiting);
+    }
+
+    internal void RegisterCancellation(CancellationToken cancellationToken)
+    {
+        if (cancellationToken.CanBeCanceled)
+            _registration = cancellationToken.UnsafeRegister(static s => ((PollOperation)s!).Cancel(), this);
+    }
+
+    /// <summary>On the engine thread: the socket is ready, retry.</summary>
+    internal void TryComplete()
+    {
+        if (Interlocked.CompareExchange(ref _status, Attempting, Waiting) != Waiting)
+            return;
+        bool done;
+        try
+        {
+            done = _isReceive ? FdSendCore.TryReceive(_socket!, Buffer.Span, MaxFds, out Received)
+                : Attempt is null || Attempt.TryAttempt();
+        }
+        catch (Exception e)
+        {
+            Finish(e);
+            return;
+        }
+        if (done)
+        {
+            Finish(null);
+            return;
+        }
+        Volatile.Write(ref _status, Waiting);
+        // A cancellation that came while we were attempting found us busy: honour it now.
+        if (_cancellationToken.IsCancellationRequested)
+            Cancel();
+    }
+
+    internal void TryFail(Exception e)
+    {
+        if (Interlocked.CompareExchange(ref _status, Attempting, Waiting) == Waiting)
+            Finish(e);
+    }
+
+    private void Cancel()
+    {
+        if (Interlocked.CompareExchange(ref _status, Attempting, Waiting) == Waiting)
+            Finish(new OperationCanceledException(_cancellationToken));
+    }
+
+    private void Finish(Exception? error)
+    {
+        _engine!.Remove(_state!, this);
+        Volatile.Write(ref _status, Done);
+        if (error is null)
+            _core.SetResult(true);
+        else
+            _core.SetException(error);
+    }
+
+    public bool GetResult(short token)
+    {
+        try
+        {
+            return _core.GetResult(token);
+        }
+        finally
+        {
+            _registration.Dispose();
+            _registration = default;
+            _socket = null;
+            Attempt = null;
+            Buffer = default;
+            _state = null;
+        }
+    }
+
+    void IValueTaskSource.GetResult(short token) => GetResult(token);
+
+    public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+    public void OnCompleted(Action<object?> continuation, object? state, short token,
+                            ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
+}

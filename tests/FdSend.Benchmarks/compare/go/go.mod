@@ -1,0 +1,3 @@
+module fdsendbench/gounix
+
+go 1.19
