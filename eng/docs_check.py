@@ -18,6 +18,10 @@ GitHub does not show) on the line just above the fence:
   ```sh       <!-- snippet: run --> run with bash -e in a copy of the repository's working
               tree, HOME a fresh temporary folder: exit 0. Other shell blocks, and blocks
               without a language (diagrams, text), are listed as skipped.
+              <!-- snippet: build REASON --> a whole program that is compiled but not run (a
+              server that runs until it is stopped; the reason is printed), in a fresh web
+              project (Microsoft.NET.Sdk.Web) that references the packed FdSend, FdSend.Handoff
+              and FdSend.AspNetCore.
   any         <!-- snippet: skip REASON --> not run; the reason is printed.
               <!-- snippet: same-as PATH --> (e.g. CMake) its lines must appear, in order
               (other lines between them allowed), in the file PATH, which a test builds (tests/native/install).
@@ -147,7 +151,7 @@ if cs:
 <configuration>
   <packageSources><clear /><add key="local" value="{package_dir}" /><add key="nuget.org" value="https://api.nuget.org/v3/index.json" /></packageSources>
   <packageSourceMapping>
-    <packageSource key="local"><package pattern="FdSend" /></packageSource>
+    <packageSource key="local"><package pattern="FdSend" /><package pattern="FdSend.*" /></packageSource>
     <packageSource key="nuget.org"><package pattern="*" /></packageSource>
   </packageSourceMapping>
 </configuration>
@@ -169,19 +173,22 @@ if cs:
             wl[wl.index("// <snippet>")] = body
             code = "\n".join(usings) + "\n" + "\n".join(wl)
         open(os.path.join(d, name, "Program.cs"), "w").write(f"// {where(b)}\n" + code)
-        open(os.path.join(d, name, name + ".csproj"), "w").write(f"""<Project Sdk="Microsoft.NET.Sdk">
+        web = b["mode"] == "build"
+        refs = ["FdSend", "FdSend.Handoff", "FdSend.AspNetCore"] if web else ["FdSend"]
+        open(os.path.join(d, name, name + ".csproj"), "w").write(f"""<Project Sdk="Microsoft.NET.Sdk{'.Web' if web else ''}">
   <PropertyGroup>
     <OutputType>Exe</OutputType>
     <TargetFramework>net10.0</TargetFramework>
     <ImplicitUsings>enable</ImplicitUsings>
     <Nullable>enable</Nullable>
   </PropertyGroup>
-  <ItemGroup><PackageReference Include="FdSend" Version="{version}" /></ItemGroup>
+  <ItemGroup>{''.join(f'<PackageReference Include="{r}" Version="{version}" />' for r in refs)}</ItemGroup>
 </Project>
 """)
         projs.append((name, b))
     denv = dict(os.environ, NUGET_PACKAGES=os.path.join(work, "packages"), DOTNET_CLI_TELEMETRY_OPTOUT="1", DOTNET_NOLOGO="1")
-    shutil.rmtree(os.path.join(work, "packages", "fdsend"), ignore_errors=True)   # never a stale FdSend
+    for stale in ("fdsend", "fdsend.handoff", "fdsend.aspnetcore"):   # never a stale package
+        shutil.rmtree(os.path.join(work, "packages", stale), ignore_errors=True)
     run(["dotnet", "new", "sln", "-n", "snippets", "--format", "sln"], d, denv)
     run(["dotnet", "sln", "snippets.sln", "add"] + [f"{p}/{p}.csproj" for p, _ in projs], d, denv)
     rc, out = run(["dotnet", "build", "snippets.sln", "-c", "Release", "-v", "quiet", "-nologo", "-clp:NoSummary"], d, denv, timeout=600)
@@ -197,6 +204,10 @@ if cs:
     for p, b in projs:
         if p in broken or rc != 0 and not os.path.exists(os.path.join(d, p, "bin", "Release", "net10.0", p + ".dll")):
             continue
+        if b["mode"] == "build":
+            ran["built"] = ran.get("built", 0) + 1
+            print(f"{where(b)}: C# block compiled, not run: {b['arg'] or 'a server'}")
+            continue
         rc2, out2 = run(["dotnet", os.path.join(d, p, "bin", "Release", "net10.0", p + ".dll")], os.path.join(d, p), denv, timeout=60)
         if rc2 != 0:
             fails.append(f"{where(b)}: the C# block exited {rc2} ({p}):\n{out2.strip()[-2000:]}")
@@ -208,6 +219,7 @@ for s in skipped:
 for f in fails:
     print("docs check FAILED:", f)
 total = len(blocks)
-print(f"docs check: {total} code blocks: {ran['csharp']} C# and {ran['c']} C compiled and run, {ran['sh']} shell run, "
+print(f"docs check: {total} code blocks: {ran['csharp']} C# and {ran['c']} C compiled and run, "
+      f"{ran.get('built', 0)} C# compiled only, {ran['sh']} shell run, "
       f"{ran.get('same', 0)} found in a tested file, {len(skipped)} skipped; {links} relative links; {len(fails)} failures")
 sys.exit(1 if fails else 0)

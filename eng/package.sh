@@ -74,6 +74,12 @@ managed_pack() {
   dotnet pack "$ROOT/managed/FdSend/FdSend.csproj" -c Release -o "$PACKAGE_DIR" --nologo -v quiet \
     -p:ContinuousIntegrationBuild=true -p:FdSendNativeDir="$PACKAGE_NATIVE_DIR/" ${url:+-p:RepositoryUrl="$url"} || return 1
   PACKAGE_RIDS="${packed[*]}"
+  # The handoff packages (managed only; net10.0), beside FdSend, which they depend on.
+  local p
+  for p in FdSend.Handoff FdSend.AspNetCore; do
+    dotnet pack "$ROOT/managed/$p/$p.csproj" -c Release -o "$PACKAGE_DIR" --nologo -v quiet \
+      -p:ContinuousIntegrationBuild=true ${url:+-p:RepositoryUrl="$url"} || return 1
+  done
   ls -l "$PACKAGE_DIR"
 }
 
