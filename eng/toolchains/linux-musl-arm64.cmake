@@ -9,6 +9,9 @@
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-musl-gcc)
+# gcc's default outline atomics (__aarch64_* in libgcc.a) look the CPU up with glibc's
+# __getauxval, which musl lacks: inline them (ARMv8.0 LL/SC, correct on every arm64).
+set(CMAKE_C_FLAGS_INIT "-mno-outline-atomics")
 set(CMAKE_FIND_ROOT_PATH /usr/lib/aarch64-linux-musl /usr/include/aarch64-linux-musl)
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)

@@ -514,6 +514,10 @@ public sealed partial class HandoffServer : IAsyncDisposable, IDisposable
                 }
             }
         }
+        // The process-wide readiness engine (an epoll descriptor and a wake-up pipe) that the
+        // control connections' channels wait on: made now, as this process starts serving,
+        // rather than in the middle of its first handoff.
+        _ = FdSend.ReadinessEngine.Instance;
         Socket control = ControlSocket.BindUnix(_options.ControlPath, SocketType.Stream, 8, checkDirectory: true);
         lock (_gate)
         {

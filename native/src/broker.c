@@ -111,7 +111,7 @@ static int open_resolve_beneath(int dirfd, const char *path, int oflags)
 static int is_symlink_at(int dir, const char *name)
 {
     struct stat st;
-    return fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+    return fdsend_fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
 }
 
 /* The portable walk: each directory component opened with O_NOFOLLOW | O_DIRECTORY, the
@@ -208,7 +208,7 @@ opened:
             return fdsend_fail_errno();
         }
     }
-    if (fstat(f, &st) != 0) {
+    if (fdsend_fstat(f, &st) != 0) {
         int err = errno;
         close(f);
         return fdsend_fail(fdsend_status_from_errno(err), err);

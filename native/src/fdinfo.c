@@ -137,13 +137,21 @@ int32_t fdsend_set_inheritable(intptr_t fd, int32_t inheritable)
 #  include <sys/syscall.h>
 #endif /* USE_RAW_FSTAT */
 
-/* fstat without glibc's fstat@GLIBC_2.33 (see CMakeLists.txt: USE_RAW_FSTAT). */
-static int stat_fd(int fd, struct stat *st)
+int fdsend_fstat(int fd, struct stat *st)
 {
 #if USE_RAW_FSTAT
     return (int)syscall(SYS_fstat, fd, st);
 #else
     return fstat(fd, st);
+#endif /* USE_RAW_FSTAT */
+}
+
+int fdsend_fstatat(int dirfd, const char *path, struct stat *st, int flags)
+{
+#if USE_RAW_FSTAT
+    return (int)syscall(SYS_newfstatat, dirfd, path, st, flags);
+#else
+    return fstatat(dirfd, path, st, flags);
 #endif /* USE_RAW_FSTAT */
 }
 
@@ -248,7 +256,7 @@ int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info)
     fl = fcntl(d, F_GETFL);
     if (fl < 0)
         return fdsend_fail_errno();
-    if (stat_fd(d, &st) != 0)
+    if (fdsend_fstat(d, &st) != 0)
         return fdsend_fail_errno();
 
     if (fdfl & FD_CLOEXEC)

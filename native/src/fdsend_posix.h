@@ -80,6 +80,14 @@ int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t dest
  * fails, close all n and return its code (fdsend_fail). FDSEND_OK otherwise. */
 int32_t fdsend_cloexec_or_close(int *fds, int32_t n);
 
+/* fstat and fstatat without glibc's fstat@GLIBC_2.33 / fstatat@GLIBC_2.33, which would
+ * raise the library's glibc baseline from 2.17 (CMakeLists.txt: USE_RAW_FSTAT): there the
+ * kernel is asked directly (struct stat is the kernel's layout on glibc's x86-64 and arm64).
+ * 0 or -1 with errno, as the libc calls. Defined in fdinfo.c. */
+struct stat;
+int fdsend_fstat(int fd, struct stat *st);
+int fdsend_fstatat(int dirfd, const char *path, struct stat *st, int flags);
+
 /* The excess callback of fdsend_parse_rights for receivers: closes the descriptor. */
 void fdsend_close_excess(int fd, void *ctx);
 

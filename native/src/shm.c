@@ -225,7 +225,7 @@ int32_t fdsend_shm_map(intptr_t fd, uint32_t required_seals, int64_t min_size, i
             return fdsend_fail_errno();
         info.seals = ((s & F_SEAL_SHRINK) ? FDSEND_SEAL_SHRINK : 0) |
                      (info.seals & ~(uint32_t)FDSEND_SEAL_SHRINK);
-        if (fstat((int)fd, &st) != 0)
+        if (fdsend_fstat((int)fd, &st) != 0)
             return fdsend_fail_errno();
         info.size = (int64_t)st.st_size;
     }

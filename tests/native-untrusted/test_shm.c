@@ -183,6 +183,7 @@ TEST(map_refusals)
     CHECK_RC(fdsend_shm_map(fd, 0x100, 0, -1, &p, &len), FDSEND_EINVAL);
     CHECK_RC(fdsend_shm_map(fd, 0, 10, 5, &p, &len), FDSEND_EINVAL);
     CHECK_RC(fdsend_shm_map(-1, 0, 0, -1, &p, &len), FDSEND_EBADF);
+    close((int)fd); /* the refused calls below set fd to -1 */
     CHECK_RC(fdsend_shm_create(NULL, NULL, 1, 0, &fd), FDSEND_EINVAL);
     CHECK_RC(fdsend_shm_create(NULL, "x", 1, 0x100, &fd), FDSEND_EINVAL);
     CHECK_RC(fdsend_shm_create(NULL, "x", 1, 0, NULL), FDSEND_EINVAL);
