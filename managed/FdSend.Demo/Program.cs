@@ -1,8 +1,9 @@
-// The FdSend demo: three scenarios, each across real processes, printing what happens.
-//   FdSend.Demo            run both scenarios
+// The FdSend demo: four scenarios, each across real processes, printing what happens.
+//   FdSend.Demo            run every scenario
 //   FdSend.Demo files      1. a message and 12 open files sent to a child in one call
 //   FdSend.Demo handoff    2. a TCP server hands its listening socket to a successor
-//   FdSend.Demo kestrel    3. an ASP.NET Core app (samples/HandoffWeb) handed over 3 times under load
+//   FdSend.Demo sealed     3. sealed shared memory mapped by a child, an unsealed memfd refused
+//   FdSend.Demo kestrel    4. an ASP.NET Core app (samples/HandoffWeb) handed over 3 times under load
 //                          (not in the NativeAOT build of the demo, tests/FdSend.AotCheck)
 // The other verbs are the child roles the demo starts itself.
 using System.Diagnostics;
@@ -19,16 +20,18 @@ internal static class Program
             return verb switch
             {
 #if KESTREL_DEMO
-                "all" => FilesDemo.Run() == 0 && HandoffDemo.Run() == 0 && KestrelDemo.Run() == 0 ? 0 : 1,
+                "all" => FilesDemo.Run() == 0 && HandoffDemo.Run() == 0 && SealedMemoryDemo.Run() == 0 && KestrelDemo.Run() == 0 ? 0 : 1,
                 "kestrel" => KestrelDemo.Run(),
 #else
-                "all" => FilesDemo.Run() == 0 && HandoffDemo.Run() == 0 ? 0 : 1,
+                "all" => FilesDemo.Run() == 0 && HandoffDemo.Run() == 0 && SealedMemoryDemo.Run() == 0 ? 0 : 1,
 #endif
                 "files" => FilesDemo.Run(),
                 "handoff" => HandoffDemo.Run(),
+                "sealed" => SealedMemoryDemo.Run(),
                 "files-child" when args.Length == 2 => FilesDemo.Child(args[1]),
                 "handoff-server" when args.Length == 2 => HandoffDemo.Server(args[1]),
                 "handoff-successor" when args.Length == 2 => HandoffDemo.Successor(args[1]),
+                "sealed-child" when args.Length == 2 => SealedMemoryDemo.Child(args[1]),
                 _ => Usage(),
             };
         }
@@ -41,7 +44,7 @@ internal static class Program
 
     private static int Usage()
     {
-        Console.Error.WriteLine("usage: FdSend.Demo [files|handoff|kestrel]");
+        Console.Error.WriteLine("usage: FdSend.Demo [files|handoff|sealed|kestrel]");
         return 2;
     }
 }
