@@ -19,9 +19,7 @@ internal static class FilesDemo
         try
         {
             string socketPath = Path.Combine(dir, "files.sock");
-            using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            listener.Bind(new UnixDomainSocketEndPoint(socketPath));
-            listener.Listen(1);
+            using Socket listener = Self.ListenUnix(socketPath);
 
             using var child = Self.Start("files-child", socketPath);
             using Socket connection = listener.Accept();
@@ -53,11 +51,7 @@ internal static class FilesDemo
                     f?.Dispose();
             }
 
-            child.WaitForExit();
-            Console.WriteLine(child.ExitCode == 0
-                ? "[parent] the child read every file through its descriptor\n"
-                : $"[parent] the child failed with exit code {child.ExitCode}\n");
-            return child.ExitCode;
+            return Self.Finish(child, "the child read every file through its descriptor");
         }
         finally
         {
@@ -67,8 +61,7 @@ internal static class FilesDemo
 
     public static int Child(string socketPath)
     {
-        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        socket.Connect(new UnixDomainSocketEndPoint(socketPath));
+        using Socket socket = Self.ConnectUnix(socketPath);
 
         // fdsend's recvfds(sock, 128, numfds=32) in C#:
         var buffer = new byte[128];

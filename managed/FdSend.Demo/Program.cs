@@ -7,6 +7,7 @@
 //                          (not in the NativeAOT build of the demo, tests/FdSend.AotCheck)
 // The other verbs are the child roles the demo starts itself.
 using System.Diagnostics;
+using System.Net.Sockets;
 
 namespace FdSend.Demo;
 
@@ -69,4 +70,37 @@ internal static class Self
         Process.Start(StartInfo(args)) ?? throw new InvalidOperationException("could not start a child process");
 
     public static string TempDir() => Directory.CreateTempSubdirectory("fdsend-demo-").FullName;
+
+    /// <summary>A Unix stream socket listening at <paramref name="path"/>, for one child.</summary>
+    public static Socket ListenUnix(string path)
+    {
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+        listener.Listen(1);
+        return listener;
+    }
+
+    /// <summary>A Unix stream socket connected to <paramref name="path"/> (the child's side).</summary>
+    public static Socket ConnectUnix(string path)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        socket.Connect(new UnixDomainSocketEndPoint(path));
+        return socket;
+    }
+
+    /// <summary>Waits for a child role (killed after 30 s), prints <paramref name="success"/>
+    /// or its failure, and returns its exit code.</summary>
+    public static int Finish(Process child, string success)
+    {
+        if (!child.WaitForExit(30_000))
+        {
+            child.Kill();
+            Console.WriteLine("[parent] the child did not finish within 30 s\n");
+            return 1;
+        }
+        Console.WriteLine(child.ExitCode == 0
+            ? $"[parent] {success}\n"
+            : $"[parent] the child failed with exit code {child.ExitCode}\n");
+        return child.ExitCode;
+    }
 }

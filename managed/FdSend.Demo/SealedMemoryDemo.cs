@@ -26,9 +26,7 @@ internal static class SealedMemoryDemo
         try
         {
             string socketPath = Path.Combine(dir, "sealed.sock");
-            using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            listener.Bind(new UnixDomainSocketEndPoint(socketPath));
-            listener.Listen(1);
+            using Socket listener = Self.ListenUnix(socketPath);
 
             using var child = Self.Start("sealed-child", socketPath);
             using Socket connection = listener.Accept();
@@ -45,16 +43,7 @@ internal static class SealedMemoryDemo
                 Console.WriteLine($"[parent] sent a memfd without seals, then shrank it to 0 bytes (a reader that mapped it would die of SIGBUS)");
             }
 
-            if (!child.WaitForExit(10_000))
-            {
-                child.Kill();
-                Console.WriteLine("[parent] the child did not finish within 10 s\n");
-                return 1;
-            }
-            Console.WriteLine(child.ExitCode == 0
-                ? "[parent] the child mapped the sealed memory and refused the unsealed memfd\n"
-                : $"[parent] the child failed with exit code {child.ExitCode}\n");
-            return child.ExitCode;
+            return Self.Finish(child, "the child mapped the sealed memory and refused the unsealed memfd");
         }
         finally
         {
@@ -64,8 +53,7 @@ internal static class SealedMemoryDemo
 
     public static int Child(string socketPath)
     {
-        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        socket.Connect(new UnixDomainSocketEndPoint(socketPath));
+        using Socket socket = Self.ConnectUnix(socketPath);
 
         // Every message: exactly one memfd sealed against shrinking, growing and writing, at most 1 MiB.
         var policy = FdReceivePolicy.Exactly(1, FdRule.SealedMemory(maxSize: 1 << 20));
