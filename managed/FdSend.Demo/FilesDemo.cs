@@ -15,14 +15,8 @@ internal static class FilesDemo
     public static int Run()
     {
         Console.WriteLine("=== 1. A message and 12 open files, parent -> child, in one call ===");
-        string dir = Self.TempDir();
-        try
+        return Self.RunWithChild("files-child", "the child read every file through its descriptor", (dir, connection) =>
         {
-            string socketPath = Path.Combine(dir, "files.sock");
-            using Socket listener = Self.ListenUnix(socketPath);
-
-            using var child = Self.Start("files-child", socketPath);
-            using Socket connection = listener.Accept();
             PeerCredentials peer = connection.GetPeerCredentials();
             Console.WriteLine($"[parent {Environment.ProcessId}] child connected; the kernel says its pid is {peer.Pid}, uid {peer.Uid}");
 
@@ -50,13 +44,7 @@ internal static class FilesDemo
                 foreach (FileStream? f in files)
                     f?.Dispose();
             }
-
-            return Self.Finish(child, "the child read every file through its descriptor");
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        });
     }
 
     public static int Child(string socketPath)

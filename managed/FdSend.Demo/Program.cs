@@ -71,6 +71,30 @@ internal static class Self
 
     public static string TempDir() => Directory.CreateTempSubdirectory("fdsend-demo-").FullName;
 
+    /// <summary>
+    /// The skeleton of a parent-and-child scenario: a temporary directory, a Unix socket there,
+    /// the child role <paramref name="role"/> started with its path and accepted; then
+    /// <paramref name="parent"/> (given the directory and the connection), and the child's end
+    /// (<see cref="Finish"/>). The directory is deleted afterwards.
+    /// </summary>
+    public static int RunWithChild(string role, string success, Action<string, Socket> parent)
+    {
+        string dir = TempDir();
+        try
+        {
+            string socketPath = Path.Combine(dir, role + ".sock");
+            using Socket listener = ListenUnix(socketPath);
+            using Process child = Start(role, socketPath);
+            using Socket connection = listener.Accept();
+            parent(dir, connection);
+            return Finish(child, success);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     /// <summary>A Unix stream socket listening at <paramref name="path"/>, for one child.</summary>
     public static Socket ListenUnix(string path)
     {

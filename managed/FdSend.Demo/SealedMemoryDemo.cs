@@ -22,15 +22,8 @@ internal static class SealedMemoryDemo
             Console.WriteLine("(skipped: memfd seals exist only on Linux; elsewhere shared memory cannot be sealed)\n");
             return 0;
         }
-        string dir = Self.TempDir();
-        try
+        return Self.RunWithChild("sealed-child", "the child mapped the sealed memory and refused the unsealed memfd", (_, connection) =>
         {
-            string socketPath = Path.Combine(dir, "sealed.sock");
-            using Socket listener = Self.ListenUnix(socketPath);
-
-            using var child = Self.Start("sealed-child", socketPath);
-            using Socket connection = listener.Accept();
-
             using (SealedMemory sealedMemory = SealedMemory.Create(Encoding.UTF8.GetBytes(Text), name: "demo-sealed"))
             {
                 connection.SendFds("sealed"u8, sealedMemory);
@@ -40,15 +33,9 @@ internal static class SealedMemoryDemo
             {
                 connection.SendFds("unsealed"u8, unsealed);
                 RandomAccess.SetLength(unsealed.Handle, 0); // the attack: every page of a mapping is gone
-                Console.WriteLine($"[parent] sent a memfd without seals, then shrank it to 0 bytes (a reader that mapped it would die of SIGBUS)");
+                Console.WriteLine("[parent] sent a memfd without seals, then shrank it to 0 bytes (a reader that mapped it would die of SIGBUS)");
             }
-
-            return Self.Finish(child, "the child mapped the sealed memory and refused the unsealed memfd");
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        });
     }
 
     public static int Child(string socketPath)
