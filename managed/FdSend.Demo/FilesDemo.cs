@@ -15,16 +15,8 @@ internal static class FilesDemo
     public static int Run()
     {
         Console.WriteLine("=== 1. A message and 12 open files, parent -> child, in one call ===");
-        string dir = Self.TempDir();
-        try
+        return Self.RunWithChild("files-child", "the child read every file through its descriptor", (dir, connection) =>
         {
-            string socketPath = Path.Combine(dir, "files.sock");
-            using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            listener.Bind(new UnixDomainSocketEndPoint(socketPath));
-            listener.Listen(1);
-
-            using var child = Self.Start("files-child", socketPath);
-            using Socket connection = listener.Accept();
             PeerCredentials peer = connection.GetPeerCredentials();
             Console.WriteLine($"[parent {Environment.ProcessId}] child connected; the kernel says its pid is {peer.Pid}, uid {peer.Uid}");
 
@@ -52,23 +44,12 @@ internal static class FilesDemo
                 foreach (FileStream? f in files)
                     f?.Dispose();
             }
-
-            child.WaitForExit();
-            Console.WriteLine(child.ExitCode == 0
-                ? "[parent] the child read every file through its descriptor\n"
-                : $"[parent] the child failed with exit code {child.ExitCode}\n");
-            return child.ExitCode;
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        });
     }
 
     public static int Child(string socketPath)
     {
-        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        socket.Connect(new UnixDomainSocketEndPoint(socketPath));
+        using Socket socket = Self.ConnectUnix(socketPath);
 
         // fdsend's recvfds(sock, 128, numfds=32) in C#:
         var buffer = new byte[128];

@@ -5,7 +5,7 @@ using FdSend.KestrelScenario;
 namespace FdSend.Demo;
 
 /// <summary>
-/// Scenario 3, zero-downtime restarts of an ASP.NET Core app (FdSend.AspNetCore): the
+/// Scenario 4, zero-downtime restarts of an ASP.NET Core app (FdSend.AspNetCore): the
 /// sample samples/HandoffWeb serves on 127.0.0.1 while clients keep sending requests, and is
 /// handed over three times: twice by starting a new process (as a deploy script or systemd's
 /// ExecReload would), once by asking it to upgrade itself (POST /upgrade). Each new process
@@ -17,7 +17,7 @@ internal static class KestrelDemo
 
     public static int Run()
     {
-        Console.WriteLine("=== 3. An ASP.NET Core app (Kestrel) handed over 3 times while clients keep sending requests ===");
+        Console.WriteLine("=== 4. An ASP.NET Core app (Kestrel) handed over 3 times while clients keep sending requests ===");
         string dir = Self.TempDir(); // 0700: the control socket's directory
         string control = Path.Combine(dir, "handoff.sock");
         var started = new List<WebProcess>();

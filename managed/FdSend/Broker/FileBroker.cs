@@ -68,7 +68,10 @@ public sealed class FileBroker : IDisposable
     {
         ArgumentNullException.ThrowIfNull(worker);
         ObjectDisposedException.ThrowIf(_directory.IsClosed, this);
-        var options = new FdChannelOptions { LeaveOpen = true, MaxMessageSize = MaxPath, MaxFdsPerMessage = 0 };
+        // The limits apply to sends too: a reply carries one file, so the channel must allow one
+        // descriptor per message. A request may carry none; one that does is refused below (two
+        // or more are rejected by the channel), its descriptors closed.
+        var options = new FdChannelOptions { LeaveOpen = true, MaxMessageSize = MaxPath, MaxFdsPerMessage = 1 };
         await using var channel = new FdChannel(worker, options);
         int served = 0;
         byte[] reply = new byte[4];
@@ -79,7 +82,7 @@ public sealed class FileBroker : IDisposable
             try
             {
                 using FdMessage request = await channel.ReceiveAsync(cancellationToken).ConfigureAwait(false);
-                status = Open(request.Payload.Span, out file);
+                status = request.FdCount != 0 ? (int)Interop.Status.EPOLICY : Open(request.Payload.Span, out file);
             }
             catch (EndOfStreamException)
             {
