@@ -56,6 +56,12 @@ class Fail(Exception):
     pass
 
 
+
+# Under an emulator (a cross build's qemu-user: FDSEND_TEST_EMULATOR) every process runs
+# several times slower: the waits below are bounds on a hang, not speed checks, so they
+# stretch with it.
+SLOW = 4 if os.environ.get("FDSEND_TEST_EMULATOR") else 1
+
 def check(cond, what):
     if not cond:
         raise Fail(what)
@@ -81,7 +87,7 @@ def free_ports(n):
     return ports
 
 
-def request(port=None, path=None, timeout=10.0):
+def request(port=None, path=None, timeout=10.0 * SLOW):
     """One HTTP request on a new connection; the pid that served it."""
     if path is not None:
         s = socket.socket(socket.AF_UNIX)
@@ -180,13 +186,13 @@ class Server:
         except FileNotFoundError:
             return ""
 
-    def wait_log(self, pattern, timeout=15):
+    def wait_log(self, pattern, timeout=15 * SLOW):
         wait_for(lambda: re.search(pattern, self.text()) or self.proc.poll() is not None,
                  timeout, "%s to log %r" % (self.name, pattern))
         if not re.search(pattern, self.text()):
             raise Fail("%s exited (%s) before logging %r" % (self.name, self.proc.returncode, pattern))
 
-    def wait_exit(self, timeout=15):
+    def wait_exit(self, timeout=15 * SLOW):
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -269,7 +275,7 @@ def recv_frame(sock):
 
 def fake_connect(env):
     s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10)
+    s.settimeout(10 * SLOW)
     s.connect(env.control)
     return s
 
@@ -313,7 +319,7 @@ def slow_request(load, server, port):
     load.pause()
     try:
         base = server.fd_count()
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW)
         s.sendall(b"GET / HTTP/1.0\r\n")
         wait_for(lambda: server.fd_count() == base + 1, 5, "the incumbent to accept")
     finally:
@@ -503,11 +509,11 @@ def fake_incumbent(env, frames, take):
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(env.control)
     srv.listen(4)
-    srv.settimeout(10)
+    srv.settimeout(10 * SLOW)
     succ = take()
     with srv:
         conn, _ = srv.accept()
-    conn.settimeout(10)
+    conn.settimeout(10 * SLOW)
     hello, fds = recv_frame(conn)
     check(hello == b"hello\nversions=1\npid=%d\n" % succ.pid and not fds,
           "the successor's hello is exactly hello/versions=1/pid=<its pid>")
@@ -580,7 +586,7 @@ def case_validation(env):
           "SIGTERM before ready: abort reason=shutting-down instead of ready")
     check(succ.wait_exit() == 1, "... and the successor exits 1")
     conn.close()
-    check(socket.create_connection(("127.0.0.1", ports[0]), timeout=5).close() is None and
+    check(socket.create_connection(("127.0.0.1", ports[0]), timeout=5 * SLOW).close() is None and
           mine[0].accept()[0].close() is None, "the incumbent's listener still takes connections")
     for m in mine:
         m.close()
@@ -597,7 +603,7 @@ def case_validation(env):
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(env.control)
     srv.listen(4)
-    srv.settimeout(10)
+    srv.settimeout(10 * SLOW)
     succ = Server(env, "succ5", listen_args(ports))
     with srv:
         conn, _ = srv.accept()
@@ -635,12 +641,12 @@ def case_between(env):
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(tmp)
     srv.listen(4)
-    srv.settimeout(10)
+    srv.settimeout(10 * SLOW)
     os.rename(tmp, env.control)
     with srv:
         conn, _ = srv.accept()
     with conn:
-        conn.settimeout(10)
+        conn.settimeout(10 * SLOW)
         check(recv_frame(conn)[0].startswith(b"hello\n"), "the new process reaches the fake")
         for payload, _ in frames:
             send_frame(conn, payload, kept if payload.startswith(b"fds\n") else [])
