@@ -9,6 +9,35 @@
 #include <windows.h>
 #include <errno.h>
 #include <string.h>
+#else /* !defined(_WIN32) */
+
+#include "fdsend_posix.h"
+#include "fdsend_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#if USE_RAW_FSTAT
+#  include <sys/syscall.h>
+#endif /* USE_RAW_FSTAT */
+#endif /* defined(_WIN32) */
+
+/* Checks the caller's struct and resets it to "nothing known" (size -1), the start of every
+ * fdsend_fd_info: FDSEND_OK, or FDSEND_EINVAL for no struct or one older than this one. */
+static int32_t start_info(fdsend_fd_info_t *info)
+{
+    if (info == NULL || info->struct_size < sizeof *info)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    memset(info, 0, sizeof *info);
+    info->struct_size = (uint32_t)sizeof *info;
+    info->size = -1;
+    return FDSEND_OK;
+}
+
+#if defined(_WIN32)
 
 static int32_t fail_win(DWORD err)
 {
@@ -19,13 +48,9 @@ int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info)
 {
     HANDLE h = (HANDLE)fd;
     DWORD type, hflags = 0;
-    uint32_t size_in;
-    if (info == NULL || info->struct_size < sizeof *info)
-        return fdsend_fail(FDSEND_EINVAL, EINVAL);
-    size_in = info->struct_size;
-    memset(info, 0, sizeof *info);
-    info->struct_size = size_in < sizeof *info ? size_in : (uint32_t)sizeof *info;
-    info->size = -1;
+    int32_t rc = start_info(info);
+    if (rc != FDSEND_OK)
+        return rc;
     if (h == NULL || h == INVALID_HANDLE_VALUE || !GetHandleInformation(h, &hflags))
         return fdsend_fail(FDSEND_EBADF, EBADF);
     if ((hflags & HANDLE_FLAG_INHERIT) == 0)
@@ -123,19 +148,6 @@ int32_t fdsend_set_inheritable(intptr_t fd, int32_t inheritable)
 }
 
 #else /* !defined(_WIN32) */
-
-#include "fdsend_posix.h"
-#include "fdsend_internal.h"
-
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#if USE_RAW_FSTAT
-#  include <sys/syscall.h>
-#endif /* USE_RAW_FSTAT */
 
 int fdsend_fstat(int fd, struct stat *st)
 {
@@ -239,14 +251,10 @@ static void describe_socket(int fd, fdsend_fd_info_t *info)
 int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info)
 {
     struct stat st;
-    uint32_t size_in;
     int fl, fdfl, d;
-    if (info == NULL || info->struct_size < sizeof *info)
-        return fdsend_fail(FDSEND_EINVAL, EINVAL);
-    size_in = info->struct_size;
-    memset(info, 0, sizeof *info);
-    info->struct_size = size_in < sizeof *info ? size_in : (uint32_t)sizeof *info;
-    info->size = -1;
+    int32_t rc = start_info(info);
+    if (rc != FDSEND_OK)
+        return rc;
     if (!fdsend_valid_fd(fd))
         return fdsend_fail(FDSEND_EBADF, EBADF);
     d = (int)fd;
