@@ -618,6 +618,9 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
             return true; // the end of the connection
         header = CheckDatagramHeader(_rxHeader, n);
         _rxFdsDropped = (flags & ReceiveFlags.FdsTruncated) != 0;
+        // A protocol error wins over "too large" (docs/wire-format.md section 5), as above.
+        if (_rxFdsDropped ? count > header.FdCount : count != header.FdCount)
+            throw ProtocolError($"the frame header announces {header.FdCount} descriptors but {count} came with it");
         if (header.PayloadLength > (uint)_options.MaxMessageSize)
             throw Rejected();
         if (n == FrameHeader.Size && header.PayloadLength == 0 && (flags & ReceiveFlags.DataTruncated) == 0 &&
