@@ -59,7 +59,7 @@ build_all() {
 # hostile) are left to the reliability step when this run includes it (./build.sh test);
 # without it (./build.sh test ctest, as CI's per-platform jobs run) they run here.
 native_ctest_test() {
-  case " $RUN_STEPS " in
+  case " ${RUN_STEPS:-} " in
     *" reliability "*) run_ctest native "$(NATIVE_BUILD_DIR)" -j2 -LE '^reliability$' ;;
     *) run_ctest native "$(NATIVE_BUILD_DIR)" -j2 ;;
   esac
