@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # FdSend build entry point. See README.md.
 #   ./build.sh            the same as ./build.sh pack
-#   ./build.sh test       build everything and run every test
+#   ./build.sh test       build everything and run every test step (TEST_STEPS below)
+#   ./build.sh test STEP...  build everything and run only those test steps, in the order given
+#   ./build.sh steps      list the test steps, in the order ./build.sh test runs them
 #   ./build.sh demo       build everything and run the demo
 #   ./build.sh pack [--host-only]  build and pack every RID this machine can build
 #                                  (--host-only: this machine's own RID only)
@@ -10,6 +12,28 @@
 # SPDX-License-Identifier: MIT
 source "$(dirname "$0")/eng/common.sh"
 cd "$ROOT"
+
+# The test steps of `./build.sh test`, in the order it runs them: "<step> <function>".
+# This list is the only place that decides what `./build.sh test` runs. The functions live
+# in eng/<area>.sh (named <area>_test or <area>_<what>_test). Every function whose name
+# ends in _test must be listed here: `./build.sh test` and `./build.sh steps` refuse to
+# run while one is not (so a new step is neither skipped nor added without a line here);
+# a helper that is not a step takes another name. A step that fails does not stop the run:
+# the others still run, and the end of the run names the failed steps.
+TEST_STEPS=(
+  "ctest               native_ctest_test"        # the native CTest suite (see native_ctest_test)
+  "aot                 aot_test"                 # NativeAOT publish of the demo, run
+  "bench               bench_test"               # the benchmarks' quick correctness run
+  "cross               cross_test"               # cross RIDs (qemu, musl, wine), binary checks, ci.yml
+  "docs                docs_test"                # README/docs links and code blocks
+  "handoff             handoff_test"             # tests/FdSend.Handoff.Tests
+  "managed             managed_test"             # tests/FdSend.Tests (NUnit)
+  "managed_aspnetcore  managed_aspnetcore_test"  # tests/FdSend.AspNetCore.Tests
+  "native              native_test"              # sanitizers, valgrind, fuzz, exports, install, no-seqpacket
+  "package             package_test"             # the nupkg used from fresh projects
+  "reliability         reliability_test"         # interop, torture slice, faults, hostile, tsan, .NET
+  "systemd             systemd_test"             # tests/FdSend.Systemd.Tests
+)
 
 cmd="${1:-all}"
 [ $# -gt 0 ] && shift
@@ -27,7 +51,39 @@ done
 build_all() {
   log "native library ($(host_rid))"
   native_build
-  run_step managed_build
+  if command -v dotnet >/dev/null 2>&1; then run_step managed_build
+  else skip "managed build: dotnet is not installed (the native library and its tests only)"; fi
+}
+
+# The native CTest suite. Its reliability-labelled tests (interop, torture slice, faults,
+# hostile) are left to the reliability step when this run includes it (./build.sh test);
+# without it (./build.sh test ctest, as CI's per-platform jobs run) they run here.
+native_ctest_test() {
+  case " ${RUN_STEPS:-} " in
+    *" reliability "*) run_ctest native "$(NATIVE_BUILD_DIR)" -j2 -LE '^reliability$' ;;
+    *) run_ctest native "$(NATIVE_BUILD_DIR)" -j2 ;;
+  esac
+}
+
+step_name() { set -- $1; echo "$1"; }
+step_fn() { set -- $1; echo "$2"; }
+list_steps() { local s; for s in "${TEST_STEPS[@]}"; do printf '%-20s %s\n' "$(step_name "$s")" "$(step_fn "$s")"; done; }
+
+# TEST_STEPS and the *_test functions must match: an unlisted *_test function, or a listed
+# function that does not exist, stops the run before anything is built.
+check_steps() {
+  local s fn bad=0 listed=" "
+  for s in "${TEST_STEPS[@]}"; do
+    fn="$(step_fn "$s")"; listed+="$fn "
+    declare -F "$fn" >/dev/null || { echo "ERROR: TEST_STEPS in build.sh lists $fn, which no eng/*.sh defines" >&2; bad=1; }
+  done
+  for fn in $(declare -F | awk '{print $3}' | grep -E '^[a-z_]+_test$'); do
+    case "$listed" in *" $fn "*) ;; *)
+      echo "ERROR: $fn (eng/*.sh) is not in TEST_STEPS in build.sh: add it there as a test step, or rename it if it is not one" >&2
+      bad=1 ;;
+    esac
+  done
+  return $bad
 }
 
 failures=()
@@ -44,12 +100,28 @@ case "$cmd" in
     run_step cross_build_all "$@"
     run_step managed_pack "$@"
     ;;
+  steps)
+    check_steps || exit 1
+    list_steps
+    ;;
   test)
+    check_steps || { printf '\nFAILED: the test steps in build.sh do not match the *_test functions (above)\n' >&2; exit 1; }
+    selected=()
+    if [ $# -eq 0 ]; then
+      selected=("${TEST_STEPS[@]}")
+    else
+      for want in "$@"; do
+        found=""
+        for s in "${TEST_STEPS[@]}"; do [ "$(step_name "$s")" = "$want" ] && found="$s"; done
+        [ -n "$found" ] || { echo "unknown test step: $want (./build.sh steps lists them)" >&2; exit 2; }
+        selected+=("$found")
+      done
+    fi
+    RUN_STEPS="$(for s in "${selected[@]}"; do step_name "$s"; done | tr '\n' ' ')"
     rm -rf "$STEP_NOTES"
     build_all
-    test_step "native (CTest)" run_ctest native "$(NATIVE_BUILD_DIR)" -j2 -LE '^reliability$'  # the reliability step runs those
-    for area_test in $(declare -F | awk '{print $3}' | grep -E '^[a-z_]+_test$' | sort); do
-      test_step "${area_test%_test}" "$area_test"
+    for s in "${selected[@]}"; do
+      test_step "$(step_name "$s")" "$(step_fn "$s")"
     done
     if compgen -G "$STEP_NOTES/*.txt" >/dev/null; then
       for f in "$STEP_NOTES"/*.txt; do
@@ -76,7 +148,7 @@ case "$cmd" in
     run_step torture_run "$@"
     ;;
   *)
-    echo "usage: $0 [build|test|demo|pack [--host-only]|bench|torture]" >&2
+    echo "usage: $0 [build|test [STEP...]|steps|demo|pack [--host-only]|bench|torture]" >&2
     exit 2
     ;;
 esac

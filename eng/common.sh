@@ -16,6 +16,7 @@ host_rid() {
   esac
   case "$(uname -m)" in
     x86_64|amd64) arch=x64 ;;
+    i86pc) arch=x64 ;;   # illumos on x86 names the machine class; OmniOS is 64-bit only
     aarch64|arm64) arch=arm64 ;;
     *) arch="$(uname -m)" ;;
   esac

@@ -234,7 +234,7 @@ cross_ctest() {
 # Windows tests under wine, in a throw-away WINEPREFIX that this function creates and
 # removes; the wine server is kept up for the whole run (each test then starts in well
 # under a second) and stopped at the end.
-cross_wine_test() {
+cross_wine_suite() {
   local prefix rc
   prefix="$(mktemp -d /tmp/fdsend-wine.XXXXXX)"
   (
@@ -246,7 +246,7 @@ cross_wine_test() {
     wineserver -p 60 >/dev/null 2>&1 || true # (non-zero when wineboot's server is still up)
     cross_ctest win-x64 -L win
     rc=$?
-    cross_wine_managed_test || rc=1
+    cross_wine_managed || rc=1
     wineserver -k >/dev/null 2>&1 || true
     exit $rc
   )
@@ -255,12 +255,12 @@ cross_wine_test() {
   return $rc
 }
 
-# The managed API on Windows (tests/FdSend.WinTests), inside cross_wine_test's prefix:
+# The managed API on Windows (tests/FdSend.WinTests), inside cross_wine_suite's prefix:
 # published self-contained for win-x64 (the runtime pack comes from NuGet; no restore, no
 # run: a visible skip) and run under wine with libfdsend's C test program as the interop
 # peer. wine's mscoree must stay enabled here (the prefix was booted without it so that
 # wineboot does not ask for wine-mono): .NET's IL-only assemblies load through it.
-cross_wine_managed_test() {
+cross_wine_managed() {
   local out="$ROOT/build/win-x64-managed" log="$ROOT/build/win-x64-managed.log"
   echo "managed (win-x64, self-contained) under wine: tests/FdSend.WinTests"
   if ! command -v dotnet >/dev/null 2>&1; then
@@ -321,7 +321,7 @@ cross_test() {
         skip "$rid tests (the C suite and the managed FdSend.WinTests): wine is not installed (eng/apt/cross.txt)"
         skipped=$((skipped + 1)); results+=("$rid: built; tests skipped (no wine)"); continue
       fi
-      if cross_wine_test; then pass=$((pass + 1)); results+=("$rid: passed under wine: C suite + managed FdSend.WinTests ($((SECONDS - t0)) s)")
+      if cross_wine_suite; then pass=$((pass + 1)); results+=("$rid: passed under wine: C suite + managed FdSend.WinTests ($((SECONDS - t0)) s)")
       else fail=$((fail + 1)); results+=("$rid: FAILED under wine"); fi
     else
       if ! cross_build "$rid"; then
