@@ -589,7 +589,10 @@ int64_t fdsend_send(intptr_t sock, const void *buf, size_t len, const intptr_t *
             DWORD err = (DWORD)WSAGetLastError();
             if (err == WSAEINTR)
                 continue;
-            if (err == WSAEWOULDBLOCK && sent_total == 0) {
+            /* Nothing is out yet: EAGAIN, unless a socket was already shared with the
+             * receiver (that cannot be undone, and a retry would share it again), in which
+             * case the record is finished like a half-sent one. */
+            if (err == WSAEWOULDBLOCK && sent_total == 0 && nsockets == 0) {
                 close_copies(copies, kinds, nfds);
                 result = fail(FDSEND_EAGAIN, err);
                 break;
