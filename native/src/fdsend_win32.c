@@ -35,18 +35,33 @@
  * 24  8  the sender's SOCKET value (proves, over TCP, that the pid really is the peer)
  * 32  8n handle values, each valid in the sender's process and owned by the record
  * ..  d  data
+ * Version 2 (only when at least one entry is a socket shared with WSADuplicateSocketW;
+ * records without one stay version 1, byte for byte):
+ * 32      8n  entry values: a handle value (kind 0) or 0 (kind 1)
+ * 32+8n   n   entry kinds: 0 handle, 1 socket (a WSAPROTOCOL_INFOW follows)
+ * 32+9n   628k the k sockets' WSAPROTOCOL_INFOW structures, in entry order
+ * ..      d   data
  */
 #define RECORD_MAGIC0 'F'
 #define RECORD_MAGIC1 'D'
 #define RECORD_MAGIC2 'S'
 #define RECORD_MAGIC3 'H'
 #define RECORD_VERSION 1
+#define RECORD_VERSION_SOCKETS 2
 #define RECORD_HEADER 32
 #define RECORD_TABLE_MAX (RECORD_HEADER + 8 * FDSEND_MAX_FDS)
+#define ENTRY_HANDLE 0
+#define ENTRY_SOCKET 1
+/* WSAPROTOCOL_INFOW: the same 628 bytes in 32- and 64-bit processes (no pointers). */
+#define SOCKET_INFO_SIZE 628
+typedef char socket_info_size_check[sizeof(WSAPROTOCOL_INFOW) == SOCKET_INFO_SIZE ? 1 : -1];
+/* The largest version 2 table: every entry a socket. */
+#define RECORD_TABLE2_MAX (RECORD_HEADER + (8 + 1 + SOCKET_INFO_SIZE) * FDSEND_MAX_FDS)
 /* One record carries at most 1 GiB of data; a longer fdsend_send is a partial send. */
 #define RECORD_MAX_DATA ((uint32_t)1 << 30)
 
 typedef struct record_header {
+    uint32_t version;
     uint32_t nhandles;
     uint32_t datalen;
     uint32_t pid;
@@ -331,26 +346,127 @@ out:
     return rc;
 }
 
+/* The process that owns the TCP connection whose local end is peer and remote end is
+ * local (our socket's ends, crossed), from the system's TCP table; 0 if unknown. */
+static DWORD tcp_owner(const struct sockaddr_storage *local, const struct sockaddr_storage *peer)
+{
+    DWORD size = 0, pid = 0, i;
+    void *table = NULL;
+    ULONG af = local->ss_family;
+    int tries;
+    for (tries = 0; tries < 4; tries++) {
+        DWORD r = GetExtendedTcpTable(table, &size, FALSE, af,
+                                      TCP_TABLE_OWNER_PID_CONNECTIONS, 0);
+        if (r == NO_ERROR)
+            break;
+        free(table);
+        table = NULL;
+        if (r != ERROR_INSUFFICIENT_BUFFER || (table = malloc(size + 4096)) == NULL)
+            return 0;
+        size += 4096;
+    }
+    if (table == NULL)
+        return 0;
+    if (af == AF_INET) {
+        const MIB_TCPTABLE_OWNER_PID *t = table;
+        const struct sockaddr_in *l = (const struct sockaddr_in *)local;
+        const struct sockaddr_in *p = (const struct sockaddr_in *)peer;
+        for (i = 0; i < t->dwNumEntries; i++) {
+            const MIB_TCPROW_OWNER_PID *row = &t->table[i];
+            if (row->dwLocalAddr == p->sin_addr.s_addr &&
+                (u_short)row->dwLocalPort == p->sin_port &&
+                row->dwRemoteAddr == l->sin_addr.s_addr &&
+                (u_short)row->dwRemotePort == l->sin_port) {
+                pid = row->dwOwningPid;
+                break;
+            }
+        }
+    } else {
+        const MIB_TCP6TABLE_OWNER_PID *t = table;
+        const struct sockaddr_in6 *l = (const struct sockaddr_in6 *)local;
+        const struct sockaddr_in6 *p = (const struct sockaddr_in6 *)peer;
+        for (i = 0; i < t->dwNumEntries; i++) {
+            const MIB_TCP6ROW_OWNER_PID *row = &t->table[i];
+            if (memcmp(row->ucLocalAddr, &p->sin6_addr, 16) == 0 &&
+                (u_short)row->dwLocalPort == p->sin6_port &&
+                memcmp(row->ucRemoteAddr, &l->sin6_addr, 16) == 0 &&
+                (u_short)row->dwRemotePort == l->sin6_port) {
+                pid = row->dwOwningPid;
+                break;
+            }
+        }
+    }
+    free(table);
+    return pid;
+}
+
+/* The process id at the other end of the connected socket s (AF_UNIX: the kernel says;
+ * TCP: the system's TCP table), or 0 if it cannot be known. */
+static DWORD peer_pid_of(SOCKET s)
+{
+    struct sockaddr_storage local, peer;
+    int ll, pl;
+    socket_names(s, &local, &ll, &peer, &pl);
+    if (pl == 0 || ll == 0)
+        return 0;
+    if (local.ss_family == AF_UNIX) {
+        ULONG p = 0;
+        DWORD got = 0;
+        if (WSAIoctl(s, SIO_AF_UNIX_GETPEERPID, NULL, 0, &p, sizeof p, &got, NULL, NULL) != 0)
+            return 0;
+        return p;
+    }
+    if (local.ss_family == AF_INET || local.ss_family == AF_INET6)
+        return tcp_owner(&local, &peer);
+    return 0;
+}
+
+/* 1 if h is a socket to this process's Winsock (SO_TYPE answers). */
+static int is_socket(HANDLE h)
+{
+    int type = 0;
+    int l = (int)sizeof type;
+    return getsockopt((SOCKET)(uintptr_t)h, SOL_SOCKET, SO_TYPE, (char *)&type, &l) == 0;
+}
+
+/* Close a handle this library made or received: closesocket for a socket (Winsock's own
+ * state goes with it), CloseHandle otherwise. */
+static BOOL close_any(HANDLE h)
+{
+    if (is_socket(h))
+        return closesocket((SOCKET)(uintptr_t)h) == 0;
+    return CloseHandle(h);
+}
+
 /* ---- Sending ------------------------------------------------------------------------------ */
 
-static void close_copies(HANDLE *copies, int32_t n)
+/* The record's own copies (kind ENTRY_HANDLE) are closed; a socket already shared with
+ * WSADuplicateSocketW cannot be taken back (see docs/windows-protocol.md). */
+static void close_copies(HANDLE *copies, const unsigned char *kinds, int32_t n)
 {
     int32_t i;
-    for (i = 0; i < n; i++)
-        CloseHandle(copies[i]);
+    for (i = 0; i < n; i++) {
+        if (kinds[i] == ENTRY_HANDLE)
+            CloseHandle(copies[i]);
+    }
 }
 
 int64_t fdsend_send(intptr_t sock, const void *buf, size_t len, const intptr_t *fds,
                     int32_t nfds, uint32_t flags)
 {
-    unsigned char head[RECORD_TABLE_MAX];
+    unsigned char small[RECORD_TABLE_MAX];
+    unsigned char *head = small;
+    unsigned char kinds[FDSEND_MAX_FDS];
     HANDLE copies[FDSEND_MAX_FDS];
+    WSAPROTOCOL_INFOW *infos = NULL;
     WSABUF bufs[2];
-    DWORD nbufs = 0;
+    DWORD nbufs = 0, receiver = 0;
     SOCKET s = (SOCKET)sock;
     uint32_t chunk;
     size_t headlen, total, sent_total = 0;
-    int32_t i, rc;
+    int32_t i, rc, nsockets = 0;
+    int pid_looked_up = 0;
+    int64_t result;
 
     if (sock < 0)
         return fail(FDSEND_EBADF, ERROR_INVALID_HANDLE);
@@ -381,23 +497,56 @@ int64_t fdsend_send(intptr_t sock, const void *buf, size_t len, const intptr_t *
 
     /* The caller keeps its handles: the record carries fresh copies, which the receiver
      * takes out of this process with DUPLICATE_CLOSE_SOURCE. Duplicating also proves
-     * each value is an open handle. */
+     * each value is an open handle.
+     * A socket is shared the way Winsock documents instead (a duplicated SOCKET handle is
+     * not a socket to every Winsock: wine's answers WSAENOTSOCK): WSADuplicateSocketW for
+     * the receiver's process id, which the record then carries as a WSAPROTOCOL_INFOW.
+     * That needs the receiver's pid (AF_UNIX: the kernel; TCP: the system's TCP table);
+     * when it cannot be known, or WSADuplicateSocketW refuses, the socket goes the handle
+     * way like any other handle. */
     for (i = 0; i < nfds; i++) {
+        kinds[i] = ENTRY_HANDLE;
+        copies[i] = NULL;
+        if (is_socket((HANDLE)fds[i])) {
+            if (!pid_looked_up) {
+                receiver = peer_pid_of(s);
+                pid_looked_up = 1;
+            }
+            if (receiver != 0 && infos == NULL)
+                infos = malloc(sizeof *infos * (size_t)nfds);
+            if (receiver != 0 && infos != NULL &&
+                WSADuplicateSocketW((SOCKET)fds[i], receiver, &infos[nsockets]) == 0) {
+                kinds[i] = ENTRY_SOCKET;
+                nsockets++;
+                continue;
+            }
+        }
         if (!DuplicateHandle(GetCurrentProcess(), (HANDLE)fds[i], GetCurrentProcess(),
                              &copies[i], 0, FALSE, DUPLICATE_SAME_ACCESS)) {
             DWORD err = GetLastError();
-            close_copies(copies, i);
+            close_copies(copies, kinds, i);
+            free(infos);
             return fail(err == ERROR_INVALID_HANDLE ? FDSEND_EBADF : status_from_win32(err),
                         err);
         }
     }
 
     chunk = len > RECORD_MAX_DATA ? RECORD_MAX_DATA : (uint32_t)len;
+    headlen = RECORD_HEADER + 8 * (size_t)nfds;
+    if (nsockets > 0) {
+        headlen += (size_t)nfds + SOCKET_INFO_SIZE * (size_t)nsockets;
+        head = malloc(headlen);
+        if (head == NULL) {
+            close_copies(copies, kinds, nfds);
+            free(infos);
+            return fail(FDSEND_ENOBUFS, ERROR_NOT_ENOUGH_MEMORY);
+        }
+    }
     head[0] = RECORD_MAGIC0;
     head[1] = RECORD_MAGIC1;
     head[2] = RECORD_MAGIC2;
     head[3] = RECORD_MAGIC3;
-    head[4] = RECORD_VERSION;
+    head[4] = nsockets > 0 ? RECORD_VERSION_SOCKETS : RECORD_VERSION;
     head[5] = 0;
     put_u16(head + 6, (uint32_t)nfds);
     put_u32(head + 8, chunk);
@@ -405,12 +554,20 @@ int64_t fdsend_send(intptr_t sock, const void *buf, size_t len, const intptr_t *
     put_u64(head + 16, self_creation_time());
     put_u64(head + 24, (uint64_t)s);
     for (i = 0; i < nfds; i++)
-        put_u64(head + RECORD_HEADER + 8 * (size_t)i, (uint64_t)(uintptr_t)copies[i]);
-    headlen = RECORD_HEADER + 8 * (size_t)nfds;
+        put_u64(head + RECORD_HEADER + 8 * (size_t)i,
+                kinds[i] == ENTRY_HANDLE ? (uint64_t)(uintptr_t)copies[i] : 0);
+    if (nsockets > 0) {
+        /* WSAPROTOCOL_INFOW as it lies in memory: Windows is little-endian everywhere. */
+        memcpy(head + RECORD_HEADER + 8 * (size_t)nfds, kinds, (size_t)nfds);
+        memcpy(head + RECORD_HEADER + 9 * (size_t)nfds, infos,
+               SOCKET_INFO_SIZE * (size_t)nsockets);
+    }
+    free(infos);
     total = headlen + chunk;
 
     /* Send the whole record. A stream must never hold half a record, so once any byte is
      * out, the rest follows even on a non-blocking socket (waiting for writability). */
+    result = (int64_t)chunk;
     while (sent_total < total) {
         DWORD sent = 0;
         nbufs = 0;
@@ -432,9 +589,13 @@ int64_t fdsend_send(intptr_t sock, const void *buf, size_t len, const intptr_t *
             DWORD err = (DWORD)WSAGetLastError();
             if (err == WSAEINTR)
                 continue;
-            if (err == WSAEWOULDBLOCK && sent_total == 0) {
-                close_copies(copies, nfds);
-                return fail(FDSEND_EAGAIN, err);
+            /* Nothing is out yet: EAGAIN, unless a socket was already shared with the
+             * receiver (that cannot be undone, and a retry would share it again), in which
+             * case the record is finished like a half-sent one. */
+            if (err == WSAEWOULDBLOCK && sent_total == 0 && nsockets == 0) {
+                close_copies(copies, kinds, nfds);
+                result = fail(FDSEND_EAGAIN, err);
+                break;
             }
             if (err == WSAEWOULDBLOCK) {
                 rc = wait_writable(s);
@@ -446,13 +607,17 @@ int64_t fdsend_send(intptr_t sock, const void *buf, size_t len, const intptr_t *
              * the copies, so they are ours to close; after that they may already be
              * another process's handles, and closing the value could hit a reused one. */
             if (sent_total < headlen)
-                close_copies(copies, nfds);
-            return fail(status_from_win32(err), err);
+                close_copies(copies, kinds, nfds);
+            result = fail(status_from_win32(err), err);
+            break;
         }
         sent_total += sent;
     }
-    fdsend_clear_error();
-    return (int64_t)chunk;
+    if (head != small)
+        free(head);
+    if (result >= 0)
+        fdsend_clear_error();
+    return result;
 }
 
 int64_t fdsend_send_to(intptr_t sock, const char *path, const void *buf, size_t len,
@@ -570,38 +735,84 @@ static int32_t open_sender(SOCKET s, const record_header *h, HANDLE *proc_out)
     return FDSEND_OK;
 }
 
-/* Take the record's handles: the first cap into got[], the rest closed in the sender.
- * A handle that cannot be duplicated (our handle table is full, or the sender named a
- * value that is no handle) is lost and reported as truncation, as the kernel does on
- * POSIX. Returns FDSEND_OK or a status (then nothing was taken). */
+/* A socket shared with us by WSADuplicateSocketW (info: an unaligned WSAPROTOCOL_INFOW),
+ * made non-inheritable like every received handle. INVALID_SOCKET if Winsock refuses. */
+static SOCKET socket_from_info(const unsigned char *blob)
+{
+    WSAPROTOCOL_INFOW info;
+    SOCKET so;
+    memcpy(&info, blob, sizeof info);
+    /* Overlapped, as socket() makes them (.NET's async I/O needs it). */
+    so = WSASocketW(FROM_PROTOCOL_INFO, FROM_PROTOCOL_INFO, FROM_PROTOCOL_INFO, &info, 0,
+                    WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+    if (so == INVALID_SOCKET && WSAGetLastError() == WSAEINVAL) {
+        /* Before Windows 7 SP1 there is no WSA_FLAG_NO_HANDLE_INHERIT. */
+        so = WSASocketW(FROM_PROTOCOL_INFO, FROM_PROTOCOL_INFO, FROM_PROTOCOL_INFO, &info, 0,
+                        WSA_FLAG_OVERLAPPED);
+        if (so != INVALID_SOCKET)
+            SetHandleInformation((HANDLE)so, HANDLE_FLAG_INHERIT, 0);
+    }
+    return so;
+}
+
+/* Take the record's entries: the first cap into got[] (is_sock[] says which are sockets
+ * made by WSASocketW), the rest closed. A handle entry is duplicated out of the sender
+ * (closing the record's copy there); a socket entry (version 2) is made from its
+ * WSAPROTOCOL_INFOW. An entry that cannot be taken (our handle table is full, or the
+ * sender named a value that is no handle) is lost and reported as truncation, as the
+ * kernel does on POSIX. Returns FDSEND_OK or a status (then nothing was taken). */
 static int32_t take_handles(SOCKET s, const record_header *h, const unsigned char *table,
-                            int32_t cap, HANDLE *got, int32_t *taken, int *truncated)
+                            int32_t cap, HANDLE *got, unsigned char *is_sock, int32_t *taken,
+                            int *truncated)
 {
     HANDLE proc;
-    uint32_t i;
+    uint32_t i, nsock = 0;
+    const unsigned char *kinds = h->version == RECORD_VERSION_SOCKETS
+                                     ? table + 8 * (size_t)h->nhandles : NULL;
+    const unsigned char *infos = table + 9 * (size_t)h->nhandles;
     int32_t rc = open_sender(s, h, &proc);
     *taken = 0;
     if (rc != FDSEND_OK)
         return rc;
     for (i = 0; i < h->nhandles; i++) {
-        HANDLE src = (HANDLE)(uintptr_t)get_u64(table + 8 * (size_t)i);
-        if ((int32_t)i < cap) {
-            HANDLE mine = NULL;
-            /* The source is closed whether or not the duplication succeeds. */
-            if (DuplicateHandle(proc, src, GetCurrentProcess(), &mine, 0, FALSE,
-                                DUPLICATE_SAME_ACCESS | DUPLICATE_CLOSE_SOURCE))
-                got[(*taken)++] = mine;
-            else
+        if (kinds != NULL && kinds[i] == ENTRY_SOCKET) {
+            /* Made even when not asked for: until then Winsock holds the shared socket
+             * for us, so closing it is the only way to let it go. */
+            SOCKET so = socket_from_info(infos + SOCKET_INFO_SIZE * (size_t)nsock++);
+            if (so == INVALID_SOCKET) {
                 *truncated = 1;
-        } else {
-            /* Not asked for: close it in the sender rather than let it leak there. Taken
-             * here and closed, rather than DuplicateHandle with no target process: wine 8
-             * leaves the source open then (FdSend.WinTests' truncation case saw it). */
-            HANDLE dropped = NULL;
-            if (DuplicateHandle(proc, src, GetCurrentProcess(), &dropped, 0, FALSE,
-                                DUPLICATE_SAME_ACCESS | DUPLICATE_CLOSE_SOURCE))
-                CloseHandle(dropped);
-            *truncated = 1;
+            } else if ((int32_t)i < cap) {
+                is_sock[*taken] = 1;
+                got[(*taken)++] = (HANDLE)so;
+            } else {
+                closesocket(so);
+                *truncated = 1;
+            }
+            continue;
+        }
+        {
+            HANDLE src = (HANDLE)(uintptr_t)get_u64(table + 8 * (size_t)i);
+            if ((int32_t)i < cap) {
+                HANDLE mine = NULL;
+                /* The source is closed whether or not the duplication succeeds. */
+                if (DuplicateHandle(proc, src, GetCurrentProcess(), &mine, 0, FALSE,
+                                    DUPLICATE_SAME_ACCESS | DUPLICATE_CLOSE_SOURCE)) {
+                    is_sock[*taken] = 0;
+                    got[(*taken)++] = mine;
+                } else {
+                    *truncated = 1;
+                }
+            } else {
+                /* Not asked for: close it in the sender rather than let it leak there.
+                 * Taken here and closed, rather than DuplicateHandle with no target
+                 * process: wine 8 leaves the source open then (FdSend.WinTests'
+                 * truncation case saw it). */
+                HANDLE dropped = NULL;
+                if (DuplicateHandle(proc, src, GetCurrentProcess(), &dropped, 0, FALSE,
+                                    DUPLICATE_SAME_ACCESS | DUPLICATE_CLOSE_SOURCE))
+                    CloseHandle(dropped);
+                *truncated = 1;
+            }
         }
     }
     CloseHandle(proc);
@@ -649,8 +860,10 @@ static int64_t recv_data(SOCKET s, void *dst, uint32_t want)
 static int32_t parse_header(const unsigned char *p, record_header *h)
 {
     if (p[0] != RECORD_MAGIC0 || p[1] != RECORD_MAGIC1 || p[2] != RECORD_MAGIC2 ||
-        p[3] != RECORD_MAGIC3 || p[4] != RECORD_VERSION || p[5] != 0)
+        p[3] != RECORD_MAGIC3 || (p[4] != RECORD_VERSION && p[4] != RECORD_VERSION_SOCKETS) ||
+        p[5] != 0)
         return fail(FDSEND_EPROTO, ERROR_INVALID_DATA);
+    h->version = p[4];
     h->nhandles = get_u16(p + 6);
     h->datalen = get_u32(p + 8);
     h->pid = get_u32(p + 12);
@@ -662,18 +875,24 @@ static int32_t parse_header(const unsigned char *p, record_header *h)
     return FDSEND_OK;
 }
 
-int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t maxfds,
-                    int32_t *nfds, uint32_t *rflags, uint32_t flags)
+/* fdsend_recv; *heap is set when a version 2 table did not fit the stack buffer (the
+ * caller frees it). */
+static int64_t recv_record(intptr_t sock, void *buf, size_t len, intptr_t *fds,
+                           int32_t maxfds, int32_t *nfds, uint32_t *rflags, uint32_t flags,
+                           unsigned char **heap)
 {
-    unsigned char head[RECORD_TABLE_MAX + 1];
+    unsigned char small[RECORD_TABLE_MAX + 1];
+    unsigned char *head = small;
+    size_t headcap = sizeof small;
     HANDLE got[FDSEND_MAX_FDS];
+    unsigned char is_sock[FDSEND_MAX_FDS];
     record_header h;
     SOCKET s = (SOCKET)sock;
-    uint32_t remaining, want, out_flags = 0;
+    uint32_t remaining, want, out_flags = 0, k, e;
     int32_t rc, taken = 0, i, cap;
     int truncated = 0;
     int64_t n = 0;
-    size_t need;
+    size_t need, tablelen = RECORD_HEADER;
 
     memset(&h, 0, sizeof h);
     if (nfds != NULL)
@@ -722,7 +941,7 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
      * there; then the reads below cannot block. */
     need = RECORD_HEADER;
     for (;;) {
-        int r = recv(s, (char *)head, (int)sizeof head, MSG_PEEK);
+        int r = recv(s, (char *)head, (int)headcap, MSG_PEEK);
         if (r == SOCKET_ERROR) {
             if (WSAGetLastError() == WSAEINTR)
                 continue;
@@ -744,7 +963,32 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
             rc = parse_header(head, &h);
             if (rc != FDSEND_OK)
                 return rc;
-            need = RECORD_HEADER + 8 * (size_t)h.nhandles + (h.datalen > 0 ? 1 : 0);
+            tablelen = RECORD_HEADER + 8 * (size_t)h.nhandles;
+            if (h.version == RECORD_VERSION_SOCKETS) {
+                /* The kinds, then one WSAPROTOCOL_INFOW per socket entry. Until the kinds
+                 * are here, tablelen is a lower bound that r does not reach. */
+                tablelen += h.nhandles;
+                if ((size_t)r >= tablelen) {
+                    for (k = 0, e = 0; e < h.nhandles; e++) {
+                        unsigned char kind = head[RECORD_HEADER + 8 * (size_t)h.nhandles + e];
+                        if (kind == ENTRY_SOCKET)
+                            k++;
+                        else if (kind != ENTRY_HANDLE)
+                            return fail(FDSEND_EPROTO, ERROR_INVALID_DATA);
+                    }
+                    tablelen += SOCKET_INFO_SIZE * (size_t)k;
+                }
+            }
+            need = tablelen + (h.datalen > 0 ? 1 : 0);
+            if (need > headcap) {
+                /* A version 2 table is larger than the stack buffer: peek again into one
+                 * large enough for the largest. */
+                if (*heap == NULL && (*heap = malloc(RECORD_TABLE2_MAX + 1)) == NULL)
+                    return fail(FDSEND_ENOBUFS, ERROR_NOT_ENOUGH_MEMORY);
+                head = *heap;
+                headcap = RECORD_TABLE2_MAX + 1;
+                continue;
+            }
         }
         if ((size_t)r >= need)
             break;
@@ -755,12 +999,12 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
         Sleep(1);
     }
 
-    rc = recv_exact(s, head, RECORD_HEADER + 8 * (size_t)h.nhandles);
+    rc = recv_exact(s, head, tablelen);
     if (rc != FDSEND_OK)
         return rc;
     if (h.nhandles > 0) {
         cap = maxfds < FDSEND_MAX_FDS ? maxfds : FDSEND_MAX_FDS;
-        rc = take_handles(s, &h, head + RECORD_HEADER, cap, got, &taken, &truncated);
+        rc = take_handles(s, &h, head + RECORD_HEADER, cap, got, is_sock, &taken, &truncated);
         if (rc != FDSEND_OK) {
             /* No handle for the caller; the record's data stays readable. */
             if (h.datalen > 0 && cont_set(s, h.datalen) != FDSEND_OK)
@@ -776,8 +1020,12 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
         if (n < 0 || rc != FDSEND_OK) {
             int32_t err = n < 0 ? (int32_t)n : fail(FDSEND_ENOBUFS, ERROR_NOT_ENOUGH_MEMORY);
             DWORD os = (DWORD)fdsend_last_os_error();
-            for (i = 0; i < taken; i++)
-                CloseHandle(got[i]);
+            for (i = 0; i < taken; i++) {
+                if (is_sock[i])
+                    closesocket((SOCKET)(uintptr_t)got[i]);
+                else
+                    CloseHandle(got[i]);
+            }
             SetLastError(os);
             return err;
         }
@@ -798,61 +1046,16 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
     return n;
 }
 
-/* ---- Peer credentials --------------------------------------------------------------------- */
-
-/* The process that owns the TCP connection whose local end is peer and remote end is
- * local (our socket's ends, crossed), from the system's TCP table; 0 if unknown. */
-static DWORD tcp_owner(const struct sockaddr_storage *local, const struct sockaddr_storage *peer)
+int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t maxfds,
+                    int32_t *nfds, uint32_t *rflags, uint32_t flags)
 {
-    DWORD size = 0, pid = 0, i;
-    void *table = NULL;
-    ULONG af = local->ss_family;
-    int tries;
-    for (tries = 0; tries < 4; tries++) {
-        DWORD r = GetExtendedTcpTable(table, &size, FALSE, af,
-                                      TCP_TABLE_OWNER_PID_CONNECTIONS, 0);
-        if (r == NO_ERROR)
-            break;
-        free(table);
-        table = NULL;
-        if (r != ERROR_INSUFFICIENT_BUFFER || (table = malloc(size + 4096)) == NULL)
-            return 0;
-        size += 4096;
-    }
-    if (table == NULL)
-        return 0;
-    if (af == AF_INET) {
-        const MIB_TCPTABLE_OWNER_PID *t = table;
-        const struct sockaddr_in *l = (const struct sockaddr_in *)local;
-        const struct sockaddr_in *p = (const struct sockaddr_in *)peer;
-        for (i = 0; i < t->dwNumEntries; i++) {
-            const MIB_TCPROW_OWNER_PID *row = &t->table[i];
-            if (row->dwLocalAddr == p->sin_addr.s_addr &&
-                (u_short)row->dwLocalPort == p->sin_port &&
-                row->dwRemoteAddr == l->sin_addr.s_addr &&
-                (u_short)row->dwRemotePort == l->sin_port) {
-                pid = row->dwOwningPid;
-                break;
-            }
-        }
-    } else {
-        const MIB_TCP6TABLE_OWNER_PID *t = table;
-        const struct sockaddr_in6 *l = (const struct sockaddr_in6 *)local;
-        const struct sockaddr_in6 *p = (const struct sockaddr_in6 *)peer;
-        for (i = 0; i < t->dwNumEntries; i++) {
-            const MIB_TCP6ROW_OWNER_PID *row = &t->table[i];
-            if (memcmp(row->ucLocalAddr, &p->sin6_addr, 16) == 0 &&
-                (u_short)row->dwLocalPort == p->sin6_port &&
-                memcmp(row->ucRemoteAddr, &l->sin6_addr, 16) == 0 &&
-                (u_short)row->dwRemotePort == l->sin6_port) {
-                pid = row->dwOwningPid;
-                break;
-            }
-        }
-    }
-    free(table);
-    return pid;
+    unsigned char *heap = NULL;
+    int64_t n = recv_record(sock, buf, len, fds, maxfds, nfds, rflags, flags, &heap);
+    free(heap);
+    return n;
 }
+
+/* ---- Peer credentials --------------------------------------------------------------------- */
 
 int32_t fdsend_close_all(const intptr_t *fds, int32_t nfds)
 {
@@ -863,7 +1066,7 @@ int32_t fdsend_close_all(const intptr_t *fds, int32_t nfds)
     for (i = 0; i < nfds; i++) {
         if (fds[i] < 0)
             continue;
-        if (!CloseHandle((HANDLE)fds[i])) {
+        if (!close_any((HANDLE)fds[i])) {
             rc = FDSEND_EBADF;
             err = GetLastError();
         }

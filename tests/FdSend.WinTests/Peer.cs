@@ -23,8 +23,8 @@ internal static class Peer
                 case "pipe": return SendPipe(s);
                 case "many": return SendMany(s);
                 case "truncate": return SendFive(s);
-                case "listener": return SendListener(s, asyncFirst: false);
-                case "listener-async": return SendListener(s, asyncFirst: true);
+                case "listener": return ReceiveListener(s);
+                case "listener-async": return ReceiveListener(s);
                 case "die": return Die(s);
                 case "vanish": return 0; // connect and leave
                 case "async-drain": return AsyncDrain(s, args[0]).GetAwaiter().GetResult();
@@ -100,45 +100,40 @@ internal static class Peer
         }
     }
 
-    /// <summary>Hands over a listening socket (its port in the data), closes its own, and then
-    /// connects to it twice: the receiver accepts with Accept and with AcceptAsync.
-    /// asyncFirst: the listener has had an async accept (cancelled) here first, so that
-    /// .NET bound it to this process's I/O completion port.</summary>
-    private static int SendListener(Socket s, bool asyncFirst)
+    /// <summary>Receives a listening socket (its port in the data), takes it with TakeSocket
+    /// and accepts through it with Accept and with AcceptAsync, echoing each request.
+    /// Answers 'N' (and succeeds) if the socket is not a socket to this Winsock.</summary>
+    private static int ReceiveListener(Socket s)
     {
-        Socket l = Listen();
-        int port = ((IPEndPoint)l.LocalEndPoint!).Port;
-        if (asyncFirst)
+        var buf = new byte[4];
+        using ReceivedFds r = s.ReceiveFds(buf);
+        Equal(1, r.Count, "one handle");
+        FdInfo info = r.Describe(0);
+        if (SoType(r.PeekFd(0)) == -10038)
         {
-            using var cts = new CancellationTokenSource();
-            ValueTask<Socket> pending = l.AcceptAsync(cts.Token);
-            cts.Cancel();
-            try
-            {
-                pending.AsTask().GetAwaiter().GetResult();
-            }
-            catch (OperationCanceledException)
-            {
-            }
+            Console.Error.WriteLine($"peer: the received SOCKET is not a socket here (WSAENOTSOCK; described as {info.Kind})");
+            SendByte(s, (byte)'N');
+            return 0;
         }
-        var data = new byte[4];
-        BinaryPrimitives.WriteInt32LittleEndian(data, port);
-        Equal(4, s.SendFds(data, l), "data bytes sent");
-        l.Dispose(); // the receiver's copy keeps the listener open
-        char ready = (char)ReceiveByte(s);
-        if (ready == 'N')
-            return 0; // the receiver cannot use the socket here (it says why)
-        Equal('R', ready, "the receiver is ready to accept");
-        for (int i = 0; i < 2; i++)
-        {
-            using Socket c = Connect(port);
-            c.Send(Encoding.ASCII.GetBytes($"hello {i}\n"));
-            var echo = new byte[16];
-            int n = c.Receive(echo);
-            Equal($"echo {i}\n", Encoding.ASCII.GetString(echo, 0, n), "echo through the accepted connection");
-        }
+        Check(info.IsSocket && info.IsListening, $"a listening socket ({info})");
+        int port = LittleEndianInt(buf);
+        using Socket l = r.TakeSocket(0);
+        Equal(port, ((IPEndPoint)l.LocalEndPoint!).Port, "the listener's port");
+        SendByte(s, (byte)'R');
+        using (Socket a = l.Accept())
+            Echo(a, 0);
+        using (Socket a = l.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(30)).GetAwaiter().GetResult())
+            Echo(a, 1);
         Equal('Y', (char)ReceiveByte(s), "verdict");
         return 0;
+
+        static void Echo(Socket a, int i)
+        {
+            var b = new byte[16];
+            int n = a.Receive(b);
+            Equal($"hello {i}\n", Encoding.ASCII.GetString(b, 0, n), "request through the accepted connection");
+            a.Send(Encoding.ASCII.GetBytes($"echo {i}\n"));
+        }
     }
 
     /// <summary>Sends two files with data and exits at once, before the receiver reads.</summary>

@@ -285,6 +285,71 @@ static int child_creds(unsigned short port)
     return 0;
 }
 
+/* A socket to this process's Winsock: SO_TYPE answers (a duplicated SOCKET handle does not
+ * under wine: WSAENOTSOCK); SOCK_STREAM expected. */
+static void check_is_stream_socket(SOCKET so)
+{
+    int type = 0, tl = (int)sizeof type;
+    CHECK(getsockopt(so, SOL_SOCKET, SO_TYPE, (char *)&type, &tl) == 0);
+    CHECK_EQ(type, SOCK_STREAM);
+}
+
+/* "listener": receive a listening socket (its port in the data): a real socket here,
+ * listening on that port; accept the parent's connection through it, read "hi!", answer
+ * "ok". The parent closed its own copy before connecting. */
+static int child_listener(unsigned short port)
+{
+    SOCKET s = connect_loopback(port), l, a;
+    unsigned short lport = 0;
+    intptr_t got = -1;
+    int32_t n = 0;
+    uint32_t rf = 99;
+    int on = 0, ol = (int)sizeof on;
+    struct sockaddr_in addr;
+    int alen = (int)sizeof addr;
+    char b[4] = {0};
+    CHECK_RC(fdsend_recv((intptr_t)s, &lport, sizeof lport, &got, 1, &n, &rf, 0),
+             sizeof lport);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(rf, 0);
+    l = (SOCKET)got;
+    check_is_stream_socket(l);
+    CHECK(getsockopt(l, SOL_SOCKET, SO_ACCEPTCONN, (char *)&on, &ol) == 0);
+    CHECK(on != 0);
+    CHECK(getsockname(l, (struct sockaddr *)&addr, &alen) == 0);
+    CHECK_EQ(ntohs(addr.sin_port), lport);
+    a = accept_child(l);
+    CHECK(recv(a, b, 3, MSG_WAITALL) == 3);
+    CHECK(memcmp(b, "hi!", 3) == 0);
+    CHECK(send(a, "ok", 2, 0) == 2);
+    closesocket(a);
+    CHECK_RC(fdsend_close_all(&got, 1), FDSEND_OK); /* closesocket, for a socket */
+    closesocket(s);
+    return 0;
+}
+
+/* "connected": receive one end of a connected pair; read "ping" through it (sent by the
+ * parent's other end after the handover), answer "pong". */
+static int child_connected(unsigned short port)
+{
+    SOCKET s = connect_loopback(port), so;
+    intptr_t got = -1;
+    char data[8], b[8] = {0};
+    int32_t n = 0;
+    uint32_t rf = 99;
+    CHECK_RC(fdsend_recv((intptr_t)s, data, sizeof data, &got, 1, &n, &rf, 0), 4);
+    CHECK(memcmp(data, "conn", 4) == 0);
+    CHECK_EQ(n, 1);
+    so = (SOCKET)got;
+    check_is_stream_socket(so);
+    CHECK(recv(so, b, 4, MSG_WAITALL) == 4);
+    CHECK(memcmp(b, "ping", 4) == 0);
+    CHECK(send(so, "pong", 4, 0) == 4);
+    CHECK(closesocket(so) == 0);
+    closesocket(s);
+    return 0;
+}
+
 static int child_main(int argc, char **argv)
 {
     unsigned short port;
@@ -299,6 +364,10 @@ static int child_main(int argc, char **argv)
         return child_hold(port);
     if (strcmp(argv[2], "creds") == 0)
         return child_creds(port);
+    if (strcmp(argv[2], "listener") == 0)
+        return child_listener(port);
+    if (strcmp(argv[2], "connected") == 0)
+        return child_connected(port);
     return 2;
 }
 
@@ -798,6 +867,108 @@ TEST(close_all)
     closesocket(b);
 }
 
+/* Sockets go to the receiver with WSADuplicateSocketW when the sender knows the
+ * receiver's process id (docs/windows-protocol.md). Over TCP it comes from the system's TCP
+ * table; wine 8's table has no owner (pid 0) for a socket made by accept(), so in these
+ * cases the receiver is the side that connected (the child), whose pid wine knows. */
+
+/* A listening socket from another process: a real socket to the receiver's Winsock,
+ * listening on the sender's port, and it accepts after the sender closed its own. */
+TEST(socket_listener_cross_process)
+{
+    unsigned short port, lport;
+    SOCKET l = listen_loopback(&port), s, l2, c;
+    HANDLE child = spawn_child("listener", port, NULL);
+    intptr_t fd;
+    char b[4] = {0};
+    s = accept_child(l);
+    l2 = listen_loopback(&lport);
+    fd = (intptr_t)l2;
+    CHECK_RC(fdsend_send((intptr_t)s, &lport, sizeof lport, &fd, 1, 0), sizeof lport);
+    CHECK(closesocket(l2) == 0); /* only the child's copy listens now */
+    c = connect_loopback(lport);
+    CHECK(send(c, "hi!", 3, 0) == 3);
+    CHECK(recv(c, b, 2, MSG_WAITALL) == 2);
+    CHECK(memcmp(b, "ok", 2) == 0);
+    closesocket(c);
+    CHECK_EQ(wait_child(child), 0);
+    closesocket(s);
+    closesocket(l);
+}
+
+/* A connected socket to another process: it receives there what our other end sends
+ * after the handover, and sends back. */
+TEST(socket_connected_cross_process)
+{
+    unsigned short port;
+    SOCKET l = listen_loopback(&port), s, c, a;
+    HANDLE child = spawn_child("connected", port, NULL);
+    intptr_t fd;
+    char b[8] = {0};
+    s = accept_child(l);
+    socket_pair(&c, &a);
+    fd = (intptr_t)a;
+    CHECK_RC(fdsend_send((intptr_t)s, "conn", 4, &fd, 1, 0), 4);
+    CHECK(closesocket(a) == 0);
+    CHECK(send(c, "ping", 4, 0) == 4);
+    CHECK(recv(c, b, 4, MSG_WAITALL) == 4);
+    CHECK(memcmp(b, "pong", 4) == 0);
+    closesocket(c);
+    CHECK_EQ(wait_child(child), 0);
+    closesocket(s);
+    closesocket(l);
+}
+
+/* Within one process (the receiver's pid is our own; sent from the accepted end, see
+ * above): a listener received with maxfds 0
+ * is closed by the receiver (truncation reported): once the sender closes its own, the
+ * port refuses connections, so no copy was left open anywhere. A second one, taken, keeps
+ * the port open after the sender closed its own. */
+TEST(socket_in_process_and_truncation)
+{
+    SOCKET a, b, l, c, acc;
+    unsigned short lport;
+    intptr_t fd, got = -1;
+    char data[4];
+    int32_t n = 0;
+    uint32_t rf = 0;
+    struct sockaddr_in addr;
+    socket_pair(&a, &b);
+
+    l = listen_loopback(&lport);
+    fd = (intptr_t)l;
+    CHECK_RC(fdsend_send((intptr_t)b, "t", 1, &fd, 1, 0), 1);
+    CHECK_RC(fdsend_recv((intptr_t)a, data, sizeof data, NULL, 0, &n, &rf, 0), 1);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, FDSEND_RECV_FDS_TRUNCATED);
+    CHECK(closesocket(l) == 0);
+    c = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(lport);
+    CHECK(connect(c, (struct sockaddr *)&addr, sizeof addr) == SOCKET_ERROR);
+    CHECK_EQ(WSAGetLastError(), WSAECONNREFUSED);
+    closesocket(c);
+
+    l = listen_loopback(&lport);
+    fd = (intptr_t)l;
+    CHECK_RC(fdsend_send((intptr_t)b, "k", 1, &fd, 1, 0), 1);
+    CHECK_RC(fdsend_recv((intptr_t)a, data, sizeof data, &got, 1, &n, &rf, 0), 1);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(rf, 0);
+    CHECK(got != (intptr_t)l);
+    CHECK(closesocket(l) == 0);
+    check_is_stream_socket((SOCKET)got);
+    c = connect_loopback(lport);
+    acc = accept_child((SOCKET)got);
+    closesocket(acc);
+    closesocket(c);
+    CHECK(closesocket((SOCKET)got) == 0);
+    closesocket(a);
+    closesocket(b);
+}
+
 TEST(version_and_strings)
 {
     CHECK(strcmp(fdsend_version(), FDSEND_VERSION_STRING) == 0);
@@ -850,6 +1021,9 @@ int main(int argc, char **argv)
         CASE(max_fds),
         CASE(peer_credentials),
         CASE(close_all),
+        CASE(socket_listener_cross_process),
+        CASE(socket_connected_cross_process),
+        CASE(socket_in_process_and_truncation),
         CASE(version_and_strings),
     };
     WSADATA wsa;
