@@ -4,6 +4,12 @@
 
 #include "fdsend.h"
 
+#include <errno.h>
+#if defined(__linux__)
+#  include <sys/syscall.h>
+#  include <unistd.h>
+#endif
+
 int msg_main(int argc, char **argv, const tu_case *cases, size_t ncases)
 {
     /* Descriptors in flight count against RLIMIT_NOFILE (ETOOMANYREFS): use the hard
@@ -118,7 +124,14 @@ ssize_t raw_send(int sock, const void *data, size_t len, const int *fds, int nfd
         c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
         memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
     }
-    return sendmsg(sock, &msg, MSG_NOSIGNAL);
+    ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+#if defined(__linux__) && defined(SYS_sendmsg)
+    /* musl before 1.2.4 refuses more than 1024 bytes of control data (253 fds) with ENOMEM
+     * before the system call, as libfdsend's USE_RAW_SENDMSG_FALLBACK knows: ask the kernel. */
+    if (n < 0 && errno == ENOMEM && msg.msg_controllen > 1024)
+        n = (ssize_t)syscall(SYS_sendmsg, sock, &msg, MSG_NOSIGNAL);
+#endif
+    return n;
 }
 
 void raw_send_all(int sock, const void *data, size_t len, const int *fds, int nfds)
