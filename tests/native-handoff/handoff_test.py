@@ -87,6 +87,16 @@ def free_ports(n):
     return ports
 
 
+def read_to_end(s):
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def request(port=None, path=None, timeout=10.0 * SLOW):
     """One HTTP request on a new connection; the pid that served it."""
     if path is not None:
@@ -97,12 +107,7 @@ def request(port=None, path=None, timeout=10.0 * SLOW):
         s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     with s:
         s.sendall(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_end(s)
     m = re.match(rb"HTTP/1\.1 200 OK\r\n.*\r\n\r\nserved-by=(\d+)\n$", data, re.S)
     if not m:
         raise Fail("bad response %r" % data)
@@ -330,12 +335,7 @@ def slow_request(load, server, port):
 def finish_request(s):
     with s:
         s.sendall(b"\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_end(s)
     m = re.search(rb"\r\n\r\nserved-by=(\d+)\n$", data)
     return int(m.group(1)) if m else data
 
