@@ -490,16 +490,23 @@ internal static unsafe class FdSendCore
     internal static Socket SocketFromOwnedFd(nint fd, bool nonBlocking = false)
     {
         var handle = new SafeSocketHandle(fd, ownsHandle: true);
-        Socket socket;
         try
         {
-            socket = new Socket(handle);
+            return SocketFromHandle(handle, nonBlocking);
         }
         catch
         {
-            handle.SetHandleAsInvalid(); // no Socket was made: the descriptor stays the caller's
+            handle.SetHandleAsInvalid(); // no usable Socket was made: the descriptor stays the caller's
             throw;
         }
+    }
+
+    /// <summary>A <see cref="Socket"/> over <paramref name="handle"/>, told about an
+    /// O_NONBLOCK descriptor as <see cref="SocketFromOwnedFd"/> explains (FdSend.Handoff's
+    /// systemd import uses it for the descriptors systemd passes).</summary>
+    internal static Socket SocketFromHandle(SafeSocketHandle handle, bool nonBlocking)
+    {
+        var socket = new Socket(handle);
         if (nonBlocking)
         {
             socket.Blocking = false;

@@ -191,16 +191,9 @@ public sealed class SystemdListenFds : IDisposable
                 _logger.LogWarning("systemd: '{Name}' (fd {Fd}) is a {Kind}, not a socket", name, e.Fd, e.Info.Kind);
                 return null;
             }
-            var socket = new Socket((SafeSocketHandle)e.Handle!);
+            // As for a received socket, .NET is told about O_NONBLOCK (systemd's NonBlocking=).
+            Socket socket = FdSend.FdSendCore.SocketFromHandle((SafeSocketHandle)e.Handle!, e.Info.IsNonBlocking);
             e.Handle = null;
-            // As FdSend does for a received socket: .NET assumes a blocking descriptor, so tell
-            // it about O_NONBLOCK (systemd's NonBlocking=); .NET then keeps the descriptor
-            // non-blocking and emulates blocking calls itself.
-            if (e.Info.IsNonBlocking)
-            {
-                socket.Blocking = false;
-                socket.Blocking = true;
-            }
             return socket;
         }
     }
