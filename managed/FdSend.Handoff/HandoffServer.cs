@@ -407,14 +407,8 @@ public sealed partial class HandoffServer : IAsyncDisposable, IDisposable
         if (!_inherited.Remove(name, out var entry))
             return null;
         FdInfo info = entry.Fds.Describe(entry.Index);
-        string? problem =
-            !info.IsSocket ? $"it is a {info.Kind}, not a socket" :
-            info.AddressFamily != endpoint.AddressFamily ? $"it is an {info.AddressFamily} socket, not {endpoint.AddressFamily}" :
-            type == SocketType.Stream && info.SocketType is not (SocketType.Stream or SocketType.Seqpacket) ? $"it is a {info.SocketType} socket, not Stream" :
-            type == SocketType.Dgram && info.SocketType != SocketType.Dgram ? $"it is a {info.SocketType} socket, not Dgram" :
-            type == SocketType.Stream && !info.IsListening ? "it is not listening" :
-            entry.Role != role ? $"it was handed over as a '{entry.Role}', not a '{role}'" :
-            null;
+        string? problem = Misfit(info, endpoint, type) ??
+            (entry.Role != role ? $"it was handed over as a '{entry.Role}', not a '{role}'" : null);
         Socket? socket = null;
         if (problem is null)
         {
@@ -430,6 +424,17 @@ public sealed partial class HandoffServer : IAsyncDisposable, IDisposable
             _logger.LogWarning("handoff: not using the inherited '{Name}': {Problem}; binding it afresh", name, problem);
         return socket;
     }
+
+    /// <summary>Why a descriptor described by <paramref name="info"/> cannot serve as the
+    /// <paramref name="type"/> socket for <paramref name="endpoint"/> (a handed-over or a
+    /// socket-activated one), or null if it can.</summary>
+    private static string? Misfit(FdInfo info, EndPoint endpoint, SocketType type) =>
+        !info.IsSocket ? $"it is a {info.Kind}, not a socket" :
+        info.AddressFamily != endpoint.AddressFamily ? $"it is an {info.AddressFamily} socket, not {endpoint.AddressFamily}" :
+        type == SocketType.Stream && info.SocketType is not (SocketType.Stream or SocketType.Seqpacket) ? $"it is a {info.SocketType} socket, not Stream" :
+        type == SocketType.Dgram && info.SocketType != SocketType.Dgram ? $"it is a {info.SocketType} socket, not Dgram" :
+        type == SocketType.Stream && !info.IsListening ? "it is not listening" :
+        null;
 
     private static bool SameAddress(EndPoint? bound, EndPoint wanted) => (bound, wanted) switch
     {

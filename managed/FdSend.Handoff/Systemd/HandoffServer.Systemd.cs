@@ -46,14 +46,6 @@ public sealed partial class HandoffServer
         return socket;
     }
 
-    private static string? Misfit(FdInfo info, EndPoint endpoint, SocketType type) =>
-        !info.IsSocket ? $"it is a {info.Kind}, not a socket" :
-        info.AddressFamily != endpoint.AddressFamily ? $"it is an {info.AddressFamily} socket, not {endpoint.AddressFamily}" :
-        type == SocketType.Stream && info.SocketType is not (SocketType.Stream or SocketType.Seqpacket) ? $"it is a {info.SocketType} socket, not Stream" :
-        type == SocketType.Dgram && info.SocketType != SocketType.Dgram ? $"it is a {info.SocketType} socket, not Dgram" :
-        type == SocketType.Stream && !info.IsListening ? "it is not listening" :
-        null;
-
     /// <summary>A successor, just before it says ready to its incumbent: MAINPID=, so that
     /// systemd follows this process before the incumbent can exit (systemd reads a
     /// notification that is already queued before it handles the old process's exit).</summary>
