@@ -41,7 +41,7 @@ namespace FdSend;
 internal sealed class ReadinessEngine
 {
     internal const int ClosedCheckMs = 250;
-    internal const int MonitorIntervalMs = 2;
+    internal const int MonitorIntervalMs = 5;
     internal const int SpareIdleMs = 30_000;
     private const int IdleCheckMs = 5_000;
     private const int MaxEvents = 256;
