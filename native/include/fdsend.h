@@ -593,6 +593,147 @@ FDSEND_API int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t le
 FDSEND_API int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
                                    int32_t maxfds, int32_t *nfds, uint32_t flags);
 
+/* ---- Channel codec: the framing rules, without I/O --------------------------------------
+ *
+ * Every rule of docs/wire-format.md lives here once: the header's encoding, and what a
+ * receiver concludes from each read (stream) or record (seqpacket/datagram). The codec
+ * does no I/O, allocates nothing, keeps no global state and never touches a descriptor:
+ * the caller does the reads and writes (fdsend_send / fdsend_recv, recvmsg, or a runtime's
+ * own socket calls), feeds the codec what each read returned, and closes or hands out the
+ * descriptors as the outcome says. libfdsend's channel (fdsend_channel_*, fdsend_msg_*)
+ * and the .NET FdChannel both drive their I/O with it. Available on every OS.
+ * The functions are pure: any thread may call them, on distinct readers at once.
+ */
+
+/**
+ * Write the 8-byte header of a frame carrying len payload bytes and nfds descriptors.
+ * @return FDSEND_OK; FDSEND_EINVAL (header NULL, nfds < 0); FDSEND_EMSGSIZE (len >
+ *         FDSEND_MSG_MAX_PAYLOAD); FDSEND_ETOOMANYFDS (nfds > FDSEND_MAX_FDS). On an error
+ *         header is left unchanged.
+ */
+FDSEND_API int32_t fdsend_frame_encode(uint8_t *header, uint64_t len, int32_t nfds);
+
+/** What the next read of a stream frame is for (fdsend_frame_reader_want). */
+enum {
+    /** Header bytes: read at most n bytes (never more: the next frame's bytes and
+     *  descriptors could join an over-long read) and feed them. The read at offset 0 is
+     *  the frame's first: it collects the frame's descriptors (room for FDSEND_MAX_FDS). */
+    FDSEND_FRAME_HEADER = 1,
+    /** Payload bytes: read at most n bytes into the payload buffer at *offset, then feed
+     *  the count (the bytes themselves are not needed). */
+    FDSEND_FRAME_PAYLOAD = 2,
+    /** Payload bytes to discard (the frame will be rejected: over the limit, too many
+     *  descriptors, or the kernel dropped descriptors): read at most n bytes anywhere
+     *  (a scratch buffer), then feed the count. */
+    FDSEND_FRAME_DISCARD = 3
+};
+
+/** Flags describing a read, for fdsend_frame_reader_feed / fdsend_frame_check_record. */
+enum {
+    /** The kernel dropped descriptors of this read (MSG_CTRUNC; fdsend_recv's
+     *  FDSEND_RECV_FDS_TRUNCATED when it was given room for FDSEND_MAX_FDS). */
+    FDSEND_FRAME_IN_CTRUNC = 1,
+    /** The read returned 0 bytes because the peer closed its end (stream: n must be 0). */
+    FDSEND_FRAME_IN_EOF = 2,
+    /** The record was longer than the buffer (MSG_TRUNC; check_record only). */
+    FDSEND_FRAME_IN_TRUNC = 4,
+    /** The record came from a SOCK_SEQPACKET socket, where an empty record without
+     *  descriptors is the end of the connection (check_record only; a SOCK_DGRAM one is a
+     *  protocol error). */
+    FDSEND_FRAME_IN_SEQPACKET = 8
+};
+
+/** fdsend_frame_reader_feed: the frame is not complete; ask fdsend_frame_reader_want. */
+#define FDSEND_FRAME_MORE 1
+
+/**
+ * The state of one stream receiver between reads: a plain struct of FDSEND_FRAME_READER_SIZE
+ * bytes (8-byte aligned) that the caller allocates anywhere (stack, object field, pinned
+ * managed memory) and sets up with fdsend_frame_reader_init. Its fields are private to the
+ * codec: read them only through the functions below. It holds no descriptor and no
+ * pointer, so it may be copied, moved, or dropped at any time.
+ */
+typedef struct fdsend_frame_reader {
+    uint64_t cap;       /* the receiver's payload limit */
+    uint64_t remaining; /* payload bytes still to come */
+    uint32_t len;       /* the header's length */
+    int32_t maxfds;     /* the receiver's descriptor limit */
+    int32_t nfds;       /* descriptors that came with the first byte */
+    uint8_t header[8];  /* the header bytes so far */
+    uint8_t have;       /* how many */
+    uint8_t state;      /* header, payload/discard, broken */
+    uint8_t ctrunc;     /* the first read reported FDSEND_FRAME_IN_CTRUNC */
+    uint8_t reserved;
+} fdsend_frame_reader;
+/** sizeof(fdsend_frame_reader): bindings allocate this many bytes, 8-byte aligned. */
+#define FDSEND_FRAME_READER_SIZE 40
+
+/**
+ * Set r up for a stream receiver whose payload limit is cap bytes (larger than
+ * FDSEND_MSG_MAX_PAYLOAD counts as FDSEND_MSG_MAX_PAYLOAD) and that accepts at most maxfds
+ * descriptors per message. Also what a receiver calls to start over on a new stream.
+ * @return FDSEND_OK; FDSEND_EINVAL (r NULL, maxfds < 0).
+ */
+FDSEND_API int32_t fdsend_frame_reader_init(fdsend_frame_reader *r, uint64_t cap,
+                                            int32_t maxfds);
+
+/**
+ * What the next read must be: returns FDSEND_FRAME_HEADER, FDSEND_FRAME_PAYLOAD or
+ * FDSEND_FRAME_DISCARD, with *offset (the header bytes held for HEADER, the payload bytes
+ * read so far for PAYLOAD and DISCARD) and *n >= 1 (the most that read may ask for; it may
+ * ask for less, never for more). A frame is in progress unless the answer is HEADER with
+ * *offset 0. After FDSEND_EPROTO the reader is broken: FDSEND_EPROTO (and after
+ * FDSEND_EOF, FDSEND_EOF) until it is initialised again. FDSEND_EINVAL for a NULL argument.
+ */
+FDSEND_API int32_t fdsend_frame_reader_want(const fdsend_frame_reader *r, uint64_t *offset,
+                                            uint64_t *n);
+
+/**
+ * Feed the result of one read made as fdsend_frame_reader_want asked: n bytes (bytes:
+ * what was read; needed for FDSEND_FRAME_HEADER, may be NULL otherwise), the number of
+ * descriptors that arrived with them (every one, whether the caller's buffer kept it or
+ * not), and FDSEND_FRAME_IN_* flags.
+ * @return FDSEND_FRAME_MORE: read again;
+ *         FDSEND_OK: a frame is complete and valid: *len (if not NULL) is its payload
+ *           length, the payload is in the caller's buffer, and the descriptors of its
+ *           first read are the message's (hand them out); the reader is at the next frame;
+ *         FDSEND_EMSGSIZE / FDSEND_ETOOMANYFDS / FDSEND_EMFILE: the frame is consumed
+ *           whole (its payload discarded) and rejected: the payload was over cap, it
+ *           carried more than maxfds descriptors, or the kernel dropped some of them;
+ *           close the frame's descriptors; the reader is at the next frame;
+ *         FDSEND_EOF: the peer closed at a frame boundary (the end of the channel);
+ *         FDSEND_EPROTO: the peer broke the format (bad version or flags, descriptor count
+ *           over FDSEND_MAX_FDS or unequal to the header's, descriptors or MSG_CTRUNC on
+ *           any read but the frame's first, end of stream inside a frame): close the
+ *           frame's descriptors and the socket;
+ *         FDSEND_EINVAL: the read was not what want asked for (more bytes than allowed,
+ *           0 bytes without FDSEND_FRAME_IN_EOF, header bytes NULL, nfds < 0, unknown
+ *           flags, a broken or ended reader): r is unchanged.
+ *         Checked in this order when several hold: protocol error, kernel truncation, too
+ *         large, too many descriptors.
+ */
+FDSEND_API int32_t fdsend_frame_reader_feed(fdsend_frame_reader *r, const uint8_t *bytes,
+                                            uint64_t n, int32_t nfds, uint32_t flags,
+                                            uint32_t *len);
+
+/**
+ * Judge one seqpacket record or datagram of n bytes as received (n is what the buffers
+ * held: at most 8 + the caller's payload room), whose first min(n, 8) bytes (the header)
+ * are at header (the payload bytes are not read: they may sit in another buffer of an
+ * iovec), nfds descriptors with it (all that arrived), FDSEND_FRAME_IN_CTRUNC / _TRUNC / _SEQPACKET flags, the receiver's payload
+ * limit cap and descriptor limit maxfds.
+ * @return the payload length (>= 0; the record's bytes after its header): hand the
+ *         descriptors out; or, closing them: FDSEND_EOF (an empty record without
+ *         descriptors on a seqpacket socket), FDSEND_EPROTO (shorter than a header, bad
+ *         header, size unequal to 8 + length, descriptor count unequal to the header's or
+ *         over FDSEND_MAX_FDS, an empty datagram), FDSEND_EMFILE, FDSEND_EMSGSIZE (also a
+ *         record cut by MSG_TRUNC whose header announces more than cap),
+ *         FDSEND_ETOOMANYFDS, in that order of precedence; FDSEND_EINVAL (header NULL
+ *         with n > 0, nfds < 0, maxfds < 0, unknown flags).
+ */
+FDSEND_API int64_t fdsend_frame_check_record(const uint8_t *header, uint64_t n, int32_t nfds,
+                                             uint32_t flags, uint64_t cap, int32_t maxfds);
+
 /* ---- Untrusted peers: receive policies, sealed shared memory, opening beneath a directory --
  *
  * A descriptor from another process is a capability chosen by that process. A receiver that

@@ -48,45 +48,6 @@ int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
 #define HDR_SIZE FDSEND_MSG_HEADER_SIZE
 
 
-/* A decoded frame header. */
-typedef struct frame_header {
-    unsigned version;
-    unsigned flags;
-    uint32_t nfds;
-    uint32_t len;
-} frame_header;
-
-static void encode_header(unsigned char h[HDR_SIZE], uint32_t len, uint32_t nfds)
-{
-    h[0] = FDSEND_MSG_VERSION;
-    h[1] = 0; /* flags: none defined */
-    h[2] = (unsigned char)(nfds & 0xffu);
-    h[3] = (unsigned char)((nfds >> 8) & 0xffu);
-    h[4] = (unsigned char)(len & 0xffu);
-    h[5] = (unsigned char)((len >> 8) & 0xffu);
-    h[6] = (unsigned char)((len >> 16) & 0xffu);
-    h[7] = (unsigned char)((len >> 24) & 0xffu);
-}
-
-/* Decode and check a header; 0 if it is valid, FDSEND_EPROTO otherwise. */
-static int32_t decode_header(const unsigned char h[HDR_SIZE], frame_header *out)
-{
-    out->version = h[0];
-    out->flags = h[1];
-    out->nfds = (uint32_t)h[2] | (uint32_t)h[3] << 8;
-    out->len = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 |
-               (uint32_t)h[7] << 24;
-    if (out->version != FDSEND_MSG_VERSION || out->flags != 0 ||
-        out->nfds > FDSEND_MAX_FDS)
-        return FDSEND_EPROTO;
-    return FDSEND_OK;
-}
-
-static int32_t protocol_error(void)
-{
-    return fdsend_fail(FDSEND_EPROTO, EPROTO);
-}
-
 /* Close fds[0 .. n) without disturbing errno (the caller's error is already recorded). */
 static void close_fds(const int *fds, int32_t n)
 {
@@ -345,7 +306,7 @@ int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
             return rc;
     }
 
-    encode_header(hdr, (uint32_t)len, (uint32_t)nfds);
+    (void)fdsend_frame_encode(hdr, len, nfds); /* the arguments were checked above */
     fdsend_deadline_start(&dl, POLLOUT, (flags & FDSEND_DONTWAIT) != 0);
     if (type != SOCK_STREAM) {
         /* One frame, one datagram: all or nothing. */
@@ -429,62 +390,27 @@ static int64_t recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait,
     return (int64_t)n;
 }
 
-/* Read exactly len more bytes of a frame that has started (into dst, or discarded through
- * scratch when dst is NULL), waiting for them whatever the socket mode. Descriptors here
- * are a protocol error (they belong with the header's first byte), and so is the end of
- * the stream. */
-static int32_t recv_rest(int sock, unsigned char *dst, size_t len, unsigned char *scratch,
-                         size_t scratchlen, fdsend_deadline *d)
-{
-    while (len > 0) {
-        struct iovec iov;
-        piece pc;
-        int64_t n;
-        iov.iov_base = dst != NULL ? dst : scratch;
-        iov.iov_len = dst != NULL ? len : (len < scratchlen ? len : scratchlen);
-        n = recv_piece(sock, &iov, 1, 0, NULL, 0, &pc, d);
-        if (n == FDSEND_EAGAIN) { /* a non-blocking socket */
-            n = fdsend_wait_ready(sock, POLLIN, d);
-            if (n == FDSEND_OK)
-                continue;
-        }
-        if (n == FDSEND_ETIMEDOUT) /* the peer stopped inside its frame for SO_RCVTIMEO */
-            return fdsend_fail(FDSEND_EPROTO, ETIMEDOUT);
-        if (n < 0)
-            return (int32_t)n;
-        if (pc.dropped > 0 || pc.ctrunc || n == 0)
-            return protocol_error();
-        len -= (size_t)n;
-        if (dst != NULL)
-            dst += (size_t)n;
-        fdsend_deadline_renew(d); /* bytes moved: the next wait counts from now */
-    }
-    return FDSEND_OK;
-}
-
-/* The checks every frame passes once it has been consumed whole (in this order). */
-static int64_t finish_frame(const frame_header *h, const int *got, int32_t ngot, int ctrunc,
-                            size_t cap, intptr_t *fds, int32_t maxfds, int32_t *nfds)
+/* A frame's outcome from the codec (rc): hand the descriptors got[0 .. ngot) to the
+ * caller (FDSEND_OK: return len) or close them (an error code, recorded). */
+static int64_t finish_frame(int32_t rc, uint32_t len, const int *got, int32_t ngot,
+                            intptr_t *fds, int32_t *nfds)
 {
     int32_t i;
-    if (ctrunc) {
+    if (rc != FDSEND_OK) {
         close_fds(got, ngot);
-        return fdsend_fail(FDSEND_EMFILE, EMFILE);
-    }
-    if (h->len > cap) {
-        close_fds(got, ngot);
-        return fdsend_fail(FDSEND_EMSGSIZE, EMSGSIZE);
-    }
-    if ((int64_t)h->nfds > (int64_t)maxfds) {
-        close_fds(got, ngot);
-        return fdsend_fail(FDSEND_ETOOMANYFDS, EMSGSIZE);
+        if (rc == FDSEND_EOF) {
+            fdsend_clear_error();
+            return FDSEND_EOF;
+        }
+        return fdsend_fail(rc, rc == FDSEND_EPROTO ? EPROTO
+                               : rc == FDSEND_EMFILE ? EMFILE : EMSGSIZE);
     }
     for (i = 0; i < ngot; i++)
         fds[i] = (intptr_t)got[i];
     if (nfds != NULL)
         *nfds = ngot;
     fdsend_clear_error();
-    return (int64_t)h->len;
+    return (int64_t)len;
 }
 
 /* The descriptors of a stream frame being received: closed by the cleanup handler if the
@@ -509,60 +435,71 @@ static int64_t drop_frame(frame_fds *f, int64_t rc)
     return rc;
 }
 
+/* The FDSEND_FRAME_IN_* flags of a read. */
+static uint32_t piece_flags(const piece *pc, int64_t n)
+{
+    return (pc->ctrunc ? (uint32_t)FDSEND_FRAME_IN_CTRUNC : 0u) |
+           (n == 0 ? (uint32_t)FDSEND_FRAME_IN_EOF : 0u);
+}
+
+/* Receive one stream frame, the reads chosen and judged by the codec's reader. Only the
+ * frame's first read may return FDSEND_EAGAIN / FDSEND_ETIMEDOUT (nothing consumed);
+ * once it has started, the frame is finished whatever the socket mode. */
 static int64_t recv_stream(int sock, unsigned char *buf, size_t cap, intptr_t *fds,
                            int32_t maxfds, int32_t *nfds, uint32_t flags, frame_fds *f,
                            fdsend_deadline *d)
 {
     unsigned char hdr[HDR_SIZE];
     unsigned char scratch[4096];
-    frame_header h;
-    struct iovec iov;
-    piece pc;
-    int64_t n;
-    int32_t rc, taken;
+    fdsend_frame_reader r;
+    uint32_t len = 0;
+    int32_t rc;
 
-    /* The first read: exactly the header, and with it the frame's descriptors. */
-    iov.iov_base = hdr;
-    iov.iov_len = HDR_SIZE;
-    n = recv_piece(sock, &iov, 1, (flags & FDSEND_DONTWAIT) != 0, f->got, FDSEND_MAX_FDS,
-                   &pc, d);
-    if (n < 0)
-        return n; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT: nothing consumed */
-    f->n = pc.taken;
-    if (n == 0) {
-        if (pc.taken > 0 || pc.ctrunc)
-            return drop_frame(f, protocol_error());
-        fdsend_clear_error();
-        return FDSEND_EOF;
+    (void)fdsend_frame_reader_init(&r, cap, maxfds);
+    for (;;) {
+        uint64_t off = 0, most = 0;
+        int32_t part = fdsend_frame_reader_want(&r, &off, &most);
+        int first = part == FDSEND_FRAME_HEADER && off == 0;
+        struct iovec iov;
+        piece pc;
+        int64_t n;
+        if (part == FDSEND_FRAME_HEADER) {
+            iov.iov_base = hdr + off;
+        } else if (part == FDSEND_FRAME_PAYLOAD) {
+            iov.iov_base = buf + off;
+        } else { /* discard, through the caller's buffer when it is the larger */
+            iov.iov_base = cap > sizeof scratch ? buf : scratch;
+            if (most > (cap > sizeof scratch ? cap : sizeof scratch))
+                most = cap > sizeof scratch ? cap : sizeof scratch;
+        }
+        iov.iov_len = (size_t)most;
+        n = recv_piece(sock, &iov, 1, first && (flags & FDSEND_DONTWAIT) != 0,
+                       first ? f->got : NULL, first ? FDSEND_MAX_FDS : 0, &pc, d);
+        if (first) {
+            if (n < 0)
+                return n; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT: nothing consumed */
+            f->n = pc.taken;
+        } else if (n == FDSEND_EAGAIN) { /* a non-blocking socket, inside the frame */
+            rc = fdsend_wait_ready(sock, POLLIN, d);
+            if (rc == FDSEND_OK)
+                continue;
+            n = rc;
+        }
+        if (n == FDSEND_ETIMEDOUT) /* the peer stopped inside its frame for SO_RCVTIMEO */
+            return drop_frame(f, fdsend_fail(FDSEND_EPROTO, ETIMEDOUT));
+        if (n < 0)
+            return drop_frame(f, n);
+        rc = fdsend_frame_reader_feed(&r, (const uint8_t *)iov.iov_base, (uint64_t)n,
+                                      pc.taken + pc.dropped, piece_flags(&pc, n), &len);
+        if (rc != FDSEND_FRAME_MORE)
+            break;
+        fdsend_deadline_renew(d); /* bytes moved: the next wait counts from now */
     }
-    if (pc.dropped > 0) /* more than FDSEND_MAX_FDS descriptors */
-        return drop_frame(f, protocol_error());
-    /* Judge the version and flags bytes as soon as they are here: a peer that does not speak
-     * the format (IO::FDPass sends one zero byte) must get FDSEND_EPROTO, not a wait for
-     * header bytes that never come. */
-    if (hdr[0] != FDSEND_MSG_VERSION || (n >= 2 && hdr[1] != 0))
-        return drop_frame(f, protocol_error());
-    fdsend_deadline_renew(d); /* the frame has started: waits count from its last byte */
-    if ((size_t)n < HDR_SIZE) {
-        rc = recv_rest(sock, hdr + n, HDR_SIZE - (size_t)n, NULL, 0, d);
-        if (rc != FDSEND_OK)
-            return drop_frame(f, rc);
+    {
+        int32_t taken = f->n;
+        f->n = 0; /* finish_frame hands them out or closes them */
+        return finish_frame(rc, len, f->got, taken, fds, nfds);
     }
-    if (decode_header(hdr, &h) != FDSEND_OK ||
-        (!pc.ctrunc && (uint32_t)pc.taken != h.nfds))
-        return drop_frame(f, protocol_error());
-    /* The payload: exactly h.len bytes, into buf if it fits, else read and discarded. */
-    if (h.len <= cap)
-        rc = recv_rest(sock, buf, h.len, NULL, 0, d);
-    else if (cap >= sizeof scratch)
-        rc = recv_rest(sock, NULL, h.len, buf, cap, d);
-    else
-        rc = recv_rest(sock, NULL, h.len, scratch, sizeof scratch, d);
-    if (rc != FDSEND_OK)
-        return drop_frame(f, rc);
-    taken = f->n;
-    f->n = 0; /* finish_frame hands them out or closes them */
-    return finish_frame(&h, f->got, taken, pc.ctrunc, cap, fds, maxfds, nfds);
 }
 
 static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
@@ -571,7 +508,6 @@ static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
     unsigned char hdr[HDR_SIZE];
     int got[FDSEND_MAX_FDS];
     fdsend_deadline dl;
-    frame_header h;
     struct iovec iov[2];
     int cnt = 1;
     piece pc;
@@ -589,18 +525,14 @@ static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
                    &dl);
     if (n < 0)
         return n;
-    if (n == 0 && type == SOCK_SEQPACKET && pc.taken == 0 && !pc.ctrunc && !pc.dtrunc) {
-        fdsend_clear_error(); /* no frame is empty: this is the end of the connection */
-        return FDSEND_EOF;
-    }
-    if (pc.dropped > 0 || (size_t)n < HDR_SIZE || decode_header(hdr, &h) != FDSEND_OK ||
-        (!pc.dtrunc && (size_t)n - HDR_SIZE != h.len) || /* shorter or longer than said */
-        (pc.dtrunc && h.len <= cap) ||                   /* longer than said */
-        (!pc.ctrunc && (uint32_t)pc.taken != h.nfds)) {
-        close_fds(got, pc.taken);
-        return protocol_error();
-    }
-    return finish_frame(&h, got, pc.taken, pc.ctrunc, cap, fds, maxfds, nfds);
+    n = fdsend_frame_check_record(hdr, (uint64_t)n, pc.taken + pc.dropped,
+                                  (pc.ctrunc ? (uint32_t)FDSEND_FRAME_IN_CTRUNC : 0u) |
+                                  (pc.dtrunc ? (uint32_t)FDSEND_FRAME_IN_TRUNC : 0u) |
+                                  (type == SOCK_SEQPACKET ? (uint32_t)FDSEND_FRAME_IN_SEQPACKET
+                                                          : 0u),
+                                  cap, maxfds);
+    return finish_frame(n < 0 ? (int32_t)n : FDSEND_OK, n < 0 ? 0 : (uint32_t)n, got,
+                        pc.taken, fds, nfds);
 }
 
 /* recv_stream for a thread that holds (sock, receive): released at the end, and by the
