@@ -487,44 +487,52 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
 
 /* ---- Message channel: framed messages (payload + descriptors) ---------------------------
  *
- * fdsend_msg_send / fdsend_msg_recv speak a small framed protocol (docs/wire-format.md)
- * over any connected Unix domain socket, stream included: each fdsend_msg_send arrives
- * as exactly one fdsend_msg_recv with the same payload and descriptors, however the
- * kernel splits the bytes. A frame is an 8-byte little-endian header (version 1, flags 0,
- * u16 descriptor count, u32 payload length) followed by the payload; the descriptors
- * travel in one SCM_RIGHTS message attached to the header's first byte. On seqpacket and
- * datagram sockets a frame is exactly one datagram. Both peers must use the framing: it
- * is not compatible with plain fdsend_send/fdsend_recv or IO::FDPass traffic.
+ * The channel speaks a small framed protocol (docs/wire-format.md) over any connected Unix
+ * domain socket, stream included: each message sent arrives as exactly one message at the
+ * peer with the same payload and descriptors, however the kernel splits the bytes. A frame
+ * is an 8-byte little-endian header (version 1, flags 0, u16 descriptor count, u32 payload
+ * length) followed by the payload; the descriptors travel in one SCM_RIGHTS message
+ * attached to the header's first byte. On seqpacket and datagram sockets a frame is
+ * exactly one datagram. Both peers must use the framing: it is not compatible with plain
+ * fdsend_send/fdsend_recv or IO::FDPass traffic. The rules live in the channel codec
+ * (fdsend_frame_*, below), which these calls drive.
+ *
+ * Two ways to use it:
+ *  - fdsend_channel_open makes a channel object for a socket (the caller owns it; close it
+ *    with fdsend_channel_close, which leaves the socket open). It looks the socket's type
+ *    and family up once and holds a lock per direction: any number of threads may call
+ *    fdsend_channel_send, and any number fdsend_channel_recv, on one channel at once; on
+ *    stream sockets whole frames are serialised per direction, so messages never
+ *    interleave. Use one channel object per socket (two objects on one socket do not
+ *    know of each other), and none in a child created by fork() while another thread
+ *    was inside a call on it.
+ *  - fdsend_msg_send / fdsend_msg_recv take the socket itself and keep no state: one
+ *    caller per direction at a time on a stream socket (concurrent callers need a channel
+ *    object); any number on seqpacket and datagram sockets. Each call looks up the
+ *    socket's type (and, sending descriptors, its family) again.
+ * Both speak the same format and may be mixed on one socket by a single thread.
  *
  * Blocking: a call that has started a frame on a stream socket finishes it, waiting
  * with poll() if the socket is non-blocking (the one exception to "never polls" above), so
  * a frame is never half-sent or half-consumed. FDSEND_EAGAIN (non-blocking socket, or
  * FDSEND_DONTWAIT) means that nothing of the frame was sent or consumed. The socket's
  * SO_RCVTIMEO / SO_SNDTIMEO, when set, bounds every wait, before and inside a frame, and
- * the wait behind another thread's frame (below): before the frame starts, the call gives
- * FDSEND_ETIMEDOUT with nothing sent or consumed once the timeout, counted from the start
- * of the call, has passed; inside a frame the timeout counts from the last byte that
- * moved, so a peer that stops inside a frame for that long gives fdsend_msg_recv
- * FDSEND_EPROTO (it can no longer hold the call, or a thread, forever) and
- * fdsend_msg_send FDSEND_ETIMEDOUT. Signals never restart these timeouts.
- * Set SO_RCVTIMEO on a socket whose peer is not trusted.
- *
- * Threads: any number of threads may call fdsend_msg_send, and any number
- * fdsend_msg_recv, on one socket at the same time: on stream sockets the library
- * serialises the frames of one direction per socket (per process: another process that
- * shares the socket, e.g. after fork(), must not write frames to it at the same time),
- * so messages never interleave. A call that would have to wait for another thread's frame
- * returns FDSEND_EAGAIN if the socket is non-blocking or FDSEND_DONTWAIT is given, and
- * FDSEND_ETIMEDOUT (nothing sent or consumed) if that frame outlasts the socket's
- * SO_SNDTIMEO / SO_RCVTIMEO. A thread cancelled (pthread_cancel) inside a call releases
- * the socket and closes the descriptors of the frame it was receiving; if it was inside a
- * stream frame, the stream is at an unknown position (close the socket).
+ * the wait behind another thread's frame on a channel object: before the frame starts,
+ * the call gives FDSEND_ETIMEDOUT with nothing sent or consumed once the timeout, counted
+ * from the start of the call, has passed; inside a frame the timeout counts from the last
+ * byte that moved, so a peer that stops inside a frame for that long gives a receive
+ * FDSEND_EPROTO (it can no longer hold the call, or a thread, forever) and a send
+ * FDSEND_ETIMEDOUT. Signals never restart these timeouts. A call that would have to wait
+ * for another thread's frame returns FDSEND_EAGAIN if the socket is non-blocking or
+ * FDSEND_DONTWAIT is given. Set SO_RCVTIMEO on a socket whose peer is not trusted.
+ * A thread cancelled (pthread_cancel) inside a call releases the channel's lock and closes
+ * the descriptors of the frame it was receiving; if it was inside a stream frame, the
+ * stream is at an unknown position (close the socket).
  *
  * On a stream socket, every error other than FDSEND_EAGAIN, FDSEND_EMSGSIZE,
- * FDSEND_ETOOMANYFDS, and FDSEND_EMFILE and FDSEND_ETIMEDOUT from fdsend_msg_recv,
+ * FDSEND_ETOOMANYFDS, and FDSEND_EMFILE and FDSEND_ETIMEDOUT from a receive,
  * leaves the byte stream at an unknown position: close the socket (a timed-out
- * fdsend_msg_send may have sent part of its frame). Seqpacket and datagram sockets stay
- * usable.
+ * send may have sent part of its frame). Seqpacket and datagram sockets stay usable.
  * Not available on Windows yet (FDSEND_ENOTSUP).
  */
 
@@ -592,6 +600,53 @@ FDSEND_API int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t le
  */
 FDSEND_API int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
                                    int32_t maxfds, int32_t *nfds, uint32_t flags);
+
+/** A channel object (opaque): a socket's type and family, looked up once, and a lock per
+ *  direction. Owned by the caller of fdsend_channel_open; see the section's comment. */
+typedef struct fdsend_channel fdsend_channel;
+
+/**
+ * Make a channel object for sock. The socket stays the caller's: the channel neither
+ * closes it nor changes its mode or options, and it must stay open until
+ * fdsend_channel_close. A socket of another family than AF_UNIX (e.g. TCP) carries
+ * messages without descriptors; sending descriptors on it gives FDSEND_ENOTUNIX.
+ *
+ * @param sock   connected socket (stream, seqpacket or connected datagram), or a bound
+ *               datagram socket to receive on
+ * @param flags  0 (no flags are defined)
+ * @param out    out: the channel, or NULL on every error
+ * @return FDSEND_OK; FDSEND_EINVAL (out NULL, flags); FDSEND_EBADF / FDSEND_ENOTSOCK
+ *         (sock); FDSEND_ENOTSUP (a socket type other than the three); FDSEND_ENOBUFS
+ *         (out of memory).
+ */
+FDSEND_API int32_t fdsend_channel_open(intptr_t sock, uint32_t flags, fdsend_channel **out);
+
+/**
+ * fdsend_msg_send on a channel object: the same arguments after ch, the same results
+ * (FDSEND_EINVAL for a NULL ch), and safe for any number of threads at once (whole frames
+ * serialised on stream sockets). Waiting behind another thread's frame is bounded by
+ * SO_SNDTIMEO (FDSEND_ETIMEDOUT) and refused with FDSEND_EAGAIN for a non-blocking socket
+ * or FDSEND_DONTWAIT. The descriptors stay owned by the caller.
+ */
+FDSEND_API int32_t fdsend_channel_send(fdsend_channel *ch, const void *payload, size_t len,
+                                       const intptr_t *fds, int32_t nfds, uint32_t flags);
+
+/**
+ * fdsend_msg_recv on a channel object: the same arguments after ch, the same results
+ * (FDSEND_EINVAL for a NULL ch), and safe for any number of threads at once (each gets
+ * whole messages). Waiting behind another thread's frame is bounded by SO_RCVTIMEO
+ * (FDSEND_ETIMEDOUT, nothing consumed) and refused with FDSEND_EAGAIN for a non-blocking
+ * socket or FDSEND_DONTWAIT. Received descriptors are the caller's, as there.
+ */
+FDSEND_API int64_t fdsend_channel_recv(fdsend_channel *ch, void *buf, size_t cap,
+                                       intptr_t *fds, int32_t maxfds, int32_t *nfds,
+                                       uint32_t flags);
+
+/**
+ * Free a channel object (NULL: nothing). The socket stays open and the caller's. No thread
+ * may be inside a call on ch, or make one after.
+ */
+FDSEND_API void fdsend_channel_close(fdsend_channel *ch);
 
 /* ---- Channel codec: the framing rules, without I/O --------------------------------------
  *

@@ -1,6 +1,7 @@
-/* fdsend_msg_send / fdsend_msg_recv: framed messages (payload + descriptors) over Unix
- * domain sockets. The wire format, and the rules implemented here, are specified in
- * docs/wire-format.md.
+/* The message channel: fdsend_channel_* (a channel object the caller owns, with a lock per
+ * direction) and the single-caller fdsend_msg_* calls, framed messages (payload +
+ * descriptors) over Unix domain sockets. The framing rules are the codec's (codec.c); this
+ * file does the I/O, the waits (wait.c) and the locking. docs/wire-format.md specifies it.
  * SPDX-License-Identifier: MIT */
 #if defined(_WIN32)
 
@@ -26,6 +27,35 @@ int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
     return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
 }
 
+int32_t fdsend_channel_open(intptr_t sock, uint32_t flags, fdsend_channel **out)
+{
+    (void)sock; (void)flags;
+    if (out != NULL)
+        *out = NULL;
+    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
+}
+
+int32_t fdsend_channel_send(fdsend_channel *ch, const void *payload, size_t len,
+                            const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    (void)ch; (void)payload; (void)len; (void)fds; (void)nfds; (void)flags;
+    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
+}
+
+int64_t fdsend_channel_recv(fdsend_channel *ch, void *buf, size_t cap, intptr_t *fds,
+                            int32_t maxfds, int32_t *nfds, uint32_t flags)
+{
+    (void)ch; (void)buf; (void)cap; (void)fds; (void)maxfds; (void)flags;
+    if (nfds != NULL)
+        *nfds = 0;
+    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
+}
+
+void fdsend_channel_close(fdsend_channel *ch)
+{
+    (void)ch; /* fdsend_channel_open never made one here */
+}
+
 #else /* !defined(_WIN32) */
 
 #include "fdsend_posix.h"
@@ -36,6 +66,7 @@ int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -58,73 +89,57 @@ static void close_fds(const int *fds, int32_t n)
     errno = saved;
 }
 
-static int32_t socket_type(int sock, int *type)
+/* One direction of a channel: frames of that direction are serialised (stream sockets). */
+typedef struct dir_lock {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    int busy; /* a thread has a frame in progress; guarded by mutex */
+} dir_lock;
+
+struct fdsend_channel {
+    int sock;
+    int type;    /* SOCK_STREAM, SOCK_SEQPACKET or SOCK_DGRAM */
+    int is_unix; /* AF_UNIX: 1; another family: 0 (descriptors refused) */
+    int locked;  /* 1: a channel object (the locks below); 0: fdsend_msg_*, no lock */
+    dir_lock lock[2]; /* [0] send, [1] receive */
+};
+
+/* What a channel needs to know about its socket, looked up once: its type (stream,
+ * seqpacket or datagram, else FDSEND_ENOTSUP) and, if check_family, whether it is AF_UNIX
+ * (else is_unix stays 1: the caller sends no descriptors). */
+static int32_t channel_init(fdsend_channel *ch, int sock, int check_family)
 {
-    socklen_t l = sizeof *type;
-    if (getsockopt(sock, SOL_SOCKET, SO_TYPE, type, &l) != 0)
+    socklen_t l = sizeof ch->type;
+    int32_t rc;
+    ch->sock = sock;
+    ch->locked = 0;
+    ch->is_unix = 1;
+    if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &ch->type, &l) != 0)
         return fdsend_fail_errno();
-    if (*type != SOCK_STREAM && *type != SOCK_SEQPACKET && *type != SOCK_DGRAM)
+    if (ch->type != SOCK_STREAM && ch->type != SOCK_SEQPACKET && ch->type != SOCK_DGRAM)
         return fdsend_fail(FDSEND_ENOTSUP, EPROTOTYPE);
+    if (check_family) {
+        /* Some kernels (Linux 6.x TCP) accept SCM_RIGHTS on other families and drop the
+         * descriptors silently: sending them is refused before anything is sent. */
+        rc = fdsend_check_unix_socket(sock);
+        if (rc == FDSEND_ENOTUNIX)
+            ch->is_unix = 0;
+        else if (rc != FDSEND_OK)
+            return rc;
+    }
     return FDSEND_OK;
 }
 
-/* ---- Per-socket serialisation of stream frames -------------------------------------------
- * One entry per (socket, direction) that has a frame in progress, kept in a list of
- * entries that live on the callers' stacks: no allocation, no limit, no hash collisions
- * (two sockets never wait for each other). fork() resets the list in the child, whose
- * only thread holds no entry. */
-typedef struct busy_entry {
-    int sock;
-    int dir; /* 0 send, 1 receive */
-    struct busy_entry *next;
-} busy_entry;
-
-static pthread_mutex_t busy_mutex = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t busy_cond = PTHREAD_COND_INITIALIZER;
-static busy_entry *busy_head;
-/* Guarded by busy_mutex. Not pthread_once: that binds to pthread_once@GLIBC_2.34 and
- * would raise the glibc the library needs from 2.14/2.17 to 2.34. */
-static int busy_atfork_registered;
-
-static void busy_prepare(void)
-{
-    pthread_mutex_lock(&busy_mutex);
-}
-
-static void busy_parent(void)
-{
-    pthread_mutex_unlock(&busy_mutex);
-}
-
-static void busy_child(void)
-{
-    static const pthread_cond_t fresh = PTHREAD_COND_INITIALIZER;
-    busy_head = NULL;      /* their owners are threads of the parent */
-    busy_cond = fresh;     /* its waiters, too */
-    pthread_mutex_unlock(&busy_mutex);
-}
-
-static int busy_find(int sock, int dir)
-{
-    const busy_entry *e;
-    for (e = busy_head; e != NULL; e = e->next) {
-        if (e->sock == sock && e->dir == dir)
-            return 1;
-    }
-    return 0;
-}
-
 /* Cleanup handler: a thread cancelled in pthread_cond_(timed)wait holds the mutex again. */
-static void busy_unlock(void *arg)
+static void lock_unlock(void *arg)
 {
-    (void)arg;
-    pthread_mutex_unlock(&busy_mutex);
+    pthread_mutex_unlock(&((dir_lock *)arg)->mutex);
 }
 
-/* One wait on busy_cond for at most ms milliseconds. pthread_cond_timedwait counts on
+/* One wait on l->cond for at most ms milliseconds. pthread_cond_timedwait counts on
  * CLOCK_REALTIME (pthread_condattr_setclock is missing on macOS), which may jump: wait in
  * slices of at most a second and let the caller check its monotonic deadline between. */
-static void busy_timedwait(int ms)
+static void lock_timedwait(dir_lock *l, int ms)
 {
     struct timespec ts;
     struct timeval tv;
@@ -137,88 +152,62 @@ static void busy_timedwait(int ms)
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000;
     }
-    (void)pthread_cond_timedwait(&busy_cond, &busy_mutex, &ts);
+    (void)pthread_cond_timedwait(&l->cond, &l->mutex, &ts);
 }
 
-/* busy_acquire's work, with busy_mutex held: FDSEND_OK (me is in the list),
- * FDSEND_EAGAIN or FDSEND_ETIMEDOUT. */
-static int32_t busy_take(busy_entry *me, int sock, int dir, uint32_t flags,
-                         fdsend_deadline *d)
+/* lock_acquire's work, with l->mutex held: FDSEND_OK (l is ours), FDSEND_EAGAIN or
+ * FDSEND_ETIMEDOUT. */
+static int32_t lock_take(dir_lock *l, int sock, uint32_t flags, fdsend_deadline *d)
 {
     int nowait = -1; /* not known yet: only looked up when there is contention */
-    int32_t rc = FDSEND_OK;
-    if (!busy_atfork_registered) {
-        busy_atfork_registered = 1;
-        (void)pthread_atfork(busy_prepare, busy_parent, busy_child);
-    }
-    while (busy_find(sock, dir)) {
+    while (l->busy) {
         int ms;
         if (nowait < 0) {
             int fl = fcntl(sock, F_GETFL);
             nowait = (flags & FDSEND_DONTWAIT) != 0 || (fl >= 0 && (fl & O_NONBLOCK) != 0);
         }
-        if (nowait) {
-            rc = FDSEND_EAGAIN;
-            break;
-        }
+        if (nowait)
+            return FDSEND_EAGAIN;
         ms = fdsend_deadline_ms_left(d, sock);
-        if (ms == 0) {
-            rc = FDSEND_ETIMEDOUT;
-            break;
-        }
+        if (ms == 0)
+            return FDSEND_ETIMEDOUT;
         d->strict = 1; /* it has waited: its own operations wait only for what is left */
         if (ms < 0)
-            pthread_cond_wait(&busy_cond, &busy_mutex);
+            pthread_cond_wait(&l->cond, &l->mutex);
         else
-            busy_timedwait(ms);
+            lock_timedwait(l, ms);
     }
-    if (rc == FDSEND_OK) {
-        me->sock = sock;
-        me->dir = dir;
-        me->next = busy_head;
-        busy_head = me;
-    }
-    return rc;
+    l->busy = 1;
+    return FDSEND_OK;
 }
 
-/* Take (sock, dir) for one frame. If another thread has a frame in progress there: wait,
- * for at most what is left of the call's deadline d (then FDSEND_ETIMEDOUT), or return
- * FDSEND_EAGAIN when the caller asked not to wait (FDSEND_DONTWAIT or an O_NONBLOCK
- * socket). A thread cancelled while it waits leaves no entry and the mutex unlocked. */
-static int32_t busy_acquire(busy_entry *me, int sock, int dir, uint32_t flags,
-                            fdsend_deadline *d)
+/* Take one direction of a channel for one frame. If another thread has a frame in progress
+ * there: wait, for at most what is left of the call's deadline d (then FDSEND_ETIMEDOUT),
+ * or return FDSEND_EAGAIN when the caller asked not to wait (FDSEND_DONTWAIT or an
+ * O_NONBLOCK socket). A thread cancelled while it waits leaves the lock as it was. */
+static int32_t lock_acquire(dir_lock *l, int sock, uint32_t flags, fdsend_deadline *d)
 {
     int32_t rc;
-    pthread_mutex_lock(&busy_mutex);
-    pthread_cleanup_push(busy_unlock, NULL);
-    rc = busy_take(me, sock, dir, flags, d);
+    pthread_mutex_lock(&l->mutex);
+    pthread_cleanup_push(lock_unlock, l);
+    rc = lock_take(l, sock, flags, d);
     pthread_cleanup_pop(1); /* unlock */
     if (rc != FDSEND_OK)
         return fdsend_fail(rc, rc == FDSEND_EAGAIN ? EAGAIN : ETIMEDOUT);
     return FDSEND_OK;
 }
 
-static void busy_release(busy_entry *me)
+/* Also the cleanup handler of a thread cancelled inside its frame (recvmsg, sendmsg and
+ * poll are cancellation points): every later frame there would wait otherwise. */
+static void lock_release(void *arg)
 {
-    busy_entry **pp;
+    dir_lock *l = arg;
     int saved = errno;
-    pthread_mutex_lock(&busy_mutex);
-    for (pp = &busy_head; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == me) {
-            *pp = me->next;
-            break;
-        }
-    }
-    pthread_cond_broadcast(&busy_cond);
-    pthread_mutex_unlock(&busy_mutex);
+    pthread_mutex_lock(&l->mutex);
+    l->busy = 0;
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->mutex);
     errno = saved;
-}
-
-/* Cleanup handler: a thread cancelled inside its frame (recvmsg, sendmsg and poll are
- * cancellation points) releases the socket, or every later frame there would wait. */
-static void busy_cleanup(void *arg)
-{
-    busy_release((busy_entry *)arg);
 }
 
 /* ---- Sending ------------------------------------------------------------------------- */
@@ -273,45 +262,37 @@ static int32_t send_stream_frame(int s, unsigned char *hdr, const void *payload,
     return FDSEND_OK;
 }
 
-int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
-                        const intptr_t *fds, int32_t nfds, uint32_t flags)
+/* The checks of a send's arguments other than the socket: FDSEND_OK or a recorded code. */
+static int32_t send_args(const void *payload, size_t len, const intptr_t *fds, int32_t nfds,
+                         uint32_t flags)
 {
-    unsigned char hdr[HDR_SIZE];
-    struct iovec iov[2];
-    fdsend_deadline dl;
-    busy_entry me;
-    int type = 0, s, cnt;
-    int32_t rc;
-    int64_t n;
-
-    if (!fdsend_valid_fd(sock))
-        return fdsend_fail(FDSEND_EBADF, EBADF);
     if ((payload == NULL && len > 0) || nfds < 0 || (fds == NULL && nfds > 0) ||
         (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
         return fdsend_fail(FDSEND_EINVAL, EINVAL);
     if (len > FDSEND_MSG_MAX_PAYLOAD || len > (size_t)SSIZE_MAX - HDR_SIZE)
         return fdsend_fail(FDSEND_EMSGSIZE, EMSGSIZE);
-    rc = fdsend_check_send_fds(fds, nfds, flags);
-    if (rc != FDSEND_OK)
-        return rc;
-    s = (int)sock;
-    rc = socket_type(s, &type);
-    if (rc != FDSEND_OK)
-        return rc;
-    /* Some kernels (Linux 6.x TCP) accept SCM_RIGHTS on other families and drop the
-     * descriptors silently: check the family before anything is sent. */
-    if (nfds > 0) {
-        rc = fdsend_check_unix_socket(s);
-        if (rc != FDSEND_OK)
-            return rc;
-    }
+    return fdsend_check_send_fds(fds, nfds, flags);
+}
 
-    (void)fdsend_frame_encode(hdr, len, nfds); /* the arguments were checked above */
+/* Send one frame on ch, whose arguments send_args has passed. */
+static int32_t send_frame(fdsend_channel *ch, const void *payload, size_t len,
+                          const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    unsigned char hdr[HDR_SIZE];
+    struct iovec iov[2];
+    fdsend_deadline dl;
+    int cnt;
+    int32_t rc;
+    int64_t n;
+
+    if (nfds > 0 && !ch->is_unix)
+        return fdsend_fail(FDSEND_ENOTUNIX, EAFNOSUPPORT);
+    (void)fdsend_frame_encode(hdr, len, nfds); /* send_args has checked len and nfds */
     fdsend_deadline_start(&dl, POLLOUT, (flags & FDSEND_DONTWAIT) != 0);
-    if (type != SOCK_STREAM) {
+    if (ch->type != SOCK_STREAM) {
         /* One frame, one datagram: all or nothing. */
         cnt = frame_iov(iov, hdr, payload, len, 0);
-        n = fdsend_sendmsg_fds(s, NULL, 0, iov, cnt, fds, nfds, flags, &dl);
+        n = fdsend_sendmsg_fds(ch->sock, NULL, 0, iov, cnt, fds, nfds, flags, &dl);
         if (n < 0)
             return (int32_t)n;
         if ((size_t)n != HDR_SIZE + len)
@@ -319,16 +300,46 @@ int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
         fdsend_clear_error();
         return FDSEND_OK;
     }
-
-    rc = busy_acquire(&me, s, 0, flags, &dl);
-    if (rc != FDSEND_OK)
-        return rc;
-    pthread_cleanup_push(busy_cleanup, &me);
-    rc = send_stream_frame(s, hdr, payload, len, fds, nfds, flags, &dl);
-    pthread_cleanup_pop(1); /* busy_release */
+    if (!ch->locked) {
+        rc = send_stream_frame(ch->sock, hdr, payload, len, fds, nfds, flags, &dl);
+    } else {
+        rc = lock_acquire(&ch->lock[0], ch->sock, flags, &dl);
+        if (rc != FDSEND_OK)
+            return rc;
+        pthread_cleanup_push(lock_release, &ch->lock[0]);
+        rc = send_stream_frame(ch->sock, hdr, payload, len, fds, nfds, flags, &dl);
+        pthread_cleanup_pop(1); /* lock_release */
+    }
     if (rc == FDSEND_OK)
         fdsend_clear_error();
     return rc;
+}
+
+int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
+                        const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    fdsend_channel ch;
+    int32_t rc;
+    if (!fdsend_valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    rc = send_args(payload, len, fds, nfds, flags);
+    if (rc == FDSEND_OK)
+        rc = channel_init(&ch, (int)sock, nfds > 0);
+    if (rc != FDSEND_OK)
+        return rc;
+    return send_frame(&ch, payload, len, fds, nfds, flags);
+}
+
+int32_t fdsend_channel_send(fdsend_channel *ch, const void *payload, size_t len,
+                            const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    int32_t rc;
+    if (ch == NULL)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    rc = send_args(payload, len, fds, nfds, flags);
+    if (rc != FDSEND_OK)
+        return rc;
+    return send_frame(ch, payload, len, fds, nfds, flags);
 }
 
 /* ---- Receiving ----------------------------------------------------------------------- */
@@ -535,35 +546,13 @@ static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
                         pc.taken, fds, nfds);
 }
 
-/* recv_stream for a thread that holds (sock, receive): released at the end, and by the
- * cleanup handlers, with the frame's descriptors closed, if the thread is cancelled. */
-static int64_t recv_stream_busy(int sock, unsigned char *buf, size_t cap, intptr_t *fds,
-                                int32_t maxfds, int32_t *nfds, uint32_t flags,
-                                busy_entry *me, fdsend_deadline *d)
+/* The checks of a receive's arguments other than the socket (*nfds is 0 first):
+ * FDSEND_OK or a recorded code. */
+static int32_t recv_args(void *buf, size_t cap, intptr_t *fds, int32_t maxfds, int32_t *nfds,
+                         uint32_t flags)
 {
-    frame_fds frame;
-    int64_t n;
-    frame.n = 0;
-    pthread_cleanup_push(busy_cleanup, me);
-    pthread_cleanup_push(frame_fds_cleanup, &frame);
-    n = recv_stream(sock, buf, cap, fds, maxfds, nfds, flags, &frame, d);
-    pthread_cleanup_pop(0); /* recv_stream has handed them out or closed them */
-    pthread_cleanup_pop(1); /* busy_release */
-    return n;
-}
-
-int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
-                        int32_t maxfds, int32_t *nfds, uint32_t flags)
-{
-    fdsend_deadline dl;
-    busy_entry me;
-    int type = 0, s;
-    int32_t rc;
-
     if (nfds != NULL)
         *nfds = 0;
-    if (!fdsend_valid_fd(sock))
-        return fdsend_fail(FDSEND_EBADF, EBADF);
     if ((buf == NULL && cap > 0) || maxfds < 0 ||
         (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
         (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
@@ -572,25 +561,147 @@ int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
     if (flags & FDSEND_DONTWAIT)
         return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
 #endif /* !HAVE_MSG_DONTWAIT */
+    return FDSEND_OK;
+}
+
+/* recv_stream, with the channel's receive lock held if it has one: released at the end,
+ * and by the cleanup handlers, with the frame's descriptors closed, if the thread is
+ * cancelled. */
+static int64_t recv_stream_locked(fdsend_channel *ch, unsigned char *buf, size_t cap,
+                                  intptr_t *fds, int32_t maxfds, int32_t *nfds,
+                                  uint32_t flags)
+{
+    fdsend_deadline dl;
+    frame_fds frame;
+    int64_t n;
+    int32_t rc;
+    frame.n = 0;
+    fdsend_deadline_start(&dl, POLLIN, (flags & FDSEND_DONTWAIT) != 0);
+    if (!ch->locked) {
+        pthread_cleanup_push(frame_fds_cleanup, &frame);
+        n = recv_stream(ch->sock, buf, cap, fds, maxfds, nfds, flags, &frame, &dl);
+        pthread_cleanup_pop(0); /* recv_stream has handed them out or closed them */
+        return n;
+    }
+    rc = lock_acquire(&ch->lock[1], ch->sock, flags, &dl);
+    if (rc != FDSEND_OK)
+        return rc;
+    pthread_cleanup_push(lock_release, &ch->lock[1]);
+    pthread_cleanup_push(frame_fds_cleanup, &frame);
+    n = recv_stream(ch->sock, buf, cap, fds, maxfds, nfds, flags, &frame, &dl);
+    pthread_cleanup_pop(0); /* recv_stream has handed them out or closed them */
+    pthread_cleanup_pop(1); /* lock_release */
+    return n;
+}
+
+/* Receive one frame on ch, whose arguments recv_args has passed. */
+static int64_t recv_frame(fdsend_channel *ch, void *buf, size_t cap, intptr_t *fds,
+                          int32_t maxfds, int32_t *nfds, uint32_t flags)
+{
     /* No frame is longer than the format allows, so a larger cap is never needed. */
     if (cap > FDSEND_MSG_MAX_PAYLOAD)
         cap = FDSEND_MSG_MAX_PAYLOAD;
     if (cap > (size_t)SSIZE_MAX - HDR_SIZE)
         cap = (size_t)SSIZE_MAX - HDR_SIZE;
-    s = (int)sock;
-    rc = socket_type(s, &type);
+    if (ch->type != SOCK_STREAM)
+        return recv_datagram(ch->sock, ch->type, (unsigned char *)buf, cap, fds, maxfds,
+                             nfds, flags);
+    return recv_stream_locked(ch, (unsigned char *)buf, cap, fds, maxfds, nfds, flags);
+}
+
+int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
+                        int32_t maxfds, int32_t *nfds, uint32_t flags)
+{
+    fdsend_channel ch;
+    int32_t rc;
+    if (nfds != NULL)
+        *nfds = 0;
+    if (!fdsend_valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    rc = recv_args(buf, cap, fds, maxfds, nfds, flags);
+    if (rc == FDSEND_OK)
+        rc = channel_init(&ch, (int)sock, 0);
     if (rc != FDSEND_OK)
         return rc;
+    return recv_frame(&ch, buf, cap, fds, maxfds, nfds, flags);
+}
 
-    if (type != SOCK_STREAM)
-        return recv_datagram(s, type, (unsigned char *)buf, cap, fds, maxfds, nfds, flags);
-
-    fdsend_deadline_start(&dl, POLLIN, (flags & FDSEND_DONTWAIT) != 0);
-    rc = busy_acquire(&me, s, 1, flags, &dl);
+int64_t fdsend_channel_recv(fdsend_channel *ch, void *buf, size_t cap, intptr_t *fds,
+                            int32_t maxfds, int32_t *nfds, uint32_t flags)
+{
+    int32_t rc;
+    if (nfds != NULL)
+        *nfds = 0;
+    if (ch == NULL)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    rc = recv_args(buf, cap, fds, maxfds, nfds, flags);
     if (rc != FDSEND_OK)
         return rc;
-    return recv_stream_busy(s, (unsigned char *)buf, cap, fds, maxfds, nfds, flags, &me,
-                            &dl);
+    return recv_frame(ch, buf, cap, fds, maxfds, nfds, flags);
+}
+
+/* ---- The channel object --------------------------------------------------------------- */
+
+static int32_t dir_lock_init(dir_lock *l)
+{
+    l->busy = 0;
+    if (pthread_mutex_init(&l->mutex, NULL) != 0)
+        return FDSEND_ENOBUFS;
+    if (pthread_cond_init(&l->cond, NULL) != 0) {
+        pthread_mutex_destroy(&l->mutex);
+        return FDSEND_ENOBUFS;
+    }
+    return FDSEND_OK;
+}
+
+static void dir_lock_destroy(dir_lock *l)
+{
+    pthread_cond_destroy(&l->cond);
+    pthread_mutex_destroy(&l->mutex);
+}
+
+int32_t fdsend_channel_open(intptr_t sock, uint32_t flags, fdsend_channel **out)
+{
+    fdsend_channel *ch;
+    int32_t rc;
+    if (out == NULL)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    *out = NULL;
+    if (!fdsend_valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if (flags != 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    ch = (fdsend_channel *)malloc(sizeof *ch);
+    if (ch == NULL)
+        return fdsend_fail(FDSEND_ENOBUFS, ENOMEM);
+    rc = channel_init(ch, (int)sock, 1);
+    if (rc == FDSEND_OK) {
+        rc = dir_lock_init(&ch->lock[0]);
+        if (rc == FDSEND_OK) {
+            rc = dir_lock_init(&ch->lock[1]);
+            if (rc != FDSEND_OK)
+                dir_lock_destroy(&ch->lock[0]);
+        }
+        if (rc != FDSEND_OK)
+            rc = fdsend_fail(rc, ENOMEM);
+    }
+    if (rc != FDSEND_OK) {
+        free(ch);
+        return rc;
+    }
+    ch->locked = 1;
+    *out = ch;
+    fdsend_clear_error();
+    return FDSEND_OK;
+}
+
+void fdsend_channel_close(fdsend_channel *ch)
+{
+    if (ch == NULL)
+        return;
+    dir_lock_destroy(&ch->lock[0]);
+    dir_lock_destroy(&ch->lock[1]);
+    free(ch);
 }
 
 #endif /* !defined(_WIN32) */
