@@ -1015,7 +1015,9 @@ FDSEND_API int32_t fdsend_open_directory(const char *path, intptr_t *fd);
  * payload is the path (1 .. FDSEND_BROKER_MAX_PATH bytes, no NUL) and no descriptors; the
  * reply is one message whose payload is a 4-byte little-endian int32 status (FDSEND_OK or
  * an FDSEND_E* code) carrying the file's descriptor exactly when the status is FDSEND_OK.
- * The .NET FileBroker/FileBrokerClient speak the same protocol. */
+ * The .NET FileBroker/FileBrokerClient speak the same protocol. A request and its reply
+ * are a pair: one caller at a time per socket on each side (a reply could otherwise go to
+ * another thread's request). */
 #define FDSEND_BROKER_MAX_PATH 4096
 
 /**
