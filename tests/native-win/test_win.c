@@ -733,6 +733,125 @@ TEST(dontwait_and_end_of_stream)
     closesocket(b);
 }
 
+/* A data-only record (no handle, so no sender to check) of len bytes, as fdsend_send
+ * writes it (docs/windows-protocol.md), into out (32 + len bytes). */
+static size_t raw_record(unsigned char *out, const char *data, uint32_t len)
+{
+    memset(out, 0, 32);
+    memcpy(out, "FDSH", 4);
+    out[4] = 1;
+    out[8] = (unsigned char)len;
+    out[9] = (unsigned char)(len >> 8);
+    memcpy(out + 32, data, len);
+    return 32 + (size_t)len;
+}
+
+static void set_timeout_ms(SOCKET s, int opt, DWORD ms)
+{
+    CHECK(setsockopt(s, SOL_SOCKET, opt, (const char *)&ms, sizeof ms) == 0);
+}
+
+/* SO_RCVTIMEO bounds fdsend_recv: with nothing queued, and with a record whose header
+ * stopped half-way (the wait for the rest of it; that wait had no limit once). Both give
+ * FDSEND_ETIMEDOUT and consume nothing: the record, once complete, reads whole. */
+TEST(recv_timeout)
+{
+    SOCKET a, b;
+    unsigned char rec[64];
+    char data[8];
+    int32_t n = 9;
+    uint32_t rf = 9;
+    size_t len = raw_record(rec, "hi", 2);
+    socket_pair(&a, &b);
+    set_timeout_ms(b, SO_RCVTIMEO, 300);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_ETIMEDOUT);
+    CHECK(send(a, (const char *)rec, 10, 0) == 10);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_ETIMEDOUT);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, 0);
+    CHECK(send(a, (const char *)rec + 10, (int)len - 10, 0) == (int)len - 10);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), 2);
+    CHECK(memcmp(data, "hi", 2) == 0);
+    CHECK_EQ(rf, 0);
+    closesocket(a);
+    closesocket(b);
+}
+
+/* A peer that closes half-way through a record's header ends the call: Windows reports
+ * the hang-up (WSAPoll's POLLHUP) and fdsend_recv gives FDSEND_ECONNRESET; wine 8 reports
+ * no hang-up while bytes are still queued, so there it ends at the SO_RCVTIMEO deadline
+ * (FDSEND_ETIMEDOUT; before the wait module, it waited for ever). */
+TEST(recv_peer_gone_mid_record)
+{
+    SOCKET a, b;
+    unsigned char rec[64];
+    char data[8];
+    int32_t n = 9;
+    uint32_t rf = 9;
+    int64_t r;
+    raw_record(rec, "hi", 2);
+    socket_pair(&a, &b);
+    set_timeout_ms(b, SO_RCVTIMEO, 500);
+    CHECK(send(a, (const char *)rec, 10, 0) == 10);
+    closesocket(a);
+    r = fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0);
+    if (under_wine() && r == FDSEND_ETIMEDOUT)
+        printf("wine: the hang-up was not reported; the deadline ended the call\n");
+    else
+        CHECK_RC(r, FDSEND_ECONNRESET);
+    CHECK_EQ(n, 0);
+    closesocket(b);
+}
+
+/* SO_SNDTIMEO bounds fdsend_send when the peer reads nothing: on a blocking socket, and on
+ * a non-blocking one, where a record that got partly out must be finished (it waits for
+ * room within SO_SNDTIMEO: that wait had no limit once) and one that did not start is
+ * FDSEND_EAGAIN. */
+static void send_until_timeout(int nonblocking)
+{
+    SOCKET a, b;
+    HANDLE f = temp_file("room");
+    intptr_t fd = (intptr_t)f;
+    const size_t chunk = 1 << 20;
+    char *big = calloc(1, chunk);
+    int i, timed_out = 0, again = 0;
+    CHECK(big != NULL);
+    socket_pair(&a, &b);
+    if (nonblocking) {
+        u_long on = 1;
+        CHECK(ioctlsocket(a, FIONBIO, &on) == 0);
+    }
+    set_timeout_ms(a, SO_SNDTIMEO, 300);
+    /* At most 1 GiB: loopback buffers hold a few MiB, so the sender stops long before. */
+    for (i = 0; i < 1024 && !timed_out; i++) {
+        int64_t r = fdsend_send((intptr_t)a, big, chunk, &fd, 1, 0);
+        if (r == FDSEND_ETIMEDOUT)
+            timed_out = 1;
+        else if (r == FDSEND_EAGAIN)
+            again++;
+        else
+            CHECK_EQ(r, (int64_t)chunk);
+    }
+    printf("%s: %d records, %d x FDSEND_EAGAIN, then %s\n",
+           nonblocking ? "non-blocking" : "blocking", i, again,
+           timed_out ? "FDSEND_ETIMEDOUT" : "no timeout");
+    CHECK(timed_out);
+    closesocket(a);
+    closesocket(b);
+    CloseHandle(f);
+    free(big);
+}
+
+TEST(send_timeout_blocking)
+{
+    send_until_timeout(0);
+}
+
+TEST(send_timeout_nonblocking)
+{
+    send_until_timeout(1);
+}
+
 /* Every bad argument gets its code, and no handle copy is left behind. */
 TEST(bad_arguments)
 {
@@ -1017,6 +1136,10 @@ int main(int argc, char **argv)
         CASE(forged_sender_is_refused),
         CASE(garbage_is_a_protocol_error),
         CASE(dontwait_and_end_of_stream),
+        CASE(recv_timeout),
+        CASE(recv_peer_gone_mid_record),
+        CASE(send_timeout_blocking),
+        CASE(send_timeout_nonblocking),
         CASE(bad_arguments),
         CASE(max_fds),
         CASE(peer_credentials),
