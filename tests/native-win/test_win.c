@@ -852,6 +852,177 @@ TEST(send_timeout_nonblocking)
     send_until_timeout(1);
 }
 
+/* ---- The readiness engine (fdsend_poller_*, WSAPoll) ------------------------------------ */
+
+static intptr_t make_poller(void)
+{
+    intptr_t p = 0;
+    CHECK_RC(fdsend_poller_create(&p), FDSEND_OK);
+    CHECK(p != 0);
+    return p;
+}
+
+/* Ask for up to 8 events; returns the count. */
+static int poller_events(intptr_t p, fdsend_poll_event *ev, int timeout_ms)
+{
+    int32_t n = fdsend_poller_wait(p, ev, 8, timeout_ms);
+    CHECK(n >= 0);
+    return (int)n;
+}
+
+/* Level-triggered: reported while ready; one-shot: once, until modify re-arms it; a
+ * writable socket; a peer that closed; remove / modify / add errors; no handle left. */
+TEST(poller_level_oneshot_and_errors)
+{
+    SOCKET a, b;
+    HANDLE f = temp_file("not a socket");
+    fdsend_poll_event ev[8];
+    intptr_t p, q = 0;
+    DWORD base;
+    char c;
+    socket_pair(&a, &b);
+    base = handle_count();
+    p = make_poller();
+    CHECK_RC(fdsend_poller_add(p, (intptr_t)b, FDSEND_POLL_IN, 42), FDSEND_OK);
+    CHECK_RC(fdsend_poller_add(p, (intptr_t)b, FDSEND_POLL_IN, 43), FDSEND_EINVAL);
+    CHECK_EQ(poller_events(p, ev, 0), 0);
+    CHECK(send(a, "x", 1, 0) == 1);
+    CHECK_EQ(poller_events(p, ev, 10000), 1);
+    CHECK_EQ(ev[0].token, 42);
+    CHECK_EQ(ev[0].events, FDSEND_POLL_IN);
+    CHECK_EQ(poller_events(p, ev, 0), 1); /* level: still readable, reported again */
+    CHECK_RC(fdsend_poller_modify(p, (intptr_t)b, FDSEND_POLL_IN | FDSEND_POLL_ONESHOT, 7),
+             FDSEND_OK);
+    CHECK_EQ(poller_events(p, ev, 10000), 1);
+    CHECK_EQ(ev[0].token, 7);
+    CHECK_EQ(poller_events(p, ev, 0), 0); /* fired: disarmed although still readable */
+    CHECK_RC(fdsend_poller_modify(p, (intptr_t)b, FDSEND_POLL_IN | FDSEND_POLL_ONESHOT, 8),
+             FDSEND_OK);
+    CHECK_EQ(poller_events(p, ev, 10000), 1);
+    CHECK_EQ(ev[0].token, 8);
+    CHECK(recv(b, &c, 1, 0) == 1);
+    CHECK_RC(fdsend_poller_modify(p, (intptr_t)b, FDSEND_POLL_IN, 9), FDSEND_OK);
+    CHECK_EQ(poller_events(p, ev, 0), 0); /* drained: nothing to report */
+    /* writable */
+    CHECK_RC(fdsend_poller_add(p, (intptr_t)a, FDSEND_POLL_OUT, 5), FDSEND_OK);
+    CHECK_EQ(poller_events(p, ev, 10000), 1);
+    CHECK_EQ(ev[0].token, 5);
+    CHECK(ev[0].events & FDSEND_POLL_OUT);
+    CHECK_RC(fdsend_poller_remove(p, (intptr_t)a), FDSEND_OK);
+    CHECK_RC(fdsend_poller_remove(p, (intptr_t)a), FDSEND_ENOENT);
+    CHECK_RC(fdsend_poller_modify(p, (intptr_t)a, FDSEND_POLL_IN, 1), FDSEND_ENOENT);
+    /* the peer closes: readable (end of stream) */
+    closesocket(a);
+    CHECK_EQ(poller_events(p, ev, 10000), 1);
+    CHECK_EQ(ev[0].token, 9);
+    CHECK(ev[0].events & FDSEND_POLL_IN);
+    /* errors */
+    CHECK_RC(fdsend_poller_create(NULL), FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_add(p, (intptr_t)f, FDSEND_POLL_IN, 1), FDSEND_EBADF);
+    CHECK_RC(fdsend_poller_add(p, -1, FDSEND_POLL_IN, 1), FDSEND_EBADF);
+    CHECK_RC(fdsend_poller_add(p, (intptr_t)b, FDSEND_POLL_IN | 0x8000, 1), FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_modify(p, (intptr_t)b,
+                                  FDSEND_POLL_IN | FDSEND_POLL_EDGE | FDSEND_POLL_ONESHOT, 1),
+             FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_modify(p, (intptr_t)b, FDSEND_POLL_IN | FDSEND_POLL_EDGE, 1),
+             FDSEND_ENOTSUP);
+    CHECK_RC(fdsend_poller_wait(p, ev, 0, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_wait(p, NULL, 1, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_wait(q, ev, 1, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_wake(q), FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_destroy(q), FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_destroy(p), FDSEND_OK);
+    CHECK_EQ(handle_count(), base - 1); /* a was closed; the wake-up pair is gone */
+    closesocket(b);
+    CloseHandle(f);
+}
+
+/* More ready registrations than the caller asks for: none is dropped (one-shot: each is
+ * reported exactly once over three waits of one). */
+TEST(poller_max_keeps_the_rest)
+{
+    SOCKET a[3], b[3];
+    fdsend_poll_event ev[8];
+    intptr_t p = make_poller();
+    int i, seen = 0;
+    for (i = 0; i < 3; i++) {
+        socket_pair(&a[i], &b[i]);
+        CHECK(send(a[i], "x", 1, 0) == 1);
+        CHECK_RC(fdsend_poller_add(p, (intptr_t)b[i], FDSEND_POLL_IN | FDSEND_POLL_ONESHOT,
+                                   (uint64_t)100 + (uint64_t)i), FDSEND_OK);
+    }
+    for (i = 0; i < 3; i++) {
+        CHECK_EQ(fdsend_poller_wait(p, ev, 1, 10000), 1);
+        CHECK(ev[0].token >= 100 && ev[0].token < 103);
+        CHECK((seen & (1 << (ev[0].token - 100))) == 0);
+        seen |= 1 << (ev[0].token - 100);
+    }
+    CHECK_EQ(seen, 7);
+    CHECK_EQ(poller_events(p, ev, 0), 0);
+    CHECK_RC(fdsend_poller_destroy(p), FDSEND_OK);
+    for (i = 0; i < 3; i++) {
+        closesocket(a[i]);
+        closesocket(b[i]);
+    }
+}
+
+typedef struct poller_waiter {
+    intptr_t p;
+    int32_t n;
+    fdsend_poll_event ev[8];
+    HANDLE entered;
+} poller_waiter;
+
+static DWORD WINAPI poller_waiter_run(LPVOID arg)
+{
+    poller_waiter *w = arg;
+    SetEvent(w->entered);
+    w->n = fdsend_poller_wait(w->p, w->ev, 8, 60000);
+    return 0;
+}
+
+/* A thread waiting (60 s limit) in fdsend_poller_wait is woken by a registration made on
+ * another thread and reports it; fdsend_poller_wake ends a wait with 0 events. */
+TEST(poller_wakes_for_registration_and_wake)
+{
+    SOCKET a, b;
+    poller_waiter w;
+    HANDLE t;
+    socket_pair(&a, &b);
+    CHECK(send(a, "x", 1, 0) == 1);
+    memset(&w, 0, sizeof w);
+    w.p = make_poller();
+    w.entered = CreateEventW(NULL, TRUE, FALSE, NULL);
+    CHECK(w.entered != NULL);
+    t = CreateThread(NULL, 0, poller_waiter_run, &w, 0, NULL);
+    CHECK(t != NULL);
+    CHECK(WaitForSingleObject(w.entered, 30000) == WAIT_OBJECT_0);
+    Sleep(100); /* most likely inside WSAPoll now; either way the wait must report it */
+    CHECK_RC(fdsend_poller_add(w.p, (intptr_t)b, FDSEND_POLL_IN | FDSEND_POLL_ONESHOT, 77),
+             FDSEND_OK);
+    CHECK(WaitForSingleObject(t, 30000) == WAIT_OBJECT_0);
+    CloseHandle(t);
+    /* The wake-up may have come back alone first (0 events); then the next wait has it. */
+    if (w.n == 0)
+        w.n = fdsend_poller_wait(w.p, w.ev, 8, 10000);
+    CHECK_EQ(w.n, 1);
+    CHECK_EQ(w.ev[0].token, 77);
+
+    ResetEvent(w.entered);
+    t = CreateThread(NULL, 0, poller_waiter_run, &w, 0, NULL);
+    CHECK(t != NULL);
+    CHECK(WaitForSingleObject(w.entered, 30000) == WAIT_OBJECT_0);
+    Sleep(100);
+    CHECK_RC(fdsend_poller_wake(w.p), FDSEND_OK);
+    CHECK(WaitForSingleObject(t, 30000) == WAIT_OBJECT_0); /* not the 60 s limit */
+    CloseHandle(t);
+    CHECK_EQ(w.n, 0);
+    CHECK_RC(fdsend_poller_destroy(w.p), FDSEND_OK);
+    CloseHandle(w.entered);
+    closesocket(a);
+    closesocket(b);
+}
+
 /* Every bad argument gets its code, and no handle copy is left behind. */
 TEST(bad_arguments)
 {
@@ -1140,6 +1311,9 @@ int main(int argc, char **argv)
         CASE(recv_peer_gone_mid_record),
         CASE(send_timeout_blocking),
         CASE(send_timeout_nonblocking),
+        CASE(poller_level_oneshot_and_errors),
+        CASE(poller_max_keeps_the_rest),
+        CASE(poller_wakes_for_registration_and_wake),
         CASE(bad_arguments),
         CASE(max_fds),
         CASE(peer_credentials),

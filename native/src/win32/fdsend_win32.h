@@ -7,7 +7,8 @@
  *   remainder.c  the bytes still due of a record read in pieces (why: see the file)
  *   wait.c     the one way to wait: a deadline per call from SO_RCVTIMEO / SO_SNDTIMEO
  *   io.c       fdsend_send / fdsend_recv: records on the stream
- *   poller.c   the readiness engine (fdsend_poller_*) on WSAPoll
+ *   poller.c   the readiness engine (fdsend_poller_*) on WSAPoll (uses none of the above
+ *              but errors and start-up)
  * SPDX-License-Identifier: MIT */
 #ifndef FDSEND_WIN32_H
 #define FDSEND_WIN32_H
