@@ -322,7 +322,8 @@ FDSEND_API int64_t fdsend_recvfds(int sock, void *buf, size_t len, int *fds, int
  * from any thread while another thread waits.
  * Windows: only sockets (SOCKET values) can be registered (another handle: FDSEND_EBADF);
  * WSAPoll is level-triggered, so FDSEND_POLL_EDGE is refused with FDSEND_ENOTSUP (use
- * FDSEND_POLL_ONESHOT); the poller's own sockets are not inheritable. */
+ * FDSEND_POLL_ONESHOT); a socket whose one-shot registration fired may be added again
+ * (its value may belong to a new socket); the poller's own sockets are not inheritable. */
 /** Interest and result bits (fdsend_poll_event.events, fdsend_poller_add's events). */
 enum {
     FDSEND_POLL_IN = 0x1,        /**< readable (data, end of stream, an error or a connection) */

@@ -896,6 +896,10 @@ TEST(poller_level_oneshot_and_errors)
     CHECK_EQ(poller_events(p, ev, 10000), 1);
     CHECK_EQ(ev[0].token, 7);
     CHECK_EQ(poller_events(p, ev, 0), 0); /* fired: disarmed although still readable */
+    CHECK_RC(fdsend_poller_add(p, (intptr_t)b, FDSEND_POLL_IN | FDSEND_POLL_ONESHOT, 6),
+             FDSEND_OK); /* a fired one-shot value may be added again (a new socket?) */
+    CHECK_EQ(poller_events(p, ev, 10000), 1);
+    CHECK_EQ(ev[0].token, 6);
     CHECK_RC(fdsend_poller_modify(p, (intptr_t)b, FDSEND_POLL_IN | FDSEND_POLL_ONESHOT, 8),
              FDSEND_OK);
     CHECK_EQ(poller_events(p, ev, 10000), 1);

@@ -8,7 +8,10 @@
  *
  * WSAPoll is level-triggered: level and one-shot registrations behave as on POSIX;
  * FDSEND_POLL_EDGE cannot be emulated without a thread spinning on a socket that stays
- * ready, so it is refused (FDSEND_ENOTSUP). Only sockets can be registered.
+ * ready, so it is refused (FDSEND_ENOTSUP). Only sockets can be registered. A socket
+ * closed without being removed is dropped when WSAPoll reports it invalid (POLLNVAL); one
+ * whose one-shot registration fired is not in the WSAPoll set, so its value may be added
+ * again (it may belong to a new socket now).
  * SPDX-License-Identifier: MIT */
 #include "fdsend_win32.h"
 
@@ -178,13 +181,21 @@ static void changed(poller *p)
 int32_t fdsend_poller_add(intptr_t h, intptr_t fd, uint32_t events, uint64_t token)
 {
     poller *p = as_poller(h);
+    size_t i;
     int32_t rc = check_args(p, fd, events);
     if (rc != FDSEND_OK)
         return rc;
     EnterCriticalSection(&p->lock);
-    if (find(p, (SOCKET)fd) < p->count) {
+    i = find(p, (SOCKET)fd);
+    if (i < p->count && p->regs[i].armed) {
         rc = fdsend_fail_win32(FDSEND_EINVAL, ERROR_ALREADY_EXISTS);
-    } else if (p->count == p->capacity) {
+    } else if (i < p->count) {
+        /* A one-shot registration that fired and was never re-armed: its socket may have
+         * been closed and the value given to a new socket (WSAPoll cannot tell, as the
+         * value is not in the set), so the new registration takes its place. */
+        p->regs[i] = p->regs[--p->count];
+    }
+    if (rc == FDSEND_OK && p->count == p->capacity) {
         size_t cap = p->capacity ? p->capacity * 2 : 16;
         registration *t = cap < (size_t)INT_MAX / 2 ? realloc(p->regs, cap * sizeof *t) : NULL;
         if (t == NULL) {
