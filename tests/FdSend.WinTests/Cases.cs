@@ -27,6 +27,7 @@ internal static class Cases
         ("ownership_dispose_closes", Ownership),
         ("async_send_receive", AsyncSendReceive),
         ("async_send_waits_for_room", AsyncWaitsForRoom),
+        ("async_send_wait_cancelled", AsyncWaitCancelled),
         ("channel", Channel),
         ("bad_handle", BadHandle),
         ("peer_gone_before_receive", PeerGone),
@@ -311,6 +312,62 @@ internal static class Cases
             Console.WriteLine($"     filled {filled} bytes; the async send waited {waited} ms for room");
             c.ExpectSuccess();
             System.IO.File.Delete(go);
+        }
+    }
+
+    /// <summary>SendFdsAsync waiting for room (the writability wait on libfdsend's readiness
+    /// engine) is cancelled: OperationCanceledException, and nothing of that record is on the
+    /// stream: the receiver drains exactly what was sent before, then the next record (with
+    /// a handle) arrives whole.</summary>
+    private static void AsyncWaitCancelled()
+    {
+        (Socket a, Socket b) = Pair();
+        using (a)
+        using (b)
+        {
+            a.SendBufferSize = 64 * 1024;
+            var chunk = new byte[64 * 1024];
+            long filled = 0;
+            a.Blocking = false;
+            var sw = Stopwatch.StartNew();
+            while (sw.ElapsedMilliseconds < 10_000)
+            {
+                try
+                {
+                    filled += a.SendFds(chunk);
+                }
+                catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
+                {
+                    break;
+                }
+            }
+            Check(sw.ElapsedMilliseconds < 10_000, $"the connection never filled up ({filled} bytes sent)");
+            a.Blocking = true;
+            using FileStream f = TempFile("sent after the cancelled one\n");
+            using var cts = new CancellationTokenSource();
+            ValueTask<int> send = a.SendFdsAsync("late"u8.ToArray(), f, cts.Token);
+            Check(!send.IsCompleted, "the async send waits while the connection is full");
+            cts.Cancel();
+            Throws<OperationCanceledException>(
+                () => send.AsTask().WaitAsync(TimeSpan.FromSeconds(30)).GetAwaiter().GetResult(),
+                "the cancelled wait for room");
+            var buf = new byte[64 * 1024];
+            long drained = 0;
+            while (drained < filled)
+            {
+                using ReceivedFds r = b.ReceiveFds(buf);
+                Equal(0, r.Count, "handles in the filler records");
+                Check(r.BytesReceived > 0, "a filler record");
+                drained += r.BytesReceived;
+            }
+            Equal(filled, drained, "the bytes sent before the cancelled send");
+            Equal(4, a.SendFds("next"u8, f), "the next record sent");
+            using ReceivedFds last = b.ReceiveFds(buf);
+            Equal(4, last.BytesReceived, "the next record's data");
+            Equal("next", Encoding.ASCII.GetString(buf, 0, 4), "the next record's bytes (no 'late')");
+            Equal(1, last.Count, "the next record's handle");
+            using (FileStream g = last.TakeFileStream(0, FileAccess.Read))
+                Equal("sent after the cancelled one\n", ReadAll(g), "contents through the handle");
         }
     }
 

@@ -6,8 +6,9 @@ using System.Runtime.InteropServices;
 namespace FdSend;
 
 /// <summary>
-/// FdSend's one place to wait for many sockets (POSIX): libfdsend's readiness engine
-/// (<c>fdsend_poller_*</c>: epoll on Linux, kqueue on the BSDs and macOS) run by ONE
+/// FdSend's one place to wait for many sockets: libfdsend's readiness engine
+/// (<c>fdsend_poller_*</c>: epoll on Linux, kqueue on the BSDs and macOS, WSAPoll on Windows,
+/// where only writability waits use it so far) run by ONE
 /// background thread per process. An async call first tries its socket; only when that would
 /// block does it register a <see cref="PollOperation"/> and arm the socket's one-shot interest
 /// (readable and/or writable). When the socket becomes ready the engine thread retries the
