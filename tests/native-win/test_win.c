@@ -15,48 +15,11 @@
 
 #include "fdsend.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- A small harness ------------------------------------------------------------------ */
-
-#define TEST(name) static void test_##name(void)
-#define CASE(name) { #name, test_##name }
-
-static void fail_at(const char *file, int line, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "%s:%d: ", file, line);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (GetLastError %lu, WSAGetLastError %d, fdsend_last_os_error %d)\n",
-            GetLastError(), WSAGetLastError(), fdsend_last_os_error());
-    fflush(stderr);
-    ExitProcess(1);
-}
-
-#define CHECK(c)                                                                          \
-    do {                                                                                  \
-        if (!(c))                                                                         \
-            fail_at(__FILE__, __LINE__, "CHECK(%s) failed", #c);                          \
-    } while (0)
-#define CHECK_EQ(a, b)                                                                    \
-    do {                                                                                  \
-        long long a_ = (long long)(a), b_ = (long long)(b);                               \
-        if (a_ != b_)                                                                     \
-            fail_at(__FILE__, __LINE__, "CHECK_EQ(%s, %s): %lld != %lld", #a, #b, a_, b_); \
-    } while (0)
-#define CHECK_RC(expr, want)                                                              \
-    do {                                                                                  \
-        long long r_ = (long long)(expr), w_ = (long long)(want);                         \
-        if (r_ != w_)                                                                     \
-            fail_at(__FILE__, __LINE__, "%s returned %lld (%s), expected %lld (%s)",     \
-                    #expr, r_, fdsend_strerror((int32_t)r_), w_,                          \
-                    fdsend_strerror((int32_t)w_));                                        \
-    } while (0)
+#include "win_harness.h"
 
 static int under_wine(void)
 {
@@ -1293,11 +1256,6 @@ static void warm_up(void)
     closesocket(b);
 }
 
-typedef struct test_case {
-    const char *name;
-    void (*fn)(void);
-} test_case;
-
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -1328,26 +1286,11 @@ int main(int argc, char **argv)
         CASE(version_and_strings),
     };
     WSADATA wsa;
-    size_t i;
-    int ran = 0;
     if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0)
         return 1;
     CHECK(GetModuleFileNameW(NULL, self_path, MAX_PATH) > 0);
     if (argc > 1 && strcmp(argv[1], "child") == 0)
         return child_main(argc, argv);
     warm_up();
-    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], cases[i].name) != 0)
-            continue;
-        printf("case %s\n", cases[i].name);
-        fflush(stdout);
-        cases[i].fn();
-        ran++;
-    }
-    if (ran == 0) {
-        fprintf(stderr, "no case named %s\n", argc > 1 ? argv[1] : "(none)");
-        return 2;
-    }
-    printf("%d passed, 0 failed\n", ran);
-    return 0;
+    return run_cases(cases, sizeof cases / sizeof cases[0], argc > 1 ? argv[1] : NULL);
 }
