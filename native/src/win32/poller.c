@@ -35,7 +35,7 @@ typedef struct poller {
     size_t count, capacity;
     SOCKET wake_r, wake_w;
     volatile LONG wake_pending;
-    int waiting; /* a thread is inside WSAPoll with a set built from the table (lock) */
+    int waiting; /* threads inside WSAPoll with a set built from the table (lock) */
 } poller;
 
 static poller *as_poller(intptr_t h)
@@ -171,7 +171,9 @@ static size_t find(const poller *p, SOCKET s)
     return i;
 }
 
-/* After a change to the table: a wait inside WSAPoll must rebuild its set. Under the lock. */
+/* After a change to the table: waits inside WSAPoll must rebuild their sets. Under the lock.
+ * (Several threads may wait at once: each reports only what is still registered and armed
+ * when its WSAPoll returns, so a one-shot registration is reported by one of them.) */
 static void changed(poller *p)
 {
     if (p->waiting)
@@ -341,7 +343,7 @@ int32_t fdsend_poller_wait(intptr_t h, fdsend_poll_event *events, int32_t max, i
     EnterCriticalSection(&p->lock);
     n = build_set(p, &set, &heap);
     if (n > 0)
-        p->waiting = 1;
+        p->waiting++;
     LeaveCriticalSection(&p->lock);
     if (n < 0)
         return fdsend_fail_win32(FDSEND_ENOBUFS, ERROR_NOT_ENOUGH_MEMORY);
@@ -349,7 +351,7 @@ int32_t fdsend_poller_wait(intptr_t h, fdsend_poll_event *events, int32_t max, i
     r = WSAPoll(set, (ULONG)n, timeout_ms < 0 ? -1 : timeout_ms);
 
     EnterCriticalSection(&p->lock);
-    p->waiting = 0;
+    p->waiting--;
     if (r == SOCKET_ERROR) {
         DWORD err = (DWORD)WSAGetLastError();
         LeaveCriticalSection(&p->lock);
