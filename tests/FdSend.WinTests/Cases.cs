@@ -269,6 +269,32 @@ internal static class Cases
         }
     }
 
+    /// <summary>Sends 64 KiB records without waiting until the connection is full (the peer
+    /// reads nothing meanwhile); returns the data bytes sent. The socket is blocking again
+    /// afterwards.</summary>
+    private static long FillConnection(Socket s)
+    {
+        s.SendBufferSize = 64 * 1024;
+        var chunk = new byte[64 * 1024];
+        long filled = 0;
+        s.Blocking = false;
+        var sw = Stopwatch.StartNew();
+        while (sw.ElapsedMilliseconds < 10_000)
+        {
+            try
+            {
+                filled += s.SendFds(chunk);
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
+            {
+                break;
+            }
+        }
+        Check(sw.ElapsedMilliseconds < 10_000, $"the connection never filled up ({filled} bytes sent)");
+        s.Blocking = true;
+        return filled;
+    }
+
     /// <summary>Fills the connection (the peer reads nothing for 1.5 s), then SendFdsAsync
     /// must wait for room (the Windows writability wait) and complete once the peer drains.</summary>
     private static void AsyncWaitsForRoom()
@@ -278,26 +304,9 @@ internal static class Cases
         using (c)
         using (s)
         {
-            s.SendBufferSize = 64 * 1024;
-            var chunk = new byte[64 * 1024];
-            long filled = 0;
-            s.Blocking = false;
-            var sw = Stopwatch.StartNew();
-            while (sw.ElapsedMilliseconds < 10_000)
-            {
-                try
-                {
-                    filled += s.SendFds(chunk);
-                }
-                catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
-                {
-                    break;
-                }
-            }
-            Check(sw.ElapsedMilliseconds < 10_000, $"the connection never filled up ({filled} bytes sent)");
-            s.Blocking = true;
+            long filled = FillConnection(s);
             using FileStream f = TempFile("sent after waiting for room\n");
-            sw.Restart();
+            var sw = Stopwatch.StartNew();
             ValueTask<int> send = s.SendFdsAsync("last"u8.ToArray(), f);
             Check(!send.IsCompleted, "the async send waits while the connection is full");
             System.IO.File.WriteAllText(go, "go");
@@ -325,24 +334,7 @@ internal static class Cases
         using (a)
         using (b)
         {
-            a.SendBufferSize = 64 * 1024;
-            var chunk = new byte[64 * 1024];
-            long filled = 0;
-            a.Blocking = false;
-            var sw = Stopwatch.StartNew();
-            while (sw.ElapsedMilliseconds < 10_000)
-            {
-                try
-                {
-                    filled += a.SendFds(chunk);
-                }
-                catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
-                {
-                    break;
-                }
-            }
-            Check(sw.ElapsedMilliseconds < 10_000, $"the connection never filled up ({filled} bytes sent)");
-            a.Blocking = true;
+            long filled = FillConnection(a);
             using FileStream f = TempFile("sent after the cancelled one\n");
             using var cts = new CancellationTokenSource();
             ValueTask<int> send = a.SendFdsAsync("late"u8.ToArray(), f, cts.Token);

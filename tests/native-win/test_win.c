@@ -714,8 +714,21 @@ static void set_timeout_ms(SOCKET s, int opt, DWORD ms)
     CHECK(setsockopt(s, SOL_SOCKET, opt, (const char *)&ms, sizeof ms) == 0);
 }
 
-/* SO_RCVTIMEO bounds fdsend_recv: with nothing queued, and with a record whose header
- * stopped half-way (the wait for the rest of it; that wait had no limit once). Both give
+/* A connected pair whose receiving end b has SO_RCVTIMEO ms (0: none) and has the first
+ * 10 bytes of a data-only record "hi" queued; the whole record is in rec (returns its
+ * length). */
+static size_t half_record(SOCKET *a, SOCKET *b, unsigned char *rec, DWORD ms)
+{
+    size_t len = raw_record(rec, "hi", 2);
+    socket_pair(a, b);
+    if (ms > 0)
+        set_timeout_ms(*b, SO_RCVTIMEO, ms);
+    CHECK(send(*a, (const char *)rec, 10, 0) == 10);
+    return len;
+}
+
+/* SO_RCVTIMEO bounds fdsend_recv: with a record whose header stopped half-way (the wait for
+ * the rest of it; that wait had no limit once), and with nothing queued. Both give
  * FDSEND_ETIMEDOUT and consume nothing: the record, once complete, reads whole. */
 TEST(recv_timeout)
 {
@@ -724,11 +737,7 @@ TEST(recv_timeout)
     char data[8];
     int32_t n = 9;
     uint32_t rf = 9;
-    size_t len = raw_record(rec, "hi", 2);
-    socket_pair(&a, &b);
-    set_timeout_ms(b, SO_RCVTIMEO, 300);
-    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_ETIMEDOUT);
-    CHECK(send(a, (const char *)rec, 10, 0) == 10);
+    size_t len = half_record(&a, &b, rec, 300);
     CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_ETIMEDOUT);
     CHECK_EQ(n, 0);
     CHECK_EQ(rf, 0);
@@ -736,6 +745,7 @@ TEST(recv_timeout)
     CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), 2);
     CHECK(memcmp(data, "hi", 2) == 0);
     CHECK_EQ(rf, 0);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_ETIMEDOUT);
     closesocket(a);
     closesocket(b);
 }
@@ -750,14 +760,10 @@ TEST(recv_peer_gone_mid_record)
     unsigned char rec[64];
     char data[8];
     int32_t n = 9;
-    uint32_t rf = 9;
     int64_t r;
-    raw_record(rec, "hi", 2);
-    socket_pair(&a, &b);
-    set_timeout_ms(b, SO_RCVTIMEO, 500);
-    CHECK(send(a, (const char *)rec, 10, 0) == 10);
+    half_record(&a, &b, rec, 500);
     closesocket(a);
-    r = fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0);
+    r = fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, NULL, 0);
     if (under_wine() && r == FDSEND_ETIMEDOUT)
         printf("wine: the hang-up was not reported; the deadline ended the call\n");
     else

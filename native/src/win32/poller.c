@@ -180,35 +180,50 @@ static void changed(poller *p)
         fdsend_poller_wake((intptr_t)p);
 }
 
-int32_t fdsend_poller_add(intptr_t h, intptr_t fd, uint32_t events, uint64_t token)
+/* The slot for a new registration of the socket found at i (p->count: none): FDSEND_OK and
+ * *slot, or a status. Under the lock. */
+static int32_t slot_for_add(poller *p, size_t i, registration **slot)
+{
+    if (i < p->count && p->regs[i].armed)
+        return fdsend_fail_win32(FDSEND_EINVAL, ERROR_ALREADY_EXISTS);
+    if (i < p->count) {
+        /* A one-shot registration that fired and was never re-armed: its socket may have
+         * been closed and the value given to a new socket (WSAPoll cannot tell, as the
+         * value is not in the set), so the new registration takes its place. */
+        *slot = &p->regs[i];
+        return FDSEND_OK;
+    }
+    if (p->count == p->capacity) {
+        size_t cap = p->capacity ? p->capacity * 2 : 16;
+        registration *t = cap < (size_t)INT_MAX / 2 ? realloc(p->regs, cap * sizeof *t) : NULL;
+        if (t == NULL)
+            return fdsend_fail_win32(FDSEND_ENOBUFS, ERROR_NOT_ENOUGH_MEMORY);
+        p->regs = t;
+        p->capacity = cap;
+    }
+    *slot = &p->regs[p->count++];
+    return FDSEND_OK;
+}
+
+/* fdsend_poller_add (adding) or fdsend_poller_modify: the registration armed with events
+ * and token. */
+static int32_t put(intptr_t h, intptr_t fd, uint32_t events, uint64_t token, int adding)
 {
     poller *p = as_poller(h);
+    registration *r = NULL;
     size_t i;
     int32_t rc = check_args(p, fd, events);
     if (rc != FDSEND_OK)
         return rc;
     EnterCriticalSection(&p->lock);
     i = find(p, (SOCKET)fd);
-    if (i < p->count && p->regs[i].armed) {
-        rc = fdsend_fail_win32(FDSEND_EINVAL, ERROR_ALREADY_EXISTS);
-    } else if (i < p->count) {
-        /* A one-shot registration that fired and was never re-armed: its socket may have
-         * been closed and the value given to a new socket (WSAPoll cannot tell, as the
-         * value is not in the set), so the new registration takes its place. */
-        p->regs[i] = p->regs[--p->count];
-    }
-    if (rc == FDSEND_OK && p->count == p->capacity) {
-        size_t cap = p->capacity ? p->capacity * 2 : 16;
-        registration *t = cap < (size_t)INT_MAX / 2 ? realloc(p->regs, cap * sizeof *t) : NULL;
-        if (t == NULL) {
-            rc = fdsend_fail_win32(FDSEND_ENOBUFS, ERROR_NOT_ENOUGH_MEMORY);
-        } else {
-            p->regs = t;
-            p->capacity = cap;
-        }
-    }
+    if (adding)
+        rc = slot_for_add(p, i, &r);
+    else if (i == p->count)
+        rc = fdsend_fail_win32(FDSEND_ENOENT, ERROR_NOT_FOUND);
+    else
+        r = &p->regs[i];
     if (rc == FDSEND_OK) {
-        registration *r = &p->regs[p->count++];
         r->sock = (SOCKET)fd;
         r->events = events;
         r->token = token;
@@ -221,27 +236,14 @@ int32_t fdsend_poller_add(intptr_t h, intptr_t fd, uint32_t events, uint64_t tok
     return rc;
 }
 
+int32_t fdsend_poller_add(intptr_t h, intptr_t fd, uint32_t events, uint64_t token)
+{
+    return put(h, fd, events, token, 1);
+}
+
 int32_t fdsend_poller_modify(intptr_t h, intptr_t fd, uint32_t events, uint64_t token)
 {
-    poller *p = as_poller(h);
-    size_t i;
-    int32_t rc = check_args(p, fd, events);
-    if (rc != FDSEND_OK)
-        return rc;
-    EnterCriticalSection(&p->lock);
-    i = find(p, (SOCKET)fd);
-    if (i == p->count) {
-        rc = fdsend_fail_win32(FDSEND_ENOENT, ERROR_NOT_FOUND);
-    } else {
-        p->regs[i].events = events;
-        p->regs[i].token = token;
-        p->regs[i].armed = 1;
-        changed(p);
-    }
-    LeaveCriticalSection(&p->lock);
-    if (rc == FDSEND_OK)
-        fdsend_clear_error();
-    return rc;
+    return put(h, fd, events, token, 0);
 }
 
 int32_t fdsend_poller_remove(intptr_t h, intptr_t fd)
