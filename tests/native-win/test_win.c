@@ -750,6 +750,31 @@ TEST(recv_timeout)
     closesocket(b);
 }
 
+/* SO_RCVTIMEO inside a record's data (read in pieces, the rest not sent yet): the
+ * remaining count survives the timeout, so the rest reads as data once it comes (it was
+ * once forgotten, and the rest then parsed as a header: FDSEND_EPROTO). */
+TEST(recv_timeout_inside_record_data)
+{
+    SOCKET a, b;
+    unsigned char rec[64];
+    char data[8];
+    int32_t n = 9;
+    uint32_t rf = 9;
+    size_t len = raw_record(rec, "helo", 4);
+    socket_pair(&a, &b);
+    set_timeout_ms(b, SO_RCVTIMEO, 300);
+    CHECK(send(a, (const char *)rec, (int)len - 2, 0) == (int)len - 2);
+    Sleep(50);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), 2);
+    CHECK(memcmp(data, "he", 2) == 0);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_ETIMEDOUT);
+    CHECK(send(a, (const char *)rec + len - 2, 2, 0) == 2);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), 2);
+    CHECK(memcmp(data, "lo", 2) == 0);
+    closesocket(a);
+    closesocket(b);
+}
+
 /* A peer that closes half-way through a record's header ends the call: Windows reports
  * the hang-up (WSAPoll's POLLHUP) and fdsend_recv gives FDSEND_ECONNRESET; wine 8 reports
  * no hang-up while bytes are still queued, so there it ends at the SO_RCVTIMEO deadline
@@ -1276,6 +1301,7 @@ int main(int argc, char **argv)
         CASE(garbage_is_a_protocol_error),
         CASE(dontwait_and_end_of_stream),
         CASE(recv_timeout),
+        CASE(recv_timeout_inside_record_data),
         CASE(recv_peer_gone_mid_record),
         CASE(send_timeout_blocking),
         CASE(send_timeout_nonblocking),

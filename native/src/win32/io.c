@@ -239,7 +239,8 @@ static int64_t recv_rest(SOCKET s, void *buf, size_t len, uint32_t remaining, ui
     uint32_t want = len == 0 ? 1 : (len < remaining ? (uint32_t)len : remaining);
     int64_t n = recv_data(s, len == 0 ? NULL : buf, want);
     if (n < 0) {
-        if (n != FDSEND_EAGAIN)
+        /* Nothing was consumed on EAGAIN and SO_RCVTIMEO: the rest is still due. */
+        if (n != FDSEND_EAGAIN && n != FDSEND_ETIMEDOUT)
             fdsend_win_remainder_set(s, 0);
         return n;
     }
