@@ -7,7 +7,7 @@
 #   ./build.sh demo       build everything and run the demo
 #   ./build.sh pack [--host-only]  build and pack every RID this machine can build
 #                                  (--host-only: this machine's own RID only)
-#   ./build.sh bench      run the comparison benchmarks (writes tests/FdSend.Benchmarks/RESULTS.md)
+#   ./build.sh bench      run the comparison benchmarks (writes bench/RESULTS.md)
 #   ./build.sh torture    the full reliability torture run
 # SPDX-License-Identifier: MIT
 source "$(dirname "$0")/eng/common.sh"

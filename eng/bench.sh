@@ -1,4 +1,4 @@
-# Benchmarks: the comparison programs and BenchmarkDotNet project in tests/FdSend.Benchmarks.
+# Benchmarks: the comparison programs and BenchmarkDotNet project in bench/.
 #   bench_run   (./build.sh bench [compare.py options]): build every comparison program and
 #               the BenchmarkDotNet project, run the interleaved comparison, write RESULTS.md;
 #               then the handoff benchmark (handoff/HandoffBench), which writes HANDOFF-RESULTS.md
@@ -8,7 +8,7 @@
 # Both are called after native_build (and managed_build, when it exists).
 # SPDX-License-Identifier: MIT
 
-BENCH_DIR() { echo "$ROOT/tests/FdSend.Benchmarks"; }
+BENCH_DIR() { echo "$ROOT/bench"; }
 BENCH_BIN_DIR() { echo "$ROOT/build/bench"; }
 
 # The C programs: raw sendmsg/recvmsg, libfdsend (default flags, and with
@@ -92,7 +92,7 @@ bench_run() {
   _bench_build_go || return 1
   _bench_build_dotnet with-bdn || return 1
   if ! command -v python3 >/dev/null; then
-    echo "bench: python3 is needed to run tests/FdSend.Benchmarks/compare.py" >&2
+    echo "bench: python3 is needed to run bench/compare.py" >&2
     return 1
   fi
   log "benchmarks: interleaved comparison (load average: $(cut -d' ' -f1-3 /proc/loadavg))"

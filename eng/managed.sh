@@ -1,10 +1,10 @@
 # The FdSend .NET assembly and its NUnit tests (sourced by build.sh).
 #   managed_build   build managed/FdSend, tests/FdSend.TestPeer, tests/FdSend.Tests and
-#                   tests/FdSend.Handoff.Tests (FdSend.Handoff, tests/FdSend.HandoffPeer) (Release)
+#                   tests/FdSend.Handoff.Tests (FdSend.Handoff) (Release)
 #   managed_test    run the NUnit suite (run_nunit in common.sh): NUnit's totals, every skip
 #                   with its reason, failures again at the end of ./build.sh test
 #   handoff_test    the same for tests/FdSend.Handoff.Tests (FdSend.Handoff: real processes,
-#                   tests/FdSend.HandoffPeer, handing a TCP server over; about 20 s)
+#                   tests/FdSend.TestPeer serve, handing a TCP server over; about 20 s)
 #   managed_aspnetcore_test   tests/FdSend.AspNetCore.Tests: samples/HandoffWeb handed from
 #                   process to process under load (real Kestrel on 127.0.0.1; ~30 s)
 # The native library must be built first (native_build, which build.sh runs before these):

@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Microsoft.Win32.SafeHandles;
 
 namespace FdSend.AspNetCore;
 
@@ -145,9 +146,16 @@ internal sealed class HandoffLifetime : IHandoffLifetime, IHostedService, IAsync
             fds = _kestrelFds.ToArray();
         foreach (int fd in fds)
         {
-            if (NativeMethods.fcntl(fd, NativeMethods.F_SETFD, 0) != 0)
-                _logger.LogWarning("Could not clear close-on-exec on Kestrel's listener {Fd} (errno {Errno}): closing it may stop the successor's listener too",
-                    fd, Marshal.GetLastPInvokeError());
+            try
+            {
+                using var handle = new SafeFileHandle(fd, ownsHandle: false); // Kestrel owns it
+                FdPassing.SetInheritable(handle, inheritable: true);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                _logger.LogWarning("Could not clear close-on-exec on Kestrel's listener {Fd} ({Error}): closing it may stop the successor's listener too",
+                    fd, e.Message);
+            }
         }
     }
 
@@ -211,14 +219,6 @@ internal sealed class HandoffLifetime : IHandoffLifetime, IHostedService, IAsync
         if (server is not null)
             await server.DisposeAsync().ConfigureAwait(false);
     }
-}
-
-internal static class NativeMethods
-{
-    internal const int F_SETFD = 2; // Linux, macOS and the BSDs alike
-
-    [DllImport("libc", SetLastError = true)]
-    internal static extern int fcntl(int fd, int cmd, int arg);
 }
 
 /// <summary>Runs <see cref="HandoffLifetime.ConfigureKestrel"/> when Kestrel's options are built.</summary>

@@ -5,8 +5,8 @@ using System.Runtime.InteropServices;
 namespace FdSend;
 
 /// <summary>
-/// Finds libfdsend (and the C library) for this assembly's P/Invokes. Registered once, from
-/// <see cref="Interop"/>'s static constructor; the only static mutable state of FdSend.
+/// Finds libfdsend for this assembly's P/Invokes (its only native library). Registered once,
+/// from <see cref="Interop"/>'s static constructor; the only static mutable state of FdSend.
 /// </summary>
 /// <remarks>
 /// Order: (1) the runtime's default probing, which is what works for a NuGet consumer (the
@@ -28,15 +28,8 @@ internal static class NativeLibraryResolver
     internal static void Register() =>
         NativeLibrary.SetDllImportResolver(typeof(NativeLibraryResolver).Assembly, Resolve);
 
-    private static nint Resolve(string libraryName, Assembly assembly, DllImportSearchPath? searchPath)
-    {
-        return libraryName switch
-        {
-            Interop.Libraries.FdSend => ResolveFdSend(libraryName, assembly, searchPath),
-            Interop.Libraries.Libc => ResolveLibc(),
-            _ => 0,
-        };
-    }
+    private static nint Resolve(string libraryName, Assembly assembly, DllImportSearchPath? searchPath) =>
+        libraryName == Interop.Libraries.FdSend ? ResolveFdSend(libraryName, assembly, searchPath) : 0;
 
     private static nint ResolveFdSend(string libraryName, Assembly assembly, DllImportSearchPath? searchPath)
     {
@@ -127,33 +120,6 @@ internal static class NativeLibraryResolver
 #endif
         Architecture.S390x => "s390x",
         Architecture.Ppc64le => "ppc64le",
-        var other => other.ToString().ToLowerInvariant(),
-    };
-
-    /// <summary>The C library's real file name: dlopen("libc") finds nothing on glibc, where
-    /// libc.so is a linker script.</summary>
-    private static nint ResolveLibc()
-    {
-        string[] candidates =
-            OperatingSystem.IsLinux() ? ["libc.so.6", $"libc.musl-{MuslArch()}.so.1", "libc.so"] :
-            OperatingSystem.IsMacOS() || OperatingSystem.IsIOS() || OperatingSystem.IsTvOS() ||
-            OperatingSystem.IsMacCatalyst() ? ["/usr/lib/libSystem.B.dylib", "libc.dylib"] :
-            OperatingSystem.IsFreeBSD() ? ["libc.so.7", "libc.so"] :
-            ["libc.so", "libc.so.1", "libc"];
-        foreach (string name in candidates)
-        {
-            if (NativeLibrary.TryLoad(name, out nint handle))
-                return handle;
-        }
-        return 0;
-    }
-
-    private static string MuslArch() => RuntimeInformation.ProcessArchitecture switch
-    {
-        Architecture.X64 => "x86_64",
-        Architecture.Arm64 => "aarch64",
-        Architecture.X86 => "i386",
-        Architecture.Arm => "armhf",
         var other => other.ToString().ToLowerInvariant(),
     };
 }

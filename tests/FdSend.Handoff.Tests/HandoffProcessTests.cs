@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Real processes (FdSend.HandoffPeer) handing a TCP server over, under load from a client
+// Real processes (FdSend.TestPeer) handing a TCP server over, under load from a client
 // that opens a new connection per request on 127.0.0.1: successful handoffs, and every way a
 // successor can fail, after which the incumbent must still serve and still hand over.
 using System.Diagnostics;

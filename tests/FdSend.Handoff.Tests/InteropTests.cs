@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The protocol is language-neutral: the C program native/examples/handoff.c and the .NET
-// HandoffServer (FdSend.HandoffPeer) hand one TCP listener back and forth under load.
+// HandoffServer (FdSend.TestPeer) hand one TCP listener back and forth under load.
 using System.Diagnostics;
 using System.Text;
 using FdSend.Handoff.Tests.Support;

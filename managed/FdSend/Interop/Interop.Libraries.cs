@@ -11,13 +11,6 @@ internal static partial class Interop
         /// <summary>The native library, named libfdsend on every OS (a native fdsend.dll would
         /// collide with the managed FdSend.dll on case-insensitive file systems).</summary>
         internal const string FdSend = "libfdsend";
-
-        /// <summary>The C library (for close(2)); mapped to the real file name per OS by
-        /// <see cref="NativeLibraryResolver"/>.</summary>
-        internal const string Libc = "libc";
-
-        /// <summary>Windows' kernel32 (CloseHandle for received handles).</summary>
-        internal const string Kernel32 = "kernel32.dll";
     }
 
     // Every P/Invoke in this assembly goes through a static method of this class, so the

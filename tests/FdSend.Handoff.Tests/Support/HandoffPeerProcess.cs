@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// FdSend.HandoffPeer (tests/FdSend.HandoffPeer) as a real process, and a client that loads
-// the TCP server it runs with one new connection per request.
+// FdSend.TestPeer's handoff verbs (tests/FdSend.TestPeer) as a real process, and a client
+// that loads the TCP server it runs with one new connection per request.
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
@@ -8,7 +8,7 @@ using System.Text;
 
 namespace FdSend.Handoff.Tests.Support;
 
-/// <summary>One FdSend.HandoffPeer process: its stdout lines (what it did) and stderr (its
+/// <summary>One FdSend.TestPeer process: its stdout lines (what it did) and stderr (its
 /// handoff log) collected; stopped by closing its standard input, killed if still running
 /// when disposed.</summary>
 public sealed class HandoffPeerProcess : IDisposable
@@ -21,12 +21,12 @@ public sealed class HandoffPeerProcess : IDisposable
 
     public int Pid => _process.Id;
 
-    public static string PeerDll => Path.Combine(AppContext.BaseDirectory, "FdSend.HandoffPeer.dll");
+    public static string PeerDll => Peer.PeerDll;
 
     /// <summary>The dotnet host that runs the tests (FdSend.Tests' Peer.DotnetHost).</summary>
     public static string DotnetHost() => Peer.DotnetHost();
 
-    /// <summary>Starts <c>FdSend.HandoffPeer args...</c>; with <paramref name="runAs"/>, under
+    /// <summary>Starts <c>FdSend.TestPeer args...</c>; with <paramref name="runAs"/>, under
     /// <c>setpriv</c> with that user's ids (the test runs as root).</summary>
     public static HandoffPeerProcess Start(IEnumerable<string> args, string? runAs = null)
     {
@@ -47,7 +47,7 @@ public sealed class HandoffPeerProcess : IDisposable
         psi.ArgumentList.Add(PeerDll);
         foreach (string a in args)
             psi.ArgumentList.Add(a);
-        Process process = Process.Start(psi) ?? throw new InvalidOperationException("could not start FdSend.HandoffPeer");
+        Process process = Process.Start(psi) ?? throw new InvalidOperationException("could not start FdSend.TestPeer");
         var peer = new HandoffPeerProcess(process);
         process.OutputDataReceived += (_, e) =>
         {
@@ -100,7 +100,7 @@ public sealed class HandoffPeerProcess : IDisposable
                 Monitor.Wait(_stdout, (int)Math.Min(left, 200));
             }
         }
-        Assert.Fail($"FdSend.HandoffPeer {Pid} {(_process.HasExited ? $"exited ({_process.ExitCode})" : "is still running")} without printing '{prefix}' within {timeoutMs} ms.\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
+        Assert.Fail($"FdSend.TestPeer {Pid} {(_process.HasExited ? $"exited ({_process.ExitCode})" : "is still running")} without printing '{prefix}' within {timeoutMs} ms.\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
         return "";
     }
 
@@ -111,7 +111,7 @@ public sealed class HandoffPeerProcess : IDisposable
         while (!Stderr.Contains(text, StringComparison.Ordinal))
         {
             if (sw.ElapsedMilliseconds > timeoutMs)
-                Assert.Fail($"FdSend.HandoffPeer {Pid} did not log '{text}' within {timeoutMs} ms.\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
+                Assert.Fail($"FdSend.TestPeer {Pid} did not log '{text}' within {timeoutMs} ms.\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
             Thread.Sleep(20);
         }
     }
@@ -126,7 +126,7 @@ public sealed class HandoffPeerProcess : IDisposable
         if (!_process.WaitForExit(timeoutMs))
         {
             Kill();
-            Assert.Fail($"FdSend.HandoffPeer {Pid} did not exit within {timeoutMs} ms.\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
+            Assert.Fail($"FdSend.TestPeer {Pid} did not exit within {timeoutMs} ms.\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
         }
         _process.WaitForExit(); // flush the async readers
         return _process.ExitCode;
@@ -148,7 +148,7 @@ public sealed class HandoffPeerProcess : IDisposable
         }
     }
 
-    public override string ToString() => $"FdSend.HandoffPeer {Pid}\nstdout:\n{Stdout}\nstderr:\n{Stderr}";
+    public override string ToString() => $"FdSend.TestPeer {Pid}\nstdout:\n{Stdout}\nstderr:\n{Stderr}";
 
     public void Dispose()
     {
@@ -230,7 +230,7 @@ public sealed class LoadClient : IAsyncDisposable
         int got = 0, n;
         while (got < buffer.Length && (n = await s.ReceiveAsync(buffer.AsMemory(got), SocketFlags.None, timeout.Token)) > 0)
             got += n;
-        // "served-by=<pid>\n": the whole answer of FdSend.HandoffPeer, the body of the C
+        // "served-by=<pid>\n": the whole answer of FdSend.TestPeer, the body of the C
         // program's (native/examples/handoff.c) HTTP answer.
         string answer = Encoding.ASCII.GetString(buffer, 0, got);
         int at = answer.IndexOf("served-by=", StringComparison.Ordinal);

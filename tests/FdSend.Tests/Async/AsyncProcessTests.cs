@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The async API between two real processes (FdSend.AsyncPeer), and the thread cost of many
+// The async API between two real processes (FdSend.TestPeer), and the thread cost of many
 // pending receives.
 namespace FdSend.Tests.Async;
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Helpers of the Async and Channel fixtures: the FdSend.AsyncPeer child process, socket-buffer
+// Helpers of the Async and Channel fixtures: the FdSend.TestPeer child process, socket-buffer
 // filling, fd and thread counts that settle, and timeouts that turn a hang into a failure.
 using System.Diagnostics;
 using System.Net.Sockets;
@@ -7,8 +7,8 @@ using System.Text;
 
 namespace FdSend.Tests.Async;
 
-/// <summary>FdSend.AsyncPeer (tests/FdSend.AsyncPeer) running as a real child process,
-/// connected to a listener here.</summary>
+/// <summary>FdSend.TestPeer's async and channel verbs (tests/FdSend.TestPeer) running as a
+/// real child process, connected to a listener here.</summary>
 public sealed class AsyncPeerProcess : IDisposable
 {
     private readonly Process _process;
@@ -41,12 +41,12 @@ public sealed class AsyncPeerProcess : IDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "FdSend.AsyncPeer.dll"));
+        psi.ArgumentList.Add(Peer.PeerDll);
         psi.ArgumentList.Add(command);
         psi.ArgumentList.Add(path);
         foreach (string a in extraArgs)
             psi.ArgumentList.Add(a);
-        Process process = Process.Start(psi) ?? throw new InvalidOperationException("could not start FdSend.AsyncPeer");
+        Process process = Process.Start(psi) ?? throw new InvalidOperationException("could not start FdSend.TestPeer");
         var sockets = new Socket[connections];
         var peer = new AsyncPeerProcess(process, sockets);
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (peer._stdout) peer._stdout.AppendLine(e.Data); };
@@ -58,7 +58,7 @@ public sealed class AsyncPeerProcess : IDisposable
             if (!listener.Poll(TimeSpan.FromSeconds(30), SelectMode.SelectRead))
             {
                 peer.Kill();
-                throw new TimeoutException($"FdSend.AsyncPeer did not connect: {peer.Stderr}");
+                throw new TimeoutException($"FdSend.TestPeer did not connect: {peer.Stderr}");
             }
             sockets[i] = listener.Accept();
         }
@@ -87,10 +87,10 @@ public sealed class AsyncPeerProcess : IDisposable
         if (!_process.WaitForExit(timeoutMs))
         {
             Kill();
-            Assert.Fail($"FdSend.AsyncPeer did not exit within {timeoutMs} ms: {Stderr}");
+            Assert.Fail($"FdSend.TestPeer did not exit within {timeoutMs} ms: {Stderr}");
         }
         _process.WaitForExit(); // flush the async readers
-        Assert.That(_process.ExitCode, Is.EqualTo(0), $"FdSend.AsyncPeer failed: {Stderr}");
+        Assert.That(_process.ExitCode, Is.EqualTo(0), $"FdSend.TestPeer failed: {Stderr}");
         lock (_stdout)
             return _stdout.ToString();
     }

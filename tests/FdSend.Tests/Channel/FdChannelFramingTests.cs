@@ -253,7 +253,7 @@ public class FdChannelFramingTests : TempDirFixture
     [Test]
     public void Descriptors_the_kernel_drops_reject_the_message_but_keep_the_channel()
     {
-        // MSG_CTRUNC for real, in a child process (FdSend.AsyncPeer channel-rlimit): it leaves
+        // MSG_CTRUNC for real, in a child process (FdSend.TestPeer channel-rlimit): it leaves
         // itself room for only two new descriptors (FullDescriptorTable: a lowered soft
         // RLIMIT_NOFILE, every slot below it filled, two freed) and receives a frame with
         // four. Not in this process:

@@ -25,7 +25,7 @@ public sealed class Peer : IDisposable
     public static string PeerDll => Path.Combine(AppContext.BaseDirectory, "FdSend.TestPeer.dll");
 
     /// <summary>The dotnet host that runs the tests (dotnet test sets DOTNET_HOST_PATH); the
-    /// child processes of the tests (TestPeer, AsyncPeer) run under it.</summary>
+    /// child process of the tests (FdSend.TestPeer) runs under it.</summary>
     public static string DotnetHost()
     {
         string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");

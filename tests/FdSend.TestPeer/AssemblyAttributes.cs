@@ -1,3 +1,3 @@
 // SPDX-License-Identifier: MIT
-// FdSend.Handoff is Unix only (Unix sockets and file modes), and so are its tests.
+// The test peer is Unix only (Unix sockets, descriptor tables, FdSend.Handoff's file modes).
 [assembly: System.Runtime.Versioning.UnsupportedOSPlatform("windows")]

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The handoff benchmark (tests/FdSend.Benchmarks/README.md, "Handoff").
+// The handoff benchmark (bench/README.md, "Handoff").
 //   HandoffBench [--listeners 1,100,1000] [--rounds 5] [--kestrel-seconds 3] [--handoffs 3]
 //                [--no-kestrel] [--write PATH]
 //   1. Handoff latency: a chain of plain FdSend.Handoff processes, each with N Unix-socket
@@ -55,7 +55,7 @@ internal static class Program
         }
         var report = new StringBuilder();
         report.AppendLine("# FdSend handoff benchmark results").AppendLine();
-        report.AppendLine("Written by `tests/FdSend.Benchmarks/handoff/HandoffBench` (`./build.sh bench`, README.md: \"Handoff\") from a real run; do not edit by hand. " +
+        report.AppendLine("Written by `bench/handoff/HandoffBench` (`./build.sh bench`, README.md: \"Handoff\") from a real run; do not edit by hand. " +
                           "The machine is shared and noisy (2 cores, other builds running): read medians, and the spread.").AppendLine();
         report.AppendLine($"Machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}; " +
                           $"load average {File.ReadAllText("/proc/loadavg").Split(' ').Take(3).Aggregate((a, b) => a + " " + b)} at the start; {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC.").AppendLine();

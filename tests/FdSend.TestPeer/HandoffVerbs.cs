@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: MIT
-// FdSend.HandoffPeer serve --control <path> [options]
-// FdSend.HandoffPeer raw --control <path> garbage|malformed|hello-disconnect
+// FdSend.TestPeer serve --control <path> [options]
+// FdSend.TestPeer raw --control <path> garbage|malformed|hello-disconnect
 //
-// The server process of the handoff tests. "serve" runs a plain-socket TCP server on
-// FdSend.Handoff: it takes its listeners over from the instance at the control path (or binds
-// them: first start), accepts with AcceptAsync and the Superseded token, answers each
-// connection with "served-by=<pid>\n" after reading a line, and once superseded finishes the
-// connections in flight and exits 0. Standard input at its end (the test closing it) stops it
-// too (exit 0). What it does goes to stdout, one line each (the tests wait for them):
+// The server process of the handoff tests (tests/FdSend.Handoff.Tests). "serve" runs a
+// plain-socket TCP server on FdSend.Handoff: it takes its listeners over from the instance at
+// the control path (or binds them: first start), accepts with AcceptAsync and the Superseded
+// token, answers each connection with "served-by=<pid>\n" after reading a line, and once
+// superseded finishes the connections in flight and exits 0. Standard input at its end (the
+// test closing it) stops it too (exit 0). What it does goes to stdout, one line each (the tests
+// wait for them):
 //   start successor=<true|false> incumbent=<pid|none> names=<n>
 //   state=<the inherited state as UTF-8>
 //   fd <name> <the first line of the inherited file>
@@ -42,31 +43,40 @@ using FdSend;
 using FdSend.Handoff;
 using Microsoft.Extensions.Logging;
 
-if (args.Length < 3 || args[1] != "--control")
+/// <summary>The handoff verbs, <c>serve</c> and <c>raw</c>.</summary>
+internal static class HandoffVerbs
 {
-    Console.Error.WriteLine("usage: FdSend.HandoffPeer serve|raw --control <path> ...");
-    return 2;
-}
-string control = args[2];
-try
-{
-    return args[0] switch
+    public static readonly string[] Names = ["serve", "raw"];
+
+    public static async Task<int> RunAsync(string[] args)
     {
-        "serve" => await Serve.RunAsync(control, args[3..]),
-        "raw" => await Raw.RunAsync(control, args.Length > 3 ? args[3] : ""),
-        _ => 2,
-    };
-}
-catch (HandoffRefusedException e)
-{
-    Out.Line($"refused {e.Reason}");
-    return 4;
-}
-catch (Exception e)
-{
-    Out.Line($"error {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}");
-    Console.Error.WriteLine(e);
-    return 5;
+        if (args.Length < 3 || args[1] != "--control")
+        {
+            Console.Error.WriteLine("usage: FdSend.TestPeer serve|raw --control <path> ...");
+            return 2;
+        }
+        string control = args[2];
+        try
+        {
+            return args[0] switch
+            {
+                "serve" => await Serve.RunAsync(control, args[3..]),
+                "raw" => await Raw.RunAsync(control, args.Length > 3 ? args[3] : ""),
+                _ => 2,
+            };
+        }
+        catch (HandoffRefusedException e)
+        {
+            Out.Line($"refused {e.Reason}");
+            return 4;
+        }
+        catch (Exception e)
+        {
+            Out.Line($"error {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}");
+            Console.Error.WriteLine(e);
+            return 5;
+        }
+    }
 }
 
 internal static class Out

@@ -32,7 +32,7 @@ public class PingPong
             .First(a => a.Key == "FdSendCompareDir").Value!;
         string exe = Path.Combine(dir, "FdSendCompare");
         if (!File.Exists(exe))
-            throw new FileNotFoundException("The echo peer is not built (dotnet build -c Release tests/FdSend.Benchmarks)", exe);
+            throw new FileNotFoundException("The echo peer is not built (dotnet build -c Release bench)", exe);
         string path = Path.Combine(Path.GetTempPath(), $"fdsend-bdn-{Environment.ProcessId}.sock");
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         File.Delete(path);

@@ -30,7 +30,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+ROOT = os.path.abspath(os.path.join(HERE, ".."))
 
 WORKLOADS = [
     ("inproc1", "in-process, 16 B + 1 fd", "one process, one socketpair: send 16 bytes + 1 fd, receive, close the fd (round trips/s)"),
@@ -583,7 +583,7 @@ def main():
     pending = run_pending(args.timeout)
 
     out = ["# FdSend benchmark results", "",
-           "Written by `./build.sh bench` (`tests/FdSend.Benchmarks/compare.py`) from a real run; "
+           "Written by `./build.sh bench` (`bench/compare.py`) from a real run; "
            "do not edit by hand. Every implementation runs the same workloads, one process per "
            "(implementation, workload) run, rounds interleaved; medians over the rounds, ratios "
            "to raw C (`sendmsg`/`recvmsg` called directly) from the same run.", "",
