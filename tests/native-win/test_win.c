@@ -714,16 +714,16 @@ static void set_timeout_ms(SOCKET s, int opt, DWORD ms)
     CHECK(setsockopt(s, SOL_SOCKET, opt, (const char *)&ms, sizeof ms) == 0);
 }
 
-/* A connected pair whose receiving end b has SO_RCVTIMEO ms (0: none) and has the first
- * 10 bytes of a data-only record "hi" queued; the whole record is in rec (returns its
+/* A connected pair whose receiving end b has SO_RCVTIMEO ms and has the first queued
+ * bytes of a data-only record of data queued; the whole record is in rec (returns its
  * length). */
-static size_t half_record(SOCKET *a, SOCKET *b, unsigned char *rec, DWORD ms)
+static size_t half_record(SOCKET *a, SOCKET *b, unsigned char *rec, const char *data,
+                          int queued, DWORD ms)
 {
-    size_t len = raw_record(rec, "hi", 2);
+    size_t len = raw_record(rec, data, (uint32_t)strlen(data));
     socket_pair(a, b);
-    if (ms > 0)
-        set_timeout_ms(*b, SO_RCVTIMEO, ms);
-    CHECK(send(*a, (const char *)rec, 10, 0) == 10);
+    set_timeout_ms(*b, SO_RCVTIMEO, ms);
+    CHECK(send(*a, (const char *)rec, queued, 0) == queued);
     return len;
 }
 
@@ -737,7 +737,7 @@ TEST(recv_timeout)
     char data[8];
     int32_t n = 9;
     uint32_t rf = 9;
-    size_t len = half_record(&a, &b, rec, 300);
+    size_t len = half_record(&a, &b, rec, "hi", 10, 300);
     CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_ETIMEDOUT);
     CHECK_EQ(n, 0);
     CHECK_EQ(rf, 0);
@@ -760,10 +760,7 @@ TEST(recv_timeout_inside_record_data)
     char data[8];
     int32_t n = 9;
     uint32_t rf = 9;
-    size_t len = raw_record(rec, "helo", 4);
-    socket_pair(&a, &b);
-    set_timeout_ms(b, SO_RCVTIMEO, 300);
-    CHECK(send(a, (const char *)rec, (int)len - 2, 0) == (int)len - 2);
+    size_t len = half_record(&a, &b, rec, "helo", 32 + 2, 300);
     Sleep(50);
     CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), 2);
     CHECK(memcmp(data, "he", 2) == 0);
@@ -786,7 +783,7 @@ TEST(recv_peer_gone_mid_record)
     char data[8];
     int32_t n = 9;
     int64_t r;
-    half_record(&a, &b, rec, 500);
+    half_record(&a, &b, rec, "hi", 10, 500);
     closesocket(a);
     r = fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, NULL, 0);
     if (under_wine() && r == FDSEND_ETIMEDOUT)
