@@ -102,7 +102,7 @@ def discover(bin_dir):
     if os.access(os.path.join(bin_dir, "bench_lib_unix"), os.X_OK):
         impls.append(c_program("bench_lib_unix", ("libfdsend-unix", "libfdsend with FDSEND_UNIX_SOCKET (caller vouches for AF_UNIX: no getsockname)")))
     if os.access(os.path.join(bin_dir, "bench_msg"), os.X_OK):
-        impls.append(c_program("bench_msg", ("libfdsend-msg", "libfdsend message channel (C: fdsend_msg_*)")))
+        impls.append(c_program("bench_msg", ("libfdsend-msg", "libfdsend message channel (C: fdsend_channel_*, one object per socket)")))
     impls += fdsend_impls()
 
     go_exe = os.path.join(bin_dir, "bench_go")

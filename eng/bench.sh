@@ -31,7 +31,7 @@ _bench_build_c() {
   else
     rm -f "$bin/bench_lib_unix"
   fi
-  if [ -f "$src/bench_msg.c" ] && grep -q 'fdsend_msg_send' "$ROOT/native/include/fdsend.h"; then
+  if [ -f "$src/bench_msg.c" ] && grep -q 'fdsend_channel_send' "$ROOT/native/include/fdsend.h"; then
     "$cc" "${cflags[@]}" -I"$ROOT/native/include" -o "$bin/bench_msg" "$src/bench_msg.c" \
       -L"$lib" -lfdsend -Wl,-rpath,"$lib" || return 1
   else

@@ -5,8 +5,9 @@
 #                 reliability slices: eng/reliability.sh runs those, at their pace)
 #     valgrind    the native build's CTest suite under valgrind memcheck, failing on
 #                 memory errors, heap leaks and leaked descriptors
-#     fuzz        the cmsg parser fuzzed for FDSEND_FUZZ_SECONDS (30) on a copy of the
-#                 committed seed corpus tests/native/fuzz/corpus
+#     fuzz        the cmsg parser and the channel codec, each fuzzed for
+#                 FDSEND_FUZZ_SECONDS (30) on a copy of its committed seed corpus
+#                 (tests/native/fuzz/corpus, tests/native-msg/fuzz/corpus)
 #     exports     libfdsend.so exports fdsend_* symbols and nothing else
 #     install     cmake --install into a temporary prefix, then tests/native/install's
 #                 consumer built and run every way a C project takes libfdsend:
@@ -71,18 +72,28 @@ _native_valgrind() {
   python3 "$ROOT/tests/native/valgrind_ctest.py" "$(NATIVE_BUILD_DIR)" -j2
 }
 
-# (c) Fuzz the parser for a bounded time on a temporary copy of the seed corpus (the
-# committed corpus only changes by running tests/native/fuzz/make_corpus.py).
+# (c) Fuzz the cmsg parser and the channel codec, each for a bounded time on a temporary
+# copy of its seed corpus (the committed corpora only change by hand or by running
+# tests/native/fuzz/make_corpus.py).
 _native_fuzz() {
-  local dir fuzzer tmp rc secs="${FDSEND_FUZZ_SECONDS:-30}"
-  dir="$(NATIVE_SAN_DIR)"; fuzzer="$dir/tests/native/fuzz_parse_rights"
-  if [ "${NATIVE_FUZZ_READY:-0}" != 1 ] || [ ! -x "$fuzzer" ]; then
+  local dir rc=0
+  dir="$(NATIVE_SAN_DIR)"
+  if [ "${NATIVE_FUZZ_READY:-0}" != 1 ] || [ ! -x "$dir/tests/native/fuzz_parse_rights" ]; then
     _native_skip "fuzzing: no libFuzzer build (see the sanitizers step)"; return 0
   fi
+  _native_fuzz_one fdsend_parse_rights "$dir/tests/native/fuzz_parse_rights" \
+    "$ROOT/tests/native/fuzz/corpus" || rc=1
+  _native_fuzz_one "the channel codec" "$dir/tests/native-msg/fuzz_frame" \
+    "$ROOT/tests/native-msg/fuzz/corpus" || rc=1
+  return $rc
+}
+_native_fuzz_one() {   # _native_fuzz_one WHAT FUZZER CORPUS
+  local tmp rc secs="${FDSEND_FUZZ_SECONDS:-30}"
+  [ -x "$2" ] || { echo "fuzzer $2 is missing"; return 1; }
   tmp="$(mktemp -d "${TMPDIR:-/tmp}/fdsend-fuzz.XXXXXX")"
-  cp -R "$ROOT/tests/native/fuzz/corpus" "$tmp/corpus"
-  echo "fuzzing fdsend_parse_rights for ${secs}s from $(ls "$tmp/corpus" | wc -l) seeds"
-  "$fuzzer" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  cp -R "$3" "$tmp/corpus"
+  echo "fuzzing $1 for ${secs}s from $(ls "$tmp/corpus" | wc -l) seeds"
+  "$2" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$tmp/" "$tmp/corpus" >"$tmp/log" 2>&1
   rc=$?
   grep -E "^(#[0-9]+ +DONE|Done [0-9]+ runs|stat::number_of_executed_units)" "$tmp/log" || true
@@ -116,7 +127,10 @@ _native_exports() {
            fdsend_shm_map fdsend_shm_unmap fdsend_open_beneath fdsend_broker_serve_one \
            fdsend_broker_open fdsend_open_directory \
            fdsend_poller_create fdsend_poller_destroy fdsend_poller_add fdsend_poller_modify \
-           fdsend_poller_remove fdsend_poller_wait fdsend_poller_wake; do
+           fdsend_poller_remove fdsend_poller_wait fdsend_poller_wake \
+           fdsend_frame_encode fdsend_frame_reader_init fdsend_frame_reader_want \
+           fdsend_frame_reader_feed fdsend_frame_check_record \
+           fdsend_channel_open fdsend_channel_send fdsend_channel_recv fdsend_channel_close; do
     nm -D --defined-only "$lib" | awk '{print $NF}' | grep -qx "$f" || missing="$missing $f"
   done
   echo "libfdsend.so exports $(nm -D --defined-only "$lib" | grep -c ' fdsend_') fdsend_* symbols"

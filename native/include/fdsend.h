@@ -489,44 +489,52 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
 
 /* ---- Message channel: framed messages (payload + descriptors) ---------------------------
  *
- * fdsend_msg_send / fdsend_msg_recv speak a small framed protocol (docs/wire-format.md)
- * over any connected Unix domain socket, stream included: each fdsend_msg_send arrives
- * as exactly one fdsend_msg_recv with the same payload and descriptors, however the
- * kernel splits the bytes. A frame is an 8-byte little-endian header (version 1, flags 0,
- * u16 descriptor count, u32 payload length) followed by the payload; the descriptors
- * travel in one SCM_RIGHTS message attached to the header's first byte. On seqpacket and
- * datagram sockets a frame is exactly one datagram. Both peers must use the framing: it
- * is not compatible with plain fdsend_send/fdsend_recv or IO::FDPass traffic.
+ * The channel speaks a small framed protocol (docs/wire-format.md) over any connected Unix
+ * domain socket, stream included: each message sent arrives as exactly one message at the
+ * peer with the same payload and descriptors, however the kernel splits the bytes. A frame
+ * is an 8-byte little-endian header (version 1, flags 0, u16 descriptor count, u32 payload
+ * length) followed by the payload; the descriptors travel in one SCM_RIGHTS message
+ * attached to the header's first byte. On seqpacket and datagram sockets a frame is
+ * exactly one datagram. Both peers must use the framing: it is not compatible with plain
+ * fdsend_send/fdsend_recv or IO::FDPass traffic. The rules live in the channel codec
+ * (fdsend_frame_*, below), which these calls drive.
+ *
+ * Two ways to use it:
+ *  - fdsend_channel_open makes a channel object for a socket (the caller owns it; close it
+ *    with fdsend_channel_close, which leaves the socket open). It looks the socket's type
+ *    and family up once and holds a lock per direction: any number of threads may call
+ *    fdsend_channel_send, and any number fdsend_channel_recv, on one channel at once; on
+ *    stream sockets whole frames are serialised per direction, so messages never
+ *    interleave. Use one channel object per socket (two objects on one socket do not
+ *    know of each other), and none in a child created by fork() while another thread
+ *    was inside a call on it.
+ *  - fdsend_msg_send / fdsend_msg_recv take the socket itself and keep no state: one
+ *    caller per direction at a time on a stream socket (concurrent callers need a channel
+ *    object); any number on seqpacket and datagram sockets. Each call looks up the
+ *    socket's type (and, sending descriptors, its family) again.
+ * Both speak the same format and may be mixed on one socket by a single thread.
  *
  * Blocking: a call that has started a frame on a stream socket finishes it, waiting
  * with poll() if the socket is non-blocking (the one exception to "never polls" above), so
  * a frame is never half-sent or half-consumed. FDSEND_EAGAIN (non-blocking socket, or
  * FDSEND_DONTWAIT) means that nothing of the frame was sent or consumed. The socket's
  * SO_RCVTIMEO / SO_SNDTIMEO, when set, bounds every wait, before and inside a frame, and
- * the wait behind another thread's frame (below): before the frame starts, the call gives
- * FDSEND_ETIMEDOUT with nothing sent or consumed once the timeout, counted from the start
- * of the call, has passed; inside a frame the timeout counts from the last byte that
- * moved, so a peer that stops inside a frame for that long gives fdsend_msg_recv
- * FDSEND_EPROTO (it can no longer hold the call, or a thread, forever) and
- * fdsend_msg_send FDSEND_ETIMEDOUT. Signals never restart these timeouts.
- * Set SO_RCVTIMEO on a socket whose peer is not trusted.
- *
- * Threads: any number of threads may call fdsend_msg_send, and any number
- * fdsend_msg_recv, on one socket at the same time: on stream sockets the library
- * serialises the frames of one direction per socket (per process: another process that
- * shares the socket, e.g. after fork(), must not write frames to it at the same time),
- * so messages never interleave. A call that would have to wait for another thread's frame
- * returns FDSEND_EAGAIN if the socket is non-blocking or FDSEND_DONTWAIT is given, and
- * FDSEND_ETIMEDOUT (nothing sent or consumed) if that frame outlasts the socket's
- * SO_SNDTIMEO / SO_RCVTIMEO. A thread cancelled (pthread_cancel) inside a call releases
- * the socket and closes the descriptors of the frame it was receiving; if it was inside a
- * stream frame, the stream is at an unknown position (close the socket).
+ * the wait behind another thread's frame on a channel object: before the frame starts,
+ * the call gives FDSEND_ETIMEDOUT with nothing sent or consumed once the timeout, counted
+ * from the start of the call, has passed; inside a frame the timeout counts from the last
+ * byte that moved, so a peer that stops inside a frame for that long gives a receive
+ * FDSEND_EPROTO (it can no longer hold the call, or a thread, forever) and a send
+ * FDSEND_ETIMEDOUT. Signals never restart these timeouts. A call that would have to wait
+ * for another thread's frame returns FDSEND_EAGAIN if the socket is non-blocking or
+ * FDSEND_DONTWAIT is given. Set SO_RCVTIMEO on a socket whose peer is not trusted.
+ * A thread cancelled (pthread_cancel) inside a call releases the channel's lock and closes
+ * the descriptors of the frame it was receiving; if it was inside a stream frame, the
+ * stream is at an unknown position (close the socket).
  *
  * On a stream socket, every error other than FDSEND_EAGAIN, FDSEND_EMSGSIZE,
- * FDSEND_ETOOMANYFDS, and FDSEND_EMFILE and FDSEND_ETIMEDOUT from fdsend_msg_recv,
+ * FDSEND_ETOOMANYFDS, and FDSEND_EMFILE and FDSEND_ETIMEDOUT from a receive,
  * leaves the byte stream at an unknown position: close the socket (a timed-out
- * fdsend_msg_send may have sent part of its frame). Seqpacket and datagram sockets stay
- * usable.
+ * send may have sent part of its frame). Seqpacket and datagram sockets stay usable.
  * Not available on Windows yet (FDSEND_ENOTSUP).
  */
 
@@ -594,6 +602,194 @@ FDSEND_API int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t le
  */
 FDSEND_API int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
                                    int32_t maxfds, int32_t *nfds, uint32_t flags);
+
+/** A channel object (opaque): a socket's type and family, looked up once, and a lock per
+ *  direction. Owned by the caller of fdsend_channel_open; see the section's comment. */
+typedef struct fdsend_channel fdsend_channel;
+
+/**
+ * Make a channel object for sock. The socket stays the caller's: the channel neither
+ * closes it nor changes its mode or options, and it must stay open until
+ * fdsend_channel_close. A socket of another family than AF_UNIX (e.g. TCP) carries
+ * messages without descriptors; sending descriptors on it gives FDSEND_ENOTUNIX.
+ *
+ * @param sock   connected socket (stream, seqpacket or connected datagram), or a bound
+ *               datagram socket to receive on
+ * @param flags  0 (no flags are defined)
+ * @param out    out: the channel, or NULL on every error
+ * @return FDSEND_OK; FDSEND_EINVAL (out NULL, flags); FDSEND_EBADF / FDSEND_ENOTSOCK
+ *         (sock); FDSEND_ENOTSUP (a socket type other than the three); FDSEND_ENOBUFS
+ *         (out of memory).
+ */
+FDSEND_API int32_t fdsend_channel_open(intptr_t sock, uint32_t flags, fdsend_channel **out);
+
+/**
+ * fdsend_msg_send on a channel object: the same arguments after ch, the same results
+ * (FDSEND_EINVAL for a NULL ch), and safe for any number of threads at once (whole frames
+ * serialised on stream sockets). Waiting behind another thread's frame is bounded by
+ * SO_SNDTIMEO (FDSEND_ETIMEDOUT) and refused with FDSEND_EAGAIN for a non-blocking socket
+ * or FDSEND_DONTWAIT. The descriptors stay owned by the caller.
+ */
+FDSEND_API int32_t fdsend_channel_send(fdsend_channel *ch, const void *payload, size_t len,
+                                       const intptr_t *fds, int32_t nfds, uint32_t flags);
+
+/**
+ * fdsend_msg_recv on a channel object: the same arguments after ch, the same results
+ * (FDSEND_EINVAL for a NULL ch), and safe for any number of threads at once (each gets
+ * whole messages). Waiting behind another thread's frame is bounded by SO_RCVTIMEO
+ * (FDSEND_ETIMEDOUT, nothing consumed) and refused with FDSEND_EAGAIN for a non-blocking
+ * socket or FDSEND_DONTWAIT. Received descriptors are the caller's, as there.
+ */
+FDSEND_API int64_t fdsend_channel_recv(fdsend_channel *ch, void *buf, size_t cap,
+                                       intptr_t *fds, int32_t maxfds, int32_t *nfds,
+                                       uint32_t flags);
+
+/**
+ * Free a channel object (NULL: nothing). The socket stays open and the caller's. No thread
+ * may be inside a call on ch, or make one after.
+ */
+FDSEND_API void fdsend_channel_close(fdsend_channel *ch);
+
+/* ---- Channel codec: the framing rules, without I/O --------------------------------------
+ *
+ * Every rule of docs/wire-format.md lives here once: the header's encoding, and what a
+ * receiver concludes from each read (stream) or record (seqpacket/datagram). The codec
+ * does no I/O, allocates nothing, keeps no global state and never touches a descriptor:
+ * the caller does the reads and writes (fdsend_send / fdsend_recv, recvmsg, or a runtime's
+ * own socket calls), feeds the codec what each read returned, and closes or hands out the
+ * descriptors as the outcome says. libfdsend's channel (fdsend_channel_*, fdsend_msg_*)
+ * and the .NET FdChannel both drive their I/O with it. Available on every OS.
+ * The functions are pure: any thread may call them, on distinct readers at once.
+ */
+
+/**
+ * Write the 8-byte header of a frame carrying len payload bytes and nfds descriptors.
+ * @return FDSEND_OK; FDSEND_EINVAL (header NULL, nfds < 0); FDSEND_EMSGSIZE (len >
+ *         FDSEND_MSG_MAX_PAYLOAD); FDSEND_ETOOMANYFDS (nfds > FDSEND_MAX_FDS). On an error
+ *         header is left unchanged.
+ */
+FDSEND_API int32_t fdsend_frame_encode(uint8_t *header, uint64_t len, int32_t nfds);
+
+/** What the next read of a stream frame is for (fdsend_frame_reader_want). */
+enum {
+    /** Header bytes: read at most n bytes (never more: the next frame's bytes and
+     *  descriptors could join an over-long read) and feed them. The read at offset 0 is
+     *  the frame's first: it collects the frame's descriptors (room for FDSEND_MAX_FDS). */
+    FDSEND_FRAME_HEADER = 1,
+    /** Payload bytes: read at most n bytes into the payload buffer at *offset, then feed
+     *  the count (the bytes themselves are not needed). */
+    FDSEND_FRAME_PAYLOAD = 2,
+    /** Payload bytes to discard (the frame will be rejected: over the limit, too many
+     *  descriptors, or the kernel dropped descriptors): read at most n bytes anywhere
+     *  (a scratch buffer), then feed the count. */
+    FDSEND_FRAME_DISCARD = 3
+};
+
+/** Flags describing a read, for fdsend_frame_reader_feed / fdsend_frame_check_record. */
+enum {
+    /** The kernel dropped descriptors of this read (MSG_CTRUNC; fdsend_recv's
+     *  FDSEND_RECV_FDS_TRUNCATED when it was given room for FDSEND_MAX_FDS). */
+    FDSEND_FRAME_IN_CTRUNC = 1,
+    /** The read returned 0 bytes because the peer closed its end (stream: n must be 0). */
+    FDSEND_FRAME_IN_EOF = 2,
+    /** The record was longer than the buffer (MSG_TRUNC; check_record only). */
+    FDSEND_FRAME_IN_TRUNC = 4,
+    /** The record came from a SOCK_SEQPACKET socket, where an empty record without
+     *  descriptors is the end of the connection (check_record only; a SOCK_DGRAM one is a
+     *  protocol error). */
+    FDSEND_FRAME_IN_SEQPACKET = 8
+};
+
+/** fdsend_frame_reader_feed: the frame is not complete; ask fdsend_frame_reader_want. */
+#define FDSEND_FRAME_MORE 1
+
+/**
+ * The state of one stream receiver between reads: a plain struct of FDSEND_FRAME_READER_SIZE
+ * bytes (8-byte aligned) that the caller allocates anywhere (stack, object field, pinned
+ * managed memory) and sets up with fdsend_frame_reader_init. Its fields are private to the
+ * codec: read them only through the functions below. It holds no descriptor and no
+ * pointer, so it may be copied, moved, or dropped at any time.
+ */
+typedef struct fdsend_frame_reader {
+    uint64_t cap;       /* the receiver's payload limit */
+    uint64_t remaining; /* payload bytes still to come */
+    uint32_t len;       /* the header's length */
+    int32_t maxfds;     /* the receiver's descriptor limit */
+    int32_t nfds;       /* descriptors that came with the first byte */
+    uint8_t header[8];  /* the header bytes so far */
+    uint8_t have;       /* how many */
+    uint8_t state;      /* header, payload/discard, broken */
+    uint8_t ctrunc;     /* the first read reported FDSEND_FRAME_IN_CTRUNC */
+    uint8_t reserved;
+} fdsend_frame_reader;
+/** sizeof(fdsend_frame_reader): bindings allocate this many bytes, 8-byte aligned. */
+#define FDSEND_FRAME_READER_SIZE 40
+
+/**
+ * Set r up for a stream receiver whose payload limit is cap bytes (larger than
+ * FDSEND_MSG_MAX_PAYLOAD counts as FDSEND_MSG_MAX_PAYLOAD) and that accepts at most maxfds
+ * descriptors per message. Also what a receiver calls to start over on a new stream.
+ * @return FDSEND_OK; FDSEND_EINVAL (r NULL, maxfds < 0).
+ */
+FDSEND_API int32_t fdsend_frame_reader_init(fdsend_frame_reader *r, uint64_t cap,
+                                            int32_t maxfds);
+
+/**
+ * What the next read must be: returns FDSEND_FRAME_HEADER, FDSEND_FRAME_PAYLOAD or
+ * FDSEND_FRAME_DISCARD, with *offset (the header bytes held for HEADER, the payload bytes
+ * read so far for PAYLOAD and DISCARD) and *n >= 1 (the most that read may ask for; it may
+ * ask for less, never for more). A frame is in progress unless the answer is HEADER with
+ * *offset 0. After FDSEND_EPROTO the reader is broken: FDSEND_EPROTO (and after
+ * FDSEND_EOF, FDSEND_EOF) until it is initialised again. FDSEND_EINVAL for a NULL argument.
+ */
+FDSEND_API int32_t fdsend_frame_reader_want(const fdsend_frame_reader *r, uint64_t *offset,
+                                            uint64_t *n);
+
+/**
+ * Feed the result of one read made as fdsend_frame_reader_want asked: n bytes (bytes:
+ * what was read; needed for FDSEND_FRAME_HEADER, may be NULL otherwise), the number of
+ * descriptors that arrived with them (every one, whether the caller's buffer kept it or
+ * not), and FDSEND_FRAME_IN_* flags.
+ * @return FDSEND_FRAME_MORE: read again;
+ *         FDSEND_OK: a frame is complete and valid: *len (if not NULL) is its payload
+ *           length, the payload is in the caller's buffer, and the descriptors of its
+ *           first read are the message's (hand them out); the reader is at the next frame;
+ *         FDSEND_EMSGSIZE / FDSEND_ETOOMANYFDS / FDSEND_EMFILE: the frame is consumed
+ *           whole (its payload discarded) and rejected: the payload was over cap, it
+ *           carried more than maxfds descriptors, or the kernel dropped some of them;
+ *           close the frame's descriptors; the reader is at the next frame;
+ *         FDSEND_EOF: the peer closed at a frame boundary (the end of the channel);
+ *         FDSEND_EPROTO: the peer broke the format (bad version or flags, descriptor count
+ *           over FDSEND_MAX_FDS or unequal to the header's, descriptors or MSG_CTRUNC on
+ *           any read but the frame's first, end of stream inside a frame): close the
+ *           frame's descriptors and the socket;
+ *         FDSEND_EINVAL: the read was not what want asked for (more bytes than allowed,
+ *           0 bytes without FDSEND_FRAME_IN_EOF, header bytes NULL, nfds < 0, unknown
+ *           flags, a broken or ended reader): r is unchanged.
+ *         Checked in this order when several hold: protocol error, kernel truncation, too
+ *         large, too many descriptors.
+ */
+FDSEND_API int32_t fdsend_frame_reader_feed(fdsend_frame_reader *r, const uint8_t *bytes,
+                                            uint64_t n, int32_t nfds, uint32_t flags,
+                                            uint32_t *len);
+
+/**
+ * Judge one seqpacket record or datagram of n bytes as received (n is what the buffers
+ * held: at most 8 + the caller's payload room), whose first min(n, 8) bytes (the header)
+ * are at header (the payload bytes are not read: they may sit in another buffer of an
+ * iovec), nfds descriptors with it (all that arrived), FDSEND_FRAME_IN_CTRUNC / _TRUNC / _SEQPACKET flags, the receiver's payload
+ * limit cap and descriptor limit maxfds.
+ * @return the payload length (>= 0; the record's bytes after its header): hand the
+ *         descriptors out; or, closing them: FDSEND_EOF (an empty record without
+ *         descriptors on a seqpacket socket), FDSEND_EPROTO (shorter than a header, bad
+ *         header, size unequal to 8 + length, descriptor count unequal to the header's or
+ *         over FDSEND_MAX_FDS, an empty datagram), FDSEND_EMFILE, FDSEND_EMSGSIZE (also a
+ *         record cut by MSG_TRUNC whose header announces more than cap),
+ *         FDSEND_ETOOMANYFDS, in that order of precedence; FDSEND_EINVAL (header NULL
+ *         with n > 0, nfds < 0, maxfds < 0, unknown flags).
+ */
+FDSEND_API int64_t fdsend_frame_check_record(const uint8_t *header, uint64_t n, int32_t nfds,
+                                             uint32_t flags, uint64_t cap, int32_t maxfds);
 
 /* ---- Untrusted peers: receive policies, sealed shared memory, opening beneath a directory --
  *
@@ -821,7 +1017,9 @@ FDSEND_API int32_t fdsend_open_directory(const char *path, intptr_t *fd);
  * payload is the path (1 .. FDSEND_BROKER_MAX_PATH bytes, no NUL) and no descriptors; the
  * reply is one message whose payload is a 4-byte little-endian int32 status (FDSEND_OK or
  * an FDSEND_E* code) carrying the file's descriptor exactly when the status is FDSEND_OK.
- * The .NET FileBroker/FileBrokerClient speak the same protocol. */
+ * The .NET FileBroker/FileBrokerClient speak the same protocol. A request and its reply
+ * are a pair: one caller at a time per socket on each side (a reply could otherwise go to
+ * another thread's request). */
 #define FDSEND_BROKER_MAX_PATH 4096
 
 /**

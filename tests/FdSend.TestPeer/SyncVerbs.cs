@@ -19,7 +19,8 @@
 //   map-naive        receive a memfd, map it with TakeMemoryMappedFile (no checks), send "M",
 //                    wait for one byte (the sender has shrunk it), read the last byte, report
 //                    "survived" (a shrunk memfd kills this process with SIGBUS first)
-//   map-checked      the same with TakeSealedMemory: "R <reason>" when refused, else "M",
+//   map-checked      the same with TakeSealedMemory: "R" when refused (then wait, report
+//                    "refused <reason>"), else "M",
 //                    wait, read the last byte, report "survived"
 //   list-fds         report the dev:ino of every descriptor open in this process
 //   rlimit-recv N    receive a warm-up message; lower RLIMIT_NOFILE and fill the descriptor
@@ -148,6 +149,11 @@ internal static class SyncVerbs
                 catch (FdPolicyViolationException e)
                 {
                     socket.Send("R"u8);
+                    // The test sends one byte after either answer; read it before closing, as
+                    // the "M" path does, so that it is never left unread in this end (closing
+                    // a Unix socket with unread data resets the connection: the test's read
+                    // of the report then fails with ECONNRESET).
+                    socket.Receive(new byte[1]);
                     Reply(socket, $"refused {e.Reason}: {e.Message}");
                     break;
                 }

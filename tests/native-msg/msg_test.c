@@ -175,7 +175,8 @@ void *big_send_main(void *arg)
     unsigned char *p = malloc(b->len);
     CHECK(p != NULL);
     fill_pattern(p, b->len, 99);
-    b->rc = fdsend_msg_send(b->sock, p, b->len, NULL, 0, 0);
+    b->rc = b->ch != NULL ? fdsend_channel_send(b->ch, p, b->len, NULL, 0, 0)
+                          : fdsend_msg_send(b->sock, p, b->len, NULL, 0, 0);
     free(p);
     return NULL;
 }

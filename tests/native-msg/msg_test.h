@@ -11,6 +11,7 @@
 #define FDSEND_MSG_TEST_H
 
 #include "testutil.h"
+#include "fdsend.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,11 +76,12 @@ int64_t recv_waiting(int sock, void *buf, size_t cap, intptr_t *fds, int32_t max
 void slow_frame(int sock, const char *payload, const int *fds, int nfds, int delay_us);
 
 /* A thread sending one message of len bytes (fill_pattern seed 99, no descriptors) with
- * fdsend_msg_send; its result in rc. */
+ * fdsend_channel_send on ch if it is set, else fdsend_msg_send on sock; its result in rc. */
 typedef struct big_sender {
     int sock;
     size_t len;
     int32_t rc;
+    fdsend_channel *ch;
 } big_sender;
 void *big_send_main(void *arg);
 

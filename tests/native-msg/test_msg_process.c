@@ -124,7 +124,7 @@ TEST(fork_while_busy)
 {
     int sv[2];
     tu_socketpair(SOCK_STREAM, sv);
-    big_sender b = {sv[0], 1 << 20, 1};
+    big_sender b = {sv[0], 1 << 20, 1, NULL};
     pthread_t th;
     CHECK(pthread_create(&th, NULL, big_send_main, &b) == 0);
     while (tu_pending(sv[1]) == 0)

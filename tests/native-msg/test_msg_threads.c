@@ -1,6 +1,7 @@
-/* Tests of the message channel (fdsend_msg_send / fdsend_msg_recv), part of
- * tests/native-msg (see msg_test.h). Threads: concurrent senders and receivers on one stream socket (blocking and
- * non-blocking), and non-blocking sockets / FDSEND_DONTWAIT (FDSEND_EAGAIN sends nothing).
+/* Tests of the message channel, part of tests/native-msg (see msg_test.h). Threads:
+ * concurrent senders and receivers sharing one channel object (fdsend_channel_*) on one
+ * stream socket (blocking and non-blocking), and non-blocking sockets / FDSEND_DONTWAIT
+ * (FDSEND_EAGAIN sends nothing), alone and behind another thread's frame.
  * SPDX-License-Identifier: MIT */
 #include "msg_test.h"
 
@@ -15,6 +16,7 @@
 
 typedef struct t_shared {
     int send_sock, recv_sock;
+    fdsend_channel *tx, *rx; /* one channel object per end, shared by its threads */
     int nonblocking;
     int fds[T_SENDERS][3];
     pthread_mutex_t mu;
@@ -51,7 +53,7 @@ static void *t_send_main(void *arg)
         for (int i = 0; i < nfds; i++)
             fds[i] = sh->fds[me->id][i];
         for (;;) {
-            int32_t rc = fdsend_msg_send(sh->send_sock, buf, len, fds, nfds, 0);
+            int32_t rc = fdsend_channel_send(sh->tx, buf, len, fds, nfds, 0);
             if (rc == FDSEND_OK)
                 break;
             CHECK(sh->nonblocking && rc == FDSEND_EAGAIN);
@@ -72,7 +74,7 @@ static void *t_recv_main(void *arg)
     for (;;) {
         intptr_t got[8];
         int32_t n = -1;
-        int64_t r = fdsend_msg_recv(sh->recv_sock, buf, T_MAXLEN, got, 8, &n, 0);
+        int64_t r = fdsend_channel_recv(sh->rx, buf, T_MAXLEN, got, 8, &n, 0);
         if (r == FDSEND_EOF)
             break;
         if (r == FDSEND_EAGAIN && sh->nonblocking) {
@@ -117,6 +119,8 @@ static void threads_run(int nonblocking)
     pthread_mutex_init(&sh.mu, NULL);
     for (int i = 0; i < T_SENDERS; i++)
         make_fds(sh.fds[i], 3);
+    CHECK_EQ(fdsend_channel_open(sv[0], 0, &sh.tx), FDSEND_OK);
+    CHECK_EQ(fdsend_channel_open(sv[1], 0, &sh.rx), FDSEND_OK);
     int base = tu_count_fds();
     pthread_t s[T_SENDERS], r[T_RECEIVERS];
     t_sender args[T_SENDERS];
@@ -134,6 +138,9 @@ static void threads_run(int nonblocking)
         CHECK(pthread_join(r[i], NULL) == 0);
     CHECK_EQ(sh.received, T_SENDERS * T_MESSAGES);
     CHECK_EQ(tu_count_fds(), base);
+    fdsend_channel_close(sh.tx);
+    fdsend_channel_close(sh.rx);
+    CHECK_EQ(tu_count_fds(), base); /* a channel object holds no descriptor */
     for (int i = 0; i < T_SENDERS; i++)
         close_all(sh.fds[i], 3);
     close(sv[0]);
@@ -154,7 +161,7 @@ TEST(threads_nonblocking)
 /* ---- eagain: non-blocking sockets and FDSEND_DONTWAIT ------------------------------- */
 
 typedef struct half_receiver {
-    int sock;
+    fdsend_channel *ch;
     int64_t r;
     char buf[16];
 } half_receiver;
@@ -163,7 +170,7 @@ static void *half_recv_main(void *arg)
 {
     half_receiver *rx = arg;
     int32_t n = -1;
-    rx->r = fdsend_msg_recv(rx->sock, rx->buf, sizeof rx->buf, NULL, 0, &n, 0);
+    rx->r = fdsend_channel_recv(rx->ch, rx->buf, sizeof rx->buf, NULL, 0, &n, 0);
     return NULL;
 }
 
@@ -211,27 +218,35 @@ TEST(eagain)
     CHECK_EQ(tu_pending(sv[1]), 0);
     CHECK_EQ(tu_count_fds(), base);
 
-    /* Another thread is inside a frame (a 1 MiB send nobody reads yet): a DONTWAIT send
-     * on the same socket returns EAGAIN at once and sends nothing. */
+    /* Another thread is inside a frame (a 1 MiB send nobody reads yet) on a channel
+     * object: a DONTWAIT send on the same channel returns EAGAIN at once and sends
+     * nothing, even once the socket has room. */
+    fdsend_channel *tx, *rx;
+    CHECK_EQ(fdsend_channel_open(sv[0], 0, &tx), FDSEND_OK);
+    CHECK_EQ(fdsend_channel_open(sv[1], 0, &rx), FDSEND_OK);
     tu_set_nonblocking(sv[0], 0);
-    big_sender b = {sv[0], 1 << 20, 1};
+    big_sender b = {sv[0], 1 << 20, 1, tx};
     pthread_t th;
     CHECK(pthread_create(&th, NULL, big_send_main, &b) == 0);
     while (tu_pending(sv[1]) == 0)
         tu_sleep_ms(1);
     tu_sleep_ms(10);
-    CHECK_EQ(fdsend_msg_send(sv[0], "x", 1, &one, 1, FDSEND_DONTWAIT), FDSEND_EAGAIN);
+    CHECK_EQ(fdsend_channel_send(tx, "x", 1, &one, 1, FDSEND_DONTWAIT), FDSEND_EAGAIN);
     {
-        unsigned char *big = malloc(1 << 20);
+        size_t total = (1 << 20) + 8;
+        unsigned char *big = malloc(total);
         CHECK(big != NULL);
-        CHECK_EQ(recv_waiting(sv[1], big, 1 << 20, got, 4, &n), 1 << 20);
-        CHECK(check_pattern(big, 1 << 20, 99));
-        CHECK_EQ(n, 0);
+        /* Read part of it raw: the socket has room again, the frame is still in progress. */
+        tu_set_nonblocking(sv[1], 0);
+        CHECK_EQ(recv(sv[1], big, 65536, MSG_WAITALL), 65536);
+        CHECK_EQ(fdsend_channel_send(tx, "x", 1, &one, 1, FDSEND_DONTWAIT), FDSEND_EAGAIN);
+        CHECK_EQ(recv(sv[1], big + 65536, total - 65536, MSG_WAITALL), (ssize_t)(total - 65536));
+        CHECK(check_pattern(big + 8, 1 << 20, 99));
         free(big);
     }
     CHECK(pthread_join(th, NULL) == 0);
     CHECK_EQ(b.rc, FDSEND_OK);
-    CHECK_EQ(fdsend_msg_recv(sv[1], buf, sizeof buf, got, 4, &n, 0), FDSEND_EAGAIN);
+    CHECK_EQ(tu_pending(sv[1]), 0); /* the refused sends sent nothing */
 
     /* Another thread is inside a received frame (its peer stalls mid-payload): a
      * non-blocking receive on the same socket returns EAGAIN and consumes nothing. */
@@ -241,22 +256,24 @@ TEST(eagain)
         memcpy(h + 8, "half", 4);
         raw_send_all(sv[0], h, 12, NULL, 0);
         tu_set_nonblocking(sv[1], 0);
-        half_receiver rx = {sv[1], 0, {0}};
+        half_receiver hr = {rx, 0, {0}};
         pthread_t rt;
-        CHECK(pthread_create(&rt, NULL, half_recv_main, &rx) == 0);
+        CHECK(pthread_create(&rt, NULL, half_recv_main, &hr) == 0);
         while (tu_pending(sv[1]) > 0) /* the thread has consumed the first 12 bytes */
             tu_sleep_ms(1);
         tu_sleep_ms(10);
-        CHECK_EQ(fdsend_msg_recv(sv[1], buf, sizeof buf, got, 4, &n, FDSEND_DONTWAIT),
+        CHECK_EQ(fdsend_channel_recv(rx, buf, sizeof buf, got, 4, &n, FDSEND_DONTWAIT),
                  FDSEND_EAGAIN);
         tu_set_nonblocking(sv[1], 1);
-        CHECK_EQ(fdsend_msg_recv(sv[1], buf, sizeof buf, got, 4, &n, 0), FDSEND_EAGAIN);
+        CHECK_EQ(fdsend_channel_recv(rx, buf, sizeof buf, got, 4, &n, 0), FDSEND_EAGAIN);
         raw_send_all(sv[0], "more", 4, NULL, 0);
         CHECK(pthread_join(rt, NULL) == 0);
-        CHECK_EQ(rx.r, 8);
-        CHECK(memcmp(rx.buf, "halfmore", 8) == 0);
+        CHECK_EQ(hr.r, 8);
+        CHECK(memcmp(hr.buf, "halfmore", 8) == 0);
     }
     CHECK_EQ(tu_count_fds(), base);
+    fdsend_channel_close(tx);
+    fdsend_channel_close(rx);
     close_all(files, 1);
     close(sv[0]);
     close(sv[1]);

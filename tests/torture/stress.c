@@ -1,7 +1,7 @@
 /* Concurrency stress: many threads sending and many receiving on the same sockets, with
- * fdsend_send/fdsend_recv (seqpacket: the kernel keeps messages whole) and with the
- * channel fdsend_msg_send/fdsend_msg_recv (stream and seqpacket: the library keeps frames
- * whole). Every message says which thread sent it, its sequence number and which of that
+ * fdsend_send/fdsend_recv (seqpacket: the kernel keeps messages whole) and with one
+ * channel object per end shared by its threads, fdsend_channel_send/fdsend_channel_recv
+ * (stream and seqpacket: the channel keeps frames whole). Every message says which thread sent it, its sequence number and which of that
  * thread's files it carries; receivers check the identity of every descriptor, and at the
  * end every (thread, sequence) must have arrived exactly once: no loss, no duplicate, no
  * mismatched descriptor. Built and run under ThreadSanitizer by eng/reliability.sh.
@@ -40,6 +40,7 @@ typedef struct wire {
 typedef struct run {
     int sock_send, sock_recv;
     int channel;
+    fdsend_channel *tx, *rx; /* channel runs: one object per end, shared by its threads */
     uint32_t per_sender;
     int files[SENDERS][FILES_PER_SENDER];
     struct stat ids[SENDERS][FILES_PER_SENDER];
@@ -81,9 +82,9 @@ static void *sender(void *p)
             fds[i] = r->files[a->tid][w.idx[i]];
         }
         if (r->channel) {
-            int32_t rc = fdsend_msg_send(r->sock_send, &w, sizeof w, fds, (int32_t)w.k, 0);
+            int32_t rc = fdsend_channel_send(r->tx, &w, sizeof w, fds, (int32_t)w.k, 0);
             if (rc != FDSEND_OK)
-                die("fdsend_msg_send", rc);
+                die("fdsend_channel_send", rc);
         } else {
             int64_t n = fdsend_send(r->sock_send, &w, sizeof w, fds, (int32_t)w.k, 0);
             if (n != (int64_t)sizeof w)
@@ -103,7 +104,7 @@ static void *receiver(void *p)
         uint32_t rf = 0, i;
         int64_t n;
         if (r->channel) {
-            n = fdsend_msg_recv(r->sock_recv, &w, sizeof w, fds, FDSEND_MAX_FDS, &nf, 0);
+            n = fdsend_channel_recv(r->rx, &w, sizeof w, fds, FDSEND_MAX_FDS, &nf, 0);
             if (n == FDSEND_EOF)
                 return NULL;
         } else {
@@ -143,6 +144,9 @@ static int one_run(const char *name, int type, int channel, uint32_t per_sender)
     r->sock_send = sv[0];
     r->sock_recv = sv[1];
     r->channel = channel;
+    if (channel && (fdsend_channel_open(sv[0], 0, &r->tx) != FDSEND_OK ||
+                    fdsend_channel_open(sv[1], 0, &r->rx) != FDSEND_OK))
+        die("fdsend_channel_open", -1);
     r->per_sender = per_sender;
     r->seen = calloc((size_t)SENDERS * per_sender, 1);
     pthread_mutex_init(&r->lock, NULL);
@@ -177,6 +181,8 @@ static int one_run(const char *name, int type, int channel, uint32_t per_sender)
     for (i = 0; i < SENDERS; i++)
         for (j = 0; j < FILES_PER_SENDER; j++)
             close(r->files[i][j]);
+    fdsend_channel_close(r->tx); /* NULL when not a channel run */
+    fdsend_channel_close(r->rx);
     close(sv[0]);
     close(sv[1]);
     if (lost || dup || tu_count_fds() != base)

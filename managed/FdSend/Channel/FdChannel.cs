@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: MIT
-using System.Buffers;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
@@ -45,39 +44,26 @@ namespace FdSend;
 /// </remarks>
 public sealed class FdChannel : IAsyncDisposable, IDisposable
 {
-    /// <summary>On a stream socket, payloads up to this size are copied behind the header and
-    /// sent with one sendmsg; larger ones are sent header-first, then straight from the
-    /// caller's memory.</summary>
-    private const int CopyThreshold = 64 * 1024;
-    private const int DiscardChunk = 64 * 1024;
-
     private readonly Socket _socket;
     private readonly FdChannelOptions _options;
     private readonly bool _isStream;
-    private readonly bool _isSeqpacket;
-    private readonly SemaphoreSlim _sendLock = new(1, 1);
-    private readonly SemaphoreSlim _receiveLock = new(1, 1);
+    private readonly ChannelGate _sendGate = new();
+    private readonly ChannelGate _receiveGate = new();
     private readonly CancellationTokenSource _disposeCts = new();
-    private readonly byte[] _sendHeader = new byte[FrameHeader.Size];
     private ExceptionDispatchInfo? _fault;
     private volatile bool _disposed;
     private int _disposeStarted; // 1 once Dispose or DisposeAsync has begun (Interlocked)
 
-    // The frame being received (guarded by _receiveLock). On a stream socket a frame can be
-    // received over several calls (cancellation keeps it); its descriptors are owned here
-    // until the message is handed out.
-    private readonly byte[] _rxHeader = new byte[FrameHeader.Size];
-    private readonly nint[] _rxFds = new nint[FdPassing.MaxFds];
-    private int _rxHeaderGot;
-    private int _rxFdCount;
-    private bool _rxFdsDropped;
-    private bool _rxHeaderDone;
-    private FrameHeader _rxFrame;
-    private readonly PayloadAssembler _rxPayload = new(); // grows with the bytes that arrive
+    // Guarded by _sendGate.
+    private readonly FrameWriter _writer = new();
+
+    // Guarded by _receiveGate: the frame being received, owned by one of the two readers (the
+    // other is null). On a stream a frame can be received over several calls (cancellation
+    // keeps it), its descriptors held by the reader until the message is handed out.
+    private readonly StreamFrameReader? _stream;
+    private readonly RecordFrameReader? _records;
     private StreamAttempt? _rxAttempt; // the stream receive, retried on the readiness engine's thread
-    private PollOperation? _rxOperation; // reused: receives are serialized by _receiveLock
-    private bool _rxDiscard;
-    private long _rxDiscarded;
+    private PollOperation? _rxOperation; // reused: receives are serialized by _receiveGate
 
     /// <summary>
     /// Creates a channel over a connected Unix domain socket. The socket may be blocking or
@@ -97,21 +83,18 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     {
         FdSendCore.GetHandle(socket);
         if (OperatingSystem.IsWindows())
-            throw new PlatformNotSupportedException(
-                "FdChannel is not available on Windows: its framing reads and writes plain stream bytes between descriptor messages, " +
-                "and on Windows every write on a socket that carries handles must be a libfdsend record (docs/windows-protocol.md). " +
-                "Use SendFds/ReceiveFds (and their async forms) there.");
+            throw ChannelErrors.Windows();
         if (socket.AddressFamily != AddressFamily.Unix)
-            throw new ArgumentException(
-                $"A channel carries descriptors, which pass only over Unix domain sockets; this socket is {socket.AddressFamily}. " +
-                "Create it with new Socket(AddressFamily.Unix, ...).", nameof(socket));
+            throw ChannelErrors.NotUnix(socket.AddressFamily);
         if (socket.SocketType is not (SocketType.Stream or SocketType.Seqpacket or SocketType.Dgram))
-            throw new ArgumentException(
-                $"A channel works over Stream, Seqpacket or Dgram sockets; this socket is {socket.SocketType}.", nameof(socket));
+            throw ChannelErrors.WrongType(socket.SocketType);
         _socket = socket;
         _options = options ?? new FdChannelOptions();
         _isStream = socket.SocketType == SocketType.Stream;
-        _isSeqpacket = socket.SocketType == SocketType.Seqpacket;
+        if (_isStream)
+            _stream = new StreamFrameReader(_options);
+        else
+            _records = new RecordFrameReader(_options, seqpacket: socket.SocketType == SocketType.Seqpacket);
     }
 
     /// <summary>The socket the channel runs on.</summary>
@@ -152,13 +135,9 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
                                CancellationToken cancellationToken = default)
     {
         if (payload.Length > _options.MaxMessageSize)
-            throw new ArgumentException(
-                $"The payload is {payload.Length} bytes; this channel's MaxMessageSize is {_options.MaxMessageSize}. Nothing was sent.",
-                nameof(payload));
+            throw ChannelErrors.PayloadTooLarge(payload.Length, _options.MaxMessageSize);
         if (fds.Length > _options.MaxFdsPerMessage)
-            throw new ArgumentException(
-                $"{fds.Length} descriptors were given; this channel's MaxFdsPerMessage is {_options.MaxFdsPerMessage}. Nothing was sent; send them in several messages.",
-                nameof(fds));
+            throw ChannelErrors.TooManyFds(fds.Length, _options.MaxFdsPerMessage);
         if (cancellationToken.IsCancellationRequested)
             return ValueTask.FromCanceled(cancellationToken);
         return SendCoreAsync(payload, fds, cancellationToken);
@@ -169,34 +148,13 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
                                           CancellationToken cancellationToken)
     {
         ThrowIfUnusable();
-        try
-        {
-            await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (_disposed && !cancellationToken.IsCancellationRequested)
-        {
-            throw Disposed();
-        }
-        byte[]? rented = null;
+        if (!_sendGate.TryEnter())
+            await EnterAsync(_sendGate, cancellationToken).ConfigureAwait(false);
         try
         {
             ThrowIfUnusable();
-            int total = FrameHeader.Size + payload.Length;
-            ReadOnlyMemory<byte> first;
-            ReadOnlyMemory<byte> rest = default;
-            if (!_isStream || payload.Length <= CopyThreshold)
-            {
-                rented = ArrayPool<byte>.Shared.Rent(total);
-                FrameHeader.Write(rented, payload.Length, fds.Length);
-                payload.Span.CopyTo(rented.AsSpan(FrameHeader.Size));
-                first = new ReadOnlyMemory<byte>(rented, 0, total);
-            }
-            else
-            {
-                FrameHeader.Write(_sendHeader, payload.Length, fds.Length);
-                first = _sendHeader;
-                rest = payload;
-            }
+            _writer.Layout(payload, fds.Length, _isStream);
+            ReadOnlyMemory<byte> first = _writer.First;
 
             // The first chunk carries the descriptors. Until it is out nothing is sent, so the
             // caller's cancellation may stop the wait.
@@ -205,38 +163,42 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
 
             if (!_isStream)
             {
-                if (sent != total)
-                    throw new IOException($"The socket sent {sent} of a {total}-byte datagram frame.");
+                if (sent != first.Length)
+                    throw ChannelErrors.DatagramCut(sent, first.Length);
                 return;
             }
-            // The frame has started: finish it whatever the caller's token says.
-            try
-            {
-                if (sent < first.Length)
-                    await AsyncFdCore.SendRestAsync(_socket, first, sent, _disposeCts.Token).ConfigureAwait(false);
-                if (!rest.IsEmpty)
-                    await AsyncFdCore.SendRestAsync(_socket, rest, 0, _disposeCts.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is not FdChannelProtocolException)
-            {
-                if (_disposed)
-                    throw Disposed();
-                var broken = new IOException(
-                    "The connection failed in the middle of sending a message, so the peer cannot know where the next one begins. " +
-                    "The channel is faulted: dispose it and reconnect. " + e.Message, e);
-                SetFault(broken);
-                throw broken;
-            }
+            if (sent < first.Length || !_writer.Rest.IsEmpty)
+                await SendRestOfFrameAsync(first, sent).ConfigureAwait(false);
         }
         catch (Exception e) when (_disposed && e is not ObjectDisposedException)
         {
-            throw Disposed();
+            throw ChannelErrors.Disposed();
         }
         finally
         {
-            if (rented is not null)
-                ArrayPool<byte>.Shared.Return(rented);
-            _sendLock.Release();
+            _writer.Release();
+            _sendGate.Exit();
+        }
+    }
+
+    /// <summary>The frame has started: finishes it whatever the caller's token says (only
+    /// disposal aborts it, with the socket). A failure faults the channel.</summary>
+    private async ValueTask SendRestOfFrameAsync(ReadOnlyMemory<byte> first, int sent)
+    {
+        try
+        {
+            if (sent < first.Length)
+                await AsyncFdCore.SendRestAsync(_socket, first, sent, _disposeCts.Token).ConfigureAwait(false);
+            if (!_writer.Rest.IsEmpty)
+                await AsyncFdCore.SendRestAsync(_socket, _writer.Rest, 0, _disposeCts.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not FdChannelProtocolException)
+        {
+            if (_disposed)
+                throw ChannelErrors.Disposed();
+            IOException broken = ChannelErrors.BrokenInsideFrame(e, sending: true);
+            SetFault(broken);
+            throw broken;
         }
     }
 
@@ -250,7 +212,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         }
         catch (OperationCanceledException) when (_disposed && !cancellationToken.IsCancellationRequested)
         {
-            throw Disposed();
+            throw ChannelErrors.Disposed();
         }
         finally
         {
@@ -286,18 +248,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     {
         if (cancellationToken.IsCancellationRequested)
             return ValueTask.FromCanceled<FdMessage>(cancellationToken);
-        ValueTask<FdMessage?> pending = ReceiveOrEndAsync(cancellationToken);
-        if (pending.IsCompletedSuccessfully)
-        {
-            FdMessage? message = pending.Result;
-            return message is not null
-                ? new ValueTask<FdMessage>(message)
-                : ValueTask.FromException<FdMessage>(EndOfStream());
-        }
-        return AwaitMessage(pending);
-
-        static async ValueTask<FdMessage> AwaitMessage(ValueTask<FdMessage?> pending) =>
-            await pending.ConfigureAwait(false) ?? throw EndOfStream();
+        return ReceiveCoreAsync(endIsError: true, cancellationToken)!;
     }
 
     /// <summary>
@@ -315,88 +266,65 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     {
         while (true)
         {
-            FdMessage? message = await ReceiveOrEndAsync(cancellationToken).ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+            FdMessage? message = await ReceiveCoreAsync(endIsError: false, cancellationToken).ConfigureAwait(false);
             if (message is null)
                 yield break;
             yield return message;
         }
     }
 
-    /// <summary>The next message, or null at a clean end of the connection.</summary>
+    /// <summary>The next message; at a clean end of the connection
+    /// <see cref="EndOfStreamException"/> if <paramref name="endIsError"/>, else null.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<FdMessage?> ReceiveOrEndAsync(CancellationToken cancellationToken)
+    private async ValueTask<FdMessage?> ReceiveCoreAsync(bool endIsError, CancellationToken cancellationToken)
     {
-        cancellationToken.ThrowIfCancellationRequested();
         ThrowIfUnusable();
-        try
-        {
-            await _receiveLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (_disposed && !cancellationToken.IsCancellationRequested)
-        {
-            throw Disposed();
-        }
+        if (!_receiveGate.TryEnter())
+            await EnterAsync(_receiveGate, cancellationToken).ConfigureAwait(false);
         CancellationTokenSource? linked = null;
         try
         {
             ThrowIfUnusable();
-            CancellationToken token = default;
-            bool linkedYet = false;
-            while (true)
+            FdMessage? message;
+            if (_isStream)
             {
-                int peeked = 0;
-                if (_isStream)
+                // Try the socket first; only when it has nothing does the receive wait, and
+                // then the engine thread advances the frame itself whenever the socket is
+                // readable, handing over the message once it is complete.
+                if (!TryAdvanceStream(out message))
                 {
-                    if (TryAdvanceStream(out FdMessage? message))
-                        return message;
-                }
-
-                if (!linkedYet)
-                {
-                    linked = Link(cancellationToken, out token);
-                    linkedYet = true;
-                }
-                try
-                {
-                    if (_isStream && !OperatingSystem.IsWindows())
+                    linked = Link(cancellationToken, out CancellationToken token);
+                    _rxAttempt ??= new StreamAttempt(this);
+                    _rxOperation ??= new PollOperation();
+                    try
                     {
-                        // The engine thread advances the frame itself whenever the socket is
-                        // readable, and hands over the message once it is complete.
-                        _rxAttempt ??= new StreamAttempt(this);
-                        _rxOperation ??= new PollOperation();
                         FdSendCore.GetHandle(_socket);
                         await ReadinessEngine.Instance.WaitAttemptAsync(_socket, write: false, _rxAttempt,
                                                                         _rxOperation, token).ConfigureAwait(false);
-                        return _rxAttempt.Take();
                     }
-                    if (_isStream)
-                        await AsyncFdCore.WaitReadableAsync(_socket, token).ConfigureAwait(false);
-                    else
-                        peeked = await _socket.ReceiveAsync(_rxHeader, SocketFlags.Peek, token).ConfigureAwait(false);
+                    catch (OperationCanceledException) when (_disposed && !cancellationToken.IsCancellationRequested)
+                    {
+                        throw ChannelErrors.Disposed();
+                    }
+                    message = _rxAttempt.Take();
                 }
-                catch (OperationCanceledException) when (_disposed && !cancellationToken.IsCancellationRequested)
-                {
-                    throw Disposed();
-                }
-                catch (SocketException) when (_isStream && !token.IsCancellationRequested)
-                {
-                    // An error is pending: let the receive report it (or deliver what is left).
-                    if (TryAdvanceStream(out FdMessage? message))
-                        return message;
-                    throw;
-                }
-                if (!_isStream && TryReceiveDatagram(peeked, out FdMessage? datagram))
-                    return datagram;
             }
+            else
+            {
+                linked = Link(cancellationToken, out CancellationToken token);
+                message = await ReceiveRecordAsync(cancellationToken, token).ConfigureAwait(false);
+            }
+            return message is null && endIsError ? throw ChannelErrors.EndOfStream() : message;
         }
         catch (Exception e) when (_disposed && e is not ObjectDisposedException)
         {
-            throw Disposed();
+            throw ChannelErrors.Disposed();
         }
         finally
         {
             linked?.Dispose();
-            _receiveLock.Release();
+            _receiveGate.Exit();
         }
     }
 
@@ -417,310 +345,102 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     }
 
     /// <summary>
-    /// Advances the stream frame being received as far as the socket allows without waiting.
-    /// True with the message (or null at a clean end of stream) when a frame is complete;
-    /// false when the socket has nothing more for now.
+    /// Advances the stream frame being received as far as the socket allows without waiting:
+    /// the reads <see cref="StreamFrameReader"/> asks for, fed back to it. True with the message
+    /// (or null at a clean end of stream) when a frame is complete; false when the socket has
+    /// nothing more for now.
     /// </summary>
     private unsafe bool TryAdvanceStream(out FdMessage? message)
     {
-        message = null;
-        bool midFrame = _rxHeaderGot > 0;
-        try
+        StreamFrameReader reader = _stream!;
+        while (true)
         {
-            while (true)
-            {
-                int n, count;
-                ReceiveFlags flags;
-                if (_rxHeaderGot == 0)
-                {
-                    // The first read: at most the header, and with it the frame's descriptors.
-                    bool got;
-                    fixed (nint* fds = _rxFds)
-                        got = FdSendCore.TryReceive(_socket, _rxHeader, fds, FdPassing.MaxFds, out n, out count, out flags);
-                    if (!got)
-                        return false;
-                    if (n == 0)
-                    {
-                        if (count == 0 && flags == ReceiveFlags.None)
-                            return true; // the peer closed at a frame boundary
-                        _rxFdCount = count;
-                        throw ProtocolError("descriptors arrived without any data");
-                    }
-                    midFrame = true;
-                    _rxFdCount = count;
-                    _rxFdsDropped = (flags & ReceiveFlags.FdsTruncated) != 0;
-                    _rxHeaderGot = n;
-                    CheckHeaderStart();
-                    continue;
-                }
-
-                if (_rxHeaderGot < FrameHeader.Size)
-                {
-                    if (!FdSendCore.TryReceive(_socket, _rxHeader.AsSpan(_rxHeaderGot), null, 0, out n, out count, out flags))
-                        return false;
-                    CheckContinuation(n, count, flags, "header");
-                    _rxHeaderGot += n;
-                    CheckHeaderStart();
-                    continue;
-                }
-
-                if (!_rxHeaderDone)
-                {
-                    FrameHeader header = FrameHeader.Read(_rxHeader);
-                    string? problem = header.Problem();
-                    if (problem is not null)
-                        throw ProtocolError(problem);
-                    if (_rxFdsDropped ? _rxFdCount > header.FdCount : _rxFdCount != header.FdCount)
-                        throw ProtocolError($"the frame header announces {header.FdCount} descriptors but {_rxFdCount} came with it");
-                    _rxFrame = header;
-                    _rxHeaderDone = true;
-                    _rxDiscard = header.PayloadLength > (uint)_options.MaxMessageSize || _rxFdsDropped ||
-                                 header.FdCount > _options.MaxFdsPerMessage;
-                    // Nothing is allocated for the payload yet: the header is a promise, and
-                    // memory follows the bytes that actually arrive.
-                    if (!_rxDiscard)
-                        _rxPayload.Start((int)header.PayloadLength);
-                    _rxDiscarded = 0;
-                }
-
-                if (_rxDiscard)
-                {
-                    long remaining = _rxFrame.PayloadLength - _rxDiscarded;
-                    if (remaining > 0)
-                    {
-                        byte[] scratch = ArrayPool<byte>.Shared.Rent((int)Math.Min(remaining, DiscardChunk));
-                        try
-                        {
-                            int chunk = (int)Math.Min(remaining, scratch.Length);
-                            if (!FdSendCore.TryReceive(_socket, scratch.AsSpan(0, chunk), null, 0, out n, out count, out flags))
-                                return false;
-                        }
-                        finally
-                        {
-                            ArrayPool<byte>.Shared.Return(scratch);
-                        }
-                        CheckContinuation(n, count, flags, "payload");
-                        _rxDiscarded += n;
-                        continue;
-                    }
-                    throw Rejected(); // the whole frame is in
-                }
-
-                if (!_rxPayload.IsComplete)
-                {
-                    // GetSpace may throw OutOfMemoryException; it does so before this read, so
-                    // nothing is consumed and the frame goes on with a later receive.
-                    bool got = FdSendCore.TryReceive(_socket, _rxPayload.GetSpace(), null, 0, out n, out count, out flags);
-                    _rxPayload.Advance(got ? n : 0); // gives an unused first buffer back
-                    if (!got)
-                        return false;
-                    CheckContinuation(n, count, flags, "payload");
-                    continue;
-                }
-
-                // The whole frame is in.
-                message = TakeMessage(null, 0);
-                return true;
-            }
-        }
-        catch (Exception e) when (midFrame && e is not (FdChannelProtocolException or FdMessageRejectedException or OutOfMemoryException))
-        {
-            // The connection failed inside a frame: its position is lost.
-            ResetReceive(closeFds: true);
-            var broken = new IOException(
-                "The connection failed in the middle of receiving a message; the frame's descriptors were closed. " +
-                "The channel is faulted: dispose it and reconnect. " + e.Message, e);
-            SetFault(broken);
-            throw broken;
-        }
-    }
-
-    /// <summary>Rejects a bad version or flags byte as soon as it is in, without waiting for
-    /// the rest of the header: a peer speaking another protocol (e.g. IO::FDPass's single
-    /// zero byte) may never send 8 bytes.</summary>
-    private void CheckHeaderStart()
-    {
-        if (_rxHeader[0] != FrameHeader.Version)
-            throw ProtocolError($"the frame header's version byte is {_rxHeader[0]}; this side speaks version {FrameHeader.Version}");
-        if (_rxHeaderGot >= 2 && _rxHeader[1] != 0)
-            throw ProtocolError($"the frame header's flags byte is 0x{_rxHeader[1]:x2}; no flags are defined");
-    }
-
-    /// <summary>Checks a read that continues a started frame: it must bring data, and no
-    /// descriptors (they belong to the header's first byte).</summary>
-    private void CheckContinuation(int n, int count, ReceiveFlags flags, string part)
-    {
-        if (n == 0 && count == 0 && flags == ReceiveFlags.None)
-            throw ProtocolError($"the connection ended inside a frame's {part}");
-        if (count > 0 || (flags & ReceiveFlags.FdsTruncated) != 0)
-            throw ProtocolError($"descriptors were attached to a byte of the frame's {part} other than the header's first (they were closed)");
-    }
-
-    /// <summary>
-    /// Receives one datagram frame after a peek of <paramref name="peeked"/> header bytes into
-    /// _rxHeader. False if the datagram was gone (wait again).
-    /// </summary>
-    private unsafe bool TryReceiveDatagram(int peeked, out FdMessage? message)
-    {
-        message = null;
-        int n, count;
-        ReceiveFlags flags;
-        FrameHeader header = FrameHeader.Read(_rxHeader);
-        if (peeked >= FrameHeader.Size && header.Problem() is null &&
-            header.PayloadLength <= (uint)_options.MaxMessageSize)
-        {
-            int total = FrameHeader.Size + (int)header.PayloadLength;
-            byte[] buffer = ArrayPool<byte>.Shared.Rent(total);
+            // May throw OutOfMemoryException before the read: nothing consumed, no fault.
+            Span<byte> into = reader.NextRead(out int maxFds);
+            bool got;
+            int n, count;
+            ReceiveFlags flags;
             try
             {
-                bool got;
-                fixed (nint* fds = _rxFds)
-                    got = FdSendCore.TryReceive(_socket, buffer.AsSpan(0, total), fds, FdPassing.MaxFds, out n, out count, out flags);
-                if (!got)
-                {
-                    ArrayPool<byte>.Shared.Return(buffer);
-                    return false;
-                }
-                _rxFdCount = count;
-                header = CheckDatagramHeader(buffer, n);
-                if ((flags & ReceiveFlags.DataTruncated) != 0 || n - FrameHeader.Size != header.PayloadLength)
-                {
-                    string held = (flags & ReceiveFlags.DataTruncated) != 0
-                        ? "more"
-                        : (n - FrameHeader.Size).ToString(System.Globalization.CultureInfo.InvariantCulture);
-                    throw ProtocolError($"a datagram frame's header announces {header.PayloadLength} payload bytes but the datagram holds {held}");
-                }
-                _rxFdsDropped = (flags & ReceiveFlags.FdsTruncated) != 0;
-                if (_rxFdsDropped ? count > header.FdCount : count != header.FdCount)
-                    throw ProtocolError($"the frame header announces {header.FdCount} descriptors but {count} came with it");
-                if (_rxFdsDropped || header.FdCount > _options.MaxFdsPerMessage)
-                    throw Rejected();
+                fixed (nint* fds = reader.FdBuffer)
+                    got = FdSendCore.TryReceive(_socket, into, fds, maxFds, out n, out count, out flags);
             }
-            catch
+            catch (Exception e)
             {
-                ArrayPool<byte>.Shared.Return(buffer);
+                reader.NothingRead();
+                if (reader.ReadStartsFrame)
+                    throw;
+                // The connection failed inside a frame: its position is lost.
+                reader.Reset();
+                IOException broken = ChannelErrors.BrokenInsideFrame(e, sending: false);
+                SetFault(broken);
+                throw broken;
+            }
+            if (!got)
+            {
+                reader.NothingRead();
+                message = null;
+                return false;
+            }
+            try
+            {
+                if (reader.OnRead(n, count, flags, out message))
+                    return true;
+            }
+            catch (FdChannelProtocolException e)
+            {
+                SetFault(e); // the next frame's position is lost
                 throw;
             }
-            message = TakeMessage(buffer, FrameHeader.Size);
-            return true;
         }
+    }
 
-        // Malformed, too large, or shorter than a header (or the end of a seqpacket
-        // connection): consume the datagram with a header-sized buffer, which closes its
-        // descriptors and discards the rest.
-        bool consumed;
-        fixed (nint* fds = _rxFds)
-            consumed = FdSendCore.TryReceive(_socket, _rxHeader, fds, FdPassing.MaxFds, out n, out count, out flags);
-        if (!consumed)
+    /// <summary>One seqpacket record or datagram: peeks at its header on .NET's socket engine,
+    /// then receives it whole into the buffer the reader chooses.</summary>
+    private async ValueTask<FdMessage?> ReceiveRecordAsync(CancellationToken cancellationToken, CancellationToken token)
+    {
+        while (true)
+        {
+            int peeked;
+            try
+            {
+                peeked = await _socket.ReceiveAsync(_records!.PeekBuffer, SocketFlags.Peek, token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (_disposed && !cancellationToken.IsCancellationRequested)
+            {
+                throw ChannelErrors.Disposed();
+            }
+            if (TryReceiveRecord(peeked, out FdMessage? message))
+                return message;
+        }
+    }
+
+    /// <summary>Receives the record just peeked at; false if it was gone (wait again).</summary>
+    private unsafe bool TryReceiveRecord(int peeked, out FdMessage? message)
+    {
+        RecordFrameReader reader = _records!;
+        Span<byte> into = reader.PrepareReceive(peeked);
+        bool got;
+        int n, count;
+        ReceiveFlags flags;
+        try
+        {
+            fixed (nint* fds = reader.FdBuffer)
+                got = FdSendCore.TryReceive(_socket, into, fds, FdPassing.MaxFds, out n, out count, out flags);
+        }
+        catch
+        {
+            reader.NothingRead();
+            throw;
+        }
+        if (!got)
+        {
+            reader.NothingRead();
+            message = null;
             return false;
-        _rxFdCount = count;
-        if (n == 0 && count == 0 && flags == ReceiveFlags.None && _isSeqpacket)
-            return true; // the end of the connection
-        header = CheckDatagramHeader(_rxHeader, n);
-        _rxFdsDropped = (flags & ReceiveFlags.FdsTruncated) != 0;
-        // A protocol error wins over "too large" (docs/wire-format.md section 5), as above.
-        if (_rxFdsDropped ? count > header.FdCount : count != header.FdCount)
-            throw ProtocolError($"the frame header announces {header.FdCount} descriptors but {count} came with it");
-        if (header.PayloadLength > (uint)_options.MaxMessageSize)
-            throw Rejected();
-        if (n == FrameHeader.Size && header.PayloadLength == 0 && (flags & ReceiveFlags.DataTruncated) == 0 &&
-            !_rxFdsDropped && count == header.FdCount && count <= _options.MaxFdsPerMessage)
-        {
-            message = TakeMessage(null, 0); // an empty message after all
-            return true;
         }
-        // Only possible if something else reads this socket behind the channel's back: the
-        // datagram that was peeked is not the one that was received.
-        ResetReceive(closeFds: true);
-        throw new IOException(
-            "A datagram changed between the channel's peek and its receive: something else is reading this socket. " +
-            "That message was lost and its descriptors closed. Do not read a channel's socket directly.");
-    }
-
-    /// <summary>The valid header at the start of a received datagram of <paramref name="n"/>
-    /// bytes (it becomes the frame being received); a protocol error if the datagram is shorter
-    /// than a header or the header is malformed.</summary>
-    private FrameHeader CheckDatagramHeader(ReadOnlySpan<byte> datagram, int n)
-    {
-        if (n < FrameHeader.Size)
-            throw ProtocolError($"a datagram of {n} bytes is shorter than a frame header");
-        FrameHeader header = FrameHeader.Read(datagram);
-        _rxFrame = header;
-        string? problem = header.Problem();
-        if (problem is not null)
-            throw ProtocolError(problem);
-        return header;
-    }
-
-    /// <summary>Hands the completed frame out as a message; the receive state forgets it. A
-    /// stream frame's payload comes from the receive state, a datagram's in
-    /// <paramref name="buffer"/> at <paramref name="offset"/> (null: empty).</summary>
-    private FdMessage TakeMessage(byte[]? buffer, int offset)
-    {
-        var fds = new ReceivedFds(new ReadOnlySpan<nint>(_rxFds, 0, _rxFdCount), (int)_rxFrame.PayloadLength,
-                                  ReceiveFlags.None, isEndOfStream: false);
-        // Nothing below can throw: the descriptors now belong to the message.
-        _rxFdCount = 0;
-        if (_isStream)
-            buffer = _rxPayload.Take();
-        var message = buffer is null
-            ? new FdMessage(Array.Empty<byte>(), 0, 0, pooled: false, fds)
-            : new FdMessage(buffer, offset, (int)_rxFrame.PayloadLength, pooled: true, fds);
-        ResetReceive(closeFds: false);
-        return message;
-    }
-
-    private FdMessageRejectedException Rejected()
-    {
-        FrameHeader h = _rxFrame;
-        bool dropped = _rxFdsDropped;
-        ResetReceive(closeFds: true);
-        return dropped
-            ? new FdMessageRejectedException(FdMessageRejectReason.FdsDropped, h.PayloadLength, h.FdCount,
-                $"A message arrived whose {h.FdCount} descriptors the kernel could not all install (this process is at its open-file limit, RLIMIT_NOFILE, or a security module refused one). " +
-                "The message was discarded and the descriptors that did arrive were closed; the channel is still usable. Close descriptors you no longer need or raise the limit (ulimit -n).")
-            : h.PayloadLength > (uint)_options.MaxMessageSize
-                ? new FdMessageRejectedException(FdMessageRejectReason.PayloadTooLarge, h.PayloadLength, h.FdCount,
-                    $"A message of {h.PayloadLength} bytes arrived; this channel's MaxMessageSize is {_options.MaxMessageSize}. " +
-                    "It was read and discarded, and its descriptors were closed; the channel is still usable.")
-                : new FdMessageRejectedException(FdMessageRejectReason.TooManyFds, h.PayloadLength, h.FdCount,
-                    $"A message with {h.FdCount} descriptors arrived; this channel's MaxFdsPerMessage is {_options.MaxFdsPerMessage}. " +
-                    "It was discarded and its descriptors were closed; the channel is still usable.");
-    }
-
-    /// <summary>A frame that breaks the format: its descriptors are closed. On a stream the
-    /// position of the next frame is lost, so the channel is faulted; a seqpacket record or
-    /// datagram stands alone, so it is dropped and the next one is read normally (as
-    /// fdsend_msg_recv does, docs/wire-format.md section 4).</summary>
-    private FdChannelProtocolException ProtocolError(string what)
-    {
-        ResetReceive(closeFds: true);
-        if (!_isStream)
-        {
-            return new FdChannelProtocolException(
-                $"The peer broke the FdSend channel wire format: {what}. That record was dropped and its descriptors were closed; " +
-                "every record stands alone, so the channel is still usable: receive the next message.");
-        }
-        var e = new FdChannelProtocolException(
-            $"The peer broke the FdSend channel wire format: {what}. Every descriptor of that frame was closed. " +
-            "The channel is faulted: dispose it and close the connection.");
-        SetFault(e);
-        return e;
-    }
-
-    /// <summary>Forgets the frame being received; closes its descriptors if asked.</summary>
-    private void ResetReceive(bool closeFds)
-    {
-        if (closeFds && _rxFdCount > 0)
-            FdSendCore.CloseAll(new ReadOnlySpan<nint>(_rxFds, 0, _rxFdCount));
-        _rxFdCount = 0;
-        _rxPayload.Reset();
-        _rxHeaderGot = 0;
-        _rxHeaderDone = false;
-        _rxFdsDropped = false;
-        _rxDiscard = false;
-        _rxDiscarded = 0;
-        _rxFrame = default;
+        message = reader.OnRecord(n, count, flags);
+        return true;
     }
 
     // ---- State ------------------------------------------------------------------------------
@@ -738,8 +458,8 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     {
         if (!BeginDispose())
             return;
-        await _sendLock.WaitAsync().ConfigureAwait(false);
-        await _receiveLock.WaitAsync().ConfigureAwait(false);
+        await _sendGate.EnterAsync(CancellationToken.None).ConfigureAwait(false);
+        await _receiveGate.EnterAsync(CancellationToken.None).ConfigureAwait(false);
         EndDispose();
     }
 
@@ -754,8 +474,8 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     {
         if (!BeginDispose())
             return;
-        _sendLock.Wait();
-        _receiveLock.Wait();
+        _sendGate.Enter();
+        _receiveGate.Enter();
         EndDispose();
     }
 
@@ -772,19 +492,33 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         return true;
     }
 
-    /// <summary>With both locks held: closes the descriptors of a partly received frame, then
-    /// lets the calls queued on the locks run into the disposed check.</summary>
+    /// <summary>With both gates held: closes the descriptors of a partly received frame, then
+    /// lets the calls waiting at the gates run into the disposed check.</summary>
     private void EndDispose()
     {
-        ResetReceive(closeFds: true);
-        _receiveLock.Release();
-        _sendLock.Release();
+        _stream?.Reset();
+        _records?.Reset();
+        _receiveGate.Exit();
+        _sendGate.Exit();
     }
 
     /// <inheritdoc/>
     public override string ToString() =>
         $"FdChannel {{ {_socket.SocketType}, MaxMessageSize = {_options.MaxMessageSize}, MaxFdsPerMessage = {_options.MaxFdsPerMessage}" +
         $"{(_disposed ? ", disposed" : (Fault is not null ? ", faulted" : ""))} }}";
+
+    /// <summary>Waits at <paramref name="gate"/> (the caller's token cancels the wait).</summary>
+    private async ValueTask EnterAsync(ChannelGate gate, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (_disposed && !cancellationToken.IsCancellationRequested)
+        {
+            throw ChannelErrors.Disposed();
+        }
+    }
 
     private CancellationTokenSource? Link(CancellationToken cancellationToken, out CancellationToken token)
     {
@@ -804,13 +538,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     private void ThrowIfUnusable()
     {
         if (_disposed)
-            throw Disposed();
+            throw ChannelErrors.Disposed();
         Volatile.Read(ref _fault)?.Throw();
     }
-
-    private ObjectDisposedException Disposed() =>
-        new(nameof(FdChannel), "The channel has been disposed.");
-
-    private static EndOfStreamException EndOfStream() =>
-        new("The peer closed the channel at a message boundary: there are no more messages.");
 }

@@ -33,6 +33,17 @@ public sealed class FdMessage : IDisposable
         Fds = fds;
     }
 
+    /// <summary>A received frame as a message that owns <paramref name="fds"/> (from now on:
+    /// nothing below throws once they are wrapped) and <paramref name="buffer"/> (pooled; null
+    /// for an empty payload).</summary>
+    internal static FdMessage FromFrame(ReadOnlySpan<nint> fds, byte[]? buffer, int offset, int length)
+    {
+        var received = new ReceivedFds(fds, length, ReceiveFlags.None, isEndOfStream: false);
+        return buffer is null
+            ? new FdMessage(Array.Empty<byte>(), 0, 0, pooled: false, received)
+            : new FdMessage(buffer, offset, length, pooled: true, received);
+    }
+
     /// <summary>The payload, exactly as the peer sent it.</summary>
     /// <exception cref="ObjectDisposedException">This message is disposed.</exception>
     public ReadOnlyMemory<byte> Payload

@@ -4,53 +4,38 @@ using System.Buffers.Binary;
 namespace FdSend;
 
 /// <summary>
-/// The 8-byte frame header of the message channel, as fdsend_msg_send / fdsend_msg_recv
-/// (native/src/msg.c) put it on the wire: byte 0 the version (1), byte 1 the flags (0), bytes
-/// 2-3 the descriptor count (u16 little-endian, at most 253), bytes 4-7 the payload length
-/// (u32 little-endian). The descriptors travel in one SCM_RIGHTS message attached to the
-/// header's first byte; the payload follows the header.
+/// The channel's 8-byte frame header (docs/wire-format.md section 1). Its rules live in
+/// libfdsend's codec (<c>fdsend_frame_*</c>): this class only asks it to write a header, and
+/// reads the announced fields back for what an exception reports. It never judges a header.
 /// </summary>
-internal readonly struct FrameHeader
+internal static unsafe class FrameHeader
 {
+    /// <summary>FDSEND_MSG_HEADER_SIZE.</summary>
     internal const int Size = 8;
-    internal const byte Version = 1;
 
-    internal FrameHeader(byte version, byte flags, int fdCount, uint payloadLength)
-    {
-        VersionByte = version;
-        Flags = flags;
-        FdCount = fdCount;
-        PayloadLength = payloadLength;
-    }
-
-    internal byte VersionByte { get; }
-    internal byte Flags { get; }
-    internal int FdCount { get; }
-    internal uint PayloadLength { get; }
-
+    /// <summary>Writes the header of a frame of <paramref name="payloadLength"/> bytes and
+    /// <paramref name="fdCount"/> descriptors into <paramref name="destination"/>[0..8) (the
+    /// codec's fdsend_frame_encode; the callers have checked both against the channel's
+    /// limits, which are within the format's).</summary>
     internal static void Write(Span<byte> destination, int payloadLength, int fdCount)
     {
-        destination[0] = Version;
-        destination[1] = 0;
-        BinaryPrimitives.WriteUInt16LittleEndian(destination.Slice(2), (ushort)fdCount);
-        BinaryPrimitives.WriteUInt32LittleEndian(destination.Slice(4), (uint)payloadLength);
+        ArgumentOutOfRangeException.ThrowIfLessThan(destination.Length, Size);
+        int rc;
+        fixed (byte* header = destination)
+            rc = Interop.FrameEncode(header, (ulong)payloadLength, fdCount);
+        if (rc != 0)
+            throw new InvalidOperationException($"fdsend_frame_encode refused {payloadLength} bytes and {fdCount} descriptors ({(Interop.Status)rc}).");
     }
 
-    internal static FrameHeader Read(ReadOnlySpan<byte> source) =>
-        new(source[0], source[1],
-            BinaryPrimitives.ReadUInt16LittleEndian(source.Slice(2)),
-            BinaryPrimitives.ReadUInt32LittleEndian(source.Slice(4)));
+    /// <summary>The descriptor count a header announces (bytes 2-3), for reports only.</summary>
+    internal static int AnnouncedFds(ReadOnlySpan<byte> header) =>
+        header.Length >= 4 ? BinaryPrimitives.ReadUInt16LittleEndian(header.Slice(2)) : 0;
 
-    /// <summary>Why this header is malformed, or null if it is valid.</summary>
-    internal string? Problem() =>
-        VersionByte != Version
-            ? $"the frame header's version byte is {VersionByte}; this side speaks version {Version}"
-            : Flags != 0
-                ? $"the frame header's flags byte is 0x{Flags:x2}; no flags are defined"
-                : FdCount > FdPassing.MaxFds
-                    ? $"the frame header announces {FdCount} descriptors; a frame carries at most {FdPassing.MaxFds}"
-                    : null;
+    /// <summary>The payload length a header announces (bytes 4-7), for reports only.</summary>
+    internal static long AnnouncedLength(ReadOnlySpan<byte> header) =>
+        header.Length >= Size ? BinaryPrimitives.ReadUInt32LittleEndian(header.Slice(4)) : 0;
 
-    public override string ToString() =>
-        $"version {VersionByte}, flags 0x{Flags:x2}, {FdCount} descriptors, {PayloadLength} payload bytes";
+    /// <summary>The header bytes as hex ("01 00 02 00 ..."), for exception messages.</summary>
+    internal static string Describe(ReadOnlySpan<byte> header) =>
+        header.IsEmpty ? "none" : string.Join(' ', header.ToArray().Select(b => b.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
 }

@@ -1,0 +1,707 @@
+/* The message channel: fdsend_channel_* (a channel object the caller owns, with a lock per
+ * direction) and the single-caller fdsend_msg_* calls, framed messages (payload +
+ * descriptors) over Unix domain sockets. The framing rules are the codec's (codec.c); this
+ * file does the I/O, the waits (wait.c) and the locking. docs/wire-format.md specifies it.
+ * SPDX-License-Identifier: MIT */
+#if defined(_WIN32)
+
+#include "fdsend_internal.h"
+
+#include <errno.h>
+
+/* Windows passes HANDLEs inside the byte stream (native/src/win32/); the framing has not
+ * been built on top of it yet. */
+int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
+                        const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    (void)sock; (void)payload; (void)len; (void)fds; (void)nfds; (void)flags;
+    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
+}
+
+int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
+                        int32_t maxfds, int32_t *nfds, uint32_t flags)
+{
+    (void)sock; (void)buf; (void)cap; (void)fds; (void)maxfds; (void)flags;
+    if (nfds != NULL)
+        *nfds = 0;
+    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
+}
+
+int32_t fdsend_channel_open(intptr_t sock, uint32_t flags, fdsend_channel **out)
+{
+    (void)sock; (void)flags;
+    if (out != NULL)
+        *out = NULL;
+    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
+}
+
+int32_t fdsend_channel_send(fdsend_channel *ch, const void *payload, size_t len,
+                            const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    (void)ch; (void)payload; (void)len; (void)fds; (void)nfds; (void)flags;
+    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
+}
+
+int64_t fdsend_channel_recv(fdsend_channel *ch, void *buf, size_t cap, intptr_t *fds,
+                            int32_t maxfds, int32_t *nfds, uint32_t flags)
+{
+    (void)ch; (void)buf; (void)cap; (void)fds; (void)maxfds; (void)flags;
+    if (nfds != NULL)
+        *nfds = 0;
+    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
+}
+
+void fdsend_channel_close(fdsend_channel *ch)
+{
+    (void)ch; /* fdsend_channel_open never made one here */
+}
+
+#else /* !defined(_WIN32) */
+
+#include "fdsend_posix.h"
+#include "fdsend_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef SSIZE_MAX
+#  define SSIZE_MAX ((size_t)-1 / 2)
+#endif
+
+#define HDR_SIZE FDSEND_MSG_HEADER_SIZE
+
+
+/* Close fds[0 .. n) without disturbing errno (the caller's error is already recorded). */
+static void close_fds(const int *fds, int32_t n)
+{
+    int saved = errno;
+    int32_t i;
+    for (i = 0; i < n; i++)
+        close(fds[i]);
+    errno = saved;
+}
+
+/* One direction of a channel: frames of that direction are serialised (stream sockets). */
+typedef struct dir_lock {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    int busy; /* a thread has a frame in progress; guarded by mutex */
+} dir_lock;
+
+struct fdsend_channel {
+    int sock;
+    int type;    /* SOCK_STREAM, SOCK_SEQPACKET or SOCK_DGRAM */
+    int is_unix; /* AF_UNIX: 1; another family: 0 (descriptors refused) */
+    int locked;  /* 1: a channel object (the locks below); 0: fdsend_msg_*, no lock */
+    dir_lock lock[2]; /* [0] send, [1] receive */
+};
+
+/* What a channel needs to know about its socket, looked up once: its type (stream,
+ * seqpacket or datagram, else FDSEND_ENOTSUP) and, if check_family, whether it is AF_UNIX
+ * (else is_unix stays 1: the caller sends no descriptors). */
+static int32_t channel_init(fdsend_channel *ch, int sock, int check_family)
+{
+    socklen_t l = sizeof ch->type;
+    int32_t rc;
+    ch->sock = sock;
+    ch->locked = 0;
+    ch->is_unix = 1;
+    if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &ch->type, &l) != 0)
+        return fdsend_fail_errno();
+    if (ch->type != SOCK_STREAM && ch->type != SOCK_SEQPACKET && ch->type != SOCK_DGRAM)
+        return fdsend_fail(FDSEND_ENOTSUP, EPROTOTYPE);
+    if (check_family) {
+        /* Some kernels (Linux 6.x TCP) accept SCM_RIGHTS on other families and drop the
+         * descriptors silently: sending them is refused before anything is sent. */
+        rc = fdsend_check_unix_socket(sock);
+        if (rc == FDSEND_ENOTUNIX)
+            ch->is_unix = 0;
+        else if (rc != FDSEND_OK)
+            return rc;
+    }
+    return FDSEND_OK;
+}
+
+/* Cleanup handler: a thread cancelled in pthread_cond_(timed)wait holds the mutex again. */
+static void lock_unlock(void *arg)
+{
+    pthread_mutex_unlock(&((dir_lock *)arg)->mutex);
+}
+
+/* One wait on l->cond for at most ms milliseconds. pthread_cond_timedwait counts on
+ * CLOCK_REALTIME (pthread_condattr_setclock is missing on macOS), which may jump: wait in
+ * slices of at most a second and let the caller check its monotonic deadline between. */
+static void lock_timedwait(dir_lock *l, int ms)
+{
+    struct timespec ts;
+    struct timeval tv;
+    if (ms > 1000)
+        ms = 1000;
+    gettimeofday(&tv, NULL);
+    ts.tv_sec = tv.tv_sec + ms / 1000;
+    ts.tv_nsec = (long)tv.tv_usec * 1000 + (long)(ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    (void)pthread_cond_timedwait(&l->cond, &l->mutex, &ts);
+}
+
+/* lock_acquire's work, with l->mutex held: FDSEND_OK (l is ours), FDSEND_EAGAIN or
+ * FDSEND_ETIMEDOUT. */
+static int32_t lock_take(dir_lock *l, int sock, uint32_t flags, fdsend_deadline *d)
+{
+    int nowait = -1; /* not known yet: only looked up when there is contention */
+    while (l->busy) {
+        int ms;
+        if (nowait < 0) {
+            int fl = fcntl(sock, F_GETFL);
+            nowait = (flags & FDSEND_DONTWAIT) != 0 || (fl >= 0 && (fl & O_NONBLOCK) != 0);
+        }
+        if (nowait)
+            return FDSEND_EAGAIN;
+        ms = fdsend_deadline_ms_left(d, sock);
+        if (ms == 0)
+            return FDSEND_ETIMEDOUT;
+        d->strict = 1; /* it has waited: its own operations wait only for what is left */
+        if (ms < 0)
+            pthread_cond_wait(&l->cond, &l->mutex);
+        else
+            lock_timedwait(l, ms);
+    }
+    l->busy = 1;
+    return FDSEND_OK;
+}
+
+/* Take one direction of a channel for one frame. If another thread has a frame in progress
+ * there: wait, for at most what is left of the call's deadline d (then FDSEND_ETIMEDOUT),
+ * or return FDSEND_EAGAIN when the caller asked not to wait (FDSEND_DONTWAIT or an
+ * O_NONBLOCK socket). A thread cancelled while it waits leaves the lock as it was. */
+static int32_t lock_acquire(dir_lock *l, int sock, uint32_t flags, fdsend_deadline *d)
+{
+    int32_t rc;
+    pthread_mutex_lock(&l->mutex);
+    pthread_cleanup_push(lock_unlock, l);
+    rc = lock_take(l, sock, flags, d);
+    pthread_cleanup_pop(1); /* unlock */
+    if (rc != FDSEND_OK)
+        return fdsend_fail(rc, rc == FDSEND_EAGAIN ? EAGAIN : ETIMEDOUT);
+    return FDSEND_OK;
+}
+
+/* Also the cleanup handler of a thread cancelled inside its frame (recvmsg, sendmsg and
+ * poll are cancellation points): every later frame there would wait otherwise. */
+static void lock_release(void *arg)
+{
+    dir_lock *l = arg;
+    int saved = errno;
+    pthread_mutex_lock(&l->mutex);
+    l->busy = 0;
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->mutex);
+    errno = saved;
+}
+
+/* ---- Sending ------------------------------------------------------------------------- */
+
+/* Point iov at the bytes of the frame (header + payload) from offset `from` on. */
+static int frame_iov(struct iovec iov[2], unsigned char *hdr, const void *payload,
+                     size_t len, size_t from)
+{
+    int cnt = 0;
+    if (from < HDR_SIZE) {
+        iov[cnt].iov_base = hdr + from;
+        iov[cnt].iov_len = HDR_SIZE - from;
+        cnt++;
+        from = HDR_SIZE;
+    }
+    if (len > from - HDR_SIZE) {
+        iov[cnt].iov_base = (unsigned char *)payload + (from - HDR_SIZE);
+        iov[cnt].iov_len = len - (from - HDR_SIZE);
+        cnt++;
+    }
+    return cnt;
+}
+
+/* Send one stream frame (header hdr + payload), the descriptors with its first byte, and
+ * finish it once started whatever the socket mode. FDSEND_OK or a code. */
+static int32_t send_stream_frame(int s, unsigned char *hdr, const void *payload, size_t len,
+                                 const intptr_t *fds, int32_t nfds, uint32_t flags,
+                                 fdsend_deadline *d)
+{
+    struct iovec iov[2];
+    size_t total = HDR_SIZE + len, sent;
+    int cnt = frame_iov(iov, hdr, payload, len, 0);
+    int64_t n = fdsend_sendmsg_fds(s, NULL, 0, iov, cnt, fds, nfds, flags, d);
+    if (n < 0)
+        return (int32_t)n; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT: nothing at all was sent */
+    sent = (size_t)n;
+    /* The frame has started: finish it, without descriptors, whatever the socket mode. */
+    while (sent < total) {
+        fdsend_deadline_renew(d); /* bytes moved: the next wait counts from now */
+        cnt = frame_iov(iov, hdr, payload, len, sent);
+        n = fdsend_sendmsg_fds(s, NULL, 0, iov, cnt, NULL, 0, 0, d);
+        while (n == FDSEND_EAGAIN) { /* a non-blocking socket */
+            int32_t rc = fdsend_wait_ready(s, POLLOUT, d);
+            if (rc != FDSEND_OK)
+                return rc;
+            n = fdsend_sendmsg_fds(s, NULL, 0, iov, cnt, NULL, 0, 0, d);
+        }
+        if (n < 0)
+            return (int32_t)n; /* the stream is broken mid-frame */
+        sent += (size_t)n;
+    }
+    return FDSEND_OK;
+}
+
+/* The checks of a send's arguments other than the socket: FDSEND_OK or a recorded code. */
+static int32_t send_args(const void *payload, size_t len, const intptr_t *fds, int32_t nfds,
+                         uint32_t flags)
+{
+    if ((payload == NULL && len > 0) || nfds < 0 || (fds == NULL && nfds > 0) ||
+        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    if (len > FDSEND_MSG_MAX_PAYLOAD || len > (size_t)SSIZE_MAX - HDR_SIZE)
+        return fdsend_fail(FDSEND_EMSGSIZE, EMSGSIZE);
+    return fdsend_check_send_fds(fds, nfds, flags);
+}
+
+/* Send one frame on ch, whose arguments send_args has passed. */
+static int32_t send_frame(fdsend_channel *ch, const void *payload, size_t len,
+                          const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    unsigned char hdr[HDR_SIZE];
+    struct iovec iov[2];
+    fdsend_deadline dl;
+    int cnt;
+    int32_t rc;
+    int64_t n;
+
+    if (nfds > 0 && !ch->is_unix)
+        return fdsend_fail(FDSEND_ENOTUNIX, EAFNOSUPPORT);
+    (void)fdsend_frame_encode(hdr, len, nfds); /* send_args has checked len and nfds */
+    fdsend_deadline_start(&dl, POLLOUT, (flags & FDSEND_DONTWAIT) != 0);
+    if (ch->type != SOCK_STREAM) {
+        /* One frame, one datagram: all or nothing. */
+        cnt = frame_iov(iov, hdr, payload, len, 0);
+        n = fdsend_sendmsg_fds(ch->sock, NULL, 0, iov, cnt, fds, nfds, flags, &dl);
+        if (n < 0)
+            return (int32_t)n;
+        if ((size_t)n != HDR_SIZE + len)
+            return fdsend_fail(FDSEND_EOTHER, EIO); /* no kernel cuts a datagram short */
+        fdsend_clear_error();
+        return FDSEND_OK;
+    }
+    if (!ch->locked) {
+        rc = send_stream_frame(ch->sock, hdr, payload, len, fds, nfds, flags, &dl);
+    } else {
+        rc = lock_acquire(&ch->lock[0], ch->sock, flags, &dl);
+        if (rc != FDSEND_OK)
+            return rc;
+        pthread_cleanup_push(lock_release, &ch->lock[0]);
+        rc = send_stream_frame(ch->sock, hdr, payload, len, fds, nfds, flags, &dl);
+        pthread_cleanup_pop(1); /* lock_release */
+    }
+    if (rc == FDSEND_OK)
+        fdsend_clear_error();
+    return rc;
+}
+
+int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
+                        const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    fdsend_channel ch;
+    int32_t rc;
+    if (!fdsend_valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    rc = send_args(payload, len, fds, nfds, flags);
+    if (rc == FDSEND_OK)
+        rc = channel_init(&ch, (int)sock, nfds > 0);
+    if (rc != FDSEND_OK)
+        return rc;
+    return send_frame(&ch, payload, len, fds, nfds, flags);
+}
+
+int32_t fdsend_channel_send(fdsend_channel *ch, const void *payload, size_t len,
+                            const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    int32_t rc;
+    if (ch == NULL)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    rc = send_args(payload, len, fds, nfds, flags);
+    if (rc != FDSEND_OK)
+        return rc;
+    return send_frame(ch, payload, len, fds, nfds, flags);
+}
+
+/* ---- Receiving ----------------------------------------------------------------------- */
+
+/* What one recvmsg brought besides data. */
+typedef struct piece {
+    int32_t taken;   /* descriptors stored in out[] */
+    int32_t dropped; /* descriptors that did not fit in out[] (closed) */
+    int ctrunc;      /* the kernel dropped descriptors (MSG_CTRUNC) */
+    int dtrunc;      /* the datagram was longer than the buffers (MSG_TRUNC) */
+} piece;
+
+/* One recvmsg into iov[0 .. iovcnt). Descriptors go to out[0 .. maxout) (close-on-exec);
+ * the others are closed. Returns the bytes received (0: end of stream) or a negative code,
+ * in which case no descriptor arrived. */
+static int64_t recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait, int *out,
+                          int32_t maxout, piece *pc, fdsend_deadline *d)
+{
+    recv_control control;
+    struct msghdr msg;
+    fdsend_parse_result pr;
+    int recvflags = 0;
+    ssize_t n;
+
+    memset(pc, 0, sizeof *pc);
+#if HAVE_MSG_DONTWAIT
+    if (dontwait)
+        recvflags |= MSG_DONTWAIT;
+#else
+    (void)dontwait;
+#endif /* HAVE_MSG_DONTWAIT */
+#if HAVE_MSG_CMSG_CLOEXEC
+    recvflags |= MSG_CMSG_CLOEXEC;
+#endif /* HAVE_MSG_CMSG_CLOEXEC */
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = iovcnt;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+
+    n = fdsend_io(fdsend_recvmsg_op, sock, &msg, recvflags, d);
+    if (n < 0)
+        return fdsend_fail_recv(sock, dontwait);
+
+    pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, out, maxout,
+                             fdsend_close_excess, NULL);
+#if !HAVE_MSG_CMSG_CLOEXEC
+    {
+        int32_t rc = fdsend_cloexec_or_close(out, pr.taken);
+        if (rc != FDSEND_OK)
+            return rc;
+    }
+#endif /* !HAVE_MSG_CMSG_CLOEXEC */
+    pc->taken = pr.taken;
+    pc->dropped = pr.excess;
+    /* macOS reports a truncated header as malformed (untruncated cmsg_len), too. */
+    pc->ctrunc = (msg.msg_flags & MSG_CTRUNC) != 0 || pr.malformed;
+    pc->dtrunc = (msg.msg_flags & MSG_TRUNC) != 0;
+    return (int64_t)n;
+}
+
+/* A frame's outcome from the codec (rc): hand the descriptors got[0 .. ngot) to the
+ * caller (FDSEND_OK: return len) or close them (an error code, recorded). */
+static int64_t finish_frame(int32_t rc, uint32_t len, const int *got, int32_t ngot,
+                            intptr_t *fds, int32_t *nfds)
+{
+    int32_t i;
+    if (rc != FDSEND_OK) {
+        close_fds(got, ngot);
+        if (rc == FDSEND_EOF) {
+            fdsend_clear_error();
+            return FDSEND_EOF;
+        }
+        return fdsend_fail(rc, rc == FDSEND_EPROTO ? EPROTO
+                               : rc == FDSEND_EMFILE ? EMFILE : EMSGSIZE);
+    }
+    for (i = 0; i < ngot; i++)
+        fds[i] = (intptr_t)got[i];
+    if (nfds != NULL)
+        *nfds = ngot;
+    fdsend_clear_error();
+    return (int64_t)len;
+}
+
+/* The descriptors of a stream frame being received: closed by the cleanup handler if the
+ * thread is cancelled inside the frame. */
+typedef struct frame_fds {
+    int got[FDSEND_MAX_FDS];
+    int32_t n;
+} frame_fds;
+
+static void frame_fds_cleanup(void *arg)
+{
+    frame_fds *f = arg;
+    int32_t k = f->n;
+    f->n = 0;
+    close_fds(f->got, k);
+}
+
+/* An error inside a frame: close its descriptors, return rc. */
+static int64_t drop_frame(frame_fds *f, int64_t rc)
+{
+    frame_fds_cleanup(f);
+    return rc;
+}
+
+/* The FDSEND_FRAME_IN_* flags of a read. */
+static uint32_t piece_flags(const piece *pc, int64_t n)
+{
+    return (pc->ctrunc ? (uint32_t)FDSEND_FRAME_IN_CTRUNC : 0u) |
+           (n == 0 ? (uint32_t)FDSEND_FRAME_IN_EOF : 0u);
+}
+
+/* Receive one stream frame, the reads chosen and judged by the codec's reader. Only the
+ * frame's first read may return FDSEND_EAGAIN / FDSEND_ETIMEDOUT (nothing consumed);
+ * once it has started, the frame is finished whatever the socket mode. */
+static int64_t recv_stream(int sock, unsigned char *buf, size_t cap, intptr_t *fds,
+                           int32_t maxfds, int32_t *nfds, uint32_t flags, frame_fds *f,
+                           fdsend_deadline *d)
+{
+    unsigned char hdr[HDR_SIZE];
+    unsigned char scratch[4096];
+    fdsend_frame_reader r;
+    uint32_t len = 0;
+    int32_t rc;
+
+    (void)fdsend_frame_reader_init(&r, cap, maxfds);
+    for (;;) {
+        uint64_t off = 0, most = 0;
+        int32_t part = fdsend_frame_reader_want(&r, &off, &most);
+        int first = part == FDSEND_FRAME_HEADER && off == 0;
+        struct iovec iov;
+        piece pc;
+        int64_t n;
+        if (part == FDSEND_FRAME_HEADER) {
+            iov.iov_base = hdr + off;
+        } else if (part == FDSEND_FRAME_PAYLOAD) {
+            iov.iov_base = buf + off;
+        } else { /* discard, through the caller's buffer when it is the larger */
+            iov.iov_base = cap > sizeof scratch ? buf : scratch;
+            if (most > (cap > sizeof scratch ? cap : sizeof scratch))
+                most = cap > sizeof scratch ? cap : sizeof scratch;
+        }
+        iov.iov_len = (size_t)most;
+        n = recv_piece(sock, &iov, 1, first && (flags & FDSEND_DONTWAIT) != 0,
+                       first ? f->got : NULL, first ? FDSEND_MAX_FDS : 0, &pc, d);
+        if (first) {
+            if (n < 0)
+                return n; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT: nothing consumed */
+            f->n = pc.taken;
+        } else if (n == FDSEND_EAGAIN) { /* a non-blocking socket, inside the frame */
+            rc = fdsend_wait_ready(sock, POLLIN, d);
+            if (rc == FDSEND_OK)
+                continue;
+            n = rc;
+        }
+        if (n == FDSEND_ETIMEDOUT) /* the peer stopped inside its frame for SO_RCVTIMEO */
+            return drop_frame(f, fdsend_fail(FDSEND_EPROTO, ETIMEDOUT));
+        if (n < 0)
+            return drop_frame(f, n);
+        rc = fdsend_frame_reader_feed(&r, (const uint8_t *)iov.iov_base, (uint64_t)n,
+                                      pc.taken + pc.dropped, piece_flags(&pc, n), &len);
+        if (rc != FDSEND_FRAME_MORE)
+            break;
+        fdsend_deadline_renew(d); /* bytes moved: the next wait counts from now */
+    }
+    {
+        int32_t taken = f->n;
+        f->n = 0; /* finish_frame hands them out or closes them */
+        return finish_frame(rc, len, f->got, taken, fds, nfds);
+    }
+}
+
+static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
+                             intptr_t *fds, int32_t maxfds, int32_t *nfds, uint32_t flags)
+{
+    unsigned char hdr[HDR_SIZE];
+    int got[FDSEND_MAX_FDS];
+    fdsend_deadline dl;
+    struct iovec iov[2];
+    int cnt = 1;
+    piece pc;
+    int64_t n;
+
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = HDR_SIZE;
+    if (cap > 0) {
+        iov[1].iov_base = buf;
+        iov[1].iov_len = cap;
+        cnt = 2;
+    }
+    fdsend_deadline_start(&dl, POLLIN, (flags & FDSEND_DONTWAIT) != 0);
+    n = recv_piece(sock, iov, cnt, (flags & FDSEND_DONTWAIT) != 0, got, FDSEND_MAX_FDS, &pc,
+                   &dl);
+    if (n < 0)
+        return n;
+    n = fdsend_frame_check_record(hdr, (uint64_t)n, pc.taken + pc.dropped,
+                                  (pc.ctrunc ? (uint32_t)FDSEND_FRAME_IN_CTRUNC : 0u) |
+                                  (pc.dtrunc ? (uint32_t)FDSEND_FRAME_IN_TRUNC : 0u) |
+                                  (type == SOCK_SEQPACKET ? (uint32_t)FDSEND_FRAME_IN_SEQPACKET
+                                                          : 0u),
+                                  cap, maxfds);
+    return finish_frame(n < 0 ? (int32_t)n : FDSEND_OK, n < 0 ? 0 : (uint32_t)n, got,
+                        pc.taken, fds, nfds);
+}
+
+/* The checks of a receive's arguments other than the socket (*nfds is 0 first):
+ * FDSEND_OK or a recorded code. */
+static int32_t recv_args(void *buf, size_t cap, intptr_t *fds, int32_t maxfds, int32_t *nfds,
+                         uint32_t flags)
+{
+    if (nfds != NULL)
+        *nfds = 0;
+    if ((buf == NULL && cap > 0) || maxfds < 0 ||
+        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
+        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+#if !HAVE_MSG_DONTWAIT
+    if (flags & FDSEND_DONTWAIT)
+        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
+#endif /* !HAVE_MSG_DONTWAIT */
+    return FDSEND_OK;
+}
+
+/* recv_stream, with the channel's receive lock held if it has one: released at the end,
+ * and by the cleanup handlers, with the frame's descriptors closed, if the thread is
+ * cancelled. */
+static int64_t recv_stream_locked(fdsend_channel *ch, unsigned char *buf, size_t cap,
+                                  intptr_t *fds, int32_t maxfds, int32_t *nfds,
+                                  uint32_t flags)
+{
+    fdsend_deadline dl;
+    frame_fds frame;
+    int64_t n;
+    int32_t rc;
+    frame.n = 0;
+    fdsend_deadline_start(&dl, POLLIN, (flags & FDSEND_DONTWAIT) != 0);
+    if (!ch->locked) {
+        pthread_cleanup_push(frame_fds_cleanup, &frame);
+        n = recv_stream(ch->sock, buf, cap, fds, maxfds, nfds, flags, &frame, &dl);
+        pthread_cleanup_pop(0); /* recv_stream has handed them out or closed them */
+        return n;
+    }
+    rc = lock_acquire(&ch->lock[1], ch->sock, flags, &dl);
+    if (rc != FDSEND_OK)
+        return rc;
+    pthread_cleanup_push(lock_release, &ch->lock[1]);
+    pthread_cleanup_push(frame_fds_cleanup, &frame);
+    n = recv_stream(ch->sock, buf, cap, fds, maxfds, nfds, flags, &frame, &dl);
+    pthread_cleanup_pop(0); /* recv_stream has handed them out or closed them */
+    pthread_cleanup_pop(1); /* lock_release */
+    return n;
+}
+
+/* Receive one frame on ch, whose arguments recv_args has passed. */
+static int64_t recv_frame(fdsend_channel *ch, void *buf, size_t cap, intptr_t *fds,
+                          int32_t maxfds, int32_t *nfds, uint32_t flags)
+{
+    /* No frame is longer than the format allows, so a larger cap is never needed. */
+    if (cap > FDSEND_MSG_MAX_PAYLOAD)
+        cap = FDSEND_MSG_MAX_PAYLOAD;
+    if (cap > (size_t)SSIZE_MAX - HDR_SIZE)
+        cap = (size_t)SSIZE_MAX - HDR_SIZE;
+    if (ch->type != SOCK_STREAM)
+        return recv_datagram(ch->sock, ch->type, (unsigned char *)buf, cap, fds, maxfds,
+                             nfds, flags);
+    return recv_stream_locked(ch, (unsigned char *)buf, cap, fds, maxfds, nfds, flags);
+}
+
+int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
+                        int32_t maxfds, int32_t *nfds, uint32_t flags)
+{
+    fdsend_channel ch;
+    int32_t rc;
+    if (nfds != NULL)
+        *nfds = 0;
+    if (!fdsend_valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    rc = recv_args(buf, cap, fds, maxfds, nfds, flags);
+    if (rc == FDSEND_OK)
+        rc = channel_init(&ch, (int)sock, 0);
+    if (rc != FDSEND_OK)
+        return rc;
+    return recv_frame(&ch, buf, cap, fds, maxfds, nfds, flags);
+}
+
+int64_t fdsend_channel_recv(fdsend_channel *ch, void *buf, size_t cap, intptr_t *fds,
+                            int32_t maxfds, int32_t *nfds, uint32_t flags)
+{
+    int32_t rc;
+    if (nfds != NULL)
+        *nfds = 0;
+    if (ch == NULL)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    rc = recv_args(buf, cap, fds, maxfds, nfds, flags);
+    if (rc != FDSEND_OK)
+        return rc;
+    return recv_frame(ch, buf, cap, fds, maxfds, nfds, flags);
+}
+
+/* ---- The channel object --------------------------------------------------------------- */
+
+static int32_t dir_lock_init(dir_lock *l)
+{
+    l->busy = 0;
+    if (pthread_mutex_init(&l->mutex, NULL) != 0)
+        return FDSEND_ENOBUFS;
+    if (pthread_cond_init(&l->cond, NULL) != 0) {
+        pthread_mutex_destroy(&l->mutex);
+        return FDSEND_ENOBUFS;
+    }
+    return FDSEND_OK;
+}
+
+static void dir_lock_destroy(dir_lock *l)
+{
+    pthread_cond_destroy(&l->cond);
+    pthread_mutex_destroy(&l->mutex);
+}
+
+int32_t fdsend_channel_open(intptr_t sock, uint32_t flags, fdsend_channel **out)
+{
+    fdsend_channel *ch;
+    int32_t rc;
+    if (out == NULL)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    *out = NULL;
+    if (!fdsend_valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if (flags != 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    ch = (fdsend_channel *)malloc(sizeof *ch);
+    if (ch == NULL)
+        return fdsend_fail(FDSEND_ENOBUFS, ENOMEM);
+    rc = channel_init(ch, (int)sock, 1);
+    if (rc == FDSEND_OK) {
+        rc = dir_lock_init(&ch->lock[0]);
+        if (rc == FDSEND_OK) {
+            rc = dir_lock_init(&ch->lock[1]);
+            if (rc != FDSEND_OK)
+                dir_lock_destroy(&ch->lock[0]);
+        }
+        if (rc != FDSEND_OK)
+            rc = fdsend_fail(rc, ENOMEM);
+    }
+    if (rc != FDSEND_OK) {
+        free(ch);
+        return rc;
+    }
+    ch->locked = 1;
+    *out = ch;
+    fdsend_clear_error();
+    return FDSEND_OK;
+}
+
+void fdsend_channel_close(fdsend_channel *ch)
+{
+    if (ch == NULL)
+        return;
+    dir_lock_destroy(&ch->lock[0]);
+    dir_lock_destroy(&ch->lock[1]);
+    free(ch);
+}
+
+#endif /* !defined(_WIN32) */
