@@ -302,8 +302,9 @@ FDSEND_API int64_t fdsend_recvfds(int sock, void *buf, size_t len, int *fds, int
 
 /* ---- Readiness engine --------------------------------------------------------------------
  * One waiting subsystem for event loops: epoll on Linux and Android, kqueue on the BSDs
- * and macOS, WSAPoll on Windows, behind one API. A poller is a set of descriptors, each registered with an
- * interest (FDSEND_POLL_IN, FDSEND_POLL_OUT) and a caller-chosen 64-bit token;
+ * and macOS, WSAPoll on Windows, behind one API. A poller is a set of descriptors, each
+ * registered with an interest (FDSEND_POLL_IN, FDSEND_POLL_OUT) and a caller-chosen 64-bit
+ * token;
  * fdsend_poller_wait returns the tokens of those that became ready. It is what FdSend's
  * async calls wait on: one thread per process runs fdsend_poller_wait and retries the
  * operations whose sockets became ready (no thread is blocked per pending operation).
