@@ -314,7 +314,7 @@ cross_test() {
     log "cross: build and test $rid"
     if [ "$rid" = win-x64 ]; then
       # The POSIX test areas are not built for Windows; tests/native-win is its suite.
-      if ! cross_build "$rid" fdsend fdsend_static test_win; then
+      if ! cross_build "$rid" fdsend fdsend_static test_win test_win_record; then
         fail=$((fail + 1)); results+=("$rid: build FAILED"); continue
       fi
       if ! command -v wine >/dev/null 2>&1; then

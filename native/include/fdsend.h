@@ -300,10 +300,11 @@ FDSEND_API int64_t fdsend_recvfds(int sock, void *buf, size_t len, int *fds, int
                                   int *nfds, unsigned *rflags, unsigned flags);
 #endif /* !defined(_WIN32) */
 
-/* ---- Readiness engine (POSIX) ----------------------------------------------------------
+/* ---- Readiness engine --------------------------------------------------------------------
  * One waiting subsystem for event loops: epoll on Linux and Android, kqueue on the BSDs
- * and macOS, behind one API. A poller is a set of descriptors, each registered with an
- * interest (FDSEND_POLL_IN, FDSEND_POLL_OUT) and a caller-chosen 64-bit token;
+ * and macOS, WSAPoll on Windows, behind one API. A poller is a set of descriptors, each
+ * registered with an interest (FDSEND_POLL_IN, FDSEND_POLL_OUT) and a caller-chosen 64-bit
+ * token;
  * fdsend_poller_wait returns the tokens of those that became ready. It is what FdSend's
  * async calls wait on: one thread at a time runs fdsend_poller_wait and retries the
  * operations whose sockets became ready (no thread is blocked per pending operation).
@@ -319,8 +320,11 @@ FDSEND_API int64_t fdsend_recvfds(int sock, void *buf, size_t len, int *fds, int
  * The poller's own descriptors are close-on-exec. Fork: an epoll instance is shared with a
  * child created by fork() (a kqueue is not inherited); a child must not use its parent's
  * poller: create a new one (or exec). Thread-safe: add/modify/remove/wake may be called
- * from any thread while another thread waits. */
-#if !defined(_WIN32)
+ * from any thread while another thread waits.
+ * Windows: only sockets (SOCKET values) can be registered (another handle: FDSEND_EBADF);
+ * WSAPoll is level-triggered, so FDSEND_POLL_EDGE is refused with FDSEND_ENOTSUP (use
+ * FDSEND_POLL_ONESHOT); a socket whose one-shot registration fired may be added again
+ * (its value may belong to a new socket); the poller's own sockets are not inheritable. */
 /** Interest and result bits (fdsend_poll_event.events, fdsend_poller_add's events). */
 enum {
     FDSEND_POLL_IN = 0x1,        /**< readable (data, end of stream, an error or a connection) */
@@ -369,7 +373,6 @@ FDSEND_API int32_t fdsend_poller_wait(intptr_t poller, fdsend_poll_event *events
 /** Make a current or the next fdsend_poller_wait return (with what is ready, maybe 0).
  *  Async-signal-safe. @return FDSEND_OK, FDSEND_EINVAL. */
 FDSEND_API int32_t fdsend_poller_wake(intptr_t poller);
-#endif /* !defined(_WIN32) */
 
 /** Socket types, platform-neutral (fdsend_socketpair, fdsend_fd_info). */
 enum {

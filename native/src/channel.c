@@ -9,7 +9,7 @@
 
 #include <errno.h>
 
-/* Windows passes HANDLEs inside the byte stream (fdsend_win32.c); the framing has not
+/* Windows passes HANDLEs inside the byte stream (native/src/win32/); the framing has not
  * been built on top of it yet. */
 int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
                         const intptr_t *fds, int32_t nfds, uint32_t flags)

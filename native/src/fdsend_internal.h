@@ -37,13 +37,18 @@ fdsend_parse_result fdsend_parse_rights(const unsigned char *control, size_t con
                                         int *out, int32_t maxout,
                                         fdsend_excess_fn excess, void *ctx);
 
-/** Map an OS error number to an FDSEND_E* code (one switch; never returns FDSEND_OK). */
+/** Map an errno value to an FDSEND_E* code (one switch; never returns FDSEND_OK).
+ *  POSIX only (errors_posix.c). */
 int32_t fdsend_status_from_errno(int err);
+
+/** Map an OS error as fdsend_last_os_error() records it (errno on POSIX, a Win32 or
+ *  Winsock error on Windows: win32/errors_win32.c) to an FDSEND_E* code. */
+int32_t fdsend_status_from_os_error(int err);
 
 /** Record err as this thread's last OS error and return code. */
 int32_t fdsend_fail(int32_t code, int err);
 
-/** fdsend_fail for the error in errno: its FDSEND_E* code, errno recorded. */
+/** fdsend_fail for the error in errno: its FDSEND_E* code, errno recorded. POSIX only. */
 int32_t fdsend_fail_errno(void);
 
 /** Record success (last OS error 0). */

@@ -143,7 +143,7 @@ static int32_t check_one(const fdsend_fd_rule *r, intptr_t fd, int32_t index,
     if (fdsend_fd_info(fd, &info) != FDSEND_OK)
         return violate(v, FDSEND_VIOLATION_UNDESCRIBABLE, index, NULL,
                        "descriptor %d could not be described (%s)", (int)index,
-                       fdsend_strerror(fdsend_status_from_errno(fdsend_last_os_error())));
+                       fdsend_strerror(fdsend_status_from_os_error(fdsend_last_os_error())));
     if ((r->kinds != 0 && (r->kinds & FDSEND_BIT(info.kind)) == 0) ||
         (r->required_seals != 0 && info.kind != FDSEND_KIND_MEMFD)) {
         append_names(want, sizeof want,

@@ -27,6 +27,7 @@ internal static class Cases
         ("ownership_dispose_closes", Ownership),
         ("async_send_receive", AsyncSendReceive),
         ("async_send_waits_for_room", AsyncWaitsForRoom),
+        ("async_send_wait_cancelled", AsyncWaitCancelled),
         ("channel", Channel),
         ("bad_handle", BadHandle),
         ("peer_gone_before_receive", PeerGone),
@@ -268,6 +269,32 @@ internal static class Cases
         }
     }
 
+    /// <summary>Sends 64 KiB records without waiting until the connection is full (the peer
+    /// reads nothing meanwhile); returns the data bytes sent. The socket is blocking again
+    /// afterwards.</summary>
+    private static long FillConnection(Socket s)
+    {
+        s.SendBufferSize = 64 * 1024;
+        var chunk = new byte[64 * 1024];
+        long filled = 0;
+        s.Blocking = false;
+        var sw = Stopwatch.StartNew();
+        while (sw.ElapsedMilliseconds < 10_000)
+        {
+            try
+            {
+                filled += s.SendFds(chunk);
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
+            {
+                break;
+            }
+        }
+        Check(sw.ElapsedMilliseconds < 10_000, $"the connection never filled up ({filled} bytes sent)");
+        s.Blocking = true;
+        return filled;
+    }
+
     /// <summary>Fills the connection (the peer reads nothing for 1.5 s), then SendFdsAsync
     /// must wait for room (the Windows writability wait) and complete once the peer drains.</summary>
     private static void AsyncWaitsForRoom()
@@ -277,26 +304,9 @@ internal static class Cases
         using (c)
         using (s)
         {
-            s.SendBufferSize = 64 * 1024;
-            var chunk = new byte[64 * 1024];
-            long filled = 0;
-            s.Blocking = false;
-            var sw = Stopwatch.StartNew();
-            while (sw.ElapsedMilliseconds < 10_000)
-            {
-                try
-                {
-                    filled += s.SendFds(chunk);
-                }
-                catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
-                {
-                    break;
-                }
-            }
-            Check(sw.ElapsedMilliseconds < 10_000, $"the connection never filled up ({filled} bytes sent)");
-            s.Blocking = true;
+            long filled = FillConnection(s);
             using FileStream f = TempFile("sent after waiting for room\n");
-            sw.Restart();
+            var sw = Stopwatch.StartNew();
             ValueTask<int> send = s.SendFdsAsync("last"u8.ToArray(), f);
             Check(!send.IsCompleted, "the async send waits while the connection is full");
             System.IO.File.WriteAllText(go, "go");
@@ -311,6 +321,45 @@ internal static class Cases
             Console.WriteLine($"     filled {filled} bytes; the async send waited {waited} ms for room");
             c.ExpectSuccess();
             System.IO.File.Delete(go);
+        }
+    }
+
+    /// <summary>SendFdsAsync waiting for room (the writability wait on libfdsend's readiness
+    /// engine) is cancelled: OperationCanceledException, and nothing of that record is on the
+    /// stream: the receiver drains exactly what was sent before, then the next record (with
+    /// a handle) arrives whole.</summary>
+    private static void AsyncWaitCancelled()
+    {
+        (Socket a, Socket b) = Pair();
+        using (a)
+        using (b)
+        {
+            long filled = FillConnection(a);
+            using FileStream f = TempFile("sent after the cancelled one\n");
+            using var cts = new CancellationTokenSource();
+            ValueTask<int> send = a.SendFdsAsync("late"u8.ToArray(), f, cts.Token);
+            Check(!send.IsCompleted, "the async send waits while the connection is full");
+            cts.Cancel();
+            Throws<OperationCanceledException>(
+                () => send.AsTask().WaitAsync(TimeSpan.FromSeconds(30)).GetAwaiter().GetResult(),
+                "the cancelled wait for room");
+            var buf = new byte[64 * 1024];
+            long drained = 0;
+            while (drained < filled)
+            {
+                using ReceivedFds r = b.ReceiveFds(buf);
+                Equal(0, r.Count, "handles in the filler records");
+                Check(r.BytesReceived > 0, "a filler record");
+                drained += r.BytesReceived;
+            }
+            Equal(filled, drained, "the bytes sent before the cancelled send");
+            Equal(4, a.SendFds("next"u8, f), "the next record sent");
+            using ReceivedFds last = b.ReceiveFds(buf);
+            Equal(4, last.BytesReceived, "the next record's data");
+            Equal("next", Encoding.ASCII.GetString(buf, 0, 4), "the next record's bytes (no 'late')");
+            Equal(1, last.Count, "the next record's handle");
+            using (FileStream g = last.TakeFileStream(0, FileAccess.Read))
+                Equal("sent after the cancelled one\n", ReadAll(g), "contents through the handle");
         }
     }
 

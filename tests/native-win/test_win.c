@@ -15,48 +15,11 @@
 
 #include "fdsend.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- A small harness ------------------------------------------------------------------ */
-
-#define TEST(name) static void test_##name(void)
-#define CASE(name) { #name, test_##name }
-
-static void fail_at(const char *file, int line, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "%s:%d: ", file, line);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (GetLastError %lu, WSAGetLastError %d, fdsend_last_os_error %d)\n",
-            GetLastError(), WSAGetLastError(), fdsend_last_os_error());
-    fflush(stderr);
-    ExitProcess(1);
-}
-
-#define CHECK(c)                                                                          \
-    do {                                                                                  \
-        if (!(c))                                                                         \
-            fail_at(__FILE__, __LINE__, "CHECK(%s) failed", #c);                          \
-    } while (0)
-#define CHECK_EQ(a, b)                                                                    \
-    do {                                                                                  \
-        long long a_ = (long long)(a), b_ = (long long)(b);                               \
-        if (a_ != b_)                                                                     \
-            fail_at(__FILE__, __LINE__, "CHECK_EQ(%s, %s): %lld != %lld", #a, #b, a_, b_); \
-    } while (0)
-#define CHECK_RC(expr, want)                                                              \
-    do {                                                                                  \
-        long long r_ = (long long)(expr), w_ = (long long)(want);                         \
-        if (r_ != w_)                                                                     \
-            fail_at(__FILE__, __LINE__, "%s returned %lld (%s), expected %lld (%s)",     \
-                    #expr, r_, fdsend_strerror((int32_t)r_), w_,                          \
-                    fdsend_strerror((int32_t)w_));                                        \
-    } while (0)
+#include "win_harness.h"
 
 static int under_wine(void)
 {
@@ -733,6 +696,328 @@ TEST(dontwait_and_end_of_stream)
     closesocket(b);
 }
 
+/* A data-only record (no handle, so no sender to check) of len bytes, as fdsend_send
+ * writes it (docs/windows-protocol.md), into out (32 + len bytes). */
+static size_t raw_record(unsigned char *out, const char *data, uint32_t len)
+{
+    memset(out, 0, 32);
+    memcpy(out, "FDSH", 4);
+    out[4] = 1;
+    out[8] = (unsigned char)len;
+    out[9] = (unsigned char)(len >> 8);
+    memcpy(out + 32, data, len);
+    return 32 + (size_t)len;
+}
+
+static void set_timeout_ms(SOCKET s, int opt, DWORD ms)
+{
+    CHECK(setsockopt(s, SOL_SOCKET, opt, (const char *)&ms, sizeof ms) == 0);
+}
+
+/* A connected pair whose receiving end b has SO_RCVTIMEO ms and has the first queued
+ * bytes of a data-only record of data queued; the whole record is in rec (returns its
+ * length). */
+static size_t half_record(SOCKET *a, SOCKET *b, unsigned char *rec, const char *data,
+                          int queued, DWORD ms)
+{
+    size_t len = raw_record(rec, data, (uint32_t)strlen(data));
+    socket_pair(a, b);
+    set_timeout_ms(*b, SO_RCVTIMEO, ms);
+    CHECK(send(*a, (const char *)rec, queued, 0) == queued);
+    return len;
+}
+
+/* SO_RCVTIMEO bounds fdsend_recv: with a record whose header stopped half-way (the wait for
+ * the rest of it; that wait had no limit once), and with nothing queued. Both give
+ * FDSEND_ETIMEDOUT and consume nothing: the record, once complete, reads whole. */
+TEST(recv_timeout)
+{
+    SOCKET a, b;
+    unsigned char rec[64];
+    char data[8];
+    int32_t n = 9;
+    uint32_t rf = 9;
+    size_t len = half_record(&a, &b, rec, "hi", 10, 300);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_ETIMEDOUT);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, 0);
+    CHECK(send(a, (const char *)rec + 10, (int)len - 10, 0) == (int)len - 10);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), 2);
+    CHECK(memcmp(data, "hi", 2) == 0);
+    CHECK_EQ(rf, 0);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_ETIMEDOUT);
+    closesocket(a);
+    closesocket(b);
+}
+
+/* SO_RCVTIMEO inside a record's data (read in pieces, the rest not sent yet): the
+ * remaining count survives the timeout, so the rest reads as data once it comes (it was
+ * once forgotten, and the rest then parsed as a header: FDSEND_EPROTO). */
+TEST(recv_timeout_inside_record_data)
+{
+    SOCKET a, b;
+    unsigned char rec[64];
+    char data[8];
+    int32_t n = 9;
+    uint32_t rf = 9;
+    size_t len = half_record(&a, &b, rec, "helo", 32 + 2, 300);
+    Sleep(50);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), 2);
+    CHECK(memcmp(data, "he", 2) == 0);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_ETIMEDOUT);
+    CHECK(send(a, (const char *)rec + len - 2, 2, 0) == 2);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), 2);
+    CHECK(memcmp(data, "lo", 2) == 0);
+    closesocket(a);
+    closesocket(b);
+}
+
+/* A peer that closes half-way through a record's header ends the call: Windows reports
+ * the hang-up (WSAPoll's POLLHUP) and fdsend_recv gives FDSEND_ECONNRESET; wine 8 reports
+ * no hang-up while bytes are still queued, so there it ends at the SO_RCVTIMEO deadline
+ * (FDSEND_ETIMEDOUT; before the wait module, it waited for ever). */
+TEST(recv_peer_gone_mid_record)
+{
+    SOCKET a, b;
+    unsigned char rec[64];
+    char data[8];
+    int32_t n = 9;
+    int64_t r;
+    half_record(&a, &b, rec, "hi", 10, 500);
+    closesocket(a);
+    r = fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, NULL, 0);
+    if (under_wine() && r == FDSEND_ETIMEDOUT)
+        printf("wine: the hang-up was not reported; the deadline ended the call\n");
+    else
+        CHECK_RC(r, FDSEND_ECONNRESET);
+    CHECK_EQ(n, 0);
+    closesocket(b);
+}
+
+/* SO_SNDTIMEO bounds fdsend_send when the peer reads nothing: on a blocking socket, and on
+ * a non-blocking one, where a record that got partly out must be finished (it waits for
+ * room within SO_SNDTIMEO: that wait had no limit once) and one that did not start is
+ * FDSEND_EAGAIN. */
+static void send_until_timeout(int nonblocking)
+{
+    SOCKET a, b;
+    HANDLE f = temp_file("room");
+    intptr_t fd = (intptr_t)f;
+    const size_t chunk = 1 << 20;
+    char *big = calloc(1, chunk);
+    int i, timed_out = 0, again = 0;
+    CHECK(big != NULL);
+    socket_pair(&a, &b);
+    if (nonblocking) {
+        u_long on = 1;
+        CHECK(ioctlsocket(a, FIONBIO, &on) == 0);
+    }
+    set_timeout_ms(a, SO_SNDTIMEO, 300);
+    /* At most 1 GiB: loopback buffers hold a few MiB, so the sender stops long before. */
+    for (i = 0; i < 1024 && !timed_out; i++) {
+        int64_t r = fdsend_send((intptr_t)a, big, chunk, &fd, 1, 0);
+        if (r == FDSEND_ETIMEDOUT)
+            timed_out = 1;
+        else if (r == FDSEND_EAGAIN)
+            again++;
+        else
+            CHECK_EQ(r, (int64_t)chunk);
+    }
+    printf("%s: %d records, %d x FDSEND_EAGAIN, then %s\n",
+           nonblocking ? "non-blocking" : "blocking", i, again,
+           timed_out ? "FDSEND_ETIMEDOUT" : "no timeout");
+    CHECK(timed_out);
+    closesocket(a);
+    closesocket(b);
+    CloseHandle(f);
+    free(big);
+}
+
+TEST(send_timeout_blocking)
+{
+    send_until_timeout(0);
+}
+
+TEST(send_timeout_nonblocking)
+{
+    send_until_timeout(1);
+}
+
+/* ---- The readiness engine (fdsend_poller_*, WSAPoll) ------------------------------------ */
+
+static intptr_t make_poller(void)
+{
+    intptr_t p = 0;
+    CHECK_RC(fdsend_poller_create(&p), FDSEND_OK);
+    CHECK(p != 0);
+    return p;
+}
+
+/* Ask for up to 8 events; returns the count. */
+static int poller_events(intptr_t p, fdsend_poll_event *ev, int timeout_ms)
+{
+    int32_t n = fdsend_poller_wait(p, ev, 8, timeout_ms);
+    CHECK(n >= 0);
+    return (int)n;
+}
+
+/* Level-triggered: reported while ready; one-shot: once, until modify re-arms it; a
+ * writable socket; a peer that closed; remove / modify / add errors; no handle left. */
+TEST(poller_level_oneshot_and_errors)
+{
+    SOCKET a, b;
+    HANDLE f = temp_file("not a socket");
+    fdsend_poll_event ev[8];
+    intptr_t p, q = 0;
+    DWORD base;
+    char c;
+    socket_pair(&a, &b);
+    base = handle_count();
+    p = make_poller();
+    CHECK_RC(fdsend_poller_add(p, (intptr_t)b, FDSEND_POLL_IN, 42), FDSEND_OK);
+    CHECK_RC(fdsend_poller_add(p, (intptr_t)b, FDSEND_POLL_IN, 43), FDSEND_EINVAL);
+    CHECK_EQ(poller_events(p, ev, 0), 0);
+    CHECK(send(a, "x", 1, 0) == 1);
+    CHECK_EQ(poller_events(p, ev, 10000), 1);
+    CHECK_EQ(ev[0].token, 42);
+    CHECK_EQ(ev[0].events, FDSEND_POLL_IN);
+    CHECK_EQ(poller_events(p, ev, 0), 1); /* level: still readable, reported again */
+    CHECK_RC(fdsend_poller_modify(p, (intptr_t)b, FDSEND_POLL_IN | FDSEND_POLL_ONESHOT, 7),
+             FDSEND_OK);
+    CHECK_EQ(poller_events(p, ev, 10000), 1);
+    CHECK_EQ(ev[0].token, 7);
+    CHECK_EQ(poller_events(p, ev, 0), 0); /* fired: disarmed although still readable */
+    CHECK_RC(fdsend_poller_add(p, (intptr_t)b, FDSEND_POLL_IN | FDSEND_POLL_ONESHOT, 6),
+             FDSEND_OK); /* a fired one-shot value may be added again (a new socket?) */
+    CHECK_EQ(poller_events(p, ev, 10000), 1);
+    CHECK_EQ(ev[0].token, 6);
+    CHECK_RC(fdsend_poller_modify(p, (intptr_t)b, FDSEND_POLL_IN | FDSEND_POLL_ONESHOT, 8),
+             FDSEND_OK);
+    CHECK_EQ(poller_events(p, ev, 10000), 1);
+    CHECK_EQ(ev[0].token, 8);
+    CHECK(recv(b, &c, 1, 0) == 1);
+    CHECK_RC(fdsend_poller_modify(p, (intptr_t)b, FDSEND_POLL_IN, 9), FDSEND_OK);
+    CHECK_EQ(poller_events(p, ev, 0), 0); /* drained: nothing to report */
+    /* writable */
+    CHECK_RC(fdsend_poller_add(p, (intptr_t)a, FDSEND_POLL_OUT, 5), FDSEND_OK);
+    CHECK_EQ(poller_events(p, ev, 10000), 1);
+    CHECK_EQ(ev[0].token, 5);
+    CHECK(ev[0].events & FDSEND_POLL_OUT);
+    CHECK_RC(fdsend_poller_remove(p, (intptr_t)a), FDSEND_OK);
+    CHECK_RC(fdsend_poller_remove(p, (intptr_t)a), FDSEND_ENOENT);
+    CHECK_RC(fdsend_poller_modify(p, (intptr_t)a, FDSEND_POLL_IN, 1), FDSEND_ENOENT);
+    /* the peer closes: readable (end of stream) */
+    closesocket(a);
+    CHECK_EQ(poller_events(p, ev, 10000), 1);
+    CHECK_EQ(ev[0].token, 9);
+    CHECK(ev[0].events & FDSEND_POLL_IN);
+    /* errors */
+    CHECK_RC(fdsend_poller_create(NULL), FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_add(p, (intptr_t)f, FDSEND_POLL_IN, 1), FDSEND_EBADF);
+    CHECK_RC(fdsend_poller_add(p, -1, FDSEND_POLL_IN, 1), FDSEND_EBADF);
+    CHECK_RC(fdsend_poller_add(p, (intptr_t)b, FDSEND_POLL_IN | 0x8000, 1), FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_modify(p, (intptr_t)b,
+                                  FDSEND_POLL_IN | FDSEND_POLL_EDGE | FDSEND_POLL_ONESHOT, 1),
+             FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_modify(p, (intptr_t)b, FDSEND_POLL_IN | FDSEND_POLL_EDGE, 1),
+             FDSEND_ENOTSUP);
+    CHECK_RC(fdsend_poller_wait(p, ev, 0, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_wait(p, NULL, 1, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_wait(q, ev, 1, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_wake(q), FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_destroy(q), FDSEND_EINVAL);
+    CHECK_RC(fdsend_poller_destroy(p), FDSEND_OK);
+    CHECK_EQ(handle_count(), base - 1); /* a was closed; the wake-up pair is gone */
+    closesocket(b);
+    CloseHandle(f);
+}
+
+/* More ready registrations than the caller asks for: none is dropped (one-shot: each is
+ * reported exactly once over three waits of one). */
+TEST(poller_max_keeps_the_rest)
+{
+    SOCKET a[3], b[3];
+    fdsend_poll_event ev[8];
+    intptr_t p = make_poller();
+    int i, seen = 0;
+    for (i = 0; i < 3; i++) {
+        socket_pair(&a[i], &b[i]);
+        CHECK(send(a[i], "x", 1, 0) == 1);
+        CHECK_RC(fdsend_poller_add(p, (intptr_t)b[i], FDSEND_POLL_IN | FDSEND_POLL_ONESHOT,
+                                   (uint64_t)100 + (uint64_t)i), FDSEND_OK);
+    }
+    for (i = 0; i < 3; i++) {
+        CHECK_EQ(fdsend_poller_wait(p, ev, 1, 10000), 1);
+        CHECK(ev[0].token >= 100 && ev[0].token < 103);
+        CHECK((seen & (1 << (ev[0].token - 100))) == 0);
+        seen |= 1 << (ev[0].token - 100);
+    }
+    CHECK_EQ(seen, 7);
+    CHECK_EQ(poller_events(p, ev, 0), 0);
+    CHECK_RC(fdsend_poller_destroy(p), FDSEND_OK);
+    for (i = 0; i < 3; i++) {
+        closesocket(a[i]);
+        closesocket(b[i]);
+    }
+}
+
+typedef struct poller_waiter {
+    intptr_t p;
+    int32_t n;
+    fdsend_poll_event ev[8];
+    HANDLE entered;
+} poller_waiter;
+
+static DWORD WINAPI poller_waiter_run(LPVOID arg)
+{
+    poller_waiter *w = arg;
+    SetEvent(w->entered);
+    w->n = fdsend_poller_wait(w->p, w->ev, 8, 60000);
+    return 0;
+}
+
+/* A thread waiting (60 s limit) in fdsend_poller_wait is woken by a registration made on
+ * another thread and reports it; fdsend_poller_wake ends a wait with 0 events. */
+TEST(poller_wakes_for_registration_and_wake)
+{
+    SOCKET a, b;
+    poller_waiter w;
+    HANDLE t;
+    socket_pair(&a, &b);
+    CHECK(send(a, "x", 1, 0) == 1);
+    memset(&w, 0, sizeof w);
+    w.p = make_poller();
+    w.entered = CreateEventW(NULL, TRUE, FALSE, NULL);
+    CHECK(w.entered != NULL);
+    t = CreateThread(NULL, 0, poller_waiter_run, &w, 0, NULL);
+    CHECK(t != NULL);
+    CHECK(WaitForSingleObject(w.entered, 30000) == WAIT_OBJECT_0);
+    Sleep(100); /* most likely inside WSAPoll now; either way the wait must report it */
+    CHECK_RC(fdsend_poller_add(w.p, (intptr_t)b, FDSEND_POLL_IN | FDSEND_POLL_ONESHOT, 77),
+             FDSEND_OK);
+    CHECK(WaitForSingleObject(t, 30000) == WAIT_OBJECT_0);
+    CloseHandle(t);
+    /* The wake-up may have come back alone first (0 events); then the next wait has it. */
+    if (w.n == 0)
+        w.n = fdsend_poller_wait(w.p, w.ev, 8, 10000);
+    CHECK_EQ(w.n, 1);
+    CHECK_EQ(w.ev[0].token, 77);
+
+    ResetEvent(w.entered);
+    t = CreateThread(NULL, 0, poller_waiter_run, &w, 0, NULL);
+    CHECK(t != NULL);
+    CHECK(WaitForSingleObject(w.entered, 30000) == WAIT_OBJECT_0);
+    Sleep(100);
+    CHECK_RC(fdsend_poller_wake(w.p), FDSEND_OK);
+    CHECK(WaitForSingleObject(t, 30000) == WAIT_OBJECT_0); /* not the 60 s limit */
+    CloseHandle(t);
+    CHECK_EQ(w.n, 0);
+    CHECK_RC(fdsend_poller_destroy(w.p), FDSEND_OK);
+    CloseHandle(w.entered);
+    closesocket(a);
+    closesocket(b);
+}
+
 /* Every bad argument gets its code, and no handle copy is left behind. */
 TEST(bad_arguments)
 {
@@ -999,11 +1284,6 @@ static void warm_up(void)
     closesocket(b);
 }
 
-typedef struct test_case {
-    const char *name;
-    void (*fn)(void);
-} test_case;
-
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -1017,6 +1297,14 @@ int main(int argc, char **argv)
         CASE(forged_sender_is_refused),
         CASE(garbage_is_a_protocol_error),
         CASE(dontwait_and_end_of_stream),
+        CASE(recv_timeout),
+        CASE(recv_timeout_inside_record_data),
+        CASE(recv_peer_gone_mid_record),
+        CASE(send_timeout_blocking),
+        CASE(send_timeout_nonblocking),
+        CASE(poller_level_oneshot_and_errors),
+        CASE(poller_max_keeps_the_rest),
+        CASE(poller_wakes_for_registration_and_wake),
         CASE(bad_arguments),
         CASE(max_fds),
         CASE(peer_credentials),
@@ -1027,26 +1315,11 @@ int main(int argc, char **argv)
         CASE(version_and_strings),
     };
     WSADATA wsa;
-    size_t i;
-    int ran = 0;
     if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0)
         return 1;
     CHECK(GetModuleFileNameW(NULL, self_path, MAX_PATH) > 0);
     if (argc > 1 && strcmp(argv[1], "child") == 0)
         return child_main(argc, argv);
     warm_up();
-    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], cases[i].name) != 0)
-            continue;
-        printf("case %s\n", cases[i].name);
-        fflush(stdout);
-        cases[i].fn();
-        ran++;
-    }
-    if (ran == 0) {
-        fprintf(stderr, "no case named %s\n", argc > 1 ? argv[1] : "(none)");
-        return 2;
-    }
-    printf("%d passed, 0 failed\n", ran);
-    return 0;
+    return run_cases(cases, sizeof cases / sizeof cases[0], argc > 1 ? argv[1] : NULL);
 }

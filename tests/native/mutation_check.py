@@ -20,6 +20,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 POSIX = "native/src/fdsend_posix.c"
 PARSE = "native/src/cmsg_parse.c"
 ERRORS = "native/src/errors.c"
+ERRORS_POSIX = "native/src/errors_posix.c"
 
 # name, file, exact text, replacement, tests of which at least one must fail
 MUTATIONS = [
@@ -87,7 +88,7 @@ MUTATIONS = [
      "(buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || nfds < 0 ||",
      "(buf == NULL && len > 0) || len > (size_t)SSIZE_MAX ||",
      ["native.api.bad_send_arguments"]),
-    ("EPIPE mapped to FDSEND_EOTHER", ERRORS,
+    ("EPIPE mapped to FDSEND_EOTHER", ERRORS_POSIX,
      "    case EPIPE:\n        return FDSEND_EPIPE;", "    case EPIPE:\n        return FDSEND_EOTHER;",
      ["native.signals.epipe_without_sigpipe"]),
     ("last OS error not cleared on success", ERRORS,

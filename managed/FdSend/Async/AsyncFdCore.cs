@@ -10,8 +10,8 @@ namespace FdSend;
 /// libfdsend's readiness engine (<see cref="ReadinessEngine"/>, one thread per process; the
 /// receive itself is retried there), and the loops that retry after them. Shared by
 /// <see cref="SocketFdAsyncExtensions"/>, <see cref="ExactReceiver"/> and
-/// <see cref="FdChannel"/>. On Windows (no libfdsend engine there yet) a readable wait is
-/// .NET's zero-byte receive and a writable wait a backing-off Socket.Poll timer.
+/// <see cref="FdChannel"/>. On Windows a readable wait is .NET's zero-byte receive and a
+/// writable wait the same engine (libfdsend's on WSAPoll there).
 /// </summary>
 internal static class AsyncFdCore
 {
@@ -31,27 +31,11 @@ internal static class AsyncFdCore
     internal static ValueTask WaitWritableAsync(Socket socket, CancellationToken cancellationToken)
     {
         FdSendCore.GetHandle(socket);
-        if (OperatingSystem.IsWindows())
-            return cancellationToken.IsCancellationRequested
-                ? ValueTask.FromCanceled(cancellationToken)
-                : new ValueTask(PollLoopAsync(socket, cancellationToken));
         return ReadinessEngine.Instance.WaitReadyAsync(socket, write: true, cancellationToken);
     }
 
     private static async ValueTask WaitReadableWindowsAsync(Socket socket, CancellationToken cancellationToken) =>
         await socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-
-    /// <summary>Windows: Socket.Poll checks spaced by a timer that backs off from 1 ms to
-    /// 50 ms (WSAPoll cannot wait on a wake-up pipe too). No thread is held meanwhile.</summary>
-    private static async Task PollLoopAsync(Socket socket, CancellationToken cancellationToken)
-    {
-        int delay = 1;
-        while (!socket.Poll(0, SelectMode.SelectWrite) && !socket.Poll(0, SelectMode.SelectError))
-        {
-            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
-            delay = Math.Min(delay * 2, 50);
-        }
-    }
 
     /// <summary>One non-blocking send attempt of a whole buffer with descriptors (kept out of
     /// async methods so that spans never live across an await).</summary>

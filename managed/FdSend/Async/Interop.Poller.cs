@@ -16,7 +16,7 @@ internal static partial class Interop
         public uint Reserved;
     }
 
-    /// <summary>The readiness engine of libfdsend (epoll / kqueue), POSIX only; used by
+    /// <summary>The readiness engine of libfdsend (epoll / kqueue; WSAPoll on Windows); used by
     /// <see cref="ReadinessEngine"/>'s one thread and by the sockets it registers.</summary>
     [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_poller_create")]
     internal static unsafe partial int PollerCreate(nint* poller);

@@ -6,8 +6,9 @@ using System.Runtime.InteropServices;
 namespace FdSend;
 
 /// <summary>
-/// FdSend's one place to wait for many sockets (POSIX): libfdsend's readiness engine
-/// (<c>fdsend_poller_*</c>: epoll on Linux, kqueue on the BSDs and macOS). An async call first
+/// FdSend's one place to wait for many sockets: libfdsend's readiness engine
+/// (<c>fdsend_poller_*</c>: epoll on Linux, kqueue on the BSDs and macOS, WSAPoll on Windows,
+/// where only writability waits use it so far). An async call first
 /// tries its socket; only when that would block does it register a <see cref="PollOperation"/>
 /// and arm the socket's one-shot interest (readable and/or writable). One engine thread at a
 /// time (the leader) waits in <c>fdsend_poller_wait</c>; when sockets become ready it retries

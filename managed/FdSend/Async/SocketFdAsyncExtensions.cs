@@ -28,7 +28,8 @@ namespace FdSend;
 /// buffer, which carries no descriptors, goes one counted sendmsg at a time, so that a failure
 /// in the middle can say how much went (<see cref="FdPartialSendException"/>). A socket
 /// disposed while an operation waits fails it with <see cref="ObjectDisposedException"/>
-/// within a quarter of a second. (Windows: .NET's zero-byte receive and a Socket.Poll timer.)</para>
+/// within a quarter of a second. (Windows: readable waits are .NET's zero-byte receive; writable
+/// waits use the same engine, on WSAPoll.)</para>
 /// <para>Cancellation: a receive cancelled before a message arrived consumes nothing
 /// (<see cref="OperationCanceledException"/>); a message that has been received is returned
 /// even if cancellation was requested at the same moment, so no descriptor is ever closed

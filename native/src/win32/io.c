@@ -1,0 +1,408 @@
+/* fdsend_send / fdsend_recv on Windows: every fdsend_send is one record on the connected
+ * stream socket (record.c's bytes, handles.c's entries); fdsend_recv takes one record, or
+ * the next piece of one read in pieces (remainder.c). Every wait goes through wait.c.
+ * docs/windows-protocol.md describes the bytes, the trust model and what happens when
+ * either side dies.
+ * SPDX-License-Identifier: MIT */
+#include "fdsend_win32.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- Sending ------------------------------------------------------------------------------ */
+
+/* Check fdsend_send's arguments: FDSEND_OK or a status. */
+static int32_t check_send_args(intptr_t sock, const void *buf, size_t len, const intptr_t *fds,
+                               int32_t nfds, uint32_t flags)
+{
+    int32_t i;
+    if (sock < 0)
+        return fdsend_fail_win32(FDSEND_EBADF, ERROR_INVALID_HANDLE);
+    if ((buf == NULL && len > 0) || nfds < 0 || (fds == NULL && nfds > 0) ||
+        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
+        return fdsend_fail_win32(FDSEND_EINVAL, ERROR_INVALID_PARAMETER);
+    if (nfds > FDSEND_MAX_FDS)
+        return fdsend_fail_win32(FDSEND_ETOOMANYFDS, ERROR_INVALID_PARAMETER);
+    for (i = 0; i < nfds; i++) {
+        /* 0 is no handle; negative values are pseudo-handles (-1 is this process). */
+        if (fds[i] <= 0)
+            return fdsend_fail_win32(FDSEND_EBADF, ERROR_INVALID_HANDLE);
+    }
+    return fdsend_win_check_stream(sock);
+}
+
+/* Encode the header and table of a record of e's entries and chunk data bytes into head
+ * (fdsend_rec_table_len(n, nsockets) bytes). */
+static void encode_record(unsigned char *head, const fdsend_win_entries *e, SOCKET s,
+                          uint32_t chunk)
+{
+    fdsend_rec_header h;
+    unsigned char *table = head + FDSEND_REC_HEADER;
+    int32_t i;
+    h.version = e->nsockets > 0 ? FDSEND_REC_VERSION_SOCKETS : FDSEND_REC_VERSION;
+    h.nhandles = (uint32_t)e->n;
+    h.datalen = chunk;
+    h.pid = GetCurrentProcessId();
+    h.ctime = fdsend_win_self_creation_time();
+    h.sock = (uint64_t)s;
+    fdsend_rec_put_header(head, &h);
+    for (i = 0; i < e->n; i++)
+        fdsend_rec_put_entry(table, (uint32_t)i, e->kinds[i] == FDSEND_REC_ENTRY_HANDLE
+                                                     ? (uint64_t)(uintptr_t)e->copies[i] : 0);
+    if (e->nsockets > 0) {
+        /* WSAPROTOCOL_INFOW as it lies in memory: Windows is little-endian everywhere. */
+        memcpy(table + 8 * (size_t)e->n, e->kinds, (size_t)e->n);
+        memcpy(table + 9 * (size_t)e->n, e->infos,
+               FDSEND_REC_SOCKET_INFO * (size_t)e->nsockets);
+    }
+}
+
+/* Send head[0..headlen) then buf[0..chunk) as one record. A stream must never hold half a
+ * record, so once any byte is out, the rest follows even on a non-blocking socket (waiting
+ * for room within the call's SO_SNDTIMEO deadline). Returns chunk or a status. */
+static int64_t send_record(SOCKET s, const unsigned char *head, size_t headlen,
+                           const void *buf, uint32_t chunk, fdsend_win_entries *e,
+                           fdsend_win_deadline *d)
+{
+    size_t total = headlen + chunk, sent_total = 0;
+    while (sent_total < total) {
+        WSABUF bufs[2];
+        DWORD nbufs = 0, sent = 0, err;
+        if (sent_total < headlen) {
+            bufs[nbufs].buf = (char *)head + sent_total;
+            bufs[nbufs].len = (ULONG)(headlen - sent_total);
+            nbufs++;
+            if (chunk > 0) {
+                bufs[nbufs].buf = (char *)buf;
+                bufs[nbufs].len = chunk;
+                nbufs++;
+            }
+        } else {
+            bufs[nbufs].buf = (char *)buf + (sent_total - headlen);
+            bufs[nbufs].len = (ULONG)(total - sent_total);
+            nbufs++;
+        }
+        if (WSASend(s, bufs, nbufs, &sent, 0, NULL, NULL) != SOCKET_ERROR) {
+            sent_total += sent;
+            continue;
+        }
+        err = (DWORD)WSAGetLastError();
+        if (err == WSAEINTR)
+            continue;
+        /* Nothing is out yet: EAGAIN, unless a socket was already shared with the receiver
+         * (that cannot be undone, and a retry would share it again), in which case the
+         * record is finished like a half-sent one. */
+        if (err == WSAEWOULDBLOCK && sent_total == 0 && e->nsockets == 0) {
+            fdsend_win_entries_close(e);
+            return fdsend_fail_win32(FDSEND_EAGAIN, err);
+        }
+        if (err == WSAEWOULDBLOCK) {
+            int32_t rc;
+            d->dontwait = 0; /* the record must be finished, FDSEND_DONTWAIT or not */
+            rc = fdsend_win_wait(s, d);
+            if (rc == FDSEND_OK)
+                continue;
+            err = (DWORD)fdsend_last_os_error();
+            /* Timed out or failed with part of the record out: the stream is broken. */
+            if (sent_total < headlen)
+                fdsend_win_entries_close(e);
+            return fdsend_fail_win32(rc, err);
+        }
+        /* Broken connection. Until the whole handle table is out, no receiver can take the
+         * copies, so they are ours to close; after that they may already be another
+         * process's handles, and closing the value could hit a reused one. */
+        if (sent_total < headlen)
+            fdsend_win_entries_close(e);
+        return fdsend_fail_win32(fdsend_status_from_win32(err), err);
+    }
+    return (int64_t)chunk;
+}
+
+int64_t fdsend_send(intptr_t sock, const void *buf, size_t len, const intptr_t *fds,
+                    int32_t nfds, uint32_t flags)
+{
+    unsigned char small[FDSEND_REC_TABLE_MAX];
+    unsigned char *head = small;
+    fdsend_win_entries e;
+    fdsend_win_deadline d;
+    SOCKET s = (SOCKET)sock;
+    uint32_t chunk;
+    size_t headlen;
+    int32_t rc = check_send_args(sock, buf, len, fds, nfds, flags);
+    int64_t result;
+
+    if (rc != FDSEND_OK)
+        return rc;
+    if (len == 0 && nfds == 0) {
+        fdsend_clear_error(); /* nothing to send: a stream carries no empty message */
+        return 0;
+    }
+    fdsend_win_deadline_start(&d, 1, (flags & FDSEND_DONTWAIT) != 0);
+    if (flags & FDSEND_DONTWAIT) {
+        rc = fdsend_win_wait(s, &d); /* FDSEND_EAGAIN when there is no room */
+        if (rc != FDSEND_OK)
+            return rc;
+    }
+    rc = fdsend_win_entries_make(&e, s, fds, nfds);
+    if (rc != FDSEND_OK)
+        return rc;
+    chunk = len > FDSEND_REC_MAX_DATA ? FDSEND_REC_MAX_DATA : (uint32_t)len;
+    headlen = fdsend_rec_table_len((uint32_t)nfds, (uint32_t)e.nsockets);
+    if (headlen > sizeof small && (head = malloc(headlen)) == NULL) {
+        fdsend_win_entries_close(&e);
+        fdsend_win_entries_free(&e);
+        return fdsend_fail_win32(FDSEND_ENOBUFS, ERROR_NOT_ENOUGH_MEMORY);
+    }
+    encode_record(head, &e, s, chunk);
+    fdsend_win_entries_free(&e);
+    result = send_record(s, head, headlen, buf, chunk, &e, &d);
+    if (head != small)
+        free(head);
+    if (result >= 0)
+        fdsend_clear_error();
+    return result;
+}
+
+int64_t fdsend_send_to(intptr_t sock, const char *path, const void *buf, size_t len,
+                       const intptr_t *fds, int32_t nfds, uint32_t flags)
+{
+    (void)sock;
+    (void)path;
+    (void)buf;
+    (void)len;
+    (void)fds;
+    (void)nfds;
+    (void)flags;
+    /* Windows has no AF_UNIX datagram sockets. */
+    return fdsend_fail_win32(FDSEND_ENOTSUP, ERROR_NOT_SUPPORTED);
+}
+
+/* ---- Receiving ---------------------------------------------------------------------------- */
+
+/* recv() until n bytes arrived (they are known to be queued). Status or FDSEND_OK. */
+static int32_t recv_exact(SOCKET s, unsigned char *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        int r = recv(s, (char *)p + off, (int)(n - off), 0);
+        if (r == SOCKET_ERROR) {
+            if (WSAGetLastError() == WSAEINTR)
+                continue;
+            return fdsend_fail_wsa();
+        }
+        if (r == 0)
+            return fdsend_fail_win32(FDSEND_ECONNRESET, WSAECONNRESET);
+        off += (size_t)r;
+    }
+    return FDSEND_OK;
+}
+
+/* Read data bytes of the current record: want bytes into dst (or 1 byte into a scratch
+ * byte when dst is NULL). Returns bytes read (> 0) or a status. */
+static int64_t recv_data(SOCKET s, void *dst, uint32_t want)
+{
+    unsigned char scratch;
+    for (;;) {
+        int r = recv(s, dst != NULL ? (char *)dst : (char *)&scratch,
+                     dst != NULL ? (int)want : 1, 0);
+        if (r == SOCKET_ERROR) {
+            if (WSAGetLastError() == WSAEINTR)
+                continue;
+            return fdsend_fail_wsa();
+        }
+        if (r == 0) /* the peer closed in the middle of a record */
+            return fdsend_fail_win32(FDSEND_ECONNRESET, WSAECONNRESET);
+        return r;
+    }
+}
+
+/* Check fdsend_recv's arguments and clear its outputs: FDSEND_OK or a status. */
+static int32_t check_recv_args(intptr_t sock, void *buf, size_t len, intptr_t *fds,
+                               int32_t maxfds, int32_t *nfds, uint32_t *rflags, uint32_t flags)
+{
+    if (nfds != NULL)
+        *nfds = 0;
+    if (rflags != NULL)
+        *rflags = 0;
+    if (sock < 0)
+        return fdsend_fail_win32(FDSEND_EBADF, ERROR_INVALID_HANDLE);
+    if ((buf == NULL && len > 0) || maxfds < 0 ||
+        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
+        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
+        return fdsend_fail_win32(FDSEND_EINVAL, ERROR_INVALID_PARAMETER);
+    return fdsend_win_check_stream(sock);
+}
+
+/* The rest of a record already begun (remaining > 0 bytes): plain data, no handles. */
+static int64_t recv_rest(SOCKET s, void *buf, size_t len, uint32_t remaining, uint32_t *rflags)
+{
+    uint32_t want = len == 0 ? 1 : (len < remaining ? (uint32_t)len : remaining);
+    int64_t n = recv_data(s, len == 0 ? NULL : buf, want);
+    if (n < 0) {
+        /* Nothing was consumed on EAGAIN and SO_RCVTIMEO: the rest is still due. */
+        if (n != FDSEND_EAGAIN && n != FDSEND_ETIMEDOUT)
+            fdsend_win_remainder_set(s, 0);
+        return n;
+    }
+    fdsend_win_remainder_set(s, remaining - (uint32_t)n); /* shrinking cannot fail */
+    if (len == 0) {
+        if (rflags != NULL)
+            *rflags = FDSEND_RECV_DATA_TRUNCATED; /* a data byte was consumed */
+        n = 0;
+    }
+    fdsend_clear_error();
+    return n;
+}
+
+/* Look at the next record without consuming anything, so that EAGAIN and EPROTO leave the
+ * stream untouched: header, table and (if there is data) one data byte must all be queued,
+ * then the reads that follow cannot block. *head may be swapped for *heap (a version 2
+ * table larger than the stack buffer; the caller frees *heap). Returns 1 (a record is
+ * there: *h, *tablelen), 0 (orderly end of stream) or a status. */
+static int32_t peek_record(SOCKET s, unsigned char **head, size_t *headcap,
+                           unsigned char **heap, fdsend_rec_header *h, size_t *tablelen,
+                           fdsend_win_deadline *d)
+{
+    for (;;) {
+        size_t need;
+        int32_t rc;
+        fdsend_rec_scan scan;
+        int r = recv(s, (char *)*head, (int)*headcap, MSG_PEEK);
+        if (r == SOCKET_ERROR) {
+            if (WSAGetLastError() == WSAEINTR)
+                continue;
+            return fdsend_fail_wsa();
+        }
+        if (r == 0)
+            return 0;
+        scan = fdsend_rec_scan_bytes(*head, (size_t)r, h, tablelen, &need);
+        if (scan == FDSEND_REC_BAD)
+            return fdsend_fail_win32(FDSEND_EPROTO, ERROR_INVALID_DATA);
+        if (scan == FDSEND_REC_READY)
+            need = *tablelen + (h->datalen > 0 ? 1 : 0);
+        if (need > *headcap) {
+            /* A version 2 table larger than the stack buffer: peek again into one large
+             * enough for the largest. */
+            if (*heap == NULL && (*heap = malloc(FDSEND_REC_TABLE2_MAX + 1)) == NULL)
+                return fdsend_fail_win32(FDSEND_ENOBUFS, ERROR_NOT_ENOUGH_MEMORY);
+            *head = *heap;
+            *headcap = FDSEND_REC_TABLE2_MAX + 1;
+            continue;
+        }
+        if ((size_t)r >= need && scan == FDSEND_REC_READY)
+            return 1;
+        /* The record is still arriving (it left the sender in one send, so the rest is on
+         * its way): wait for more, within the call's SO_RCVTIMEO deadline. */
+        rc = fdsend_win_wait_more(s, (size_t)r, d);
+        if (rc != FDSEND_OK)
+            return rc;
+    }
+}
+
+/* fdsend_recv; *heap is set when a version 2 table did not fit the stack buffer (the
+ * caller frees it). */
+static int64_t recv_record(intptr_t sock, void *buf, size_t len, intptr_t *fds,
+                           int32_t maxfds, int32_t *nfds, uint32_t *rflags, uint32_t flags,
+                           unsigned char **heap)
+{
+    unsigned char small[FDSEND_REC_TABLE_MAX + 1];
+    unsigned char *head = small;
+    size_t headcap = sizeof small, tablelen = 0;
+    HANDLE got[FDSEND_MAX_FDS];
+    unsigned char is_sock[FDSEND_MAX_FDS];
+    fdsend_rec_header h;
+    fdsend_win_deadline d;
+    SOCKET s = (SOCKET)sock;
+    uint32_t remaining, want, out_flags = 0;
+    int32_t rc, taken = 0, i;
+    int truncated = 0;
+    int64_t n = 0;
+
+    memset(&h, 0, sizeof h);
+    rc = check_recv_args(sock, buf, len, fds, maxfds, nfds, rflags, flags);
+    if (rc != FDSEND_OK)
+        return rc;
+    fdsend_win_deadline_start(&d, 0, (flags & FDSEND_DONTWAIT) != 0);
+    if (flags & FDSEND_DONTWAIT) {
+        rc = fdsend_win_wait(s, &d); /* FDSEND_EAGAIN when nothing is queued */
+        if (rc != FDSEND_OK)
+            return rc;
+    }
+
+    remaining = fdsend_win_remainder_get(s);
+    if (remaining > 0)
+        return recv_rest(s, buf, len, remaining, rflags);
+
+    rc = peek_record(s, &head, &headcap, heap, &h, &tablelen, &d);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        if (rflags != NULL)
+            *rflags = FDSEND_RECV_END_OF_STREAM;
+        fdsend_clear_error(); /* orderly end of stream */
+        return 0;
+    }
+    rc = recv_exact(s, head, tablelen);
+    if (rc != FDSEND_OK)
+        return rc;
+    if (h.nhandles > 0) {
+        int32_t cap = maxfds < FDSEND_MAX_FDS ? maxfds : FDSEND_MAX_FDS;
+        rc = fdsend_win_entries_take(s, &h, head + FDSEND_REC_HEADER, cap, got, is_sock,
+                                     &taken, &truncated);
+        if (rc != FDSEND_OK) {
+            /* No handle for the caller; the record's data stays readable. */
+            if (h.datalen > 0 && fdsend_win_remainder_set(s, h.datalen) != FDSEND_OK)
+                rc = fdsend_fail_win32(FDSEND_ENOBUFS, ERROR_NOT_ENOUGH_MEMORY);
+            return rc;
+        }
+    }
+    if (h.datalen > 0) {
+        want = len == 0 ? 1 : (len < h.datalen ? (uint32_t)len : h.datalen);
+        n = recv_data(s, len == 0 ? NULL : buf, want);
+        /* Whatever happened, the stream is now inside this record's data. */
+        rc = fdsend_win_remainder_set(s, h.datalen - (uint32_t)(n < 0 ? 0 : n));
+        if (n < 0 || rc != FDSEND_OK) {
+            int32_t err = n < 0 ? (int32_t)n
+                                : fdsend_fail_win32(FDSEND_ENOBUFS, ERROR_NOT_ENOUGH_MEMORY);
+            DWORD os = (DWORD)fdsend_last_os_error();
+            fdsend_win_close_taken(got, is_sock, taken);
+            SetLastError(os);
+            return err;
+        }
+        if (len == 0) {
+            out_flags |= FDSEND_RECV_DATA_TRUNCATED;
+            n = 0;
+        }
+    }
+    if (truncated)
+        out_flags |= FDSEND_RECV_FDS_TRUNCATED;
+    for (i = 0; i < taken; i++)
+        fds[i] = (intptr_t)got[i];
+    if (nfds != NULL)
+        *nfds = taken;
+    if (rflags != NULL)
+        *rflags = out_flags;
+    fdsend_clear_error();
+    return n;
+}
+
+int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t maxfds,
+                    int32_t *nfds, uint32_t *rflags, uint32_t flags)
+{
+    unsigned char *heap = NULL;
+    int64_t n = recv_record(sock, buf, len, fds, maxfds, nfds, rflags, flags, &heap);
+    free(heap);
+    return n;
+}
+
+/* Not built for Windows yet: its records already come whole from fdsend_recv. */
+int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
+                          int32_t maxfds, int32_t *nfds, uint32_t *rflags, uint32_t flags)
+{
+    (void)sock; (void)buf; (void)len; (void)fds; (void)maxfds; (void)flags;
+    if (nfds != NULL)
+        *nfds = 0;
+    if (rflags != NULL)
+        *rflags = 0;
+    return fdsend_fail_win32(FDSEND_ENOTSUP, ERROR_NOT_SUPPORTED);
+}

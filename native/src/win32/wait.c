@@ -1,0 +1,120 @@
+/* The one place libfdsend waits on Windows, as ../wait.c is on POSIX: one deadline per
+ * call (the socket's SO_RCVTIMEO / SO_SNDTIMEO, read once, on GetTickCount64) and WSAPoll
+ * for what is left of it. A call that waits several times (a record still arriving, the
+ * rest of a record after a full send buffer) waits against the same deadline, and its
+ * expiry is FDSEND_ETIMEDOUT.
+ * SPDX-License-Identifier: MIT */
+#include "fdsend_win32.h"
+
+#include <limits.h>
+
+void fdsend_win_deadline_start(fdsend_win_deadline *d, int for_write, int dontwait)
+{
+    d->start = GetTickCount64();
+    d->timeout_ms = -1;
+    d->for_write = for_write;
+    d->dontwait = dontwait;
+}
+
+/* Milliseconds left: -1 for no limit, 0 when the deadline has passed. */
+static int ms_left(fdsend_win_deadline *d, SOCKET s)
+{
+    ULONGLONG elapsed;
+    int64_t left;
+    if (d->timeout_ms < 0) {
+        DWORD tv = 0;
+        int l = (int)sizeof tv;
+        if (getsockopt(s, SOL_SOCKET, d->for_write ? SO_SNDTIMEO : SO_RCVTIMEO, (char *)&tv,
+                       &l) != 0)
+            tv = 0; /* not readable: no limit, as the blocking call would have */
+        d->timeout_ms = (int64_t)tv;
+    }
+    if (d->timeout_ms == 0)
+        return -1;
+    elapsed = GetTickCount64() - d->start;
+    if ((int64_t)elapsed >= d->timeout_ms)
+        return 0;
+    left = d->timeout_ms - (int64_t)elapsed;
+    return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+static int32_t timed_out(void)
+{
+    return fdsend_fail_win32(FDSEND_ETIMEDOUT, WSAETIMEDOUT);
+}
+
+static int32_t would_block(void)
+{
+    return fdsend_fail_win32(FDSEND_EAGAIN, WSAEWOULDBLOCK);
+}
+
+/* One WSAPoll of s for ms: > 0 ready (revents in *revents), 0 not, or a status. */
+static int32_t poll_once(SOCKET s, short events, int ms, short *revents)
+{
+    for (;;) {
+        WSAPOLLFD p;
+        int r;
+        p.fd = s;
+        p.events = events;
+        p.revents = 0;
+        r = WSAPoll(&p, 1, ms);
+        if (r == SOCKET_ERROR) {
+            if (WSAGetLastError() == WSAEINTR)
+                continue;
+            return fdsend_fail_wsa();
+        }
+        *revents = p.revents;
+        if (r > 0 && (p.revents & POLLNVAL))
+            return fdsend_fail_win32(FDSEND_EBADF, WSAENOTSOCK);
+        return r > 0;
+    }
+}
+
+int32_t fdsend_win_wait(SOCKET s, fdsend_win_deadline *d)
+{
+    short events = d->for_write ? POLLWRNORM : POLLRDNORM;
+    for (;;) {
+        short revents = 0;
+        int32_t r;
+        int ms = d->dontwait ? 0 : ms_left(d, s);
+        if (!d->dontwait && ms == 0)
+            return timed_out();
+        r = poll_once(s, events, ms, &revents);
+        if (r < 0)
+            return r;
+        if (r > 0)
+            return FDSEND_OK; /* ready, or an error / hang-up the next call will report */
+        if (d->dontwait)
+            return would_block();
+        /* nothing yet: the deadline is checked at the top */
+    }
+}
+
+int32_t fdsend_win_wait_more(SOCKET s, size_t have, fdsend_win_deadline *d)
+{
+    DWORD nap = 1;
+    if (d->dontwait)
+        return would_block();
+    /* Winsock cannot wait for "more than is queued": look, then nap a little longer each
+     * time (up to 16 ms), never past the deadline. */
+    for (;;) {
+        u_long queued = 0;
+        short revents = 0;
+        int32_t r;
+        int ms = ms_left(d, s);
+        if (ms == 0)
+            return timed_out();
+        if (ioctlsocket(s, FIONREAD, &queued) != 0)
+            return fdsend_fail_wsa();
+        if ((size_t)queued > have)
+            return FDSEND_OK;
+        r = poll_once(s, POLLRDNORM, 0, &revents);
+        if (r < 0)
+            return r;
+        if (revents & (POLLHUP | POLLERR)) /* the peer closed in the middle of a record */
+            return fdsend_fail_win32(FDSEND_ECONNRESET, WSAECONNRESET);
+        Sleep(ms > 0 && (DWORD)ms < nap ? (DWORD)ms : nap);
+        if (nap < 16)
+            nap *= 2;
+    }
+}
