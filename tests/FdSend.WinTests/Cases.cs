@@ -27,7 +27,6 @@ internal static class Cases
         ("ownership_dispose_closes", Ownership),
         ("async_send_receive", AsyncSendReceive),
         ("async_send_waits_for_room", AsyncWaitsForRoom),
-        ("channel", Channel),
         ("bad_handle", BadHandle),
         ("peer_gone_before_receive", PeerGone),
         ("peer_closed", PeerClosed),
@@ -35,6 +34,7 @@ internal static class Cases
         ("send_timeout", SendTimeout),
         ("large_send_is_records_only", LargeSend),
         ("interop_c_sender", InteropC),
+        .. ChannelCases.All,
     ];
 
     private static void File()
@@ -311,19 +311,6 @@ internal static class Cases
             Console.WriteLine($"     filled {filled} bytes; the async send waited {waited} ms for room");
             c.ExpectSuccess();
             System.IO.File.Delete(go);
-        }
-    }
-
-    /// <summary>FdChannel's framing needs plain stream bytes around descriptors; on Windows
-    /// every write is a record, so the channel refuses clearly (PlatformNotSupportedException).</summary>
-    private static void Channel()
-    {
-        (Socket a, Socket b) = Pair();
-        using (a)
-        using (b)
-        {
-            var e = Throws<PlatformNotSupportedException>(() => new FdChannel(a), "FdChannel on Windows");
-            Check(e.Message.Contains("Windows"), "the message says Windows: " + e.Message);
         }
     }
 
