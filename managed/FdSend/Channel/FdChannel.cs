@@ -370,6 +370,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     {
         for (int round = 0; ; round++)
         {
+            SocketException? waitFailed = null;
             try
             {
                 await AsyncFdCore.WaitRecordAsync(_socket, round, token).ConfigureAwait(false);
@@ -378,12 +379,20 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
             {
                 throw ChannelErrors.Disposed();
             }
-            catch (SocketException) when (!token.IsCancellationRequested)
+            catch (SocketException e) when (!token.IsCancellationRequested)
             {
-                // An error is pending on the socket: the receive below reports it.
+                waitFailed = e; // an error is pending: the receive below reports it in FdSend's terms
             }
             if (TryAdvanceStream(out FdMessage? message))
                 return message;
+            if (waitFailed is not null)
+            {
+                // The receive found nothing to report: the wait's error stands (and inside a
+                // frame it loses the stream's position, as a failed read does).
+                if (!_stream!.InFrame)
+                    ExceptionDispatchInfo.Throw(waitFailed);
+                throw ReceiveBrokeInsideFrame(waitFailed);
+            }
         }
     }
 
@@ -421,11 +430,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
                 }
                 if (reader.ReadStartsFrame)
                     throw;
-                // The connection failed inside a frame: its position is lost.
-                reader.Reset();
-                IOException broken = ChannelErrors.BrokenInsideFrame(e, sending: false);
-                SetFault(broken);
-                throw broken;
+                throw ReceiveBrokeInsideFrame(e);
             }
             if (!got)
             {
@@ -444,6 +449,16 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
                 throw;
             }
         }
+    }
+
+    /// <summary>The connection failed inside a stream frame: its position is lost. Closes the
+    /// frame's descriptors and faults the channel; returns the exception to throw.</summary>
+    private IOException ReceiveBrokeInsideFrame(Exception cause)
+    {
+        _stream!.Reset();
+        IOException broken = ChannelErrors.BrokenInsideFrame(cause, sending: false);
+        SetFault(broken);
+        return broken;
     }
 
     /// <summary>One seqpacket record or datagram: peeks at its header on .NET's socket engine,
