@@ -305,7 +305,7 @@ FDSEND_API int64_t fdsend_recvfds(int sock, void *buf, size_t len, int *fds, int
  * and macOS, behind one API. A poller is a set of descriptors, each registered with an
  * interest (FDSEND_POLL_IN, FDSEND_POLL_OUT) and a caller-chosen 64-bit token;
  * fdsend_poller_wait returns the tokens of those that became ready. It is what FdSend's
- * async calls wait on: one thread per process runs fdsend_poller_wait and retries the
+ * async calls wait on: one thread at a time runs fdsend_poller_wait and retries the
  * operations whose sockets became ready (no thread is blocked per pending operation).
  *
  * Registrations are either edge-triggered (FDSEND_POLL_EDGE: stay registered, each new

@@ -20,7 +20,12 @@ internal interface IPollAttempt
 /// Reusable once its result was taken: one per socket is cached for receives
 /// (<see cref="SocketWaitState.CachedReceive"/>).
 /// </summary>
-internal sealed class PollOperation : IValueTaskSource<bool>, IValueTaskSource
+/// <remarks>Completing happens in two steps so that the engine never runs user code while it
+/// still holds other sockets' outcomes unseen: <see cref="TryAttempt"/> (or
+/// <see cref="TryClaim"/>) decides the outcome and drops the operation from its socket's
+/// waiters; <see cref="Signal"/> then hands it to the awaiter, whose continuation runs right
+/// there when <see cref="ReadinessEngine.InlineCompletions"/> is on (the default).</remarks>
+internal sealed class PollOperation : IValueTaskSource<bool>, IValueTaskSource, IThreadPoolWorkItem
 {
     private const int Waiting = 0, Attempting = 1, Done = 2;
 
@@ -30,6 +35,7 @@ internal sealed class PollOperation : IValueTaskSource<bool>, IValueTaskSource
     private Socket? _socket; // keeps the socket (and its handle) alive while pending
     private CancellationToken _cancellationToken;
     private CancellationTokenRegistration _registration;
+    private Exception? _error;
     private int _status = Done;
 
     internal bool Write;
@@ -41,10 +47,8 @@ internal sealed class PollOperation : IValueTaskSource<bool>, IValueTaskSource
     internal ReceivedFds? Received;
     private bool _isReceive;
 
-    /// <param name="inline">Whether the awaiter's continuation may run on the engine thread
-    /// (only when the process opted in: <see cref="ReadinessEngine.InlineCompletions"/>).</param>
-    internal PollOperation(bool inline = true) =>
-        _core.RunContinuationsAsynchronously = !(inline && ReadinessEngine.InlineCompletions);
+    internal PollOperation() =>
+        _core.RunContinuationsAsynchronously = !ReadinessEngine.InlineCompletions;
 
     internal short Version => _core.Version;
 
@@ -73,6 +77,7 @@ internal sealed class PollOperation : IValueTaskSource<bool>, IValueTaskSource
         _socket = socket;
         _cancellationToken = cancellationToken;
         _registration = default;
+        _error = null;
         Volatile.Write(ref _status, Waiting);
     }
 
@@ -82,11 +87,13 @@ internal sealed class PollOperation : IValueTaskSource<bool>, IValueTaskSource
             _registration = cancellationToken.UnsafeRegister(static s => ((PollOperation)s!).Cancel(), this);
     }
 
-    /// <summary>On the engine thread: the socket is ready, retry.</summary>
-    internal void TryComplete()
+    /// <summary>On the engine thread, the socket being ready: retries the operation. True when
+    /// it is done (outcome kept, dropped from the waiters): the caller must then
+    /// <see cref="Signal"/> it. False while it still waits (or someone else finished it).</summary>
+    internal bool TryAttempt()
     {
         if (Interlocked.CompareExchange(ref _status, Attempting, Waiting) != Waiting)
-            return;
+            return false;
         bool done;
         try
         {
@@ -95,41 +102,61 @@ internal sealed class PollOperation : IValueTaskSource<bool>, IValueTaskSource
         }
         catch (Exception e)
         {
-            Finish(e);
-            return;
+            Decide(e);
+            return true;
         }
         if (done)
         {
-            Finish(null);
-            return;
+            Decide(null);
+            return true;
         }
         Volatile.Write(ref _status, Waiting);
         // A cancellation that came while we were attempting found us busy: honour it now.
-        if (_cancellationToken.IsCancellationRequested)
-            Cancel();
+        return _cancellationToken.IsCancellationRequested && TryClaim(new OperationCanceledException(_cancellationToken));
     }
 
-    internal void TryFail(Exception e)
+    /// <summary>Fails the operation with <paramref name="e"/> if it still waits; true if it did
+    /// (the caller must then <see cref="Signal"/> it).</summary>
+    internal bool TryClaim(Exception e)
     {
-        if (Interlocked.CompareExchange(ref _status, Attempting, Waiting) == Waiting)
-            Finish(e);
+        if (Interlocked.CompareExchange(ref _status, Attempting, Waiting) != Waiting)
+            return false;
+        Decide(e);
+        return true;
     }
 
+    /// <summary>On the cancelling thread: the awaiter's continuation is not run inside
+    /// <see cref="CancellationTokenSource.Cancel()"/> (it goes to the thread pool).</summary>
     private void Cancel()
     {
-        if (Interlocked.CompareExchange(ref _status, Attempting, Waiting) == Waiting)
-            Finish(new OperationCanceledException(_cancellationToken));
+        if (!TryClaim(new OperationCanceledException(_cancellationToken)))
+            return;
+        if (_core.RunContinuationsAsynchronously)
+            Signal();
+        else
+            ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
     }
 
-    private void Finish(Exception? error)
+    private void Decide(Exception? error)
     {
+        _error = error;
         _engine!.Remove(_state!, this);
+    }
+
+    /// <summary>Hands the decided outcome to the awaiter (runs its continuation here when
+    /// continuations are inline).</summary>
+    internal void Signal()
+    {
+        Exception? error = _error;
+        _error = null;
         Volatile.Write(ref _status, Done);
         if (error is null)
             _core.SetResult(true);
         else
             _core.SetException(error);
     }
+
+    void IThreadPoolWorkItem.Execute() => Signal();
 
     public bool GetResult(short token)
     {

@@ -7,18 +7,26 @@ namespace FdSend;
 
 /// <summary>
 /// FdSend's one place to wait for many sockets (POSIX): libfdsend's readiness engine
-/// (<c>fdsend_poller_*</c>: epoll on Linux, kqueue on the BSDs and macOS) run by ONE
-/// background thread per process. An async call first tries its socket; only when that would
-/// block does it register a <see cref="PollOperation"/> and arm the socket's one-shot interest
-/// (readable and/or writable). When the socket becomes ready the engine thread retries the
-/// operation's non-blocking system call itself (no thread-pool hop before it), and hands the
-/// outcome to the awaiter: by default the awaiter's continuation is queued to the thread pool
-/// (user code never runs on the engine thread); with
-/// <c>FDSEND_ASYNC_INLINE_COMPLETIONS=1</c> (or the AppContext switch
-/// <c>FdSend.Async.InlineCompletions</c>) it runs inline on the engine thread, which suits
-/// latency-bound processes whose continuations are short and never block.
+/// (<c>fdsend_poller_*</c>: epoll on Linux, kqueue on the BSDs and macOS). An async call first
+/// tries its socket; only when that would block does it register a <see cref="PollOperation"/>
+/// and arm the socket's one-shot interest (readable and/or writable). One engine thread at a
+/// time (the leader) waits in <c>fdsend_poller_wait</c>; when sockets become ready it retries
+/// their operations' non-blocking system calls itself, then runs the awaiters' continuations
+/// inline, on its own thread: no thread-pool hop, no second thread woken per message (what
+/// Go's scheduler gets by running a woken goroutine on the thread that polled).
 /// </summary>
 /// <remarks>
+/// <para>Inline continuations are made safe by a monitor thread (Go's sysmon, in small): every
+/// <see cref="MonitorIntervalMs"/> while a leader runs continuations, it checks that the leader
+/// made progress. A continuation that blocks or runs long (no progress over two checks)
+/// loses the leader role: the monitor hands the rest of that batch's continuations to the
+/// thread pool and makes another engine thread (an idle spare, or a new one) the leader, so a
+/// blocking continuation delays other sockets by a few milliseconds, never more. The
+/// deposed thread, once its continuation returns, waits as a spare (and ends after
+/// <see cref="SpareIdleMs"/> unused). The monitor parks when nothing runs.
+/// <c>FDSEND_ASYNC_INLINE_COMPLETIONS=0</c> (or the AppContext switch
+/// <c>FdSend.Async.InlineCompletions</c> set to false) queues every continuation to the thread
+/// pool instead.</para>
 /// <para>No thread is blocked per pending operation: 10,000 pending receives are 10,000 small
 /// objects and one registration each in the kernel's set.</para>
 /// <para>Sockets are registered by a token (slot and generation), never by fd number alone,
@@ -33,12 +41,16 @@ namespace FdSend;
 internal sealed class ReadinessEngine
 {
     internal const int ClosedCheckMs = 250;
+    internal const int MonitorIntervalMs = 5;
+    internal const int SpareIdleMs = 30_000;
     private const int IdleCheckMs = 5_000;
     private const int MaxEvents = 256;
+    private const int MonitorParkAfterChecks = 50;
 
+    /// <summary>Whether continuations run on the engine thread (the default).</summary>
     internal static readonly bool InlineCompletions =
         AppContext.TryGetSwitch("FdSend.Async.InlineCompletions", out bool on) ? on :
-        Environment.GetEnvironmentVariable("FDSEND_ASYNC_INLINE_COMPLETIONS") is "1" or "true";
+        Environment.GetEnvironmentVariable("FDSEND_ASYNC_INLINE_COMPLETIONS") is not ("0" or "false");
 
     private static ReadinessEngine? s_instance;
 
@@ -50,15 +62,31 @@ internal sealed class ReadinessEngine
     private readonly Stack<int> _freeSlots = new();
     private int _slotCount;
     private int _pending; // operations registered and not completed (for the closed-socket check)
+    private long _lastClosedCheck = Environment.TickCount64; // the leader's only
+
+    // The leader's batch while it runs continuations (watched by the monitor).
+    private EngineBatch? _current;
+    private int _monitorParked;
+    private readonly SemaphoreSlim _monitorWake = new(0);
+    private long _takeovers;
+
+    // Spare engine threads (deposed leaders) waiting to lead again.
+    private readonly object _sparesLock = new();
+    private int _spares;
+    private int _tickets;
 
     private ReadinessEngine(nint poller)
     {
         _poller = poller;
-        var thread = new Thread(Run) { IsBackground = true, Name = "FdSend readiness engine" };
-        thread.UnsafeStart();
+        StartThread(Lead, "FdSend readiness engine");
+        StartThread(MonitorLoop, "FdSend engine monitor");
     }
 
     internal static ReadinessEngine Instance => Volatile.Read(ref s_instance) ?? Create();
+
+    /// <summary>How many times a continuation that blocked or ran long lost the leader role
+    /// (for tests and diagnostics).</summary>
+    internal long Takeovers => Interlocked.Read(ref _takeovers);
 
     private static unsafe ReadinessEngine Create()
     {
@@ -75,6 +103,9 @@ internal sealed class ReadinessEngine
         }
     }
 
+    private static void StartThread(ThreadStart run, string name) =>
+        new Thread(run) { IsBackground = true, Name = name }.UnsafeStart();
+
     /// <summary>Registers <paramref name="op"/> (prepared by the caller) for
     /// <paramref name="socket"/> becoming ready in its direction and arms the interest;
     /// returns the operation's task. The caller has just seen the socket not ready.</summary>
@@ -90,9 +121,14 @@ internal sealed class ReadinessEngine
             failed = Arm(state);
         }
         if (failed is not null)
-            op.TryFail(failed);
+        {
+            if (op.TryClaim(failed))
+                op.Signal(); // nobody awaits it yet: completes synchronously
+        }
         else
+        {
             op.RegisterCancellation(cancellationToken);
+        }
         return new ValueTask<bool>(op, op.Version);
     }
 
@@ -101,14 +137,29 @@ internal sealed class ReadinessEngine
         _states.TryGetValue(socket, out SocketWaitState? s) ? s : _states.GetValue(socket, NewState);
 
     /// <summary>Waits until <paramref name="socket"/> is ready in one direction (nothing is
-    /// attempted; the caller retries). Completes on the thread pool, never inline.</summary>
+    /// attempted; the caller retries).</summary>
     internal ValueTask WaitReadyAsync(Socket socket, bool write, CancellationToken cancellationToken)
     {
         SocketWaitState state = GetState(socket);
-        var op = new PollOperation(inline: false);
+        PollOperation op = (write ? Interlocked.Exchange(ref state.CachedWrite, null) : null) ?? new PollOperation();
         op.PrepareWait(write, null);
         Wait(state, socket, op, cancellationToken);
-        return new ValueTask(op, op.Version);
+        return write ? WaitWritable(state, op) : new ValueTask(op, op.Version);
+    }
+
+    /// <summary>Awaits a writable wait and gives its operation back to the socket's cache (a
+    /// stream sender that fills the buffer waits often).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private static async ValueTask WaitWritable(SocketWaitState state, PollOperation op)
+    {
+        try
+        {
+            await new ValueTask(op, op.Version).ConfigureAwait(false);
+        }
+        finally
+        {
+            state.CachedWrite = op;
+        }
     }
 
     /// <summary>Waits until <paramref name="attempt"/> (retried on the engine thread whenever
@@ -204,8 +255,8 @@ internal sealed class ReadinessEngine
         }
     }
 
-    /// <summary>Called by an operation that completed (by the engine, cancellation, or a
-    /// failure to arm): drops it from its socket's waiters.</summary>
+    /// <summary>Called by an operation whose outcome is decided (by the engine, cancellation,
+    /// or a failure to arm): drops it from its socket's waiters.</summary>
     internal void Remove(SocketWaitState state, PollOperation op)
     {
         lock (state)
@@ -215,28 +266,159 @@ internal sealed class ReadinessEngine
 
     internal void Wake() => Interop.PollerWake(_poller);
 
-    private unsafe void Run()
+    /// <summary>An engine thread: leads (polls, then runs what became ready) until a
+    /// continuation it ran inline is taken over by the monitor; then waits as a spare to lead
+    /// again, and ends after <see cref="SpareIdleMs"/> unused.</summary>
+    private unsafe void Lead()
     {
         Interop.PollEvent* events = (Interop.PollEvent*)NativeMemory.Alloc(MaxEvents, (nuint)sizeof(Interop.PollEvent));
-        var batch = new List<PollOperation>();
-        long lastCheck = Environment.TickCount64;
-        while (true)
+        var batch = new EngineBatch();
+        try
         {
-            int timeout = Volatile.Read(ref _pending) > 0 ? ClosedCheckMs : IdleCheckMs;
-            int n = Interop.PollerWait(_poller, events, MaxEvents, timeout);
-            for (int i = 0; i < n; i++)
+            while (true)
             {
-                SocketWaitState? state = Lookup(events[i].Token);
-                if (state is not null)
-                    Ready(state, events[i].Events, batch);
-            }
-            long now = Environment.TickCount64;
-            if (n <= 0 || now - lastCheck >= ClosedCheckMs)
-            {
-                lastCheck = now;
-                CheckClosed(batch);
+                Poll(events, batch);
+                if (batch.Count > 0 && !RunBatch(batch) && !WaitAsSpare())
+                    return;
             }
         }
+        finally
+        {
+            NativeMemory.Free(events);
+        }
+    }
+
+    /// <summary>One wait for readiness: the ready sockets' operations are retried (FdSend's
+    /// own calls only) and those that are done collected in <paramref name="batch"/>.</summary>
+    private unsafe void Poll(Interop.PollEvent* events, EngineBatch batch)
+    {
+        batch.Count = 0;
+        int timeout = Volatile.Read(ref _pending) > 0 ? ClosedCheckMs : IdleCheckMs;
+        int n = Interop.PollerWait(_poller, events, MaxEvents, timeout);
+        for (int i = 0; i < n; i++)
+        {
+            SocketWaitState? state = Lookup(events[i].Token);
+            if (state is not null)
+                Ready(state, events[i].Events, batch);
+        }
+        long now = Environment.TickCount64;
+        if (n <= 0 || now - _lastClosedCheck >= ClosedCheckMs)
+        {
+            _lastClosedCheck = now;
+            CheckClosed(batch);
+        }
+    }
+
+    /// <summary>Runs the batch's continuations, watched by the monitor. False if the monitor
+    /// took the leader role away meanwhile (this thread then is a spare).</summary>
+    private bool RunBatch(EngineBatch batch)
+    {
+        batch.Next = 0;
+        Volatile.Write(ref batch.Progress, batch.Progress + 1);
+        Volatile.Write(ref _current, batch);
+        Interlocked.Exchange(ref batch.State, EngineBatch.Running);
+        if (Volatile.Read(ref _monitorParked) != 0 && Interlocked.Exchange(ref _monitorParked, 0) != 0)
+            _monitorWake.Release();
+        int i;
+        while ((i = Interlocked.Increment(ref batch.Next) - 1) < batch.Count)
+        {
+            PollOperation op = batch.Ops[i]!;
+            batch.Ops[i] = null;
+            Volatile.Write(ref batch.Progress, batch.Progress + 1);
+            op.Signal();
+        }
+        return Interlocked.CompareExchange(ref batch.State, EngineBatch.Idle, EngineBatch.Running) == EngineBatch.Running;
+    }
+
+    private bool WaitAsSpare()
+    {
+        lock (_sparesLock)
+        {
+            _spares++;
+            try
+            {
+                while (_tickets == 0)
+                {
+                    if (!Monitor.Wait(_sparesLock, SpareIdleMs) && _tickets == 0)
+                        return false;
+                }
+                _tickets--;
+                return true;
+            }
+            finally
+            {
+                _spares--;
+            }
+        }
+    }
+
+    /// <summary>The monitor: takes the leader role from a continuation that makes no progress
+    /// over two checks; parks while no batch runs.</summary>
+    private void MonitorLoop()
+    {
+        EngineBatch? seen = null;
+        long seenProgress = 0;
+        int quiet = 0;
+        while (true)
+        {
+            Thread.Sleep(MonitorIntervalMs);
+            EngineBatch? batch = Volatile.Read(ref _current);
+            if (batch is null || Volatile.Read(ref batch.State) != EngineBatch.Running)
+            {
+                seen = null;
+                if (++quiet >= MonitorParkAfterChecks)
+                {
+                    quiet = 0;
+                    Park();
+                }
+                continue;
+            }
+            quiet = 0;
+            long progress = Volatile.Read(ref batch.Progress);
+            if (batch == seen && progress == seenProgress)
+            {
+                TakeOver(batch);
+                seen = null;
+                continue;
+            }
+            seen = batch;
+            seenProgress = progress;
+        }
+    }
+
+    /// <summary>Sleeps until a leader starts running continuations (it releases us).</summary>
+    private void Park()
+    {
+        Interlocked.Exchange(ref _monitorParked, 1);
+        EngineBatch? batch = Volatile.Read(ref _current);
+        if (batch is not null && Volatile.Read(ref batch.State) == EngineBatch.Running &&
+            Interlocked.Exchange(ref _monitorParked, 0) != 0)
+            return; // un-parked ourselves: nobody released
+        _monitorWake.Wait();
+    }
+
+    private void TakeOver(EngineBatch batch)
+    {
+        if (Interlocked.CompareExchange(ref batch.State, EngineBatch.Deposed, EngineBatch.Running) != EngineBatch.Running)
+            return;
+        Interlocked.Increment(ref _takeovers);
+        int i;
+        while ((i = Interlocked.Increment(ref batch.Next) - 1) < batch.Count)
+        {
+            PollOperation op = batch.Ops[i]!;
+            batch.Ops[i] = null;
+            ThreadPool.UnsafeQueueUserWorkItem(op, preferLocal: false);
+        }
+        lock (_sparesLock)
+        {
+            if (_spares > _tickets)
+            {
+                _tickets++;
+                Monitor.Pulse(_sparesLock);
+                return;
+            }
+        }
+        StartThread(Lead, "FdSend readiness engine");
     }
 
     private SocketWaitState? Lookup(ulong token)
@@ -252,39 +434,46 @@ internal sealed class ReadinessEngine
     }
 
     /// <summary>The socket is ready in the given directions: retry its operations there
-    /// (outside the lock), then re-arm for whoever still waits.</summary>
-    private void Ready(SocketWaitState state, uint events, List<PollOperation> batch)
+    /// (outside the lock; those done go to <paramref name="batch"/>), then re-arm for whoever
+    /// still waits.</summary>
+    private void Ready(SocketWaitState state, uint events, EngineBatch batch)
     {
-        batch.Clear();
+        List<PollOperation> scratch = batch.Scratch;
+        scratch.Clear();
         lock (state)
         {
             if ((events & (Interop.PollIn | Interop.PollErr)) != 0)
-                batch.AddRange(state.Readers);
+                scratch.AddRange(state.Readers);
             if ((events & (Interop.PollOut | Interop.PollErr)) != 0)
-                batch.AddRange(state.Writers);
+                scratch.AddRange(state.Writers);
         }
-        foreach (PollOperation op in batch)
-            op.TryComplete();
-        batch.Clear();
+        foreach (PollOperation op in scratch)
+        {
+            if (op.TryAttempt())
+                batch.Add(op);
+        }
+        scratch.Clear();
+        Exception? failed;
         lock (state)
         {
-            Exception? failed = Arm(state);
-            if (failed is not null)
-            {
-                batch.AddRange(state.Readers);
-                batch.AddRange(state.Writers);
-            }
+            failed = Arm(state);
             if (failed is null)
                 return;
-            foreach (PollOperation op in batch)
-                op.TryFail(failed);
+            scratch.AddRange(state.Readers);
+            scratch.AddRange(state.Writers);
         }
+        foreach (PollOperation op in scratch)
+        {
+            if (op.TryClaim(failed))
+                batch.Add(op);
+        }
+        scratch.Clear();
     }
 
     /// <summary>Every <see cref="ClosedCheckMs"/> while operations wait: a socket disposed
     /// meanwhile left the kernel's set without an event, so retry its operations (the attempt
     /// then throws ObjectDisposedException); and free the slots of sockets that are gone.</summary>
-    private void CheckClosed(List<PollOperation> batch)
+    private void CheckClosed(EngineBatch batch)
     {
         List<SocketWaitState>? closed = null;
         lock (_slotsLock)
@@ -320,6 +509,26 @@ internal sealed class ReadinessEngine
     }
 }
 
+/// <summary>One engine thread's operations whose outcome is decided, and whose continuations
+/// it runs (or the monitor hands to the thread pool, if it took the leader role away).</summary>
+internal sealed class EngineBatch
+{
+    internal const int Idle = 0, Running = 1, Deposed = 2;
+    internal PollOperation?[] Ops = new PollOperation?[16];
+    internal int Count;
+    internal int Next;      // the next to run, taken with Interlocked by the runner and the monitor
+    internal long Progress; // bumped before each continuation: the monitor's sign of life
+    internal int State;
+    internal readonly List<PollOperation> Scratch = new();
+
+    internal void Add(PollOperation op)
+    {
+        if (Count == Ops.Length)
+            Array.Resize(ref Ops, Ops.Length * 2);
+        Ops[Count++] = op;
+    }
+}
+
 /// <summary>One socket's registration with the <see cref="ReadinessEngine"/>: its token, its
 /// waiting operations per direction, and whether the kernel's set has it yet.</summary>
 internal sealed class SocketWaitState
@@ -330,6 +539,7 @@ internal sealed class SocketWaitState
     internal readonly List<PollOperation> Writers = new(1);
     internal bool Registered;
     internal PollOperation? CachedReceive;
+    internal PollOperation? CachedWrite;
 
     internal SocketWaitState(SafeSocketHandle handle, ulong token)
     {

@@ -16,13 +16,15 @@ namespace FdSend;
 /// <para>How they wait: each call first tries at once (a message that is already waiting, or
 /// room in the send buffer, completes synchronously without allocating anything but the
 /// result). Otherwise it registers with FdSend's readiness engine: libfdsend's epoll (Linux) or
-/// kqueue (BSDs, macOS) set, run by ONE background thread per process, with a one-shot
+/// kqueue (BSDs, macOS) set, waited on by one engine thread at a time, with a one-shot
 /// interest per waiting socket, so that no thread is blocked per pending operation. When the
-/// socket becomes ready, that thread retries the receive (or send) itself and hands the result
-/// to your continuation on the thread pool; with <c>FDSEND_ASYNC_INLINE_COMPLETIONS=1</c> (or
-/// the AppContext switch <c>FdSend.Async.InlineCompletions</c>) the continuation runs inline
-/// on the engine thread instead, the fastest for short, never-blocking continuations (a
-/// request/response loop) and wrong for anything that blocks. The rest of a partly sent stream
+/// socket becomes ready, that thread retries the receive (or send) itself and runs your
+/// continuation inline, with no thread-pool hop (the fastest for a request/response loop). A
+/// continuation that blocks or runs long does not stall the other sockets: within a few
+/// milliseconds another engine thread takes over the waiting, and the blocked one rejoins as a
+/// spare when your code returns. <c>FDSEND_ASYNC_INLINE_COMPLETIONS=0</c> (or the AppContext
+/// switch <c>FdSend.Async.InlineCompletions</c> set to false) queues every continuation to
+/// the thread pool instead. The rest of a partly sent stream
 /// buffer, which carries no descriptors, goes one counted sendmsg at a time, so that a failure
 /// in the middle can say how much went (<see cref="FdPartialSendException"/>). A socket
 /// disposed while an operation waits fails it with <see cref="ObjectDisposedException"/>

@@ -13,13 +13,13 @@ return Harness.RunMain(args, "fdsend",
     new("owning", "FdSend sync, owning ReceivedFds (Dispose closes)", Harness.Run<OwningTransport>),
 #if FDSEND_ASYNC
     new("async", "FdSend async, SendFdsAsync/ReceiveFdsAsync (owning ReceivedFds)", Harness.RunAsync<AsyncTransport>),
-    // The same with the readiness engine's opt-in inline completions (the awaiter's
-    // continuation runs on the engine thread; FDSEND_ASYNC_INLINE_COMPLETIONS=1).
-    new("async-inline", "FdSend async, inline completions (FDSEND_ASYNC_INLINE_COMPLETIONS=1)", Inline(Harness.RunAsync<AsyncTransport>)),
+    // The same with the readiness engine's opt-out: continuations queued to the thread pool
+    // instead of run inline on the engine thread (FDSEND_ASYNC_INLINE_COMPLETIONS=0).
+    new("async-pool", "FdSend async, continuations on the thread pool (FDSEND_ASYNC_INLINE_COMPLETIONS=0)", OnThreadPool(Harness.RunAsync<AsyncTransport>)),
 #endif
 #if FDSEND_CHANNEL
     new("channel", "FdSend FdChannel (framed messages, async)", Harness.RunAsync<ChannelTransport>),
-    new("channel-inline", "FdSend FdChannel, inline completions (FDSEND_ASYNC_INLINE_COMPLETIONS=1)", Inline(Harness.RunAsync<ChannelTransport>)),
+    new("channel-pool", "FdSend FdChannel, continuations on the thread pool (FDSEND_ASYNC_INLINE_COMPLETIONS=0)", OnThreadPool(Harness.RunAsync<ChannelTransport>)),
 #endif
 ],
 new Dictionary<string, Func<string[], int>>
@@ -30,11 +30,11 @@ new Dictionary<string, Func<string[], int>>
 #endif
 });
 
-// Runs a row with FdSend's inline completions switched on (before FdSend reads the
+// Runs a row with FdSend's inline completions switched off (before FdSend reads the
 // switch; the child process runs the same row, so it gets it too).
-static Func<Options, int> Inline(Func<Options, int> run) => o =>
+static Func<Options, int> OnThreadPool(Func<Options, int> run) => o =>
 {
-    AppContext.SetSwitch("FdSend.Async.InlineCompletions", true);
+    AppContext.SetSwitch("FdSend.Async.InlineCompletions", false);
     return run(o);
 };
 
