@@ -28,7 +28,6 @@ internal static class Cases
         ("async_send_receive", AsyncSendReceive),
         ("async_send_waits_for_room", AsyncWaitsForRoom),
         ("async_send_wait_cancelled", AsyncWaitCancelled),
-        ("channel", Channel),
         ("bad_handle", BadHandle),
         ("peer_gone_before_receive", PeerGone),
         ("peer_closed", PeerClosed),
@@ -36,6 +35,7 @@ internal static class Cases
         ("send_timeout", SendTimeout),
         ("large_send_is_records_only", LargeSend),
         ("interop_c_sender", InteropC),
+        .. ChannelCases.All,
     ];
 
     private static void File()
@@ -360,19 +360,6 @@ internal static class Cases
             Equal(1, last.Count, "the next record's handle");
             using (FileStream g = last.TakeFileStream(0, FileAccess.Read))
                 Equal("sent after the cancelled one\n", ReadAll(g), "contents through the handle");
-        }
-    }
-
-    /// <summary>FdChannel's framing needs plain stream bytes around descriptors; on Windows
-    /// every write is a record, so the channel refuses clearly (PlatformNotSupportedException).</summary>
-    private static void Channel()
-    {
-        (Socket a, Socket b) = Pair();
-        using (a)
-        using (b)
-        {
-            var e = Throws<PlatformNotSupportedException>(() => new FdChannel(a), "FdChannel on Windows");
-            Check(e.Message.Contains("Windows"), "the message says Windows: " + e.Message);
         }
     }
 

@@ -29,6 +29,7 @@ internal static class Peer
                 case "vanish": return 0; // connect and leave
                 case "async-drain": return AsyncDrain(s, args[0]).GetAwaiter().GetResult();
                 case "async-send": return AsyncSend(s).GetAwaiter().GetResult();
+                case "channel-echo": return ChannelCases.Echo(s).GetAwaiter().GetResult();
                 default:
                     Console.Error.WriteLine("no peer case " + name);
                     return 2;

@@ -37,6 +37,21 @@ internal static class AsyncFdCore
     private static async ValueTask WaitReadableWindowsAsync(Socket socket, CancellationToken cancellationToken) =>
         await socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken).ConfigureAwait(false);
 
+    /// <summary>
+    /// Windows, after a non-blocking receive found no record: waits until one may be readable.
+    /// With nothing queued that is .NET's zero-byte receive (readable). With bytes queued (part
+    /// of a record: libfdsend receives a record only once its header and handle table are in),
+    /// readability says nothing new, so it waits on a timer that backs off with
+    /// <paramref name="round"/> (the caller's count of fruitless attempts) from 1 ms to 50 ms:
+    /// a peer that sends half a record and stops costs a check per 50 ms, not a spinning thread.
+    /// </summary>
+    internal static ValueTask WaitRecordAsync(Socket socket, int round, CancellationToken cancellationToken)
+    {
+        if (socket.Available == 0)
+            return WaitReadableWindowsAsync(socket, cancellationToken);
+        return new ValueTask(Task.Delay(Math.Min(1 << Math.Min(round, 6), 50), cancellationToken));
+    }
+
     /// <summary>One non-blocking send attempt of a whole buffer with descriptors (kept out of
     /// async methods so that spans never live across an await).</summary>
     internal static bool TrySend(Socket socket, ReadOnlyMemory<byte> data, ReadOnlyMemory<Descriptor> fds, out int sent) =>
@@ -52,6 +67,10 @@ internal static class AsyncFdCore
     internal static async ValueTask<int> SendRestAsync(Socket socket, ReadOnlyMemory<byte> data, int sent,
                                                        CancellationToken abortToken)
     {
+        // Windows: every write on a socket that carries handles is a libfdsend record
+        // (docs/windows-protocol.md); a raw send would put bytes the peer cannot parse.
+        if (OperatingSystem.IsWindows())
+            return await SendRestAsRecordsAsync(socket, data, sent, abortToken).ConfigureAwait(false);
         while (sent < data.Length)
         {
             int n = await socket.SendAsync(data.Slice(sent), SocketFlags.None, abortToken).ConfigureAwait(false);
@@ -74,21 +93,41 @@ internal static class AsyncFdCore
     internal static async ValueTask<int> SendRestCountedAsync(Socket socket, ReadOnlyMemory<byte> data, int sent,
                                                               int descriptorsSent)
     {
+        var progress = new StrongBox<int>(sent);
         try
         {
-            while (sent < data.Length)
-            {
-                if (TrySend(socket, data.Slice(sent), ReadOnlyMemory<Descriptor>.Empty, out int n))
-                    sent += n;
-                else
-                    await WaitWritableAsync(socket, CancellationToken.None).ConfigureAwait(false);
-            }
+            await SendEachAttemptAsync(socket, data, progress, CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            throw FdSendErrors.PartialSend(e, sent, data.Length, descriptorsSent);
+            throw FdSendErrors.PartialSend(e, progress.Value, data.Length, descriptorsSent);
         }
-        return sent;
+        return progress.Value;
+    }
+
+    /// <summary>Windows' <see cref="SendRestAsync"/>: the rest as records, one non-blocking
+    /// fdsend_send per attempt.</summary>
+    private static async ValueTask<int> SendRestAsRecordsAsync(Socket socket, ReadOnlyMemory<byte> data, int sent,
+                                                               CancellationToken abortToken)
+    {
+        var progress = new StrongBox<int>(sent);
+        await SendEachAttemptAsync(socket, data, progress, abortToken).ConfigureAwait(false);
+        return progress.Value;
+    }
+
+    /// <summary>Sends data[progress..] without descriptors, one non-blocking fdsend_send per
+    /// attempt (on Windows each is a record), waiting for room in between;
+    /// <paramref name="progress"/> counts what went, also when it fails.</summary>
+    private static async ValueTask SendEachAttemptAsync(Socket socket, ReadOnlyMemory<byte> data, StrongBox<int> progress,
+                                                        CancellationToken abortToken)
+    {
+        while (progress.Value < data.Length)
+        {
+            if (TrySend(socket, data.Slice(progress.Value), ReadOnlyMemory<Descriptor>.Empty, out int n))
+                progress.Value += n;
+            else
+                await WaitWritableAsync(socket, abortToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>
@@ -127,11 +166,11 @@ internal static class AsyncFdCore
     private static async ValueTask<ReceivedFds> ReceiveSlowWindowsAsync(Socket socket, Memory<byte> buffer, int maxFds,
                                                                       CancellationToken cancellationToken)
     {
-        while (true)
+        for (int round = 0; ; round++)
         {
             try
             {
-                await WaitReadableAsync(socket, cancellationToken).ConfigureAwait(false);
+                await WaitRecordAsync(socket, round, cancellationToken).ConfigureAwait(false);
             }
             catch (SocketException) when (!cancellationToken.IsCancellationRequested)
             {

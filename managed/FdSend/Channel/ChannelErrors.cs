@@ -42,6 +42,13 @@ internal static class ChannelErrors
                 $"The peer broke the FdSend channel wire format (docs/wire-format.md): {what}. That record was dropped and its descriptors were closed; " +
                 "every record stands alone, so the channel is still usable: receive the next message.");
 
+    /// <summary>Windows: libfdsend refused the peer's record (FDSEND_EPROTO: its sender check
+    /// failed, e.g. the peer closed its socket before the record's handles were taken). The
+    /// record stays unread, so the stream cannot go past it: the channel faults.</summary>
+    internal static FdChannelProtocolException RecordRefused(Exception cause) =>
+        new("The peer's handle-passing record was refused (docs/windows-protocol.md): " + cause.Message +
+            " The record cannot be read past, so the channel is faulted: dispose it and close the connection.", cause);
+
     private static FdMessageRejectedException Rejected(FdMessageRejectReason reason, ReadOnlySpan<byte> header,
                                                        FdChannelOptions options)
     {
@@ -88,10 +95,10 @@ internal static class ChannelErrors
     internal static EndOfStreamException EndOfStream() =>
         new("The peer closed the channel at a message boundary: there are no more messages.");
 
-    internal static PlatformNotSupportedException Windows() =>
-        new("FdChannel is not available on Windows: its framing reads and writes plain stream bytes between descriptor messages, " +
-            "and on Windows every write on a socket that carries handles must be a libfdsend record (docs/windows-protocol.md). " +
-            "Use SendFds/ReceiveFds (and their async forms) there.");
+    /// <summary>Windows: a channel runs over a connected stream socket only (libfdsend's record
+    /// protocol, docs/windows-protocol.md).</summary>
+    internal static ArgumentException WindowsNotStream(SocketType type) =>
+        new($"On Windows a channel works over a connected Stream socket (TCP or AF_UNIX) only; this socket is {type}.", "socket");
 
     internal static ArgumentException NotUnix(AddressFamily family) =>
         new($"A channel carries descriptors, which pass only over Unix domain sockets; this socket is {family}. " +

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
@@ -41,6 +42,10 @@ namespace FdSend;
 /// payload memory.</para>
 /// <para>The channel owns the socket (unless <see cref="FdChannelOptions.LeaveOpen"/>): do not
 /// read or write it directly while the channel is in use.</para>
+/// <para>Windows: over a connected stream socket (TCP loopback or AF_UNIX), each frame as
+/// libfdsend records, its handles in the record that carries its first byte
+/// (docs/windows-protocol.md, "The message channel"); everything above holds as for a stream
+/// socket.</para>
 /// </remarks>
 public sealed class FdChannel : IAsyncDisposable, IDisposable
 {
@@ -70,24 +75,30 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     /// not; the channel never blocks a thread on it.
     /// </summary>
     /// <param name="socket">A connected Unix socket of type Stream, Seqpacket or Dgram (a
-    /// datagram socket connected to its peer). Owned by the channel from now on unless
+    /// datagram socket connected to its peer). On Windows, a connected Stream socket (TCP
+    /// loopback or AF_UNIX), whose every write is a libfdsend record. Owned by the channel from now on unless
     /// <see cref="FdChannelOptions.LeaveOpen"/> is set.</param>
     /// <param name="options">Limits and ownership; null for the defaults.</param>
     /// <exception cref="ArgumentNullException"><paramref name="socket"/> is null.</exception>
     /// <exception cref="ArgumentException">The socket is not a Unix domain socket, or its type
-    /// is not Stream, Seqpacket or Dgram.</exception>
+    /// is not Stream, Seqpacket or Dgram; on Windows, the socket is not a Stream socket.</exception>
     /// <exception cref="ObjectDisposedException">The socket is disposed.</exception>
-    /// <exception cref="PlatformNotSupportedException">Windows (the channel's framing mixes
-    /// plain bytes into the stream, which libfdsend's Windows record protocol does not allow).</exception>
     public FdChannel(Socket socket, FdChannelOptions? options = null)
     {
         FdSendCore.GetHandle(socket);
         if (OperatingSystem.IsWindows())
-            throw ChannelErrors.Windows();
-        if (socket.AddressFamily != AddressFamily.Unix)
-            throw ChannelErrors.NotUnix(socket.AddressFamily);
-        if (socket.SocketType is not (SocketType.Stream or SocketType.Seqpacket or SocketType.Dgram))
-            throw ChannelErrors.WrongType(socket.SocketType);
+        {
+            // libfdsend's record protocol carries the handles, over any connected stream socket.
+            if (socket.SocketType != SocketType.Stream)
+                throw ChannelErrors.WindowsNotStream(socket.SocketType);
+        }
+        else
+        {
+            if (socket.AddressFamily != AddressFamily.Unix)
+                throw ChannelErrors.NotUnix(socket.AddressFamily);
+            if (socket.SocketType is not (SocketType.Stream or SocketType.Seqpacket or SocketType.Dgram))
+                throw ChannelErrors.WrongType(socket.SocketType);
+        }
         _socket = socket;
         _options = options ?? new FdChannelOptions();
         _isStream = socket.SocketType == SocketType.Stream;
@@ -295,19 +306,26 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
                 if (!TryAdvanceStream(out message))
                 {
                     linked = Link(cancellationToken, out CancellationToken token);
-                    _rxAttempt ??= new StreamAttempt(this);
-                    _rxOperation ??= new PollOperation();
-                    try
+                    if (OperatingSystem.IsWindows())
                     {
-                        FdSendCore.GetHandle(_socket);
-                        await ReadinessEngine.Instance.WaitAttemptAsync(_socket, write: false, _rxAttempt,
-                                                                        _rxOperation, token).ConfigureAwait(false);
+                        message = await ReceiveStreamWindowsAsync(cancellationToken, token).ConfigureAwait(false);
                     }
-                    catch (OperationCanceledException) when (_disposed && !cancellationToken.IsCancellationRequested)
+                    else
                     {
-                        throw ChannelErrors.Disposed();
+                        _rxAttempt ??= new StreamAttempt(this);
+                        _rxOperation ??= new PollOperation();
+                        try
+                        {
+                            FdSendCore.GetHandle(_socket);
+                            await ReadinessEngine.Instance.WaitAttemptAsync(_socket, write: false, _rxAttempt,
+                                                                            _rxOperation, token).ConfigureAwait(false);
+                        }
+                        catch (OperationCanceledException) when (_disposed && !cancellationToken.IsCancellationRequested)
+                        {
+                            throw ChannelErrors.Disposed();
+                        }
+                        message = _rxAttempt.Take();
                     }
-                    message = _rxAttempt.Take();
                 }
             }
             else
@@ -344,6 +362,40 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         }
     }
 
+    /// <summary>Windows: waits for the next record (<see cref="AsyncFdCore.WaitRecordAsync"/>)
+    /// and advances the frame with it, until a frame is complete. A failed wait is reported by
+    /// the receive that follows it, in FdSend's terms (a connection that failed inside a frame
+    /// faults the channel, as on POSIX).</summary>
+    private async ValueTask<FdMessage?> ReceiveStreamWindowsAsync(CancellationToken cancellationToken, CancellationToken token)
+    {
+        for (int round = 0; ; round++)
+        {
+            SocketException? waitFailed = null;
+            try
+            {
+                await AsyncFdCore.WaitRecordAsync(_socket, round, token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (_disposed && !cancellationToken.IsCancellationRequested)
+            {
+                throw ChannelErrors.Disposed();
+            }
+            catch (SocketException e) when (!token.IsCancellationRequested)
+            {
+                waitFailed = e; // an error is pending: the receive below reports it in FdSend's terms
+            }
+            if (TryAdvanceStream(out FdMessage? message))
+                return message;
+            if (waitFailed is not null)
+            {
+                // The receive found nothing to report: the wait's error stands (and inside a
+                // frame it loses the stream's position, as a failed read does).
+                if (!_stream!.InFrame)
+                    ExceptionDispatchInfo.Throw(waitFailed);
+                throw ReceiveBrokeInsideFrame(waitFailed);
+            }
+        }
+    }
+
     /// <summary>
     /// Advances the stream frame being received as far as the socket allows without waiting:
     /// the reads <see cref="StreamFrameReader"/> asks for, fed back to it. True with the message
@@ -368,13 +420,17 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
             catch (Exception e)
             {
                 reader.NothingRead();
+                if (OperatingSystem.IsWindows() && e is ProtocolViolationException)
+                {
+                    // A record libfdsend refused stays unread: nothing can be read past it.
+                    reader.Reset();
+                    FdChannelProtocolException refused = ChannelErrors.RecordRefused(e);
+                    SetFault(refused);
+                    throw refused;
+                }
                 if (reader.ReadStartsFrame)
                     throw;
-                // The connection failed inside a frame: its position is lost.
-                reader.Reset();
-                IOException broken = ChannelErrors.BrokenInsideFrame(e, sending: false);
-                SetFault(broken);
-                throw broken;
+                throw ReceiveBrokeInsideFrame(e);
             }
             if (!got)
             {
@@ -393,6 +449,16 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
                 throw;
             }
         }
+    }
+
+    /// <summary>The connection failed inside a stream frame: its position is lost. Closes the
+    /// frame's descriptors and faults the channel; returns the exception to throw.</summary>
+    private IOException ReceiveBrokeInsideFrame(Exception cause)
+    {
+        _stream!.Reset();
+        IOException broken = ChannelErrors.BrokenInsideFrame(cause, sending: false);
+        SetFault(broken);
+        return broken;
     }
 
     /// <summary>One seqpacket record or datagram: peeks at its header on .NET's socket engine,

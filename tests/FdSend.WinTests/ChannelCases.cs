@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: MIT
+// FdChannel on Windows: every frame travels as libfdsend records on a TCP loopback
+// connection (docs/windows-protocol.md, "The message channel").
+using System.Net.Sockets;
+using System.Text;
+using FdSend;
+using static FdSend.WinTests.Program;
+
+namespace FdSend.WinTests;
+
+internal static class ChannelCases
+{
+    internal static readonly (string Name, Action Body)[] All =
+    [
+        ("channel_round_trip_two_processes", RoundTrip),
+        ("channel_limits_reject_and_go_on", Limits),
+        ("channel_malformed_frame_faults", Malformed),
+        ("channel_peer_gone", PeerGone),
+        ("channel_cancel_and_dispose", CancelAndDispose),
+        ("channel_refuses_non_stream", NonStream),
+    ];
+
+    private static T Wait<T>(ValueTask<T> task) => task.AsTask().WaitAsync(TimeSpan.FromSeconds(60)).GetAwaiter().GetResult();
+
+    private static void Wait(ValueTask task) => task.AsTask().WaitAsync(TimeSpan.FromSeconds(60)).GetAwaiter().GetResult();
+
+    private static T ThrowsAsync<T>(Func<ValueTask> call, string what) where T : Exception =>
+        Throws<T>(() => Wait(call()), what);
+
+    /// <summary>The messages of <see cref="RoundTrip"/>: a payload and the contents of the
+    /// files whose handles go with it (the 200 KiB payload goes as a header record and then
+    /// payload records, FrameWriter's large-payload layout).</summary>
+    internal static readonly (byte[] Payload, string[] Files)[] Messages =
+    [
+        ("one file"u8.ToArray(), [Cases.Contents[0]]),
+        ([], [Cases.Contents[1], Cases.Contents[2], Cases.Contents[3]]),
+        (Enumerable.Range(0, 200 * 1024).Select(i => (byte)(i * 7)).ToArray(), [Cases.Contents[4]]),
+        ("no handles"u8.ToArray(), []),
+    ];
+
+    /// <summary>Each message to a peer process that echoes it (payload and handles) on its own
+    /// channel; the echoed handles read the files' contents; none is left open afterwards (four
+    /// handles in the three messages after the first).</summary>
+    private static void RoundTrip()
+    {
+        (Child c, Socket s) = StartPeer("channel-echo");
+        using (c)
+        {
+            HashSet<nint>? before = null;
+            var channel = new FdChannel(s);
+            try
+            {
+                foreach ((byte[] payload, string[] files) in Messages)
+                {
+                    // Counted from after the first message: the runtime opens files of its own
+                    // (assemblies) on first use.
+                    if (payload != Messages[0].Payload)
+                        before ??= OpenIoHandles();
+                    FileStream[] streams = files.Select(TempFile).ToArray();
+                    try
+                    {
+                        Descriptor[] fds = streams.Select(f => (Descriptor)f.SafeFileHandle).ToArray();
+                        Wait(channel.SendAsync(payload, fds));
+                    }
+                    finally
+                    {
+                        foreach (FileStream f in streams)
+                            f.Dispose();
+                    }
+                    using FdMessage echo = Wait(channel.ReceiveAsync());
+                    Check(echo.Payload.Span.SequenceEqual(payload), $"the {payload.Length}-byte payload came back intact");
+                    Equal(files.Length, echo.FdCount, "handles echoed");
+                    for (int i = 0; i < files.Length; i++)
+                    {
+                        using FileStream f = echo.Fds.TakeFileStream(i, FileAccess.Read);
+                        Equal(files[i], ReadAll(f), $"file {i} read through the echoed handle");
+                    }
+                }
+            }
+            finally
+            {
+                Wait(channel.DisposeAsync());
+            }
+            c.ExpectSuccess(); // its ReadAllAsync ended at our close, at a message boundary
+            List<nint> left = NewSince(before!);
+            Check(left.Count <= 1, "no handle of the exchange left open: " +
+                  string.Join(", ", left.Select(v => $"0x{v:x} (type {GetFileType(v)}, socket type {SoType(v)})")));
+        }
+    }
+
+    /// <summary>Limits on both sides: the sender refuses (nothing sent), the receiver reads an
+    /// over-limit frame whole, closes its handles, throws FdMessageRejectedException and stays
+    /// usable.</summary>
+    private static void Limits() =>
+        WithChannels(new FdChannelOptions { MaxMessageSize = 16, MaxFdsPerMessage = 1 }, (sender, receiver) =>
+        {
+            Socket a = sender.Socket;
+            using FileStream f1 = TempFile("first"), f2 = TempFile("second"), f3 = TempFile("third");
+            var strict = new FdChannel(a, new FdChannelOptions { MaxMessageSize = 16, MaxFdsPerMessage = 1, LeaveOpen = true });
+            Throws<ArgumentException>(() => strict.SendAsync(new byte[17]), "payload over the sender's limit");
+            Throws<ArgumentException>(() => strict.SendAsync("x"u8.ToArray(), new Descriptor[] { f1.SafeFileHandle, f2.SafeFileHandle }),
+                                      "handles over the sender's limit");
+            strict.Dispose();
+            Check(a.Connected, "LeaveOpen kept the socket");
+
+            HashSet<nint> before = OpenIoHandles();
+            Wait(sender.SendAsync(new byte[17], new Descriptor[] { f1.SafeFileHandle }));
+            var big = ThrowsAsync<FdMessageRejectedException>(async () => (await receiver.ReceiveAsync()).Dispose(), "payload over the receiver's limit");
+            Equal(FdMessageRejectReason.PayloadTooLarge, big.Reason, "reason");
+            Wait(sender.SendAsync("two"u8.ToArray(), new Descriptor[] { f2.SafeFileHandle, f3.SafeFileHandle }));
+            var many = ThrowsAsync<FdMessageRejectedException>(async () => (await receiver.ReceiveAsync()).Dispose(), "handles over the receiver's limit");
+            Equal(FdMessageRejectReason.TooManyFds, many.Reason, "reason");
+            Check(NewSince(before).Count <= 1, "the rejected frames' handles were closed");
+
+            Wait(sender.SendAsync("ok"u8.ToArray(), new Descriptor[] { f3.SafeFileHandle }));
+            using FdMessage m = Wait(receiver.ReceiveAsync());
+            Equal("ok", Encoding.ASCII.GetString(m.Payload.Span), "the next message after two rejected ones");
+            using FileStream got = m.Fds.TakeFileStream(0, FileAccess.Read);
+            Equal("third", ReadAll(got), "its handle");
+            Check(receiver.Fault is null, "rejections do not fault the channel");
+        });
+
+    /// <summary>A record that is not a frame (version byte 9) with a handle: the receive throws
+    /// FdChannelProtocolException, the handle is closed, and the channel stays faulted.</summary>
+    private static void Malformed()
+    {
+        (Socket a, Socket b) = Pair();
+        using (a)
+        {
+            var receiver = new FdChannel(b);
+            try
+            {
+                using FileStream f = TempFile("with a broken frame");
+                HashSet<nint> before = OpenIoHandles();
+                Equal(12, a.SendFds(new byte[] { 9, 0, 1, 0, 4, 0, 0, 0, 1, 2, 3, 4 }, f), "raw record sent");
+                ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(), "a broken frame");
+                Check(NewSince(before).Count <= 1, "the broken frame's handle was closed");
+                Check(receiver.Fault is FdChannelProtocolException, "the channel is faulted");
+                ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(), "every later receive");
+                ThrowsAsync<FdChannelProtocolException>(() => receiver.SendAsync("x"u8.ToArray()), "and send");
+            }
+            finally
+            {
+                receiver.Dispose();
+            }
+        }
+    }
+
+    /// <summary>The peer closes at a message boundary (EndOfStreamException; ReadAllAsync
+    /// ends), and inside a frame (a header announcing 100 bytes, 4 sent: the channel faults,
+    /// the frame's handle closed).</summary>
+    private static void PeerGone()
+    {
+        WithChannels(null, (sender, receiver) =>
+        {
+            Wait(sender.SendAsync("last"u8.ToArray()));
+            sender.Dispose();
+            using (FdMessage m = Wait(receiver.ReceiveAsync()))
+                Equal("last", Encoding.ASCII.GetString(m.Payload.Span), "the message sent before the close");
+            ThrowsAsync<EndOfStreamException>(async () => (await receiver.ReceiveAsync()).Dispose(), "then the end");
+            int more = 0;
+            Wait(new ValueTask(Task.Run(async () => { await foreach (FdMessage m in receiver.ReadAllAsync()) { m.Dispose(); more++; } })));
+            Equal(0, more, "ReadAllAsync ends at the end");
+        });
+
+        (Socket c, Socket d) = Pair();
+        var cut = new FdChannel(d);
+        try
+        {
+            using FileStream f = TempFile("inside a cut frame");
+            HashSet<nint> before = OpenIoHandles();
+            Equal(12, c.SendFds(new byte[] { 1, 0, 1, 0, 100, 0, 0, 0, 1, 2, 3, 4 }, f), "header and 4 of 100 bytes");
+            c.Shutdown(SocketShutdown.Send); // the socket stays open: the receiver's sender check needs it
+            var e = ThrowsAsync<IOException>(async () => (await cut.ReceiveAsync()).Dispose(), "the connection ended inside a frame");
+            Console.WriteLine($"     ended inside a frame: {e.GetType().Name}: {e.Message}");
+            Check(NewSince(before).Count <= 1, "the cut frame's handle was closed");
+            Check(cut.Fault is not null, "the channel is faulted");
+        }
+        finally
+        {
+            cut.Dispose();
+            c.Dispose();
+        }
+
+        // The peer sends a message with a handle and closes its socket at once: the receiver
+        // cannot check the record's sender any more (windows-protocol.md), refuses the record
+        // and cannot read past it: FdChannelProtocolException, the channel faulted.
+        (Socket e2, Socket f2) = Pair();
+        var refusing = new FdChannel(f2);
+        try
+        {
+            using FileStream f = TempFile("sent just before the close");
+            using (var gone = new FdChannel(e2))
+                Wait(gone.SendAsync("bye"u8.ToArray(), new Descriptor[] { f.SafeFileHandle }));
+            HashSet<nint> before = OpenIoHandles();
+            var e = ThrowsAsync<FdChannelProtocolException>(async () => (await refusing.ReceiveAsync()).Dispose(), "a record whose sender closed its socket");
+            Console.WriteLine($"     sender closed at once: {e.Message}");
+            Check(refusing.Fault is FdChannelProtocolException, "the channel is faulted");
+            Check(NewSince(before).Count <= 1, "no handle arrived");
+        }
+        finally
+        {
+            refusing.Dispose();
+        }
+    }
+
+    /// <summary>A receive cancelled while waiting loses nothing (the next one gets the message
+    /// sent afterwards, with its handle); a receive pending at Dispose throws
+    /// ObjectDisposedException, and the peer then sees the end.</summary>
+    private static void CancelAndDispose() =>
+        WithChannels(null, (sender, receiver) =>
+        {
+            using (var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(200)))
+                ThrowsAsync<OperationCanceledException>(async () => (await receiver.ReceiveAsync(cts.Token)).Dispose(), "cancelled while waiting");
+            using (FileStream f = TempFile("after a cancelled receive"))
+                Wait(sender.SendAsync("after"u8.ToArray(), new Descriptor[] { f.SafeFileHandle }));
+            using (FdMessage m = Wait(receiver.ReceiveAsync()))
+            {
+                Equal("after", Encoding.ASCII.GetString(m.Payload.Span), "payload");
+                using FileStream got = m.Fds.TakeFileStream(0, FileAccess.Read);
+                Equal("after a cancelled receive", ReadAll(got), "its handle");
+            }
+            ValueTask<FdMessage> pending = receiver.ReceiveAsync();
+            Check(!pending.IsCompleted, "the receive waits");
+            Wait(receiver.DisposeAsync());
+            ThrowsAsync<ObjectDisposedException>(async () => (await pending).Dispose(), "the pending receive at Dispose");
+            ThrowsAsync<ObjectDisposedException>(async () => (await receiver.ReceiveAsync()).Dispose(), "a receive after Dispose");
+            ThrowsAsync<EndOfStreamException>(async () => (await sender.ReceiveAsync()).Dispose(), "the peer sees the end");
+        });
+
+    /// <summary>Runs <paramref name="body"/> with two channels over a TCP loopback pair in this
+    /// process (handles pass through the record protocol to the same process), then disposes
+    /// both.</summary>
+    private static void WithChannels(FdChannelOptions? receiverOptions, Action<FdChannel, FdChannel> body)
+    {
+        (Socket a, Socket b) = Pair();
+        var sender = new FdChannel(a);
+        var receiver = new FdChannel(b, receiverOptions);
+        try
+        {
+            body(sender, receiver);
+        }
+        finally
+        {
+            sender.Dispose();
+            receiver.Dispose();
+        }
+    }
+
+    private static void NonStream()
+    {
+        using var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        var e = Throws<ArgumentException>(() => new FdChannel(udp), "FdChannel over UDP");
+        Check(e.Message.Contains("Stream"), "the message says a stream socket is needed: " + e.Message);
+    }
+
+    /// <summary>The peer of <see cref="RoundTrip"/>: echoes every message, payload and handles,
+    /// until the other side closes.</summary>
+    internal static async Task<int> Echo(Socket s)
+    {
+        await using var channel = new FdChannel(s);
+        int count = 0;
+        await foreach (FdMessage m in channel.ReadAllAsync())
+        {
+            using (m)
+            {
+                Descriptor[] fds = Enumerable.Range(0, m.FdCount).Select(i => Descriptor.FromRawFd(m.Fds.PeekFd(i))).ToArray();
+                await channel.SendAsync(m.Payload, fds);
+            }
+            count++;
+        }
+        Equal(Messages.Length, count, "messages echoed");
+        return 0;
+    }
+}
