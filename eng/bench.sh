@@ -97,6 +97,11 @@ bench_run() {
   fi
   log "benchmarks: interleaved comparison (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
   python3 "$(BENCH_DIR)/compare.py" --bin-dir "$(BENCH_BIN_DIR)" "$@" || return 1
+  # The same workloads with the two processes placed by the scheduler (issue 14 asks for
+  # both): cross-CPU wake-ups dominate there, so 3 rounds, into a file of its own.
+  log "benchmarks: unpinned comparison (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+  python3 "$(BENCH_DIR)/compare.py" --bin-dir "$(BENCH_BIN_DIR)" --pin none --rounds 3 \
+    --output "$(BENCH_DIR)/RESULTS-unpinned.md" || return 1
   bench_handoff --write "$(BENCH_DIR)/HANDOFF-RESULTS.md"
 }
 
