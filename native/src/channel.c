@@ -344,63 +344,6 @@ int32_t fdsend_channel_send(fdsend_channel *ch, const void *payload, size_t len,
 
 /* ---- Receiving ----------------------------------------------------------------------- */
 
-/* What one recvmsg brought besides data. */
-typedef struct piece {
-    int32_t taken;   /* descriptors stored in out[] */
-    int32_t dropped; /* descriptors that did not fit in out[] (closed) */
-    int ctrunc;      /* the kernel dropped descriptors (MSG_CTRUNC) */
-    int dtrunc;      /* the datagram was longer than the buffers (MSG_TRUNC) */
-} piece;
-
-/* One recvmsg into iov[0 .. iovcnt). Descriptors go to out[0 .. maxout) (close-on-exec);
- * the others are closed. Returns the bytes received (0: end of stream) or a negative code,
- * in which case no descriptor arrived. */
-static int64_t recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait, int *out,
-                          int32_t maxout, piece *pc, fdsend_deadline *d)
-{
-    recv_control control;
-    struct msghdr msg;
-    fdsend_parse_result pr;
-    int recvflags = 0;
-    ssize_t n;
-
-    memset(pc, 0, sizeof *pc);
-#if HAVE_MSG_DONTWAIT
-    if (dontwait)
-        recvflags |= MSG_DONTWAIT;
-#else
-    (void)dontwait;
-#endif /* HAVE_MSG_DONTWAIT */
-#if HAVE_MSG_CMSG_CLOEXEC
-    recvflags |= MSG_CMSG_CLOEXEC;
-#endif /* HAVE_MSG_CMSG_CLOEXEC */
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = iov;
-    msg.msg_iovlen = iovcnt;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-
-    n = fdsend_io(fdsend_recvmsg_op, sock, &msg, recvflags, d);
-    if (n < 0)
-        return fdsend_fail_recv(sock, dontwait);
-
-    pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, out, maxout,
-                             fdsend_close_excess, NULL);
-#if !HAVE_MSG_CMSG_CLOEXEC
-    {
-        int32_t rc = fdsend_cloexec_or_close(out, pr.taken);
-        if (rc != FDSEND_OK)
-            return rc;
-    }
-#endif /* !HAVE_MSG_CMSG_CLOEXEC */
-    pc->taken = pr.taken;
-    pc->dropped = pr.excess;
-    /* macOS reports a truncated header as malformed (untruncated cmsg_len), too. */
-    pc->ctrunc = (msg.msg_flags & MSG_CTRUNC) != 0 || pr.malformed;
-    pc->dtrunc = (msg.msg_flags & MSG_TRUNC) != 0;
-    return (int64_t)n;
-}
-
 /* A frame's outcome from the codec (rc): hand the descriptors got[0 .. ngot) to the
  * caller (FDSEND_OK: return len) or close them (an error code, recorded). */
 static int64_t finish_frame(int32_t rc, uint32_t len, const int *got, int32_t ngot,
@@ -447,9 +390,17 @@ static int64_t drop_frame(frame_fds *f, int64_t rc)
 }
 
 /* The FDSEND_FRAME_IN_* flags of a read. */
-static uint32_t piece_flags(const piece *pc, int64_t n)
+/* FDSEND_FRAME_IN_CTRUNC if descriptors were lost: the kernel's MSG_CTRUNC, or a control
+ * header the parser could not trust (macOS reports a truncated one that way, too). */
+static uint32_t ctrunc_flag(const fdsend_piece *pc)
 {
-    return (pc->ctrunc ? (uint32_t)FDSEND_FRAME_IN_CTRUNC : 0u) |
+    return pc->ctrunc || pc->malformed ? (uint32_t)FDSEND_FRAME_IN_CTRUNC : 0u;
+}
+
+/* The codec's input flags for one piece of a stream frame. */
+static uint32_t piece_flags(const fdsend_piece *pc, int64_t n)
+{
+    return ctrunc_flag(pc) |
            (n == 0 ? (uint32_t)FDSEND_FRAME_IN_EOF : 0u);
 }
 
@@ -472,7 +423,7 @@ static int64_t recv_stream(int sock, unsigned char *buf, size_t cap, intptr_t *f
         int32_t part = fdsend_frame_reader_want(&r, &off, &most);
         int first = part == FDSEND_FRAME_HEADER && off == 0;
         struct iovec iov;
-        piece pc;
+        fdsend_piece pc;
         int64_t n;
         if (part == FDSEND_FRAME_HEADER) {
             iov.iov_base = hdr + off;
@@ -484,8 +435,8 @@ static int64_t recv_stream(int sock, unsigned char *buf, size_t cap, intptr_t *f
                 most = cap > sizeof scratch ? cap : sizeof scratch;
         }
         iov.iov_len = (size_t)most;
-        n = recv_piece(sock, &iov, 1, first && (flags & FDSEND_DONTWAIT) != 0,
-                       first ? f->got : NULL, first ? FDSEND_MAX_FDS : 0, &pc, d);
+        n = fdsend_recv_piece(sock, &iov, 1, first && (flags & FDSEND_DONTWAIT) != 0,
+                              first ? f->got : NULL, first ? FDSEND_MAX_FDS : 0, &pc, d);
         if (first) {
             if (n < 0)
                 return n; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT: nothing consumed */
@@ -501,7 +452,7 @@ static int64_t recv_stream(int sock, unsigned char *buf, size_t cap, intptr_t *f
         if (n < 0)
             return drop_frame(f, n);
         rc = fdsend_frame_reader_feed(&r, (const uint8_t *)iov.iov_base, (uint64_t)n,
-                                      pc.taken + pc.dropped, piece_flags(&pc, n), &len);
+                                      pc.taken + pc.excess, piece_flags(&pc, n), &len);
         if (rc != FDSEND_FRAME_MORE)
             break;
         fdsend_deadline_renew(d); /* bytes moved: the next wait counts from now */
@@ -521,7 +472,7 @@ static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
     fdsend_deadline dl;
     struct iovec iov[2];
     int cnt = 1;
-    piece pc;
+    fdsend_piece pc;
     int64_t n;
 
     iov[0].iov_base = hdr;
@@ -532,12 +483,12 @@ static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
         cnt = 2;
     }
     fdsend_deadline_start(&dl, POLLIN, (flags & FDSEND_DONTWAIT) != 0);
-    n = recv_piece(sock, iov, cnt, (flags & FDSEND_DONTWAIT) != 0, got, FDSEND_MAX_FDS, &pc,
-                   &dl);
+    n = fdsend_recv_piece(sock, iov, cnt, (flags & FDSEND_DONTWAIT) != 0, got, FDSEND_MAX_FDS,
+                          &pc, &dl);
     if (n < 0)
         return n;
-    n = fdsend_frame_check_record(hdr, (uint64_t)n, pc.taken + pc.dropped,
-                                  (pc.ctrunc ? (uint32_t)FDSEND_FRAME_IN_CTRUNC : 0u) |
+    n = fdsend_frame_check_record(hdr, (uint64_t)n, pc.taken + pc.excess,
+                                  ctrunc_flag(&pc) |
                                   (pc.dtrunc ? (uint32_t)FDSEND_FRAME_IN_TRUNC : 0u) |
                                   (type == SOCK_SEQPACKET ? (uint32_t)FDSEND_FRAME_IN_SEQPACKET
                                                           : 0u),

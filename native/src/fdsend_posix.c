@@ -314,35 +314,70 @@ void fdsend_close_excess(int fd, void *ctx)
     close(fd);
 }
 
-int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t maxfds,
-                    int32_t *nfds, uint32_t *rflags, uint32_t flags)
+int64_t fdsend_recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait, int *out,
+                          int32_t maxout, fdsend_piece *pc, fdsend_deadline *d)
 {
     recv_control control;
     struct msghdr msg;
-    struct iovec iov;
-    fdsend_deadline dl;
-    int got[FDSEND_MAX_FDS];
     fdsend_parse_result pr;
-    unsigned char carrier = 0xff;
-    int carrier_byte = 0;
     int recvflags = 0;
-    uint32_t out_flags = 0;
-    int32_t i, cap;
     ssize_t n;
 
-    int32_t vrc = validate_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
-    if (vrc != FDSEND_OK)
-        return vrc;
+    memset(pc, 0, sizeof *pc);
 #if HAVE_MSG_DONTWAIT
-    if (flags & FDSEND_DONTWAIT)
+    if (dontwait)
         recvflags |= MSG_DONTWAIT;
-#else
-    if (flags & FDSEND_DONTWAIT)
-        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
 #endif /* HAVE_MSG_DONTWAIT */
 #if HAVE_MSG_CMSG_CLOEXEC
     recvflags |= MSG_CMSG_CLOEXEC;
 #endif /* HAVE_MSG_CMSG_CLOEXEC */
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = iovcnt;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+
+    n = fdsend_io(fdsend_recvmsg_op, sock, &msg, recvflags, d);
+    if (n < 0) /* nothing was received, so no fd can be pending */
+        return fdsend_fail_recv(sock, dontwait);
+
+    pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, out, maxout,
+                             fdsend_close_excess, NULL);
+#if !HAVE_MSG_CMSG_CLOEXEC
+    {
+        int32_t rc = fdsend_cloexec_or_close(out, pr.taken);
+        if (rc != FDSEND_OK)
+            return rc;
+    }
+#endif /* !HAVE_MSG_CMSG_CLOEXEC */
+    pc->taken = pr.taken;
+    pc->excess = pr.excess;
+    pc->ctrunc = (msg.msg_flags & MSG_CTRUNC) != 0;
+    pc->malformed = pr.malformed;
+    pc->dtrunc = (msg.msg_flags & MSG_TRUNC) != 0;
+    return (int64_t)n;
+}
+
+int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t maxfds,
+                    int32_t *nfds, uint32_t *rflags, uint32_t flags)
+{
+    struct iovec iov;
+    fdsend_deadline dl;
+    int got[FDSEND_MAX_FDS];
+    fdsend_piece pc;
+    unsigned char carrier = 0xff;
+    int carrier_byte = 0;
+    uint32_t out_flags = 0;
+    int32_t i;
+    int64_t n;
+
+    int32_t vrc = validate_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
+    if (vrc != FDSEND_OK)
+        return vrc;
+#if !HAVE_MSG_DONTWAIT
+    if (flags & FDSEND_DONTWAIT)
+        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
+#endif /* !HAVE_MSG_DONTWAIT */
 
     iov.iov_base = buf;
     iov.iov_len = len;
@@ -359,37 +394,17 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
         }
     }
 
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    /* Always offer room for a whole message's fds, whatever maxfds is: every fd that
-     * arrives is then seen, and the ones the caller did not ask for are closed here
-     * (macOS would otherwise install them and lose their numbers). */
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-
     fdsend_deadline_start(&dl, POLLIN, (flags & FDSEND_DONTWAIT) != 0);
-    n = fdsend_io(fdsend_recvmsg_op, (int)sock, &msg, recvflags, &dl);
-    if (n < 0) /* nothing was received, so no fd can be pending */
-        return fdsend_fail_recv((int)sock, (flags & FDSEND_DONTWAIT) != 0);
+    n = fdsend_recv_piece((int)sock, &iov, 1, (flags & FDSEND_DONTWAIT) != 0, got,
+                          maxfds < FDSEND_MAX_FDS ? maxfds : FDSEND_MAX_FDS, &pc, &dl);
+    if (n < 0)
+        return n;
 
-    cap = maxfds < FDSEND_MAX_FDS ? maxfds : FDSEND_MAX_FDS;
-    pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, got, cap,
-                             fdsend_close_excess, NULL);
-
-#if !HAVE_MSG_CMSG_CLOEXEC
-    {
-        int32_t rc = fdsend_cloexec_or_close(got, pr.taken);
-        if (rc != FDSEND_OK)
-            return rc;
-    }
-#endif /* !HAVE_MSG_CMSG_CLOEXEC */
-
-    if ((msg.msg_flags & MSG_CTRUNC) || pr.excess > 0 || pr.malformed)
+    if (pc.ctrunc || pc.excess > 0 || pc.malformed)
         out_flags |= FDSEND_RECV_FDS_TRUNCATED;
-    if (msg.msg_flags & MSG_TRUNC)
+    if (pc.dtrunc)
         out_flags |= FDSEND_RECV_DATA_TRUNCATED;
-    if (n == 0 && pr.taken + pr.excess == 0 && (msg.msg_flags & MSG_CTRUNC) == 0) {
+    if (n == 0 && pc.taken + pc.excess == 0 && !pc.ctrunc) {
         /* Nothing at all: the end of a stream, or an empty seqpacket/datagram message. */
         int type = SOCK_STREAM;
         if (carrier_byte || (socket_type((int)sock, &type) == FDSEND_OK && type == SOCK_STREAM))
@@ -397,20 +412,20 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
     }
     if (carrier_byte && n > 0) {
         /* The byte is the fd carrier unless it is not zero or came with no fds at all. */
-        int fds_came = pr.taken + pr.excess > 0 || (msg.msg_flags & MSG_CTRUNC);
+        int fds_came = pc.taken + pc.excess > 0 || pc.ctrunc;
         if (carrier != 0 || !fds_came)
             out_flags |= FDSEND_RECV_DATA_TRUNCATED;
         n = 0;
     }
 
-    for (i = 0; i < pr.taken; i++)
+    for (i = 0; i < pc.taken; i++)
         fds[i] = (intptr_t)got[i];
     if (nfds != NULL)
-        *nfds = pr.taken;
+        *nfds = pc.taken;
     if (rflags != NULL)
         *rflags = out_flags;
     fdsend_clear_error();
-    return (int64_t)n;
+    return n;
 }
 
 int32_t fdsend_close_all(const intptr_t *fds, int32_t nfds)

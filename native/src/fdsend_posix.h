@@ -147,4 +147,24 @@ ssize_t fdsend_io(fdsend_msg_op op, int sock, struct msghdr *msg, int flags,
 /* The fdsend_msg_op for recvmsg. */
 ssize_t fdsend_recvmsg_op(int sock, struct msghdr *msg, int flags);
 
+/* What one recvmsg brought besides data (fdsend_recv_piece). */
+typedef struct fdsend_piece {
+    int32_t taken;  /* descriptors stored in out[] (close-on-exec) */
+    int32_t excess; /* descriptors that arrived but did not fit in out[] (closed) */
+    int ctrunc;     /* MSG_CTRUNC: the kernel dropped descriptors */
+    int malformed;  /* a control header the parser could not trust (macOS reports a
+                     * truncated one with its untruncated cmsg_len) */
+    int dtrunc;     /* MSG_TRUNC: the datagram was longer than the buffers */
+} fdsend_piece;
+
+/* One recvmsg into iov[0 .. iovcnt) with room for a whole message's descriptors, whatever
+ * maxout is (every descriptor that arrives is seen; the ones that do not fit in
+ * out[0 .. maxout) are closed: macOS would otherwise install them and lose their numbers).
+ * MSG_DONTWAIT if dontwait (where the platform has it), waits within d. Returns the bytes
+ * received (0: end of stream or an empty record) and fills *pc, or a recorded negative code,
+ * in which case no descriptor is left open. fdsend_recv and the channel both receive
+ * through it. */
+int64_t fdsend_recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait, int *out,
+                          int32_t maxout, fdsend_piece *pc, fdsend_deadline *d);
+
 #endif /* FDSEND_POSIX_H */
