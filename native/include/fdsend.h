@@ -698,7 +698,10 @@ enum {
     /** The record came from a SOCK_SEQPACKET socket, where an empty record without
      *  descriptors is the end of the connection (check_record only; a SOCK_DGRAM one is a
      *  protocol error). */
-    FDSEND_FRAME_IN_SEQPACKET = 8
+    FDSEND_FRAME_IN_SEQPACKET = 8,
+    /** feed only: the bytes are part of the read announced by fdsend_frame_reader_begin_ahead
+     *  (nfds 0, no other flag: that read's descriptors and flags went to begin_ahead). */
+    FDSEND_FRAME_IN_AHEAD = 16
 };
 
 /** fdsend_frame_reader_feed: the frame is not complete; ask fdsend_frame_reader_want. */
@@ -712,19 +715,22 @@ enum {
  * pointer, so it may be copied, moved, or dropped at any time.
  */
 typedef struct fdsend_frame_reader {
-    uint64_t cap;       /* the receiver's payload limit */
-    uint64_t remaining; /* payload bytes still to come */
-    uint32_t len;       /* the header's length */
-    int32_t maxfds;     /* the receiver's descriptor limit */
-    int32_t nfds;       /* descriptors that came with the first byte */
-    uint8_t header[8];  /* the header bytes so far */
-    uint8_t have;       /* how many */
-    uint8_t state;      /* header, payload/discard, broken */
-    uint8_t ctrunc;     /* the first read reported FDSEND_FRAME_IN_CTRUNC */
-    uint8_t reserved;
+    uint64_t cap;        /* the receiver's payload limit */
+    uint64_t remaining;  /* payload bytes still to come */
+    uint64_t ahead;      /* bytes of the read-ahead read not fed yet */
+    uint32_t len;        /* the header's length */
+    int32_t maxfds;      /* the receiver's descriptor limit */
+    int32_t nfds;        /* descriptors of the frame being read */
+    int32_t ahead_nfds;  /* descriptors of the read-ahead read that no frame has taken */
+    int32_t done_nfds;   /* descriptors of the frame completed last */
+    uint8_t header[8];   /* the header bytes so far */
+    uint8_t have;        /* how many */
+    uint8_t state;       /* header, payload/discard, broken */
+    uint8_t ctrunc;      /* the frame's descriptors came with FDSEND_FRAME_IN_CTRUNC */
+    uint8_t ahead_flags; /* read-ahead bookkeeping */
 } fdsend_frame_reader;
 /** sizeof(fdsend_frame_reader): bindings allocate this many bytes, 8-byte aligned. */
-#define FDSEND_FRAME_READER_SIZE 40
+#define FDSEND_FRAME_READER_SIZE 56
 
 /**
  * Set r up for a stream receiver whose payload limit is cap bytes (larger than
@@ -773,6 +779,46 @@ FDSEND_API int32_t fdsend_frame_reader_want(const fdsend_frame_reader *r, uint64
 FDSEND_API int32_t fdsend_frame_reader_feed(fdsend_frame_reader *r, const uint8_t *bytes,
                                             uint64_t n, int32_t nfds, uint32_t flags,
                                             uint32_t *len);
+
+/**
+ * Read-ahead (stream, optional): a receiver that owns a buffer may, at a frame boundary, read
+ * more than want's n (one read that may hold the rest of this frame and the next frames: one
+ * system call per message instead of two). It announces that read here: n bytes in all, the
+ * nfds descriptors that came with it, FDSEND_FRAME_IN_CTRUNC / FDSEND_FRAME_IN_EOF. Then it
+ * feeds those n bytes, in order, through fdsend_frame_reader_feed with FDSEND_FRAME_IN_AHEAD
+ * and nfds 0, each piece at most what want says (so a piece never crosses a frame's header,
+ * payload or end), any number of frames' worth, before any other read's. The read's
+ * descriptors belong to the one frame beginning in it that announces descriptors
+ * (docs/wire-format.md 4.1); fdsend_frame_reader_frame_fds says, after each frame, how many
+ * it took. A frame left unfinished at the read's end goes on with exact reads (plain feed).
+ * Only on kernels whose reads never take the descriptors of two writes (Linux; see the
+ * document): elsewhere read exactly what want says.
+ * @return FDSEND_FRAME_MORE: feed the bytes; FDSEND_EOF: n 0 with FDSEND_FRAME_IN_EOF, no
+ *         descriptors, at a frame boundary (the orderly end); FDSEND_EPROTO: descriptors
+ *         with the end, more than FDSEND_MAX_FDS; FDSEND_EINVAL: not at a frame boundary,
+ *         bytes of the previous read-ahead read not all fed, n 0 without the end, unknown
+ *         flags, a broken or ended reader.
+ */
+FDSEND_API int32_t fdsend_frame_reader_begin_ahead(fdsend_frame_reader *r, uint64_t n,
+                                                   int32_t nfds, uint32_t flags);
+
+/**
+ * After fdsend_frame_reader_feed returned a frame's outcome (FDSEND_OK, FDSEND_EMSGSIZE,
+ * FDSEND_ETOOMANYFDS, FDSEND_EMFILE): how many descriptors that frame holds, to hand out
+ * (FDSEND_OK) or close: those of its first read (exact reads), or all of those of the
+ * read-ahead read it began in, or 0. FDSEND_EINVAL for a NULL r. After FDSEND_EPROTO close
+ * every descriptor held (the frame's and the read-ahead read's).
+ */
+FDSEND_API int32_t fdsend_frame_reader_frame_fds(const fdsend_frame_reader *r);
+
+/**
+ * Change the payload and descriptor limits for the frames not yet begun, or begun but whose
+ * header is not whole (a receiver whose limits vary per call, like fdsend_channel_recv).
+ * @return FDSEND_OK; FDSEND_EINVAL (r NULL, maxfds < 0, a frame's header already judged, a
+ *         broken or ended reader).
+ */
+FDSEND_API int32_t fdsend_frame_reader_limits(fdsend_frame_reader *r, uint64_t cap,
+                                              int32_t maxfds);
 
 /**
  * Judge one seqpacket record or datagram of n bytes as received (n is what the buffers

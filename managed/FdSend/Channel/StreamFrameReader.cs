@@ -7,7 +7,7 @@ namespace FdSend;
 /// Receives stream frames without touching a socket: it says where the next read goes
 /// (<see cref="NextRead"/>) and is told what that read returned (<see cref="OnRead"/>); the
 /// rules (how much to read, what each read means) are libfdsend's codec
-/// (<c>fdsend_frame_reader_*</c>), whose 40-byte state this object holds. What it owns besides:
+/// (<c>fdsend_frame_reader_*</c>), whose 56-byte state this object holds. What it owns besides:
 /// the header bytes, the frame's descriptors until they are handed out in an
 /// <see cref="FdMessage"/> or closed, the payload's memory (<see cref="PayloadAssembler"/>: it
 /// grows with the bytes that arrive) and a scratch buffer for payloads being discarded.

@@ -25,12 +25,12 @@ internal static unsafe partial class Interop
     internal const uint FDSEND_FRAME_IN_CTRUNC = 1, FDSEND_FRAME_IN_EOF = 2, FDSEND_FRAME_IN_TRUNC = 4,
                         FDSEND_FRAME_IN_SEQPACKET = 8;
 
-    /// <summary>fdsend_frame_reader: FDSEND_FRAME_READER_SIZE (40) bytes, 8-byte aligned,
+    /// <summary>fdsend_frame_reader: FDSEND_FRAME_READER_SIZE (56) bytes, 8-byte aligned,
     /// private to the codec; holds no descriptor and no pointer.</summary>
-    [StructLayout(LayoutKind.Sequential, Size = 40)]
+    [StructLayout(LayoutKind.Sequential, Size = 56)]
     internal struct FrameReader
     {
-        private fixed ulong _state[5];
+        private fixed ulong _state[7];
     }
 
     /// <summary>fdsend_frame_encode: writes a frame's 8-byte header.</summary>
