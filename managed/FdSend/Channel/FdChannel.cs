@@ -259,7 +259,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     {
         if (cancellationToken.IsCancellationRequested)
             return ValueTask.FromCanceled<FdMessage>(cancellationToken);
-        return ReceiveCoreAsync(endIsError: true, cancellationToken)!;
+        return ReceiveNextAsync(endIsError: true, cancellationToken)!;
     }
 
     /// <summary>
@@ -278,7 +278,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            FdMessage? message = await ReceiveCoreAsync(endIsError: false, cancellationToken).ConfigureAwait(false);
+            FdMessage? message = await ReceiveNextAsync(endIsError: false, cancellationToken).ConfigureAwait(false);
             if (message is null)
                 yield break;
             yield return message;
@@ -287,23 +287,55 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
 
     /// <summary>The next message; at a clean end of the connection
     /// <see cref="EndOfStreamException"/> if <paramref name="endIsError"/>, else null.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<FdMessage?> ReceiveCoreAsync(bool endIsError, CancellationToken cancellationToken)
+    private ValueTask<FdMessage?> ReceiveNextAsync(bool endIsError, CancellationToken cancellationToken)
     {
-        ThrowIfUnusable();
-        if (!_receiveGate.TryEnter())
-            await EnterAsync(_receiveGate, cancellationToken).ConfigureAwait(false);
-        CancellationTokenSource? linked = null;
+        // A stream receive that needs no wait (the gate free, a whole frame read ahead or in
+        // the socket) completes here, without an async state machine: the common case of a
+        // receiver that keeps up with its peer costs no more than the attempt itself.
+        if (!_isStream || _disposed || Volatile.Read(ref _fault) is not null || !_receiveGate.TryEnter())
+            return ReceiveCoreAsync(endIsError, entered: false, cancellationToken);
+        FdMessage? message;
         try
         {
             ThrowIfUnusable();
-            FdMessage? message;
+            if (!TryAdvanceStream(out message))
+                return ReceiveCoreAsync(endIsError, entered: true, cancellationToken); // keeps the gate
+        }
+        catch (Exception e)
+        {
+            _receiveGate.Exit();
+            return ValueTask.FromException<FdMessage?>(_disposed && e is not ObjectDisposedException ? ChannelErrors.Disposed() : e);
+        }
+        _receiveGate.Exit();
+        return message is null && endIsError
+            ? ValueTask.FromException<FdMessage?>(ChannelErrors.EndOfStream())
+            : new ValueTask<FdMessage?>(message);
+    }
+
+    /// <summary><see cref="ReceiveNextAsync"/> that may wait. With <paramref name="entered"/>
+    /// the caller holds the receive gate (passed to this call, which releases it) and has just
+    /// found the stream socket empty, so the receive waits at once.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<FdMessage?> ReceiveCoreAsync(bool endIsError, bool entered, CancellationToken cancellationToken)
+    {
+        if (!entered)
+        {
+            ThrowIfUnusable();
+            if (!_receiveGate.TryEnter())
+                await EnterAsync(_receiveGate, cancellationToken).ConfigureAwait(false);
+        }
+        CancellationTokenSource? linked = null;
+        try
+        {
+            if (!entered)
+                ThrowIfUnusable();
+            FdMessage? message = null;
             if (_isStream)
             {
-                // Try the socket first; only when it has nothing does the receive wait, and
-                // then the engine thread advances the frame itself whenever the socket is
-                // readable, handing over the message once it is complete.
-                if (!TryAdvanceStream(out message))
+                // Try the socket first (unless the caller just did); only when it has nothing
+                // does the receive wait, and then the engine thread advances the frame itself
+                // whenever the socket is readable, handing over the message once it is complete.
+                if (entered || !TryAdvanceStream(out message))
                 {
                     linked = Link(cancellationToken, out CancellationToken token);
                     if (OperatingSystem.IsWindows())
