@@ -151,25 +151,64 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
             throw ChannelErrors.TooManyFds(fds.Length, _options.MaxFdsPerMessage);
         if (cancellationToken.IsCancellationRequested)
             return ValueTask.FromCanceled(cancellationToken);
-        return SendCoreAsync(payload, fds, cancellationToken);
-    }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask SendCoreAsync(ReadOnlyMemory<byte> payload, ReadOnlyMemory<Descriptor> fds,
-                                          CancellationToken cancellationToken)
-    {
-        ThrowIfUnusable();
-        if (!_sendGate.TryEnter())
-            await EnterAsync(_sendGate, cancellationToken).ConfigureAwait(false);
+        // A send that needs no wait (the gate free, room in the socket for the first chunk)
+        // completes here, without an async state machine; one that must wait, or has more of
+        // its frame to send, goes on in SendCoreAsync holding the gate.
+        if (_disposed || Volatile.Read(ref _fault) is not null || !_sendGate.TryEnter())
+            return SendCoreAsync(payload, fds, NotEntered, cancellationToken);
         try
         {
             ThrowIfUnusable();
             _writer.Layout(payload, fds.Length, _isStream);
             ReadOnlyMemory<byte> first = _writer.First;
+            if (!AsyncFdCore.TrySend(_socket, first, fds, out int sent))
+                return SendCoreAsync(payload, fds, NothingSent, cancellationToken); // keeps the gate
+            if (_isStream && (sent < first.Length || !_writer.Rest.IsEmpty))
+                return SendCoreAsync(payload, fds, sent, cancellationToken); // keeps the gate
+            if (!_isStream && sent != first.Length)
+                throw ChannelErrors.DatagramCut(sent, first.Length);
+        }
+        catch (Exception e)
+        {
+            _writer.Release();
+            _sendGate.Exit();
+            return ValueTask.FromException(_disposed && e is not ObjectDisposedException ? ChannelErrors.Disposed() : e);
+        }
+        _writer.Release();
+        _sendGate.Exit();
+        return default;
+    }
+
+    // SendCoreAsync's start: the gate not entered yet, or entered with the frame laid out and
+    // nothing sent (the socket had no room); a count >= 0 is the bytes of the first chunk sent.
+    private const int NotEntered = -2, NothingSent = -1;
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask SendCoreAsync(ReadOnlyMemory<byte> payload, ReadOnlyMemory<Descriptor> fds,
+                                          int start, CancellationToken cancellationToken)
+    {
+        if (start == NotEntered)
+        {
+            ThrowIfUnusable();
+            if (!_sendGate.TryEnter())
+                await EnterAsync(_sendGate, cancellationToken).ConfigureAwait(false);
+        }
+        try
+        {
+            int sent = start;
+            if (start == NotEntered)
+            {
+                ThrowIfUnusable();
+                _writer.Layout(payload, fds.Length, _isStream);
+                if (!AsyncFdCore.TrySend(_socket, _writer.First, fds, out sent))
+                    sent = NothingSent;
+            }
+            ReadOnlyMemory<byte> first = _writer.First;
 
             // The first chunk carries the descriptors. Until it is out nothing is sent, so the
             // caller's cancellation may stop the wait.
-            if (!AsyncFdCore.TrySend(_socket, first, fds, out int sent))
+            if (sent == NothingSent)
                 sent = await SendFirstChunkAsync(first, fds, cancellationToken).ConfigureAwait(false);
 
             if (!_isStream)
