@@ -508,7 +508,11 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  *    stream sockets whole frames are serialised per direction, so messages never
  *    interleave. Use one channel object per socket (two objects on one socket do not
  *    know of each other), and none in a child created by fork() while another thread
- *    was inside a call on it.
+ *    was inside a call on it. On Linux a channel object reads ahead on stream sockets
+ *    (docs/wire-format.md 4.1): at a frame boundary one recvmsg of up to 4 KiB, so a
+ *    message costs one system call, not two; it holds the bytes and descriptors of later
+ *    frames that read brought (the next receives take them first; fdsend_channel_close
+ *    closes the descriptors still held), so read such a socket only through its channel.
  *  - fdsend_msg_send / fdsend_msg_recv take the socket itself and keep no state: one
  *    caller per direction at a time on a stream socket (concurrent callers need a channel
  *    object); any number on seqpacket and datagram sockets. Each call looks up the
@@ -518,7 +522,8 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  * Blocking: a call that has started a frame on a stream socket finishes it, waiting
  * with poll() if the socket is non-blocking (the one exception to "never polls" above), so
  * a frame is never half-sent or half-consumed. FDSEND_EAGAIN (non-blocking socket, or
- * FDSEND_DONTWAIT) means that nothing of the frame was sent or consumed. The socket's
+ * FDSEND_DONTWAIT) means that nothing of the frame was sent or consumed. A frame a channel
+ * object holds in part from an earlier read-ahead has begun: the receive finishes it. The socket's
  * SO_RCVTIMEO / SO_SNDTIMEO, when set, bounds every wait, before and inside a frame, and
  * the wait behind another thread's frame on a channel object: before the frame starts,
  * the call gives FDSEND_ETIMEDOUT with nothing sent or consumed once the timeout, counted
@@ -530,7 +535,8 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  * FDSEND_DONTWAIT is given. Set SO_RCVTIMEO on a socket whose peer is not trusted.
  * A thread cancelled (pthread_cancel) inside a call releases the channel's lock and closes
  * the descriptors of the frame it was receiving; if it was inside a stream frame, the
- * stream is at an unknown position (close the socket).
+ * stream is at an unknown position (close the socket; a channel object then answers
+ * FDSEND_EPROTO).
  *
  * On a stream socket, every error other than FDSEND_EAGAIN, FDSEND_EMSGSIZE,
  * FDSEND_ETOOMANYFDS, and FDSEND_EMFILE and FDSEND_ETIMEDOUT from a receive,
