@@ -151,25 +151,64 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
             throw ChannelErrors.TooManyFds(fds.Length, _options.MaxFdsPerMessage);
         if (cancellationToken.IsCancellationRequested)
             return ValueTask.FromCanceled(cancellationToken);
-        return SendCoreAsync(payload, fds, cancellationToken);
-    }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask SendCoreAsync(ReadOnlyMemory<byte> payload, ReadOnlyMemory<Descriptor> fds,
-                                          CancellationToken cancellationToken)
-    {
-        ThrowIfUnusable();
-        if (!_sendGate.TryEnter())
-            await EnterAsync(_sendGate, cancellationToken).ConfigureAwait(false);
+        // A send that needs no wait (the gate free, room in the socket for the first chunk)
+        // completes here, without an async state machine; one that must wait, or has more of
+        // its frame to send, goes on in SendCoreAsync holding the gate.
+        if (_disposed || Volatile.Read(ref _fault) is not null || !_sendGate.TryEnter())
+            return SendCoreAsync(payload, fds, NotEntered, cancellationToken);
         try
         {
             ThrowIfUnusable();
             _writer.Layout(payload, fds.Length, _isStream);
             ReadOnlyMemory<byte> first = _writer.First;
+            if (!AsyncFdCore.TrySend(_socket, first, fds, out int sent))
+                return SendCoreAsync(payload, fds, NothingSent, cancellationToken); // keeps the gate
+            if (_isStream && (sent < first.Length || !_writer.Rest.IsEmpty))
+                return SendCoreAsync(payload, fds, sent, cancellationToken); // keeps the gate
+            if (!_isStream && sent != first.Length)
+                throw ChannelErrors.DatagramCut(sent, first.Length);
+        }
+        catch (Exception e)
+        {
+            _writer.Release();
+            _sendGate.Exit();
+            return ValueTask.FromException(_disposed && e is not ObjectDisposedException ? ChannelErrors.Disposed() : e);
+        }
+        _writer.Release();
+        _sendGate.Exit();
+        return default;
+    }
+
+    // SendCoreAsync's start: the gate not entered yet, or entered with the frame laid out and
+    // nothing sent (the socket had no room); a count >= 0 is the bytes of the first chunk sent.
+    private const int NotEntered = -2, NothingSent = -1;
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask SendCoreAsync(ReadOnlyMemory<byte> payload, ReadOnlyMemory<Descriptor> fds,
+                                          int start, CancellationToken cancellationToken)
+    {
+        if (start == NotEntered)
+        {
+            ThrowIfUnusable();
+            if (!_sendGate.TryEnter())
+                await EnterAsync(_sendGate, cancellationToken).ConfigureAwait(false);
+        }
+        try
+        {
+            int sent = start;
+            if (start == NotEntered)
+            {
+                ThrowIfUnusable();
+                _writer.Layout(payload, fds.Length, _isStream);
+                if (!AsyncFdCore.TrySend(_socket, _writer.First, fds, out sent))
+                    sent = NothingSent;
+            }
+            ReadOnlyMemory<byte> first = _writer.First;
 
             // The first chunk carries the descriptors. Until it is out nothing is sent, so the
             // caller's cancellation may stop the wait.
-            if (!AsyncFdCore.TrySend(_socket, first, fds, out int sent))
+            if (sent == NothingSent)
                 sent = await SendFirstChunkAsync(first, fds, cancellationToken).ConfigureAwait(false);
 
             if (!_isStream)
@@ -259,7 +298,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     {
         if (cancellationToken.IsCancellationRequested)
             return ValueTask.FromCanceled<FdMessage>(cancellationToken);
-        return ReceiveCoreAsync(endIsError: true, cancellationToken)!;
+        return ReceiveNextAsync(endIsError: true, cancellationToken)!;
     }
 
     /// <summary>
@@ -278,7 +317,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            FdMessage? message = await ReceiveCoreAsync(endIsError: false, cancellationToken).ConfigureAwait(false);
+            FdMessage? message = await ReceiveNextAsync(endIsError: false, cancellationToken).ConfigureAwait(false);
             if (message is null)
                 yield break;
             yield return message;
@@ -287,23 +326,55 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
 
     /// <summary>The next message; at a clean end of the connection
     /// <see cref="EndOfStreamException"/> if <paramref name="endIsError"/>, else null.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<FdMessage?> ReceiveCoreAsync(bool endIsError, CancellationToken cancellationToken)
+    private ValueTask<FdMessage?> ReceiveNextAsync(bool endIsError, CancellationToken cancellationToken)
     {
-        ThrowIfUnusable();
-        if (!_receiveGate.TryEnter())
-            await EnterAsync(_receiveGate, cancellationToken).ConfigureAwait(false);
-        CancellationTokenSource? linked = null;
+        // A stream receive that needs no wait (the gate free, a whole frame read ahead or in
+        // the socket) completes here, without an async state machine: the common case of a
+        // receiver that keeps up with its peer costs no more than the attempt itself.
+        if (!_isStream || _disposed || Volatile.Read(ref _fault) is not null || !_receiveGate.TryEnter())
+            return ReceiveCoreAsync(endIsError, entered: false, cancellationToken);
+        FdMessage? message;
         try
         {
             ThrowIfUnusable();
-            FdMessage? message;
+            if (!TryAdvanceStream(out message))
+                return ReceiveCoreAsync(endIsError, entered: true, cancellationToken); // keeps the gate
+        }
+        catch (Exception e)
+        {
+            _receiveGate.Exit();
+            return ValueTask.FromException<FdMessage?>(_disposed && e is not ObjectDisposedException ? ChannelErrors.Disposed() : e);
+        }
+        _receiveGate.Exit();
+        return message is null && endIsError
+            ? ValueTask.FromException<FdMessage?>(ChannelErrors.EndOfStream())
+            : new ValueTask<FdMessage?>(message);
+    }
+
+    /// <summary><see cref="ReceiveNextAsync"/> that may wait. With <paramref name="entered"/>
+    /// the caller holds the receive gate (passed to this call, which releases it) and has just
+    /// found the stream socket empty, so the receive waits at once.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<FdMessage?> ReceiveCoreAsync(bool endIsError, bool entered, CancellationToken cancellationToken)
+    {
+        if (!entered)
+        {
+            ThrowIfUnusable();
+            if (!_receiveGate.TryEnter())
+                await EnterAsync(_receiveGate, cancellationToken).ConfigureAwait(false);
+        }
+        CancellationTokenSource? linked = null;
+        try
+        {
+            if (!entered)
+                ThrowIfUnusable();
+            FdMessage? message = null;
             if (_isStream)
             {
-                // Try the socket first; only when it has nothing does the receive wait, and
-                // then the engine thread advances the frame itself whenever the socket is
-                // readable, handing over the message once it is complete.
-                if (!TryAdvanceStream(out message))
+                // Try the socket first (unless the caller just did); only when it has nothing
+                // does the receive wait, and then the engine thread advances the frame itself
+                // whenever the socket is readable, handing over the message once it is complete.
+                if (entered || !TryAdvanceStream(out message))
                 {
                     linked = Link(cancellationToken, out CancellationToken token);
                     if (OperatingSystem.IsWindows())

@@ -106,6 +106,53 @@ public class FdChannelFramingTests : TempDirFixture
         yield return new TestCaseData(new byte[] { 0 }, 1, 0, false).SetArgDisplayNames("IO::FDPass zero byte");
     }
 
+    [Test]
+    public async Task Calls_that_need_no_wait_complete_at_once_and_report_errors_through_their_task()
+    {
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var f = File.OpenHandle(Dir.NewFile("x"));
+        int baseline = AsyncTest.SettledFdCount();
+        var sender = new FdChannel(pair.A, new FdChannelOptions { LeaveOpen = true });
+        var receiver = new FdChannel(pair.B, new FdChannelOptions { LeaveOpen = true });
+        try
+        {
+            ValueTask send = sender.SendAsync(new byte[] { 1, 2, 3 }, new Descriptor[] { f });
+            Assert.That(send.IsCompletedSuccessfully, Is.True, "room in the socket: the send completed at once");
+            Assert.That(pair.B.Poll(10_000_000, SelectMode.SelectRead), Is.True, "the frame arrived");
+            ValueTask<FdMessage> receive = receiver.ReceiveAsync();
+            Assert.That(receive.IsCompletedSuccessfully, Is.True, "a whole frame in the socket: the receive completed at once");
+            using (FdMessage m = receive.Result)
+            {
+                Assert.That(m.Payload.ToArray(), Is.EqualTo(new byte[] { 1, 2, 3 }));
+                Assert.That(m.FdCount, Is.EqualTo(1));
+            }
+
+            // A broken frame waiting in the socket: the receive does not throw, its task does.
+            pair.A.SendFds(Frames.Make(new byte[4], 0, version: 9), Array.Empty<Descriptor>());
+            Assert.That(pair.B.Poll(10_000_000, SelectMode.SelectRead), Is.True, "the broken frame arrived");
+            ValueTask<FdMessage> bad = default;
+            Assert.DoesNotThrow(() => bad = receiver.ReceiveAsync());
+            Assert.That(bad.IsFaulted, Is.True);
+            var e = Assert.ThrowsAsync<FdChannelProtocolException>(async () => await bad);
+            Assert.That(receiver.Fault, Is.SameAs(e));
+
+            // So does a send on the faulted channel, and one on a disposed channel.
+            ValueTask refused = default;
+            Assert.DoesNotThrow(() => refused = receiver.SendAsync(new byte[1]));
+            Assert.That(Assert.CatchAsync(async () => await refused), Is.SameAs(e));
+            await sender.DisposeAsync();
+            ValueTask disposed = default;
+            Assert.DoesNotThrow(() => disposed = sender.SendAsync(new byte[1]));
+            Assert.ThrowsAsync<ObjectDisposedException>(async () => await disposed);
+        }
+        finally
+        {
+            await sender.DisposeAsync();
+            await receiver.DisposeAsync();
+        }
+        AsyncTest.AssertFdCount(baseline, "nothing leaked");
+    }
+
     [TestCaseSource(nameof(MalformedStreamFrames))]
     public async Task A_malformed_stream_frame_faults_the_channel_and_closes_its_descriptors(
         byte[] frame, int fdCount, int fdByte, bool thenClose)

@@ -4,6 +4,7 @@
 // report them, and the outcome checked (the message, or the exception with every descriptor of
 // the frame closed). The rules themselves are libfdsend's codec; these tests pin how the .NET
 // side drives it: read sizes, descriptor ownership, memory, and the errors a caller sees.
+using System.Runtime.InteropServices;
 using FdSend.Tests.Async;
 
 namespace FdSend.Tests.Channel;
@@ -425,6 +426,46 @@ public class FrameCodecDriverTests : TempDirFixture
         Assert.That(writer.Rest.IsEmpty, Is.True);
         writer.Release();
         Assert.That(writer.Length, Is.Zero);
+    }
+
+    [Test]
+    public void The_writer_reuses_its_own_buffer_for_small_frames_and_rents_for_larger_ones()
+    {
+        var writer = new FrameWriter();
+        writer.Layout(TestData.Utf8("one"), 1, stream: true);
+        Assert.That(MemoryMarshal.TryGetArray(writer.First, out ArraySegment<byte> first), Is.True);
+        Assert.That(first.Array!.Length, Is.EqualTo(FrameWriter.SmallFrame), "a small frame goes in the writer's buffer");
+        writer.Release();
+
+        writer.Layout(TestData.Utf8("two!"), 0, stream: false);
+        Assert.That(MemoryMarshal.TryGetArray(writer.First, out ArraySegment<byte> second), Is.True);
+        Assert.That(second.Array, Is.SameAs(first.Array), "every small frame reuses that buffer");
+        Assert.That(writer.First.ToArray(), Is.EqualTo(new byte[] { 1, 0, 0, 0, 4, 0, 0, 0, (byte)'t', (byte)'w', (byte)'o', (byte)'!' }),
+            "and the earlier frame's bytes are gone");
+        writer.Release();
+
+        // The largest frame that fits, and the smallest that does not.
+        foreach (int size in new[] { FrameWriter.SmallFrame - FrameHeader.Size, FrameWriter.SmallFrame - FrameHeader.Size + 1 })
+        {
+            byte[] payload = AsyncTest.Pattern(size, 7);
+            writer.Layout(payload, 3, stream: true);
+            Assert.That(writer.Length, Is.EqualTo(FrameHeader.Size + size));
+            Assert.That(writer.Rest.IsEmpty, Is.True, "still one piece");
+            Assert.That(MemoryMarshal.TryGetArray(writer.First, out ArraySegment<byte> frame), Is.True);
+            Assert.That(ReferenceEquals(frame.Array, first.Array), Is.EqualTo(size + FrameHeader.Size <= FrameWriter.SmallFrame),
+                "only a frame over SmallFrame takes a pooled buffer");
+            Assert.That(writer.First.Span[FrameHeader.Size..].ToArray(), Is.EqualTo(payload));
+            writer.Release();
+        }
+
+        // A stream frame in two pieces: its header in the writer's buffer, the payload the caller's.
+        byte[] big = AsyncTest.Pattern(FrameWriter.CopyThreshold + 1, 2);
+        writer.Layout(big, 1, stream: true);
+        Assert.That(MemoryMarshal.TryGetArray(writer.First, out ArraySegment<byte> header), Is.True);
+        Assert.That(header.Array, Is.SameAs(first.Array));
+        Assert.That(writer.First.Length, Is.EqualTo(FrameHeader.Size));
+        Assert.That(MemoryMarshal.TryGetArray(writer.Rest, out ArraySegment<byte> rest) && rest.Array == big, Is.True);
+        writer.Release();
     }
 
     // ---- Gate ------------------------------------------------------------------------------
