@@ -156,12 +156,22 @@ def pin_to(cpu):
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
+# .NET compiles a method again, optimised (tier 1), only after it has been called 30 times
+# *and* 100 ms have passed without new methods being compiled; pinned to one CPU, that
+# background compiler shares the CPU with the loop. With the default the .NET rows were still
+# tiering after a 1.5 s warm-up (FdSend async ping-pong pinned: 28-30k round trips per
+# CPU-second, against 38-39k after 4 s); without the 100 ms delay they reach that same steady
+# state within 1.5 s (PROFILE.md section 16). Other programs ignore the variable.
+RUN_ENV = dict(os.environ, DOTNET_TC_CallCountingDelayMs="0")
+
+
 def run_one(impl, workload, seconds, warmup, timeout):
     """Returns (result dict or None, error string or None, unsupported: bool)."""
     argv = impl.argv(workload, seconds, warmup)
     pre = pin_to(PIN_CPU) if PIN_CPU is not None and workload in TWO_PROCESS else None
     try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, preexec_fn=pre)
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, preexec_fn=pre,
+                           env=RUN_ENV)
     except subprocess.TimeoutExpired:
         return None, f"timed out after {timeout} s: {' '.join(argv)}", False
     if p.returncode == UNSUPPORTED_EXIT:
@@ -502,7 +512,7 @@ def main():
     ap.add_argument("--duration", type=float, default=0.4, help="measured seconds per run (default 0.4)")
     # 1.5 s: .NET's tiered compilation is still recompiling the hot loop for the first second or
     # so; with 0.3 s every .NET row came out 30-40% low (bench/PROFILE.md section 10).
-    ap.add_argument("--warmup", type=float, default=1.5, help="warm-up seconds per run, not measured (default 1.5)")
+    ap.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per run, not measured (default 2)")
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "build", "bench"), help="where eng/bench.sh put the C programs")
     ap.add_argument("--only", default="", help="comma-separated implementation names to run (plus raw-c)")
     ap.add_argument("--workloads", default="", help="comma-separated workloads (default: all)")
@@ -593,7 +603,8 @@ def main():
     out += [f"| {k} | {v} |" for k, v in machine_description()]
     out += [f"| date (UTC) | {started:%Y-%m-%d %H:%M} |",
             f"| load average (1/5/15 min) | {load_before} before, {load_after} after |",
-            f"| run | {args.rounds} rounds, {args.warmup:g} s warm-up + {args.duration:g} s measured per run, "
+            f"| run | {args.rounds} rounds, {args.warmup:g} s warm-up + {args.duration:g} s measured per run "
+            f"(.NET with DOTNET_TC_CallCountingDelayMs=0: tiered to steady state within the warm-up), "
             f"{total} runs in {elapsed:.0f} s |",
             "| two-process workloads | " + (f"both processes pinned to CPU {PIN_CPU} (`--pin same-cpu`): each "
                                           "hand-off is a context switch, so the numbers compare CPU cost, not "

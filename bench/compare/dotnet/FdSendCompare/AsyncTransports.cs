@@ -110,18 +110,34 @@ struct ChannelTransport : IAsyncTransport
 
     public ValueTask SendAsync(int end, int nfds) => _channels[end].SendAsync(_payload, _fds.AsMemory(0, nfds));
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<bool> ReceiveAsync(int end, int nfds)
+    /// <summary>As AsyncTransport's: a receive that completed takes the synchronous path (no
+    /// state machine of the harness's own), the others a pooled one.</summary>
+    public ValueTask<bool> ReceiveAsync(int end, int nfds)
     {
-        FdMessage m;
-        try
+        ValueTask<FdMessage> t = _channels[end].ReceiveAsync();
+        if (t.IsCompletedSuccessfully)
+            return new ValueTask<bool>(Checked(t.Result, nfds));
+        return Slow(t, nfds);
+
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+        static async ValueTask<bool> Slow(ValueTask<FdMessage> t, int nfds)
         {
-            m = await _channels[end].ReceiveAsync().ConfigureAwait(false);
+            FdMessage m;
+            try
+            {
+                m = await t.ConfigureAwait(false);
+            }
+            catch (EndOfStreamException)
+            {
+                return false;
+            }
+            return Checked(m, nfds);
         }
-        catch (EndOfStreamException)
-        {
-            return false;
-        }
+    }
+
+    /// <summary>Checks a message (16 bytes, nfds descriptors) and disposes it.</summary>
+    static bool Checked(FdMessage m, int nfds)
+    {
         using (m)
         {
             if (m.Length != Harness.PayloadLength || m.FdCount != nfds)
