@@ -510,8 +510,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration", type=float, default=0.4, help="measured seconds per run (default 0.4)")
-    # 1.5 s: .NET's tiered compilation is still recompiling the hot loop for the first second or
-    # so; with 0.3 s every .NET row came out 30-40% low (bench/PROFILE.md section 10).
+    # 2 s: .NET's tiered compilation recompiles the hot loop during the first second or so
+    # (with 0.3 s every .NET row came out 30-40% low: bench/PROFILE.md section 10; with 1.5 s and
+    # the default 100 ms call-counting delay, pinned rows still a quarter low: section 16).
     ap.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per run, not measured (default 2)")
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "build", "bench"), help="where eng/bench.sh put the C programs")
     ap.add_argument("--only", default="", help="comma-separated implementation names to run (plus raw-c)")
