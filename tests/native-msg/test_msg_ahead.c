@@ -152,6 +152,15 @@ TEST(channel_one_read_for_several_frames)
 #endif
 }
 
+/* Frames "one" (no descriptors) and "two" (announcing 1), 11 bytes each, into frames[22]. */
+static void two_frames(unsigned char *frames)
+{
+    CHECK_EQ(fdsend_frame_encode(frames, 3, 0), FDSEND_OK);
+    memcpy(frames + 8, "one", 3);
+    CHECK_EQ(fdsend_frame_encode(frames + 11, 3, 1), FDSEND_OK);
+    memcpy(frames + 19, "two", 3);
+}
+
 /* Descriptors read ahead for a frame no call has taken yet are closed with the object. */
 TEST(channel_close_with_descriptors_read_ahead)
 {
@@ -162,10 +171,7 @@ TEST(channel_close_with_descriptors_read_ahead)
     int32_t n = -1;
     tu_socketpair(SOCK_STREAM, sv);
     base = tu_count_fds();
-    CHECK_EQ(fdsend_frame_encode(frames, 3, 0), FDSEND_OK);
-    memcpy(frames + 8, "one", 3);
-    CHECK_EQ(fdsend_frame_encode(frames + 11, 3, 1), FDSEND_OK);
-    memcpy(frames + 19, "two", 3);
+    two_frames(frames);
     raw_send_all(sv[0], frames, 11, NULL, 0);
     raw_send_all(sv[0], frames + 11, 11, &f, 1);
     CHECK_EQ(fdsend_channel_open(sv[1], 0, &rx), FDSEND_OK);
@@ -191,10 +197,7 @@ TEST(channel_half_frame_read_ahead)
     struct timeval tv = {0, 200000};
     tu_socketpair(SOCK_STREAM, sv);
     base = tu_count_fds();
-    CHECK_EQ(fdsend_frame_encode(frames, 3, 0), FDSEND_OK);
-    memcpy(frames + 8, "one", 3);
-    CHECK_EQ(fdsend_frame_encode(frames + 11, 3, 1), FDSEND_OK);
-    memcpy(frames + 19, "two", 3);
+    two_frames(frames);
     raw_send_all(sv[0], frames, 11, NULL, 0);
     raw_send_all(sv[0], frames + 11, 5, &f, 1); /* the second frame's first 5 bytes */
     CHECK_SYS(setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));

@@ -141,6 +141,7 @@ static void fuzz_stream(const uint8_t *d, size_t n, uint64_t cap, int32_t maxfds
         int32_t part, rc, nfds;
         uint8_t ctl = d[0];
         uint8_t *bytes;
+        int ahead;
         part = fdsend_frame_reader_want(&r, &off, &most);
         if (ended) {
             require(part == FDSEND_EOF || part == FDSEND_EPROTO, "ended stays ended");
@@ -153,21 +154,8 @@ static void fuzz_stream(const uint8_t *d, size_t n, uint64_t cap, int32_t maxfds
         if (ctl & 4)
             flags |= FDSEND_FRAME_IN_CTRUNC;
         k = d[1];
-        if ((ctl & 16) && part == FDSEND_FRAME_HEADER && off == 0) {
-            d += 2;
-            n -= 2;
-            if (k > n)
-                k = n;
-            if (ctl & 8)
-                k = 0, flags |= FDSEND_FRAME_IN_EOF;
-            if (k == 0 && !(flags & FDSEND_FRAME_IN_EOF))
-                return;
-            ended = ahead_read(&r, d, k, nfds, flags, &consumed, cap);
-            d += k;
-            n -= k;
-            continue;
-        }
-        if (k > most)
+        ahead = (ctl & 16) && part == FDSEND_FRAME_HEADER && off == 0;
+        if (!ahead && k > most)
             k = most;
         d += 2;
         n -= 2;
@@ -176,9 +164,15 @@ static void fuzz_stream(const uint8_t *d, size_t n, uint64_t cap, int32_t maxfds
         if (ctl & 8)
             k = 0, flags |= FDSEND_FRAME_IN_EOF;
         if (k == 0 && !(flags & FDSEND_FRAME_IN_EOF)) {
-            if (n == 0)
+            if (n == 0 || ahead)
                 return;
             k = 1; /* a read returns at least one byte unless it is the end */
+        }
+        if (ahead) {
+            ended = ahead_read(&r, d, k, nfds, flags, &consumed, cap);
+            d += k;
+            n -= k;
+            continue;
         }
         bytes = malloc(k ? k : 1);
         memcpy(bytes, d, k);
