@@ -161,6 +161,7 @@ internal sealed class ReadinessEngine
     {
         op.Begin(this, state, socket, cancellationToken);
         Interlocked.Increment(ref _pending);
+        state.BeforeWaitForTests?.Invoke();
         Exception? failed;
         while (true)
         {
@@ -736,6 +737,9 @@ internal sealed class SocketWaitState
     internal bool Used;       // a wait since the last idle sweep
     internal int ReadSeq;     // kept registration: readable reports so far (see ObserveReadable)
     internal int WriteSeq;
+    /// <summary>Tests: runs in each wait after the caller's attempt, before the wait is parked
+    /// (where readiness that arrives is the lost wake-up the wait must not miss).</summary>
+    internal Action? BeforeWaitForTests;
     internal PollOperation? CachedReceive;
     internal PollOperation? CachedWrite;
 

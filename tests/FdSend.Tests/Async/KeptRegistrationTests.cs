@@ -57,6 +57,46 @@ public partial class KeptRegistrationTests : TempDirFixture
         AsyncTest.AssertFdCount(baseline, "after every message was received and disposed");
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task Readiness_reported_between_the_attempt_and_the_wait_completes_it(bool exact)
+    {
+        // Deterministic form of the race above: after the receive's attempt found nothing and
+        // before its wait is parked, a message arrives and the engine handles its edge (finding
+        // no waiter). The wait must retry instead of waiting for an edge that has passed.
+        // exact: ReceiveFdsExactlyAsync, whose readable wait uses the ready bit; otherwise
+        // ReceiveFdsAsync, whose wait compares the report count read before its attempt.
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        await ReceiveAfterWait(pair); // registered: later readiness comes as edges
+        SocketWaitState state = ReadinessEngine.Instance.GetState(pair.B);
+        var buffer = new byte[2];
+        for (int i = 0; i < 20; i++)
+        {
+            int hooked = 0;
+            state.BeforeWaitForTests = () =>
+            {
+                if (Interlocked.Exchange(ref hooked, 1) != 0)
+                    return;
+                int seq = Volatile.Read(ref state.ReadSeq);
+                pair.A.SendFds(new byte[] { 7, (byte)i }, ReadOnlySpan<Descriptor>.Empty);
+                SpinWait.SpinUntil(() => Volatile.Read(ref state.ReadSeq) != seq, 10_000);
+            };
+            try
+            {
+                using ReceivedFds r = exact
+                    ? await pair.B.ReceiveFdsExactlyAsync(buffer).Within(10_000)
+                    : await pair.B.ReceiveFdsAsync(buffer).Within(10_000);
+                Assert.That(r.BytesReceived, Is.EqualTo(2), $"iteration {i}");
+                Assert.That(buffer, Is.EqualTo(new byte[] { 7, (byte)i }));
+                Assert.That(hooked, Is.EqualTo(1), "the receive waited");
+            }
+            finally
+            {
+                state.BeforeWaitForTests = null;
+            }
+        }
+    }
+
     [Test]
     public async Task A_wait_for_readability_sees_data_that_came_around_it()
     {
