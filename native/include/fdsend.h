@@ -508,7 +508,11 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  *    stream sockets whole frames are serialised per direction, so messages never
  *    interleave. Use one channel object per socket (two objects on one socket do not
  *    know of each other), and none in a child created by fork() while another thread
- *    was inside a call on it.
+ *    was inside a call on it. On Linux a channel object reads ahead on stream sockets
+ *    (docs/wire-format.md 4.1): at a frame boundary one recvmsg of up to 4 KiB, so a
+ *    message costs one system call, not two; it holds the bytes and descriptors of later
+ *    frames that read brought (the next receives take them first; fdsend_channel_close
+ *    closes the descriptors still held), so read such a socket only through its channel.
  *  - fdsend_msg_send / fdsend_msg_recv take the socket itself and keep no state: one
  *    caller per direction at a time on a stream socket (concurrent callers need a channel
  *    object); any number on seqpacket and datagram sockets. Each call looks up the
@@ -518,7 +522,8 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  * Blocking: a call that has started a frame on a stream socket finishes it, waiting
  * with poll() if the socket is non-blocking (the one exception to "never polls" above), so
  * a frame is never half-sent or half-consumed. FDSEND_EAGAIN (non-blocking socket, or
- * FDSEND_DONTWAIT) means that nothing of the frame was sent or consumed. The socket's
+ * FDSEND_DONTWAIT) means that nothing of the frame was sent or consumed. A frame a channel
+ * object holds in part from an earlier read-ahead has begun: the receive finishes it. The socket's
  * SO_RCVTIMEO / SO_SNDTIMEO, when set, bounds every wait, before and inside a frame, and
  * the wait behind another thread's frame on a channel object: before the frame starts,
  * the call gives FDSEND_ETIMEDOUT with nothing sent or consumed once the timeout, counted
@@ -530,7 +535,8 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  * FDSEND_DONTWAIT is given. Set SO_RCVTIMEO on a socket whose peer is not trusted.
  * A thread cancelled (pthread_cancel) inside a call releases the channel's lock and closes
  * the descriptors of the frame it was receiving; if it was inside a stream frame, the
- * stream is at an unknown position (close the socket).
+ * stream is at an unknown position (close the socket; a channel object then answers
+ * FDSEND_EPROTO).
  *
  * On a stream socket, every error other than FDSEND_EAGAIN, FDSEND_EMSGSIZE,
  * FDSEND_ETOOMANYFDS, and FDSEND_EMFILE and FDSEND_ETIMEDOUT from a receive,
@@ -698,7 +704,10 @@ enum {
     /** The record came from a SOCK_SEQPACKET socket, where an empty record without
      *  descriptors is the end of the connection (check_record only; a SOCK_DGRAM one is a
      *  protocol error). */
-    FDSEND_FRAME_IN_SEQPACKET = 8
+    FDSEND_FRAME_IN_SEQPACKET = 8,
+    /** feed only: the bytes are part of the read announced by fdsend_frame_reader_begin_ahead
+     *  (nfds 0, no other flag: that read's descriptors and flags went to begin_ahead). */
+    FDSEND_FRAME_IN_AHEAD = 16
 };
 
 /** fdsend_frame_reader_feed: the frame is not complete; ask fdsend_frame_reader_want. */
@@ -712,19 +721,22 @@ enum {
  * pointer, so it may be copied, moved, or dropped at any time.
  */
 typedef struct fdsend_frame_reader {
-    uint64_t cap;       /* the receiver's payload limit */
-    uint64_t remaining; /* payload bytes still to come */
-    uint32_t len;       /* the header's length */
-    int32_t maxfds;     /* the receiver's descriptor limit */
-    int32_t nfds;       /* descriptors that came with the first byte */
-    uint8_t header[8];  /* the header bytes so far */
-    uint8_t have;       /* how many */
-    uint8_t state;      /* header, payload/discard, broken */
-    uint8_t ctrunc;     /* the first read reported FDSEND_FRAME_IN_CTRUNC */
-    uint8_t reserved;
+    uint64_t cap;        /* the receiver's payload limit */
+    uint64_t remaining;  /* payload bytes still to come */
+    uint64_t ahead;      /* bytes of the read-ahead read not fed yet */
+    uint32_t len;        /* the header's length */
+    int32_t maxfds;      /* the receiver's descriptor limit */
+    int32_t nfds;        /* descriptors of the frame being read */
+    int32_t ahead_nfds;  /* descriptors of the read-ahead read that no frame has taken */
+    int32_t done_nfds;   /* descriptors of the frame completed last */
+    uint8_t header[8];   /* the header bytes so far */
+    uint8_t have;        /* how many */
+    uint8_t state;       /* header, payload/discard, broken */
+    uint8_t ctrunc;      /* the frame's descriptors came with FDSEND_FRAME_IN_CTRUNC */
+    uint8_t ahead_flags; /* read-ahead bookkeeping */
 } fdsend_frame_reader;
 /** sizeof(fdsend_frame_reader): bindings allocate this many bytes, 8-byte aligned. */
-#define FDSEND_FRAME_READER_SIZE 40
+#define FDSEND_FRAME_READER_SIZE 56
 
 /**
  * Set r up for a stream receiver whose payload limit is cap bytes (larger than
@@ -773,6 +785,46 @@ FDSEND_API int32_t fdsend_frame_reader_want(const fdsend_frame_reader *r, uint64
 FDSEND_API int32_t fdsend_frame_reader_feed(fdsend_frame_reader *r, const uint8_t *bytes,
                                             uint64_t n, int32_t nfds, uint32_t flags,
                                             uint32_t *len);
+
+/**
+ * Read-ahead (stream, optional): a receiver that owns a buffer may, at a frame boundary, read
+ * more than want's n (one read that may hold the rest of this frame and the next frames: one
+ * system call per message instead of two). It announces that read here: n bytes in all, the
+ * nfds descriptors that came with it, FDSEND_FRAME_IN_CTRUNC / FDSEND_FRAME_IN_EOF. Then it
+ * feeds those n bytes, in order, through fdsend_frame_reader_feed with FDSEND_FRAME_IN_AHEAD
+ * and nfds 0, each piece at most what want says (so a piece never crosses a frame's header,
+ * payload or end), any number of frames' worth, before any other read's. The read's
+ * descriptors belong to the one frame beginning in it that announces descriptors
+ * (docs/wire-format.md 4.1); fdsend_frame_reader_frame_fds says, after each frame, how many
+ * it took. A frame left unfinished at the read's end goes on with exact reads (plain feed).
+ * Only on kernels whose reads never take the descriptors of two writes (Linux; see the
+ * document): elsewhere read exactly what want says.
+ * @return FDSEND_FRAME_MORE: feed the bytes; FDSEND_EOF: n 0 with FDSEND_FRAME_IN_EOF, no
+ *         descriptors, at a frame boundary (the orderly end); FDSEND_EPROTO: descriptors
+ *         with the end, more than FDSEND_MAX_FDS; FDSEND_EINVAL: not at a frame boundary,
+ *         bytes of the previous read-ahead read not all fed, n 0 without the end, unknown
+ *         flags, a broken or ended reader.
+ */
+FDSEND_API int32_t fdsend_frame_reader_begin_ahead(fdsend_frame_reader *r, uint64_t n,
+                                                   int32_t nfds, uint32_t flags);
+
+/**
+ * After fdsend_frame_reader_feed returned a frame's outcome (FDSEND_OK, FDSEND_EMSGSIZE,
+ * FDSEND_ETOOMANYFDS, FDSEND_EMFILE): how many descriptors that frame holds, to hand out
+ * (FDSEND_OK) or close: those of its first read (exact reads), or all of those of the
+ * read-ahead read it began in, or 0. FDSEND_EINVAL for a NULL r. After FDSEND_EPROTO close
+ * every descriptor held (the frame's and the read-ahead read's).
+ */
+FDSEND_API int32_t fdsend_frame_reader_frame_fds(const fdsend_frame_reader *r);
+
+/**
+ * Change the payload and descriptor limits for the frames not yet begun, or begun but whose
+ * header is not whole (a receiver whose limits vary per call, like fdsend_channel_recv).
+ * @return FDSEND_OK; FDSEND_EINVAL (r NULL, maxfds < 0, a frame's header already judged, a
+ *         broken or ended reader).
+ */
+FDSEND_API int32_t fdsend_frame_reader_limits(fdsend_frame_reader *r, uint64_t cap,
+                                              int32_t maxfds);
 
 /**
  * Judge one seqpacket record or datagram of n bytes as received (n is what the buffers

@@ -89,6 +89,21 @@ static void close_fds(const int *fds, int32_t n)
     errno = saved;
 }
 
+/* The receiving side of a stream channel between frames: the codec's reader, the bytes read
+ * ahead that no frame has taken yet, and the descriptors of the last read that carried any
+ * until a frame takes them. A channel object keeps one (read-ahead where the kernel allows
+ * it); fdsend_msg_recv makes one per call, without a buffer (exact reads: it keeps nothing). */
+typedef struct stream_rx {
+    fdsend_frame_reader r;
+    int ready;           /* r is set up */
+    int broken;          /* a thread was cancelled inside a frame: the position is lost */
+    unsigned char *buf;  /* the read-ahead buffer (NULL: read exactly what the codec asks) */
+    size_t size;         /* its size */
+    size_t pos, end;     /* the bytes in it that are not fed to the codec yet */
+    int fds[FDSEND_MAX_FDS];
+    int32_t nfds;        /* descriptors in fds[] that are no caller's yet */
+} stream_rx;
+
 /* One direction of a channel: frames of that direction are serialised (stream sockets). */
 typedef struct dir_lock {
     pthread_mutex_t mutex;
@@ -102,7 +117,17 @@ struct fdsend_channel {
     int is_unix; /* AF_UNIX: 1; another family: 0 (descriptors refused) */
     int locked;  /* 1: a channel object (the locks below); 0: fdsend_msg_*, no lock */
     dir_lock lock[2]; /* [0] send, [1] receive */
+    stream_rx rx;     /* stream receiving, guarded by lock[1] */
 };
+
+/* Bytes a channel object reads ahead at a frame boundary (docs/wire-format.md 4.1): only
+ * where the kernel is known (and tested, test_msg_ahead.c) never to hand one read the
+ * descriptors of two writes, nor those of a write whose first byte the read did not take. */
+#if defined(__linux__)
+#  define AHEAD_SIZE 4096
+#else
+#  define AHEAD_SIZE 0
+#endif
 
 /* What a channel needs to know about its socket, looked up once: its type (stream,
  * seqpacket or datagram, else FDSEND_ENOTSUP) and, if check_family, whether it is AF_UNIX
@@ -114,6 +139,7 @@ static int32_t channel_init(fdsend_channel *ch, int sock, int check_family)
     ch->sock = sock;
     ch->locked = 0;
     ch->is_unix = 1;
+    memset(&ch->rx, 0, sizeof ch->rx); /* no buffer: exact reads, unless open adds one */
     if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &ch->type, &l) != 0)
         return fdsend_fail_errno();
     if (ch->type != SOCK_STREAM && ch->type != SOCK_SEQPACKET && ch->type != SOCK_DGRAM)
@@ -367,29 +393,34 @@ static int64_t finish_frame(int32_t rc, uint32_t len, const int *got, int32_t ng
     return (int64_t)len;
 }
 
-/* The descriptors of a stream frame being received: closed by the cleanup handler if the
- * thread is cancelled inside the frame. */
-typedef struct frame_fds {
-    int got[FDSEND_MAX_FDS];
-    int32_t n;
-} frame_fds;
-
-static void frame_fds_cleanup(void *arg)
+static void rx_drop_fds(stream_rx *rx)
 {
-    frame_fds *f = arg;
-    int32_t k = f->n;
-    f->n = 0;
-    close_fds(f->got, k);
+    int32_t k = rx->nfds;
+    rx->nfds = 0;
+    close_fds(rx->fds, k);
 }
 
-/* An error inside a frame: close its descriptors, return rc. */
-static int64_t drop_frame(frame_fds *f, int64_t rc)
+/* Cleanup handler of a thread cancelled inside a receive (recvmsg and poll are
+ * cancellation points): it closes the descriptors held, and a channel whose frame was
+ * under way, or that held bytes of later frames, has lost its position. */
+static void rx_cancelled(void *arg)
 {
-    frame_fds_cleanup(f);
+    stream_rx *rx = arg;
+    uint64_t off = 0, most = 0;
+    if (rx->nfds > 0 || rx->pos < rx->end ||
+        fdsend_frame_reader_want(&rx->r, &off, &most) != FDSEND_FRAME_HEADER || off != 0)
+        rx->broken = 1;
+    rx_drop_fds(rx);
+}
+
+/* An error inside a frame: close every descriptor held, return rc. */
+static int64_t drop_frame(stream_rx *rx, int64_t rc)
+{
+    rx_drop_fds(rx);
+    rx->pos = rx->end = 0;
     return rc;
 }
 
-/* The FDSEND_FRAME_IN_* flags of a read. */
 /* FDSEND_FRAME_IN_CTRUNC if descriptors were lost: the kernel's MSG_CTRUNC, or a control
  * header the parser could not trust (macOS reports a truncated one that way, too). */
 static uint32_t ctrunc_flag(const fdsend_piece *pc)
@@ -397,34 +428,115 @@ static uint32_t ctrunc_flag(const fdsend_piece *pc)
     return pc->ctrunc || pc->malformed ? (uint32_t)FDSEND_FRAME_IN_CTRUNC : 0u;
 }
 
-/* The codec's input flags for one piece of a stream frame. */
+/* The codec's input flags for one read of a stream. */
 static uint32_t piece_flags(const fdsend_piece *pc, int64_t n)
 {
     return ctrunc_flag(pc) |
            (n == 0 ? (uint32_t)FDSEND_FRAME_IN_EOF : 0u);
 }
 
-/* Receive one stream frame, the reads chosen and judged by the codec's reader. Only the
- * frame's first read may return FDSEND_EAGAIN / FDSEND_ETIMEDOUT (nothing consumed);
- * once it has started, the frame is finished whatever the socket mode. */
-static int64_t recv_stream(int sock, unsigned char *buf, size_t cap, intptr_t *fds,
-                           int32_t maxfds, int32_t *nfds, uint32_t flags, frame_fds *f,
+/* A frame's outcome rc from the codec: hand its descriptors (all those held, if the frame
+ * took them) to the caller, or close them; after a protocol error close every one held. */
+static int64_t rx_outcome(stream_rx *rx, int32_t rc, uint32_t len, intptr_t *fds,
+                          int32_t *nfds)
+{
+    int32_t taken = 0;
+    if (rc == FDSEND_EPROTO) {
+        rx->pos = rx->end = 0; /* the stream's position is lost */
+        taken = rx->nfds;
+    } else if (rc == FDSEND_EOF) {
+        rx->ready = 0; /* a later call asks the socket again (which reports the end again) */
+    } else if (fdsend_frame_reader_frame_fds(&rx->r) > 0) {
+        taken = rx->nfds;
+    }
+    rx->nfds -= taken;
+    return finish_frame(rc, len, rx->fds, taken, fds, nfds);
+}
+
+/* One read of the stream into iov: at a frame boundary (first) it takes the descriptors
+ * into rx->fds and may return FDSEND_EAGAIN / FDSEND_ETIMEDOUT (nothing consumed); inside a
+ * frame it waits for the socket (a non-blocking one too) within d, and a peer that stops
+ * for the socket's timeout is a protocol error. */
+static int64_t rx_read(stream_rx *rx, int sock, struct iovec *iov, int first, uint32_t flags,
+                       fdsend_piece *pc, fdsend_deadline *d)
+{
+    for (;;) {
+        int64_t n = fdsend_recv_piece(sock, iov, 1, first && (flags & FDSEND_DONTWAIT) != 0,
+                                      first ? rx->fds : NULL, first ? FDSEND_MAX_FDS : 0, pc,
+                                      d);
+        int32_t rc;
+        if (first) {
+            if (n >= 0)
+                rx->nfds = pc->taken;
+            return n;
+        }
+        if (n != FDSEND_EAGAIN) /* a non-blocking socket, inside the frame: wait */
+            return n == FDSEND_ETIMEDOUT ? fdsend_fail(FDSEND_EPROTO, ETIMEDOUT) : n;
+        rc = fdsend_wait_ready(sock, POLLIN, d);
+        if (rc != FDSEND_OK)
+            return rc == FDSEND_ETIMEDOUT ? fdsend_fail(FDSEND_EPROTO, ETIMEDOUT) : rc;
+    }
+}
+
+/* Receive one stream frame, the reads chosen and judged by the codec's reader: from the
+ * bytes read ahead first, then from the socket. Only a read at a frame boundary with
+ * nothing held may return FDSEND_EAGAIN / FDSEND_ETIMEDOUT (nothing consumed); once a frame
+ * has begun (its bytes read by this call or held from an earlier one) it is finished
+ * whatever the socket mode. */
+static int64_t recv_stream(stream_rx *rx, int sock, unsigned char *buf, size_t cap,
+                           intptr_t *fds, int32_t maxfds, int32_t *nfds, uint32_t flags,
                            fdsend_deadline *d)
 {
     unsigned char hdr[HDR_SIZE];
     unsigned char scratch[4096];
-    fdsend_frame_reader r;
     uint32_t len = 0;
     int32_t rc;
 
-    (void)fdsend_frame_reader_init(&r, cap, maxfds);
+    if (rx->broken)
+        return fdsend_fail(FDSEND_EPROTO, EPROTO);
+    if (!rx->ready) {
+        (void)fdsend_frame_reader_init(&rx->r, cap, maxfds);
+        rx->ready = 1;
+    } else {
+        (void)fdsend_frame_reader_limits(&rx->r, cap, maxfds); /* between frames: always */
+    }
     for (;;) {
         uint64_t off = 0, most = 0;
-        int32_t part = fdsend_frame_reader_want(&r, &off, &most);
-        int first = part == FDSEND_FRAME_HEADER && off == 0;
+        int32_t part = fdsend_frame_reader_want(&rx->r, &off, &most);
         struct iovec iov;
         fdsend_piece pc;
         int64_t n;
+        if (part < 0) /* a reader broken earlier: the stream's position is lost */
+            return drop_frame(rx, fdsend_fail(FDSEND_EPROTO, EPROTO));
+        if (rx->pos < rx->end) { /* bytes read ahead: the codec splits them into frames */
+            size_t k = rx->end - rx->pos;
+            if (k > most)
+                k = (size_t)most;
+            if (part == FDSEND_FRAME_PAYLOAD)
+                memcpy(buf + off, rx->buf + rx->pos, k);
+            rc = fdsend_frame_reader_feed(&rx->r, rx->buf + rx->pos, k, 0,
+                                          FDSEND_FRAME_IN_AHEAD, &len);
+            rx->pos += k;
+            if (rc != FDSEND_FRAME_MORE)
+                break;
+            fdsend_deadline_renew(d); /* the frame has begun: later waits are inside it */
+            continue;
+        }
+        if (part == FDSEND_FRAME_HEADER && off == 0 && rx->buf != NULL) {
+            /* At a frame boundary with nothing held: read as much as the buffer takes. */
+            iov.iov_base = rx->buf;
+            iov.iov_len = rx->size;
+            n = rx_read(rx, sock, &iov, 1, flags, &pc, d);
+            if (n < 0)
+                return n; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT, an OS error: nothing consumed */
+            rc = fdsend_frame_reader_begin_ahead(&rx->r, (uint64_t)n, pc.taken + pc.excess,
+                                                 piece_flags(&pc, n));
+            if (rc != FDSEND_FRAME_MORE)
+                break;
+            rx->pos = 0;
+            rx->end = (size_t)n;
+            continue;
+        }
         if (part == FDSEND_FRAME_HEADER) {
             iov.iov_base = hdr + off;
         } else if (part == FDSEND_FRAME_PAYLOAD) {
@@ -435,33 +547,18 @@ static int64_t recv_stream(int sock, unsigned char *buf, size_t cap, intptr_t *f
                 most = cap > sizeof scratch ? cap : sizeof scratch;
         }
         iov.iov_len = (size_t)most;
-        n = fdsend_recv_piece(sock, &iov, 1, first && (flags & FDSEND_DONTWAIT) != 0,
-                              first ? f->got : NULL, first ? FDSEND_MAX_FDS : 0, &pc, d);
-        if (first) {
-            if (n < 0)
-                return n; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT: nothing consumed */
-            f->n = pc.taken;
-        } else if (n == FDSEND_EAGAIN) { /* a non-blocking socket, inside the frame */
-            rc = fdsend_wait_ready(sock, POLLIN, d);
-            if (rc == FDSEND_OK)
-                continue;
-            n = rc;
-        }
-        if (n == FDSEND_ETIMEDOUT) /* the peer stopped inside its frame for SO_RCVTIMEO */
-            return drop_frame(f, fdsend_fail(FDSEND_EPROTO, ETIMEDOUT));
+        n = rx_read(rx, sock, &iov, part == FDSEND_FRAME_HEADER && off == 0, flags, &pc, d);
+        if (n < 0 && part == FDSEND_FRAME_HEADER && off == 0)
+            return n; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT, an OS error: nothing consumed */
         if (n < 0)
-            return drop_frame(f, n);
-        rc = fdsend_frame_reader_feed(&r, (const uint8_t *)iov.iov_base, (uint64_t)n,
+            return drop_frame(rx, n);
+        rc = fdsend_frame_reader_feed(&rx->r, (const uint8_t *)iov.iov_base, (uint64_t)n,
                                       pc.taken + pc.excess, piece_flags(&pc, n), &len);
         if (rc != FDSEND_FRAME_MORE)
             break;
         fdsend_deadline_renew(d); /* bytes moved: the next wait counts from now */
     }
-    {
-        int32_t taken = f->n;
-        f->n = 0; /* finish_frame hands them out or closes them */
-        return finish_frame(rc, len, f->got, taken, fds, nfds);
-    }
+    return rx_outcome(rx, rc, len, fds, nfds);
 }
 
 static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
@@ -523,14 +620,12 @@ static int64_t recv_stream_locked(fdsend_channel *ch, unsigned char *buf, size_t
                                   uint32_t flags)
 {
     fdsend_deadline dl;
-    frame_fds frame;
     int64_t n;
     int32_t rc;
-    frame.n = 0;
     fdsend_deadline_start(&dl, POLLIN, (flags & FDSEND_DONTWAIT) != 0);
     if (!ch->locked) {
-        pthread_cleanup_push(frame_fds_cleanup, &frame);
-        n = recv_stream(ch->sock, buf, cap, fds, maxfds, nfds, flags, &frame, &dl);
+        pthread_cleanup_push(rx_cancelled, &ch->rx);
+        n = recv_stream(&ch->rx, ch->sock, buf, cap, fds, maxfds, nfds, flags, &dl);
         pthread_cleanup_pop(0); /* recv_stream has handed them out or closed them */
         return n;
     }
@@ -538,8 +633,8 @@ static int64_t recv_stream_locked(fdsend_channel *ch, unsigned char *buf, size_t
     if (rc != FDSEND_OK)
         return rc;
     pthread_cleanup_push(lock_release, &ch->lock[1]);
-    pthread_cleanup_push(frame_fds_cleanup, &frame);
-    n = recv_stream(ch->sock, buf, cap, fds, maxfds, nfds, flags, &frame, &dl);
+    pthread_cleanup_push(rx_cancelled, &ch->rx);
+    n = recv_stream(&ch->rx, ch->sock, buf, cap, fds, maxfds, nfds, flags, &dl);
     pthread_cleanup_pop(0); /* recv_stream has handed them out or closed them */
     pthread_cleanup_pop(1); /* lock_release */
     return n;
@@ -622,7 +717,7 @@ int32_t fdsend_channel_open(intptr_t sock, uint32_t flags, fdsend_channel **out)
         return fdsend_fail(FDSEND_EBADF, EBADF);
     if (flags != 0)
         return fdsend_fail(FDSEND_EINVAL, EINVAL);
-    ch = (fdsend_channel *)malloc(sizeof *ch);
+    ch = (fdsend_channel *)malloc(sizeof *ch + AHEAD_SIZE);
     if (ch == NULL)
         return fdsend_fail(FDSEND_ENOBUFS, ENOMEM);
     rc = channel_init(ch, (int)sock, 1);
@@ -641,6 +736,10 @@ int32_t fdsend_channel_open(intptr_t sock, uint32_t flags, fdsend_channel **out)
         return rc;
     }
     ch->locked = 1;
+    if (AHEAD_SIZE > 0) {
+        ch->rx.buf = (unsigned char *)(ch + 1);
+        ch->rx.size = AHEAD_SIZE;
+    }
     *out = ch;
     fdsend_clear_error();
     return FDSEND_OK;
@@ -650,6 +749,7 @@ void fdsend_channel_close(fdsend_channel *ch)
 {
     if (ch == NULL)
         return;
+    rx_drop_fds(&ch->rx); /* descriptors read ahead for a frame no call has taken */
     dir_lock_destroy(&ch->lock[0]);
     dir_lock_destroy(&ch->lock[1]);
     free(ch);

@@ -13,7 +13,11 @@ enum { ST_HEADER = 0, ST_PAYLOAD = 1, ST_DISCARD = 2, ST_BROKEN = 3, ST_ENDED = 
 
 #define KNOWN_FLAGS                                                                        \
     ((uint32_t)(FDSEND_FRAME_IN_CTRUNC | FDSEND_FRAME_IN_EOF | FDSEND_FRAME_IN_TRUNC |      \
-                FDSEND_FRAME_IN_SEQPACKET))
+                FDSEND_FRAME_IN_SEQPACKET | FDSEND_FRAME_IN_AHEAD))
+
+/* ahead_flags bits. */
+#define AH_CTRUNC 1u /* the read-ahead read reported CTRUNC, and no frame has taken that yet */
+#define AH_FRAME 2u  /* the frame being read began inside the read-ahead read */
 
 typedef char reader_size_is_documented[sizeof(fdsend_frame_reader) == FDSEND_FRAME_READER_SIZE
                                            ? 1 : -1];
@@ -84,6 +88,7 @@ int32_t fdsend_frame_encode(uint8_t *header, uint64_t len, int32_t nfds)
 
 static void next_frame(fdsend_frame_reader *r)
 {
+    r->ahead_flags &= (uint8_t)~AH_FRAME;
     r->remaining = 0;
     r->len = 0;
     r->nfds = 0;
@@ -137,6 +142,7 @@ static int32_t finish(fdsend_frame_reader *r, uint32_t *len)
     int32_t rc = judge(r->ctrunc, r->len, r->cap, header_fds(r->header), r->maxfds);
     if (rc == FDSEND_OK && len != NULL)
         *len = r->len;
+    r->done_nfds = r->nfds;
     next_frame(r);
     return rc;
 }
@@ -147,11 +153,35 @@ static int32_t broken(fdsend_frame_reader *r)
     return FDSEND_EPROTO;
 }
 
+/* Descriptors (or the kernel's report of dropped ones) of the read-ahead read that no frame
+ * has taken yet. */
+static int unclaimed(const fdsend_frame_reader *r)
+{
+    return r->ahead_nfds > 0 || (r->ahead_flags & AH_CTRUNC) != 0;
+}
+
+/* The read-ahead read's descriptors can no longer find their frame: every byte of that read
+ * is fed, and the frame being read (if any) did not begin in it or has its header already. */
+static int orphaned(const fdsend_frame_reader *r)
+{
+    if (!unclaimed(r) || r->ahead > 0)
+        return 0;
+    return !(r->state == ST_HEADER && r->have > 0 && (r->ahead_flags & AH_FRAME));
+}
+
 /* The header is whole: check it against what came with the first read, and choose where
  * the payload goes. */
 static int32_t header_done(fdsend_frame_reader *r, uint32_t *len)
 {
     uint32_t announced = header_fds(r->header);
+    /* A frame that began in a read-ahead read takes that read's descriptors if it announces
+     * any (at most one frame of a read can: see docs/wire-format.md 4.1). */
+    if ((r->ahead_flags & AH_FRAME) && announced > 0 && unclaimed(r)) {
+        r->nfds = r->ahead_nfds;
+        r->ctrunc = (r->ahead_flags & AH_CTRUNC) != 0;
+        r->ahead_nfds = 0;
+        r->ahead_flags &= (uint8_t)~AH_CTRUNC;
+    }
     if (!header_prefix_ok(r->header, HDR) || !fds_match(announced, r->nfds, r->ctrunc))
         return broken(r);
     r->len = header_len(r->header);
@@ -167,7 +197,13 @@ static int32_t feed_header(fdsend_frame_reader *r, const uint8_t *bytes, uint64_
                            int32_t nfds, uint32_t flags, uint32_t *len)
 {
     int first = r->have == 0;
-    if (first) {
+    if (first && (flags & FDSEND_FRAME_IN_AHEAD)) {
+        r->nfds = 0; /* it may take the read-ahead read's descriptors once its header is whole */
+        r->ctrunc = 0;
+        r->ahead_flags |= AH_FRAME;
+    } else if (first) {
+        if (unclaimed(r))
+            return broken(r); /* descriptors of an earlier read that no frame announced */
         r->nfds = nfds;
         r->ctrunc = (flags & FDSEND_FRAME_IN_CTRUNC) != 0;
         if (nfds > FDSEND_MAX_FDS)
@@ -187,14 +223,33 @@ static int32_t feed_header(fdsend_frame_reader *r, const uint8_t *bytes, uint64_
     return header_done(r, len);
 }
 
+/* fdsend_frame_reader_feed once its arguments are checked: n bytes of the part want asks for. */
+static int32_t feed_part(fdsend_frame_reader *r, int32_t part, const uint8_t *bytes, uint64_t n,
+                         int32_t nfds, uint32_t flags, uint32_t *len)
+{
+    if (part == FDSEND_FRAME_HEADER)
+        return feed_header(r, bytes, n, nfds, flags, len);
+    if (nfds > 0 || (flags & FDSEND_FRAME_IN_CTRUNC))
+        return broken(r); /* descriptors belong to the frame's first byte only */
+    r->remaining -= n;
+    return r->remaining == 0 ? finish(r, len) : FDSEND_FRAME_MORE;
+}
+
 int32_t fdsend_frame_reader_feed(fdsend_frame_reader *r, const uint8_t *bytes, uint64_t n,
                                  int32_t nfds, uint32_t flags, uint32_t *len)
 {
     uint64_t offset, most;
-    int32_t part;
+    int32_t part, rc;
+    int ahead = (flags & FDSEND_FRAME_IN_AHEAD) != 0;
     if (r == NULL || nfds < 0 || (flags & ~KNOWN_FLAGS) != 0 ||
         (flags & (FDSEND_FRAME_IN_TRUNC | FDSEND_FRAME_IN_SEQPACKET)) != 0)
         return FDSEND_EINVAL;
+    /* Bytes of a read-ahead read: its descriptors, flags and end went to begin_ahead. */
+    if (ahead && (nfds != 0 || (flags & (FDSEND_FRAME_IN_CTRUNC | FDSEND_FRAME_IN_EOF)) != 0 ||
+                  n > r->ahead))
+        return FDSEND_EINVAL;
+    if (!ahead && r->ahead > 0)
+        return FDSEND_EINVAL; /* the read-ahead read's bytes come first */
     part = fdsend_frame_reader_want(r, &offset, &most);
     if (part < 0)
         return FDSEND_EINVAL; /* broken, ended or never set up: nothing to feed */
@@ -202,7 +257,7 @@ int32_t fdsend_frame_reader_feed(fdsend_frame_reader *r, const uint8_t *bytes, u
         if (n != 0)
             return FDSEND_EINVAL;
         if (part == FDSEND_FRAME_HEADER && offset == 0 && nfds == 0 &&
-            !(flags & FDSEND_FRAME_IN_CTRUNC)) {
+            !(flags & FDSEND_FRAME_IN_CTRUNC) && !unclaimed(r)) {
             r->state = ST_ENDED;
             return FDSEND_EOF; /* at a frame boundary: the orderly end */
         }
@@ -210,12 +265,61 @@ int32_t fdsend_frame_reader_feed(fdsend_frame_reader *r, const uint8_t *bytes, u
     }
     if (n == 0 || n > most || (part == FDSEND_FRAME_HEADER && bytes == NULL))
         return FDSEND_EINVAL;
-    if (part == FDSEND_FRAME_HEADER)
-        return feed_header(r, bytes, n, nfds, flags, len);
-    if (nfds > 0 || (flags & FDSEND_FRAME_IN_CTRUNC))
-        return broken(r); /* descriptors belong to the frame's first byte only */
-    r->remaining -= n;
-    return r->remaining == 0 ? finish(r, len) : FDSEND_FRAME_MORE;
+    if (ahead)
+        r->ahead -= n;
+    rc = feed_part(r, part, bytes, n, nfds, flags, len);
+    if (rc != FDSEND_EPROTO && orphaned(r))
+        return broken(r); /* descriptors arrived that no frame of their read announced */
+    return rc;
+}
+
+int32_t fdsend_frame_reader_begin_ahead(fdsend_frame_reader *r, uint64_t n, int32_t nfds,
+                                        uint32_t flags)
+{
+    uint64_t offset, most;
+    int32_t part;
+    if (r == NULL || nfds < 0 ||
+        (flags & ~(uint32_t)(FDSEND_FRAME_IN_CTRUNC | FDSEND_FRAME_IN_EOF)) != 0)
+        return FDSEND_EINVAL;
+    part = fdsend_frame_reader_want(r, &offset, &most);
+    if (part != FDSEND_FRAME_HEADER || offset != 0 || r->ahead > 0)
+        return FDSEND_EINVAL; /* not at a frame boundary, or the last read is not all fed */
+    if (unclaimed(r))
+        return broken(r); /* cannot happen: orphans break the reader as soon as they are */
+    if (flags & FDSEND_FRAME_IN_EOF) {
+        if (n != 0)
+            return FDSEND_EINVAL;
+        if (nfds == 0 && !(flags & FDSEND_FRAME_IN_CTRUNC)) {
+            r->state = ST_ENDED;
+            return FDSEND_EOF;
+        }
+        return broken(r);
+    }
+    if (n == 0)
+        return FDSEND_EINVAL;
+    if (nfds > FDSEND_MAX_FDS)
+        return broken(r);
+    r->ahead = n;
+    r->ahead_nfds = nfds;
+    if (flags & FDSEND_FRAME_IN_CTRUNC)
+        r->ahead_flags |= AH_CTRUNC;
+    return FDSEND_FRAME_MORE;
+}
+
+int32_t fdsend_frame_reader_frame_fds(const fdsend_frame_reader *r)
+{
+    return r == NULL ? FDSEND_EINVAL : r->done_nfds;
+}
+
+int32_t fdsend_frame_reader_limits(fdsend_frame_reader *r, uint64_t cap, int32_t maxfds)
+{
+    if (r == NULL || maxfds < 0)
+        return FDSEND_EINVAL;
+    if (r->state != ST_HEADER || r->have >= HDR)
+        return FDSEND_EINVAL; /* the frame being read was judged with the old ones */
+    r->cap = cap > FDSEND_MSG_MAX_PAYLOAD ? FDSEND_MSG_MAX_PAYLOAD : cap;
+    r->maxfds = maxfds;
+    return FDSEND_OK;
 }
 
 /* ---- Seqpacket / datagram records -------------------------------------------------------- */

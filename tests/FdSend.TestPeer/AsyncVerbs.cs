@@ -16,7 +16,9 @@
 //                    the sync ReceiveFds until end of stream and print
 //                    "bytes=<n> fds=<count> ids=<dev:ino>,..." on stdout
 //   channel-rlimit N open one FdChannel; receive a first message (which warms up the async
-//                    machinery); lower the soft RLIMIT_NOFILE and fill the descriptor table
+//                    machinery) and answer it with one byte 'W' (the host sends the rest only
+//                    then: on Linux the channel reads ahead, and a message already queued would
+//                    have its descriptors received with the first); lower the soft RLIMIT_NOFILE and fill the descriptor table
 //                    so that exactly N slots are free; receive the next message, which is
 //                    expected to be rejected because the kernel dropped descriptors; free the
 //                    table, restore the limit, receive one more message and print
@@ -174,6 +176,7 @@ internal static class AsyncVerbs
             if (Encoding.UTF8.GetString(warm.Payload.Span) != "warm")
                 throw new IOException("the first message was not the warm-up");
         }
+        socket.Send("W"u8);
         int baseline = SettledFdCount();
         string rejected = "none";
         using (FullDescriptorTable.Leave(headroom))

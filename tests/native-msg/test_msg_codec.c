@@ -7,7 +7,8 @@
 #include "fdsend.h"
 
 enum { CTRUNC = FDSEND_FRAME_IN_CTRUNC, EOFF = FDSEND_FRAME_IN_EOF,
-       TRUNC = FDSEND_FRAME_IN_TRUNC, SEQ = FDSEND_FRAME_IN_SEQPACKET };
+       TRUNC = FDSEND_FRAME_IN_TRUNC, SEQ = FDSEND_FRAME_IN_SEQPACKET,
+       AHEAD = FDSEND_FRAME_IN_AHEAD };
 
 static void header(uint8_t h[8], uint32_t len, uint32_t nfds)
 {
@@ -89,6 +90,199 @@ TEST(codec_reader_good)
     CHECK_EQ(fdsend_frame_reader_feed(&r, NULL, 0, 0, EOFF, &len), FDSEND_EOF);
     CHECK_EQ(fdsend_frame_reader_want(&r, &off, &n), FDSEND_EOF);
     CHECK_EQ(fdsend_frame_reader_feed(&r, h, 1, 0, 0, &len), FDSEND_EINVAL);
+}
+
+/* ---- read-ahead ---------------------------------------------------------------------- */
+
+/* One read-ahead read of the n bytes at b with nfds descriptors: begin_ahead, then the bytes
+ * in the pieces want allows. Records each frame's outcome in out[] and the descriptors it
+ * took in took[] (at most max); returns how many outcomes, or -1 - k if the read stopped at
+ * the k-th with FDSEND_FRAME_MORE pending (the read ended inside a frame). */
+static int ahead_read(fdsend_frame_reader *r, const uint8_t *b, uint64_t n, int32_t nfds,
+                      uint32_t flags, int32_t *out, int32_t *took, int max)
+{
+    int k = 0;
+    int32_t rc = fdsend_frame_reader_begin_ahead(r, n, nfds, flags);
+    if (rc != FDSEND_FRAME_MORE) {
+        out[k] = rc;
+        took[k] = 0;
+        return 1;
+    }
+    while (n > 0) {
+        uint64_t off, most;
+        uint32_t len;
+        int32_t part = fdsend_frame_reader_want(r, &off, &most);
+        uint64_t piece = most < n ? most : n;
+        CHECK(part >= FDSEND_FRAME_HEADER && part <= FDSEND_FRAME_DISCARD);
+        rc = fdsend_frame_reader_feed(r, b, piece, 0, AHEAD, &len);
+        b += piece;
+        n -= piece;
+        if (rc == FDSEND_FRAME_MORE)
+            continue;
+        CHECK(k < max);
+        out[k] = rc;
+        took[k] = rc == FDSEND_EPROTO ? -1 : fdsend_frame_reader_frame_fds(r);
+        k++;
+        if (rc == FDSEND_EPROTO)
+            return k;
+    }
+    {
+        uint64_t off, most;
+        int32_t part = fdsend_frame_reader_want(r, &off, &most);
+        return part == FDSEND_FRAME_HEADER && off == 0 ? k : -1 - k;
+    }
+}
+
+/* Frames a (payload "ab", na descriptors announced) and b ("cde", nb) back to back. */
+static size_t two_frames(uint8_t *buf, uint32_t na, uint32_t nb)
+{
+    header(buf, 2, na);
+    memcpy(buf + 8, "ab", 2);
+    header(buf + 10, 3, nb);
+    memcpy(buf + 18, "cde", 3);
+    return 21;
+}
+
+TEST(codec_ahead_descriptors_find_their_frame)
+{
+    fdsend_frame_reader r;
+    uint8_t b[64];
+    int32_t out[4], took[4];
+    size_t n;
+    /* Linux: a read runs through frames without descriptors into the one that has them */
+    fdsend_frame_reader_init(&r, 100, 253);
+    n = two_frames(b, 0, 2);
+    CHECK_EQ(ahead_read(&r, b, n, 2, 0, out, took, 4), 2);
+    CHECK(out[0] == FDSEND_OK && took[0] == 0 && out[1] == FDSEND_OK && took[1] == 2);
+    /* a BSD read starts at the descriptors and runs on into frames without any */
+    n = two_frames(b, 1, 0);
+    CHECK_EQ(ahead_read(&r, b, n, 1, 0, out, took, 4), 2);
+    CHECK(out[0] == FDSEND_OK && took[0] == 1 && out[1] == FDSEND_OK && took[1] == 0);
+    /* no descriptors at all */
+    n = two_frames(b, 0, 0);
+    CHECK_EQ(ahead_read(&r, b, n, 0, 0, out, took, 4), 2);
+    CHECK(took[0] == 0 && took[1] == 0);
+    /* the kernel dropped some (MSG_CTRUNC): that frame is refused, the channel in sync */
+    n = two_frames(b, 0, 3);
+    CHECK_EQ(ahead_read(&r, b, n, 1, CTRUNC, out, took, 4), 2);
+    CHECK(out[0] == FDSEND_OK && out[1] == FDSEND_EMFILE && took[1] == 1);
+    /* over the receiver's limits: refused, in sync, the descriptors are the frame's */
+    fdsend_frame_reader_limits(&r, 100, 1);
+    n = two_frames(b, 2, 0);
+    CHECK_EQ(ahead_read(&r, b, n, 2, 0, out, took, 4), 2);
+    CHECK(out[0] == FDSEND_ETOOMANYFDS && took[0] == 2 && out[1] == FDSEND_OK);
+    CHECK_EQ(fdsend_frame_reader_begin_ahead(&r, 0, 0, EOFF), FDSEND_EOF);
+}
+
+TEST(codec_ahead_protocol_errors)
+{
+    fdsend_frame_reader r;
+    uint8_t b[64];
+    int32_t out[4], took[4];
+    size_t n;
+    /* descriptors that no frame of their read announces: found at the read's end */
+    fdsend_frame_reader_init(&r, 100, 253);
+    n = two_frames(b, 0, 0);
+    CHECK_EQ(ahead_read(&r, b, n, 1, 0, out, took, 4), 2);
+    CHECK(out[0] == FDSEND_OK && out[1] == FDSEND_EPROTO);
+    /* two frames of one read announce descriptors: only one can have them */
+    fdsend_frame_reader_init(&r, 100, 253);
+    n = two_frames(b, 1, 1);
+    CHECK_EQ(ahead_read(&r, b, n, 1, 0, out, took, 4), 2);
+    CHECK(out[0] == FDSEND_OK && took[0] == 1 && out[1] == FDSEND_EPROTO);
+    /* announced, none came */
+    fdsend_frame_reader_init(&r, 100, 253);
+    n = two_frames(b, 0, 1);
+    CHECK_EQ(ahead_read(&r, b, n, 0, 0, out, took, 4), 2);
+    CHECK(out[0] == FDSEND_OK && out[1] == FDSEND_EPROTO);
+    /* a count unequal to the announced one */
+    fdsend_frame_reader_init(&r, 100, 253);
+    n = two_frames(b, 2, 0);
+    CHECK_EQ(ahead_read(&r, b, n, 3, 0, out, took, 4), 1);
+    CHECK_EQ(out[0], FDSEND_EPROTO);
+    /* the end with descriptors, more than FDSEND_MAX_FDS */
+    fdsend_frame_reader_init(&r, 100, 253);
+    CHECK_EQ(fdsend_frame_reader_begin_ahead(&r, 0, 1, EOFF), FDSEND_EPROTO);
+    fdsend_frame_reader_init(&r, 100, 253);
+    CHECK_EQ(fdsend_frame_reader_begin_ahead(&r, 5, 254, 0), FDSEND_EPROTO);
+    /* descriptors in a later read of a frame that began in a read-ahead read */
+    fdsend_frame_reader_init(&r, 100, 253);
+    header(b, 3, 1);
+    CHECK_EQ(ahead_read(&r, b, 4, 1, 0, out, took, 4), -1);
+    CHECK_EQ(fdsend_frame_reader_feed(&r, b + 4, 4, 1, 0, NULL), FDSEND_EPROTO);
+    /* a frame left half-read by the read ahead, announcing none: its read's descriptors
+     * are nobody's once its header is whole */
+    fdsend_frame_reader_init(&r, 100, 253);
+    header(b, 3, 0);
+    CHECK_EQ(ahead_read(&r, b, 4, 1, 0, out, took, 4), -1);
+    CHECK_EQ(fdsend_frame_reader_feed(&r, b + 4, 4, 0, 0, NULL), FDSEND_EPROTO);
+    /* an exact read at a boundary while descriptors of a read-ahead read are unclaimed can
+     * not happen (they are found first); a read-ahead read ending with a whole frame and
+     * descriptors nobody took is broken at once */
+    fdsend_frame_reader_init(&r, 100, 253);
+    header(b, 0, 0);
+    CHECK_EQ(ahead_read(&r, b, 8, 2, 0, out, took, 4), 1);
+    CHECK_EQ(out[0], FDSEND_EPROTO);
+    CHECK_EQ(fdsend_frame_reader_begin_ahead(&r, 8, 0, 0), FDSEND_EINVAL);
+}
+
+TEST(codec_ahead_frame_continues_with_exact_reads)
+{
+    fdsend_frame_reader r;
+    uint8_t b[64];
+    int32_t out[4], took[4];
+    uint32_t len = 0;
+    uint64_t off, n;
+    /* the read ended inside the header: the rest is exact, the descriptors the frame's */
+    fdsend_frame_reader_init(&r, 100, 253);
+    header(b, 3, 2);
+    memcpy(b + 8, "xyz", 3);
+    CHECK_EQ(ahead_read(&r, b, 3, 2, 0, out, took, 4), -1);
+    CHECK_EQ(fdsend_frame_reader_want(&r, &off, &n), FDSEND_FRAME_HEADER);
+    CHECK(off == 3 && n == 5);
+    CHECK_EQ(fdsend_frame_reader_feed(&r, b + 3, 5, 0, 0, &len), FDSEND_FRAME_MORE);
+    CHECK_EQ(fdsend_frame_reader_feed(&r, NULL, 3, 0, 0, &len), FDSEND_OK);
+    CHECK(len == 3 && fdsend_frame_reader_frame_fds(&r) == 2);
+    /* the read ended inside the payload */
+    CHECK_EQ(ahead_read(&r, b, 9, 2, 0, out, took, 4), -1);
+    CHECK_EQ(fdsend_frame_reader_want(&r, &off, &n), FDSEND_FRAME_PAYLOAD);
+    CHECK(off == 1 && n == 2);
+    CHECK_EQ(fdsend_frame_reader_feed(&r, NULL, 2, 0, 0, &len), FDSEND_OK);
+    CHECK_EQ(fdsend_frame_reader_frame_fds(&r), 2);
+    /* exact reads alone report the first read's descriptors too */
+    CHECK_EQ(feed_frame(&r, b, 8, 2, 0, &len), FDSEND_OK);
+    CHECK_EQ(fdsend_frame_reader_frame_fds(&r), 2);
+}
+
+TEST(codec_ahead_bad_calls)
+{
+    fdsend_frame_reader r;
+    uint8_t b[64];
+    uint32_t len;
+    fdsend_frame_reader_init(&r, 100, 253);
+    header(b, 3, 0);
+    CHECK_EQ(fdsend_frame_reader_begin_ahead(NULL, 1, 0, 0), FDSEND_EINVAL);
+    CHECK_EQ(fdsend_frame_reader_begin_ahead(&r, 1, -1, 0), FDSEND_EINVAL);
+    CHECK_EQ(fdsend_frame_reader_begin_ahead(&r, 1, 0, TRUNC), FDSEND_EINVAL);
+    CHECK_EQ(fdsend_frame_reader_begin_ahead(&r, 1, 0, AHEAD), FDSEND_EINVAL);
+    CHECK_EQ(fdsend_frame_reader_begin_ahead(&r, 0, 0, 0), FDSEND_EINVAL); /* 0 bytes, no end */
+    CHECK_EQ(fdsend_frame_reader_begin_ahead(&r, 1, 0, EOFF), FDSEND_EINVAL);
+    CHECK_EQ(fdsend_frame_reader_feed(&r, b, 1, 0, AHEAD, &len), FDSEND_EINVAL); /* no read */
+    CHECK_EQ(fdsend_frame_reader_begin_ahead(&r, 11, 0, 0), FDSEND_FRAME_MORE);
+    CHECK_EQ(fdsend_frame_reader_begin_ahead(&r, 11, 0, 0), FDSEND_EINVAL); /* not fed */
+    CHECK_EQ(fdsend_frame_reader_feed(&r, b, 1, 1, AHEAD, &len), FDSEND_EINVAL);
+    CHECK_EQ(fdsend_frame_reader_feed(&r, b, 1, 0, AHEAD | CTRUNC, &len), FDSEND_EINVAL);
+    CHECK_EQ(fdsend_frame_reader_feed(&r, b, 1, 0, 0, &len), FDSEND_EINVAL); /* exact first */
+    CHECK_EQ(fdsend_frame_reader_feed(&r, b, 9, 0, AHEAD, &len), FDSEND_EINVAL); /* > want */
+    CHECK_EQ(fdsend_frame_reader_feed(&r, b, 8, 0, AHEAD, &len), FDSEND_FRAME_MORE);
+    CHECK_EQ(fdsend_frame_reader_limits(&r, 10, 1), FDSEND_EINVAL); /* header judged */
+    CHECK_EQ(fdsend_frame_reader_begin_ahead(&r, 3, 0, 0), FDSEND_EINVAL); /* mid-frame */
+    CHECK_EQ(fdsend_frame_reader_feed(&r, NULL, 4, 0, AHEAD, &len), FDSEND_EINVAL); /* > read */
+    CHECK_EQ(fdsend_frame_reader_feed(&r, NULL, 3, 0, AHEAD, &len), FDSEND_OK);
+    CHECK_EQ(fdsend_frame_reader_limits(&r, 10, -1), FDSEND_EINVAL);
+    CHECK_EQ(fdsend_frame_reader_limits(NULL, 10, 1), FDSEND_EINVAL);
+    CHECK_EQ(fdsend_frame_reader_limits(&r, 10, 1), FDSEND_OK);
+    CHECK_EQ(fdsend_frame_reader_frame_fds(NULL), FDSEND_EINVAL);
 }
 
 TEST(codec_reader_bad_header)
@@ -301,6 +495,10 @@ TEST(codec_record)
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
+    CASE(codec_ahead_descriptors_find_their_frame),
+    CASE(codec_ahead_protocol_errors),
+    CASE(codec_ahead_frame_continues_with_exact_reads),
+    CASE(codec_ahead_bad_calls),
     CASE(codec_encode),
     CASE(codec_reader_good),
     CASE(codec_reader_bad_header),

@@ -1,6 +1,6 @@
 /* Tests of the message channel, part of tests/native-msg (see msg_test.h): every vector of
  * the conformance set shared with the .NET tests (tests/conformance/channel-vectors.txt,
- * format described at its top) against fdsend_msg_recv. A writer thread plays the raw
+ * format described at its top) against fdsend_msg_recv and a channel object (fdsend_channel_recv). A writer thread plays the raw
  * peer; the receiver must get the vector's outcome, close every descriptor of a frame it
  * does not hand out, and (after good) still read the next good frame.
  * SPDX-License-Identifier: MIT */
@@ -242,10 +242,21 @@ static int outcome_of_rc(int64_t r)
     return -1;
 }
 
+/* One receive: through a channel object (which reads ahead on streams where the kernel
+ * allows it) or the stateless fdsend_msg_recv (exact reads). */
+static int64_t receive(fdsend_channel *ch, int sock, void *buf, size_t cap, intptr_t *got,
+                       int32_t maxfds, int32_t *n)
+{
+    return ch != NULL ? fdsend_channel_recv(ch, buf, cap, got, maxfds, n, 0)
+                      : fdsend_msg_recv(sock, buf, cap, got, maxfds, n, 0);
+}
+
 /* Runs one vector; returns 1 if it passed (a mismatch of outcome is reported, not fatal,
  * so that one run lists every failing vector). */
-static int run_vector(const vector *v)
+static int run_vector(const vector *v, int use_channel)
 {
+    fdsend_channel *ch = NULL;
+    const char *api = use_channel ? "fdsend_channel_recv" : "fdsend_msg_recv";
     int sv[2];
     writer w;
     pthread_t th;
@@ -263,14 +274,16 @@ static int run_vector(const vector *v)
     w.file = tu_temp_file("vector");
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
+    if (use_channel)
+        CHECK_EQ(fdsend_channel_open(sv[1], 0, &ch), FDSEND_OK);
     int base = tu_count_fds();
     CHECK(pthread_create(&th, NULL, writer_main, &w) == 0);
 
-    int64_t r = fdsend_msg_recv(sv[1], buf, v->cap, got, v->maxfds, &n, 0);
+    int64_t r = receive(ch, sv[1], buf, v->cap, got, v->maxfds, &n);
     int o = outcome_of_rc(r);
     if (o != v->expect[0] && o != v->expect[1]) {
-        fprintf(stderr, "FAIL %s (line %d): fdsend_msg_recv returned %lld (%s), expected %s%s%s%s\n",
-                v->name, v->line, (long long)r, tu_describe(r),
+        fprintf(stderr, "FAIL %s (line %d): %s returned %lld (%s), expected %s%s%s%s\n",
+                v->name, v->line, api, (long long)r, tu_describe(r),
                 v->expect[0] == v->expect[1] ? "" : "either ", outcome_name(v->expect[0]),
                 v->expect[0] == v->expect[1] ? "" : " or ", v->expect[0] == v->expect[1] ? "" : outcome_name(v->expect[1]));
         ok = 0;
@@ -302,7 +315,7 @@ static int run_vector(const vector *v)
         pthread_cond_signal(&w.cv);
         pthread_mutex_unlock(&w.mu);
         n = -1;
-        r = fdsend_msg_recv(sv[1], buf, v->cap, got, v->maxfds, &n, 0);
+        r = receive(ch, sv[1], buf, v->cap, got, v->maxfds, &n);
         if (r != 4 || memcmp(buf, "next", 4) != 0 || n != 1) {
             fprintf(stderr, "FAIL %s (line %d): the good frame after: %lld (%s), %d descriptors\n",
                     v->name, v->line, (long long)r, tu_describe(r), (int)n);
@@ -314,6 +327,7 @@ static int run_vector(const vector *v)
         }
     }
     CHECK(pthread_join(th, NULL) == 0);
+    fdsend_channel_close(ch);
     pthread_mutex_destroy(&w.mu);
     pthread_cond_destroy(&w.cv);
     close(w.file);
@@ -321,13 +335,13 @@ static int run_vector(const vector *v)
     close(sv[1]);
     free(buf);
     if (ok && v->expect[0] != v->expect[1])
-        printf("ok   %s (either: %s)\n", v->name, outcome_name(o));
+        printf("ok   %s %s (either: %s)\n", api, v->name, outcome_name(o));
     else if (ok)
-        printf("ok   %s\n", v->name);
+        printf("ok   %s %s\n", api, v->name);
     return ok;
 }
 
-TEST(vectors)
+static void run_all(int use_channel)
 {
     vector *vs = NULL;
     int n = load_vectors(&vs), failed = 0;
@@ -341,17 +355,31 @@ TEST(vectors)
             printf("skip %s (socket type not supported here)\n", vs[i].name);
             continue;
         }
-        failed += !run_vector(&vs[i]);
+        failed += !run_vector(&vs[i], use_channel);
     }
     printf("%d vectors, %d failed\n", n, failed);
     free(vs);
     CHECK_EQ(failed, 0);
 }
 
+/* The stateless receiver: exact reads. */
+TEST(vectors)
+{
+    run_all(0);
+}
+
+/* A channel object: on Linux it reads ahead at frame boundaries, so the same vectors check
+ * the read-ahead rules (wire-format 4.1) too. */
+TEST(vectors_channel)
+{
+    run_all(1);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
     CASE(vectors),
+    CASE(vectors_channel),
     };
     return msg_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

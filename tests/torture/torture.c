@@ -659,14 +659,22 @@ static void recv_seqpacket(int s, rstate *rs, int peer_may_die, pid_t kill_child
     free(buf);
 }
 
-/* Channel receiver: one frame per call; a capacity below the frame's payload or fd count
- * must give EMSGSIZE / ETOOMANYFDS with the frame consumed whole and the channel in sync. */
+/* Channel receiver: one frame per call, through a channel object (which reads ahead on
+ * Linux: several frames per recvmsg, descriptors assigned by the headers); a capacity below
+ * the frame's payload or fd count must give EMSGSIZE / ETOOMANYFDS with the frame consumed
+ * whole and the channel in sync. */
 static void recv_channel(int s, rstate *rs, int peer_may_die, pid_t kill_child)
 {
     unsigned char *buf = malloc(MAX_MSG + 128);
     intptr_t fds[RECV_FD_ROOM];
+    fdsend_channel *ch = NULL;
     if (buf == NULL)
         fail("out of memory");
+    {
+        int32_t rc = fdsend_channel_open(s, 0, &ch);
+        if (rc != FDSEND_OK)
+            fail("fdsend_channel_open: %s", fdsend_strerror(rc));
+    }
     for (;;) {
         int32_t nf = 0, fdcap;
         uint32_t cap;
@@ -674,14 +682,14 @@ static void recv_channel(int s, rstate *rs, int peer_may_die, pid_t kill_child)
         int dtrunc, ftrunc;
         kill_sender_when_due(rs, &kill_child, &peer_may_die);
         if (rs->seq > rs->p->nmsgs) {
-            n = fdsend_msg_recv(s, buf, 16, fds, RECV_FD_ROOM, &nf, 0);
+            n = fdsend_channel_recv(ch, buf, 16, fds, RECV_FD_ROOM, &nf, 0);
             if (n != FDSEND_EOF)
                 fail("after the last frame: %" PRId64 " (%s)", n, n < 0 ? fdsend_strerror((int32_t)n) : "data");
             break;
         }
         cap = rs->sc.datacap;
         fdcap = rs->sc.fdcap;
-        n = fdsend_msg_recv(s, buf, cap, fds, fdcap, &nf, 0);
+        n = fdsend_channel_recv(ch, buf, cap, fds, fdcap, &nf, 0);
         if (peer_may_die && (n == FDSEND_EOF || n == FDSEND_EPROTO || n == FDSEND_ECONNRESET))
             break; /* the killed sender's last frame may be cut short */
         dtrunc = cap < rs->explen;
@@ -708,6 +716,7 @@ static void recv_channel(int s, rstate *rs, int peer_may_die, pid_t kill_child)
         }
         finish_msg(rs);
     }
+    fdsend_channel_close(ch); /* closes any descriptors it read ahead (a killed sender) */
     free(buf);
 }
 
@@ -989,7 +998,7 @@ int main(int argc, char **argv)
         }
     }
     printf("torture: %.1f s, %" PRIu64 " phases (%" PRIu64 " stream, %" PRIu64
-           " seqpacket; %" PRIu64 " channel (fdsend_msg_*); %" PRIu64 " with a non-blocking sender)\n",
+           " seqpacket; %" PRIu64 " channel (fdsend_msg_send, fdsend_channel_recv); %" PRIu64 " with a non-blocking sender)\n",
            tu_now_s() - t0, tot.phases, tot.stream_phases, tot.phases - tot.stream_phases,
            tot.channel_phases, tot.nonblocking_phases);
     printf("  messages          %" PRIu64 " (bare fd messages %" PRIu64 ")\n", tot.msgs, tot.bare);

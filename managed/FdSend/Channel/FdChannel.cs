@@ -407,6 +407,17 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         StreamFrameReader reader = _stream!;
         while (true)
         {
+            // Bytes read ahead by an earlier read come first (they may hold whole frames).
+            try
+            {
+                if (reader.TryBuffered(out message))
+                    return true;
+            }
+            catch (FdChannelProtocolException e)
+            {
+                SetFault(e); // the next frame's position is lost
+                throw;
+            }
             // May throw OutOfMemoryException before the read: nothing consumed, no fault.
             Span<byte> into = reader.NextRead(out int maxFds);
             bool got;

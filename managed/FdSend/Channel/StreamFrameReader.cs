@@ -7,16 +7,26 @@ namespace FdSend;
 /// Receives stream frames without touching a socket: it says where the next read goes
 /// (<see cref="NextRead"/>) and is told what that read returned (<see cref="OnRead"/>); the
 /// rules (how much to read, what each read means) are libfdsend's codec
-/// (<c>fdsend_frame_reader_*</c>), whose 40-byte state this object holds. What it owns besides:
+/// (<c>fdsend_frame_reader_*</c>), whose 56-byte state this object holds. What it owns besides:
 /// the header bytes, the frame's descriptors until they are handed out in an
 /// <see cref="FdMessage"/> or closed, the payload's memory (<see cref="PayloadAssembler"/>: it
 /// grows with the bytes that arrive) and a scratch buffer for payloads being discarded.
 /// </summary>
-/// <remarks>Not thread-safe: the channel's receive lock guards it. A frame may span any number
-/// of <see cref="OnRead"/> calls, and any time between them (a cancelled receive keeps it).</remarks>
+/// <remarks>
+/// <para>Not thread-safe: the channel's receive lock guards it. A frame may span any number
+/// of <see cref="OnRead"/> calls, and any time between them (a cancelled receive keeps it).</para>
+/// <para>Read-ahead (Linux, docs/wire-format.md 4.1): at a frame boundary with nothing held it
+/// asks for a whole buffer (<see cref="AheadSize"/> bytes) instead of the 8 header bytes, so a
+/// message usually costs one receive instead of two; the bytes past the frame are held for the
+/// next receives (<see cref="TryBuffered"/>), and the read's descriptors go to the frame the
+/// codec assigns them to. Elsewhere every read is exactly what the codec asks for.</para>
+/// </remarks>
 internal sealed unsafe class StreamFrameReader
 {
     private const int DiscardChunk = 64 * 1024;
+    /// <summary>How much a read at a frame boundary asks for on Linux.</summary>
+    internal const int AheadSize = 4096;
+    private const int AheadPart = -1; // _part of a read-ahead read
 
     private readonly FdChannelOptions _options;
     private Interop.FrameReader _codec;
@@ -24,14 +34,25 @@ internal sealed unsafe class StreamFrameReader
     private readonly nint[] _fds = new nint[FdPassing.MaxFds];
     private readonly PayloadAssembler _payload = new();
     private byte[]? _scratch;
-    private int _fdCount;
-    private int _part;           // what the read asked for by the last NextRead is (FDSEND_FRAME_*)
+    private readonly byte[]? _ahead; // the read-ahead buffer (null: exact reads)
+    private int _aheadPos, _aheadEnd; // its bytes not fed to the codec yet
+    private int _fdCount;        // descriptors in _fds: the frame's, or a read-ahead read's not taken yet
+    private int _part;           // what the read asked for by the last NextRead is (FDSEND_FRAME_*, AheadPart)
     private int _offset;         // and where it goes
     private bool _payloadStarted;
 
     internal StreamFrameReader(FdChannelOptions options)
+        : this(options, readAhead: OperatingSystem.IsLinux())
+    {
+    }
+
+    /// <summary>A reader that reads ahead or not (tests choose; the channel takes the OS's
+    /// default).</summary>
+    internal StreamFrameReader(FdChannelOptions options, bool readAhead)
     {
         _options = options;
+        if (readAhead)
+            _ahead = new byte[AheadSize];
         Init();
     }
 
@@ -39,19 +60,20 @@ internal sealed unsafe class StreamFrameReader
     /// read, asked for with maxFds &gt; 0, may put any there).</summary>
     internal nint[] FdBuffer => _fds;
 
-    /// <summary>Whether a frame has started (bytes of it were read).</summary>
+    /// <summary>Whether a frame has started (bytes of it were read), or bytes of later frames
+    /// are held.</summary>
     internal bool InFrame
     {
         get
         {
             int part = Want(out ulong offset, out _);
-            return part != Interop.FDSEND_FRAME_HEADER || offset != 0;
+            return part != Interop.FDSEND_FRAME_HEADER || offset != 0 || _aheadPos < _aheadEnd;
         }
     }
 
     /// <summary>Whether the read asked for by the last <see cref="NextRead"/> is a frame's first
     /// (false: a frame is in progress, and a failed read loses the stream's position).</summary>
-    internal bool ReadStartsFrame => _part == Interop.FDSEND_FRAME_HEADER && _offset == 0;
+    internal bool ReadStartsFrame => _part == AheadPart || (_part == Interop.FDSEND_FRAME_HEADER && _offset == 0);
 
     /// <summary>The payload memory held now (0: none): what the frame costs so far.</summary>
     internal int PayloadCapacity => _payload.Capacity;
@@ -67,9 +89,17 @@ internal sealed unsafe class StreamFrameReader
     /// changed, the frame goes on with a later call.</exception>
     internal Span<byte> NextRead(out int maxFds)
     {
+        if (_aheadPos < _aheadEnd)
+            throw new InvalidOperationException("The channel's frame reader holds bytes read ahead: TryBuffered first.");
         _part = Want(out ulong offset, out ulong most);
         _offset = (int)offset;
         maxFds = 0;
+        if (_ahead is not null && _part == Interop.FDSEND_FRAME_HEADER && offset == 0)
+        {
+            _part = AheadPart;
+            maxFds = FdPassing.MaxFds;
+            return _ahead;
+        }
         switch (_part)
         {
             case Interop.FDSEND_FRAME_HEADER:
@@ -112,26 +142,105 @@ internal sealed unsafe class StreamFrameReader
     internal bool OnRead(int count, int fdCount, ReceiveFlags flags, out FdMessage? message)
     {
         message = null;
+        uint inFlags = ((flags & ReceiveFlags.FdsTruncated) != 0 ? Interop.FDSEND_FRAME_IN_CTRUNC : 0) |
+                       (count == 0 ? Interop.FDSEND_FRAME_IN_EOF : 0);
+        int rc;
+        if (_part == AheadPart)
+        {
+            _fdCount = fdCount;
+            fixed (Interop.FrameReader* codec = &_codec)
+                rc = Interop.FrameReaderBeginAhead(codec, (ulong)count, fdCount, inFlags);
+            if (rc == Interop.FDSEND_FRAME_MORE)
+            {
+                _aheadPos = 0;
+                _aheadEnd = count;
+                return TryBuffered(out message);
+            }
+            return Outcome(rc, 0, headerBytes: 0, endedInside: false, out message);
+        }
         bool first = _part == Interop.FDSEND_FRAME_HEADER && _offset == 0;
         if (first)
             _fdCount = fdCount;
         if (_part == Interop.FDSEND_FRAME_PAYLOAD)
             _payload.Advance(count);
-        uint inFlags = ((flags & ReceiveFlags.FdsTruncated) != 0 ? Interop.FDSEND_FRAME_IN_CTRUNC : 0) |
-                       (count == 0 ? Interop.FDSEND_FRAME_IN_EOF : 0);
         uint length;
-        int rc;
         fixed (Interop.FrameReader* codec = &_codec)
         fixed (byte* header = _header)
             rc = Interop.FrameReaderFeed(codec, _part == Interop.FDSEND_FRAME_HEADER ? header + _offset : null,
                                          (ulong)count, first ? fdCount : 0, inFlags, &length);
         if (rc == Interop.FDSEND_FRAME_MORE)
             return false;
+        int headerBytes = _part == Interop.FDSEND_FRAME_HEADER ? _offset + count : FrameHeader.Size;
+        return Outcome(rc, length, headerBytes, endedInside: count == 0 && !first, out message);
+    }
+
+    /// <summary>
+    /// Advances the frame with the bytes read ahead and held (none: false at once), as far as
+    /// they go. True when a frame is done: <paramref name="message"/> is the message; false when
+    /// every held byte is fed and the frame (if one has begun) needs more from the socket.
+    /// </summary>
+    /// <exception cref="FdChannelProtocolException">As <see cref="OnRead"/>.</exception>
+    /// <exception cref="FdMessageRejectedException">As <see cref="OnRead"/>.</exception>
+    /// <exception cref="OutOfMemoryException">No memory for the payload's next buffer: nothing
+    /// changed, the frame goes on with a later call.</exception>
+    internal bool TryBuffered(out FdMessage? message)
+    {
+        message = null;
+        while (_aheadPos < _aheadEnd)
+        {
+            int part = Want(out ulong offset, out ulong most);
+            int k = (int)Math.Min(most, (ulong)(_aheadEnd - _aheadPos));
+            ReadOnlySpan<byte> piece = _ahead.AsSpan(_aheadPos, k);
+            switch (part)
+            {
+                case Interop.FDSEND_FRAME_HEADER:
+                    piece.CopyTo(_header.AsSpan((int)offset)); // kept for the error messages
+                    break;
+                case Interop.FDSEND_FRAME_PAYLOAD:
+                    if (!_payloadStarted)
+                    {
+                        _payload.Start((int)(offset + most));
+                        _payloadStarted = true;
+                    }
+                    for (ReadOnlySpan<byte> rest = piece; !rest.IsEmpty;)
+                    {
+                        Span<byte> space = _payload.GetSpace();
+                        int m = Math.Min(space.Length, rest.Length);
+                        rest[..m].CopyTo(space);
+                        _payload.Advance(m);
+                        rest = rest[m..];
+                    }
+                    break;
+            }
+            uint length;
+            int rc;
+            fixed (Interop.FrameReader* codec = &_codec)
+            fixed (byte* bytes = _ahead)
+                rc = Interop.FrameReaderFeed(codec, bytes + _aheadPos, (ulong)k, 0, Interop.FDSEND_FRAME_IN_AHEAD, &length);
+            _aheadPos += k;
+            if (rc == Interop.FDSEND_FRAME_MORE)
+                continue;
+            int headerBytes = part == Interop.FDSEND_FRAME_HEADER ? (int)offset + k : FrameHeader.Size;
+            return Outcome(rc, length, headerBytes, endedInside: false, out message);
+        }
+        return false;
+    }
+
+    /// <summary>A frame's outcome from the codec: the message (true), the clean end (true, null),
+    /// or the exception, with the descriptors closed.</summary>
+    private bool Outcome(int rc, uint length, int headerBytes, bool endedInside, out FdMessage? message)
+    {
+        message = null;
+        // The descriptors held are the frame's if it took them (exact reads: those of its
+        // first read; read-ahead: all of that read's, or none).
+        bool took = rc != (int)Interop.Status.EPROTO && rc != (int)Interop.Status.EOF && FrameFds() > 0;
         if (rc == (int)Interop.Status.Ok)
         {
             byte[]? buffer = _payload.Take();
-            message = FdMessage.FromFrame(new ReadOnlySpan<nint>(_fds, 0, _fdCount), buffer, 0, (int)length);
-            _fdCount = 0;
+            int fdCount = took ? _fdCount : 0;
+            message = FdMessage.FromFrame(new ReadOnlySpan<nint>(_fds, 0, fdCount), buffer, 0, (int)length);
+            if (took)
+                _fdCount = 0;
             NextFrame();
             return true;
         }
@@ -142,10 +251,17 @@ internal sealed unsafe class StreamFrameReader
             Init();
             return true;
         }
-        int headerBytes = _part == Interop.FDSEND_FRAME_HEADER ? _offset + count : FrameHeader.Size;
-        Exception e = ChannelErrors.FromVerdict(rc, _header.AsSpan(0, headerBytes), _fdCount,
-                                                endedInside: count == 0 && !first, stream: true, _options);
-        CloseFds();
+        Exception e = ChannelErrors.FromVerdict(rc, _header.AsSpan(0, headerBytes), took || rc == (int)Interop.Status.EPROTO ? _fdCount : 0,
+                                                endedInside, stream: true, _options);
+        if (rc == (int)Interop.Status.EPROTO)
+        {
+            _aheadPos = _aheadEnd = 0; // the stream's position is lost
+            CloseFds();
+        }
+        else if (took)
+        {
+            CloseFds();
+        }
         NextFrame();
         throw e;
     }
@@ -156,6 +272,7 @@ internal sealed unsafe class StreamFrameReader
     {
         CloseFds();
         NextFrame();
+        _aheadPos = _aheadEnd = 0;
         Init();
     }
 
@@ -181,6 +298,12 @@ internal sealed unsafe class StreamFrameReader
     {
         fixed (Interop.FrameReader* codec = &_codec)
             Interop.FrameReaderInit(codec, (ulong)_options.MaxMessageSize, _options.MaxFdsPerMessage);
+    }
+
+    private int FrameFds()
+    {
+        fixed (Interop.FrameReader* codec = &_codec)
+            return Interop.FrameReaderFrameFds(codec);
     }
 
     private int Want(out ulong offset, out ulong most)

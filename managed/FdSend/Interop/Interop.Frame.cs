@@ -23,14 +23,14 @@ internal static unsafe partial class Interop
 
     /// <summary>FDSEND_FRAME_IN_*: what a read reported besides its bytes.</summary>
     internal const uint FDSEND_FRAME_IN_CTRUNC = 1, FDSEND_FRAME_IN_EOF = 2, FDSEND_FRAME_IN_TRUNC = 4,
-                        FDSEND_FRAME_IN_SEQPACKET = 8;
+                        FDSEND_FRAME_IN_SEQPACKET = 8, FDSEND_FRAME_IN_AHEAD = 16;
 
-    /// <summary>fdsend_frame_reader: FDSEND_FRAME_READER_SIZE (40) bytes, 8-byte aligned,
+    /// <summary>fdsend_frame_reader: FDSEND_FRAME_READER_SIZE (56) bytes, 8-byte aligned,
     /// private to the codec; holds no descriptor and no pointer.</summary>
-    [StructLayout(LayoutKind.Sequential, Size = 40)]
+    [StructLayout(LayoutKind.Sequential, Size = 56)]
     internal struct FrameReader
     {
-        private fixed ulong _state[5];
+        private fixed ulong _state[7];
     }
 
     /// <summary>fdsend_frame_encode: writes a frame's 8-byte header.</summary>
@@ -53,6 +53,16 @@ internal static unsafe partial class Interop
     [SuppressGCTransition]
     internal static partial int FrameReaderFeed(FrameReader* reader, byte* bytes, ulong count, int fdCount,
                                                 uint flags, uint* length);
+
+    /// <summary>fdsend_frame_reader_begin_ahead: a read that may run past the frame (read-ahead).</summary>
+    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_frame_reader_begin_ahead")]
+    [SuppressGCTransition]
+    internal static partial int FrameReaderBeginAhead(FrameReader* reader, ulong count, int fdCount, uint flags);
+
+    /// <summary>fdsend_frame_reader_frame_fds: how many descriptors the frame just completed holds.</summary>
+    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_frame_reader_frame_fds")]
+    [SuppressGCTransition]
+    internal static partial int FrameReaderFrameFds(FrameReader* reader);
 
     /// <summary>fdsend_frame_check_record: the verdict on one seqpacket record or datagram.</summary>
     [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_frame_check_record")]

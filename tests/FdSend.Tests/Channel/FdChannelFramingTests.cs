@@ -263,6 +263,10 @@ public class FdChannelFramingTests : TempDirFixture
         using var peer = AsyncPeerProcess.Start(Dir, "channel-rlimit", 1, "2");
         Socket s = peer.Connections[0];
         s.SendFds(Frames.Make(TestData.Utf8("warm"), 0));
+        // Only once the peer has received the warm-up: a channel that reads ahead (Linux)
+        // would otherwise take the next frame's descriptors with it, before its table is full.
+        var ack = new byte[1];
+        Assert.That(s.Receive(ack), Is.EqualTo(1));
         s.SendFds(Frames.Make(TestData.Utf8("four"), 4), f, f, f, f);
         s.SendFds(Frames.Make(TestData.Utf8("next"), 1), f);
         string report = peer.WaitForSuccess().Trim();

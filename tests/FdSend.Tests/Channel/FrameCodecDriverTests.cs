@@ -74,6 +74,20 @@ public class FrameCodecDriverTests : TempDirFixture
         {
             while (true)
             {
+                // Frames held from a read-ahead read come first, as FdChannel takes them.
+                try
+                {
+                    if (reader.TryBuffered(out FdMessage? held))
+                    {
+                        outcomes.Add(held is null ? "eof" : held);
+                        continue;
+                    }
+                }
+                catch (FdMessageRejectedException e)
+                {
+                    outcomes.Add(e);
+                    continue;
+                }
                 Span<byte> into = reader.NextRead(out int maxFds);
                 Assert.That(into.Length, Is.GreaterThan(0), "every read asks for at least one byte");
                 if (at == stream.Length)
@@ -132,7 +146,7 @@ public class FrameCodecDriverTests : TempDirFixture
     [Test]
     public void Reads_never_ask_past_the_header_or_the_payload([Values(1, 3, 8, 100_000)] int chunk)
     {
-        var reader = new StreamFrameReader(Defaults);
+        var reader = new StreamFrameReader(Defaults, readAhead: false);
         byte[] a = Frames.Make(AsyncTest.Pattern(70_000, 1), 0), b = Frames.Make(TestData.Utf8("xy"), 0);
         byte[] both = a.Concat(b).ToArray();
         int at = 0;
@@ -155,6 +169,75 @@ public class FrameCodecDriverTests : TempDirFixture
         Assert.That(messages[0].Payload.ToArray(), Is.EqualTo(AsyncTest.Pattern(70_000, 1)));
         Assert.That(TestData.Text(messages[1].Payload.Span), Is.EqualTo("xy"));
         messages.ForEach(m => m.Dispose());
+    }
+
+    [Test]
+    public void A_read_ahead_read_holds_several_frames_and_gives_each_its_descriptors()
+    {
+        // As Linux delivers them: one read runs through frames without descriptors and stops
+        // after the write that carries some (fdByte: where that frame begins).
+        (int[] fds, FileId id) = OpenFds(2);
+        var reader = new StreamFrameReader(Defaults, readAhead: true);
+        byte[] a = Frames.Make(TestData.Utf8("one"), 0), b = Frames.Make(TestData.Utf8("two"), 2),
+               c = Frames.Make(AsyncTest.Pattern(10_000, 3), 0);
+        byte[] all = a.Concat(b).Concat(c).ToArray();
+        Span<byte> into = reader.NextRead(out int maxFds);
+        Assert.That(into.Length, Is.EqualTo(StreamFrameReader.AheadSize), "a read at a boundary fills the buffer");
+        Assert.That(maxFds, Is.EqualTo(FdPassing.MaxFds));
+        int n = a.Length + b.Length;
+        all.AsSpan(0, n).CopyTo(into);
+        CopyFds(fds, reader.FdBuffer);
+        Assert.That(reader.OnRead(n, 2, ReceiveFlags.None, out FdMessage? first), Is.True);
+        using (first)
+        {
+            Assert.That(TestData.Text(first!.Payload.Span), Is.EqualTo("one"));
+            Assert.That(first.FdCount, Is.EqualTo(0), "the descriptors are the second frame's");
+        }
+        Assert.That(reader.InFrame, Is.True, "bytes of the next frame are held");
+        Assert.That(() => reader.NextRead(out _), Throws.InvalidOperationException, "held bytes come first");
+        Assert.That(reader.TryBuffered(out FdMessage? second), Is.True);
+        using (second)
+        {
+            Assert.That(TestData.Text(second!.Payload.Span), Is.EqualTo("two"));
+            Assert.That(second.FdCount, Is.EqualTo(2));
+            Assert.That(Posix.GetFileId(second.Fds.PeekFd(0)), Is.EqualTo(id));
+        }
+        Assert.That(reader.TryBuffered(out _), Is.False);
+        // the third frame: a read-ahead read that ends inside its payload, then exact reads
+        int at = n;
+        into = reader.NextRead(out _);
+        int k = Math.Min(into.Length, all.Length - at);
+        all.AsSpan(at, k).CopyTo(into);
+        at += k;
+        Assert.That(reader.OnRead(k, 0, ReceiveFlags.None, out _), Is.False);
+        while (true)
+        {
+            into = reader.NextRead(out maxFds);
+            Assert.That(maxFds, Is.EqualTo(0), "the rest of a frame takes no descriptors");
+            Assert.That(at + into.Length, Is.LessThanOrEqualTo(all.Length), "never past the frame");
+            all.AsSpan(at, into.Length).CopyTo(into);
+            at += into.Length;
+            if (reader.OnRead(into.Length, 0, ReceiveFlags.None, out FdMessage? third))
+            {
+                using (third)
+                    Assert.That(third!.Payload.ToArray(), Is.EqualTo(AsyncTest.Pattern(10_000, 3)));
+                break;
+            }
+        }
+        AssertClosed(fds, id);
+    }
+
+    [Test]
+    public void Descriptors_no_frame_of_their_read_announces_are_a_protocol_error()
+    {
+        (int[] fds, FileId id) = OpenFds(1);
+        var reader = new StreamFrameReader(Defaults, readAhead: true);
+        byte[] two = Frames.Make(TestData.Utf8("one"), 0).Concat(Frames.Make(TestData.Utf8("two"), 0)).ToArray();
+        List<object> outcomes = FeedStreamWithFds(reader, two, fds, chunk: 100_000);
+        Assert.That(outcomes, Has.Count.EqualTo(2));
+        ((FdMessage)outcomes[0]).Dispose();
+        Assert.That(outcomes[1], Is.TypeOf<FdChannelProtocolException>());
+        AssertClosed(fds, id);
     }
 
     [TestCase(new byte[] { 0 }, TestName = "Bad_version_byte_alone")]

@@ -4,11 +4,14 @@
  * Input: byte 0 picks the receiver's payload limit (0 .. 255, or the format's maximum),
  * byte 1 its descriptor limit and whether the rest is one record (odd) or a stream; then
  * a run of reads, each a control byte (descriptor count in its low 2 bits scaled, CTRUNC,
- * EOF) and a length byte, followed by that many bytes (clamped to what the reader asks).
+ * EOF, read-ahead) and a length byte, followed by that many bytes (clamped to what the
+ * reader asks, except a read-ahead read at a frame boundary, which is fed in the pieces want
+ * allows: fdsend_frame_reader_begin_ahead, FDSEND_FRAME_IN_AHEAD).
  * Besides memory safety the target checks the codec's promises: every answer is one the
  * header documents; a read never asked for more than want said is never refused; a
  * complete frame consumed exactly 8 + its length bytes and its length is within the
- * limit; a broken or ended reader stays so; a record's length is within limit and size.
+ * limit; a broken or ended reader stays so; a record's length is within limit and size;
+ * the descriptors of a read-ahead read go to at most one frame, all of them or none.
  * SPDX-License-Identifier: MIT */
 #include "fdsend.h"
 
@@ -56,6 +59,76 @@ static void fuzz_record(const uint8_t *d, size_t n, uint64_t cap, int32_t maxfds
     free(copy);
 }
 
+/* Checks one outcome of feed (rc) for the frame whose bytes so far are *consumed; returns 1
+ * when the reader has ended (broken or at the end of the stream). */
+static int check_outcome(const fdsend_frame_reader *r, int32_t rc, uint32_t flags, uint32_t len,
+                         uint64_t *consumed, uint64_t cap, int at_boundary)
+{
+    switch (rc) {
+    case FDSEND_FRAME_MORE:
+        require(!(flags & FDSEND_FRAME_IN_EOF), "the end never asks for more");
+        return 0;
+    case FDSEND_OK:
+        require(len <= cap && *consumed == 8 + (uint64_t)len, "a frame is 8 + length bytes");
+        require(!(flags & FDSEND_FRAME_IN_EOF), "the end is never a frame");
+        require(fdsend_frame_reader_frame_fds(r) >= 0, "a frame's descriptor count");
+        *consumed = 0;
+        return 0;
+    case FDSEND_EMSGSIZE:
+    case FDSEND_ETOOMANYFDS:
+    case FDSEND_EMFILE:
+        require(len == 0xdeadbeef, "len is only written for a good frame");
+        *consumed = 0;
+        return 0;
+    case FDSEND_EOF:
+        require(*consumed == 0 && at_boundary, "EOF only at a frame boundary");
+        return 1;
+    case FDSEND_EPROTO:
+        return 1;
+    default:
+        require(0, "a documented feed outcome (EINVAL for a read want allowed)");
+        return 1;
+    }
+}
+
+/* A read-ahead read of the k bytes at d with nfds descriptors, fed as want allows. Returns 1
+ * when the reader has ended. */
+static int ahead_read(fdsend_frame_reader *r, const uint8_t *d, uint64_t k, int32_t nfds,
+                      uint32_t flags, uint64_t *consumed, uint64_t cap)
+{
+    int takers = 0;
+    int32_t rc = fdsend_frame_reader_begin_ahead(r, k, nfds, flags);
+    if (rc != FDSEND_FRAME_MORE) {
+        require(rc == FDSEND_EPROTO || (rc == FDSEND_EOF && k == 0), "a documented begin outcome");
+        return 1;
+    }
+    while (k > 0) {
+        uint64_t off, most, piece;
+        uint32_t len = 0xdeadbeef;
+        uint8_t *bytes;
+        int32_t part = fdsend_frame_reader_want(r, &off, &most);
+        require(part >= FDSEND_FRAME_HEADER && part <= FDSEND_FRAME_DISCARD && most >= 1,
+                "want answers a part and at least one byte");
+        piece = most < k ? most : k;
+        bytes = malloc(piece);
+        memcpy(bytes, d, piece);
+        rc = fdsend_frame_reader_feed(r, bytes, piece, 0, FDSEND_FRAME_IN_AHEAD, &len);
+        free(bytes);
+        d += piece;
+        k -= piece;
+        *consumed += piece;
+        if (rc != FDSEND_FRAME_MORE && rc != FDSEND_EPROTO) {
+            int32_t t = fdsend_frame_reader_frame_fds(r);
+            require(t == 0 || t == nfds, "a frame takes all of its read's descriptors or none");
+            takers += t > 0;
+            require(takers <= 1, "one read's descriptors go to one frame");
+        }
+        if (check_outcome(r, rc, 0, len, consumed, cap, 0))
+            return 1;
+    }
+    return 0;
+}
+
 static void fuzz_stream(const uint8_t *d, size_t n, uint64_t cap, int32_t maxfds)
 {
     fdsend_frame_reader r;
@@ -80,6 +153,20 @@ static void fuzz_stream(const uint8_t *d, size_t n, uint64_t cap, int32_t maxfds
         if (ctl & 4)
             flags |= FDSEND_FRAME_IN_CTRUNC;
         k = d[1];
+        if ((ctl & 16) && part == FDSEND_FRAME_HEADER && off == 0) {
+            d += 2;
+            n -= 2;
+            if (k > n)
+                k = n;
+            if (ctl & 8)
+                k = 0, flags |= FDSEND_FRAME_IN_EOF;
+            if (k == 0 && !(flags & FDSEND_FRAME_IN_EOF))
+                return;
+            ended = ahead_read(&r, d, k, nfds, flags, &consumed, cap);
+            d += k;
+            n -= k;
+            continue;
+        }
         if (k > most)
             k = most;
         d += 2;
@@ -100,32 +187,8 @@ static void fuzz_stream(const uint8_t *d, size_t n, uint64_t cap, int32_t maxfds
         d += k;
         n -= k;
         consumed += k;
-        switch (rc) {
-        case FDSEND_FRAME_MORE:
-            require(!(flags & FDSEND_FRAME_IN_EOF), "the end never asks for more");
-            break;
-        case FDSEND_OK:
-            require(len <= cap && consumed == 8 + (uint64_t)len, "a frame is 8 + length bytes");
-            require(!(flags & FDSEND_FRAME_IN_EOF), "the end is never a frame");
-            consumed = 0;
-            break;
-        case FDSEND_EMSGSIZE:
-        case FDSEND_ETOOMANYFDS:
-        case FDSEND_EMFILE:
-            require(len == 0xdeadbeef, "len is only written for a good frame");
-            consumed = 0;
-            break;
-        case FDSEND_EOF:
-            require(consumed == 0 && part == FDSEND_FRAME_HEADER && off == 0,
-                    "EOF only at a frame boundary");
-            ended = 1;
-            break;
-        case FDSEND_EPROTO:
-            ended = 1;
-            break;
-        default:
-            require(0, "a documented feed outcome (EINVAL for a read want allowed)");
-        }
+        ended = check_outcome(&r, rc, flags, len, &consumed, cap,
+                              part == FDSEND_FRAME_HEADER && off == 0);
     }
 }
 
