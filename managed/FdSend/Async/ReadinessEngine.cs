@@ -739,7 +739,7 @@ internal sealed class SocketWaitState
     internal int WriteSeq;
     /// <summary>Tests: runs in each wait after the caller's attempt, before the wait is parked
     /// (where readiness that arrives is the lost wake-up the wait must not miss).</summary>
-    internal Action? BeforeWaitForTests;
+    internal Action? BeforeWaitForTests { get; set; }
     internal PollOperation? CachedReceive;
     internal PollOperation? CachedWrite;
 
