@@ -60,10 +60,11 @@ internal static class FdSendErrors
     };
 
     /// <summary>The exception for a negative native result. Call straight after the native
-    /// call (it reads the OS error the marshaller saved).</summary>
+    /// call, before any other libfdsend call on this thread (it reads the OS error libfdsend
+    /// saved for the failed call, fdsend_last_os_error).</summary>
     internal static Exception Create(long result, FdOperation op, string? path = null)
     {
-        int osError = Marshal.GetLastPInvokeError();
+        int osError = Interop.LastOsError();
         var status = (Interop.Status)result;
         string text = Interop.StrError((int)result);
         string where = path is null ? "" : $" (destination '{path}')";

@@ -25,6 +25,6 @@ internal static unsafe partial class Interop
 
     /// <summary>fdsend_fd_info: describes fd without changing it. The descriptor is passed as
     /// a raw number: callers hold it (a SafeHandle reference or ownership) for the call.</summary>
-    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_fd_info", SetLastError = true)]
+    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_fd_info")]
     internal static partial int FdInfo(nint fd, FdInfoNative* info);
 }

@@ -10,6 +10,6 @@ internal static unsafe partial class Interop
 
     /// <summary>fdsend_socketpair: a connected pair of Unix sockets, both close-on-exec,
     /// owned by the caller (sv[0], sv[1]; -1 on failure).</summary>
-    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_socketpair", SetLastError = true)]
+    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_socketpair")]
     internal static partial int SocketPair(int type, nint* sv);
 }
