@@ -152,14 +152,15 @@ internal static class AsyncFdCore
     /// Receives one message (<see cref="FdSendCore.TryReceive(Socket, Span{byte}, int, out ReceivedFds?, bool)"/>)
     /// once the socket is readable: on POSIX the engine thread retries the receive itself and
     /// hands the message to the awaiter. A message that was received is returned even if
-    /// cancellation was requested meanwhile.
+    /// cancellation was requested meanwhile. <paramref name="observed"/>:
+    /// <see cref="ReadinessEngine.ObserveReadable"/> from before the caller's attempt.
     /// </summary>
     internal static ValueTask<ReceivedFds> ReceiveSlowAsync(Socket socket, Memory<byte> buffer, int maxFds,
-                                                          CancellationToken cancellationToken)
+                                                          long observed, CancellationToken cancellationToken)
     {
         if (OperatingSystem.IsWindows())
             return ReceiveSlowWindowsAsync(socket, buffer, maxFds, cancellationToken);
-        return ReadinessEngine.Instance.ReceiveAsync(socket, buffer, maxFds, cancellationToken);
+        return ReadinessEngine.Instance.ReceiveAsync(socket, buffer, maxFds, observed, cancellationToken);
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]

@@ -27,6 +27,9 @@ internal static partial class Interop
     [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_poller_modify")]
     internal static partial int PollerModify(nint poller, nint fd, uint events, ulong token);
 
+    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_poller_remove")]
+    internal static partial int PollerRemove(nint poller, nint fd);
+
     [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_poller_wait")]
     internal static unsafe partial int PollerWait(nint poller, PollEvent* events, int max, int timeoutMs);
 

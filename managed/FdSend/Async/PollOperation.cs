@@ -21,7 +21,7 @@ internal interface IPollAttempt
 /// (<see cref="SocketWaitState.CachedReceive"/>).
 /// </summary>
 /// <remarks>Completing happens in two steps so that the engine never runs user code while it
-/// still holds other sockets' outcomes unseen: <see cref="TryAttempt"/> (or
+/// still holds other sockets' outcomes unseen: <see cref="TryAttempt()"/> (or
 /// <see cref="TryClaim"/>) decides the outcome and drops the operation from its socket's
 /// waiters; <see cref="Signal"/> then hands it to the awaiter, whose continuation runs right
 /// there when <see cref="ReadinessEngine.InlineCompletions"/> is on (the default).</remarks>
@@ -87,13 +87,25 @@ internal sealed class PollOperation : IValueTaskSource<bool>, IValueTaskSource, 
             _registration = cancellationToken.UnsafeRegister(static s => ((PollOperation)s!).Cancel(), this);
     }
 
-    /// <summary>On the engine thread, the socket being ready: retries the operation. True when
-    /// it is done (outcome kept, dropped from the waiters): the caller must then
-    /// <see cref="Signal"/> it. False while it still waits (or someone else finished it).</summary>
-    internal bool TryAttempt()
+    /// <summary>Whether the operation still waits (no outcome decided yet).</summary>
+    internal bool IsWaiting => Volatile.Read(ref _status) == Waiting;
+
+    /// <summary>The socket being ready: retries the operation (on the engine thread, or on the
+    /// caller's when readiness came while it was not registered). True when it is done (outcome
+    /// kept, dropped from the waiters): the caller must then <see cref="Signal"/> it. False
+    /// while it still waits (or someone else finished it).</summary>
+    internal bool TryAttempt() => TryAttempt(out _);
+
+    /// <summary><see cref="TryAttempt()"/>; <paramref name="attempted"/> says whether the
+    /// attempt was made (false: someone else decided the outcome first). Attempted and not done
+    /// means the socket had nothing for it at that moment (EAGAIN): newer readiness will be
+    /// reported.</summary>
+    internal bool TryAttempt(out bool attempted)
     {
+        attempted = false;
         if (Interlocked.CompareExchange(ref _status, Attempting, Waiting) != Waiting)
             return false;
+        attempted = true;
         bool done;
         try
         {

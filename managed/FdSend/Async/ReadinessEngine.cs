@@ -10,7 +10,12 @@ namespace FdSend;
 /// (<c>fdsend_poller_*</c>: epoll on Linux, kqueue on the BSDs and macOS, WSAPoll on Windows,
 /// where only writability waits use it so far). An async call first
 /// tries its socket; only when that would block does it register a <see cref="PollOperation"/>
-/// and arm the socket's one-shot interest (readable and/or writable). One engine thread at a
+/// with the socket's state. On Linux the socket itself is registered with the kernel once,
+/// edge-triggered, and stays registered while it is in use (no system call per wait: Go's
+/// netpoller does the same); readiness reported while nobody waited in a direction sets that
+/// direction's ready bit, which the next wait takes and retries instead of waiting (Go's
+/// pdReady). Elsewhere (WSAPoll has no edge mode), or with
+/// <c>FDSEND_ASYNC_KEEP_REGISTRATION=0</c>, each wait arms a one-shot interest. One engine thread at a
 /// time (the leader) waits in <c>fdsend_poller_wait</c>; when sockets become ready it retries
 /// their operations' non-blocking system calls itself, then runs the awaiters' continuations
 /// inline, on its own thread: no thread-pool hop, no second thread woken per message (what
@@ -36,6 +41,15 @@ namespace FdSend;
 /// engine checks its pending sockets' handles every <see cref="ClosedCheckMs"/> while any
 /// operation is pending; their operations then fail as the attempt does on a closed socket
 /// (<see cref="ObjectDisposedException"/>).</para>
+/// <para>A kept registration leaves the kernel's set when its socket is closed (the kernel
+/// drops it with the open file), or after <see cref="IdleUnregisterMs"/> without a wait while
+/// the socket is open (removed by number, under a reference to the handle, so the number is
+/// still this socket's). The engine never removes a closed socket's registration by number:
+/// the number may belong to another socket by then. If a duplicate of a closed socket lives on
+/// (in this process, or in one it was sent to), the kernel keeps that registration until the
+/// duplicate is closed: its events carry the old token, which no state matches, and cost a
+/// wake-up each; registering the same open file under the same number again takes the entry
+/// over.</para>
 /// <para>The engine's descriptors are close-on-exec. An epoll set would be shared with a child
 /// made by fork() without exec; .NET processes never do that.</para>
 /// </remarks>
@@ -47,11 +61,22 @@ internal sealed class ReadinessEngine
     private const int IdleCheckMs = 5_000;
     private const int MaxEvents = 256;
     private const int MonitorParkAfterChecks = 50;
+    /// <summary>A kept registration unused (no wait) for this long, and at most twice as long,
+    /// is removed from the kernel's set while its socket is open.</summary>
+    internal const int IdleUnregisterMs = 10_000;
 
     /// <summary>Whether continuations run on the engine thread (the default).</summary>
     internal static readonly bool InlineCompletions =
         AppContext.TryGetSwitch("FdSend.Async.InlineCompletions", out bool on) ? on :
         Environment.GetEnvironmentVariable("FDSEND_ASYNC_INLINE_COMPLETIONS") is not ("0" or "false");
+
+    /// <summary>Whether a socket stays registered, edge-triggered, from its first wait until it
+    /// is closed or idle (Linux, the default), instead of one one-shot registration armed per
+    /// wait (Windows, where WSAPoll has no edge mode; or <c>FDSEND_ASYNC_KEEP_REGISTRATION=0</c>,
+    /// AppContext <c>FdSend.Async.KeepRegistration</c> = false).</summary>
+    internal static readonly bool KeepRegistration = OperatingSystem.IsLinux() &&
+        (AppContext.TryGetSwitch("FdSend.Async.KeepRegistration", out bool keep) ? keep :
+         Environment.GetEnvironmentVariable("FDSEND_ASYNC_KEEP_REGISTRATION") is not ("0" or "false"));
 
     private static ReadinessEngine? s_instance;
 
@@ -64,6 +89,7 @@ internal sealed class ReadinessEngine
     private int _slotCount;
     private int _pending; // operations registered and not completed (for the closed-socket check)
     private long _lastClosedCheck = Environment.TickCount64; // the leader's only
+    private long _lastIdleSweep = Environment.TickCount64;   // the leader's only
 
     // The leader's batch while it runs continuations (watched by the monitor).
     private EngineBatch? _current;
@@ -107,19 +133,61 @@ internal sealed class ReadinessEngine
     private static void StartThread(ThreadStart run, string name) =>
         new Thread(run) { IsBackground = true, Name = name }.UnsafeStart();
 
+    /// <summary>Not observed: see <see cref="ObserveReadable"/>.</summary>
+    internal const long NotObserved = -1;
+
+    /// <summary>Kept registrations: the socket's count of readable reports, to be read before
+    /// an attempt and handed to the wait that follows it if the attempt finds nothing
+    /// (<see cref="ReceiveAsync"/>): the wait then retries only if readiness was reported
+    /// since, instead of whenever it was reported while nobody waited. Cheap (no engine or
+    /// state is created); <see cref="NotObserved"/> when registrations are one-shot.</summary>
+    internal static long ObserveReadable(Socket socket)
+    {
+        if (!KeepRegistration)
+            return NotObserved;
+        ReadinessEngine? engine = Volatile.Read(ref s_instance);
+        // No state yet: not registered, so nothing was reported; a state starts at 0.
+        return engine is not null && engine._states.TryGetValue(socket, out SocketWaitState? state)
+            ? (uint)Volatile.Read(ref state.ReadSeq) : 0;
+    }
+
     /// <summary>Registers <paramref name="op"/> (prepared by the caller) for
     /// <paramref name="socket"/> becoming ready in its direction and arms the interest;
-    /// returns the operation's task. The caller has just seen the socket not ready.</summary>
+    /// returns the operation's task. The caller has just seen the socket not ready;
+    /// <paramref name="observed"/> is <see cref="ObserveReadable"/> from before its attempt,
+    /// or <see cref="NotObserved"/>.</summary>
     internal ValueTask<bool> Wait(SocketWaitState state, Socket socket, PollOperation op,
-                                  CancellationToken cancellationToken)
+                                  CancellationToken cancellationToken, long observed = NotObserved)
     {
         op.Begin(this, state, socket, cancellationToken);
         Interlocked.Increment(ref _pending);
-        Exception? failed = null;
-        lock (state)
+        state.BeforeWaitForTests?.Invoke();
+        Exception? failed;
+        while (true)
         {
-            (op.Write ? state.Writers : state.Readers).Add(op);
-            failed = Arm(state);
+            lock (state)
+            {
+                state.Used = true;
+                // Kept registration: readiness reported since the caller's attempt (or, not
+                // knowing when that was, reported while nobody waited in this direction) may
+                // have passed with its edge: retry here rather than wait for another (Go's
+                // pdReady; .NET's SocketAsyncContext sequence numbers).
+                bool retry = observed >= 0 && KeepRegistration
+                    ? (uint)state.Sequence(op.Write) != observed
+                    : state.TakeReady(op.Write);
+                if (!retry)
+                {
+                    (op.Write ? state.Writers : state.Readers).Add(op);
+                    failed = Arm(state);
+                    break;
+                }
+                observed = (uint)state.Sequence(op.Write);
+            }
+            if (op.TryAttempt())
+            {
+                op.Signal();
+                return new ValueTask<bool>(op, op.Version);
+            }
         }
         if (failed is not null)
         {
@@ -177,14 +245,14 @@ internal sealed class ReadinessEngine
     /// socket becomes readable, and its result handed to the awaiter.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     internal async ValueTask<ReceivedFds> ReceiveAsync(Socket socket, Memory<byte> buffer, int maxFds,
-                                                       CancellationToken cancellationToken)
+                                                       long observed, CancellationToken cancellationToken)
     {
         SocketWaitState state = GetState(socket);
         PollOperation op = Interlocked.Exchange(ref state.CachedReceive, null) ?? new PollOperation();
         op.PrepareReceive(buffer, maxFds);
         try
         {
-            await Wait(state, socket, op, cancellationToken).ConfigureAwait(false);
+            await Wait(state, socket, op, cancellationToken, observed).ConfigureAwait(false);
             return op.Received!;
         }
         finally
@@ -219,14 +287,24 @@ internal sealed class ReadinessEngine
         }
     }
 
-    /// <summary>Arms the socket's one-shot interest for the directions that have waiters
-    /// (under the state's lock). Arming a socket that is already ready reports it at once, so
-    /// nothing that arrived between the caller's attempt and this call is missed.</summary>
+    /// <summary>Makes sure the kernel reports the socket becoming ready in the directions that
+    /// have waiters (under the state's lock). One-shot: arms the interest (each wait). Kept
+    /// registration: registers the socket edge-triggered the first time (readable, and writable
+    /// from the first writable wait on) and then does nothing; what became ready since the last
+    /// report while nobody waited is the state's ready bit, checked before this. Arming or
+    /// registering a socket that is already ready reports it at once, so nothing that arrived
+    /// between the caller's attempt and this call is missed.</summary>
     private Exception? Arm(SocketWaitState state)
     {
         uint events = (state.Readers.Count > 0 ? Interop.PollIn : 0) | (state.Writers.Count > 0 ? Interop.PollOut : 0);
         if (events == 0)
             return null;
+        if (KeepRegistration)
+        {
+            events |= Interop.PollIn | state.Interest;
+            if (events == state.Interest)
+                return null;
+        }
         SafeSocketHandle? handle = state.Handle;
         if (handle is null)
             return new ObjectDisposedException(typeof(Socket).FullName);
@@ -235,14 +313,21 @@ internal sealed class ReadinessEngine
         {
             handle.DangerousAddRef(ref added);
             nint fd = handle.DangerousGetHandle();
-            int rc = state.Registered
-                ? Interop.PollerModify(_poller, fd, events | Interop.PollOneShot, state.Token)
-                : Interop.PollerAdd(_poller, fd, events | Interop.PollOneShot, state.Token);
+            uint mode = KeepRegistration ? Interop.PollEdge : Interop.PollOneShot;
+            int rc = state.Interest != 0
+                ? Interop.PollerModify(_poller, fd, events | mode, state.Token)
+                : Interop.PollerAdd(_poller, fd, events | mode, state.Token);
+            if (rc == (int)Interop.Status.EINVAL && state.Interest == 0)
+            {
+                // EEXIST: this open file came back under the same number while an older socket's
+                // registration of it is still in the set (a duplicate kept it open): take it over.
+                rc = Interop.PollerModify(_poller, fd, events | mode, state.Token);
+            }
             if (rc != 0)
                 return (Interop.Status)rc == Interop.Status.EBADF
                     ? new ObjectDisposedException(typeof(Socket).FullName)
                     : new SocketException((int)FdSendErrors.ToSocketError((Interop.Status)rc));
-            state.Registered = true;
+            state.Interest = events;
             return null;
         }
         catch (ObjectDisposedException e)
@@ -307,6 +392,11 @@ internal sealed class ReadinessEngine
         {
             _lastClosedCheck = now;
             CheckClosed(batch);
+            if (KeepRegistration && now - _lastIdleSweep >= IdleUnregisterMs)
+            {
+                _lastIdleSweep = now;
+                UnregisterIdle();
+            }
         }
     }
 
@@ -435,10 +525,18 @@ internal sealed class ReadinessEngine
     }
 
     /// <summary>The socket is ready in the given directions: retry its operations there
-    /// (outside the lock; those done go to <paramref name="batch"/>), then re-arm for whoever
-    /// still waits.</summary>
+    /// (outside the lock; those done go to <paramref name="batch"/>), then, one-shot, re-arm
+    /// for whoever still waits (a kept registration: <see cref="ReadyKept"/>).</summary>
     private void Ready(SocketWaitState state, uint events, EngineBatch batch)
     {
+        if (KeepRegistration)
+        {
+            if ((events & (Interop.PollIn | Interop.PollErr)) != 0)
+                ReadyKept(state, write: false, batch);
+            if ((events & (Interop.PollOut | Interop.PollErr)) != 0)
+                ReadyKept(state, write: true, batch);
+            return;
+        }
         List<PollOperation> scratch = batch.Scratch;
         scratch.Clear();
         lock (state)
@@ -469,6 +567,99 @@ internal sealed class ReadinessEngine
                 batch.Add(op);
         }
         scratch.Clear();
+    }
+
+    /// <summary>Kept registration, the socket ready in one direction: retries that direction's
+    /// waiters until one finds nothing (the next edge then reports newer readiness) or none is
+    /// left; then the ready bit is set, so that a wait that starts later retries first instead of
+    /// waiting for an edge that has passed (the lost wake-up between an attempt and the wait).
+    /// Waiters that joined meanwhile are retried too: several messages may have come with one
+    /// edge.</summary>
+    private static void ReadyKept(SocketWaitState state, bool write, EngineBatch batch)
+    {
+        List<PollOperation> scratch = batch.Scratch;
+        List<PollOperation> waiters = write ? state.Writers : state.Readers;
+        lock (state)
+            state.NextSequence(write);
+        while (true)
+        {
+            scratch.Clear();
+            lock (state)
+            {
+                foreach (PollOperation op in waiters)
+                {
+                    if (op.IsWaiting)
+                        scratch.Add(op);
+                }
+                if (scratch.Count == 0)
+                {
+                    state.SetReady(write);
+                    return;
+                }
+            }
+            bool drained = false;
+            foreach (PollOperation op in scratch)
+            {
+                if (op.TryAttempt(out bool attempted))
+                    batch.Add(op);
+                else if (attempted)
+                    drained = true;
+            }
+            scratch.Clear();
+            if (drained)
+                return;
+        }
+    }
+
+    /// <summary>Kept registrations: removes from the kernel's set those of open sockets that
+    /// nobody waited on since the last sweep, so that a socket idle for
+    /// <see cref="IdleUnregisterMs"/> holds no registration (epoll would keep one past the
+    /// socket's close while a duplicate of it lives, in this process or another one it was sent
+    /// to). A closed socket's registration is never removed by number (the number may be
+    /// another socket's by now): the kernel drops it with the open file.</summary>
+    internal void UnregisterIdle()
+    {
+        List<SocketWaitState> registered = new();
+        lock (_slotsLock)
+        {
+            for (int slot = 0; slot < _slotCount; slot++)
+            {
+                SocketWaitState? s = _slots[slot];
+                if (s is not null && s.Interest != 0)
+                    registered.Add(s);
+            }
+        }
+        foreach (SocketWaitState s in registered)
+        {
+            lock (s)
+            {
+                if (s.Interest == 0 || s.Readers.Count > 0 || s.Writers.Count > 0)
+                    continue;
+                if (s.Used)
+                {
+                    s.Used = false;
+                    continue;
+                }
+                SafeSocketHandle? handle = s.Handle;
+                bool added = false;
+                try
+                {
+                    handle?.DangerousAddRef(ref added);
+                    if (added)
+                        Interop.PollerRemove(_poller, handle!.DangerousGetHandle());
+                }
+                catch (ObjectDisposedException)
+                {
+                }
+                finally
+                {
+                    if (added)
+                        handle!.DangerousRelease();
+                }
+                s.Interest = 0;
+                s.ReadReady = s.WriteReady = false;
+            }
+        }
     }
 
     /// <summary>Every <see cref="ClosedCheckMs"/> while operations wait: a socket disposed
@@ -531,14 +722,24 @@ internal sealed class EngineBatch
 }
 
 /// <summary>One socket's registration with the <see cref="ReadinessEngine"/>: its token, its
-/// waiting operations per direction, and whether the kernel's set has it yet.</summary>
+/// waiting operations per direction, what the kernel's set has of it, and (kept registrations)
+/// per direction whether readiness was reported while nobody waited there. All fields but the
+/// caches are under the state's lock.</summary>
 internal sealed class SocketWaitState
 {
     private readonly WeakReference<SafeSocketHandle> _handle;
     internal readonly ulong Token;
     internal readonly List<PollOperation> Readers = new(1);
     internal readonly List<PollOperation> Writers = new(1);
-    internal bool Registered;
+    internal uint Interest;   // the directions registered in the kernel's set (0: none)
+    internal bool ReadReady;  // kept registration: readable reported with no reader waiting
+    internal bool WriteReady;
+    internal bool Used;       // a wait since the last idle sweep
+    internal int ReadSeq;     // kept registration: readable reports so far (see ObserveReadable)
+    internal int WriteSeq;
+    /// <summary>Tests: runs in each wait after the caller's attempt, before the wait is parked
+    /// (where readiness that arrives is the lost wake-up the wait must not miss).</summary>
+    internal Action? BeforeWaitForTests { get; set; }
     internal PollOperation? CachedReceive;
     internal PollOperation? CachedWrite;
 
@@ -553,4 +754,32 @@ internal sealed class SocketWaitState
     internal SafeSocketHandle? Handle => _handle.TryGetTarget(out SafeSocketHandle? h) && !h.IsClosed ? h : null;
 
     internal bool IsGone => Handle is null;
+
+    /// <summary>Takes the direction's ready bit (true: retry before waiting).</summary>
+    internal bool TakeReady(bool write)
+    {
+        ref bool ready = ref write ? ref WriteReady : ref ReadReady;
+        if (!ready)
+            return false;
+        ready = false;
+        return true;
+    }
+
+    internal int Sequence(bool write) => write ? WriteSeq : ReadSeq;
+
+    internal void NextSequence(bool write)
+    {
+        if (write)
+            WriteSeq++;
+        else
+            Volatile.Write(ref ReadSeq, ReadSeq + 1);
+    }
+
+    internal void SetReady(bool write)
+    {
+        if (write)
+            WriteReady = true;
+        else
+            ReadReady = true;
+    }
 }

@@ -16,8 +16,9 @@ namespace FdSend;
 /// <para>How they wait: each call first tries at once (a message that is already waiting, or
 /// room in the send buffer, completes synchronously without allocating anything but the
 /// result). Otherwise it registers with FdSend's readiness engine: libfdsend's epoll (Linux) or
-/// kqueue (BSDs, macOS) set, waited on by one engine thread at a time, with a one-shot
-/// interest per waiting socket, so that no thread is blocked per pending operation. When the
+/// kqueue (BSDs, macOS) set, waited on by one engine thread at a time (on Linux a socket is
+/// registered once, edge-triggered, and stays so while in use; elsewhere a one-shot interest
+/// per wait), so that no thread is blocked per pending operation. When the
 /// socket becomes ready, that thread retries the receive (or send) itself and runs your
 /// continuation inline, with no thread-pool hop (the fastest for a request/response loop). A
 /// continuation that blocks or runs long does not stall the other sockets: within a few
@@ -168,6 +169,7 @@ public static class SocketFdAsyncExtensions
         ArgumentOutOfRangeException.ThrowIfNegative(maxFds);
         if (cancellationToken.IsCancellationRequested)
             return ValueTask.FromCanceled<ReceivedFds>(cancellationToken);
+        long observed = ReadinessEngine.ObserveReadable(socket);
         try
         {
             if (FdSendCore.TryReceive(socket, buffer.Span, maxFds, out ReceivedFds? result))
@@ -177,7 +179,7 @@ public static class SocketFdAsyncExtensions
         {
             return ValueTask.FromException<ReceivedFds>(e);
         }
-        return AsyncFdCore.ReceiveSlowAsync(socket, buffer, maxFds, cancellationToken);
+        return AsyncFdCore.ReceiveSlowAsync(socket, buffer, maxFds, observed, cancellationToken);
     }
 
     /// <summary>Like <see cref="ReceiveFdsAsync(Socket, Memory{byte}, int, CancellationToken)"/>
