@@ -232,13 +232,15 @@ internal sealed class ReadinessEngine
     }
 
     /// <summary>Waits until <paramref name="attempt"/> (retried on the engine thread whenever
-    /// the socket is ready in its direction) succeeds.</summary>
+    /// the socket is ready in its direction) succeeds. <paramref name="observed"/>: as for
+    /// <see cref="Wait"/> (<see cref="ObserveReadable"/> from before the caller's own attempt,
+    /// which found the socket empty).</summary>
     internal ValueTask<bool> WaitAttemptAsync(Socket socket, bool write, IPollAttempt attempt, PollOperation op,
-                                              CancellationToken cancellationToken)
+                                              CancellationToken cancellationToken, long observed = NotObserved)
     {
         SocketWaitState state = GetState(socket);
         op.PrepareWait(write, attempt);
-        return Wait(state, socket, op, cancellationToken);
+        return Wait(state, socket, op, cancellationToken, observed);
     }
 
     /// <summary>Receives one message: the receive is retried on the engine thread when the

@@ -332,13 +332,15 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         // the socket) completes here, without an async state machine: the common case of a
         // receiver that keeps up with its peer costs no more than the attempt itself.
         if (!_isStream || _disposed || Volatile.Read(ref _fault) is not null || !_receiveGate.TryEnter())
-            return ReceiveCoreAsync(endIsError, entered: false, cancellationToken);
+            return ReceiveCoreAsync(endIsError, entered: false, ReadinessEngine.NotObserved, cancellationToken);
         FdMessage? message;
         try
         {
             ThrowIfUnusable();
+            // Readable reports so far: the wait that may follow retries only if one came since.
+            long observed = ReadinessEngine.ObserveReadable(_socket);
             if (!TryAdvanceStream(out message))
-                return ReceiveCoreAsync(endIsError, entered: true, cancellationToken); // keeps the gate
+                return ReceiveCoreAsync(endIsError, entered: true, observed, cancellationToken); // keeps the gate
         }
         catch (Exception e)
         {
@@ -353,9 +355,11 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
 
     /// <summary><see cref="ReceiveNextAsync"/> that may wait. With <paramref name="entered"/>
     /// the caller holds the receive gate (passed to this call, which releases it) and has just
-    /// found the stream socket empty, so the receive waits at once.</summary>
+    /// found the stream socket empty, so the receive waits at once; <paramref name="observed"/>
+    /// is <see cref="ReadinessEngine.ObserveReadable"/> from before that attempt.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<FdMessage?> ReceiveCoreAsync(bool endIsError, bool entered, CancellationToken cancellationToken)
+    private async ValueTask<FdMessage?> ReceiveCoreAsync(bool endIsError, bool entered, long observed,
+                                                         CancellationToken cancellationToken)
     {
         if (!entered)
         {
@@ -374,6 +378,8 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
                 // Try the socket first (unless the caller just did); only when it has nothing
                 // does the receive wait, and then the engine thread advances the frame itself
                 // whenever the socket is readable, handing over the message once it is complete.
+                if (!entered)
+                    observed = ReadinessEngine.ObserveReadable(_socket);
                 if (entered || !TryAdvanceStream(out message))
                 {
                     linked = Link(cancellationToken, out CancellationToken token);
@@ -389,7 +395,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
                         {
                             FdSendCore.GetHandle(_socket);
                             await ReadinessEngine.Instance.WaitAttemptAsync(_socket, write: false, _rxAttempt,
-                                                                            _rxOperation, token).ConfigureAwait(false);
+                                                                            _rxOperation, token, observed).ConfigureAwait(false);
                         }
                         catch (OperationCanceledException) when (_disposed && !cancellationToken.IsCancellationRequested)
                         {
