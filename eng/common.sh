@@ -52,11 +52,11 @@ step_note() { mkdir -p "$STEP_NOTES"; tee -a "$STEP_NOTES/$1.txt"; }
 # passes, and then prints "FLAKY" with what failed the first time, so that a
 # timing-dependent test is seen and mended rather than hidden. More than three failed
 # methods, or a second failure, fail the step.
-run_nunit() {
-  local proj="$1" results="$2" name="$3" rc=0 filter what
+run_nunit() {   # run_nunit PROJECT RESULTS NAME [FILTER]
+  local proj="$1" results="$2" name="$3" only="${4:-}" rc=0 filter what
   rm -rf "$results" && mkdir -p "$results"
   # --blame-hang-timeout: a hung test fails the run (with a dump) instead of stalling CI.
-  dotnet test "$proj" -c Release --nologo --results-directory "$results" \
+  dotnet test "$proj" -c Release --nologo --results-directory "$results" ${only:+--filter "$only"} \
     --logger "trx;LogFileName=$name.trx" --blame-hang-timeout 120s 2>&1 | tee "$results/$name.log" || rc=$?
   python3 "$ROOT/eng/trx.py" skipped "$results/$name.trx" || true
   [ $rc -eq 0 ] && return 0
@@ -64,8 +64,9 @@ run_nunit() {
   if grep -q -E 'Test Run Aborted|run was aborted' "$results/$name.log"; then
     # a crashed or hung test host says why in the console output only
     grep -E -A12 'run was aborted|Unhandled exception|hang timeout' "$results/$name.log" | head -40 | step_note "$name" || true
-    filter="" what="the whole project (the test host was aborted)"
+    filter="$only" what="${only:-the whole project} (the test host was aborted)"
   elif filter="$(python3 "$ROOT/eng/trx.py" rerun "$results/$name.trx" 3)"; then
+    filter="${filter:-$only}"
     what="${filter:-the whole project (the run failed without a failed test)}"
     [ -n "$filter" ] || tail -15 "$results/$name.log" | step_note "$name"
   else

@@ -10,12 +10,12 @@ namespace FdSend;
 /// (<c>fdsend_poller_*</c>: epoll on Linux, kqueue on the BSDs and macOS, WSAPoll on Windows,
 /// where only writability waits use it so far). An async call first
 /// tries its socket; only when that would block does it register a <see cref="PollOperation"/>
-/// with the socket's state. On Linux the socket itself is registered with the kernel once,
-/// edge-triggered, and stays registered while it is in use (no system call per wait: Go's
+/// with the socket's state. By default each wait arms a one-shot interest. Opted in
+/// (<see cref="KeepRegistration"/>, Linux) the socket itself is registered with the kernel
+/// once, edge-triggered, and stays registered while it is in use (no system call per wait: Go's
 /// netpoller does the same); readiness reported while nobody waited in a direction sets that
 /// direction's ready bit, which the next wait takes and retries instead of waiting (Go's
-/// pdReady). Elsewhere (WSAPoll has no edge mode), or with
-/// <c>FDSEND_ASYNC_KEEP_REGISTRATION=0</c>, each wait arms a one-shot interest. One engine thread at a
+/// pdReady). One engine thread at a
 /// time (the leader) waits in <c>fdsend_poller_wait</c>; when sockets become ready it retries
 /// their operations' non-blocking system calls itself, then runs the awaiters' continuations
 /// inline, on its own thread: no thread-pool hop, no second thread woken per message (what
@@ -71,12 +71,15 @@ internal sealed class ReadinessEngine
         Environment.GetEnvironmentVariable("FDSEND_ASYNC_INLINE_COMPLETIONS") is not ("0" or "false");
 
     /// <summary>Whether a socket stays registered, edge-triggered, from its first wait until it
-    /// is closed or idle (Linux, the default), instead of one one-shot registration armed per
-    /// wait (Windows, where WSAPoll has no edge mode; or <c>FDSEND_ASYNC_KEEP_REGISTRATION=0</c>,
-    /// AppContext <c>FdSend.Async.KeepRegistration</c> = false).</summary>
+    /// is closed or idle (Linux, opt-in: <c>FDSEND_ASYNC_KEEP_REGISTRATION=1</c>, AppContext
+    /// <c>FdSend.Async.KeepRegistration</c> = true), instead of one one-shot registration armed
+    /// per wait (the default; Windows always, WSAPoll has no edge mode). Kept, a wait costs no
+    /// epoll_ctl (ping-pong about 5% faster), but every message arriving while the receiver is
+    /// busy wakes an engine thread: a stream receiver on a second CPU lost a third of its
+    /// throughput (bench/PROFILE.md section 17), so it is not the default.</summary>
     internal static readonly bool KeepRegistration = OperatingSystem.IsLinux() &&
         (AppContext.TryGetSwitch("FdSend.Async.KeepRegistration", out bool keep) ? keep :
-         Environment.GetEnvironmentVariable("FDSEND_ASYNC_KEEP_REGISTRATION") is not ("0" or "false"));
+         Environment.GetEnvironmentVariable("FDSEND_ASYNC_KEEP_REGISTRATION") is "1" or "true");
 
     private static ReadinessEngine? s_instance;
 

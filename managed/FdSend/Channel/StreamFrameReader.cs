@@ -202,13 +202,14 @@ internal sealed unsafe class StreamFrameReader
                         _payload.Start((int)(offset + most));
                         _payloadStarted = true;
                     }
-                    for (ReadOnlySpan<byte> rest = piece; !rest.IsEmpty;)
                     {
+                        // As much as the payload's buffer holds now (it may have to grow for
+                        // the rest, next time round): a failed allocation changes nothing.
                         Span<byte> space = _payload.GetSpace();
-                        int m = Math.Min(space.Length, rest.Length);
-                        rest[..m].CopyTo(space);
-                        _payload.Advance(m);
-                        rest = rest[m..];
+                        k = Math.Min(k, space.Length);
+                        piece = piece[..k];
+                        piece.CopyTo(space);
+                        _payload.Advance(k);
                     }
                     break;
             }
