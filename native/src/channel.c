@@ -519,7 +519,8 @@ static int64_t recv_stream(stream_rx *rx, int sock, unsigned char *buf, size_t c
             rx->pos += k;
             if (rc != FDSEND_FRAME_MORE)
                 break;
-            fdsend_deadline_renew(d); /* the frame has begun: later waits are inside it */
+            if (rx->pos == rx->end) /* the frame goes on from the socket: waits are inside it */
+                fdsend_deadline_renew(d);
             continue;
         }
         if (part == FDSEND_FRAME_HEADER && off == 0 && rx->buf != NULL) {

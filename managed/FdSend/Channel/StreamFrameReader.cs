@@ -107,11 +107,7 @@ internal sealed unsafe class StreamFrameReader
                     maxFds = FdPassing.MaxFds;
                 return _header.AsSpan(_offset, (int)most);
             case Interop.FDSEND_FRAME_PAYLOAD:
-                if (!_payloadStarted)
-                {
-                    _payload.Start((int)most); // allocates nothing: memory follows the bytes that arrive
-                    _payloadStarted = true;
-                }
+                StartPayload(offset, most);
                 return _payload.GetSpace();
             case Interop.FDSEND_FRAME_DISCARD:
                 _scratch ??= ArrayPool<byte>.Shared.Rent(DiscardChunk);
@@ -197,11 +193,7 @@ internal sealed unsafe class StreamFrameReader
                     piece.CopyTo(_header.AsSpan((int)offset)); // kept for the error messages
                     break;
                 case Interop.FDSEND_FRAME_PAYLOAD:
-                    if (!_payloadStarted)
-                    {
-                        _payload.Start((int)(offset + most));
-                        _payloadStarted = true;
-                    }
+                    StartPayload(offset, most);
                     {
                         // As much as the payload's buffer holds now (it may have to grow for
                         // the rest, next time round): a failed allocation changes nothing.
@@ -252,17 +244,15 @@ internal sealed unsafe class StreamFrameReader
             Init();
             return true;
         }
-        Exception e = ChannelErrors.FromVerdict(rc, _header.AsSpan(0, headerBytes), took || rc == (int)Interop.Status.EPROTO ? _fdCount : 0,
+        // Refused: the frame's descriptors are closed; broken: every one held, and the bytes
+        // held are dropped (the stream's position is lost).
+        bool broken = rc == (int)Interop.Status.EPROTO;
+        Exception e = ChannelErrors.FromVerdict(rc, _header.AsSpan(0, headerBytes), took || broken ? _fdCount : 0,
                                                 endedInside, stream: true, _options);
-        if (rc == (int)Interop.Status.EPROTO)
-        {
-            _aheadPos = _aheadEnd = 0; // the stream's position is lost
+        if (broken)
+            _aheadPos = _aheadEnd = 0;
+        if (took || broken)
             CloseFds();
-        }
-        else if (took)
-        {
-            CloseFds();
-        }
         NextFrame();
         throw e;
     }
@@ -299,6 +289,17 @@ internal sealed unsafe class StreamFrameReader
     {
         fixed (Interop.FrameReader* codec = &_codec)
             Interop.FrameReaderInit(codec, (ulong)_options.MaxMessageSize, _options.MaxFdsPerMessage);
+    }
+
+    /// <summary>Begins the payload (once per frame) when the codec first asks for payload bytes:
+    /// <paramref name="offset"/> + <paramref name="most"/> is its whole length. Allocates nothing:
+    /// memory follows the bytes that arrive.</summary>
+    private void StartPayload(ulong offset, ulong most)
+    {
+        if (_payloadStarted)
+            return;
+        _payload.Start((int)(offset + most));
+        _payloadStarted = true;
     }
 
     private int FrameFds()
