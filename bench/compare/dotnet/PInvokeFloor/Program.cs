@@ -150,7 +150,9 @@ unsafe struct PInvokeFloorTransport : ITransport
 
 /// <summary>libc's socket calls and the CMSG_* macros for Linux LP64 (glibc's
 /// bits/socket.h). sendmsg and recvmsg set SetLastError: the EINTR retry must read the
-/// errno of that call, not one a runtime transition may have overwritten since; close's
+/// errno of that call, not one a runtime transition may have overwritten since (the stub
+/// clears and reads errno around each call: about 1.6% of inproc1 per CPU-second, 5
+/// interleaved rounds, against a copy reading errno unsafely after a failure). close's
 /// result is not checked (as in bench_raw.c), so it does not.</summary>
 static unsafe partial class Libc
 {
