@@ -111,27 +111,31 @@ unsafe struct PInvokeFloorTransport : ITransport
 
     public bool Receive(int end, int nfds)
     {
-        Span<byte> data = stackalloc byte[Harness.PayloadLength];
         Span<int> got = stackalloc int[MaxFds];
-        long n = ReceiveFds(_socks[end], data, got[..nfds], out int count);
-        if (n == 0 && count == 0) return false;
-        if (n != Harness.PayloadLength || count != nfds)
-            throw new InvalidOperationException($"received {n} bytes and {count} fds (errno {Marshal.GetLastPInvokeError()})");
-        for (int i = 0; i < count; i++)
-            Libc.Close(got[i]);
+        if (!ReceiveExactly(end, got[..nfds])) return false;
+        foreach (int fd in got[..nfds])
+            Libc.Close(fd);
         return true;
     }
 
     public bool Echo(int end)
     {
-        Span<byte> data = stackalloc byte[Harness.PayloadLength];
         Span<int> got = stackalloc int[1];
-        long n = ReceiveFds(_socks[end], data, got, out int count);
-        if (n == 0 && count == 0) return false;
-        if (n != Harness.PayloadLength || count != 1)
-            throw new InvalidOperationException($"received {n} bytes and {count} fds (errno {Marshal.GetLastPInvokeError()})");
+        if (!ReceiveExactly(end, got)) return false;
         Send(end, got);
         Libc.Close(got[0]);
+        return true;
+    }
+
+    /// <summary>One 16-byte message with exactly fds.Length descriptors; false at end of
+    /// stream; throws on anything else.</summary>
+    bool ReceiveExactly(int end, Span<int> fds)
+    {
+        Span<byte> data = stackalloc byte[Harness.PayloadLength];
+        long n = ReceiveFds(_socks[end], data, fds, out int count);
+        if (n == 0 && count == 0) return false;
+        if (n != Harness.PayloadLength || count != fds.Length)
+            throw new InvalidOperationException($"received {n} bytes and {count} fds (errno {Marshal.GetLastPInvokeError()})");
         return true;
     }
 
