@@ -2,7 +2,7 @@
 // no FdSend, written exactly like compare/c/bench_raw.c (aligned control buffer sized with
 // CMSG_SPACE for the message's fds, cmsg_len from CMSG_LEN, MSG_NOSIGNAL, MSG_CMSG_CLOEXEC,
 // every header walked, extra fds closed, EINTR retried). Its ratio to raw C is what the
-// P/Invoke transitions alone cost; FdSend's .NET rows are judged against it too.
+// P/Invoke transitions alone cost; RESULTS.md also gives FdSend's span row against it.
 // Benchmark code, not the library: the library's "no P/Invoke into libc from managed code"
 // rule does not apply here. Linux LP64 only (struct layouts and constants below).
 // SPDX-License-Identifier: MIT
