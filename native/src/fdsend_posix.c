@@ -152,11 +152,11 @@ int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t dest
         unsigned char *data;
         int32_t i;
         size_t space = CMSG_SPACE((size_t)nfds * sizeof(int));
-        /* Zero the padding (the kernel reads whole aligned headers): any between the header
-         * and its data, and the last alignment unit, which holds the tail padding; the
-         * header and the descriptors are written over the rest. Constant sizes: no call. */
-        memset(control.buf + sizeof(struct cmsghdr), 0,
-               (size_t)CMSG_LEN(0) - sizeof(struct cmsghdr));
+        /* Zero every byte the fields below do not write: the header with its padding (musl's
+         * 64-bit cmsghdr pads a 32-bit cmsg_len, and the kernel reads 64 bits; the BSDs pad
+         * between header and data) and the last alignment unit, which holds the tail
+         * padding; the descriptors are written over the rest. Constant sizes: no call. */
+        memset(control.buf, 0, (size_t)CMSG_LEN(0));
         memset(control.buf + space - CMSG_ALIGN_UNIT, 0, CMSG_ALIGN_UNIT);
         msg.msg_control = control.buf;
         msg.msg_controllen = space;
