@@ -623,6 +623,30 @@ static DWORD WINAPI send_job_run(LPVOID arg)
     return r == (int64_t)j->len ? 0 : 1;
 }
 
+/* Start a thread sending p[0..len) with fd on s (j holds the job while it runs). */
+static HANDLE start_send_job(send_job *j, SOCKET s, const unsigned char *p, size_t len,
+                             intptr_t fd)
+{
+    HANDLE th;
+    j->s = s;
+    j->p = p;
+    j->len = len;
+    j->fd = fd;
+    th = CreateThread(NULL, 0, send_job_run, j, 0, NULL);
+    CHECK(th != NULL);
+    return th;
+}
+
+/* Wait (bounded) for a thread that returns 0 on success; close it. */
+static void join_ok(HANDLE th)
+{
+    DWORD code = 9;
+    CHECK(WaitForSingleObject(th, 60000) == WAIT_OBJECT_0);
+    CHECK(GetExitCodeThread(th, &code));
+    CHECK_EQ(code, 0);
+    CloseHandle(th);
+}
+
 /* A megabyte of data with a handle, read back in uneven pieces (fdsend_recv_part), every
  * byte checked; then the same megabyte read whole by fdsend_recv, which waits for the
  * bytes still arriving (the sender is still writing when the header is read). */
@@ -637,60 +661,38 @@ TEST(large_message)
     int32_t n = 0, total_fds = 0;
     uint32_t rf;
     fdsend_recv_state st = FDSEND_RECV_STATE_INIT;
+    send_job j;
     socket_pair(&a, &b);
     CHECK(out != NULL && in != NULL);
     for (i = 0; i < SIZE; i++)
         out[i] = (unsigned char)(i * 7 + (i >> 9));
     /* A sender thread, since a megabyte does not fit in the socket buffers. */
-    {
-        send_job j;
-        DWORD code = 9;
-        j.s = a;
-        j.p = out;
-        j.len = SIZE;
-        j.fd = fd;
-        th = CreateThread(NULL, 0, send_job_run, &j, 0, NULL);
-        CHECK(th != NULL);
-        while (off < SIZE) {
-            size_t want = 1 + (off * 31 % 65521);
-            int64_t r;
-            if (want > SIZE - off)
-                want = SIZE - off;
-            r = fdsend_recv_part((intptr_t)b, &st, in + off, want, &got, 1, &n, &rf, 0);
-            CHECK(r > 0);
-            total_fds += n;
-            if (n == 1) {
-                CHECK(same_file((HANDLE)got, f));
-                CloseHandle((HANDLE)got);
-            }
-            off += (size_t)r;
+    th = start_send_job(&j, a, out, SIZE, fd);
+    while (off < SIZE) {
+        size_t want = 1 + (off * 31 % 65521);
+        int64_t r;
+        if (want > SIZE - off)
+            want = SIZE - off;
+        r = fdsend_recv_part((intptr_t)b, &st, in + off, want, &got, 1, &n, &rf, 0);
+        CHECK(r > 0);
+        total_fds += n;
+        if (n == 1) {
+            CHECK(same_file((HANDLE)got, f));
+            CloseHandle((HANDLE)got);
         }
-        CHECK(WaitForSingleObject(th, 60000) == WAIT_OBJECT_0);
-        CHECK(GetExitCodeThread(th, &code));
-        CHECK_EQ(code, 0);
-        CloseHandle(th);
+        off += (size_t)r;
     }
+    join_ok(th);
     CHECK_EQ(total_fds, 1);
     CHECK(memcmp(in, out, SIZE) == 0);
-    {
-        send_job j;
-        DWORD code = 9;
-        memset(in, 0, SIZE);
-        j.s = a;
-        j.p = out;
-        j.len = SIZE;
-        j.fd = fd;
-        th = CreateThread(NULL, 0, send_job_run, &j, 0, NULL);
-        CHECK(th != NULL);
-        CHECK_RC(fdsend_recv((intptr_t)b, in, SIZE, &got, 1, &n, &rf, 0), SIZE);
-        CHECK_EQ(n, 1);
-        CHECK(same_file((HANDLE)got, f));
-        CloseHandle((HANDLE)got);
-        CHECK(WaitForSingleObject(th, 60000) == WAIT_OBJECT_0);
-        CHECK(GetExitCodeThread(th, &code));
-        CHECK_EQ(code, 0);
-        CloseHandle(th);
-    }
+    /* Whole: one fdsend_recv while the sender is still writing. */
+    memset(in, 0, SIZE);
+    th = start_send_job(&j, a, out, SIZE, fd);
+    CHECK_RC(fdsend_recv((intptr_t)b, in, SIZE, &got, 1, &n, &rf, 0), SIZE);
+    CHECK_EQ(n, 1);
+    CHECK(same_file((HANDLE)got, f));
+    CloseHandle((HANDLE)got);
+    join_ok(th);
     CHECK(memcmp(in, out, SIZE) == 0);
     free(in);
     free(out);
@@ -945,7 +947,6 @@ TEST(recv_whole_waits_for_record_data)
     u_long on = 1;
     late_send j;
     HANDLE th;
-    DWORD code = 9;
     size_t len = half_record(&a, &b, rec, "helo", 32 + 2, 0);
     CHECK(ioctlsocket(b, FIONBIO, &on) == 0);
     Sleep(50);
@@ -957,10 +958,7 @@ TEST(recv_whole_waits_for_record_data)
     CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, FDSEND_DONTWAIT), 4);
     CHECK(memcmp(data, "helo", 4) == 0);
     CHECK_EQ(rf, 0);
-    CHECK(WaitForSingleObject(th, 60000) == WAIT_OBJECT_0);
-    CHECK(GetExitCodeThread(th, &code));
-    CHECK_EQ(code, 0);
-    CloseHandle(th);
+    join_ok(th);
     closesocket(a);
     closesocket(b);
 
