@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
+using System.Diagnostics.CodeAnalysis;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace FdSend;
@@ -17,15 +19,20 @@ internal static unsafe class FdSendCore
     /// <summary>The socket's handle, or <see cref="ObjectDisposedException"/> if it is closed.
     /// (The marshaller adds a reference for each native call, so a socket disposed after this
     /// check fails that call cleanly instead of using a reused fd.)</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static SafeSocketHandle GetHandle(Socket socket)
     {
         ArgumentNullException.ThrowIfNull(socket);
         SafeSocketHandle handle = socket.SafeHandle;
         if (handle.IsClosed || handle.IsInvalid)
-            throw new ObjectDisposedException(socket.GetType().FullName,
-                "The socket has been disposed; nothing was sent or received.");
+            ThrowDisposed(socket);
         return handle;
     }
+
+    [DoesNotReturn]
+    private static void ThrowDisposed(Socket socket) =>
+        throw new ObjectDisposedException(socket.GetType().FullName,
+            "The socket has been disposed; nothing was sent or received.");
 
     /// <summary>
     /// One attempt to send <paramref name="data"/> with <paramref name="fds"/> followed by

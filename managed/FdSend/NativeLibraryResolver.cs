@@ -6,7 +6,8 @@ namespace FdSend;
 
 /// <summary>
 /// Finds libfdsend for this assembly's P/Invokes (its only native library). Registered once,
-/// from <see cref="Interop"/>'s static constructor; the only static mutable state of FdSend.
+/// by the assembly's module initializer, before any of its code runs; the only static mutable
+/// state of FdSend.
 /// </summary>
 /// <remarks>
 /// Order: (1) the runtime's default probing, which is what works for a NuGet consumer (the
@@ -24,7 +25,14 @@ namespace FdSend;
 /// </remarks>
 internal static class NativeLibraryResolver
 {
-    /// <summary>Called exactly once, by <see cref="Interop"/>'s static constructor.</summary>
+    /// <summary>Runs exactly once, when the runtime loads this assembly. A module initializer
+    /// rather than <see cref="Interop"/>'s static constructor: a static constructor makes every
+    /// method that calls a P/Invoke and was compiled before the class was initialized check
+    /// for it on each call (bench/PROFILE.md section 19). Registering a resolver is cheap and
+    /// touches nothing else.</summary>
+#pragma warning disable CA2255 // A library's module initializer: here it only registers the resolver that its own P/Invokes need.
+    [System.Runtime.CompilerServices.ModuleInitializer]
+#pragma warning restore CA2255
     internal static void Register() =>
         NativeLibrary.SetDllImportResolver(typeof(NativeLibraryResolver).Assembly, Resolve);
 

@@ -6,29 +6,18 @@
 
 #include <errno.h>
 
-#if defined(_MSC_VER)
-#  define FDSEND_THREAD_LOCAL __declspec(thread)
-#else
-#  define FDSEND_THREAD_LOCAL _Thread_local
-#endif
-
-static FDSEND_THREAD_LOCAL int last_os_error;
+FDSEND_THREAD_LOCAL int fdsend_thread_os_error;
 
 int32_t fdsend_fail(int32_t code, int err)
 {
-    last_os_error = err;
+    fdsend_thread_os_error = err;
     errno = err;
     return code;
 }
 
-void fdsend_clear_error(void)
-{
-    last_os_error = 0;
-}
-
 int32_t fdsend_last_os_error(void)
 {
-    return last_os_error;
+    return fdsend_thread_os_error;
 }
 
 const char *fdsend_strerror(int32_t code)

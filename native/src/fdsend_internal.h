@@ -51,7 +51,20 @@ int32_t fdsend_fail(int32_t code, int err);
 /** fdsend_fail for the error in errno: its FDSEND_E* code, errno recorded. POSIX only. */
 int32_t fdsend_fail_errno(void);
 
-/** Record success (last OS error 0). */
-void fdsend_clear_error(void);
+#if defined(_MSC_VER)
+#  define FDSEND_THREAD_LOCAL __declspec(thread)
+#else
+#  define FDSEND_THREAD_LOCAL _Thread_local
+#endif
+
+/** This thread's last OS error (errors.c): what fdsend_last_os_error() returns. Written
+ *  only through fdsend_fail and fdsend_clear_error. */
+extern FDSEND_THREAD_LOCAL int fdsend_thread_os_error;
+
+/** Record success (last OS error 0). Inline: every successful call makes it. */
+static inline void fdsend_clear_error(void)
+{
+    fdsend_thread_os_error = 0;
+}
 
 #endif /* FDSEND_INTERNAL_H */

@@ -29,6 +29,9 @@
 #  define SSIZE_MAX ((size_t)-1 / 2)
 #endif
 
+/* The alignment of control messages here (CMSG_SPACE(1) rounds one byte up to it). */
+#define CMSG_ALIGN_UNIT ((size_t)(CMSG_SPACE(1) - CMSG_LEN(0)))
+
 int32_t fdsend_fail_io(int sock, int dontwait)
 {
     int err = errno;
@@ -149,7 +152,12 @@ int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t dest
         unsigned char *data;
         int32_t i;
         size_t space = CMSG_SPACE((size_t)nfds * sizeof(int));
-        memset(control.buf, 0, space);
+        /* Zero the padding (the kernel reads whole aligned headers): any between the header
+         * and its data, and the last alignment unit, which holds the tail padding; the
+         * header and the descriptors are written over the rest. Constant sizes: no call. */
+        memset(control.buf + sizeof(struct cmsghdr), 0,
+               (size_t)CMSG_LEN(0) - sizeof(struct cmsghdr));
+        memset(control.buf + space - CMSG_ALIGN_UNIT, 0, CMSG_ALIGN_UNIT);
         msg.msg_control = control.buf;
         msg.msg_controllen = space;
         cmsg = CMSG_FIRSTHDR(&msg);

@@ -21,6 +21,7 @@
 
 #include "fdsend_config.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -108,7 +109,7 @@ int32_t fdsend_fail_recv(int sock, int dontwait);
  * timeout itself is read (one getsockopt) only when the call first has to wait in the
  * library, so a send or receive that is not interrupted costs no extra system call. */
 typedef struct fdsend_deadline {
-    struct timespec start; /* CLOCK_MONOTONIC at the start (valid when started) */
+    struct timespec start; /* the deadline clock (wait.c) at the start (valid when started) */
     int64_t timeout_ns;    /* the socket's timeout: -1 not read yet, 0 none, > 0 set */
     short events;          /* POLLIN (SO_RCVTIMEO) or POLLOUT (SO_SNDTIMEO) */
     int started;           /* start is set */
@@ -116,12 +117,47 @@ typedef struct fdsend_deadline {
                               its next operations wait through fdsend_wait_ready only */
 } fdsend_deadline;
 
+/* The clock deadlines run on. Every blocking call reads it once before its system call (a
+ * signal may interrupt that call, and the rest of the wait must count from the start), so
+ * it is on the fast path of every fdsend_send/fdsend_recv: Linux's coarse clock is a few
+ * loads, where CLOCK_MONOTONIC reads the timer (bench/PROFILE.md section 19). Its
+ * resolution (one tick, 1-10 ms) is that of SO_RCVTIMEO itself, which the kernel counts
+ * in ticks; fdsend_deadline_ms_left adds it, so a deadline never passes early and at most
+ * one tick late. */
+#if defined(CLOCK_MONOTONIC_COARSE)
+#  define FDSEND_DEADLINE_CLOCK CLOCK_MONOTONIC_COARSE
+#elif defined(CLOCK_MONOTONIC_FAST)
+#  define FDSEND_DEADLINE_CLOCK CLOCK_MONOTONIC_FAST /* FreeBSD's coarse clock */
+#else
+#  define FDSEND_DEADLINE_CLOCK CLOCK_MONOTONIC
+#endif
+
+static inline void fdsend_deadline_now(struct timespec *t)
+{
+    if (clock_gettime(FDSEND_DEADLINE_CLOCK, t) != 0) { /* no failure is documented */
+        t->tv_sec = 0;
+        t->tv_nsec = 0;
+    }
+}
+
 /* Start d for one call on a socket in direction events (POLLIN or POLLOUT). dontwait: the
- * call never waits, so the clock is not read. */
-void fdsend_deadline_start(fdsend_deadline *d, short events, int dontwait);
+ * call never waits, so the clock is not read. (Inline: every call starts one.) */
+static inline void fdsend_deadline_start(fdsend_deadline *d, short events, int dontwait)
+{
+    d->timeout_ns = -1;
+    d->events = events;
+    d->strict = 0;
+    d->started = !dontwait;
+    if (!dontwait)
+        fdsend_deadline_now(&d->start);
+}
 
 /* Inside a frame, bytes moved: the deadline counts from now on. */
-void fdsend_deadline_renew(fdsend_deadline *d);
+static inline void fdsend_deadline_renew(fdsend_deadline *d)
+{
+    fdsend_deadline_now(&d->start);
+    d->started = 1;
+}
 
 /* Milliseconds left until d passes (rounded up, at most INT_MAX), 0 once it has passed,
  * or -1 when the socket has no timeout (wait for ever). Reads the timeout of sock the
@@ -141,11 +177,31 @@ int32_t fdsend_wait_ready(int sock, short events, fdsend_deadline *d);
  * MSG_DONTWAIT get their EAGAIN instead). Returns op's result: >= 0, or -1 with errno set
  * (ETIMEDOUT once d has passed). */
 typedef ssize_t (*fdsend_msg_op)(int sock, struct msghdr *msg, int flags);
-ssize_t fdsend_io(fdsend_msg_op op, int sock, struct msghdr *msg, int flags,
-                  fdsend_deadline *d);
+static inline ssize_t fdsend_io(fdsend_msg_op op, int sock, struct msghdr *msg, int flags,
+                                fdsend_deadline *d);
+
+/* fdsend_io after its first attempt was interrupted, or when d is already strict. */
+ssize_t fdsend_io_retry(fdsend_msg_op op, int sock, struct msghdr *msg, int flags,
+                        fdsend_deadline *d);
+
+/* Inline because it is the fast path of every call: with op known at the call site the
+ * first attempt is a direct sendmsg/recvmsg, and everything else is out of line. */
+static inline ssize_t fdsend_io(fdsend_msg_op op, int sock, struct msghdr *msg, int flags,
+                                fdsend_deadline *d)
+{
+    if (!d->strict) {
+        ssize_t n = op(sock, msg, flags);
+        if (n >= 0 || errno != EINTR)
+            return n;
+    }
+    return fdsend_io_retry(op, sock, msg, flags, d);
+}
 
 /* The fdsend_msg_op for recvmsg. */
-ssize_t fdsend_recvmsg_op(int sock, struct msghdr *msg, int flags);
+static inline ssize_t fdsend_recvmsg_op(int sock, struct msghdr *msg, int flags)
+{
+    return recvmsg(sock, msg, flags);
+}
 
 /* What one recvmsg brought besides data (fdsend_recv_piece). */
 typedef struct fdsend_piece {

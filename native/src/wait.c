@@ -1,6 +1,6 @@
 /* The one place libfdsend waits: a deadline per call (the socket's SO_RCVTIMEO /
- * SO_SNDTIMEO on CLOCK_MONOTONIC) and poll() for what is left of it. Used by
- * fdsend_posix.c (EINTR inside fdsend_send / fdsend_recv / fdsend_recv_exact) and msg.c
+ * SO_SNDTIMEO on a monotonic clock) and poll() for what is left of it. Used by
+ * fdsend_posix.c (EINTR inside fdsend_send / fdsend_recv / fdsend_recv_exact) and channel.c
  * (the channel's waits inside a frame and behind another thread's frame).
  * SPDX-License-Identifier: MIT */
 #include "fdsend_posix.h"
@@ -14,31 +14,15 @@
 #include <sys/time.h>
 #include <time.h>
 
-static void now(struct timespec *t)
+/* The deadline clock's resolution in nanoseconds (what a reading may lag the time). */
+static int64_t clock_resolution_ns(void)
 {
-    if (clock_gettime(CLOCK_MONOTONIC, t) != 0) { /* no failure is documented for it */
-        t->tv_sec = 0;
-        t->tv_nsec = 0;
-    }
+    struct timespec r;
+    if (clock_getres(FDSEND_DEADLINE_CLOCK, &r) != 0 || r.tv_sec < 0 || r.tv_nsec < 0)
+        return 0;
+    return r.tv_sec > 0 ? 1000000000 : (int64_t)r.tv_nsec;
 }
 
-void fdsend_deadline_start(fdsend_deadline *d, short events, int dontwait)
-{
-    d->timeout_ns = -1;
-    d->events = events;
-    d->strict = 0;
-    d->started = 0;
-    if (!dontwait) {
-        now(&d->start);
-        d->started = 1;
-    }
-}
-
-void fdsend_deadline_renew(fdsend_deadline *d)
-{
-    now(&d->start);
-    d->started = 1;
-}
 
 /* The socket's SO_RCVTIMEO (POLLIN) or SO_SNDTIMEO (POLLOUT) in nanoseconds; 0 when none is
  * set or it cannot be read. */
@@ -68,9 +52,11 @@ int fdsend_deadline_ms_left(fdsend_deadline *d, int sock)
         return -1;
     if (!d->started)
         fdsend_deadline_renew(d);
-    now(&t);
+    fdsend_deadline_now(&t);
     elapsed = ((int64_t)t.tv_sec - (int64_t)d->start.tv_sec) * 1000000000 +
               ((int64_t)t.tv_nsec - (int64_t)d->start.tv_nsec);
+    /* Two readings a tick apart may be almost no time apart: never end a wait early. */
+    elapsed -= clock_resolution_ns();
     if (elapsed < 0)
         elapsed = 0;
     if (elapsed >= d->timeout_ns)
@@ -102,22 +88,12 @@ int32_t fdsend_wait_ready(int sock, short events, fdsend_deadline *d)
     }
 }
 
-ssize_t fdsend_recvmsg_op(int sock, struct msghdr *msg, int flags)
-{
-    return recvmsg(sock, msg, flags);
-}
-
-ssize_t fdsend_io(fdsend_msg_op op, int sock, struct msghdr *msg, int flags,
-                  fdsend_deadline *d)
+ssize_t fdsend_io_retry(fdsend_msg_op op, int sock, struct msghdr *msg, int flags,
+                        fdsend_deadline *d)
 {
     ssize_t n;
     int nonblocking = -1; /* O_NONBLOCK: looked up once, if it matters */
-    if (!d->strict) {
-        n = op(sock, msg, flags);
-        if (n >= 0 || errno != EINTR)
-            return n;
-        d->strict = 1; /* interrupted: from now on, wait only for what is left */
-    }
+    d->strict = 1; /* interrupted (fdsend_io): from now on, wait only for what is left */
 #if HAVE_MSG_DONTWAIT
     for (;;) {
         int32_t rc;

@@ -160,10 +160,9 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
             return SendCoreAsync(payload, fds, NotEntered, cancellationToken);
         try
         {
-            ThrowIfUnusable();
-            _writer.Layout(payload, fds.Length, _isStream);
+            int sent = TrySendFirst(payload, fds);
             ReadOnlyMemory<byte> first = _writer.First;
-            if (!AsyncFdCore.TrySend(_socket, first, fds, out int sent))
+            if (sent == NothingSent)
                 return SendCoreAsync(payload, fds, NothingSent, cancellationToken); // keeps the gate
             if (_isStream && (sent < first.Length || !_writer.Rest.IsEmpty))
                 return SendCoreAsync(payload, fds, sent, cancellationToken); // keeps the gate
@@ -185,6 +184,16 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     // nothing sent (the socket had no room); a count >= 0 is the bytes of the first chunk sent.
     private const int NotEntered = -2, NothingSent = -1;
 
+    /// <summary>With the send gate held: lays the frame out and makes one attempt at its first
+    /// chunk (the one with the descriptors). Returns the bytes of it sent, or
+    /// <see cref="NothingSent"/> when the socket has no room.</summary>
+    private int TrySendFirst(ReadOnlyMemory<byte> payload, ReadOnlyMemory<Descriptor> fds)
+    {
+        ThrowIfUnusable();
+        _writer.Layout(payload, fds.Length, _isStream);
+        return AsyncFdCore.TrySend(_socket, _writer.First, fds, out int sent) ? sent : NothingSent;
+    }
+
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendCoreAsync(ReadOnlyMemory<byte> payload, ReadOnlyMemory<Descriptor> fds,
                                           int start, CancellationToken cancellationToken)
@@ -197,14 +206,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         }
         try
         {
-            int sent = start;
-            if (start == NotEntered)
-            {
-                ThrowIfUnusable();
-                _writer.Layout(payload, fds.Length, _isStream);
-                if (!AsyncFdCore.TrySend(_socket, _writer.First, fds, out sent))
-                    sent = NothingSent;
-            }
+            int sent = start == NotEntered ? TrySendFirst(payload, fds) : start;
             ReadOnlyMemory<byte> first = _writer.First;
 
             // The first chunk carries the descriptors. Until it is out nothing is sent, so the
@@ -337,10 +339,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         FdMessage? message;
         try
         {
-            ThrowIfUnusable();
-            // Readable reports so far: the wait that may follow retries only if one came since.
-            long observed = ReadinessEngine.ObserveReadable(_socket);
-            if (!TryAdvanceStream(out message))
+            if (!TryReceiveStream(out long observed, out message))
                 return ReceiveCoreAsync(endIsError, entered: true, observed, cancellationToken); // keeps the gate
         }
         catch (Exception e)
@@ -352,6 +351,17 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         return message is null && endIsError
             ? ValueTask.FromException<FdMessage?>(ChannelErrors.EndOfStream())
             : new ValueTask<FdMessage?>(message);
+    }
+
+    /// <summary>With the receive gate held, on a stream socket: one attempt at the next message
+    /// (from the bytes read ahead, then the socket). <paramref name="observed"/> is the engine's
+    /// readable-report count from before the attempt: a wait that follows retries only if a
+    /// report came since.</summary>
+    private bool TryReceiveStream(out long observed, out FdMessage? message)
+    {
+        ThrowIfUnusable();
+        observed = ReadinessEngine.ObserveReadable(_socket);
+        return TryAdvanceStream(out message);
     }
 
     /// <summary><see cref="ReceiveNextAsync"/> that may wait. With <paramref name="entered"/>
@@ -371,17 +381,13 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         CancellationTokenSource? linked = null;
         try
         {
-            if (!entered)
-                ThrowIfUnusable();
             FdMessage? message = null;
             if (_isStream)
             {
                 // Try the socket first (unless the caller just did); only when it has nothing
                 // does the receive wait, and then the engine thread advances the frame itself
                 // whenever the socket is readable, handing over the message once it is complete.
-                if (!entered)
-                    observed = ReadinessEngine.ObserveReadable(_socket);
-                if (entered || !TryAdvanceStream(out message))
+                if (entered || !TryReceiveStream(out observed, out message))
                 {
                     linked = Link(cancellationToken, out CancellationToken token);
                     if (OperatingSystem.IsWindows())
@@ -408,6 +414,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
             }
             else
             {
+                ThrowIfUnusable(); // disposed or faulted while this call waited for the gate?
                 linked = Link(cancellationToken, out CancellationToken token);
                 message = await ReceiveRecordAsync(cancellationToken, token).ConfigureAwait(false);
             }

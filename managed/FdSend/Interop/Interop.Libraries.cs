@@ -13,8 +13,8 @@ internal static partial class Interop
         internal const string FdSend = "libfdsend";
     }
 
-    // Every P/Invoke in this assembly goes through a static method of this class, so the
-    // resolver is registered before the first native call. It is the assembly's only static
-    // mutable state.
-    static Interop() => NativeLibraryResolver.Register();
+    // No static constructor here: with one, every method compiled before the class was
+    // initialized (the ones with stackalloc and a loop skip tiering and stay so) pays a
+    // class-initialization check at each P/Invoke. The resolver is registered by the
+    // module initializer (NativeLibraryResolver), before any code of this assembly runs.
 }

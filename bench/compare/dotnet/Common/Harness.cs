@@ -19,6 +19,10 @@ using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
+// The C harness does not zero its stack buffers either (the transports stackalloc room for
+// 64 descriptors per receive).
+[module: System.Runtime.CompilerServices.SkipLocalsInit]
+
 namespace FdSend.Benchmarks.Compare;
 
 /// <summary>One fd-passing implementation, synchronous calls.</summary>
