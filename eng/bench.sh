@@ -65,7 +65,8 @@ _bench_dotnet_build() {
   fi
 }
 
-# The .NET comparison programs (Release, default TieredPGO). FdSendCompare and the
+# The .NET comparison programs (Release, default TieredPGO): Mono.Posix, the .NET floor
+# (PInvokeFloor: libc through P/Invoke, no FdSend), FdSend. FdSendCompare and the
 # BenchmarkDotNet project need managed/FdSend; without it they are skipped, visibly.
 _bench_build_dotnet() {
   local with_bdn="${1:-}" d
@@ -76,6 +77,7 @@ _bench_build_dotnet() {
     return 0
   fi
   _bench_dotnet_build "$d/compare/dotnet/MonoPosixCompare/MonoPosixCompare.csproj" || return 1
+  _bench_dotnet_build "$d/compare/dotnet/PInvokeFloor/PInvokeFloor.csproj" || return 1
   if [ -f "$ROOT/managed/FdSend/FdSend.csproj" ]; then
     _bench_dotnet_build "$d/compare/dotnet/FdSendCompare/FdSendCompare.csproj" || return 1
     if [ -n "$with_bdn" ]; then

@@ -13,7 +13,9 @@
  * that long returns FDSEND_ETIMEDOUT (nothing sent or consumed), never FDSEND_EAGAIN:
  * FDSEND_EAGAIN always means "the socket is non-blocking (or FDSEND_DONTWAIT was given)
  * and not ready", so a caller can tell "wait for readiness" from "give up".
- * The timeout is a deadline counted from the start of the call (CLOCK_MONOTONIC): a
+ * The timeout is a deadline counted from the start of the call on a monotonic clock
+ * (Linux: CLOCK_MONOTONIC_COARSE, whose tick is the granularity the kernel gives
+ * SO_RCVTIMEO anyway; the deadline never passes early and at most two ticks late): a
  * signal caught while the call waits (with or without SA_RESTART) does not restart it;
  * after such an interruption the library polls for what is left of it, then retries.
  *

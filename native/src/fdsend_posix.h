@@ -123,7 +123,7 @@ typedef struct fdsend_deadline {
  * loads, where CLOCK_MONOTONIC reads the timer (bench/PROFILE.md section 19). Its
  * resolution (one tick, 1-10 ms) is that of SO_RCVTIMEO itself, which the kernel counts
  * in ticks; fdsend_deadline_ms_left adds it, so a deadline never passes early and at most
- * one tick late. */
+ * two ticks late (one per reading). */
 #if defined(CLOCK_MONOTONIC_COARSE)
 #  define FDSEND_DEADLINE_CLOCK CLOCK_MONOTONIC_COARSE
 #elif defined(CLOCK_MONOTONIC_FAST)
