@@ -129,20 +129,27 @@ internal static unsafe class FdSendCore
     /// a stream socket's end of stream: libfdsend's FDSEND_RECV_END_OF_STREAM bit when the
     /// native library sets it (it is stripped from <paramref name="flags"/>, which keeps the
     /// <see cref="ReceiveFlags"/> values only), else, for a library that predates the bit,
-    /// 0 bytes with no descriptors and no flags on a stream socket.
+    /// 0 bytes with no descriptors and no flags on a stream socket. With a
+    /// <paramref name="state"/> (a reader that takes messages in pieces: the channel on
+    /// Windows) the read is fdsend_recv_part, which keeps the reader's position there;
+    /// without one, fdsend_recv (Windows: whole records only).
     /// </summary>
     internal static bool TryReceive(Socket socket, Span<byte> buffer, nint* fds, int maxFds,
                                     out int bytesReceived, out int fdCount, out ReceiveFlags flags,
-                                    out bool endOfStream, bool mayBlock)
+                                    out bool endOfStream, bool mayBlock, Interop.RecvState* state = null)
     {
         SafeSocketHandle socketHandle = GetHandle(socket);
         int count = 0;
         uint receiveFlags = 0;
         long result;
+        uint nativeFlags = mayBlock ? 0 : Interop.FDSEND_DONTWAIT;
         fixed (byte* data = buffer)
         {
-            result = Interop.Recv(socketHandle, data, (nuint)buffer.Length, fds, maxFds, &count,
-                                  &receiveFlags, mayBlock ? 0 : Interop.FDSEND_DONTWAIT);
+            result = state is null
+                ? Interop.Recv(socketHandle, data, (nuint)buffer.Length, fds, maxFds, &count,
+                               &receiveFlags, nativeFlags)
+                : Interop.RecvPart(socketHandle, state, data, (nuint)buffer.Length, fds, maxFds, &count,
+                                   &receiveFlags, nativeFlags);
         }
         if (result >= 0)
         {

@@ -136,6 +136,8 @@ internal static class FdSendErrors
                 _ =>
                     "The socket is not connected (ENOTCONN). Connect it first; for an unconnected datagram socket use SendFdsTo with the destination path.",
             },
+            Interop.Status.EMSGSIZE when op == FdOperation.Receive =>
+                "The next message has more data than the buffer holds (EMSGSIZE; Windows, where a receive takes one whole message): nothing was received and no descriptor taken. Receive again with a buffer at least as large as the message the peer sent.",
             Interop.Status.EMSGSIZE =>
                 "The message is too large for this socket (EMSGSIZE): a datagram or seqpacket message must fit in the socket's send buffer (Socket.SendBufferSize). Send less data per message or use a stream socket.",
             Interop.Status.ETOOMANYREFS =>
@@ -164,7 +166,7 @@ internal static class FdSendErrors
             Interop.Status.EINVAL =>
                 $"The operating system rejected the call as invalid (EINVAL){where}. Check that the socket is a Unix domain socket that is connected (or bound, to receive) and not listening.",
             Interop.Status.ESRCH =>
-                "The sending process no longer exists (ESRCH), so its handles cannot be duplicated.",
+                "The sending process no longer exists (ESRCH), so its handles cannot be duplicated; its message was consumed whole and its data discarded (a receive reads whole messages on Windows).",
             Interop.Status.ETIMEDOUT => op == FdOperation.Receive
                 ? "No message arrived within the socket's receive timeout (Socket.ReceiveTimeout); nothing was consumed."
                 : "The socket's send buffer stayed full for its send timeout (Socket.SendTimeout); nothing was sent.",

@@ -164,7 +164,10 @@ public static class SocketFdExtensions
     /// <see cref="SocketError.ConnectionAborted"/> (stream) or <see cref="SocketError.Interrupted"/>
     /// (seqpacket, datagram) when another thread disposes the socket during the call, as
     /// <see cref="Socket.Receive(Span{byte})"/> throws then (nothing was received; this is not
-    /// the peer's end of stream); and see the class remarks.</exception>
+    /// the peer's end of stream); on Windows, where one receive takes one whole message (a
+    /// record), <see cref="SocketError.MessageSize"/> when the message has more data than
+    /// <paramref name="buffer"/> holds (nothing consumed: receive again with a larger buffer);
+    /// and see the class remarks.</exception>
     /// <exception cref="ObjectDisposedException">The socket was disposed before the call.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxFds"/> is negative.</exception>
     public static ReceivedFds ReceiveFds(this Socket socket, Span<byte> buffer, int maxFds = FdPassing.MaxFds) =>

@@ -199,6 +199,16 @@ FDSEND_API int64_t fdsend_send_to(intptr_t sock, const char *path, const void *b
  * - Control messages other than SCM_RIGHTS are ignored (credentials a peer or the
  *   kernel adds); descriptors the kernel adds on its own (Linux's SCM_PIDFD when the
  *   caller enabled SO_PASSPIDFD) are closed, not reported as truncation.
+ * - Windows (docs/windows-protocol.md): a stream of records, and one call returns one
+ *   whole record; a stateless call cannot stop inside one. A record with more data than
+ *   len (len == 0 included) gives FDSEND_EMSGSIZE and consumes nothing (no handle is
+ *   taken): retry with a buffer that holds it, or read in pieces with fdsend_recv_part.
+ *   Once it has consumed a record's header the call reads all of its data, waiting for
+ *   bytes still arriving even on a non-blocking socket or with FDSEND_DONTWAIT, within
+ *   SO_RCVTIMEO; a timeout or failure there closes the record's handles and leaves the
+ *   connection inside the record (close it). A record whose sender check fails
+ *   (FDSEND_ESRCH, FDSEND_EPROTO, FDSEND_EACCES) is consumed whole: no handle, its data
+ *   discarded (fdsend_recv_part leaves it readable).
  *
  * @param sock    Unix domain socket
  * @param buf     where data goes; may be NULL only when len == 0
@@ -213,6 +223,51 @@ FDSEND_API int64_t fdsend_send_to(intptr_t sock, const char *path, const void *b
 FDSEND_API int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds,
                                int32_t maxfds, int32_t *nfds, uint32_t *rflags,
                                uint32_t flags);
+
+/**
+ * Where a reader is inside the message it is reading in pieces with fdsend_recv_part.
+ * The caller owns it; zero it (or initialise it with FDSEND_RECV_STATE_INIT) before the
+ * first read of a socket, and otherwise leave it as the library left it. Plain data: no
+ * resource to free, any thread may hold it (one call at a time).
+ */
+typedef struct fdsend_recv_state {
+    uint64_t reserved[2];
+} fdsend_recv_state;
+
+/** A fresh fdsend_recv_state (the same as one filled with zeros). */
+#define FDSEND_RECV_STATE_INIT {{0, 0}}
+
+/**
+ * fdsend_recv for a reader that takes a stream's messages in pieces (len smaller than
+ * what was sent), keeping its position in a state object it owns.
+ *
+ * - POSIX: the kernel keeps a stream's position, so state is only checked (NULL, or one
+ *   that is not as the library left it: FDSEND_EINVAL, nothing consumed) and the call is
+ *   fdsend_recv.
+ * - Windows: every fdsend_send is a record whose header says how much data follows
+ *   (docs/windows-protocol.md); state holds the data bytes of the current record still
+ *   due (and the socket they are due on). A read takes the record's handles and up to len
+ *   of its data bytes; the next reads with the same state return the rest, without
+ *   handles, never crossing into the next record. len == 0 meeting data consumes one data
+ *   byte and sets FDSEND_RECV_DATA_TRUNCATED (a record of handles only needs no byte).
+ *   FDSEND_EAGAIN and FDSEND_ETIMEDOUT inside a record's data consume nothing and keep the
+ *   count. A record whose sender check fails (FDSEND_ESRCH, FDSEND_EPROTO, FDSEND_EACCES)
+ *   hands out no handle and leaves its data for the next reads with the same state.
+ *
+ * Rules: one state per socket, used by one sequence of reads (not two threads at once);
+ * a fresh state for a new socket (a state in the middle of a record on another socket:
+ * FDSEND_EINVAL). Finish a record with the state that began it: on Windows the bytes after
+ * a part-read record's header are data, and neither fdsend_recv nor a fresh state can tell
+ * them from a record (they are most likely refused as FDSEND_EPROTO, nothing consumed, but
+ * data that happens to look like a record would be taken for one). To abandon a socket,
+ * zero the state.
+ *
+ * @param state  the reader's position (see fdsend_recv_state); not NULL
+ * Every other parameter, result and error as fdsend_recv.
+ */
+FDSEND_API int64_t fdsend_recv_part(intptr_t sock, fdsend_recv_state *state, void *buf,
+                                    size_t len, intptr_t *fds, int32_t maxfds,
+                                    int32_t *nfds, uint32_t *rflags, uint32_t flags);
 
 /**
  * Credentials of the process at the other end of a connected Unix domain socket, as the

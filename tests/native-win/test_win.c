@@ -444,7 +444,9 @@ TEST(maxfds_truncation_closes_extras)
     closesocket(b);
 }
 
-/* A stream socket: a message read in pieces; the handles come with the first piece. */
+/* A record read in pieces with fdsend_recv_part: the handles come with the first piece,
+ * the caller's state carries the count of bytes still due, one read never crosses into
+ * the next record, and the state is fresh (all zero) again at the record's end. */
 TEST(partial_reads_keep_the_stream)
 {
     SOCKET a, b;
@@ -453,21 +455,25 @@ TEST(partial_reads_keep_the_stream)
     char data[32];
     int32_t n = -1;
     uint32_t rf = 99;
+    fdsend_recv_state st = FDSEND_RECV_STATE_INIT;
     socket_pair(&a, &b);
     CHECK_RC(fdsend_send((intptr_t)a, "0123456789", 10, &fd, 1, 0), 10);
     CHECK_RC(fdsend_send((intptr_t)a, "next", 4, NULL, 0, 0), 4);
-    CHECK_RC(fdsend_recv((intptr_t)b, data, 3, &got, 1, &n, &rf, 0), 3);
+    CHECK_RC(fdsend_recv_part((intptr_t)b, &st, data, 3, &got, 1, &n, &rf, 0), 3);
     CHECK(memcmp(data, "012", 3) == 0);
     CHECK_EQ(n, 1);
     CHECK_EQ(rf, 0);
     CHECK(same_file((HANDLE)got, f));
     CloseHandle((HANDLE)got);
-    CHECK_RC(fdsend_recv((intptr_t)b, data, 4, &got, 1, &n, &rf, 0), 4);
+    CHECK(st.reserved[0] != 0); /* inside the record */
+    CHECK_RC(fdsend_recv_part((intptr_t)b, &st, data, 4, &got, 1, &n, &rf, 0), 4);
     CHECK(memcmp(data, "3456", 4) == 0);
     CHECK_EQ(n, 0);
     /* One receive never crosses into the next message. */
-    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, 0), 3);
+    CHECK_RC(fdsend_recv_part((intptr_t)b, &st, data, sizeof data, &got, 1, &n, &rf, 0), 3);
     CHECK(memcmp(data, "789", 3) == 0);
+    CHECK(st.reserved[0] == 0 && st.reserved[1] == 0); /* at a record boundary again */
+    /* Between records, fdsend_recv and a state-taking read are interchangeable. */
     CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, 0), 4);
     CHECK(memcmp(data, "next", 4) == 0);
     CHECK_EQ(n, 0);
@@ -477,8 +483,102 @@ TEST(partial_reads_keep_the_stream)
     closesocket(b);
 }
 
-/* len == 0 both ways, as on POSIX: handles alone round-trip with no flag; a receive of
- * length 0 that meets data consumes one byte and says so. */
+/* fdsend_recv reads whole records: a buffer too small for the record's data (len == 0
+ * included) is FDSEND_EMSGSIZE with nothing consumed and no handle taken (the record's
+ * copy is still the only one: the handle count is unchanged); a retry with room gets the
+ * record whole, handles and all. */
+TEST(recv_small_buffer_is_emsgsize)
+{
+    SOCKET a, b;
+    HANDLE f = temp_file("too small");
+    intptr_t fd = (intptr_t)f, got = 0;
+    char data[16];
+    int32_t n = 9;
+    uint32_t rf = 9;
+    DWORD base;
+    socket_pair(&a, &b);
+    base = handle_count();
+    CHECK_RC(fdsend_send((intptr_t)a, "0123456789", 10, &fd, 1, 0), 10);
+    CHECK_EQ(handle_count(), base + 1); /* the record's copy */
+    CHECK_RC(fdsend_recv((intptr_t)b, data, 9, &got, 1, &n, &rf, 0), FDSEND_EMSGSIZE);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, 0);
+    CHECK_EQ(got, 0);
+    CHECK_EQ(fdsend_last_os_error(), WSAEMSGSIZE);
+    CHECK_EQ(handle_count(), base + 1); /* nothing duplicated into this side */
+    n = 9;
+    rf = 9;
+    CHECK_RC(fdsend_recv((intptr_t)b, NULL, 0, &got, 1, &n, &rf, FDSEND_DONTWAIT),
+             FDSEND_EMSGSIZE);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, 0);
+    CHECK_EQ(handle_count(), base + 1);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, 10, &got, 1, &n, &rf, 0), 10);
+    CHECK(memcmp(data, "0123456789", 10) == 0);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(rf, 0);
+    CHECK(same_file((HANDLE)got, f));
+    CHECK_EQ(handle_count(), base + 1); /* the copy became the received handle */
+    CHECK(CloseHandle((HANDLE)got));
+    CHECK_EQ(handle_count(), base);
+    /* A record of handles only still reads with len == 0. */
+    CHECK_RC(fdsend_send((intptr_t)a, NULL, 0, &fd, 1, 0), 0);
+    CHECK_RC(fdsend_recv((intptr_t)b, NULL, 0, &got, 1, &n, &rf, 0), 0);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(rf, 0);
+    CHECK(CloseHandle((HANDLE)got));
+    CHECK_EQ(handle_count(), base);
+    CloseHandle(f);
+    closesocket(a);
+    closesocket(b);
+}
+
+/* One state object reads a record in pieces on one socket, then (finished there) on
+ * another; a state in the middle of a record on another socket, a NULL state and one that
+ * is not as the library left it are FDSEND_EINVAL with nothing consumed. */
+TEST(recv_part_state_on_two_sockets)
+{
+    SOCKET a1, b1, a2, b2;
+    char data[16];
+    int32_t n = 9;
+    uint32_t rf = 9;
+    fdsend_recv_state st = FDSEND_RECV_STATE_INIT, bad;
+    socket_pair(&a1, &b1);
+    socket_pair(&a2, &b2);
+    CHECK_RC(fdsend_send((intptr_t)a1, "first!", 6, NULL, 0, 0), 6);
+    CHECK_RC(fdsend_send((intptr_t)a2, "second", 6, NULL, 0, 0), 6);
+    CHECK_RC(fdsend_recv_part((intptr_t)b1, &st, data, 4, NULL, 0, &n, &rf, 0), 4);
+    CHECK(memcmp(data, "firs", 4) == 0);
+    /* Mid-record on b1: refused on b2, nothing consumed on either. */
+    CHECK_RC(fdsend_recv_part((intptr_t)b2, &st, data, sizeof data, NULL, 0, &n, &rf, 0),
+             FDSEND_EINVAL);
+    CHECK_RC(fdsend_recv_part((intptr_t)b1, &st, data, sizeof data, NULL, 0, &n, &rf, 0), 2);
+    CHECK(memcmp(data, "t!", 2) == 0);
+    CHECK_RC(fdsend_recv_part((intptr_t)b2, &st, data, 3, NULL, 0, &n, &rf, 0), 3);
+    CHECK(memcmp(data, "sec", 3) == 0);
+    CHECK_RC(fdsend_recv_part((intptr_t)b2, &st, data, sizeof data, NULL, 0, &n, &rf, 0), 3);
+    CHECK(memcmp(data, "ond", 3) == 0);
+    n = 9;
+    rf = 9;
+    CHECK_RC(fdsend_recv_part((intptr_t)b2, NULL, data, sizeof data, NULL, 0, &n, &rf, 0),
+             FDSEND_EINVAL);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, 0);
+    memset(&bad, 0xff, sizeof bad); /* never zeroed */
+    CHECK_RC(fdsend_recv_part((intptr_t)b2, &bad, data, sizeof data, NULL, 0, &n, &rf, 0),
+             FDSEND_EINVAL);
+    CHECK_RC(fdsend_send((intptr_t)a2, "x", 1, NULL, 0, 0), 1);
+    CHECK_RC(fdsend_recv((intptr_t)b2, data, sizeof data, NULL, 0, &n, &rf, 0), 1);
+    CHECK_EQ(data[0], 'x');
+    closesocket(a1);
+    closesocket(b1);
+    closesocket(a2);
+    closesocket(b2);
+}
+
+/* len == 0: handles alone round-trip with no flag. A receive of length 0 that meets data:
+ * fdsend_recv (whole records) says FDSEND_EMSGSIZE and consumes nothing; fdsend_recv_part
+ * consumes one byte and says so, as on POSIX. */
 TEST(zero_length_data)
 {
     SOCKET a, b;
@@ -487,6 +587,7 @@ TEST(zero_length_data)
     char data[8];
     int32_t n = -1;
     uint32_t rf = 99;
+    fdsend_recv_state st = FDSEND_RECV_STATE_INIT;
     socket_pair(&a, &b);
     CHECK_RC(fdsend_send((intptr_t)a, NULL, 0, &fd, 1, 0), 0);
     CHECK_RC(fdsend_recv((intptr_t)b, NULL, 0, &got, 1, &n, &rf, 0), 0);
@@ -497,10 +598,11 @@ TEST(zero_length_data)
     /* Nothing at all: nothing goes on the wire. */
     CHECK_RC(fdsend_send((intptr_t)a, NULL, 0, NULL, 0, 0), 0);
     CHECK_RC(fdsend_send((intptr_t)a, "ab", 2, NULL, 0, 0), 2);
-    CHECK_RC(fdsend_recv((intptr_t)b, NULL, 0, &got, 1, &n, &rf, 0), 0);
+    CHECK_RC(fdsend_recv((intptr_t)b, NULL, 0, &got, 1, &n, &rf, 0), FDSEND_EMSGSIZE);
+    CHECK_RC(fdsend_recv_part((intptr_t)b, &st, NULL, 0, &got, 1, &n, &rf, 0), 0);
     CHECK_EQ(n, 0);
     CHECK_EQ(rf, FDSEND_RECV_DATA_TRUNCATED);
-    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, &got, 1, &n, &rf, 0), 1);
+    CHECK_RC(fdsend_recv_part((intptr_t)b, &st, data, sizeof data, &got, 1, &n, &rf, 0), 1);
     CHECK_EQ(data[0], 'b');
     CloseHandle(f);
     closesocket(a);
@@ -521,7 +623,33 @@ static DWORD WINAPI send_job_run(LPVOID arg)
     return r == (int64_t)j->len ? 0 : 1;
 }
 
-/* A megabyte of data with a handle, read back in uneven pieces, every byte checked. */
+/* Start a thread sending p[0..len) with fd on s (j holds the job while it runs). */
+static HANDLE start_send_job(send_job *j, SOCKET s, const unsigned char *p, size_t len,
+                             intptr_t fd)
+{
+    HANDLE th;
+    j->s = s;
+    j->p = p;
+    j->len = len;
+    j->fd = fd;
+    th = CreateThread(NULL, 0, send_job_run, j, 0, NULL);
+    CHECK(th != NULL);
+    return th;
+}
+
+/* Wait (bounded) for a thread that returns 0 on success; close it. */
+static void join_ok(HANDLE th)
+{
+    DWORD code = 9;
+    CHECK(WaitForSingleObject(th, 60000) == WAIT_OBJECT_0);
+    CHECK(GetExitCodeThread(th, &code));
+    CHECK_EQ(code, 0);
+    CloseHandle(th);
+}
+
+/* A megabyte of data with a handle, read back in uneven pieces (fdsend_recv_part), every
+ * byte checked; then the same megabyte read whole by fdsend_recv, which waits for the
+ * bytes still arriving (the sender is still writing when the header is read). */
 TEST(large_message)
 {
     enum { SIZE = 1 << 20 };
@@ -532,40 +660,39 @@ TEST(large_message)
     size_t off = 0, i;
     int32_t n = 0, total_fds = 0;
     uint32_t rf;
+    fdsend_recv_state st = FDSEND_RECV_STATE_INIT;
+    send_job j;
     socket_pair(&a, &b);
     CHECK(out != NULL && in != NULL);
     for (i = 0; i < SIZE; i++)
         out[i] = (unsigned char)(i * 7 + (i >> 9));
     /* A sender thread, since a megabyte does not fit in the socket buffers. */
-    {
-        send_job j;
-        DWORD code = 9;
-        j.s = a;
-        j.p = out;
-        j.len = SIZE;
-        j.fd = fd;
-        th = CreateThread(NULL, 0, send_job_run, &j, 0, NULL);
-        CHECK(th != NULL);
-        while (off < SIZE) {
-            size_t want = 1 + (off * 31 % 65521);
-            int64_t r;
-            if (want > SIZE - off)
-                want = SIZE - off;
-            r = fdsend_recv((intptr_t)b, in + off, want, &got, 1, &n, &rf, 0);
-            CHECK(r > 0);
-            total_fds += n;
-            if (n == 1) {
-                CHECK(same_file((HANDLE)got, f));
-                CloseHandle((HANDLE)got);
-            }
-            off += (size_t)r;
+    th = start_send_job(&j, a, out, SIZE, fd);
+    while (off < SIZE) {
+        size_t want = 1 + (off * 31 % 65521);
+        int64_t r;
+        if (want > SIZE - off)
+            want = SIZE - off;
+        r = fdsend_recv_part((intptr_t)b, &st, in + off, want, &got, 1, &n, &rf, 0);
+        CHECK(r > 0);
+        total_fds += n;
+        if (n == 1) {
+            CHECK(same_file((HANDLE)got, f));
+            CloseHandle((HANDLE)got);
         }
-        CHECK(WaitForSingleObject(th, 60000) == WAIT_OBJECT_0);
-        CHECK(GetExitCodeThread(th, &code));
-        CHECK_EQ(code, 0);
-        CloseHandle(th);
+        off += (size_t)r;
     }
+    join_ok(th);
     CHECK_EQ(total_fds, 1);
+    CHECK(memcmp(in, out, SIZE) == 0);
+    /* Whole: one fdsend_recv while the sender is still writing. */
+    memset(in, 0, SIZE);
+    th = start_send_job(&j, a, out, SIZE, fd);
+    CHECK_RC(fdsend_recv((intptr_t)b, in, SIZE, &got, 1, &n, &rf, 0), SIZE);
+    CHECK_EQ(n, 1);
+    CHECK(same_file((HANDLE)got, f));
+    CloseHandle((HANDLE)got);
+    join_ok(th);
     CHECK(memcmp(in, out, SIZE) == 0);
     free(in);
     free(out);
@@ -575,8 +702,10 @@ TEST(large_message)
 }
 
 /* The sender exits before the receiver reads: its handles are gone, the receiver gets
- * FDSEND_ESRCH, and the message's data is still there to read. */
-TEST(sender_died)
+ * FDSEND_ESRCH with no handle and the handle count unchanged. fdsend_recv_part leaves the
+ * record's data for the next read with its state; fdsend_recv (whole records, no state)
+ * drops the record whole, so the next call meets the end of the stream. */
+static void sender_died(int with_state)
 {
     unsigned short port;
     SOCKET l = listen_loopback(&port), s;
@@ -586,22 +715,38 @@ TEST(sender_died)
     int32_t n = 7;
     uint32_t rf = 7;
     DWORD base;
+    fdsend_recv_state st = FDSEND_RECV_STATE_INIT;
+    fdsend_recv_state *sp = with_state ? &st : NULL;
     s = accept_child(l);
     CHECK_EQ(wait_child(child), 0);
     base = handle_count();
-    CHECK_RC(fdsend_recv((intptr_t)s, data, sizeof data, got, 2, &n, &rf, 0), FDSEND_ESRCH);
+    CHECK_RC(sp != NULL ? fdsend_recv_part((intptr_t)s, sp, data, sizeof data, got, 2, &n, &rf, 0)
+                        : fdsend_recv((intptr_t)s, data, sizeof data, got, 2, &n, &rf, 0),
+             FDSEND_ESRCH);
     CHECK_EQ(n, 0);
     CHECK_EQ(rf, 0);
     CHECK(got[0] == 0 && got[1] == 0);
     CHECK_EQ(handle_count(), base);
-    CHECK_RC(fdsend_recv((intptr_t)s, data, sizeof data, got, 2, &n, &rf, 0), 11);
-    CHECK(memcmp(data, "orphan data", 11) == 0);
-    CHECK_EQ(n, 0);
+    if (sp != NULL) {
+        CHECK_RC(fdsend_recv_part((intptr_t)s, sp, data, sizeof data, got, 2, &n, &rf, 0), 11);
+        CHECK(memcmp(data, "orphan data", 11) == 0);
+        CHECK_EQ(n, 0);
+    }
     CHECK_RC(fdsend_recv((intptr_t)s, data, sizeof data, got, 2, &n, &rf, 0), 0); /* EOF */
     CHECK_EQ(n, 0);
     CHECK_EQ(rf, FDSEND_RECV_END_OF_STREAM);
     closesocket(s);
     closesocket(l);
+}
+
+TEST(sender_died)
+{
+    sender_died(1);
+}
+
+TEST(sender_died_whole_record)
+{
+    sender_died(0);
 }
 
 /* A peer that names ANOTHER process in its header (here: a child holding a file) must not
@@ -750,9 +895,10 @@ TEST(recv_timeout)
     closesocket(b);
 }
 
-/* SO_RCVTIMEO inside a record's data (read in pieces, the rest not sent yet): the
- * remaining count survives the timeout, so the rest reads as data once it comes (it was
- * once forgotten, and the rest then parsed as a header: FDSEND_EPROTO). */
+/* SO_RCVTIMEO inside a record's data (read in pieces with fdsend_recv_part, the rest not
+ * sent yet): the remaining count survives the timeout in the caller's state, so the rest
+ * reads as data once it comes (it was once forgotten, and the rest then parsed as a
+ * header: FDSEND_EPROTO). */
 TEST(recv_timeout_inside_record_data)
 {
     SOCKET a, b;
@@ -760,14 +906,67 @@ TEST(recv_timeout_inside_record_data)
     char data[8];
     int32_t n = 9;
     uint32_t rf = 9;
+    fdsend_recv_state st = FDSEND_RECV_STATE_INIT;
     size_t len = half_record(&a, &b, rec, "helo", 32 + 2, 300);
     Sleep(50);
-    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), 2);
+    CHECK_RC(fdsend_recv_part((intptr_t)b, &st, data, sizeof data, NULL, 0, &n, &rf, 0), 2);
     CHECK(memcmp(data, "he", 2) == 0);
-    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_ETIMEDOUT);
+    CHECK_RC(fdsend_recv_part((intptr_t)b, &st, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_ETIMEDOUT);
     CHECK(send(a, (const char *)rec + len - 2, 2, 0) == 2);
-    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), 2);
+    CHECK_RC(fdsend_recv_part((intptr_t)b, &st, data, sizeof data, NULL, 0, &n, &rf, 0), 2);
     CHECK(memcmp(data, "lo", 2) == 0);
+    closesocket(a);
+    closesocket(b);
+}
+
+typedef struct late_send {
+    SOCKET s;
+    const unsigned char *p;
+    int len;
+} late_send;
+
+/* Sends its bytes once the receiver is inside the record (it cannot return before them). */
+static DWORD WINAPI late_send_run(LPVOID arg)
+{
+    late_send *j = arg;
+    Sleep(100);
+    return send(j->s, (const char *)j->p, j->len, 0) == j->len ? 0 : 1;
+}
+
+/* fdsend_recv (whole records) inside a record's data that is still arriving: it waits for
+ * the rest even on a non-blocking socket with FDSEND_DONTWAIT, and returns the record
+ * whole; with nothing more coming, SO_RCVTIMEO ends the wait (FDSEND_ETIMEDOUT; the
+ * connection is then inside the record). */
+TEST(recv_whole_waits_for_record_data)
+{
+    SOCKET a, b;
+    unsigned char rec[64];
+    char data[8];
+    int32_t n = 9;
+    uint32_t rf = 9;
+    u_long on = 1;
+    late_send j;
+    HANDLE th;
+    size_t len = half_record(&a, &b, rec, "helo", 32 + 2, 0);
+    CHECK(ioctlsocket(b, FIONBIO, &on) == 0);
+    Sleep(50);
+    j.s = a;
+    j.p = rec + len - 2;
+    j.len = 2;
+    th = CreateThread(NULL, 0, late_send_run, &j, 0, NULL);
+    CHECK(th != NULL);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, FDSEND_DONTWAIT), 4);
+    CHECK(memcmp(data, "helo", 4) == 0);
+    CHECK_EQ(rf, 0);
+    join_ok(th);
+    closesocket(a);
+    closesocket(b);
+
+    half_record(&a, &b, rec, "helo", 32 + 2, 300);
+    Sleep(50);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_ETIMEDOUT);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, 0);
     closesocket(a);
     closesocket(b);
 }
@@ -1291,14 +1490,18 @@ int main(int argc, char **argv)
         CASE(cross_process_several_handles),
         CASE(maxfds_truncation_closes_extras),
         CASE(partial_reads_keep_the_stream),
+        CASE(recv_small_buffer_is_emsgsize),
+        CASE(recv_part_state_on_two_sockets),
         CASE(zero_length_data),
         CASE(large_message),
         CASE(sender_died),
+        CASE(sender_died_whole_record),
         CASE(forged_sender_is_refused),
         CASE(garbage_is_a_protocol_error),
         CASE(dontwait_and_end_of_stream),
         CASE(recv_timeout),
         CASE(recv_timeout_inside_record_data),
+        CASE(recv_whole_waits_for_record_data),
         CASE(recv_peer_gone_mid_record),
         CASE(send_timeout_blocking),
         CASE(send_timeout_nonblocking),

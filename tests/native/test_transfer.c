@@ -567,6 +567,49 @@ TEST(partial_send_fds_once)
     free(in);
 }
 
+/* fdsend_recv_part (the cross-platform call for reading in pieces; on POSIX the kernel
+ * keeps the position, so it is fdsend_recv with its state checked): a stream message read
+ * in pieces, the fds with the first piece, the state left all zero; a NULL state or one
+ * that is not as the library left it is FDSEND_EINVAL with nothing consumed. */
+TEST(recv_part_pieces_and_state)
+{
+    intptr_t fd, got[2];
+    int sv[2], before;
+    int32_t n = -1;
+    uint32_t rflags = 99;
+    char buf[16];
+    fdsend_recv_state st = FDSEND_RECV_STATE_INIT, bad;
+
+    tu_socketpair(SOCK_STREAM, sv);
+    fd = tu_temp_file("part");
+    before = tu_count_fds();
+    CHECK_RC(fdsend_send(sv[0], "0123456789", 10, &fd, 1, 0), 10);
+    CHECK_RC(fdsend_recv_part(sv[1], NULL, buf, sizeof buf, got, 2, &n, &rflags, 0),
+             FDSEND_EINVAL);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rflags, 0);
+    memset(&bad, 0xff, sizeof bad);
+    CHECK_RC(fdsend_recv_part(sv[1], &bad, buf, sizeof buf, got, 2, &n, &rflags, 0),
+             FDSEND_EINVAL);
+    CHECK_EQ(tu_pending(sv[1]), 10); /* nothing consumed */
+    CHECK_RC(fdsend_recv_part(sv[1], &st, buf, 4, got, 2, &n, &rflags, 0), 4);
+    CHECK_MEM(buf, "0123", 4);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(rflags, 0);
+    CHECK(tu_same_file((int)got[0], (int)fd));
+    close((int)got[0]);
+    CHECK_RC(fdsend_recv_part(sv[1], &st, buf, sizeof buf, got, 2, &n, &rflags, 0), 6);
+    CHECK_MEM(buf, "456789", 6);
+    CHECK_EQ(n, 0);
+    CHECK(st.reserved[0] == 0 && st.reserved[1] == 0);
+    CHECK_EQ(tu_count_fds(), before);
+    close(sv[0]);
+    CHECK_RC(fdsend_recv_part(sv[1], &st, buf, sizeof buf, got, 2, &n, &rflags, 0), 0);
+    CHECK_EQ(rflags, FDSEND_RECV_END_OF_STREAM);
+    close((int)fd);
+    close(sv[1]);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -583,6 +626,7 @@ int main(int argc, char **argv)
         CASE(stream_data_then_fds),
         CASE(message_boundaries),
         CASE(partial_send_fds_once),
+        CASE(recv_part_pieces_and_state),
     };
     return tu_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

@@ -67,6 +67,7 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     // keeps it), its descriptors held by the reader until the message is handed out.
     private readonly StreamFrameReader? _stream;
     private readonly RecordFrameReader? _records;
+    private Interop.RecvState _recvState; // Windows: the stream's read position inside a record
     private StreamAttempt? _rxAttempt; // the stream receive, retried on the readiness engine's thread
     private PollOperation? _rxOperation; // reused: receives are serialized by _receiveGate
 
@@ -509,8 +510,12 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
             ReceiveFlags flags;
             try
             {
+                // Windows: the codec's reads take records in pieces, so the read position
+                // inside a record is kept in this channel's state (libfdsend keeps none).
                 fixed (nint* fds = reader.FdBuffer)
-                    got = FdSendCore.TryReceive(_socket, into, fds, maxFds, out n, out count, out flags);
+                fixed (Interop.RecvState* state = &_recvState)
+                    got = FdSendCore.TryReceive(_socket, into, fds, maxFds, out n, out count, out flags, out _,
+                                                mayBlock: false, OperatingSystem.IsWindows() ? state : null);
             }
             catch (Exception e)
             {

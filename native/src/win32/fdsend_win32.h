@@ -4,9 +4,9 @@
  *   socket.c   Winsock start-up, socket checks and names
  *   handles.c  handles and sockets into a record (sender) and out of one (receiver)
  *   peer.c     who is at the other end: TCP-table owner, AF_UNIX peer pid, sender proof
- *   remainder.c  the bytes still due of a record read in pieces (why: see the file)
  *   wait.c     the one way to wait: a deadline per call from SO_RCVTIMEO / SO_SNDTIMEO
- *   io.c       fdsend_send / fdsend_recv: records on the stream
+ *   io.c       fdsend_send / fdsend_recv / fdsend_recv_part: records on the stream (a
+ *              record read in pieces keeps its count in the caller's fdsend_recv_state)
  *   poller.c   the readiness engine (fdsend_poller_*) on WSAPoll (uses none of the above
  *              but errors and start-up)
  * SPDX-License-Identifier: MIT */
@@ -148,15 +148,6 @@ int32_t fdsend_win_entries_take(SOCKET s, const fdsend_rec_header *h,
 
 /** Close what fdsend_win_entries_take handed out (on an error path). */
 void fdsend_win_close_taken(const HANDLE *got, const unsigned char *is_sock, int32_t n);
-
-/* ---- remainder.c: a record read in pieces ------------------------------------------- */
-
-/** Bytes of the current record still due on s (0: the next bytes are a record header). */
-uint32_t fdsend_win_remainder_get(SOCKET s);
-
-/** Set the bytes still due on s (0 forgets s). FDSEND_OK or FDSEND_ENOBUFS (shrinking or
- *  forgetting never fails). */
-int32_t fdsend_win_remainder_set(SOCKET s, uint32_t remaining);
 
 /* ---- wait.c: the one way libfdsend waits on Windows ---------------------------------- */
 

@@ -1,6 +1,7 @@
 /* fdsend_send / fdsend_recv on Windows: every fdsend_send is one record on the connected
- * stream socket (record.c's bytes, handles.c's entries); fdsend_recv takes one record, or
- * the next piece of one read in pieces (remainder.c). Every wait goes through wait.c.
+ * stream socket (record.c's bytes, handles.c's entries); fdsend_recv takes one whole record,
+ * fdsend_recv_part one record or the next piece of one, the count of bytes still due kept
+ * in the caller's fdsend_recv_state. Every wait goes through wait.c.
  * docs/windows-protocol.md describes the bytes, the trust model and what happens when
  * either side dies.
  * SPDX-License-Identifier: MIT */
@@ -233,27 +234,6 @@ static int32_t check_recv_args(intptr_t sock, void *buf, size_t len, intptr_t *f
     return fdsend_win_check_stream(sock);
 }
 
-/* The rest of a record already begun (remaining > 0 bytes): plain data, no handles. */
-static int64_t recv_rest(SOCKET s, void *buf, size_t len, uint32_t remaining, uint32_t *rflags)
-{
-    uint32_t want = len == 0 ? 1 : (len < remaining ? (uint32_t)len : remaining);
-    int64_t n = recv_data(s, len == 0 ? NULL : buf, want);
-    if (n < 0) {
-        /* Nothing was consumed on EAGAIN and SO_RCVTIMEO: the rest is still due. */
-        if (n != FDSEND_EAGAIN && n != FDSEND_ETIMEDOUT)
-            fdsend_win_remainder_set(s, 0);
-        return n;
-    }
-    fdsend_win_remainder_set(s, remaining - (uint32_t)n); /* shrinking cannot fail */
-    if (len == 0) {
-        if (rflags != NULL)
-            *rflags = FDSEND_RECV_DATA_TRUNCATED; /* a data byte was consumed */
-        n = 0;
-    }
-    fdsend_clear_error();
-    return n;
-}
-
 /* Look at the next record without consuming anything, so that EAGAIN and EPROTO leave the
  * stream untouched: header, table and (if there is data) one data byte must all be queued,
  * then the reads that follow cannot block. *head may be swapped for *heap (a version 2
@@ -299,11 +279,124 @@ static int32_t peek_record(SOCKET s, unsigned char **head, size_t *headcap,
     }
 }
 
-/* fdsend_recv; *heap is set when a version 2 table did not fit the stack buffer (the
- * caller frees it). */
-static int64_t recv_record(intptr_t sock, void *buf, size_t len, intptr_t *fds,
-                           int32_t maxfds, int32_t *nfds, uint32_t *rflags, uint32_t flags,
-                           unsigned char **heap)
+/* ---- Where a reader is: fdsend_recv_part's state ---------------------------------------- */
+
+/* state->reserved[0]: data bytes of the current record still due (0: the next bytes are a
+ * record header); reserved[1]: the socket they are due on (0 when none are). The caller
+ * owns the object (fdsend.h, fdsend_recv_state); fdsend_recv has none and reads whole
+ * records. */
+static uint32_t state_remaining(const fdsend_recv_state *st)
+{
+    return st != NULL ? (uint32_t)st->reserved[0] : 0;
+}
+
+static void state_set(fdsend_recv_state *st, SOCKET s, uint32_t remaining)
+{
+    st->reserved[0] = remaining;
+    st->reserved[1] = remaining > 0 ? (uint64_t)s : 0;
+}
+
+/* A state as the library leaves it, and not in the middle of a record on another socket:
+ * FDSEND_OK or FDSEND_EINVAL. */
+static int32_t check_state(const fdsend_recv_state *st, SOCKET s)
+{
+    uint64_t remaining = st->reserved[0], on = st->reserved[1];
+    if (remaining > FDSEND_REC_MAX_DATA || (remaining == 0) != (on == 0) ||
+        (remaining > 0 && on != (uint64_t)s))
+        return fdsend_fail_win32(FDSEND_EINVAL, ERROR_INVALID_PARAMETER);
+    return FDSEND_OK;
+}
+
+/* The next piece of a record already begun (remaining > 0 bytes): plain data, no handles. */
+static int64_t recv_rest(SOCKET s, fdsend_recv_state *st, void *buf, size_t len,
+                         uint32_t *rflags)
+{
+    uint32_t remaining = state_remaining(st);
+    uint32_t want = len == 0 ? 1 : (len < remaining ? (uint32_t)len : remaining);
+    int64_t n = recv_data(s, len == 0 ? NULL : buf, want);
+    if (n < 0) {
+        /* Nothing was consumed on EAGAIN and SO_RCVTIMEO: the rest is still due. Any other
+         * error broke the connection. */
+        if (n != FDSEND_EAGAIN && n != FDSEND_ETIMEDOUT)
+            state_set(st, s, 0);
+        return n;
+    }
+    state_set(st, s, remaining - (uint32_t)n);
+    if (len == 0) {
+        if (rflags != NULL)
+            *rflags = FDSEND_RECV_DATA_TRUNCATED; /* a data byte was consumed */
+        n = 0;
+    }
+    fdsend_clear_error();
+    return n;
+}
+
+/* fdsend_recv: all n data bytes of the record whose header was consumed, into p. The
+ * record must be finished (a stateless reader cannot stop inside it), so this waits for
+ * bytes still arriving whatever the socket mode or FDSEND_DONTWAIT, within the call's
+ * SO_RCVTIMEO deadline. FDSEND_OK or a status (the connection is then inside the record). */
+static int32_t recv_all_data(SOCKET s, unsigned char *p, uint32_t n, fdsend_win_deadline *d)
+{
+    uint32_t off = 0;
+    d->dontwait = 0;
+    while (off < n) {
+        int64_t r = recv_data(s, p + off, n - off);
+        if (r == FDSEND_EAGAIN) {
+            int32_t rc = fdsend_win_wait(s, d);
+            if (rc != FDSEND_OK)
+                return rc;
+            continue;
+        }
+        if (r < 0)
+            return (int32_t)r;
+        off += (uint32_t)r;
+    }
+    return FDSEND_OK;
+}
+
+/* The first data bytes of a record whose header and handles were taken: fdsend_recv_part
+ * takes up to len (one byte when len == 0) and keeps the count still due in its state;
+ * fdsend_recv (no state) takes all of them (len >= the record's data, checked before
+ * anything was consumed). Returns bytes read or a status. */
+static int64_t recv_first_data(SOCKET s, fdsend_recv_state *st, void *buf, size_t len,
+                               uint32_t datalen, fdsend_win_deadline *d)
+{
+    uint32_t want;
+    int64_t n;
+    if (st == NULL) {
+        int32_t rc = recv_all_data(s, buf, datalen, d);
+        return rc != FDSEND_OK ? rc : (int64_t)datalen;
+    }
+    want = len == 0 ? 1 : (len < datalen ? (uint32_t)len : datalen);
+    n = recv_data(s, len == 0 ? NULL : buf, want);
+    /* Whatever happened, the stream is now inside this record's data. */
+    state_set(st, s, datalen - (uint32_t)(n < 0 ? 0 : n));
+    return n;
+}
+
+/* The sender check refused a record whose header and table were consumed (why: a
+ * status): no handle was taken. fdsend_recv_part leaves the data for the next reads with
+ * its state; fdsend_recv, which cannot stop inside a record, reads the data (it fits in
+ * buf) and drops it. Returns why, or the error that broke the connection meanwhile. */
+static int64_t refuse_record(SOCKET s, fdsend_recv_state *st, void *buf, uint32_t datalen,
+                             fdsend_win_deadline *d, int32_t why)
+{
+    DWORD os = (DWORD)fdsend_last_os_error();
+    if (datalen > 0 && st != NULL)
+        state_set(st, s, datalen);
+    if (datalen > 0 && st == NULL) {
+        int32_t rc = recv_all_data(s, buf, datalen, d);
+        if (rc != FDSEND_OK)
+            return rc;
+    }
+    return fdsend_fail_win32(why, os);
+}
+
+/* fdsend_recv (st NULL: whole records) and fdsend_recv_part (st: pieces); *heap is set
+ * when a version 2 table did not fit the stack buffer (the caller frees it). */
+static int64_t recv_record(intptr_t sock, fdsend_recv_state *st, void *buf, size_t len,
+                           intptr_t *fds, int32_t maxfds, int32_t *nfds, uint32_t *rflags,
+                           uint32_t flags, unsigned char **heap)
 {
     unsigned char small[FDSEND_REC_TABLE_MAX + 1];
     unsigned char *head = small;
@@ -313,13 +406,15 @@ static int64_t recv_record(intptr_t sock, void *buf, size_t len, intptr_t *fds,
     fdsend_rec_header h;
     fdsend_win_deadline d;
     SOCKET s = (SOCKET)sock;
-    uint32_t remaining, want, out_flags = 0;
+    uint32_t out_flags = 0;
     int32_t rc, taken = 0, i;
     int truncated = 0;
     int64_t n = 0;
 
     memset(&h, 0, sizeof h);
     rc = check_recv_args(sock, buf, len, fds, maxfds, nfds, rflags, flags);
+    if (rc == FDSEND_OK && st != NULL)
+        rc = check_state(st, s);
     if (rc != FDSEND_OK)
         return rc;
     fdsend_win_deadline_start(&d, 0, (flags & FDSEND_DONTWAIT) != 0);
@@ -329,9 +424,8 @@ static int64_t recv_record(intptr_t sock, void *buf, size_t len, intptr_t *fds,
             return rc;
     }
 
-    remaining = fdsend_win_remainder_get(s);
-    if (remaining > 0)
-        return recv_rest(s, buf, len, remaining, rflags);
+    if (state_remaining(st) > 0)
+        return recv_rest(s, st, buf, len, rflags);
 
     rc = peek_record(s, &head, &headcap, heap, &h, &tablelen, &d);
     if (rc < 0)
@@ -342,6 +436,9 @@ static int64_t recv_record(intptr_t sock, void *buf, size_t len, intptr_t *fds,
         fdsend_clear_error(); /* orderly end of stream */
         return 0;
     }
+    /* A whole record must fit: decided from the peeked header, nothing consumed. */
+    if (st == NULL && h.datalen > len)
+        return fdsend_fail_win32(FDSEND_EMSGSIZE, WSAEMSGSIZE);
     rc = recv_exact(s, head, tablelen);
     if (rc != FDSEND_OK)
         return rc;
@@ -349,27 +446,17 @@ static int64_t recv_record(intptr_t sock, void *buf, size_t len, intptr_t *fds,
         int32_t cap = maxfds < FDSEND_MAX_FDS ? maxfds : FDSEND_MAX_FDS;
         rc = fdsend_win_entries_take(s, &h, head + FDSEND_REC_HEADER, cap, got, is_sock,
                                      &taken, &truncated);
-        if (rc != FDSEND_OK) {
-            /* No handle for the caller; the record's data stays readable. */
-            if (h.datalen > 0 && fdsend_win_remainder_set(s, h.datalen) != FDSEND_OK)
-                rc = fdsend_fail_win32(FDSEND_ENOBUFS, ERROR_NOT_ENOUGH_MEMORY);
-            return rc;
-        }
+        if (rc != FDSEND_OK)
+            return refuse_record(s, st, buf, h.datalen, &d, rc);
     }
     if (h.datalen > 0) {
-        want = len == 0 ? 1 : (len < h.datalen ? (uint32_t)len : h.datalen);
-        n = recv_data(s, len == 0 ? NULL : buf, want);
-        /* Whatever happened, the stream is now inside this record's data. */
-        rc = fdsend_win_remainder_set(s, h.datalen - (uint32_t)(n < 0 ? 0 : n));
-        if (n < 0 || rc != FDSEND_OK) {
-            int32_t err = n < 0 ? (int32_t)n
-                                : fdsend_fail_win32(FDSEND_ENOBUFS, ERROR_NOT_ENOUGH_MEMORY);
+        n = recv_first_data(s, st, buf, len, h.datalen, &d);
+        if (n < 0) {
             DWORD os = (DWORD)fdsend_last_os_error();
             fdsend_win_close_taken(got, is_sock, taken);
-            SetLastError(os);
-            return err;
+            return fdsend_fail_win32((int32_t)n, os);
         }
-        if (len == 0) {
+        if (len == 0) { /* fdsend_recv_part only: one data byte was consumed */
             out_flags |= FDSEND_RECV_DATA_TRUNCATED;
             n = 0;
         }
@@ -390,7 +477,25 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
                     int32_t *nfds, uint32_t *rflags, uint32_t flags)
 {
     unsigned char *heap = NULL;
-    int64_t n = recv_record(sock, buf, len, fds, maxfds, nfds, rflags, flags, &heap);
+    int64_t n = recv_record(sock, NULL, buf, len, fds, maxfds, nfds, rflags, flags, &heap);
+    free(heap);
+    return n;
+}
+
+int64_t fdsend_recv_part(intptr_t sock, fdsend_recv_state *state, void *buf, size_t len,
+                         intptr_t *fds, int32_t maxfds, int32_t *nfds, uint32_t *rflags,
+                         uint32_t flags)
+{
+    unsigned char *heap = NULL;
+    int64_t n;
+    if (state == NULL) {
+        if (nfds != NULL)
+            *nfds = 0;
+        if (rflags != NULL)
+            *rflags = 0;
+        return fdsend_fail_win32(FDSEND_EINVAL, ERROR_INVALID_PARAMETER);
+    }
+    n = recv_record(sock, state, buf, len, fds, maxfds, nfds, rflags, flags, &heap);
     free(heap);
     return n;
 }
