@@ -104,6 +104,47 @@ TEST(three_fds_across_fork)
 /* ---- The limit ------------------------------------------------------------------ */
 
 /* 253 descriptors (Linux's SCM_MAX_FD) go in one message, all arrive, in order. */
+/* Fill the stack below the caller with ones, so that a send whose control buffer relies on
+ * the stack being zero (padding left unwritten) fails here, not only by bad luck. */
+static __attribute__((noinline)) void dirty_stack(void)
+{
+    volatile unsigned char junk[16384];
+    size_t i;
+    for (i = 0; i < sizeof junk; i++)
+        junk[i] = 0xff;
+}
+
+/* Every byte of the control message the kernel reads is written by the library: musl's
+ * 64-bit cmsghdr pads its 32-bit cmsg_len, and a padding byte left as stack garbage makes
+ * Linux refuse the message (EINVAL). */
+TEST(send_on_dirty_stack)
+{
+    static const int32_t counts[] = {1, 2, 3, 64, FDSEND_MAX_FDS};
+    intptr_t fds[FDSEND_MAX_FDS], got[FDSEND_MAX_FDS];
+    int sv[2], before;
+    size_t k;
+    int32_t i;
+
+    tu_socketpair(SOCK_STREAM, sv);
+    for (i = 0; i < FDSEND_MAX_FDS; i++)
+        fds[i] = sv[0];
+    before = tu_count_fds();
+    for (k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+        int32_t n = -1;
+        uint32_t rflags = 99;
+        char buf[4];
+        dirty_stack();
+        CHECK_RC(fdsend_send(sv[0], "d", 1, fds, counts[k], 0), 1);
+        CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, got, FDSEND_MAX_FDS, &n, &rflags, 0), 1);
+        CHECK_EQ(n, counts[k]);
+        CHECK_EQ(rflags, 0);
+        CHECK_RC(fdsend_close_all(got, n), FDSEND_OK);
+    }
+    CHECK_EQ(tu_count_fds(), before);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 TEST(max_fds_253_accepted)
 {
     intptr_t fds[FDSEND_MAX_FDS], got[FDSEND_MAX_FDS + 8];
@@ -614,6 +655,7 @@ int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
         CASE(three_fds_across_fork),
+        CASE(send_on_dirty_stack),
         CASE(max_fds_253_accepted),
         CASE(too_many_fds_254_refused),
         CASE(truncation_send5_ask1),
