@@ -23,7 +23,6 @@ static int64_t clock_resolution_ns(void)
     return r.tv_sec > 0 ? 1000000000 : (int64_t)r.tv_nsec;
 }
 
-
 /* The socket's SO_RCVTIMEO (POLLIN) or SO_SNDTIMEO (POLLOUT) in nanoseconds; 0 when none is
  * set or it cannot be read. */
 static int64_t socket_timeout_ns(int sock, short events)
