@@ -150,14 +150,19 @@ public sealed partial class HandoffServer : IAsyncDisposable, IDisposable
                 await TakeOverOnceAsync(timeout, cancellationToken).ConfigureAwait(false);
                 return;
             }
-            catch (HandoffRefusedException e) when (e.Reason == "shutting-down" && !timeout.IsCancellationRequested)
+            catch (Exception e) when ((e is HandoffRefusedException { Reason: "shutting-down" } || e is GoneBeforeAnswerException) &&
+                                      !timeout.IsCancellationRequested)
             {
                 // An instance that has just handed over: its successor's control socket is
-                // about to replace it at the path. Connect again shortly.
+                // about to replace it at the path (or already has, and the instance we reached
+                // just before the rename exited without answering). Connect again shortly.
                 FdChannel? old = _incumbent;
                 _incumbent = null;
                 old?.Dispose();
-                _logger.LogInformation("handoff: the instance at {Path} is handing over; connecting again", _options.ControlPath);
+                if (e is GoneBeforeAnswerException)
+                    _logger.LogInformation("handoff: the instance at {Path} closed the connection before answering; connecting again", _options.ControlPath);
+                else
+                    _logger.LogInformation("handoff: the instance at {Path} is handing over; connecting again", _options.ControlPath);
                 try
                 {
                     await Task.Delay(100, timeout.Token).ConfigureAwait(false);
@@ -166,6 +171,11 @@ public sealed partial class HandoffServer : IAsyncDisposable, IDisposable
                 {
                     throw new TimeoutException($"The control path still led to an instance that had handed over after {_options.MessageTimeout.TotalSeconds:0.#} s.");
                 }
+            }
+            catch (GoneBeforeAnswerException e)
+            {
+                // Past the deadline: what ended the connection, as before this retry existed.
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerException!);
             }
         }
     }
@@ -200,6 +210,12 @@ public sealed partial class HandoffServer : IAsyncDisposable, IDisposable
             try
             {
                 first = await ReceiveAsync(channel, null, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is HandoffProtocolException { Message: ConnectionClosed } ||
+                                      e is SocketException { SocketErrorCode: SocketError.ConnectionReset })
+            {
+                // Gone before it answered: it changed nothing, so ask again (TakeOverAsync).
+                throw new GoneBeforeAnswerException(e);
             }
             catch (IOException) when (helloFailed is not null)
             {
@@ -246,6 +262,13 @@ public sealed partial class HandoffServer : IAsyncDisposable, IDisposable
             throw new TimeoutException($"The running instance did not send its inventory within {_options.MessageTimeout.TotalSeconds:0.#} s.");
         }
     }
+
+    /// <summary>The incumbent ended the connection before answering the hello (end of stream or
+    /// reset): an instance that exited once its control path was replaced, which we reached
+    /// just before the rename. TakeOverAsync connects again; past the deadline the cause
+    /// surfaces.</summary>
+    private sealed class GoneBeforeAnswerException(Exception cause)
+        : IOException("The running instance closed the control connection before answering.", cause);
 
     /// <summary>Receives one message; for an <c>fds</c> message, files its descriptors under
     /// their names in <paramref name="into"/> (closing them on any error).</summary>

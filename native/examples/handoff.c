@@ -444,7 +444,8 @@ static int protocol_error(struct ctx *c, int fd, const char *why)
     return -1;
 }
 
-/* The next message from the incumbent, before the deadline; logs and gives -1 on failure. */
+/* The next message from the incumbent, before the deadline; logs and gives a negative code
+ * on failure (-1 after a protocol error, else libfdsend's). */
 static int64_t recv_until(struct ctx *c, int fd, struct msg *m, intptr_t *fds, int32_t *nfds,
                           int64_t deadline)
 {
@@ -456,7 +457,7 @@ static int64_t recv_until(struct ctx *c, int fd, struct msg *m, intptr_t *fds, i
     if (n < 0)
         say(c, "receiving from the incumbent: %s", n == FDSEND_ETIMEDOUT
             ? "no complete inventory before the deadline" : fdsend_strerror((int32_t)n));
-    return n < 0 ? -1 : n;
+    return n;
 }
 
 /* An "fds" message: one "fd=<role> <name>" line per descriptor, in order. Every descriptor
@@ -488,7 +489,8 @@ static const char *add_fds(struct inventory *inv, const struct msg *m, const int
     return k == n ? NULL : "fd= lines do not match the descriptors";
 }
 
-/* hello, then the inventory. 0: complete; 1: refused for now (shutting-down); -1: failed. */
+/* hello, then the inventory. 0: complete; 1: ask again (refused with shutting-down, or the
+ * connection ended before an answer); -1: failed. */
 static int exchange(struct ctx *c, int fd, struct inventory *inv, int64_t deadline)
 {
     char hello[64];
@@ -501,7 +503,14 @@ static int exchange(struct ctx *c, int fd, struct inventory *inv, int64_t deadli
     /* If the hello cannot be sent, an incumbent that refused at once may still have said
      * why: read on either way. */
     (void)send_text(c, fd, hello, NULL, 0);
-    if ((n = recv_until(c, fd, &m, NULL, NULL, deadline)) < 0)
+    n = recv_until(c, fd, &m, NULL, NULL, deadline);
+    if (n == FDSEND_EOF || n == FDSEND_ECONNRESET) {
+        /* Gone before it answered: an incumbent that exited once its path was replaced (we
+         * connected just before the rename) or stopped. It changed nothing: ask again. */
+        say(c, "the incumbent closed the connection before answering; connecting again");
+        return 1;
+    }
+    if (n < 0)
         return -1;
     if (strcmp(m.type, "refused") == 0) {
         reason = field(&m, "reason") != NULL ? field(&m, "reason") : "?";

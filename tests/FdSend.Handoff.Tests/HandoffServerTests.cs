@@ -101,6 +101,32 @@ public sealed class HandoffServerTests : TempDirFixture
         probe.Connect(new UnixDomainSocketEndPoint(Control));
     }
 
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task IncumbentThatClosesBeforeAnswering_IsAskedAgain()
+    {
+        // What a successor meets when it connects to an instance just before that instance's
+        // control path is replaced: the instance exits without answering. The first connection
+        // is closed at once, the second refused with "busy": the successor asks again after the
+        // first and reports the second's refusal.
+        using Socket fake = ControlSocket.BindUnix(Control, SocketType.Stream, 4, checkDirectory: true);
+        var log = new ListLogger();
+        Task incumbent = Task.Run(async () =>
+        {
+            (await fake.AcceptAsync()).Dispose();
+            using Socket second = await fake.AcceptAsync();
+            await using var channel = new FdChannel(second);
+            using FdMessage hello = await channel.ReceiveAsync();
+            Assert.That(Encoding.ASCII.GetString(hello.Payload.Span), Does.StartWith("hello\n"));
+            await channel.SendAsync(new HandoffMessage(HandoffMessage.Refused).With("reason", "busy")
+                .With("message", "another handoff is in progress").Encode());
+        });
+        var e = Assert.ThrowsAsync<HandoffRefusedException>(async () => await StartAsync(Options(log)));
+        Assert.That(e!.Reason, Is.EqualTo("busy"));
+        await incumbent.WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.That(log.Text, Does.Contain("closed the connection before answering; connecting again"));
+    }
+
     [TestCase("775")]
     [TestCase("757")]
     [TestCase("1777")]

@@ -612,6 +612,23 @@ def case_validation(env):
     check(succ.wait_exit() == 1 and "refused reason=busy" in succ.text(),
           "refused before the hello was read: the successor still learns why, exits 1")
 
+    env.control_unlink()  # gone before answering (an incumbent exiting as its path is replaced)
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(env.control)
+    srv.listen(4)
+    srv.settimeout(10 * SLOW)
+    succ = Server(env, "succ6", listen_args(ports))
+    with srv:
+        srv.accept()[0].close()
+        conn, _ = srv.accept()
+    with conn:
+        conn.settimeout(10 * SLOW)
+        check(recv_frame(conn)[0].startswith(b"hello\n"), "the successor connects again")
+        send_frame(conn, b"refused\nreason=busy\nmessage=another handoff is in progress\n")
+    check(succ.wait_exit() == 1 and "closed the connection before answering" in succ.text()
+          and "refused reason=busy" in succ.text(),
+          "an incumbent that closes before answering is asked again, not taken as a failure")
+
 
 def case_between(env):
     ports = free_ports(2)
