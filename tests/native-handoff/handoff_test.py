@@ -503,13 +503,19 @@ def case_directory(env):
           "a group/other-writable control directory is refused (exit 2)")
 
 
+def control_listener(path):
+    """A listening Unix socket at `path`, as an incumbent's control socket (accepts time out)."""
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(4)
+    srv.settimeout(10 * SLOW)
+    return srv
+
+
 def fake_incumbent(env, frames, take):
     """Listen at the control path as an incumbent would, let `take` connect, send it
     `frames` [(payload, fds)] after its hello, and return (hello, connection)."""
-    srv = socket.socket(socket.AF_UNIX)
-    srv.bind(env.control)
-    srv.listen(4)
-    srv.settimeout(10 * SLOW)
+    srv = control_listener(env.control)
     succ = take()
     with srv:
         conn, _ = srv.accept()
@@ -600,10 +606,7 @@ def case_validation(env):
     conn.close()
 
     env.control_unlink()  # refused at once, without reading the hello
-    srv = socket.socket(socket.AF_UNIX)
-    srv.bind(env.control)
-    srv.listen(4)
-    srv.settimeout(10 * SLOW)
+    srv = control_listener(env.control)
     succ = Server(env, "succ5", listen_args(ports))
     with srv:
         conn, _ = srv.accept()
@@ -613,10 +616,7 @@ def case_validation(env):
           "refused before the hello was read: the successor still learns why, exits 1")
 
     env.control_unlink()  # gone before answering (an incumbent exiting as its path is replaced)
-    srv = socket.socket(socket.AF_UNIX)
-    srv.bind(env.control)
-    srv.listen(4)
-    srv.settimeout(10 * SLOW)
+    srv = control_listener(env.control)
     succ = Server(env, "succ6", listen_args(ports))
     with srv:
         srv.accept()[0].close()
@@ -655,10 +655,7 @@ def case_between(env):
     # Now the fake becomes the incumbent: its socket replaces the path, and it hands the
     # listeners it took on to the waiting process.
     tmp = env.control + ".fake"
-    srv = socket.socket(socket.AF_UNIX)
-    srv.bind(tmp)
-    srv.listen(4)
-    srv.settimeout(10 * SLOW)
+    srv = control_listener(tmp)
     os.rename(tmp, env.control)
     with srv:
         conn, _ = srv.accept()
