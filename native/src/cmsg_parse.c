@@ -12,10 +12,6 @@
 #  define SCM_PIDFD 0x04
 #endif /* defined(__linux__) && !defined(SCM_PIDFD) */
 
-/* Alignment of control messages on this OS, derived from the macros themselves
- * (sizeof(long) on Linux, 4 bytes on macOS): CMSG_SPACE(1) rounds one byte up to it. */
-#define FDSEND_CMSG_ALIGNTO ((size_t)(CMSG_SPACE(1) - CMSG_LEN(0)))
-
 /* Round n up to the control-message alignment; 0 if that would overflow. */
 static size_t cmsg_align_up(size_t n)
 {

@@ -29,9 +29,6 @@
 #  define SSIZE_MAX ((size_t)-1 / 2)
 #endif
 
-/* The alignment of control messages here (CMSG_SPACE(1) rounds one byte up to it). */
-#define CMSG_ALIGN_UNIT ((size_t)(CMSG_SPACE(1) - CMSG_LEN(0)))
-
 int32_t fdsend_fail_io(int sock, int dontwait)
 {
     int err = errno;
@@ -157,7 +154,7 @@ int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t dest
          * between header and data) and the last alignment unit, which holds the tail
          * padding; the descriptors are written over the rest. Constant sizes: no call. */
         memset(control.buf, 0, (size_t)CMSG_LEN(0));
-        memset(control.buf + space - CMSG_ALIGN_UNIT, 0, CMSG_ALIGN_UNIT);
+        memset(control.buf + space - FDSEND_CMSG_ALIGNTO, 0, FDSEND_CMSG_ALIGNTO);
         msg.msg_control = control.buf;
         msg.msg_controllen = space;
         cmsg = CMSG_FIRSTHDR(&msg);

@@ -30,6 +30,10 @@
 #include <time.h>
 #include "fdsend.h"
 
+/* Alignment of control messages on this OS, derived from the macros themselves
+ * (sizeof(long) on Linux, 4 bytes on macOS): CMSG_SPACE(1) rounds one byte up to it. */
+#define FDSEND_CMSG_ALIGNTO ((size_t)(CMSG_SPACE(1) - CMSG_LEN(0)))
+
 /* Control buffer for sending: exactly one SCM_RIGHTS header, room for the most fds. */
 #define SEND_CONTROL_SPACE CMSG_SPACE(FDSEND_MAX_FDS * sizeof(int))
 /* Control buffer for receiving: a whole message's fds plus room for other headers
