@@ -296,6 +296,11 @@ static void state_set(fdsend_recv_state *st, SOCKET s, uint32_t remaining)
     st->reserved[1] = remaining > 0 ? (uint64_t)s : 0;
 }
 
+int fdsend_win_state_in_record(const fdsend_recv_state *st)
+{
+    return state_remaining(st) > 0;
+}
+
 /* A state as the library leaves it, and not in the middle of a record on another socket:
  * FDSEND_OK or FDSEND_EINVAL. */
 static int32_t check_state(const fdsend_recv_state *st, SOCKET s)
