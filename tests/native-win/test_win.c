@@ -1365,8 +1365,11 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "child") == 0)
         return child_main(argc, argv);
     warm_up();
-    CHECK(win_channel_ncases <= sizeof all / sizeof all[0] - n);
+    CHECK(win_channel_ncases + win_vector_ncases <= sizeof all / sizeof all[0] - n);
     memcpy(all, cases, sizeof cases);
     memcpy(all + n, win_channel_cases, win_channel_ncases * sizeof all[0]);
-    return run_cases(all, n + win_channel_ncases, argc > 1 ? argv[1] : NULL);
+    n += win_channel_ncases;
+    memcpy(all + n, win_vector_cases, win_vector_ncases * sizeof all[0]);
+    n += win_vector_ncases;
+    return run_cases(all, n, argc > 1 ? argv[1] : NULL);
 }
