@@ -239,11 +239,9 @@ static int32_t send_stream_frame(int s, unsigned char *hdr, const void *payload,
 static int32_t send_args(const void *payload, size_t len, const intptr_t *fds, int32_t nfds,
                          uint32_t flags)
 {
-    if ((payload == NULL && len > 0) || nfds < 0 || (fds == NULL && nfds > 0) ||
-        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
-        return fdsend_fail(FDSEND_EINVAL, EINVAL);
-    if (len > FDSEND_MSG_MAX_PAYLOAD || len > (size_t)SSIZE_MAX - HDR_SIZE)
-        return fdsend_fail(FDSEND_EMSGSIZE, EMSGSIZE);
+    int32_t rc = fdsend_channel_send_args(payload, len, fds, nfds, flags);
+    if (rc != FDSEND_OK)
+        return fdsend_fail(rc, rc == FDSEND_EINVAL ? EINVAL : EMSGSIZE);
     return fdsend_check_send_fds(fds, nfds, flags);
 }
 
@@ -547,11 +545,7 @@ static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
 static int32_t recv_args(void *buf, size_t cap, intptr_t *fds, int32_t maxfds, int32_t *nfds,
                          uint32_t flags)
 {
-    if (nfds != NULL)
-        *nfds = 0;
-    if ((buf == NULL && cap > 0) || maxfds < 0 ||
-        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
-        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+    if (fdsend_channel_recv_args(buf, cap, fds, maxfds, nfds, flags) != FDSEND_OK)
         return fdsend_fail(FDSEND_EINVAL, EINVAL);
 #if !HAVE_MSG_DONTWAIT
     if (flags & FDSEND_DONTWAIT)

@@ -61,6 +61,41 @@ int32_t fdsend_fail_errno(void);
  *  only through fdsend_fail and fdsend_clear_error. */
 extern FDSEND_THREAD_LOCAL int fdsend_thread_os_error;
 
+/* ---- The channel calls' argument checks (channel.c, win32/channel_win32.c) ---- */
+
+/** The checks of a channel send's arguments that do not depend on the OS (not the socket,
+ *  not the descriptors' values): FDSEND_OK, FDSEND_EINVAL (payload NULL with len > 0,
+ *  nfds < 0, fds NULL with nfds > 0, a flag other than FDSEND_DONTWAIT) or FDSEND_EMSGSIZE
+ *  (len over FDSEND_MSG_MAX_PAYLOAD, or a frame longer than a signed size). Nothing is
+ *  recorded: the caller records its OS's error for the code. */
+static inline int32_t fdsend_channel_send_args(const void *payload, size_t len,
+                                               const intptr_t *fds, int32_t nfds,
+                                               uint32_t flags)
+{
+    if ((payload == NULL && len > 0) || nfds < 0 || (fds == NULL && nfds > 0) ||
+        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+        return FDSEND_EINVAL;
+    if ((uint64_t)len > FDSEND_MSG_MAX_PAYLOAD || len > SIZE_MAX / 2 - FDSEND_MSG_HEADER_SIZE)
+        return FDSEND_EMSGSIZE;
+    return FDSEND_OK;
+}
+
+/** The same for a channel receive: sets *nfds (if not NULL) to 0, then FDSEND_OK or
+ *  FDSEND_EINVAL (buf NULL with cap > 0, maxfds < 0, fds or nfds NULL with maxfds > 0, a
+ *  flag other than FDSEND_DONTWAIT). */
+static inline int32_t fdsend_channel_recv_args(const void *buf, size_t cap,
+                                               const intptr_t *fds, int32_t maxfds,
+                                               int32_t *nfds, uint32_t flags)
+{
+    if (nfds != NULL)
+        *nfds = 0;
+    if ((buf == NULL && cap > 0) || maxfds < 0 ||
+        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
+        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+        return FDSEND_EINVAL;
+    return FDSEND_OK;
+}
+
 /** Record success (last OS error 0). Inline: every successful call makes it. */
 static inline void fdsend_clear_error(void)
 {

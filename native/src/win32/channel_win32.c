@@ -107,18 +107,15 @@ static int32_t wait_after_lock(SOCKET s, fdsend_win_deadline *d)
 
 /* ---- Sending --------------------------------------------------------------------------- */
 
-/* The checks of a send's arguments other than the socket and the handles' values (those
- * are fdsend_send's, made before the frame's first record goes): FDSEND_OK or a code. */
+/* The checks of a send's arguments other than the socket (the handles' count and values
+ * are fdsend_send's, checked before the frame's first record goes): FDSEND_OK or a
+ * recorded code. */
 static int32_t send_args(const void *payload, size_t len, const intptr_t *fds, int32_t nfds,
                          uint32_t flags)
 {
-    if ((payload == NULL && len > 0) || nfds < 0 || (fds == NULL && nfds > 0) ||
-        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
-        return fdsend_fail_win32(FDSEND_EINVAL, ERROR_INVALID_PARAMETER);
-    if ((uint64_t)len > FDSEND_MSG_MAX_PAYLOAD)
-        return fdsend_fail_win32(FDSEND_EMSGSIZE, WSAEMSGSIZE);
-    if (nfds > FDSEND_MAX_FDS)
-        return fdsend_fail_win32(FDSEND_ETOOMANYFDS, ERROR_INVALID_PARAMETER);
+    int32_t rc = fdsend_channel_send_args(payload, len, fds, nfds, flags);
+    if (rc != FDSEND_OK)
+        return fdsend_fail_win32(rc, rc == FDSEND_EINVAL ? ERROR_INVALID_PARAMETER : WSAEMSGSIZE);
     return FDSEND_OK;
 }
 
@@ -132,11 +129,16 @@ static int32_t send_frame(SOCKET s, const void *payload, size_t len, const intpt
     unsigned char small[STACK_RECORD];
     unsigned char *first = small;
     size_t inline_len = len <= ONE_RECORD_PAYLOAD ? len : 0, off;
+    int32_t rc = fdsend_frame_encode(small, len, nfds); /* FDSEND_ETOOMANYFDS over 253 */
     int64_t n;
 
-    if (HDR + inline_len > sizeof small && (first = malloc(HDR + inline_len)) == NULL)
-        return fdsend_fail_win32(FDSEND_ENOBUFS, ERROR_NOT_ENOUGH_MEMORY);
-    (void)fdsend_frame_encode(first, len, nfds); /* send_args has checked len and nfds */
+    if (rc != FDSEND_OK)
+        return fdsend_fail_win32(rc, ERROR_INVALID_PARAMETER);
+    if (HDR + inline_len > sizeof small) {
+        if ((first = malloc(HDR + inline_len)) == NULL)
+            return fdsend_fail_win32(FDSEND_ENOBUFS, ERROR_NOT_ENOUGH_MEMORY);
+        memcpy(first, small, HDR);
+    }
     if (inline_len > 0)
         memcpy(first + HDR, payload, inline_len);
     n = fdsend_send((intptr_t)s, first, HDR + inline_len, fds, nfds, flags);
@@ -149,7 +151,7 @@ static int32_t send_frame(SOCKET s, const void *payload, size_t len, const intpt
         fdsend_win_deadline_renew(d); /* a record went: the next wait counts from now */
         while ((n = fdsend_send((intptr_t)s, (const unsigned char *)payload + off, len - off,
                                 NULL, 0, 0)) == FDSEND_EAGAIN) {
-            int32_t rc = fdsend_win_wait(s, d); /* a non-blocking socket: wait for room */
+            rc = fdsend_win_wait(s, d); /* a non-blocking socket: wait for room */
             if (rc != FDSEND_OK)
                 return rc;
         }
@@ -380,11 +382,7 @@ static int64_t recv_stream(stream_rx *rx, SOCKET s, unsigned char *buf, size_t c
 static int32_t recv_args(void *buf, size_t cap, intptr_t *fds, int32_t maxfds, int32_t *nfds,
                          uint32_t flags)
 {
-    if (nfds != NULL)
-        *nfds = 0;
-    if ((buf == NULL && cap > 0) || maxfds < 0 ||
-        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
-        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+    if (fdsend_channel_recv_args(buf, cap, fds, maxfds, nfds, flags) != FDSEND_OK)
         return fdsend_fail_win32(FDSEND_EINVAL, ERROR_INVALID_PARAMETER);
     return FDSEND_OK;
 }
