@@ -72,9 +72,6 @@ void fdsend_channel_close(fdsend_channel *ch)
 #include <sys/uio.h>
 #include <unistd.h>
 
-#ifndef SSIZE_MAX
-#  define SSIZE_MAX ((size_t)-1 / 2)
-#endif
 
 #define HDR_SIZE FDSEND_MSG_HEADER_SIZE
 
