@@ -4,10 +4,12 @@
  * SPDX-License-Identifier: MIT
  *
  * This is the only public header of libfdsend. Every function is thread-safe, never
- * blocks or polls on its own (a blocking socket blocks in the kernel, a non-blocking one
- * returns FDSEND_EAGAIN), never raises SIGPIPE, and retries EINTR internally.
- * (The fdsend_msg_* channel and fdsend_recv_exact wait for the rest of what they have
- * started; see there.)
+ * raises SIGPIPE, and retries EINTR internally. A send or receive waits the way its socket
+ * says: a blocking socket blocks (in the kernel, or after a signal in the library's one
+ * wait, fdsend_wait's), a non-blocking one returns FDSEND_EAGAIN. Some calls finish what
+ * they have started whatever the socket mode: the channels (fdsend_msg_*, fdsend_channel_*)
+ * inside a frame and fdsend_recv_exact inside its bytes; fdsend_poller_wait, fdsend_wait and
+ * the file broker wait by design (see each).
  *
  * Timeouts: on a blocking socket with SO_RCVTIMEO / SO_SNDTIMEO set, a call that waits
  * that long returns FDSEND_ETIMEDOUT (nothing sent or consumed), never FDSEND_EAGAIN:

@@ -54,7 +54,7 @@ typedef union recv_control {
     unsigned char buf[RECV_CONTROL_SPACE];
 } recv_control;
 
-/* Shared by fdsend_posix.c and msg.c (defined in fdsend_posix.c). */
+/* Shared by fdsend_posix.c and channel.c (defined in fdsend_posix.c). */
 
 /* Whether fd (a socket or a descriptor to send) is a number a POSIX descriptor can have. */
 static inline int fdsend_valid_fd(intptr_t fd)

@@ -7,8 +7,8 @@ namespace FdSend;
 
 /// <summary>
 /// The async layer over <see cref="FdSendCore"/>'s non-blocking attempts: readiness waits on
-/// libfdsend's readiness engine (<see cref="ReadinessEngine"/>, one thread per process; the
-/// receive itself is retried there), and the loops that retry after them. Shared by
+/// libfdsend's readiness engine (<see cref="ReadinessEngine"/>, one per process, led by one
+/// thread at a time; the receive itself is retried there), and the loops that retry after them. Shared by
 /// <see cref="SocketFdAsyncExtensions"/>, <see cref="ExactReceiver"/> and
 /// <see cref="FdChannel"/>. On Windows a readable wait is .NET's zero-byte receive and a
 /// writable wait the same engine (libfdsend's on WSAPoll there).
@@ -17,7 +17,8 @@ internal static class AsyncFdCore
 {
     /// <summary>Waits until <paramref name="socket"/> is readable (data, end of stream or an
     /// error); consumes nothing and occupies no thread while it waits. The continuation runs
-    /// on the thread pool.</summary>
+    /// inline on the engine thread unless inline completions are off (then on the thread
+    /// pool).</summary>
     internal static ValueTask WaitReadableAsync(Socket socket, CancellationToken cancellationToken)
     {
         if (OperatingSystem.IsWindows())
@@ -27,7 +28,7 @@ internal static class AsyncFdCore
     }
 
     /// <summary>Waits until <paramref name="socket"/> is writable (room in its send buffer, or
-    /// an error); the continuation runs on the thread pool.</summary>
+    /// an error); the continuation runs as <see cref="WaitReadableAsync"/>'s.</summary>
     internal static ValueTask WaitWritableAsync(Socket socket, CancellationToken cancellationToken)
     {
         FdSendCore.GetHandle(socket);
