@@ -19,9 +19,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#ifndef SSIZE_MAX
-#  define SSIZE_MAX ((size_t)-1 / 2)
-#endif
 
 #define HDR_SIZE FDSEND_MSG_HEADER_SIZE
 
