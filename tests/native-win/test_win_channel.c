@@ -458,6 +458,68 @@ TEST(channel_threads_share_one_channel)
     closesocket(b);
 }
 
+/* One receive on another thread (a frame that the main thread completes later). */
+typedef struct recv_job {
+    fdsend_channel *ch;
+    unsigned char got[64];
+    int64_t r;
+} recv_job;
+
+static DWORD WINAPI recv_job_run(LPVOID arg)
+{
+    recv_job *j = arg;
+    int32_t n = -1;
+    j->r = fdsend_channel_recv(j->ch, j->got, sizeof j->got, NULL, 0, &n, 0);
+    return 0;
+}
+
+/* A receive that would have to wait behind another thread's frame returns FDSEND_EAGAIN
+ * with FDSEND_DONTWAIT (the receive lock is taken; nothing of that frame is touched), and
+ * the other thread's frame then completes whole. */
+TEST(channel_dontwait_behind_another_frame)
+{
+    SOCKET a, b;
+    fdsend_channel *rx = NULL;
+    unsigned char h[FDSEND_MSG_HEADER_SIZE], got[64];
+    int32_t n = -1;
+    u_long queued = 0;
+    recv_job job;
+    HANDLE th;
+    int k;
+    socket_pair(&a, &b);
+    CHECK_RC(fdsend_channel_open((intptr_t)b, 0, &rx), FDSEND_OK);
+    set_timeout_ms(b, SO_RCVTIMEO, 20000); /* a wrong turn fails, it does not hang */
+    header(h, 6, 0);
+    CHECK_RC(fdsend_send((intptr_t)a, h, sizeof h, NULL, 0, 0), (int64_t)sizeof h);
+    for (k = 0; k < 10000; k++) { /* the record is queued before the reader starts */
+        CHECK(ioctlsocket(b, FIONREAD, &queued) == 0);
+        if (queued > 0)
+            break;
+        Sleep(1);
+    }
+    CHECK(queued > 0);
+    job.ch = rx;
+    job.r = 99;
+    th = CreateThread(NULL, 0, recv_job_run, &job, 0, NULL);
+    CHECK(th != NULL);
+    /* The other thread has read the header record: its frame is under way. */
+    for (k = 0; k < 10000 && queued > 0; k++) {
+        CHECK(ioctlsocket(b, FIONREAD, &queued) == 0);
+        if (queued > 0)
+            Sleep(1);
+    }
+    CHECK_EQ(queued, 0);
+    CHECK_RC(fdsend_channel_recv(rx, got, sizeof got, NULL, 0, &n, FDSEND_DONTWAIT),
+             FDSEND_EAGAIN);
+    CHECK_RC(fdsend_send((intptr_t)a, "abcdef", 6, NULL, 0, 0), 6);
+    join_ok(th);
+    CHECK_RC(job.r, 6);
+    CHECK(memcmp(job.got, "abcdef", 6) == 0);
+    fdsend_channel_close(rx);
+    closesocket(a);
+    closesocket(b);
+}
+
 /* Bad arguments: the documented codes, nothing sent or consumed. */
 TEST(channel_bad_arguments)
 {
@@ -505,6 +567,7 @@ const test_case win_channel_cases[] = {
     CASE(channel_msg_round_trip),
     CASE(channel_records_on_the_wire),
     CASE(channel_threads_share_one_channel),
+    CASE(channel_dontwait_behind_another_frame),
     CASE(channel_bad_arguments),
 };
 const size_t win_channel_ncases = sizeof win_channel_cases / sizeof win_channel_cases[0];
