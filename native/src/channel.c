@@ -462,11 +462,11 @@ static int64_t rx_read(stream_rx *rx, int sock, struct iovec *iov, int first, ui
                 rx->nfds = pc->taken;
             return n;
         }
-        if (n != FDSEND_EAGAIN) /* a non-blocking socket, inside the frame: wait */
-            return n == FDSEND_ETIMEDOUT ? fdsend_fail(FDSEND_EPROTO, ETIMEDOUT) : n;
-        rc = fdsend_wait_ready(sock, POLLIN, d);
+        if (n >= 0)
+            return n;
+        rc = fdsend_wait_inside(sock, (int32_t)n, d); /* inside the frame: wait for the rest */
         if (rc != FDSEND_OK)
-            return rc == FDSEND_ETIMEDOUT ? fdsend_fail(FDSEND_EPROTO, ETIMEDOUT) : rc;
+            return rc;
     }
 }
 

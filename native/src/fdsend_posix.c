@@ -601,53 +601,25 @@ static int64_t recv_exact_loop(int s, unsigned char *buf, size_t len, exact_fds 
 
     fdsend_deadline_start(&dl, POLLIN, dontwait);
     while (have < len) {
-        recv_control control;
-        struct msghdr msg;
         struct iovec iov;
         int got[FDSEND_MAX_FDS];
-        fdsend_parse_result pr;
-        int recvflags = 0;
-        ssize_t n;
+        fdsend_piece pc;
+        int64_t n;
 
-#if HAVE_MSG_DONTWAIT
-        if (have == 0 && dontwait)
-            recvflags |= MSG_DONTWAIT; /* once started, the call waits whatever the flags */
-#endif /* HAVE_MSG_DONTWAIT */
-#if HAVE_MSG_CMSG_CLOEXEC
-        recvflags |= MSG_CMSG_CLOEXEC;
-#endif /* HAVE_MSG_CMSG_CLOEXEC */
         iov.iov_base = buf + have;
         iov.iov_len = len - have;
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.buf;
-        msg.msg_controllen = sizeof control.buf;
-        n = fdsend_io(fdsend_recvmsg_op, s, &msg, recvflags, &dl);
+        /* Once started, the call waits whatever the flags. */
+        n = fdsend_recv_piece(s, &iov, 1, have == 0 && dontwait, got, FDSEND_MAX_FDS, &pc, &dl);
         if (n < 0) {
-            int32_t rc = fdsend_fail_recv(s, have == 0 && dontwait);
+            int32_t rc;
             if (have == 0)
-                return rc; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT, ...: nothing consumed */
-            if (rc == FDSEND_EAGAIN) { /* a non-blocking socket, inside the bytes */
-                rc = fdsend_wait_ready(s, POLLIN, &dl);
-                if (rc == FDSEND_OK)
-                    continue;
-            }
-            if (rc == FDSEND_ETIMEDOUT) /* the peer stopped inside them for SO_RCVTIMEO */
-                rc = fdsend_fail(FDSEND_EPROTO, ETIMEDOUT);
-            return rc;
-        }
-        pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, got,
-                                 FDSEND_MAX_FDS, fdsend_close_excess, NULL);
-#if !HAVE_MSG_CMSG_CLOEXEC
-        {
-            int32_t rc = fdsend_cloexec_or_close(got, pr.taken);
+                return n; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT, ...: nothing consumed */
+            rc = fdsend_wait_inside(s, (int32_t)n, &dl);
             if (rc != FDSEND_OK)
                 return rc;
+            continue;
         }
-#endif /* !HAVE_MSG_CMSG_CLOEXEC */
-        if (exact_take(e, maxfds, got, pr.taken) || pr.excess > 0 || pr.malformed ||
-            (msg.msg_flags & MSG_CTRUNC))
+        if (exact_take(e, maxfds, got, pc.taken) || pc.excess > 0 || pc.malformed || pc.ctrunc)
             *out |= FDSEND_RECV_FDS_TRUNCATED;
         if (n == 0) {
             if (have == 0) {

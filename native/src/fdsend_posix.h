@@ -178,6 +178,13 @@ int fdsend_deadline_ms_left(fdsend_deadline *d, int sock);
  * FDSEND_EBADF, or another code (fdsend_fail records errno). */
 int32_t fdsend_wait_ready(int sock, short events, fdsend_deadline *d);
 
+/* A read inside something already started (a channel frame, fdsend_recv_exact's bytes)
+ * failed with the recorded code rc. Inside, the rest is waited for whatever the socket mode:
+ * FDSEND_EAGAIN (a non-blocking socket) waits for it within d and returns FDSEND_OK (read
+ * again); a timeout there (the peer stopped inside for SO_RCVTIMEO) becomes FDSEND_EPROTO;
+ * any other code is returned as it is. */
+int32_t fdsend_wait_inside(int sock, int32_t rc, fdsend_deadline *d);
+
 /* One sendmsg or recvmsg (op) with the library's rule for signals: the first attempt is the
  * caller's own (blocking unless flags has MSG_DONTWAIT). After an EINTR the call does not
  * start over: the operation is retried with MSG_DONTWAIT and, while the socket is not

@@ -103,6 +103,15 @@ int32_t fdsend_wait_ready(int sock, short events, fdsend_deadline *d)
     }
 }
 
+int32_t fdsend_wait_inside(int sock, int32_t rc, fdsend_deadline *d)
+{
+    if (rc == FDSEND_EAGAIN)
+        rc = fdsend_wait_ready(sock, POLLIN, d);
+    if (rc == FDSEND_ETIMEDOUT)
+        return fdsend_fail(FDSEND_EPROTO, ETIMEDOUT);
+    return rc;
+}
+
 int32_t fdsend_wait(intptr_t sock, uint32_t events, int32_t timeout_ms)
 {
     fdsend_deadline d;
