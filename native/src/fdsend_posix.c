@@ -29,12 +29,8 @@
 int32_t fdsend_fail_io(int sock, int dontwait)
 {
     int err = errno;
-    if ((err == EAGAIN || err == EWOULDBLOCK) && !dontwait) {
-        int fl = fcntl(sock, F_GETFL);
-        if (fl >= 0 && (fl & O_NONBLOCK) == 0)
-            return fdsend_fail(FDSEND_ETIMEDOUT, err);
-    }
-    errno = err; /* fcntl may have changed it */
+    if ((err == EAGAIN || err == EWOULDBLOCK) && !dontwait && !fdsend_is_nonblocking(sock))
+        return fdsend_fail(FDSEND_ETIMEDOUT, err);
     return fdsend_fail_errno();
 }
 
@@ -292,7 +288,8 @@ int32_t fdsend_cloexec_or_close(int *fds, int32_t n)
 }
 
 /* The checks fdsend_recv and fdsend_recv_exact make first, in this order, with their
- * out-parameters cleared: FDSEND_EBADF, FDSEND_EINVAL. FDSEND_OK when they pass. */
+ * out-parameters cleared: FDSEND_EBADF, then fdsend_check_recv_args's. FDSEND_OK when they
+ * pass. */
 static int32_t validate_recv(intptr_t sock, const void *buf, size_t len,
                              const intptr_t *fds, int32_t maxfds, int32_t *nfds,
                              uint32_t *rflags, uint32_t flags)
@@ -303,11 +300,10 @@ static int32_t validate_recv(intptr_t sock, const void *buf, size_t len,
         *rflags = 0;
     if (!fdsend_valid_fd(sock))
         return fdsend_fail(FDSEND_EBADF, EBADF);
-    if ((buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || maxfds < 0 ||
-        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
-        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
+    if (len > (size_t)SSIZE_MAX) /* one recvmsg's length */
         return fdsend_fail(FDSEND_EINVAL, EINVAL);
-    return FDSEND_OK;
+    return fdsend_check_recv_args(buf, len, fds, maxfds, nfds, flags,
+                                  FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET);
 }
 
 void fdsend_close_excess(int fd, void *ctx)
@@ -376,10 +372,6 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
     int32_t vrc = validate_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
     if (vrc != FDSEND_OK)
         return vrc;
-#if !HAVE_MSG_DONTWAIT
-    if (flags & FDSEND_DONTWAIT)
-        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
-#endif /* !HAVE_MSG_DONTWAIT */
 
     iov.iov_base = buf;
     iov.iov_len = len;
@@ -646,10 +638,6 @@ int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
     int32_t vrc = validate_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
     if (vrc != FDSEND_OK)
         return vrc;
-#if !HAVE_MSG_DONTWAIT
-    if (flags & FDSEND_DONTWAIT)
-        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
-#endif /* !HAVE_MSG_DONTWAIT */
     rc = socket_type((int)sock, &type);
     if (rc != FDSEND_OK)
         return rc;

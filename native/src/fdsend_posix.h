@@ -29,6 +29,7 @@
 #include <sys/uio.h>
 #include <time.h>
 #include "fdsend.h"
+#include "fdsend_internal.h"
 
 #ifndef SSIZE_MAX
 #  define SSIZE_MAX ((size_t)-1 / 2) /* where limits.h lacks it */
@@ -67,6 +68,28 @@ static inline int fdsend_valid_fd(intptr_t fd)
  * descriptor can have, FDSEND_ENOTSUP for FDSEND_DONTWAIT where the OS has no MSG_DONTWAIT.
  * FDSEND_OK when they pass. */
 int32_t fdsend_check_send_fds(const intptr_t *fds, int32_t nfds, uint32_t flags);
+
+/* The checks of a receive's arguments other than the socket, in this order (the caller
+ * has cleared its out-parameters): FDSEND_EINVAL for a NULL buffer with len > 0,
+ * maxfds < 0, maxfds > 0 without fds or nfds, or flags outside known;
+ * FDSEND_ENOTSUP for FDSEND_DONTWAIT where the OS has no MSG_DONTWAIT. FDSEND_OK when they
+ * pass. Shared by fdsend_recv, fdsend_recv_exact and the channel's receives. */
+static inline int32_t fdsend_check_recv_args(const void *buf, size_t len, const intptr_t *fds,
+                                             int32_t maxfds, const int32_t *nfds,
+                                             uint32_t flags, uint32_t known)
+{
+    if ((buf == NULL && len > 0) || maxfds < 0 ||
+        (maxfds > 0 && (fds == NULL || nfds == NULL)) || (flags & ~known) != 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+#if !HAVE_MSG_DONTWAIT
+    if (flags & FDSEND_DONTWAIT)
+        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
+#endif /* !HAVE_MSG_DONTWAIT */
+    return FDSEND_OK;
+}
+
+/* 1 if sock is O_NONBLOCK (one fcntl; 0 if that fails), errno kept. (wait.c) */
+int fdsend_is_nonblocking(int sock);
 
 /* FDSEND_OK if sock is an AF_UNIX socket, FDSEND_ENOTUNIX if it is another kind of socket,
  * or the error getsockname gave. */

@@ -103,6 +103,14 @@ int32_t fdsend_wait_ready(int sock, short events, fdsend_deadline *d)
     }
 }
 
+int fdsend_is_nonblocking(int sock)
+{
+    int saved = errno;
+    int fl = fcntl(sock, F_GETFL);
+    errno = saved;
+    return fl >= 0 && (fl & O_NONBLOCK) != 0;
+}
+
 int32_t fdsend_wait_inside(int sock, int32_t rc, fdsend_deadline *d)
 {
     if (rc == FDSEND_EAGAIN)
@@ -162,11 +170,8 @@ ssize_t fdsend_io_retry(fdsend_msg_op op, int sock, struct msghdr *msg, int flag
             return -1;
         if (flags & MSG_DONTWAIT)
             return -1; /* the caller asked not to wait */
-        if (nonblocking < 0) {
-            int fl = fcntl(sock, F_GETFL);
-            nonblocking = fl >= 0 && (fl & O_NONBLOCK) != 0;
-            errno = EAGAIN;
-        }
+        if (nonblocking < 0)
+            nonblocking = fdsend_is_nonblocking(sock);
         if (nonblocking)
             return -1;
         /* Ready but still EAGAIN (another thread was first): wait again, same deadline. */
