@@ -131,6 +131,7 @@ _native_exports() {
            fdsend_frame_encode fdsend_frame_reader_init fdsend_frame_reader_want \
            fdsend_frame_reader_feed fdsend_frame_reader_begin_ahead \
            fdsend_frame_reader_frame_fds fdsend_frame_reader_limits fdsend_frame_check_record \
+           fdsend_frame_ahead_size \
            fdsend_channel_open fdsend_channel_send fdsend_channel_recv fdsend_channel_close; do
     nm -D --defined-only "$lib" | awk '{print $NF}' | grep -qx "$f" || missing="$missing $f"
   done

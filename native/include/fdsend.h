@@ -966,6 +966,15 @@ FDSEND_API int32_t fdsend_frame_reader_limits(fdsend_frame_reader *r, uint64_t c
 FDSEND_API int64_t fdsend_frame_check_record(const uint8_t *header, uint64_t n, int32_t nfds,
                                              uint32_t flags, uint64_t cap, int32_t maxfds);
 
+/**
+ * How many bytes a stream reader may ask for at a frame boundary on this OS
+ * (docs/wire-format.md 4.1, FDSEND_FRAME_IN_AHEAD): 4096 where the kernel is known (and
+ * tested) never to hand one read the descriptors of two writes, nor those of a write whose
+ * first byte the read did not take (Linux); 0 elsewhere: read exactly what
+ * fdsend_frame_reader_want asks for. The C channel and the .NET FdChannel both ask here.
+ */
+FDSEND_API int32_t fdsend_frame_ahead_size(void);
+
 /* ---- Untrusted peers: receive policies, sealed shared memory, opening beneath a directory --
  *
  * A descriptor from another process is a capability chosen by that process. A receiver that

@@ -64,14 +64,9 @@ struct fdsend_channel {
     stream_rx rx;     /* stream receiving, guarded by lock[1] */
 };
 
-/* Bytes a channel object reads ahead at a frame boundary (docs/wire-format.md 4.1): only
- * where the kernel is known (and tested, test_msg_ahead.c) never to hand one read the
- * descriptors of two writes, nor those of a write whose first byte the read did not take. */
-#if defined(__linux__)
-#  define AHEAD_SIZE 4096
-#else
-#  define AHEAD_SIZE 0
-#endif
+/* Bytes a channel object reads ahead at a frame boundary: the codec's rule
+ * (fdsend_frame_ahead_size, FDSEND_FRAME_AHEAD_SIZE in fdsend_internal.h). */
+#define AHEAD_SIZE FDSEND_FRAME_AHEAD_SIZE
 
 /* What a channel needs to know about its socket, looked up once: its type (stream,
  * seqpacket or datagram, else FDSEND_ENOTSUP) and, if check_family, whether it is AF_UNIX
@@ -132,10 +127,8 @@ static int32_t lock_take(dir_lock *l, int sock, uint32_t flags, fdsend_deadline 
     int nowait = -1; /* not known yet: only looked up when there is contention */
     while (l->busy) {
         int ms;
-        if (nowait < 0) {
-            int fl = fcntl(sock, F_GETFL);
-            nowait = (flags & FDSEND_DONTWAIT) != 0 || (fl >= 0 && (fl & O_NONBLOCK) != 0);
-        }
+        if (nowait < 0)
+            nowait = (flags & FDSEND_DONTWAIT) != 0 || fdsend_is_nonblocking(sock);
         if (nowait)
             return FDSEND_EAGAIN;
         ms = fdsend_deadline_ms_left(d, sock);
@@ -412,11 +405,11 @@ static int64_t rx_read(stream_rx *rx, int sock, struct iovec *iov, int first, ui
                 rx->nfds = pc->taken;
             return n;
         }
-        if (n != FDSEND_EAGAIN) /* a non-blocking socket, inside the frame: wait */
-            return n == FDSEND_ETIMEDOUT ? fdsend_fail(FDSEND_EPROTO, ETIMEDOUT) : n;
-        rc = fdsend_wait_ready(sock, POLLIN, d);
+        if (n >= 0)
+            return n;
+        rc = fdsend_wait_inside(sock, (int32_t)n, d); /* inside the frame: wait for the rest */
         if (rc != FDSEND_OK)
-            return rc == FDSEND_ETIMEDOUT ? fdsend_fail(FDSEND_EPROTO, ETIMEDOUT) : rc;
+            return rc;
     }
 }
 
@@ -542,13 +535,9 @@ static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
 static int32_t recv_args(void *buf, size_t cap, intptr_t *fds, int32_t maxfds, int32_t *nfds,
                          uint32_t flags)
 {
-    if (fdsend_channel_recv_args(buf, cap, fds, maxfds, nfds, flags) != FDSEND_OK)
-        return fdsend_fail(FDSEND_EINVAL, EINVAL);
-#if !HAVE_MSG_DONTWAIT
-    if (flags & FDSEND_DONTWAIT)
-        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
-#endif /* !HAVE_MSG_DONTWAIT */
-    return FDSEND_OK;
+    if (nfds != NULL)
+        *nfds = 0;
+    return fdsend_check_recv_args(buf, cap, fds, maxfds, nfds, flags, FDSEND_DONTWAIT);
 }
 
 /* recv_stream, with the channel's receive lock held if it has one: released at the end,

@@ -8,6 +8,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/** Bytes a stream reader may read ahead at a frame boundary (fdsend_frame_ahead_size, the
+ *  codec's rule; docs/wire-format.md 4.1): only where the kernel is known (and tested,
+ *  tests/native-msg/test_msg_ahead.c) never to hand one read the descriptors of two writes,
+ *  nor those of a write whose first byte the read did not take. */
+#if defined(__linux__)
+#  define FDSEND_FRAME_AHEAD_SIZE 4096
+#else
+#  define FDSEND_FRAME_AHEAD_SIZE 0
+#endif
+
 /** Called by the parser for every descriptor that cannot be handed to the caller. */
 typedef void (*fdsend_excess_fn)(int fd, void *ctx);
 
@@ -61,7 +71,7 @@ int32_t fdsend_fail_errno(void);
  *  only through fdsend_fail and fdsend_clear_error. */
 extern FDSEND_THREAD_LOCAL int fdsend_thread_os_error;
 
-/* ---- The channel calls' argument checks (channel.c, win32/channel_win32.c) ---- */
+/* ---- Argument checks that no OS changes (the callers record their OS's error) ---- */
 
 /** The checks of a channel send's arguments that do not depend on the OS (not the socket,
  *  not the descriptors' values): FDSEND_OK, FDSEND_EINVAL (payload NULL with len > 0,
@@ -80,18 +90,17 @@ static inline int32_t fdsend_channel_send_args(const void *payload, size_t len,
     return FDSEND_OK;
 }
 
-/** The same for a channel receive: sets *nfds (if not NULL) to 0, then FDSEND_OK or
- *  FDSEND_EINVAL (buf NULL with cap > 0, maxfds < 0, fds or nfds NULL with maxfds > 0, a
- *  flag other than FDSEND_DONTWAIT). */
-static inline int32_t fdsend_channel_recv_args(const void *buf, size_t cap,
-                                               const intptr_t *fds, int32_t maxfds,
-                                               int32_t *nfds, uint32_t flags)
+/** The checks of a receive's arguments that do not depend on the OS (fdsend_recv, the
+ *  channel's receives; not the socket): FDSEND_EINVAL for a NULL buffer with len > 0,
+ *  maxfds < 0, maxfds > 0 without fds or nfds, or a flag outside known; else FDSEND_OK.
+ *  Nothing is recorded: the caller records its OS's error (fdsend_check_recv_args on POSIX,
+ *  win32/io.c and win32/channel_win32.c on Windows). */
+static inline int32_t fdsend_recv_args_code(const void *buf, size_t len, const intptr_t *fds,
+                                            int32_t maxfds, const int32_t *nfds,
+                                            uint32_t flags, uint32_t known)
 {
-    if (nfds != NULL)
-        *nfds = 0;
-    if ((buf == NULL && cap > 0) || maxfds < 0 ||
-        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
-        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+    if ((buf == NULL && len > 0) || maxfds < 0 ||
+        (maxfds > 0 && (fds == NULL || nfds == NULL)) || (flags & ~known) != 0)
         return FDSEND_EINVAL;
     return FDSEND_OK;
 }
