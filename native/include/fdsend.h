@@ -660,7 +660,9 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  * whether it is non-blocking, so only FDSEND_DONTWAIT refuses to wait behind another
  * thread's frame (FDSEND_EAGAIN); otherwise the call waits for it within SO_RCVTIMEO /
  * SO_SNDTIMEO and then for its own first record within what is left of that timeout. No
- * pthread cancellation there: the notes on cancelled threads do not apply.
+ * pthread cancellation there: the notes on cancelled threads do not apply. A channel object
+ * reads no ahead there, but keeps its place inside a record between receives: mixing its
+ * receives with fdsend_msg_recv works only while frames end where records end.
  */
 
 /** Size of a frame header on the wire, in bytes. */
