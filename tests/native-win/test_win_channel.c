@@ -85,6 +85,20 @@ static void header(unsigned char *h, uint64_t len, int32_t nfds)
     CHECK_RC(fdsend_frame_encode(h, len, nfds), FDSEND_OK);
 }
 
+/* Wait (at most 10 s) until bytes are queued on s. */
+static void wait_queued(SOCKET s)
+{
+    u_long queued = 0;
+    int k;
+    for (k = 0; k < 10000; k++) {
+        CHECK(ioctlsocket(s, FIONREAD, &queued) == 0);
+        if (queued > 0)
+            return;
+        Sleep(1);
+    }
+    CHECK(queued > 0);
+}
+
 /* ---- The echo peer ------------------------------------------------------------------------- */
 
 int child_channel_echo(unsigned short port)
@@ -307,6 +321,7 @@ TEST(channel_timeouts_and_dontwait)
     CHECK_RC(fdsend_channel_recv(rx, got, sizeof got, back, 2, &n, 0), FDSEND_ETIMEDOUT);
     CHECK_RC(fdsend_msg_recv((intptr_t)b, got, sizeof got, back, 2, &n, 0), FDSEND_ETIMEDOUT);
     CHECK_RC(fdsend_msg_send((intptr_t)a, "after", 5, &fd, 1, FDSEND_DONTWAIT), FDSEND_OK);
+    wait_queued(b);
     CHECK_RC(fdsend_channel_recv(rx, got, sizeof got, back, 2, &n, FDSEND_DONTWAIT), 5);
     CHECK_EQ(n, 1);
     check_files(back, 1);
@@ -491,13 +506,8 @@ TEST(channel_dontwait_behind_another_frame)
     set_timeout_ms(b, SO_RCVTIMEO, 20000); /* a wrong turn fails, it does not hang */
     header(h, 6, 0);
     CHECK_RC(fdsend_send((intptr_t)a, h, sizeof h, NULL, 0, 0), (int64_t)sizeof h);
-    for (k = 0; k < 10000; k++) { /* the record is queued before the reader starts */
-        CHECK(ioctlsocket(b, FIONREAD, &queued) == 0);
-        if (queued > 0)
-            break;
-        Sleep(1);
-    }
-    CHECK(queued > 0);
+    wait_queued(b); /* the record is queued before the reader starts */
+    queued = 1;
     job.ch = rx;
     job.r = 99;
     th = CreateThread(NULL, 0, recv_job_run, &job, 0, NULL);
