@@ -1,4 +1,6 @@
-/* Receive policies: fdsend_check_fds, fdsend_check_peer, fdsend_recv_checked. What a
+/* Receive policies: fdsend_check_fds, fdsend_check_fd, fdsend_check_peer,
+ * fdsend_recv_checked. The one implementation of the rules and of their messages (the .NET
+ * FdReceivePolicy marshals into fdsend_policy and calls these). What a
  * receiver accepts from an untrusted peer, checked with fdsend_fd_info and
  * fdsend_peer_credentials; whatever breaks it is closed and described.
  * SPDX-License-Identifier: MIT */
@@ -218,7 +220,10 @@ static int32_t check_all(const fdsend_policy *p, const intptr_t *fds, int32_t nf
         return FDSEND_OK;
     for (i = 0; i < nfds; i++) {
         const fdsend_fd_rule *r = &p->rules[i < p->nrules ? i : p->nrules - 1];
-        int32_t rc = check_one(r, fds[i], i, v);
+        int32_t rc;
+        if (fds[i] < 0)
+            continue; /* already handed on */
+        rc = check_one(r, fds[i], i, v);
         if (rc != FDSEND_OK)
             return rc;
     }
@@ -248,6 +253,20 @@ int32_t fdsend_check_fds(const fdsend_policy *policy, intptr_t *fds, int32_t nfd
         close_marked(fds, nfds);
         return fdsend_fail(FDSEND_EPOLICY, 0);
     }
+    fdsend_clear_error();
+    return FDSEND_OK;
+}
+
+int32_t fdsend_check_fd(const fdsend_fd_rule *rule, intptr_t fd, int32_t index,
+                        fdsend_violation *violation)
+{
+    int32_t rc;
+    if (rule == NULL || index < 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    reset_violation(violation, 0);
+    rc = check_one(rule, fd, index, violation);
+    if (rc != FDSEND_OK)
+        return rc;
     fdsend_clear_error();
     return FDSEND_OK;
 }

@@ -302,6 +302,90 @@ TEST(check_fds_after_msg_recv)
     close(sv[1]);
 }
 
+/* FDSEND_RULE_CLOEXEC refuses a descriptor without close-on-exec (one opened here: received
+ * ones always have it where MSG_CMSG_CLOEXEC exists); both descriptors are closed. */
+TEST(requires_close_on_exec)
+{
+    fdsend_fd_rule r = any_rule();
+    fdsend_policy p;
+    fdsend_violation v;
+    intptr_t fds[2];
+    int before = tu_count_fds();
+    r.options = FDSEND_RULE_CLOEXEC;
+    p = make_policy(&r, 1, 2);
+    fds[0] = tu_temp_file("a");
+    fds[1] = open(tu_temppath("inheritable"), O_RDONLY | O_CREAT, 0600);
+    CHECK_SYS((int)fds[1]);
+    CHECK(tu_cloexec((int)fds[0]));
+    CHECK(!tu_cloexec((int)fds[1]));
+    CHECK_RC(fdsend_check_fds(&p, fds, 2, &v), FDSEND_EPOLICY);
+    CHECK_EQ(v.reason, FDSEND_VIOLATION_CLOEXEC);
+    CHECK_EQ(v.index, 1);
+    CHECK(strstr(v.message, "descriptor 1 (a regular file) is not close-on-exec; the policy requires it") != NULL);
+    CHECK_EQ(fds[0], -1);
+    CHECK_EQ(fds[1], -1);
+    CHECK_EQ(tu_count_fds(), before);
+}
+
+/* A descriptor fdsend_fd_info cannot describe (a closed number) is a violation, not an
+ * error: the other descriptors are closed. fdsend_check_fd on it closes nothing. */
+TEST(undescribable_descriptor)
+{
+    fdsend_fd_rule r = any_rule();
+    fdsend_policy p;
+    fdsend_violation v;
+    intptr_t fds[2];
+    int before = tu_count_fds();
+    r.kinds = FDSEND_BIT(FDSEND_KIND_FILE);
+    p = make_policy(&r, 1, 2);
+    fds[0] = tu_temp_file("a");
+    fds[1] = INT32_MAX; /* never open: a closed number (never one that another thread may reuse) */
+    CHECK_RC(fdsend_check_fds(&p, fds, 2, &v), FDSEND_EPOLICY);
+    CHECK_EQ(v.reason, FDSEND_VIOLATION_UNDESCRIBABLE);
+    CHECK_EQ(v.index, 1);
+    CHECK_EQ(v.nfds, 2);
+    CHECK_EQ(v.info.kind, 0);
+    CHECK(strstr(v.message, "descriptor 1 could not be described") != NULL);
+    CHECK_EQ(fds[0], -1);
+    CHECK_EQ(tu_count_fds(), before);
+    CHECK_RC(fdsend_check_fd(&r, INT32_MAX, 3, &v), FDSEND_EPOLICY);
+    CHECK_EQ(v.reason, FDSEND_VIOLATION_UNDESCRIBABLE);
+    CHECK_EQ(v.index, 3);
+}
+
+/* fdsend_check_fd: the rules and messages of fdsend_check_fds, nothing closed; a -1 entry
+ * of fdsend_check_fds (already handed on) is counted but not checked. */
+TEST(check_fd_closes_nothing_and_minus_one_is_skipped)
+{
+    fdsend_fd_rule r = any_rule();
+    fdsend_policy p;
+    fdsend_violation v;
+    intptr_t fds[3];
+    int dir = open(tu_tempdir(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), before;
+    CHECK_SYS(dir);
+    r.kinds = FDSEND_BIT(FDSEND_KIND_FILE);
+    before = tu_count_fds();
+    CHECK_RC(fdsend_check_fd(&r, dir, 2, &v), FDSEND_EPOLICY);
+    CHECK_EQ(v.reason, FDSEND_VIOLATION_KIND);
+    CHECK_EQ(v.index, 2);
+    CHECK_EQ(v.nfds, 0);
+    CHECK_EQ(v.info.kind, FDSEND_KIND_DIRECTORY);
+    CHECK(strcmp(v.message, "descriptor 2 is a directory; the policy accepts: regular file") == 0);
+    CHECK(tu_fd_is_open(dir));
+    CHECK_EQ(tu_count_fds(), before);
+    CHECK_RC(fdsend_check_fd(NULL, dir, 0, &v), FDSEND_EINVAL);
+    CHECK_RC(fdsend_check_fd(&r, dir, -1, &v), FDSEND_EINVAL);
+    p = make_policy(&r, 1, 3);
+    p.min_fds = 3;
+    fds[0] = tu_temp_file("a");
+    fds[1] = -1;
+    fds[2] = tu_temp_file("b");
+    CHECK_RC(fdsend_check_fds(&p, fds, 3, &v), FDSEND_OK);
+    CHECK_EQ(v.nfds, 3);
+    tu_close_all(fds, 3);
+    close(dir);
+}
+
 /* More than FDSEND_MAX_FDS never reaches the check; more than the policy's max is refused
  * even when fds[] has room only for max_fds. Bad arguments close nothing. */
 TEST(arguments)
@@ -351,6 +435,9 @@ static const tu_case cases[] = {
     CASE(memfd_seals_and_size),
     CASE(peer_credentials_before_any_descriptor),
     CASE(check_fds_after_msg_recv),
+    CASE(requires_close_on_exec),
+    CASE(undescribable_descriptor),
+    CASE(check_fd_closes_nothing_and_minus_one_is_skipped),
     CASE(arguments),
     CASE(end_of_stream),
 };
