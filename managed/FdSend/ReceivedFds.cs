@@ -386,6 +386,36 @@ public sealed class ReceivedFds : IDisposable
     public override string ToString() =>
         $"ReceivedFds {{ BytesReceived = {BytesReceived}, Count = {Count}, Flags = {Flags}{(IsEndOfStream ? ", EndOfStream" : "")} }}";
 
+    /// <summary>libfdsend's fdsend_check_fds over this message's descriptors (a taken one is
+    /// passed as -1: counted, not checked) while no other thread can take, describe or close
+    /// them. On FDSEND_EPOLICY libfdsend has closed every one: they are marked taken.</summary>
+    internal unsafe int CheckFds(Interop.PolicyNative* policy, Interop.ViolationNative* violation)
+    {
+        using (Hold())
+        {
+            int count = _count;
+            Span<nint> fds = stackalloc nint[count]; // count <= FdPassing.MaxFds
+            for (int i = 0; i < count; i++)
+                fds[i] = Slot(i);
+            int rc;
+            fixed (nint* p = fds)
+                rc = Interop.CheckFds(policy, p, count, violation);
+            if (rc == (int)Interop.Status.EPOLICY)
+                MarkAllTaken();
+            return rc;
+        }
+    }
+
+    /// <summary>libfdsend's fdsend_check_fd on descriptor <paramref name="index"/> (closing
+    /// nothing) while no other thread can take or close it.</summary>
+    /// <exception cref="ObjectDisposedException">This object is disposed.</exception>
+    /// <exception cref="InvalidOperationException">The descriptor was already taken.</exception>
+    internal unsafe int CheckFd(int index, Interop.FdRuleNative* rule, Interop.ViolationNative* violation)
+    {
+        using (Hold())
+            return Interop.CheckFd(rule, Untaken(index), index, violation);
+    }
+
     /// <summary>Closes the untaken descriptors in one native call (a taken slot holds
     /// <see cref="TakenFd"/>, -1, which fdsend_close_all skips).</summary>
     private void CloseUntaken()
