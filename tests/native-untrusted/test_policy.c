@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -386,6 +387,206 @@ TEST(check_fd_closes_nothing_and_minus_one_is_skipped)
     close(dir);
 }
 
+/* ---- The cases shared with the .NET tests (tests/conformance/policy-cases.txt) ---- */
+
+#ifndef FDSEND_POLICY_CASES_FILE
+#  error "FDSEND_POLICY_CASES_FILE: the path of tests/conformance/policy-cases.txt"
+#endif
+
+/* The value of name in a table of {name, value} pairs ending with a NULL name; -1 if absent. */
+typedef struct named { const char *name; int32_t value; } named;
+
+static int32_t lookup(const named *table, const char *name)
+{
+    for (; table->name != NULL; table++)
+        if (strcmp(table->name, name) == 0)
+            return table->value;
+    return -1;
+}
+
+static const named kinds[] = {
+    {"other", FDSEND_KIND_OTHER}, {"file", FDSEND_KIND_FILE}, {"directory", FDSEND_KIND_DIRECTORY},
+    {"pipe", FDSEND_KIND_PIPE}, {"socket", FDSEND_KIND_SOCKET}, {"memfd", FDSEND_KIND_MEMFD},
+    {"chardev", FDSEND_KIND_CHAR_DEVICE}, {"blockdev", FDSEND_KIND_BLOCK_DEVICE},
+    {"eventfd", FDSEND_KIND_EVENTFD}, {"pidfd", FDSEND_KIND_PIDFD}, {NULL, 0}};
+static const named accesses[] = {
+    {"none", FDSEND_ACCESS_NONE}, {"read", FDSEND_ACCESS_READ}, {"write", FDSEND_ACCESS_WRITE},
+    {"readwrite", FDSEND_ACCESS_READ_WRITE}, {NULL, 0}};
+static const named families[] = {
+    {"unix", FDSEND_FAMILY_UNIX}, {"inet", FDSEND_FAMILY_INET}, {"inet6", FDSEND_FAMILY_INET6},
+    {"other", FDSEND_FAMILY_OTHER}, {NULL, 0}};
+static const named types[] = {
+    {"stream", FDSEND_SOCK_STREAM}, {"dgram", FDSEND_SOCK_DGRAM},
+    {"seqpacket", FDSEND_SOCK_SEQPACKET}, {"other", 0}, {NULL, 0}};
+static const named seal_bits[] = {
+    {"seal", FDSEND_SEAL_SEAL}, {"shrink", FDSEND_SEAL_SHRINK}, {"grow", FDSEND_SEAL_GROW},
+    {"write", FDSEND_SEAL_WRITE}, {"future-write", FDSEND_SEAL_FUTURE_WRITE}, {NULL, 0}};
+static const named outcomes[] = {
+    {"ok", FDSEND_VIOLATION_NONE}, {"kind", FDSEND_VIOLATION_KIND},
+    {"access", FDSEND_VIOLATION_ACCESS}, {"family", FDSEND_VIOLATION_FAMILY},
+    {"socket_type", FDSEND_VIOLATION_SOCKET_TYPE}, {"listening", FDSEND_VIOLATION_LISTENING},
+    {"seals", FDSEND_VIOLATION_SEALS}, {"size", FDSEND_VIOLATION_SIZE},
+    {"cloexec", FDSEND_VIOLATION_CLOEXEC}, {NULL, 0}};
+
+/* The mask of the comma-separated names in list: FDSEND_BIT(value), or the value itself
+ * (bits) for seals. */
+static uint32_t names_mask(const named *table, char *list, int bits, int line)
+{
+    uint32_t mask = 0;
+    char *save = NULL, *t;
+    for (t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+        int32_t v = lookup(table, t);
+        if (v < 0)
+            tu_fail(__FILE__, __LINE__, "policy-cases.txt:%d: unknown name '%s'", line, t);
+        mask |= bits ? (uint32_t)v : FDSEND_BIT(v);
+    }
+    return mask;
+}
+
+static void parse_rule_token(fdsend_fd_rule *r, char *tok, int line)
+{
+    char *eq = strchr(tok, '=');
+    char *value = eq != NULL ? eq + 1 : NULL;
+    if (eq != NULL)
+        *eq = '\0';
+    if (strcmp(tok, "kinds") == 0 && value) r->kinds = names_mask(kinds, value, 0, line);
+    else if (strcmp(tok, "access") == 0 && value) r->access = names_mask(accesses, value, 0, line);
+    else if (strcmp(tok, "families") == 0 && value) r->families = names_mask(families, value, 0, line);
+    else if (strcmp(tok, "types") == 0 && value) r->socket_types = names_mask(types, value, 0, line);
+    else if (strcmp(tok, "seals") == 0 && value) r->required_seals = names_mask(seal_bits, value, 1, line);
+    else if (strcmp(tok, "min") == 0 && value) r->min_size = strtoll(value, NULL, 10);
+    else if (strcmp(tok, "max") == 0 && value) r->max_size = strtoll(value, NULL, 10);
+    else if (strcmp(tok, "nolisten") == 0 && !value) r->options |= FDSEND_RULE_NO_LISTENING;
+    else if (strcmp(tok, "cloexec") == 0 && !value) r->options |= FDSEND_RULE_CLOEXEC;
+    else tu_fail(__FILE__, __LINE__, "policy-cases.txt:%d: unknown rule token '%s'", line, tok);
+}
+
+/* A fresh descriptor of the case file's kind `name` (the caller owns it); -1 if this system
+ * cannot make one (memfds off Linux). *other: a second descriptor to close afterwards (the
+ * other end of a pipe or socketpair), or -1. */
+static int make_fixture(const char *name, int *other, int line)
+{
+    int fd = -1, sv[2];
+    *other = -1;
+    if (strcmp(name, "file-ro") == 0 || strcmp(name, "file-rw") == 0 ||
+        strcmp(name, "file-inheritable") == 0) {
+        int w = open(tu_temppath("ten"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        CHECK_SYS(w);
+        CHECK_EQ(write(w, "0123456789", 10), 10);
+        close(w);
+        fd = open(tu_temppath("ten"), (strcmp(name, "file-rw") == 0 ? O_RDWR : O_RDONLY) |
+                                          (strcmp(name, "file-inheritable") == 0 ? 0 : O_CLOEXEC));
+    } else if (strcmp(name, "dir") == 0) {
+        fd = open(tu_tempdir(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    } else if (strcmp(name, "pipe") == 0) {
+        CHECK_SYS(pipe(sv));
+        fd = sv[0];
+        *other = sv[1];
+    } else if (strcmp(name, "devnull") == 0) {
+        fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    } else if (strcmp(name, "unix-stream") == 0) {
+        tu_socketpair(SOCK_STREAM, sv);
+        fd = sv[0];
+        *other = sv[1];
+    } else if (strcmp(name, "udp") == 0) {
+        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    } else if (strcmp(name, "tcp-listener") == 0) {
+        struct sockaddr_in a;
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK_SYS(fd);
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        CHECK_SYS(bind(fd, (struct sockaddr *)&a, sizeof a));
+        CHECK_SYS(listen(fd, 1));
+    } else if (strcmp(name, "memfd-unsealed") == 0 || strcmp(name, "memfd-sealed") == 0) {
+        intptr_t m = -1;
+        int32_t rc = fdsend_shm_create("case", "0123456789", 10,
+                                       strcmp(name, "memfd-sealed") == 0
+                                           ? FDSEND_SEAL_SHRINK | FDSEND_SEAL_GROW | FDSEND_SEAL_WRITE : 0,
+                                       &m);
+        if (rc == FDSEND_ENOTSUP)
+            return -1;
+        CHECK_RC(rc, FDSEND_OK);
+        return (int)m;
+    } else {
+        tu_fail(__FILE__, __LINE__, "policy-cases.txt:%d: unknown descriptor '%s'", line, name);
+    }
+    CHECK_SYS(fd);
+    return fd;
+}
+
+/* Runs one line of the file (modified in place); returns 1 if it ran, 0 if skipped. */
+static int run_case(char *text, int line)
+{
+    char *arrow = strstr(text, " -> "), *bar, *save = NULL, *name, *fixture, *tok, *outcome;
+    const char *message = NULL;
+    fdsend_fd_rule r = any_rule();
+    fdsend_policy p;
+    fdsend_violation v;
+    intptr_t fd;
+    int other, before, expected;
+    CHECK(arrow != NULL);
+    *arrow = '\0';
+    bar = strstr(arrow + 4, " | ");
+    if (bar != NULL) {
+        *bar = '\0';
+        message = bar + 3;
+    }
+    outcome = strtok_r(arrow + 4, " ", &save);
+    CHECK(outcome != NULL);
+    expected = lookup(outcomes, outcome);
+    if (expected < 0)
+        tu_fail(__FILE__, __LINE__, "policy-cases.txt:%d: unknown outcome '%s'", line, outcome);
+    save = NULL;
+    name = strtok_r(text, " ", &save);
+    fixture = strtok_r(NULL, " ", &save);
+    CHECK(name != NULL && fixture != NULL);
+    while ((tok = strtok_r(NULL, " ", &save)) != NULL)
+        parse_rule_token(&r, tok, line);
+    before = tu_count_fds();
+    fd = make_fixture(fixture, &other, line);
+    if (fd < 0)
+        return 0;
+    p = make_policy(&r, 1, 1);
+    if (expected == FDSEND_VIOLATION_NONE) {
+        if (fdsend_check_fds(&p, &fd, 1, &v) != FDSEND_OK)
+            tu_fail(__FILE__, __LINE__, "policy-cases.txt:%d (%s): refused: %s", line, name, v.message);
+        close((int)fd);
+    } else {
+        CHECK_RC(fdsend_check_fds(&p, &fd, 1, &v), FDSEND_EPOLICY);
+        if (v.reason != expected || strcmp(v.message, message != NULL ? message : "") != 0)
+            tu_fail(__FILE__, __LINE__, "policy-cases.txt:%d (%s): reason %d \"%s\", expected %d \"%s\"",
+                    line, name, (int)v.reason, v.message, expected, message != NULL ? message : "");
+        CHECK_EQ(v.index, 0);
+        CHECK_EQ(fd, -1);
+    }
+    if (other >= 0)
+        close(other);
+    CHECK_EQ(tu_count_fds(), before); /* refused: closed by the check; accepted: by us */
+    return 1;
+}
+
+TEST(shared_cases)
+{
+    FILE *f = fopen(FDSEND_POLICY_CASES_FILE, "r");
+    char text[512];
+    int line = 0, ran = 0;
+    if (f == NULL)
+        tu_fail(__FILE__, __LINE__, "%s: %s", FDSEND_POLICY_CASES_FILE, strerror(errno));
+    while (fgets(text, sizeof text, f) != NULL) {
+        size_t n = strlen(text);
+        line++;
+        while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
+            text[--n] = '\0';
+        if (n == 0 || text[0] == '#')
+            continue;
+        ran += run_case(text, line);
+    }
+    fclose(f);
+    CHECK(ran >= 10);
+}
+
 /* More than FDSEND_MAX_FDS never reaches the check; more than the policy's max is refused
  * even when fds[] has room only for max_fds. Bad arguments close nothing. */
 TEST(arguments)
@@ -438,6 +639,7 @@ static const tu_case cases[] = {
     CASE(requires_close_on_exec),
     CASE(undescribable_descriptor),
     CASE(check_fd_closes_nothing_and_minus_one_is_skipped),
+    CASE(shared_cases),
     CASE(arguments),
     CASE(end_of_stream),
 };
