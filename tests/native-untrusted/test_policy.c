@@ -32,6 +32,20 @@ static fdsend_fd_rule any_rule(void)
     return r;
 }
 
+/* A TCP socket listening on 127.0.0.1 (an ephemeral port), close-on-exec. */
+static int inet_listener(void)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_SYS(fd);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_SYS(bind(fd, (struct sockaddr *)&a, sizeof a));
+    CHECK_SYS(listen(fd, 1));
+    return fd;
+}
+
 static void send_fds(int sock, const int *fds, int n)
 {
     intptr_t v[8];
@@ -180,7 +194,6 @@ TEST(socket_family_type_and_listening)
     fdsend_policy p;
     int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int dg[2], lst;
-    struct sockaddr_in a;
     CHECK_SYS(tcp);
     r.kinds = FDSEND_BIT(FDSEND_KIND_SOCKET);
     r.families = FDSEND_BIT(FDSEND_FAMILY_INET) | FDSEND_BIT(FDSEND_FAMILY_INET6);
@@ -199,12 +212,7 @@ TEST(socket_family_type_and_listening)
                    "is a datagram socket; the policy accepts the types: stream");
     close(dg[0]);
     close(dg[1]);
-    lst = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK_SYS(bind(lst, (struct sockaddr *)&a, sizeof a));
-    CHECK_SYS(listen(lst, 1));
+    lst = inet_listener();
     expect_refused(&p, &lst, 1, FDSEND_VIOLATION_LISTENING, 0, "is a listening socket");
     close(lst);
     close(tcp);
@@ -491,14 +499,7 @@ static int make_fixture(const char *name, int *other, int line)
     } else if (strcmp(name, "udp") == 0) {
         fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     } else if (strcmp(name, "tcp-listener") == 0) {
-        struct sockaddr_in a;
-        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        CHECK_SYS(fd);
-        memset(&a, 0, sizeof a);
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        CHECK_SYS(bind(fd, (struct sockaddr *)&a, sizeof a));
-        CHECK_SYS(listen(fd, 1));
+        fd = inet_listener();
     } else if (strcmp(name, "memfd-unsealed") == 0 || strcmp(name, "memfd-sealed") == 0) {
         intptr_t m = -1;
         int32_t rc = fdsend_shm_create("case", "0123456789", 10,

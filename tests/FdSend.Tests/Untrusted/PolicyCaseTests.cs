@@ -23,18 +23,7 @@ public class PolicyCaseTests : TempDirFixture
 
     private const string RelativePath = "tests/conformance/policy-cases.txt";
 
-    /// <summary>The cases file of the source tree this test runs from (walking up from the
-    /// test's directory); null if there is none.</summary>
-    private static string? CasesFile()
-    {
-        for (DirectoryInfo? d = new(AppContext.BaseDirectory); d is not null; d = d.Parent)
-        {
-            string p = Path.Combine(d.FullName, RelativePath);
-            if (File.Exists(p))
-                return p;
-        }
-        return null;
-    }
+    private static string? CasesFile() => SourceTree.FindFile(RelativePath);
 
     private static T[] Names<T>(string list, Func<string, T> name) => list.Split(',').Select(name).ToArray();
 
