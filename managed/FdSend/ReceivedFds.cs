@@ -386,10 +386,11 @@ public sealed class ReceivedFds : IDisposable
     public override string ToString() =>
         $"ReceivedFds {{ BytesReceived = {BytesReceived}, Count = {Count}, Flags = {Flags}{(IsEndOfStream ? ", EndOfStream" : "")} }}";
 
-    /// <summary>libfdsend's fdsend_check_fds over this message's descriptors (a taken one is
-    /// passed as -1: counted, not checked) while no other thread can take, describe or close
-    /// them. On FDSEND_EPOLICY libfdsend has closed every one: they are marked taken.</summary>
-    internal unsafe int CheckFds(Interop.PolicyNative* policy, Interop.ViolationNative* violation)
+    /// <summary>libfdsend's fdsend_check_received over this message's descriptors and
+    /// <see cref="Flags"/> (a taken descriptor is passed as -1: counted, not checked) while no
+    /// other thread can take, describe or close them. On FDSEND_EPOLICY libfdsend has closed
+    /// every one: they are marked taken.</summary>
+    internal unsafe int CheckPolicy(Interop.PolicyNative* policy, Interop.ViolationNative* violation)
     {
         using (Hold())
         {
@@ -399,7 +400,7 @@ public sealed class ReceivedFds : IDisposable
                 fds[i] = Slot(i);
             int rc;
             fixed (nint* p = fds)
-                rc = Interop.CheckFds(policy, p, count, violation);
+                rc = Interop.CheckReceived(policy, p, count, (uint)Flags, violation);
             if (rc == (int)Interop.Status.EPOLICY)
                 MarkAllTaken();
             return rc;

@@ -1016,6 +1016,18 @@ FDSEND_API int32_t fdsend_check_fds(const fdsend_policy *policy, intptr_t *fds, 
                                     fdsend_violation *violation);
 
 /**
+ * fdsend_check_fds for a message as a receive (fdsend_recv, fdsend_msg_recv...) returned it,
+ * with its FDSEND_RECV_* flags rflags: FDSEND_RECV_FDS_TRUNCATED (the kernel dropped some of
+ * its descriptors, or there was no room for them) breaks the policy as too many descriptors
+ * (FDSEND_VIOLATION_TOO_MANY_FDS), as in fdsend_recv_checked: every descriptor of fds is then
+ * closed and set to -1. Other flags are ignored; without FDSEND_RECV_FDS_TRUNCATED this is
+ * fdsend_check_fds.
+ * @return as fdsend_check_fds.
+ */
+FDSEND_API int32_t fdsend_check_received(const fdsend_policy *policy, intptr_t *fds, int32_t nfds,
+                                         uint32_t rflags, fdsend_violation *violation);
+
+/**
  * Check one descriptor against one rule, as fdsend_check_fds checks descriptor `index` of a
  * message (the same rules, the same violation and message), but close nothing: a receiver
  * that diagnoses one descriptor it still owns (e.g. after fdsend_shm_map refused it).

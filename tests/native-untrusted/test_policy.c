@@ -395,6 +395,29 @@ TEST(check_fd_closes_nothing_and_minus_one_is_skipped)
     close(dir);
 }
 
+/* fdsend_check_received: a message whose descriptors the kernel dropped (or that had no room
+ * for them) is too many, whatever the rules, as in fdsend_recv_checked; every one is closed.
+ * Without FDSEND_RECV_FDS_TRUNCATED it is fdsend_check_fds. */
+TEST(check_received_truncated)
+{
+    fdsend_policy p = make_policy(NULL, 0, 4);
+    fdsend_violation v;
+    intptr_t fds[2];
+    int before = tu_count_fds();
+    fds[0] = tu_temp_file("a");
+    fds[1] = tu_temp_file("b");
+    CHECK_RC(fdsend_check_received(&p, fds, 2, FDSEND_RECV_DATA_TRUNCATED, &v), FDSEND_OK);
+    CHECK_RC(fdsend_check_received(&p, fds, 2, FDSEND_RECV_FDS_TRUNCATED, &v), FDSEND_EPOLICY);
+    CHECK_EQ(v.reason, FDSEND_VIOLATION_TOO_MANY_FDS);
+    CHECK_EQ(v.index, -1);
+    CHECK_EQ(v.nfds, 2);
+    CHECK(strcmp(v.message, "the message carried more than 2 descriptors (some were dropped); the policy accepts at most 4") == 0);
+    CHECK_EQ(fds[0], -1);
+    CHECK_EQ(fds[1], -1);
+    CHECK_EQ(tu_count_fds(), before);
+    CHECK_RC(fdsend_check_received(NULL, fds, 0, 0, &v), FDSEND_EINVAL);
+}
+
 /* ---- The cases shared with the .NET tests (tests/conformance/policy-cases.txt) ---- */
 
 #ifndef FDSEND_POLICY_CASES_FILE
@@ -640,6 +663,7 @@ static const tu_case cases[] = {
     CASE(requires_close_on_exec),
     CASE(undescribable_descriptor),
     CASE(check_fd_closes_nothing_and_minus_one_is_skipped),
+    CASE(check_received_truncated),
     CASE(shared_cases),
     CASE(arguments),
     CASE(end_of_stream),

@@ -147,26 +147,21 @@ public sealed class FdReceivePolicy
         }
     }
 
-    /// <summary>The violation, or null. The rules are libfdsend's (fdsend_check_fds): on a
-    /// violation it has closed every descriptor <paramref name="fds"/> still owned (they are
-    /// marked taken); dispose <paramref name="fds"/> then. A taken descriptor is counted but
-    /// not checked.</summary>
+    /// <summary>The violation, or null. The rules are libfdsend's (fdsend_check_received,
+    /// which counts descriptors the kernel dropped as too many): on a violation it has closed
+    /// every descriptor <paramref name="fds"/> still owned (they are marked taken); dispose
+    /// <paramref name="fds"/> then. A taken descriptor is counted but not checked.</summary>
     internal unsafe FdPolicyViolationException? Check(ReceivedFds fds)
     {
-        int n = fds.Count;
-        if (fds.FdsTruncated)
-            return new(FdPolicyViolationReason.TooManyFds, -1, null, n,
-                       $"the message carried more than {n} descriptors (some were dropped); the policy accepts at most {MaxFds}")
-            { BytesReceived = fds.BytesReceived };
         Interop.ViolationNative v;
         int rc;
         fixed (Interop.FdRuleNative* rules = _nativeRules)
         {
             Interop.PolicyNative policy = ToNative(rules);
-            rc = fds.CheckFds(&policy, &v);
+            rc = fds.CheckPolicy(&policy, &v);
         }
         if (rc == (int)Interop.Status.EPOLICY)
-            return FdPolicyViolationException.FromNative(&v, n, fds.BytesReceived);
+            return FdPolicyViolationException.FromNative(&v, fds.Count, fds.BytesReceived);
         ThrowIfRefused(rc);
         return null;
     }

@@ -217,6 +217,23 @@ public class ReceivePolicyTests : TempDirFixture
         AsyncTest.AssertFdCount(baseline, "after a refused message");
     }
 
+    /// <summary>Descriptors the kernel dropped count as too many, whatever the rules (libfdsend's
+    /// rule, as in fdsend_recv_checked); the ones that arrived are closed.</summary>
+    [Test]
+    public void Dropped_descriptors_are_too_many()
+    {
+        using var file = new FileStream(Dir.NewFile("x"), FileMode.Open, FileAccess.Read);
+        int baseline = AsyncTest.SettledFdCount();
+        int copy = FdPassing.DuplicateRawFd(file.SafeFileHandle);
+        var r = new ReceivedFds([copy], 1, ReceiveFlags.FdsTruncated, isEndOfStream: false);
+        var e = Assert.Throws<FdPolicyViolationException>(() => FdReceivePolicy.AcceptAny.Enforce(r))!;
+        Assert.That(e.Reason, Is.EqualTo(FdPolicyViolationReason.TooManyFds));
+        Assert.That(e.Index, Is.EqualTo(-1));
+        Assert.That(e.BytesReceived, Is.EqualTo(1));
+        Assert.That(e.Message, Is.EqualTo($"the message carried more than 1 descriptors (some were dropped); the policy accepts at most {FdPassing.MaxFds}"));
+        AsyncTest.AssertFdCount(baseline, "after a refused message");
+    }
+
     [Test]
     public void Taken_descriptors_are_counted_but_not_checked()
     {
