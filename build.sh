@@ -39,10 +39,12 @@ cmd="${1:-all}"
 [ $# -gt 0 ] && shift
 
 # Each area of the project keeps its steps in eng/<area>.sh, defining functions named
-# <area>_<step>; this runs the step if the area defines it.
+# <area>_<step>; this runs one. A step no eng/*.sh defines is an error (a renamed function
+# must not turn a verb into a silent success).
 run_step() {
   local fn="$1"; shift
-  if declare -F "$fn" >/dev/null; then "$fn" "$@"; fi
+  declare -F "$fn" >/dev/null || { echo "ERROR: build.sh calls $fn, which no eng/*.sh defines" >&2; return 1; }
+  "$fn" "$@"
 }
 for f in "$ROOT"/eng/*.sh; do
   case "$(basename "$f")" in common.sh) ;; *) source "$f" ;; esac

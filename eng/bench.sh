@@ -11,32 +11,16 @@
 BENCH_DIR() { echo "$ROOT/bench"; }
 BENCH_BIN_DIR() { echo "$ROOT/build/bench"; }
 
-# The C programs: raw sendmsg/recvmsg, libfdsend (default flags, and with
-# FDSEND_UNIX_SOCKET where the header has it), and the message channel. Same flags as the
-# library's RelWithDebInfo build.
+# The C programs (raw sendmsg/recvmsg, libfdsend with its default flags and with
+# FDSEND_UNIX_SOCKET, the message channel) are built by CMake with the library
+# (bench/compare/c/CMakeLists.txt); they join the other implementations in BENCH_BIN_DIR.
 _bench_build_c() {
-  local src bin lib cc
-  src="$(BENCH_DIR)/compare/c"
-  bin="$(BENCH_BIN_DIR)"
-  lib="$(NATIVE_BUILD_DIR)"
-  cc="${CC:-cc}"
-  mkdir -p "$bin"
-  local cflags=(-std=c11 -O2 -g -Wall -Wextra -Werror)
-  "$cc" "${cflags[@]}" -o "$bin/bench_raw" "$src/bench_raw.c" || return 1
-  "$cc" "${cflags[@]}" -I"$ROOT/native/include" -o "$bin/bench_lib" "$src/bench_lib.c" \
-    -L"$lib" -lfdsend -Wl,-rpath,"$lib" || return 1
-  if grep -q 'FDSEND_UNIX_SOCKET' "$ROOT/native/include/fdsend.h"; then
-    "$cc" "${cflags[@]}" -DBENCH_SEND_FLAGS=FDSEND_UNIX_SOCKET -I"$ROOT/native/include" \
-      -o "$bin/bench_lib_unix" "$src/bench_lib.c" -L"$lib" -lfdsend -Wl,-rpath,"$lib" || return 1
-  else
-    rm -f "$bin/bench_lib_unix"
-  fi
-  if [ -f "$src/bench_msg.c" ] && grep -q 'fdsend_channel_send' "$ROOT/native/include/fdsend.h"; then
-    "$cc" "${cflags[@]}" -I"$ROOT/native/include" -o "$bin/bench_msg" "$src/bench_msg.c" \
-      -L"$lib" -lfdsend -Wl,-rpath,"$lib" || return 1
-  else
-    rm -f "$bin/bench_msg"
-  fi
+  local p built="$(NATIVE_BUILD_DIR)/bench/compare/c"
+  mkdir -p "$(BENCH_BIN_DIR)"
+  for p in bench_raw bench_lib bench_lib_unix bench_msg; do
+    [ -x "$built/$p" ] || { echo "ERROR: $built/$p was not built (CMake: bench/compare/c)" >&2; return 1; }
+    cp -f "$built/$p" "$(BENCH_BIN_DIR)/$p"
+  done
 }
 
 # The Go peer row: net.UnixConn on Go's netpoller, standard library only, built offline

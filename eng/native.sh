@@ -127,10 +127,11 @@ _native_exports() {
            fdsend_shm_map fdsend_shm_unmap fdsend_open_beneath fdsend_broker_serve_one \
            fdsend_broker_open fdsend_open_directory \
            fdsend_poller_create fdsend_poller_destroy fdsend_poller_add fdsend_poller_modify \
-           fdsend_poller_remove fdsend_poller_wait fdsend_poller_wake \
+           fdsend_poller_remove fdsend_poller_wait fdsend_poller_wake fdsend_wait fdsend_peek \
            fdsend_frame_encode fdsend_frame_reader_init fdsend_frame_reader_want \
            fdsend_frame_reader_feed fdsend_frame_reader_begin_ahead \
            fdsend_frame_reader_frame_fds fdsend_frame_reader_limits fdsend_frame_check_record \
+           fdsend_frame_ahead_size \
            fdsend_channel_open fdsend_channel_send fdsend_channel_recv fdsend_channel_close; do
     nm -D --defined-only "$lib" | awk '{print $NF}' | grep -qx "$f" || missing="$missing $f"
   done

@@ -830,10 +830,11 @@ public sealed partial class HandoffServer : IAsyncDisposable, IDisposable
     {
         try
         {
-            _ = Interop.SetInheritable(socket.SafeHandle, 1);
+            FdPassing.SetInheritable(socket.SafeHandle, inheritable: true);
         }
-        catch (ObjectDisposedException)
+        catch (Exception e) when (e is ObjectDisposedException or SocketException)
         {
+            // Already closed, or the flag could not be changed: the close below is what matters.
         }
         socket.Dispose();
     }

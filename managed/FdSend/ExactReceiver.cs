@@ -54,7 +54,7 @@ internal sealed class ExactReceiver
 
     // ---- The entry points ------------------------------------------------------------------
 
-    /// <summary>The sync receive: non-blocking attempts, waits with Socket.Poll in between. A
+    /// <summary>The sync receive: non-blocking attempts, waits with fdsend_wait in between. A
     /// blocking socket's <see cref="Socket.ReceiveTimeout"/> bounds the whole call (one
     /// deadline from its start, not one per chunk); a non-blocking socket throws WouldBlock
     /// before the first byte, and after it waits for the rest like a blocking one.</summary>
@@ -90,8 +90,8 @@ internal sealed class ExactReceiver
         }
     }
 
-    /// <summary>The async receive: non-blocking attempts, waits for readability on .NET's
-    /// socket engine in between. Cancellation before the first byte consumes nothing; after
+    /// <summary>The async receive: non-blocking attempts, waits for readability on the
+    /// <see cref="ReadinessEngine"/> in between (.NET's zero-byte receive on Windows). Cancellation before the first byte consumes nothing; after
     /// it, the bytes already consumed are lost and the descriptors closed.</summary>
     internal static ValueTask<ReceivedFds> ReceiveAsync(Socket socket, Memory<byte> buffer, int maxFds,
                                                         CancellationToken cancellationToken) =>

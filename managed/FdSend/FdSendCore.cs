@@ -10,9 +10,9 @@ namespace FdSend;
 /// The core of every operation: one native attempt (with FDSEND_DONTWAIT unless the caller
 /// lets the kernel wait) that either completes, reports "would block" (returns
 /// <see langword="false"/>, nothing sent or consumed), or throws the mapped exception. The sync wrappers in
-/// <see cref="SocketFdExtensions"/> wait with <see cref="Socket.Poll(int, SelectMode)"/>
-/// between attempts; async wrappers wait on .NET's socket engine instead and call the same
-/// Try methods. Nothing here allocates on success or would-block.
+/// <see cref="SocketFdExtensions"/> wait with libfdsend's <c>fdsend_wait</c> between attempts;
+/// async wrappers wait on the <see cref="ReadinessEngine"/> instead and call the same Try
+/// methods. Nothing here allocates on success or would-block.
 /// </summary>
 internal static unsafe class FdSendCore
 {
@@ -170,6 +170,24 @@ internal static unsafe class FdSendCore
     }
 
     /// <summary>
+    /// One non-blocking look at the next message's first bytes (fdsend_peek): true with the
+    /// bytes copied (0: an empty record or the end of the stream), false when nothing is
+    /// queued; nothing is consumed and no descriptor is taken. POSIX only.
+    /// </summary>
+    internal static bool TryPeek(Socket socket, Span<byte> buffer, out int bytesPeeked)
+    {
+        long result;
+        fixed (byte* data = buffer)
+            result = Interop.Peek(GetHandle(socket), data, (nuint)buffer.Length, Interop.FDSEND_DONTWAIT);
+        bytesPeeked = result >= 0 ? (int)result : 0;
+        if (result >= 0)
+            return true;
+        if (result == (long)Interop.Status.EAGAIN)
+            return false;
+        throw FdSendErrors.Create(result, FdOperation.Receive);
+    }
+
+    /// <summary>
     /// libfdsend's FDSEND_RECV_* bits as <see cref="ReceiveFlags"/> plus an end-of-stream
     /// verdict. FDSEND_RECV_END_OF_STREAM (4), set by a libfdsend that knows it, means end of
     /// stream and is stripped, as is any bit this assembly does not know (a newer library's);
@@ -267,7 +285,7 @@ internal static unsafe class FdSendCore
     // kernel does the waiting in the one system call (and .NET's SO_RCVTIMEO/SO_SNDTIMEO,
     // set by ReceiveTimeout/SendTimeout, bound it: FDSEND_ETIMEDOUT). FDSEND_EAGAIN then
     // means .NET has put the fd in O_NONBLOCK behind Socket.Blocking (after an async call):
-    // from there on the call waits with Socket.Poll, within the same timeout.
+    // from there on the call waits with libfdsend's fdsend_wait, within the same timeout.
 
     /// <summary>
     /// Sends one message. A blocking socket (<see cref="Socket.Blocking"/>) waits for room
@@ -414,36 +432,37 @@ internal static unsafe class FdSendCore
     /// Waits until the socket is readable/writable (or has an error or hang-up, which the
     /// next attempt reports), within the socket's receive/send timeout counted from the first
     /// wait of this operation (<paramref name="deadline"/>: 0 until then; TickCount64 ms;
-    /// long.MaxValue for no timeout).
+    /// long.MaxValue for no timeout). The wait is libfdsend's (fdsend_wait), the one every
+    /// blocking call of the library makes; .NET keeps the socket's timeouts for a socket it
+    /// made non-blocking, so the deadline is counted here.
     /// </summary>
     private static void WaitUntilReady(Socket socket, SelectMode mode, ref long deadline)
     {
-        int timeoutMs = 0;
+        bool read = mode == SelectMode.SelectRead;
         if (deadline == 0)
         {
-            timeoutMs = mode == SelectMode.SelectRead ? socket.ReceiveTimeout : socket.SendTimeout;
+            int timeoutMs = read ? socket.ReceiveTimeout : socket.SendTimeout;
             deadline = timeoutMs <= 0 ? long.MaxValue : Environment.TickCount64 + timeoutMs;
         }
         while (true)
         {
-            int microseconds;
-            if (deadline == long.MaxValue)
-            {
-                microseconds = -1;
-            }
-            else
+            int waitMs = -1;
+            if (deadline != long.MaxValue)
             {
                 long remaining = deadline - Environment.TickCount64;
                 if (remaining <= 0)
                 {
-                    if (timeoutMs == 0)
-                        timeoutMs = mode == SelectMode.SelectRead ? socket.ReceiveTimeout : socket.SendTimeout;
-                    throw FdSendErrors.TimedOut(mode == SelectMode.SelectRead ? FdOperation.Receive : FdOperation.Send, timeoutMs);
+                    throw FdSendErrors.TimedOut(read ? FdOperation.Receive : FdOperation.Send,
+                                                read ? socket.ReceiveTimeout : socket.SendTimeout);
                 }
-                microseconds = remaining >= int.MaxValue / 1000 ? int.MaxValue : (int)(remaining * 1000);
+                waitMs = (int)Math.Min(remaining, int.MaxValue);
             }
-            if (socket.Poll(microseconds, mode))
+            int result = Interop.Wait(GetHandle(socket), read ? Interop.PollIn : Interop.PollOut, waitMs);
+            if (result == (int)Interop.Status.Ok)
                 return;
+            if (result != (int)Interop.Status.ETIMEDOUT)
+                throw FdSendErrors.Create(result, read ? FdOperation.Receive : FdOperation.Send);
+            // The time ran out: the loop's check reports it against the caller's deadline.
         }
     }
 

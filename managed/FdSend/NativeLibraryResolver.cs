@@ -6,8 +6,8 @@ namespace FdSend;
 
 /// <summary>
 /// Finds libfdsend for this assembly's P/Invokes (its only native library). Registered once,
-/// by the assembly's module initializer, before any of its code runs; the only static mutable
-/// state of FdSend.
+/// by the assembly's module initializer, before any of its code runs; it keeps no state of its
+/// own.
 /// </summary>
 /// <remarks>
 /// Order: (1) the runtime's default probing, which is what works for a NuGet consumer (the

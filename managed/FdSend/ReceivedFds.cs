@@ -395,7 +395,9 @@ public sealed class ReceivedFds : IDisposable
         using (Hold())
         {
             int count = _count;
-            Span<nint> fds = stackalloc nint[count]; // count <= FdPassing.MaxFds
+            // A merged result (ReceiveFdsExactly) may hold more than FdPassing.MaxFds: too many
+            // for any policy, but libfdsend still closes them all.
+            Span<nint> fds = count <= FdPassing.MaxFds ? stackalloc nint[count] : new nint[count];
             for (int i = 0; i < count; i++)
                 fds[i] = Slot(i);
             int rc;
@@ -417,20 +419,25 @@ public sealed class ReceivedFds : IDisposable
             return Interop.CheckFd(rule, Untaken(index), index, violation);
     }
 
-    /// <summary>Closes the untaken descriptors in one native call (a taken slot holds
-    /// <see cref="TakenFd"/>, -1, which fdsend_close_all skips).</summary>
+    /// <summary>Closes the untaken descriptors, one native call per
+    /// <see cref="FdPassing.MaxFds"/> of them (a taken slot holds <see cref="TakenFd"/>, -1,
+    /// which fdsend_close_all skips). A merged result (ReceiveFdsExactly with a larger maxFds)
+    /// may hold more than one message's worth: the stack buffer stays bounded, also on the
+    /// finalizer thread.</summary>
     private void CloseUntaken()
     {
         int count = _count;
-        if (count == 0)
-            return;
-        Span<nint> fds = stackalloc nint[count]; // count <= FdPassing.MaxFds
-        for (int i = 0; i < count; i++)
+        Span<nint> batch = stackalloc nint[Math.Min(count, FdPassing.MaxFds)];
+        for (int start = 0; start < count; start += batch.Length)
         {
-            fds[i] = i == 0 ? _fd0 : _more![i - 1];
-            MarkTaken(i);
+            int n = Math.Min(batch.Length, count - start);
+            for (int i = 0; i < n; i++)
+            {
+                batch[i] = start + i == 0 ? _fd0 : _more![start + i - 1];
+                MarkTaken(start + i);
+            }
+            FdSendCore.CloseAll(batch[..n]);
         }
-        FdSendCore.CloseAll(fds);
     }
 
     /// <summary>Holds the object's gate until the returned scope is disposed.</summary>

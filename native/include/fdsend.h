@@ -4,10 +4,12 @@
  * SPDX-License-Identifier: MIT
  *
  * This is the only public header of libfdsend. Every function is thread-safe, never
- * blocks or polls on its own (a blocking socket blocks in the kernel, a non-blocking one
- * returns FDSEND_EAGAIN), never raises SIGPIPE, and retries EINTR internally.
- * (The fdsend_msg_* channel and fdsend_recv_exact wait for the rest of what they have
- * started; see there.)
+ * raises SIGPIPE, and retries EINTR internally. A send or receive waits the way its socket
+ * says: a blocking socket blocks (in the kernel, or after a signal in the library's one
+ * wait, fdsend_wait's), a non-blocking one returns FDSEND_EAGAIN. Some calls finish what
+ * they have started whatever the socket mode: the channels (fdsend_msg_*, fdsend_channel_*)
+ * inside a frame and fdsend_recv_exact inside its bytes; fdsend_poller_wait, fdsend_wait and
+ * the file broker wait by design (see each).
  *
  * Timeouts: on a blocking socket with SO_RCVTIMEO / SO_SNDTIMEO set, a call that waits
  * that long returns FDSEND_ETIMEDOUT (nothing sent or consumed), never FDSEND_EAGAIN:
@@ -270,6 +272,24 @@ FDSEND_API int64_t fdsend_recv_part(intptr_t sock, fdsend_recv_state *state, voi
                                     int32_t *nfds, uint32_t *rflags, uint32_t flags);
 
 /**
+ * Copy the first bytes of the next message into buf without consuming anything: the
+ * message, its data and its descriptors stay queued for the next fdsend_recv (no
+ * descriptor is taken, none is installed in this process). For a reader that must size
+ * its buffer from a header before receiving a seqpacket record or a datagram whole. Waits
+ * as fdsend_recv does (a blocking socket: until a message is queued, within SO_RCVTIMEO;
+ * FDSEND_DONTWAIT or a non-blocking socket: FDSEND_EAGAIN).
+ *
+ * @param sock   Unix domain socket
+ * @param buf    where the bytes go; may be NULL only when len == 0
+ * @param len    how many bytes to look at (fewer when the message is shorter)
+ * @param flags  0 or FDSEND_DONTWAIT
+ * @return the bytes copied (0: an empty message, or the end of a stream), or a negative
+ *         FDSEND_E* code as fdsend_recv's. Windows: FDSEND_ENOTSUP (a record's handles
+ *         travel ahead of its data; read records with fdsend_recv / fdsend_recv_part).
+ */
+FDSEND_API int64_t fdsend_peek(intptr_t sock, void *buf, size_t len, uint32_t flags);
+
+/**
  * Credentials of the process at the other end of a connected Unix domain socket, as the
  * kernel recorded them at connect()/socketpair()/listen() time: its pid and its
  * effective uid and gid. Any out-pointer may be NULL; all are set to -1 on failure.
@@ -430,6 +450,26 @@ FDSEND_API int32_t fdsend_poller_wait(intptr_t poller, fdsend_poll_event *events
 /** Make a current or the next fdsend_poller_wait return (with what is ready, maybe 0).
  *  Async-signal-safe. @return FDSEND_OK, FDSEND_EINVAL. */
 FDSEND_API int32_t fdsend_poller_wake(intptr_t poller);
+
+/**
+ * Wait until sock is ready in one direction: readable (FDSEND_POLL_IN: data, the end of the
+ * stream, a connection to accept) or writable (FDSEND_POLL_OUT: room in the send buffer).
+ * An error or hang-up pending on the socket counts as ready (the next call on it reports
+ * it). Nothing is consumed. This is the wait every blocking call of the library makes
+ * (poll() on POSIX, WSAPoll on Windows), for a caller whose socket is non-blocking, e.g. a
+ * binding whose runtime set O_NONBLOCK and that still offers blocking calls. A signal does
+ * not end the wait: it goes on for what is left of timeout_ms, which never ends early and
+ * may end up to two ticks of the system's coarse clock late (as the library's deadlines).
+ *
+ * @param sock        a socket (on POSIX any descriptor poll() accepts; a SOCKET on Windows)
+ * @param events      FDSEND_POLL_IN or FDSEND_POLL_OUT (exactly one)
+ * @param timeout_ms  the longest wait in milliseconds: -1 without limit, 0 to look once
+ * @return FDSEND_OK (ready), FDSEND_ETIMEDOUT (not ready within timeout_ms), FDSEND_EINVAL
+ *         (events other than one direction, timeout_ms < -1), FDSEND_EBADF (not an open
+ *         descriptor; on Windows a value that is not a socket may report FDSEND_ENOTSOCK),
+ *         or another code.
+ */
+FDSEND_API int32_t fdsend_wait(intptr_t sock, uint32_t events, int32_t timeout_ms);
 
 /** Socket types, platform-neutral (fdsend_socketpair, fdsend_fd_info). */
 enum {
@@ -900,6 +940,15 @@ FDSEND_API int32_t fdsend_frame_reader_limits(fdsend_frame_reader *r, uint64_t c
  */
 FDSEND_API int64_t fdsend_frame_check_record(const uint8_t *header, uint64_t n, int32_t nfds,
                                              uint32_t flags, uint64_t cap, int32_t maxfds);
+
+/**
+ * How many bytes a stream reader may ask for at a frame boundary on this OS
+ * (docs/wire-format.md 4.1, FDSEND_FRAME_IN_AHEAD): 4096 where the kernel is known (and
+ * tested) never to hand one read the descriptors of two writes, nor those of a write whose
+ * first byte the read did not take (Linux); 0 elsewhere: read exactly what
+ * fdsend_frame_reader_want asks for. The C channel and the .NET FdChannel both ask here.
+ */
+FDSEND_API int32_t fdsend_frame_ahead_size(void);
 
 /* ---- Untrusted peers: receive policies, sealed shared memory, opening beneath a directory --
  *

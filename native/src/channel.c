@@ -72,9 +72,6 @@ void fdsend_channel_close(fdsend_channel *ch)
 #include <sys/uio.h>
 #include <unistd.h>
 
-#ifndef SSIZE_MAX
-#  define SSIZE_MAX ((size_t)-1 / 2)
-#endif
 
 #define HDR_SIZE FDSEND_MSG_HEADER_SIZE
 
@@ -120,14 +117,9 @@ struct fdsend_channel {
     stream_rx rx;     /* stream receiving, guarded by lock[1] */
 };
 
-/* Bytes a channel object reads ahead at a frame boundary (docs/wire-format.md 4.1): only
- * where the kernel is known (and tested, test_msg_ahead.c) never to hand one read the
- * descriptors of two writes, nor those of a write whose first byte the read did not take. */
-#if defined(__linux__)
-#  define AHEAD_SIZE 4096
-#else
-#  define AHEAD_SIZE 0
-#endif
+/* Bytes a channel object reads ahead at a frame boundary: the codec's rule
+ * (fdsend_frame_ahead_size, FDSEND_FRAME_AHEAD_SIZE in fdsend_internal.h). */
+#define AHEAD_SIZE FDSEND_FRAME_AHEAD_SIZE
 
 /* What a channel needs to know about its socket, looked up once: its type (stream,
  * seqpacket or datagram, else FDSEND_ENOTSUP) and, if check_family, whether it is AF_UNIX

@@ -2,6 +2,7 @@
  * or global state. Driven by the C channel (channel.c) and by the .NET FdChannel.
  * SPDX-License-Identifier: MIT */
 #include "fdsend.h"
+#include "fdsend_internal.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -350,4 +351,9 @@ int64_t fdsend_frame_check_record(const uint8_t *rec, uint64_t n, int32_t nfds,
         return FDSEND_EPROTO;
     rc = judge(ctrunc, len, cap, announced, maxfds);
     return rc == FDSEND_OK ? (int64_t)len : rc;
+}
+
+int32_t fdsend_frame_ahead_size(void)
+{
+    return FDSEND_FRAME_AHEAD_SIZE;
 }

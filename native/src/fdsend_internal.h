@@ -8,6 +8,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/** Bytes a stream reader may read ahead at a frame boundary (fdsend_frame_ahead_size, the
+ *  codec's rule; docs/wire-format.md 4.1): only where the kernel is known (and tested,
+ *  tests/native-msg/test_msg_ahead.c) never to hand one read the descriptors of two writes,
+ *  nor those of a write whose first byte the read did not take. */
+#if defined(__linux__)
+#  define FDSEND_FRAME_AHEAD_SIZE 4096
+#else
+#  define FDSEND_FRAME_AHEAD_SIZE 0
+#endif
+
 /** Called by the parser for every descriptor that cannot be handed to the caller. */
 typedef void (*fdsend_excess_fn)(int fd, void *ctx);
 

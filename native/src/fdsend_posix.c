@@ -25,9 +25,6 @@
 #  include <sys/syscall.h>
 #endif /* USE_RAW_SENDMSG_FALLBACK */
 
-#ifndef SSIZE_MAX
-#  define SSIZE_MAX ((size_t)-1 / 2)
-#endif
 
 int32_t fdsend_fail_io(int sock, int dontwait)
 {

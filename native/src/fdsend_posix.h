@@ -30,6 +30,10 @@
 #include <time.h>
 #include "fdsend.h"
 
+#ifndef SSIZE_MAX
+#  define SSIZE_MAX ((size_t)-1 / 2) /* where limits.h lacks it */
+#endif
+
 /* Alignment of control messages on this OS, derived from the macros themselves
  * (sizeof(long) on Linux, 4 bytes on macOS): CMSG_SPACE(1) rounds one byte up to it. */
 #define FDSEND_CMSG_ALIGNTO ((size_t)(CMSG_SPACE(1) - CMSG_LEN(0)))
@@ -50,7 +54,7 @@ typedef union recv_control {
     unsigned char buf[RECV_CONTROL_SPACE];
 } recv_control;
 
-/* Shared by fdsend_posix.c and msg.c (defined in fdsend_posix.c). */
+/* Shared by fdsend_posix.c and channel.c (defined in fdsend_posix.c). */
 
 /* Whether fd (a socket or a descriptor to send) is a number a POSIX descriptor can have. */
 static inline int fdsend_valid_fd(intptr_t fd)

@@ -1,7 +1,8 @@
 /* The one place libfdsend waits: a deadline per call (the socket's SO_RCVTIMEO /
  * SO_SNDTIMEO on a monotonic clock) and poll() for what is left of it. Used by
- * fdsend_posix.c (EINTR inside fdsend_send / fdsend_recv / fdsend_recv_exact) and channel.c
- * (the channel's waits inside a frame and behind another thread's frame).
+ * fdsend_posix.c (EINTR inside fdsend_send / fdsend_recv / fdsend_recv_exact), channel.c
+ * (the channel's waits inside a frame and behind another thread's frame) and fdsend_wait
+ * (the same wait for callers: the .NET binding's blocking calls on a non-blocking socket).
  * SPDX-License-Identifier: MIT */
 #include "fdsend_posix.h"
 #include "fdsend_internal.h"
@@ -65,26 +66,73 @@ int fdsend_deadline_ms_left(fdsend_deadline *d, int sock)
     return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
+#define POLL_READY 1
+#define POLL_TIMEOUT 0
+#define POLL_INTERRUPTED 2
+
+/* One poll() of sock for events, for at most ms (-1: no limit): POLL_READY (an error or
+ * hang-up counts), POLL_TIMEOUT, POLL_INTERRUPTED (a signal), or a recorded negative code. */
+static int32_t poll_once(int sock, short events, int ms)
+{
+    struct pollfd p;
+    int r;
+    p.fd = sock;
+    p.events = events;
+    p.revents = 0;
+    r = poll(&p, 1, ms);
+    if (r > 0)
+        return (p.revents & POLLNVAL) ? fdsend_fail(FDSEND_EBADF, EBADF) : POLL_READY;
+    if (r == 0)
+        return POLL_TIMEOUT;
+    return errno == EINTR ? POLL_INTERRUPTED : fdsend_fail_errno();
+}
+
 int32_t fdsend_wait_ready(int sock, short events, fdsend_deadline *d)
 {
     for (;;) {
-        struct pollfd p;
-        int r, ms = fdsend_deadline_ms_left(d, sock);
+        int32_t r;
+        int ms = fdsend_deadline_ms_left(d, sock);
         if (ms == 0)
             return fdsend_fail(FDSEND_ETIMEDOUT, ETIMEDOUT);
-        p.fd = sock;
-        p.events = events;
-        p.revents = 0;
-        r = poll(&p, 1, ms);
-        if (r > 0) {
-            if (p.revents & POLLNVAL)
-                return fdsend_fail(FDSEND_EBADF, EBADF);
+        r = poll_once(sock, events, ms);
+        if (r < 0)
+            return r;
+        if (r == POLL_READY)
             return FDSEND_OK;
-        }
-        if (r < 0 && errno != EINTR)
-            return fdsend_fail_errno();
-        /* r == 0 (the deadline, checked at the top) or EINTR: wait for what is left */
+        /* the deadline (checked at the top) or a signal: wait for what is left */
     }
+}
+
+int32_t fdsend_wait(intptr_t sock, uint32_t events, int32_t timeout_ms)
+{
+    fdsend_deadline d;
+    short ev;
+    int32_t rc;
+    if (events == FDSEND_POLL_IN)
+        ev = POLLIN;
+    else if (events == FDSEND_POLL_OUT)
+        ev = POLLOUT;
+    else
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    if (timeout_ms < -1)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    if (!fdsend_valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if (timeout_ms == 0) {
+        do
+            rc = poll_once((int)sock, ev, 0);
+        while (rc == POLL_INTERRUPTED);
+        if (rc == POLL_TIMEOUT)
+            return fdsend_fail(FDSEND_ETIMEDOUT, ETIMEDOUT);
+    } else {
+        fdsend_deadline_start(&d, ev, 0);
+        d.timeout_ns = timeout_ms < 0 ? 0 : (int64_t)timeout_ms * 1000000; /* 0: none */
+        rc = fdsend_wait_ready((int)sock, ev, &d);
+    }
+    if (rc < 0)
+        return rc;
+    fdsend_clear_error();
+    return FDSEND_OK;
 }
 
 ssize_t fdsend_io_retry(fdsend_msg_op op, int sock, struct msghdr *msg, int flags,

@@ -319,6 +319,59 @@ TEST(recv_unconnected_stream)
     close(l);
 }
 
+/* fdsend_peek consumes nothing and installs no descriptor: on each socket type the message
+ * (data and descriptors) arrives whole afterwards; the fd count does not move while
+ * peeking; an empty queue is FDSEND_EAGAIN with FDSEND_DONTWAIT and FDSEND_ETIMEDOUT at a
+ * blocking socket's SO_RCVTIMEO; bad arguments are refused. */
+TEST(peek_consumes_nothing)
+{
+    int t;
+    for (t = 0; t < 3; t++) {
+        int sv[2], base, file = tu_temp_file("peeked");
+        intptr_t fds[2], got[2];
+        int32_t n = -1;
+        uint32_t rflags = 99;
+        char buf[16];
+
+        if (!tu_try_socketpair(socket_types[t], sv)) {
+            close(file);
+            continue;
+        }
+        CHECK_RC(fdsend_peek(sv[1], buf, sizeof buf, FDSEND_DONTWAIT), FDSEND_EAGAIN);
+        tu_set_timeout_ms(sv[1], SO_RCVTIMEO, 100);
+        CHECK_RC(fdsend_peek(sv[1], buf, sizeof buf, 0), FDSEND_ETIMEDOUT);
+        fds[0] = file;
+        fds[1] = file;
+        CHECK_RC(fdsend_send(sv[0], "hello, world", 12, fds, 2, 0), 12);
+        base = tu_count_fds();
+        memset(buf, 0, sizeof buf);
+        CHECK_RC(fdsend_peek(sv[1], buf, 5, 0), 5);
+        CHECK_MEM(buf, "hello", 5);
+        CHECK_RC(fdsend_peek(sv[1], buf, sizeof buf, FDSEND_DONTWAIT), 12);
+        CHECK_MEM(buf, "hello, world", 12);
+        CHECK_EQ(tu_count_fds(), base); /* no descriptor installed by a peek */
+        CHECK_RC(fdsend_recv(sv[1], buf, sizeof buf, got, 2, &n, &rflags, 0), 12);
+        CHECK_MEM(buf, "hello, world", 12);
+        CHECK_EQ(n, 2);
+        CHECK_EQ(rflags, 0);
+        CHECK(tu_same_file((int)got[0], file) && tu_same_file((int)got[1], file));
+        close((int)got[0]);
+        close((int)got[1]);
+
+        CHECK_RC(fdsend_peek(sv[1], NULL, 1, 0), FDSEND_EINVAL);
+        CHECK_RC(fdsend_peek(sv[1], buf, sizeof buf, 0x80), FDSEND_EINVAL);
+        CHECK_RC(fdsend_peek(-1, buf, sizeof buf, 0), FDSEND_EBADF);
+        if (socket_types[t] == SOCK_STREAM) {
+            close(sv[0]); /* the end of the stream peeks as 0 bytes */
+            CHECK_RC(fdsend_peek(sv[1], buf, sizeof buf, 0), 0);
+        } else {
+            close(sv[0]);
+        }
+        close(sv[1]);
+        close(file);
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -327,6 +380,7 @@ int main(int argc, char **argv)
         CASE(passpidfd_not_leaked),
         CASE(rlimit_nofile_truncates),
         CASE(recv_unconnected_stream),
+        CASE(peek_consumes_nothing),
     };
     return tu_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

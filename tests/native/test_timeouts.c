@@ -392,6 +392,48 @@ TEST(msg_send_cancelled_mid_frame)
     free((void *)a.data);
 }
 
+/* fdsend_wait, the library's wait for callers: readable and writable, nothing consumed, a
+ * hang-up counts as ready, a timeout under a signal every 50 ms never ends early, and bad
+ * arguments. */
+TEST(wait_ready_and_timeout)
+{
+    int sv[2], closed;
+    char buf[4];
+    double start, took;
+
+    tu_watchdog(20, "fdsend_wait");
+    tu_socketpair(SOCK_STREAM, sv);
+    CHECK_RC(fdsend_wait(sv[1], FDSEND_POLL_IN, 0), FDSEND_ETIMEDOUT);
+    CHECK_RC(fdsend_wait(sv[1], FDSEND_POLL_OUT, 0), FDSEND_OK);
+    CHECK_RC(fdsend_wait(sv[1], FDSEND_POLL_OUT, -1), FDSEND_OK);
+    CHECK_SYS(send(sv[0], "abc", 3, 0));
+    CHECK_RC(fdsend_wait(sv[1], FDSEND_POLL_IN, 0), FDSEND_OK);
+    CHECK_RC(fdsend_wait(sv[1], FDSEND_POLL_IN, -1), FDSEND_OK);
+    CHECK_EQ(tu_pending(sv[1]), 3); /* nothing consumed */
+    CHECK_EQ((int)recv(sv[1], buf, sizeof buf, 0), 3);
+
+    start_ticker(0);
+    start = tu_now_ms();
+    CHECK_RC(fdsend_wait(sv[1], FDSEND_POLL_IN, 300), FDSEND_ETIMEDOUT);
+    took = tu_now_ms() - start;
+    stop_ticker();
+    report("fdsend_wait 300 ms", took);
+    CHECK(took >= 300 && took < BOUND_MS);
+    CHECK(ticks >= 3); /* the signals did interrupt it */
+
+    close(sv[0]); /* the peer's close: readable (end of stream) */
+    CHECK_RC(fdsend_wait(sv[1], FDSEND_POLL_IN, 5000), FDSEND_OK);
+
+    CHECK_RC(fdsend_wait(sv[1], 0, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_wait(sv[1], FDSEND_POLL_IN | FDSEND_POLL_OUT, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_wait(sv[1], FDSEND_POLL_ERR, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_wait(sv[1], FDSEND_POLL_IN, -2), FDSEND_EINVAL);
+    CHECK_RC(fdsend_wait(-1, FDSEND_POLL_IN, 0), FDSEND_EBADF);
+    closed = sv[1];
+    close(sv[1]);
+    CHECK_RC(fdsend_wait(closed, FDSEND_POLL_IN, 0), FDSEND_EBADF);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -402,6 +444,7 @@ int main(int argc, char **argv)
         CASE(msg_recv_waits_behind_frame_bounded),
         CASE(msg_recv_cancelled_mid_frame),
         CASE(msg_send_cancelled_mid_frame),
+        CASE(wait_ready_and_timeout),
     };
     return tu_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

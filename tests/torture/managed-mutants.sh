@@ -7,7 +7,7 @@
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 command -v dotnet >/dev/null || { echo "SKIPPED: managed mutants: dotnet is not installed"; exit 0; }
-killed=0 survived=0 skipped=0
+killed=0 survived=0 stale=0
 
 # mutant NAME FILTER PYTHON-EDIT
 mutant() {
@@ -17,7 +17,7 @@ mutant() {
      --exclude='*/TestResults' -cf - .) | tar -xf - -C "$d"
   mkdir -p "$d/build" && cp -r "$ROOT/build/reliability" "$d/build/"
   if ! (cd "$d" && python3 -c "$edit"); then
-    echo "SKIPPED: managed mutant $name: its pattern no longer matches"; skipped=$((skipped + 1))
+    echo "STALE: managed mutant $name: its pattern no longer matches (the source moved on: update the mutant)"; stale=$((stale + 1))
     rm -rf "$d"; return
   fi
   if timeout 600 dotnet test "$d/tests/FdSend.Reliability/FdSend.Reliability.csproj" -c Release --nologo \
@@ -41,5 +41,5 @@ p='managed/FdSend/FdSendCore.cs'; s=open(p).read(); a='fds[i].Handle?.DangerousR
 if a not in s: sys.exit(1)
 open(p,'w').write(s.replace(a, '{ }'))
 "
-echo "managed mutants: $killed killed, $survived survived, $skipped skipped"
-[ $survived -eq 0 ]
+echo "managed mutants: $killed killed, $survived survived, $stale stale"
+[ $survived -eq 0 ] && [ $stale -eq 0 ]

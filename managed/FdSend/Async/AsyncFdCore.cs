@@ -7,8 +7,8 @@ namespace FdSend;
 
 /// <summary>
 /// The async layer over <see cref="FdSendCore"/>'s non-blocking attempts: readiness waits on
-/// libfdsend's readiness engine (<see cref="ReadinessEngine"/>, one thread per process; the
-/// receive itself is retried there), and the loops that retry after them. Shared by
+/// libfdsend's readiness engine (<see cref="ReadinessEngine"/>, one per process, led by one
+/// thread at a time; the receive itself is retried there), and the loops that retry after them. Shared by
 /// <see cref="SocketFdAsyncExtensions"/>, <see cref="ExactReceiver"/> and
 /// <see cref="FdChannel"/>. On Windows a readable wait is .NET's zero-byte receive and a
 /// writable wait the same engine (libfdsend's on WSAPoll there).
@@ -17,7 +17,8 @@ internal static class AsyncFdCore
 {
     /// <summary>Waits until <paramref name="socket"/> is readable (data, end of stream or an
     /// error); consumes nothing and occupies no thread while it waits. The continuation runs
-    /// on the thread pool.</summary>
+    /// inline on the engine thread unless inline completions are off (then on the thread
+    /// pool).</summary>
     internal static ValueTask WaitReadableAsync(Socket socket, CancellationToken cancellationToken)
     {
         if (OperatingSystem.IsWindows())
@@ -27,7 +28,7 @@ internal static class AsyncFdCore
     }
 
     /// <summary>Waits until <paramref name="socket"/> is writable (room in its send buffer, or
-    /// an error); the continuation runs on the thread pool.</summary>
+    /// an error); the continuation runs as <see cref="WaitReadableAsync"/>'s.</summary>
     internal static ValueTask WaitWritableAsync(Socket socket, CancellationToken cancellationToken)
     {
         FdSendCore.GetHandle(socket);
@@ -58,35 +59,26 @@ internal static class AsyncFdCore
         FdSendCore.TrySend(socket, null, data.Span, fds.Span, default, out sent);
 
     /// <summary>Sends data[sent..] without descriptors, finishing a stream send whose first
-    /// chunk (with the descriptors) is out. Uses .NET's SendAsync: it waits for room on .NET's
-    /// event loop and sends everything. Not cancellable by the caller: a half-sent buffer would
-    /// leave the stream at a position the peer cannot know (disposing the socket aborts it).
-    /// Errors pass through as they are (the caller, which framed the data, knows what they
-    /// mean); see <see cref="SendRestCountedAsync"/> for the public API's sends.</summary>
+    /// chunk (with the descriptors) is out: one non-blocking send per attempt (on Windows each
+    /// is a record, as every write on a socket that carries handles must be), waiting for room
+    /// on the readiness engine in between. Not cancellable by the caller: a half-sent buffer
+    /// would leave the stream at a position the peer cannot know (<paramref name="abortToken"/>,
+    /// the owner's disposal, aborts it). Errors pass through as they are (the caller, which
+    /// framed the data, knows what they mean); see <see cref="SendRestCountedAsync"/> for the
+    /// public API's sends.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     internal static async ValueTask<int> SendRestAsync(Socket socket, ReadOnlyMemory<byte> data, int sent,
                                                        CancellationToken abortToken)
     {
-        // Windows: every write on a socket that carries handles is a libfdsend record
-        // (docs/windows-protocol.md); a raw send would put bytes the peer cannot parse.
-        if (OperatingSystem.IsWindows())
-            return await SendRestAsRecordsAsync(socket, data, sent, abortToken).ConfigureAwait(false);
-        while (sent < data.Length)
-        {
-            int n = await socket.SendAsync(data.Slice(sent), SocketFlags.None, abortToken).ConfigureAwait(false);
-            if (n <= 0)
-                throw new SocketException((int)SocketError.Shutdown, "The socket accepted no more data in the middle of a send.");
-            sent += n;
-        }
-        return sent;
+        var progress = new StrongBox<int>(sent);
+        await SendEachAttemptAsync(socket, data, progress, abortToken).ConfigureAwait(false);
+        return progress.Value;
     }
 
     /// <summary>
-    /// Like <see cref="SendRestAsync"/>, but counting every byte: one non-blocking sendmsg per
-    /// attempt (<see cref="TrySend"/> without descriptors), waiting for room with
-    /// <see cref="WaitWritableAsync"/> in between, so that a failure can say exactly how much
-    /// went (<see cref="FdPartialSendException"/>; .NET's SendAsync loses the count of the call
-    /// that fails). <paramref name="data"/> is the whole send, <paramref name="sent"/> bytes of
+    /// <see cref="SendRestAsync"/> for the public API's sends: a failure becomes an
+    /// <see cref="FdPartialSendException"/> that says exactly how much went (every attempt is
+    /// counted). <paramref name="data"/> is the whole send, <paramref name="sent"/> bytes of
     /// which went with the <paramref name="descriptorsSent"/> descriptors.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
@@ -102,16 +94,6 @@ internal static class AsyncFdCore
         {
             throw FdSendErrors.PartialSend(e, progress.Value, data.Length, descriptorsSent);
         }
-        return progress.Value;
-    }
-
-    /// <summary>Windows' <see cref="SendRestAsync"/>: the rest as records, one non-blocking
-    /// fdsend_send per attempt.</summary>
-    private static async ValueTask<int> SendRestAsRecordsAsync(Socket socket, ReadOnlyMemory<byte> data, int sent,
-                                                               CancellationToken abortToken)
-    {
-        var progress = new StrongBox<int>(sent);
-        await SendEachAttemptAsync(socket, data, progress, abortToken).ConfigureAwait(false);
         return progress.Value;
     }
 

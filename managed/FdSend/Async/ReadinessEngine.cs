@@ -82,6 +82,7 @@ internal sealed class ReadinessEngine
          Environment.GetEnvironmentVariable("FDSEND_ASYNC_KEEP_REGISTRATION") is "1" or "true");
 
     private static ReadinessEngine? s_instance;
+    private static readonly object s_createLock = new();
 
     private readonly nint _poller;
     private readonly ConditionalWeakTable<Socket, SocketWaitState> _states = new();
@@ -120,7 +121,7 @@ internal sealed class ReadinessEngine
 
     private static unsafe ReadinessEngine Create()
     {
-        lock (typeof(ReadinessEngine))
+        lock (s_createLock)
         {
             if (s_instance is not null)
                 return s_instance;
@@ -354,8 +355,6 @@ internal sealed class ReadinessEngine
             (op.Write ? state.Writers : state.Readers).Remove(op);
         Interlocked.Decrement(ref _pending);
     }
-
-    internal void Wake() => Interop.PollerWake(_poller);
 
     /// <summary>An engine thread: leads (polls, then runs what became ready) until a
     /// continuation it ran inline is taken over by the monitor; then waits as a spare to lead

@@ -16,9 +16,9 @@ namespace FdSend;
 /// <para>How they wait: each call first tries at once (a message that is already waiting, or
 /// room in the send buffer, completes synchronously without allocating anything but the
 /// result). Otherwise it registers with FdSend's readiness engine: libfdsend's epoll (Linux) or
-/// kqueue (BSDs, macOS) set, waited on by one engine thread at a time (on Linux a socket is
-/// registered once, edge-triggered, and stays so while in use; elsewhere a one-shot interest
-/// per wait), so that no thread is blocked per pending operation. When the
+/// kqueue (BSDs, macOS) set, waited on by one engine thread at a time (a one-shot interest per
+/// wait; on Linux <c>FDSEND_ASYNC_KEEP_REGISTRATION=1</c> keeps a busy socket registered,
+/// edge-triggered, instead), so that no thread is blocked per pending operation. When the
 /// socket becomes ready, that thread retries the receive (or send) itself and runs your
 /// continuation inline, with no thread-pool hop (the fastest for a request/response loop). A
 /// continuation that blocks or runs long does not stall the other sockets: within a few

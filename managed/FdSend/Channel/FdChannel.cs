@@ -16,8 +16,9 @@ namespace FdSend;
 /// <remarks>
 /// <para>Threads: any number of concurrent <see cref="SendAsync"/> calls are safe (frames are
 /// sent one at a time, never interleaved), and so are concurrent receives (each gets a whole
-/// message). Nothing blocks a thread: receives wait on .NET's socket engine, sends that meet a
-/// full buffer on FdSend's one writability poller (see <see cref="SocketFdAsyncExtensions"/>).</para>
+/// message). Nothing blocks a thread: receives and sends that must wait do so on FdSend's
+/// readiness engine (see <see cref="SocketFdAsyncExtensions"/>; on Windows a record is waited
+/// for with .NET's zero-byte receive).</para>
 /// <para>Cancellation: a send cancelled before its first byte went out sends nothing; once a
 /// frame has started it is always finished (a frame is never half-sent). A receive cancelled
 /// in the middle of a frame keeps what it has read, descriptors included, and the next
@@ -561,23 +562,28 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
         return broken;
     }
 
-    /// <summary>One seqpacket record or datagram: peeks at its header on .NET's socket engine,
-    /// then receives it whole into the buffer the reader chooses.</summary>
+    /// <summary>One seqpacket record or datagram: peeks at its header (fdsend_peek, which
+    /// consumes nothing), then receives it whole into the buffer the reader chooses; waits for
+    /// a record on the readiness engine.</summary>
     private async ValueTask<FdMessage?> ReceiveRecordAsync(CancellationToken cancellationToken, CancellationToken token)
     {
         while (true)
         {
-            int peeked;
+            if (FdSendCore.TryPeek(_socket, _records!.PeekBuffer.Span, out int peeked) &&
+                TryReceiveRecord(peeked, out FdMessage? message))
+                return message;
             try
             {
-                peeked = await _socket.ReceiveAsync(_records!.PeekBuffer, SocketFlags.Peek, token).ConfigureAwait(false);
+                await AsyncFdCore.WaitReadableAsync(_socket, token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (_disposed && !cancellationToken.IsCancellationRequested)
             {
                 throw ChannelErrors.Disposed();
             }
-            if (TryReceiveRecord(peeked, out FdMessage? message))
-                return message;
+            catch (SocketException) when (!token.IsCancellationRequested)
+            {
+                // An error is pending: the next peek reports it in FdSend's terms.
+            }
         }
     }
 

@@ -15,7 +15,8 @@ namespace FdSend;
 /// <remarks>
 /// <para>Not thread-safe: the channel's receive lock guards it. A frame may span any number
 /// of <see cref="OnRead"/> calls, and any time between them (a cancelled receive keeps it).</para>
-/// <para>Read-ahead (Linux, docs/wire-format.md 4.1): at a frame boundary with nothing held it
+/// <para>Read-ahead (where the codec allows it, fdsend_frame_ahead_size: Linux;
+/// docs/wire-format.md 4.1): at a frame boundary with nothing held it
 /// asks for a whole buffer (<see cref="AheadSize"/> bytes) instead of the 8 header bytes, so a
 /// message usually costs one receive instead of two; the bytes past the frame are held for the
 /// next receives (<see cref="TryBuffered"/>), and the read's descriptors go to the frame the
@@ -24,8 +25,9 @@ namespace FdSend;
 internal sealed unsafe class StreamFrameReader
 {
     private const int DiscardChunk = 64 * 1024;
-    /// <summary>How much a read at a frame boundary asks for on Linux.</summary>
-    internal const int AheadSize = 4096;
+    /// <summary>How much a read at a frame boundary asks for where reading ahead is safe: the
+    /// codec's rule (fdsend_frame_ahead_size: 4096 on Linux, 0 elsewhere), asked once.</summary>
+    internal static readonly int AheadSize = Interop.FrameAheadSize();
     private const int AheadPart = -1; // _part of a read-ahead read
 
     private readonly FdChannelOptions _options;
@@ -42,7 +44,7 @@ internal sealed unsafe class StreamFrameReader
     private bool _payloadStarted;
 
     internal StreamFrameReader(FdChannelOptions options)
-        : this(options, readAhead: OperatingSystem.IsLinux())
+        : this(options, readAhead: AheadSize > 0)
     {
     }
 
@@ -51,7 +53,7 @@ internal sealed unsafe class StreamFrameReader
     internal StreamFrameReader(FdChannelOptions options, bool readAhead)
     {
         _options = options;
-        if (readAhead)
+        if (readAhead && AheadSize > 0) // never where the codec says reading ahead is unsafe
             _ahead = new byte[AheadSize];
         Init();
     }

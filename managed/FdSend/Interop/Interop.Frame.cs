@@ -69,4 +69,10 @@ internal static unsafe partial class Interop
     [SuppressGCTransition]
     internal static partial long FrameCheckRecord(byte* header, ulong count, int fdCount, uint flags,
                                                   ulong cap, int maxFds);
+
+    /// <summary>fdsend_frame_ahead_size: the bytes a stream reader may read ahead at a frame
+    /// boundary on this OS (0: exact reads).</summary>
+    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_frame_ahead_size")]
+    [SuppressGCTransition]
+    internal static partial int FrameAheadSize();
 }

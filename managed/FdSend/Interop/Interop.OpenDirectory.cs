@@ -6,7 +6,7 @@ namespace FdSend;
 internal static unsafe partial class Interop
 {
     /// <summary>fdsend_open_directory: O_RDONLY | O_DIRECTORY | O_CLOEXEC; *fd is the caller's.</summary>
-    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_open_directory", SetLastError = true,
+    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_open_directory",
                    StringMarshalling = StringMarshalling.Utf8)]
     internal static partial int OpenDirectory(string path, nint* fd);
 }

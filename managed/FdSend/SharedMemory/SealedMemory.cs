@@ -55,7 +55,7 @@ public sealed class SealedMemory : IDisposable
             rc = Interop.ShmCreate(name ?? "fdsend", p, (nuint)data.Length, (uint)seals, &fd);
         if (rc < 0)
         {
-            int os = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+            int os = Interop.LastOsError();
             string text = Interop.StrError(rc);
             throw (Interop.Status)rc switch
             {

@@ -511,3 +511,13 @@ int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
         *rflags = 0;
     return fdsend_fail_win32(FDSEND_ENOTSUP, ERROR_NOT_SUPPORTED);
 }
+
+/* ---- Peeking ------------------------------------------------------------------------------ */
+
+int64_t fdsend_peek(intptr_t sock, void *buf, size_t len, uint32_t flags)
+{
+    (void)sock; (void)buf; (void)len; (void)flags;
+    /* A record's header and handle table come before its data: a peek at "the message's
+     * first bytes" would show the header (fdsend.h). */
+    return fdsend_fail_win32(FDSEND_ENOTSUP, ERROR_NOT_SUPPORTED);
+}

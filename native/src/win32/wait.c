@@ -2,7 +2,7 @@
  * call (the socket's SO_RCVTIMEO / SO_SNDTIMEO, read once, on GetTickCount64) and WSAPoll
  * for what is left of it. A call that waits several times (a record still arriving, the
  * rest of a record after a full send buffer) waits against the same deadline, and its
- * expiry is FDSEND_ETIMEDOUT.
+ * expiry is FDSEND_ETIMEDOUT. fdsend_wait offers the same wait to callers.
  * SPDX-License-Identifier: MIT */
 #include "fdsend_win32.h"
 
@@ -117,4 +117,24 @@ int32_t fdsend_win_wait_more(SOCKET s, size_t have, fdsend_win_deadline *d)
         if (nap < 16)
             nap *= 2;
     }
+}
+
+int32_t fdsend_wait(intptr_t sock, uint32_t events, int32_t timeout_ms)
+{
+    fdsend_win_deadline d;
+    int32_t rc;
+    if ((events != FDSEND_POLL_IN && events != FDSEND_POLL_OUT) || timeout_ms < -1)
+        return fdsend_fail_win32(FDSEND_EINVAL, ERROR_INVALID_PARAMETER);
+    if (sock < 0)
+        return fdsend_fail_win32(FDSEND_EBADF, ERROR_INVALID_HANDLE);
+    fdsend_win_startup();
+    fdsend_win_deadline_start(&d, events == FDSEND_POLL_OUT, timeout_ms == 0);
+    d.timeout_ms = timeout_ms < 0 ? 0 : timeout_ms; /* 0: none (0 ms is dontwait above) */
+    rc = fdsend_win_wait((SOCKET)sock, &d);
+    if (rc == FDSEND_EAGAIN) /* looked once, not ready */
+        return timed_out();
+    if (rc != FDSEND_OK)
+        return rc;
+    fdsend_clear_error();
+    return FDSEND_OK;
 }

@@ -32,7 +32,4 @@ internal static partial class Interop
 
     [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_poller_wait")]
     internal static unsafe partial int PollerWait(nint poller, PollEvent* events, int max, int timeoutMs);
-
-    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_poller_wake")]
-    internal static partial int PollerWake(nint poller);
 }
