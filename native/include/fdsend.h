@@ -98,7 +98,8 @@ typedef enum fdsend_status {
                                     sent to a path bound by a stream or seqpacket socket) */
     FDSEND_EPOLICY = -26,      /**< what arrived (or the peer) broke the caller's receive policy:
                                     every descriptor of the message was closed (fdsend_recv_checked,
-                                    fdsend_check_fds, fdsend_check_peer; see fdsend_violation) */
+                                    fdsend_check_fds, fdsend_check_received, fdsend_check_peer;
+                                    fdsend_check_fd closes nothing; see fdsend_violation) */
     FDSEND_ENOTSEALED = -27,   /**< shared memory without the seals (or the size) the receiver
                                     requires, or not shared memory at all: not mapped (fdsend_shm_map) */
     FDSEND_EESCAPE = -28,      /**< the path would leave the directory: absolute, a ".." component,
