@@ -180,10 +180,8 @@ static int32_t lock_take(dir_lock *l, int sock, uint32_t flags, fdsend_deadline 
     int nowait = -1; /* not known yet: only looked up when there is contention */
     while (l->busy) {
         int ms;
-        if (nowait < 0) {
-            int fl = fcntl(sock, F_GETFL);
-            nowait = (flags & FDSEND_DONTWAIT) != 0 || (fl >= 0 && (fl & O_NONBLOCK) != 0);
-        }
+        if (nowait < 0)
+            nowait = (flags & FDSEND_DONTWAIT) != 0 || fdsend_is_nonblocking(sock);
         if (nowait)
             return FDSEND_EAGAIN;
         ms = fdsend_deadline_ms_left(d, sock);
@@ -462,11 +460,11 @@ static int64_t rx_read(stream_rx *rx, int sock, struct iovec *iov, int first, ui
                 rx->nfds = pc->taken;
             return n;
         }
-        if (n != FDSEND_EAGAIN) /* a non-blocking socket, inside the frame: wait */
-            return n == FDSEND_ETIMEDOUT ? fdsend_fail(FDSEND_EPROTO, ETIMEDOUT) : n;
-        rc = fdsend_wait_ready(sock, POLLIN, d);
+        if (n >= 0)
+            return n;
+        rc = fdsend_wait_inside(sock, (int32_t)n, d); /* inside the frame: wait for the rest */
         if (rc != FDSEND_OK)
-            return rc == FDSEND_ETIMEDOUT ? fdsend_fail(FDSEND_EPROTO, ETIMEDOUT) : rc;
+            return rc;
     }
 }
 
@@ -594,15 +592,7 @@ static int32_t recv_args(void *buf, size_t cap, intptr_t *fds, int32_t maxfds, i
 {
     if (nfds != NULL)
         *nfds = 0;
-    if ((buf == NULL && cap > 0) || maxfds < 0 ||
-        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
-        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
-        return fdsend_fail(FDSEND_EINVAL, EINVAL);
-#if !HAVE_MSG_DONTWAIT
-    if (flags & FDSEND_DONTWAIT)
-        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
-#endif /* !HAVE_MSG_DONTWAIT */
-    return FDSEND_OK;
+    return fdsend_check_recv_args(buf, cap, fds, maxfds, nfds, flags, FDSEND_DONTWAIT);
 }
 
 /* recv_stream, with the channel's receive lock held if it has one: released at the end,

@@ -1,4 +1,5 @@
-/* fdsend_send / fdsend_send_to / fdsend_recv / fdsend_peer_credentials on POSIX systems.
+/* fdsend_send / fdsend_send_to / fdsend_recv / fdsend_recv_exact / fdsend_close_all on POSIX
+ * systems (the peer's credentials: peer_posix.c).
  * SPDX-License-Identifier: MIT */
 #include "fdsend_posix.h"
 #include "fdsend_internal.h"
@@ -13,14 +14,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#if HAVE_GETPEERUCRED
-#  include <ucred.h>
-#endif /* HAVE_GETPEERUCRED */
-#if HAVE_LOCAL_PEERCRED
-/* FreeBSD's unix(4) and older <sys/ucred.h> want <sys/param.h> first. */
-#  include <sys/param.h>
-#  include <sys/ucred.h>
-#endif /* HAVE_LOCAL_PEERCRED */
 #if USE_RAW_SENDMSG_FALLBACK
 #  include <sys/syscall.h>
 #endif /* USE_RAW_SENDMSG_FALLBACK */
@@ -29,12 +22,8 @@
 int32_t fdsend_fail_io(int sock, int dontwait)
 {
     int err = errno;
-    if ((err == EAGAIN || err == EWOULDBLOCK) && !dontwait) {
-        int fl = fcntl(sock, F_GETFL);
-        if (fl >= 0 && (fl & O_NONBLOCK) == 0)
-            return fdsend_fail(FDSEND_ETIMEDOUT, err);
-    }
-    errno = err; /* fcntl may have changed it */
+    if ((err == EAGAIN || err == EWOULDBLOCK) && !dontwait && !fdsend_is_nonblocking(sock))
+        return fdsend_fail(FDSEND_ETIMEDOUT, err);
     return fdsend_fail_errno();
 }
 
@@ -292,7 +281,8 @@ int32_t fdsend_cloexec_or_close(int *fds, int32_t n)
 }
 
 /* The checks fdsend_recv and fdsend_recv_exact make first, in this order, with their
- * out-parameters cleared: FDSEND_EBADF, FDSEND_EINVAL. FDSEND_OK when they pass. */
+ * out-parameters cleared: FDSEND_EBADF, then fdsend_check_recv_args's. FDSEND_OK when they
+ * pass. */
 static int32_t validate_recv(intptr_t sock, const void *buf, size_t len,
                              const intptr_t *fds, int32_t maxfds, int32_t *nfds,
                              uint32_t *rflags, uint32_t flags)
@@ -303,11 +293,10 @@ static int32_t validate_recv(intptr_t sock, const void *buf, size_t len,
         *rflags = 0;
     if (!fdsend_valid_fd(sock))
         return fdsend_fail(FDSEND_EBADF, EBADF);
-    if ((buf == NULL && len > 0) || len > (size_t)SSIZE_MAX || maxfds < 0 ||
-        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
-        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
+    if (len > (size_t)SSIZE_MAX) /* one recvmsg's length */
         return fdsend_fail(FDSEND_EINVAL, EINVAL);
-    return FDSEND_OK;
+    return fdsend_check_recv_args(buf, len, fds, maxfds, nfds, flags,
+                                  FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET);
 }
 
 void fdsend_close_excess(int fd, void *ctx)
@@ -376,10 +365,6 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
     int32_t vrc = validate_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
     if (vrc != FDSEND_OK)
         return vrc;
-#if !HAVE_MSG_DONTWAIT
-    if (flags & FDSEND_DONTWAIT)
-        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
-#endif /* !HAVE_MSG_DONTWAIT */
 
     iov.iov_base = buf;
     iov.iov_len = len;
@@ -451,109 +436,6 @@ int32_t fdsend_close_all(const intptr_t *fds, int32_t nfds)
     return FDSEND_OK;
 }
 
-static void store_credentials(int64_t *pid, int64_t *uid, int64_t *gid, int64_t p,
-                              int64_t u, int64_t g)
-{
-    if (pid != NULL)
-        *pid = p;
-    if (uid != NULL)
-        *uid = u;
-    if (gid != NULL)
-        *gid = g;
-}
-
-int32_t fdsend_peer_credentials(intptr_t sock, int64_t *pid, int64_t *uid, int64_t *gid)
-{
-    int s = (int)sock;
-    int32_t rc;
-    store_credentials(pid, uid, gid, -1, -1, -1);
-    if (!fdsend_valid_fd(sock))
-        return fdsend_fail(FDSEND_EBADF, EBADF);
-    /* SO_PEERCRED "succeeds" on a TCP socket too, with made-up values: refuse it first. */
-    rc = fdsend_check_unix_socket(s);
-    if (rc != FDSEND_OK)
-        return rc;
-#if HAVE_STRUCT_UCRED
-    {
-        /* Linux */
-        struct ucred cred;
-        socklen_t l = sizeof cred;
-        memset(&cred, 0, sizeof cred);
-        if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &l) != 0)
-            return fdsend_fail_errno();
-        /* No peer recorded (not connected, or a connect()ed datagram socket): Linux answers
-         * pid 0, uid and gid -1 rather than failing. */
-        if (cred.pid == 0 && cred.uid == (uid_t)-1 && cred.gid == (gid_t)-1)
-            return fdsend_fail(FDSEND_ENOTCONN, ENOTCONN);
-        store_credentials(pid, uid, gid, cred.pid, cred.uid, cred.gid);
-    }
-#elif HAVE_STRUCT_SOCKPEERCRED
-    {
-        /* OpenBSD */
-        struct sockpeercred cred;
-        socklen_t l = sizeof cred;
-        if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &l) != 0)
-            return fdsend_fail_errno();
-        store_credentials(pid, uid, gid, cred.pid, cred.uid, cred.gid);
-    }
-#elif HAVE_LOCAL_PEEREID
-    {
-        /* NetBSD */
-        struct unpcbid cred;
-        socklen_t l = sizeof cred;
-        if (getsockopt(s, 0, LOCAL_PEEREID, &cred, &l) != 0)
-            return fdsend_fail_errno();
-        store_credentials(pid, uid, gid, cred.unp_pid, cred.unp_euid, cred.unp_egid);
-    }
-#elif HAVE_GETPEERUCRED
-    {
-        /* Solaris, illumos */
-        ucred_t *cred = NULL;
-        if (getpeerucred(s, &cred) != 0)
-            return fdsend_fail_errno();
-        store_credentials(pid, uid, gid, ucred_getpid(cred), ucred_geteuid(cred),
-                          ucred_getegid(cred));
-        ucred_free(cred);
-    }
-#elif HAVE_LOCAL_PEERCRED
-    {
-        /* FreeBSD, DragonFly, macOS */
-        struct xucred cred;
-        socklen_t l = sizeof cred;
-        int64_t p = -1;
-        if (getsockopt(s, 0 /* SOL_LOCAL */, LOCAL_PEERCRED, &cred, &l) != 0)
-            return fdsend_fail_errno();
-        if (cred.cr_version != XUCRED_VERSION)
-            return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
-#  if HAVE_XUCRED_CR_PID
-        p = cred.cr_pid;
-#  elif HAVE_LOCAL_PEERPID
-        {
-            pid_t peer = -1;
-            socklen_t pl = sizeof peer;
-            if (getsockopt(s, 0 /* SOL_LOCAL */, LOCAL_PEERPID, &peer, &pl) == 0)
-                p = peer;
-        }
-#  endif /* HAVE_XUCRED_CR_PID */
-        store_credentials(pid, uid, gid, p, cred.cr_uid,
-                          cred.cr_ngroups > 0 ? cred.cr_groups[0] : -1);
-    }
-#elif HAVE_GETPEEREID
-    {
-        uid_t u;
-        gid_t g;
-        if (getpeereid(s, &u, &g) != 0)
-            return fdsend_fail_errno();
-        store_credentials(pid, uid, gid, -1, u, g);
-    }
-#else
-    (void)s;
-    return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
-#endif /* HAVE_STRUCT_UCRED */
-    fdsend_clear_error();
-    return FDSEND_OK;
-}
-
 /* ---- fdsend_recv_exact ------------------------------------------------------------------ */
 
 /* The descriptors fdsend_recv_exact has stored so far: closed if the thread is cancelled
@@ -601,53 +483,25 @@ static int64_t recv_exact_loop(int s, unsigned char *buf, size_t len, exact_fds 
 
     fdsend_deadline_start(&dl, POLLIN, dontwait);
     while (have < len) {
-        recv_control control;
-        struct msghdr msg;
         struct iovec iov;
         int got[FDSEND_MAX_FDS];
-        fdsend_parse_result pr;
-        int recvflags = 0;
-        ssize_t n;
+        fdsend_piece pc;
+        int64_t n;
 
-#if HAVE_MSG_DONTWAIT
-        if (have == 0 && dontwait)
-            recvflags |= MSG_DONTWAIT; /* once started, the call waits whatever the flags */
-#endif /* HAVE_MSG_DONTWAIT */
-#if HAVE_MSG_CMSG_CLOEXEC
-        recvflags |= MSG_CMSG_CLOEXEC;
-#endif /* HAVE_MSG_CMSG_CLOEXEC */
         iov.iov_base = buf + have;
         iov.iov_len = len - have;
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.buf;
-        msg.msg_controllen = sizeof control.buf;
-        n = fdsend_io(fdsend_recvmsg_op, s, &msg, recvflags, &dl);
+        /* Once started, the call waits whatever the flags. */
+        n = fdsend_recv_piece(s, &iov, 1, have == 0 && dontwait, got, FDSEND_MAX_FDS, &pc, &dl);
         if (n < 0) {
-            int32_t rc = fdsend_fail_recv(s, have == 0 && dontwait);
+            int32_t rc;
             if (have == 0)
-                return rc; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT, ...: nothing consumed */
-            if (rc == FDSEND_EAGAIN) { /* a non-blocking socket, inside the bytes */
-                rc = fdsend_wait_ready(s, POLLIN, &dl);
-                if (rc == FDSEND_OK)
-                    continue;
-            }
-            if (rc == FDSEND_ETIMEDOUT) /* the peer stopped inside them for SO_RCVTIMEO */
-                rc = fdsend_fail(FDSEND_EPROTO, ETIMEDOUT);
-            return rc;
-        }
-        pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, got,
-                                 FDSEND_MAX_FDS, fdsend_close_excess, NULL);
-#if !HAVE_MSG_CMSG_CLOEXEC
-        {
-            int32_t rc = fdsend_cloexec_or_close(got, pr.taken);
+                return n; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT, ...: nothing consumed */
+            rc = fdsend_wait_inside(s, (int32_t)n, &dl);
             if (rc != FDSEND_OK)
                 return rc;
+            continue;
         }
-#endif /* !HAVE_MSG_CMSG_CLOEXEC */
-        if (exact_take(e, maxfds, got, pr.taken) || pr.excess > 0 || pr.malformed ||
-            (msg.msg_flags & MSG_CTRUNC))
+        if (exact_take(e, maxfds, got, pc.taken) || pc.excess > 0 || pc.malformed || pc.ctrunc)
             *out |= FDSEND_RECV_FDS_TRUNCATED;
         if (n == 0) {
             if (have == 0) {
@@ -674,10 +528,6 @@ int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
     int32_t vrc = validate_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
     if (vrc != FDSEND_OK)
         return vrc;
-#if !HAVE_MSG_DONTWAIT
-    if (flags & FDSEND_DONTWAIT)
-        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
-#endif /* !HAVE_MSG_DONTWAIT */
     rc = socket_type((int)sock, &type);
     if (rc != FDSEND_OK)
         return rc;

@@ -29,6 +29,7 @@
 #include <sys/uio.h>
 #include <time.h>
 #include "fdsend.h"
+#include "fdsend_internal.h"
 
 #ifndef SSIZE_MAX
 #  define SSIZE_MAX ((size_t)-1 / 2) /* where limits.h lacks it */
@@ -67,6 +68,28 @@ static inline int fdsend_valid_fd(intptr_t fd)
  * descriptor can have, FDSEND_ENOTSUP for FDSEND_DONTWAIT where the OS has no MSG_DONTWAIT.
  * FDSEND_OK when they pass. */
 int32_t fdsend_check_send_fds(const intptr_t *fds, int32_t nfds, uint32_t flags);
+
+/* The checks of a receive's arguments other than the socket, in this order (the caller
+ * has cleared its out-parameters): FDSEND_EINVAL for a NULL buffer with len > 0,
+ * maxfds < 0, maxfds > 0 without fds or nfds, or flags outside known;
+ * FDSEND_ENOTSUP for FDSEND_DONTWAIT where the OS has no MSG_DONTWAIT. FDSEND_OK when they
+ * pass. Shared by fdsend_recv, fdsend_recv_exact and the channel's receives. */
+static inline int32_t fdsend_check_recv_args(const void *buf, size_t len, const intptr_t *fds,
+                                             int32_t maxfds, const int32_t *nfds,
+                                             uint32_t flags, uint32_t known)
+{
+    if ((buf == NULL && len > 0) || maxfds < 0 ||
+        (maxfds > 0 && (fds == NULL || nfds == NULL)) || (flags & ~known) != 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+#if !HAVE_MSG_DONTWAIT
+    if (flags & FDSEND_DONTWAIT)
+        return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP);
+#endif /* !HAVE_MSG_DONTWAIT */
+    return FDSEND_OK;
+}
+
+/* 1 if sock is O_NONBLOCK (one fcntl; 0 if that fails), errno kept. (wait.c) */
+int fdsend_is_nonblocking(int sock);
 
 /* FDSEND_OK if sock is an AF_UNIX socket, FDSEND_ENOTUNIX if it is another kind of socket,
  * or the error getsockname gave. */
@@ -177,6 +200,13 @@ int fdsend_deadline_ms_left(fdsend_deadline *d, int sock);
  * EINTR waits again for what is left. FDSEND_OK, FDSEND_ETIMEDOUT once d has passed,
  * FDSEND_EBADF, or another code (fdsend_fail records errno). */
 int32_t fdsend_wait_ready(int sock, short events, fdsend_deadline *d);
+
+/* A read inside something already started (a channel frame, fdsend_recv_exact's bytes)
+ * failed with the recorded code rc. Inside, the rest is waited for whatever the socket mode:
+ * FDSEND_EAGAIN (a non-blocking socket) waits for it within d and returns FDSEND_OK (read
+ * again); a timeout there (the peer stopped inside for SO_RCVTIMEO) becomes FDSEND_EPROTO;
+ * any other code is returned as it is. */
+int32_t fdsend_wait_inside(int sock, int32_t rc, fdsend_deadline *d);
 
 /* One sendmsg or recvmsg (op) with the library's rule for signals: the first attempt is the
  * caller's own (blocking unless flags has MSG_DONTWAIT). After an EINTR the call does not

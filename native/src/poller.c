@@ -17,11 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#if defined(__linux__)
+/* The kernel's readiness interface, as CMake's probes found it (fdsend_config.h). */
+#if HAVE_EPOLL
 #  define FDSEND_POLLER_EPOLL 1
 #  include <sys/epoll.h>
-#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || \
-      defined(__NetBSD__) || defined(__DragonFly__)
+#elif HAVE_KQUEUE
 #  define FDSEND_POLLER_KQUEUE 1
 #  include <sys/types.h>
 #  include <sys/event.h>

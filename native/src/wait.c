@@ -103,6 +103,23 @@ int32_t fdsend_wait_ready(int sock, short events, fdsend_deadline *d)
     }
 }
 
+int fdsend_is_nonblocking(int sock)
+{
+    int saved = errno;
+    int fl = fcntl(sock, F_GETFL);
+    errno = saved;
+    return fl >= 0 && (fl & O_NONBLOCK) != 0;
+}
+
+int32_t fdsend_wait_inside(int sock, int32_t rc, fdsend_deadline *d)
+{
+    if (rc == FDSEND_EAGAIN)
+        rc = fdsend_wait_ready(sock, POLLIN, d);
+    if (rc == FDSEND_ETIMEDOUT)
+        return fdsend_fail(FDSEND_EPROTO, ETIMEDOUT);
+    return rc;
+}
+
 int32_t fdsend_wait(intptr_t sock, uint32_t events, int32_t timeout_ms)
 {
     fdsend_deadline d;
@@ -153,11 +170,8 @@ ssize_t fdsend_io_retry(fdsend_msg_op op, int sock, struct msghdr *msg, int flag
             return -1;
         if (flags & MSG_DONTWAIT)
             return -1; /* the caller asked not to wait */
-        if (nonblocking < 0) {
-            int fl = fcntl(sock, F_GETFL);
-            nonblocking = fl >= 0 && (fl & O_NONBLOCK) != 0;
-            errno = EAGAIN;
-        }
+        if (nonblocking < 0)
+            nonblocking = fdsend_is_nonblocking(sock);
         if (nonblocking)
             return -1;
         /* Ready but still EAGAIN (another thread was first): wait again, same deadline. */
