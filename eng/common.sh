@@ -26,17 +26,6 @@ host_rid() {
 log() { printf '\n==> %s\n' "$*"; }
 skip() { printf 'SKIPPED: %s\n' "$*"; }
 
-# Configure, build and copy the native library for the host into runtimes/<rid>/native.
-# Extra arguments go to cmake's configure step.
-native_build() {
-  local dir="$ROOT/build/native-$(host_rid)"
-  mkdir -p "$ROOT/build"
-  cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DFDSEND_RUNTIMES_DIR="$ROOT/runtimes/$(host_rid)/native" "$@" >"$dir.configure.log" 2>&1 \
-    || { cat "$dir.configure.log"; return 1; }
-  cmake --build "$dir" -j"$(nproc 2>/dev/null || echo 2)"
-}
-NATIVE_BUILD_DIR() { echo "$ROOT/build/native-$(host_rid)"; }
 
 # What a test step wants said again at the very end of `./build.sh test`, where CI's log
 # tail shows it: the failed tests with their messages, or tests that only passed when run

@@ -43,3 +43,10 @@ handoff_test() {
 managed_aspnetcore_test() {
   run_nunit "$ASPNETCORE_TESTS_PROJECT" "$ROOT/build/aspnetcore-test-results" aspnetcore
 }
+
+# ./build.sh demo
+managed_demo() {
+  log "demo"
+  dotnet build "$ROOT/managed/FdSend.Demo/FdSend.Demo.csproj" -c Release --nologo -v quiet
+  dotnet "$ROOT/managed/FdSend.Demo/bin/Release/net10.0/FdSend.Demo.dll" "$@"
+}

@@ -19,6 +19,18 @@
 # _native_* so that build.sh (which runs every *_test function) does not call them.
 # SPDX-License-Identifier: MIT
 
+# Configure, build and copy the native library for the host into runtimes/<rid>/native.
+# Extra arguments go to cmake's configure step.
+native_build() {
+  local dir="$ROOT/build/native-$(host_rid)"
+  mkdir -p "$ROOT/build"
+  cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DFDSEND_RUNTIMES_DIR="$ROOT/runtimes/$(host_rid)/native" "$@" >"$dir.configure.log" 2>&1 \
+    || { cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" -j"$(nproc 2>/dev/null || echo 2)"
+}
+NATIVE_BUILD_DIR() { echo "$ROOT/build/native-$(host_rid)"; }
+
 NATIVE_SAN_DIR() { echo "$ROOT/build/native-asan"; }
 
 # skip, remembered so that the summary says "skipped" rather than "ok".

@@ -1,4 +1,4 @@
-# The NuGet package, the demo, the package test and the NativeAOT check (sourced by build.sh).
+# The NuGet package and the package test (sourced by build.sh).
 # SPDX-License-Identifier: MIT
 
 PACKAGE_DIR="$ROOT/artifacts/packages"
@@ -83,13 +83,6 @@ managed_pack() {
   ls -l "$PACKAGE_DIR"
 }
 
-# ./build.sh demo
-managed_demo() {
-  log "demo"
-  dotnet build "$ROOT/managed/FdSend.Demo/FdSend.Demo.csproj" -c Release --nologo -v quiet
-  dotnet "$ROOT/managed/FdSend.Demo/bin/Release/net10.0/FdSend.Demo.dll" "$@"
-}
-
 # What the nupkg must hold, checked on the archive itself (eng/package_check.py): lib/net8.0
 # and lib/net10.0, exactly the RIDs managed_pack staged, each stripped with a debug link and
 # its debug file in artifacts/symbols, the RID list written into both assemblies equal to
@@ -140,20 +133,4 @@ package_test() {
   rm -rf "$tmp"
   [ $rc -eq 0 ] && echo "1 passed, 0 failed: package test" || echo "0 passed, 1 failed: package test"
   return $rc
-}
-
-# NativeAOT: publish the demo (FdSend's and the demo's sources) for net10.0 and run it.
-aot_test() {
-  local rid tfm=net10.0 out log
-  rid="$(host_rid)"; out="$ROOT/build/aot-$rid"; log="$ROOT/build/aot-$rid.log"
-  rm -rf "$out"
-  dotnet publish "$ROOT/tests/FdSend.AotCheck" -c Release -r "$rid" -p:AotTargetFramework=$tfm \
-    -o "$out" --nologo -v quiet >"$log" 2>&1 || { cat "$log"; echo "0 passed, 1 failed: NativeAOT publish"; return 1; }
-  if "$out/FdSend.Demo" >"$log" 2>&1 && grep -q "no connection was lost" "$log" \
-     && grep -q "read every file through its descriptor" "$log"; then
-    echo "NativeAOT ($tfm, $rid): demo ran correctly as a native binary ($(du -h "$out/FdSend.Demo" | cut -f1))"
-    echo "1 passed, 0 failed: NativeAOT demo"
-  else
-    cat "$log"; echo "0 passed, 1 failed: NativeAOT demo"; return 1
-  fi
 }

@@ -62,6 +62,20 @@ public enum FdSeals
     FutureWrite = 16,
 }
 
+/// <summary>Checks of <see cref="FdSeals"/> values.</summary>
+internal static class FdSealBits
+{
+    /// <summary>Every seal this assembly knows (libfdsend's FDSEND_SEAL_* bits).</summary>
+    internal const FdSeals Known = FdSeals.Seal | FdSeals.Shrink | FdSeals.Grow | FdSeals.Write | FdSeals.FutureWrite;
+
+    /// <summary>Throws <see cref="ArgumentException"/> for a bit outside <see cref="Known"/>.</summary>
+    internal static void ThrowIfUnknown(FdSeals seals, string paramName)
+    {
+        if ((seals & ~Known) != 0)
+            throw new ArgumentException($"Unknown seal bits in {seals}.", paramName);
+    }
+}
+
 /// <summary>
 /// What a descriptor is, read without changing or consuming anything
 /// (<see cref="ReceivedFds.Describe"/>, <see cref="FdPassing.Describe"/>): check what a peer

@@ -615,10 +615,15 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  *    caller per direction at a time on a stream socket (concurrent callers need a channel
  *    object); any number on seqpacket and datagram sockets. Each call looks up the
  *    socket's type (and, sending descriptors, its family) again.
- * Both speak the same format and may be mixed on one socket by a single thread.
+ * Both speak the same format, so the two peers may use either. Which to use: a channel
+ * object for a connection that carries many messages or is shared by threads (on Linux it
+ * is also the faster: one recvmsg per message); fdsend_msg_* for a short exchange where
+ * keeping an object is awkward (the file broker's calls and the handoff program use it).
+ * On one socket, sends may mix the two; receives must not once a channel object has read
+ * ahead (above).
  *
  * Blocking: a call that has started a frame on a stream socket finishes it, waiting
- * with poll() if the socket is non-blocking (the one exception to "never polls" above), so
+ * (the library's wait, fdsend_wait's) if the socket is non-blocking, so
  * a frame is never half-sent or half-consumed. FDSEND_EAGAIN (non-blocking socket, or
  * FDSEND_DONTWAIT) means that nothing of the frame was sent or consumed. A frame a channel
  * object holds in part from an earlier read-ahead has begun: the receive finishes it. The socket's

@@ -25,6 +25,25 @@
 #endif /* USE_RAW_FSTAT */
 #endif /* defined(_WIN32) */
 
+/* A socket's address family and type (as getsockname and SO_TYPE give them, the same
+ * constants in Winsock) as FDSEND_FAMILY_* and FDSEND_SOCK_* (0: another type). */
+static int32_t family_of(int af)
+{
+    switch (af) {
+    case AF_UNIX: return FDSEND_FAMILY_UNIX;
+    case AF_INET: return FDSEND_FAMILY_INET;
+    case AF_INET6: return FDSEND_FAMILY_INET6;
+    default: return FDSEND_FAMILY_OTHER;
+    }
+}
+
+static int32_t socket_type_of(int type)
+{
+    return type == SOCK_STREAM ? FDSEND_SOCK_STREAM :
+           type == SOCK_DGRAM ? FDSEND_SOCK_DGRAM :
+           type == SOCK_SEQPACKET ? FDSEND_SOCK_SEQPACKET : 0;
+}
+
 /* Checks the caller's struct and resets it to "nothing known" (size -1), the start of every
  * fdsend_fd_info: FDSEND_OK, or FDSEND_EINVAL for no struct or one older than this one. */
 static int32_t start_info(fdsend_fd_info_t *info)
@@ -89,15 +108,10 @@ int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info)
             int ll = sizeof listening;
             info->kind = FDSEND_KIND_SOCKET;
             info->access = FDSEND_ACCESS_READ_WRITE;
-            info->socket_type = st == SOCK_STREAM ? FDSEND_SOCK_STREAM :
-                                st == SOCK_DGRAM ? FDSEND_SOCK_DGRAM :
-                                st == SOCK_SEQPACKET ? FDSEND_SOCK_SEQPACKET : 0;
+            info->socket_type = socket_type_of(st);
             memset(&ss, 0, sizeof ss);
             if (getsockname((SOCKET)fd, (struct sockaddr *)&ss, &sl) == 0)
-                info->family = ss.ss_family == AF_INET ? FDSEND_FAMILY_INET :
-                               ss.ss_family == AF_INET6 ? FDSEND_FAMILY_INET6 :
-                               ss.ss_family == AF_UNIX ? FDSEND_FAMILY_UNIX :
-                               FDSEND_FAMILY_OTHER;
+                info->family = family_of(ss.ss_family);
             else
                 info->family = FDSEND_FAMILY_OTHER;
             if (getsockopt((SOCKET)fd, SOL_SOCKET, SO_ACCEPTCONN, (char *)&listening, &ll) == 0 &&
@@ -195,21 +209,14 @@ static uint32_t memfd_seals(int fd)
 {
 #if HAVE_F_GET_SEALS
     uint32_t out = 0;
+    size_t i;
     int s = fcntl(fd, F_GET_SEALS);
     if (s < 0)
         return 0;
-    if (s & F_SEAL_SEAL)
-        out |= FDSEND_SEAL_SEAL;
-    if (s & F_SEAL_SHRINK)
-        out |= FDSEND_SEAL_SHRINK;
-    if (s & F_SEAL_GROW)
-        out |= FDSEND_SEAL_GROW;
-    if (s & F_SEAL_WRITE)
-        out |= FDSEND_SEAL_WRITE;
-#  ifdef F_SEAL_FUTURE_WRITE
-    if (s & F_SEAL_FUTURE_WRITE)
-        out |= FDSEND_SEAL_FUTURE_WRITE;
-#  endif /* F_SEAL_FUTURE_WRITE */
+    for (i = 0; i < FDSEND_SEAL_BITS; i++) {
+        if (s & fdsend_seal_bits[i].os)
+            out |= fdsend_seal_bits[i].seal;
+    }
     return out;
 #else
     (void)fd;
@@ -225,19 +232,12 @@ static void describe_socket(int fd, fdsend_fd_info_t *info)
     socklen_t tl = sizeof type;
     memset(&ss, 0, sizeof ss);
     if (getsockname(fd, (struct sockaddr *)&ss, &l) == 0) {
-        switch (ss.ss_family) {
-        case AF_UNIX: info->family = FDSEND_FAMILY_UNIX; break;
-        case AF_INET: info->family = FDSEND_FAMILY_INET; break;
-        case AF_INET6: info->family = FDSEND_FAMILY_INET6; break;
-        default: info->family = FDSEND_FAMILY_OTHER; break;
-        }
+        info->family = family_of(ss.ss_family);
     } else {
         info->family = FDSEND_FAMILY_OTHER;
     }
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0)
-        info->socket_type = type == SOCK_STREAM ? FDSEND_SOCK_STREAM :
-                            type == SOCK_DGRAM ? FDSEND_SOCK_DGRAM :
-                            type == SOCK_SEQPACKET ? FDSEND_SOCK_SEQPACKET : 0;
+        info->socket_type = socket_type_of(type);
 #if HAVE_SO_ACCEPTCONN
     {
         int listening = 0;

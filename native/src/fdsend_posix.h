@@ -69,6 +69,26 @@ static inline int fdsend_valid_fd(intptr_t fd)
  * FDSEND_OK when they pass. */
 int32_t fdsend_check_send_fds(const intptr_t *fds, int32_t nfds, uint32_t flags);
 
+#if HAVE_F_GET_SEALS
+#include <fcntl.h>
+/* FDSEND_SEAL_* and the kernel's F_SEAL_* bits, the one table shm.c (creating sealed
+ * memory) and fdinfo.c (describing a memfd) both use; F_SEAL_FUTURE_WRITE only where the
+ * headers have it. */
+static const struct fdsend_seal_bit {
+    uint32_t seal; /* FDSEND_SEAL_* */
+    int os;        /* F_SEAL_* */
+} fdsend_seal_bits[] = {
+    {FDSEND_SEAL_SEAL, F_SEAL_SEAL},
+    {FDSEND_SEAL_SHRINK, F_SEAL_SHRINK},
+    {FDSEND_SEAL_GROW, F_SEAL_GROW},
+    {FDSEND_SEAL_WRITE, F_SEAL_WRITE},
+#  ifdef F_SEAL_FUTURE_WRITE
+    {FDSEND_SEAL_FUTURE_WRITE, F_SEAL_FUTURE_WRITE},
+#  endif /* F_SEAL_FUTURE_WRITE */
+};
+#define FDSEND_SEAL_BITS (sizeof fdsend_seal_bits / sizeof fdsend_seal_bits[0])
+#endif /* HAVE_F_GET_SEALS */
+
 /* The checks of a receive's arguments other than the socket, in this order (the caller
  * has cleared its out-parameters): FDSEND_EINVAL for a NULL buffer with len > 0,
  * maxfds < 0, maxfds > 0 without fds or nfds, or flags outside known;

@@ -68,26 +68,19 @@ static int32_t close_and_fail(int fd, int err)
 #    define MFD_ALLOW_SEALING 2U
 #  endif
 
-/* The F_SEAL_* bits for FDSEND_SEAL_* ones; -1 if one has no equivalent here. */
+/* The F_SEAL_* bits for FDSEND_SEAL_* ones (fdsend_seal_bits); -1 if one has no equivalent
+ * here. */
 static int native_seals(uint32_t seals)
 {
     int s = 0;
-    if (seals & FDSEND_SEAL_SEAL)
-        s |= F_SEAL_SEAL;
-    if (seals & FDSEND_SEAL_SHRINK)
-        s |= F_SEAL_SHRINK;
-    if (seals & FDSEND_SEAL_GROW)
-        s |= F_SEAL_GROW;
-    if (seals & FDSEND_SEAL_WRITE)
-        s |= F_SEAL_WRITE;
-    if (seals & FDSEND_SEAL_FUTURE_WRITE) {
-#  ifdef F_SEAL_FUTURE_WRITE
-        s |= F_SEAL_FUTURE_WRITE;
-#  else
-        return -1;
-#  endif /* F_SEAL_FUTURE_WRITE */
+    size_t i;
+    for (i = 0; i < FDSEND_SEAL_BITS; i++) {
+        if (seals & fdsend_seal_bits[i].seal) {
+            s |= fdsend_seal_bits[i].os;
+            seals &= ~fdsend_seal_bits[i].seal;
+        }
     }
-    return s;
+    return seals != 0 ? -1 : s;
 }
 
 /* memfd_create through syscall(): the glibc wrapper is newer (2.27) than the library's

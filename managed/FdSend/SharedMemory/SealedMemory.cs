@@ -45,8 +45,7 @@ public sealed class SealedMemory : IDisposable
                                              FdSeals seals = FdSeals.Shrink | FdSeals.Grow | FdSeals.Write,
                                              string? name = null)
     {
-        if (((uint)seals & ~31u) != 0)
-            throw new ArgumentException($"Unknown seal bits in {seals}.", nameof(seals));
+        FdSealBits.ThrowIfUnknown(seals, nameof(seals));
         if (name is not null && name.Contains('\0'))
             throw new ArgumentException("The name contains a NUL character.", nameof(name));
         nint fd;

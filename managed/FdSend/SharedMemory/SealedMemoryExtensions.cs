@@ -35,8 +35,7 @@ public static class SealedMemoryExtensions
         ArgumentOutOfRangeException.ThrowIfNegative(minSize);
         if (maxSize is long max)
             ArgumentOutOfRangeException.ThrowIfLessThan(max, minSize, nameof(maxSize));
-        if (((uint)requiredSeals & ~31u) != 0)
-            throw new ArgumentException($"Unknown seal bits in {requiredSeals}.", nameof(requiredSeals));
+        FdSealBits.ThrowIfUnknown(requiredSeals, nameof(requiredSeals));
         FdInfo info = fds.Describe(index); // throws if taken or disposed
         void* addr;
         nuint len;
