@@ -133,4 +133,26 @@ public readonly record struct FdInfo(
         },
         Size: n.Size >= 0 ? n.Size : null,
         Seals: (FdSeals)n.Seals);
+
+    /// <summary>The FDSEND_FAMILY_* value that <see cref="FromNative"/> reports as
+    /// <paramref name="family"/>; null for a family it never reports.</summary>
+    internal static int? NativeFamily(AddressFamily family) => family switch
+    {
+        AddressFamily.Unix => 1,
+        AddressFamily.InterNetwork => 2,
+        AddressFamily.InterNetworkV6 => 3,
+        AddressFamily.Unknown => 4, // FDSEND_FAMILY_OTHER: any other family
+        _ => null,
+    };
+
+    /// <summary>The FDSEND_SOCK_* value that <see cref="FromNative"/> reports as
+    /// <paramref name="type"/>; null for a type it never reports.</summary>
+    internal static int? NativeSocketType(SocketType type) => type switch
+    {
+        SocketType.Stream => Interop.FDSEND_SOCK_STREAM,
+        SocketType.Dgram => Interop.FDSEND_SOCK_DGRAM,
+        SocketType.Seqpacket => Interop.FDSEND_SOCK_SEQPACKET,
+        SocketType.Unknown => 0, // any other type
+        _ => null,
+    };
 }

@@ -386,6 +386,39 @@ public sealed class ReceivedFds : IDisposable
     public override string ToString() =>
         $"ReceivedFds {{ BytesReceived = {BytesReceived}, Count = {Count}, Flags = {Flags}{(IsEndOfStream ? ", EndOfStream" : "")} }}";
 
+    /// <summary>libfdsend's fdsend_check_received over this message's descriptors and
+    /// <see cref="Flags"/> (a taken descriptor is passed as -1: counted, not checked) while no
+    /// other thread can take, describe or close them. On FDSEND_EPOLICY libfdsend has closed
+    /// every one: they are marked taken.</summary>
+    internal unsafe int CheckPolicy(Interop.PolicyNative* policy, Interop.ViolationNative* violation)
+    {
+        using (Hold())
+        {
+            int count = _count;
+            // A merged result (ReceiveFdsExactly) may hold more than FdPassing.MaxFds: too many
+            // for any policy, but libfdsend still closes them all.
+            Span<nint> fds = count <= FdPassing.MaxFds ? stackalloc nint[count] : new nint[count];
+            for (int i = 0; i < count; i++)
+                fds[i] = Slot(i);
+            int rc;
+            fixed (nint* p = fds)
+                rc = Interop.CheckReceived(policy, p, count, (uint)Flags, violation);
+            if (rc == (int)Interop.Status.EPOLICY)
+                MarkAllTaken();
+            return rc;
+        }
+    }
+
+    /// <summary>libfdsend's fdsend_check_fd on descriptor <paramref name="index"/> (closing
+    /// nothing) while no other thread can take or close it.</summary>
+    /// <exception cref="ObjectDisposedException">This object is disposed.</exception>
+    /// <exception cref="InvalidOperationException">The descriptor was already taken.</exception>
+    internal unsafe int CheckFd(int index, Interop.FdRuleNative* rule, Interop.ViolationNative* violation)
+    {
+        using (Hold())
+            return Interop.CheckFd(rule, Untaken(index), index, violation);
+    }
+
     /// <summary>Closes the untaken descriptors, one native call per
     /// <see cref="FdPassing.MaxFds"/> of them (a taken slot holds <see cref="TakenFd"/>, -1,
     /// which fdsend_close_all skips). A merged result (ReceiveFdsExactly with a larger maxFds)

@@ -98,7 +98,8 @@ typedef enum fdsend_status {
                                     sent to a path bound by a stream or seqpacket socket) */
     FDSEND_EPOLICY = -26,      /**< what arrived (or the peer) broke the caller's receive policy:
                                     every descriptor of the message was closed (fdsend_recv_checked,
-                                    fdsend_check_fds, fdsend_check_peer; see fdsend_violation) */
+                                    fdsend_check_fds, fdsend_check_received, fdsend_check_peer;
+                                    fdsend_check_fd closes nothing; see fdsend_violation) */
     FDSEND_ENOTSEALED = -27,   /**< shared memory without the seals (or the size) the receiver
                                     requires, or not shared memory at all: not mapped (fdsend_shm_map) */
     FDSEND_EESCAPE = -28,      /**< the path would leave the directory: absolute, a ".." component,
@@ -1086,14 +1087,39 @@ typedef struct fdsend_violation {
  * Check the descriptors of one message against policy. If they pass, FDSEND_OK and they
  * stay the caller's. If not, EVERY descriptor of fds[0 .. nfds) is closed and set to -1,
  * and FDSEND_EPOLICY is returned with *violation (may be NULL) saying which and why. Use
- * it after fdsend_msg_recv or fdsend_recv_exact. The peer options are not checked here
- * (see fdsend_check_peer).
+ * it after fdsend_msg_recv or fdsend_recv_exact. A negative entry (-1: a descriptor already
+ * handed on, as for fdsend_close_all) counts towards nfds but is not checked against a
+ * rule. The peer options are not checked here (see fdsend_check_peer).
  *
  * @return FDSEND_OK, FDSEND_EPOLICY, or FDSEND_EINVAL (NULL policy, bad struct_size, NULL
  *         fds with nfds > 0, nfds < 0, NULL rules with nrules > 0; nothing closed).
  */
 FDSEND_API int32_t fdsend_check_fds(const fdsend_policy *policy, intptr_t *fds, int32_t nfds,
                                     fdsend_violation *violation);
+
+/**
+ * fdsend_check_fds for a message as a receive (fdsend_recv, fdsend_msg_recv...) returned it,
+ * with its FDSEND_RECV_* flags rflags: FDSEND_RECV_FDS_TRUNCATED (the kernel dropped some of
+ * its descriptors, or there was no room for them) breaks the policy as too many descriptors
+ * (FDSEND_VIOLATION_TOO_MANY_FDS), as in fdsend_recv_checked: every descriptor of fds is then
+ * closed and set to -1. Other flags are ignored; without FDSEND_RECV_FDS_TRUNCATED this is
+ * fdsend_check_fds.
+ * @return as fdsend_check_fds.
+ */
+FDSEND_API int32_t fdsend_check_received(const fdsend_policy *policy, intptr_t *fds, int32_t nfds,
+                                         uint32_t rflags, fdsend_violation *violation);
+
+/**
+ * Check one descriptor against one rule, as fdsend_check_fds checks descriptor `index` of a
+ * message (the same rules, the same violation and message), but close nothing: a receiver
+ * that diagnoses one descriptor it still owns (e.g. after fdsend_shm_map refused it).
+ * violation->nfds is 0.
+ *
+ * @return FDSEND_OK, FDSEND_EPOLICY (fd is still open and still the caller's), or
+ *         FDSEND_EINVAL (NULL rule, index < 0).
+ */
+FDSEND_API int32_t fdsend_check_fd(const fdsend_fd_rule *rule, intptr_t fd, int32_t index,
+                                   fdsend_violation *violation);
 
 /**
  * Check the credentials of sock's peer against the FDSEND_POLICY_CHECK_* options of policy

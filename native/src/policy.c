@@ -1,4 +1,6 @@
-/* Receive policies: fdsend_check_fds, fdsend_check_peer, fdsend_recv_checked. What a
+/* Receive policies: fdsend_check_fds, fdsend_check_received, fdsend_check_fd,
+ * fdsend_check_peer, fdsend_recv_checked. The one implementation of the rules and of their messages (the .NET
+ * FdReceivePolicy marshals into fdsend_policy and calls these). What a
  * receiver accepts from an untrusted peer, checked with fdsend_fd_info and
  * fdsend_peer_credentials; whatever breaks it is closed and described.
  * SPDX-License-Identifier: MIT */
@@ -218,7 +220,10 @@ static int32_t check_all(const fdsend_policy *p, const intptr_t *fds, int32_t nf
         return FDSEND_OK;
     for (i = 0; i < nfds; i++) {
         const fdsend_fd_rule *r = &p->rules[i < p->nrules ? i : p->nrules - 1];
-        int32_t rc = check_one(r, fds[i], i, v);
+        int32_t rc;
+        if (fds[i] < 0)
+            continue; /* already handed on */
+        rc = check_one(r, fds[i], i, v);
         if (rc != FDSEND_OK)
             return rc;
     }
@@ -236,18 +241,51 @@ static void close_marked(intptr_t *fds, int32_t n)
     errno = err;
 }
 
-int32_t fdsend_check_fds(const fdsend_policy *policy, intptr_t *fds, int32_t nfds,
-                         fdsend_violation *violation)
+/* One received message (rflags: its FDSEND_RECV_* flags) against p: FDSEND_OK, or
+ * FDSEND_EPOLICY with every descriptor closed and marked -1. */
+static int32_t check_message(const fdsend_policy *p, intptr_t *fds, int32_t nfds, uint32_t rflags,
+                             fdsend_violation *v)
 {
     int32_t rc;
+    if (rflags & FDSEND_RECV_FDS_TRUNCATED)
+        rc = violate(v, FDSEND_VIOLATION_TOO_MANY_FDS, -1, NULL,
+                     "the message carried more than %d descriptors (some were dropped); the policy accepts at most %d",
+                     (int)nfds, (int)p->max_fds);
+    else
+        rc = check_all(p, fds, nfds, v);
+    if (rc != FDSEND_OK)
+        close_marked(fds, nfds);
+    return rc;
+}
+
+int32_t fdsend_check_received(const fdsend_policy *policy, intptr_t *fds, int32_t nfds,
+                              uint32_t rflags, fdsend_violation *violation)
+{
     if (!policy_valid(policy) || nfds < 0 || (fds == NULL && nfds > 0))
         return fdsend_fail(FDSEND_EINVAL, EINVAL);
     reset_violation(violation, nfds);
-    rc = check_all(policy, fds, nfds, violation);
-    if (rc != FDSEND_OK) {
-        close_marked(fds, nfds);
+    if (check_message(policy, fds, nfds, rflags, violation) != FDSEND_OK)
         return fdsend_fail(FDSEND_EPOLICY, 0);
-    }
+    fdsend_clear_error();
+    return FDSEND_OK;
+}
+
+int32_t fdsend_check_fds(const fdsend_policy *policy, intptr_t *fds, int32_t nfds,
+                         fdsend_violation *violation)
+{
+    return fdsend_check_received(policy, fds, nfds, 0, violation);
+}
+
+int32_t fdsend_check_fd(const fdsend_fd_rule *rule, intptr_t fd, int32_t index,
+                        fdsend_violation *violation)
+{
+    int32_t rc;
+    if (rule == NULL || index < 0)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    reset_violation(violation, 0);
+    rc = check_one(rule, fd, index, violation);
+    if (rc != FDSEND_OK)
+        return rc;
     fdsend_clear_error();
     return FDSEND_OK;
 }
@@ -317,16 +355,7 @@ int64_t fdsend_recv_checked(intptr_t sock, void *buf, size_t len, intptr_t *fds,
             *rflags = rf;
         return r;
     }
-    if (rf & FDSEND_RECV_FDS_TRUNCATED) {
-        close_marked(got, n);
-        rc = violate(violation, FDSEND_VIOLATION_TOO_MANY_FDS, -1, NULL,
-                     "the message carried more than %d descriptors (some were dropped); the policy accepts at most %d",
-                     (int)n, (int)policy->max_fds);
-    } else {
-        rc = check_all(policy, got, n, violation);
-        if (rc != FDSEND_OK)
-            close_marked(got, n);
-    }
+    rc = check_message(policy, got, n, rf, violation);
     if (rc != FDSEND_OK) {
         if (violation != NULL) {
             violation->bytes = r;

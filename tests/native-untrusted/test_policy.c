@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,6 +30,20 @@ static fdsend_fd_rule any_rule(void)
     memset(&r, 0, sizeof r);
     r.max_size = -1;
     return r;
+}
+
+/* A TCP socket listening on 127.0.0.1 (an ephemeral port), close-on-exec. */
+static int inet_listener(void)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_SYS(fd);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_SYS(bind(fd, (struct sockaddr *)&a, sizeof a));
+    CHECK_SYS(listen(fd, 1));
+    return fd;
 }
 
 static void send_fds(int sock, const int *fds, int n)
@@ -179,7 +194,6 @@ TEST(socket_family_type_and_listening)
     fdsend_policy p;
     int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int dg[2], lst;
-    struct sockaddr_in a;
     CHECK_SYS(tcp);
     r.kinds = FDSEND_BIT(FDSEND_KIND_SOCKET);
     r.families = FDSEND_BIT(FDSEND_FAMILY_INET) | FDSEND_BIT(FDSEND_FAMILY_INET6);
@@ -198,12 +212,7 @@ TEST(socket_family_type_and_listening)
                    "is a datagram socket; the policy accepts the types: stream");
     close(dg[0]);
     close(dg[1]);
-    lst = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK_SYS(bind(lst, (struct sockaddr *)&a, sizeof a));
-    CHECK_SYS(listen(lst, 1));
+    lst = inet_listener();
     expect_refused(&p, &lst, 1, FDSEND_VIOLATION_LISTENING, 0, "is a listening socket");
     close(lst);
     close(tcp);
@@ -302,6 +311,306 @@ TEST(check_fds_after_msg_recv)
     close(sv[1]);
 }
 
+/* FDSEND_RULE_CLOEXEC refuses a descriptor without close-on-exec (one opened here: received
+ * ones always have it where MSG_CMSG_CLOEXEC exists); both descriptors are closed. */
+TEST(requires_close_on_exec)
+{
+    fdsend_fd_rule r = any_rule();
+    fdsend_policy p;
+    fdsend_violation v;
+    intptr_t fds[2];
+    int before = tu_count_fds();
+    r.options = FDSEND_RULE_CLOEXEC;
+    p = make_policy(&r, 1, 2);
+    fds[0] = tu_temp_file("a");
+    fds[1] = open(tu_temppath("inheritable"), O_RDONLY | O_CREAT, 0600);
+    CHECK_SYS((int)fds[1]);
+    CHECK(tu_cloexec((int)fds[0]));
+    CHECK(!tu_cloexec((int)fds[1]));
+    CHECK_RC(fdsend_check_fds(&p, fds, 2, &v), FDSEND_EPOLICY);
+    CHECK_EQ(v.reason, FDSEND_VIOLATION_CLOEXEC);
+    CHECK_EQ(v.index, 1);
+    CHECK(strstr(v.message, "descriptor 1 (a regular file) is not close-on-exec; the policy requires it") != NULL);
+    CHECK_EQ(fds[0], -1);
+    CHECK_EQ(fds[1], -1);
+    CHECK_EQ(tu_count_fds(), before);
+}
+
+/* A descriptor fdsend_fd_info cannot describe (a closed number) is a violation, not an
+ * error: the other descriptors are closed. fdsend_check_fd on it closes nothing. */
+TEST(undescribable_descriptor)
+{
+    fdsend_fd_rule r = any_rule();
+    fdsend_policy p;
+    fdsend_violation v;
+    intptr_t fds[2];
+    int before = tu_count_fds();
+    r.kinds = FDSEND_BIT(FDSEND_KIND_FILE);
+    p = make_policy(&r, 1, 2);
+    fds[0] = tu_temp_file("a");
+    fds[1] = INT32_MAX; /* never open: a closed number (never one that another thread may reuse) */
+    CHECK_RC(fdsend_check_fds(&p, fds, 2, &v), FDSEND_EPOLICY);
+    CHECK_EQ(v.reason, FDSEND_VIOLATION_UNDESCRIBABLE);
+    CHECK_EQ(v.index, 1);
+    CHECK_EQ(v.nfds, 2);
+    CHECK_EQ(v.info.kind, 0);
+    CHECK(strstr(v.message, "descriptor 1 could not be described") != NULL);
+    CHECK_EQ(fds[0], -1);
+    CHECK_EQ(tu_count_fds(), before);
+    CHECK_RC(fdsend_check_fd(&r, INT32_MAX, 3, &v), FDSEND_EPOLICY);
+    CHECK_EQ(v.reason, FDSEND_VIOLATION_UNDESCRIBABLE);
+    CHECK_EQ(v.index, 3);
+}
+
+/* fdsend_check_fd: the rules and messages of fdsend_check_fds, nothing closed; a -1 entry
+ * of fdsend_check_fds (already handed on) is counted but not checked. */
+TEST(check_fd_closes_nothing_and_minus_one_is_skipped)
+{
+    fdsend_fd_rule r = any_rule();
+    fdsend_policy p;
+    fdsend_violation v;
+    intptr_t fds[3];
+    int dir = open(tu_tempdir(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), before;
+    CHECK_SYS(dir);
+    r.kinds = FDSEND_BIT(FDSEND_KIND_FILE);
+    before = tu_count_fds();
+    CHECK_RC(fdsend_check_fd(&r, dir, 2, &v), FDSEND_EPOLICY);
+    CHECK_EQ(v.reason, FDSEND_VIOLATION_KIND);
+    CHECK_EQ(v.index, 2);
+    CHECK_EQ(v.nfds, 0);
+    CHECK_EQ(v.info.kind, FDSEND_KIND_DIRECTORY);
+    CHECK(strcmp(v.message, "descriptor 2 is a directory; the policy accepts: regular file") == 0);
+    CHECK(tu_fd_is_open(dir));
+    CHECK_EQ(tu_count_fds(), before);
+    CHECK_RC(fdsend_check_fd(NULL, dir, 0, &v), FDSEND_EINVAL);
+    CHECK_RC(fdsend_check_fd(&r, dir, -1, &v), FDSEND_EINVAL);
+    p = make_policy(&r, 1, 3);
+    p.min_fds = 3;
+    fds[0] = tu_temp_file("a");
+    fds[1] = -1;
+    fds[2] = tu_temp_file("b");
+    CHECK_RC(fdsend_check_fds(&p, fds, 3, &v), FDSEND_OK);
+    CHECK_EQ(v.nfds, 3);
+    tu_close_all(fds, 3);
+    close(dir);
+}
+
+/* fdsend_check_received: a message whose descriptors the kernel dropped (or that had no room
+ * for them) is too many, whatever the rules, as in fdsend_recv_checked; every one is closed.
+ * Without FDSEND_RECV_FDS_TRUNCATED it is fdsend_check_fds. */
+TEST(check_received_truncated)
+{
+    fdsend_policy p = make_policy(NULL, 0, 4);
+    fdsend_violation v;
+    intptr_t fds[2];
+    int before = tu_count_fds();
+    fds[0] = tu_temp_file("a");
+    fds[1] = tu_temp_file("b");
+    CHECK_RC(fdsend_check_received(&p, fds, 2, FDSEND_RECV_DATA_TRUNCATED, &v), FDSEND_OK);
+    CHECK_RC(fdsend_check_received(&p, fds, 2, FDSEND_RECV_FDS_TRUNCATED, &v), FDSEND_EPOLICY);
+    CHECK_EQ(v.reason, FDSEND_VIOLATION_TOO_MANY_FDS);
+    CHECK_EQ(v.index, -1);
+    CHECK_EQ(v.nfds, 2);
+    CHECK(strcmp(v.message, "the message carried more than 2 descriptors (some were dropped); the policy accepts at most 4") == 0);
+    CHECK_EQ(fds[0], -1);
+    CHECK_EQ(fds[1], -1);
+    CHECK_EQ(tu_count_fds(), before);
+    CHECK_RC(fdsend_check_received(NULL, fds, 0, 0, &v), FDSEND_EINVAL);
+}
+
+/* ---- The cases shared with the .NET tests (tests/conformance/policy-cases.txt) ---- */
+
+#ifndef FDSEND_POLICY_CASES_FILE
+#  error "FDSEND_POLICY_CASES_FILE: the path of tests/conformance/policy-cases.txt"
+#endif
+
+/* The value of name in a table of {name, value} pairs ending with a NULL name; -1 if absent. */
+typedef struct named { const char *name; int32_t value; } named;
+
+static int32_t lookup(const named *table, const char *name)
+{
+    for (; table->name != NULL; table++)
+        if (strcmp(table->name, name) == 0)
+            return table->value;
+    return -1;
+}
+
+static const named kinds[] = {
+    {"other", FDSEND_KIND_OTHER}, {"file", FDSEND_KIND_FILE}, {"directory", FDSEND_KIND_DIRECTORY},
+    {"pipe", FDSEND_KIND_PIPE}, {"socket", FDSEND_KIND_SOCKET}, {"memfd", FDSEND_KIND_MEMFD},
+    {"chardev", FDSEND_KIND_CHAR_DEVICE}, {"blockdev", FDSEND_KIND_BLOCK_DEVICE},
+    {"eventfd", FDSEND_KIND_EVENTFD}, {"pidfd", FDSEND_KIND_PIDFD}, {NULL, 0}};
+static const named accesses[] = {
+    {"none", FDSEND_ACCESS_NONE}, {"read", FDSEND_ACCESS_READ}, {"write", FDSEND_ACCESS_WRITE},
+    {"readwrite", FDSEND_ACCESS_READ_WRITE}, {NULL, 0}};
+static const named families[] = {
+    {"unix", FDSEND_FAMILY_UNIX}, {"inet", FDSEND_FAMILY_INET}, {"inet6", FDSEND_FAMILY_INET6},
+    {"other", FDSEND_FAMILY_OTHER}, {NULL, 0}};
+static const named types[] = {
+    {"stream", FDSEND_SOCK_STREAM}, {"dgram", FDSEND_SOCK_DGRAM},
+    {"seqpacket", FDSEND_SOCK_SEQPACKET}, {"other", 0}, {NULL, 0}};
+static const named seal_bits[] = {
+    {"seal", FDSEND_SEAL_SEAL}, {"shrink", FDSEND_SEAL_SHRINK}, {"grow", FDSEND_SEAL_GROW},
+    {"write", FDSEND_SEAL_WRITE}, {"future-write", FDSEND_SEAL_FUTURE_WRITE}, {NULL, 0}};
+static const named outcomes[] = {
+    {"ok", FDSEND_VIOLATION_NONE}, {"kind", FDSEND_VIOLATION_KIND},
+    {"access", FDSEND_VIOLATION_ACCESS}, {"family", FDSEND_VIOLATION_FAMILY},
+    {"socket_type", FDSEND_VIOLATION_SOCKET_TYPE}, {"listening", FDSEND_VIOLATION_LISTENING},
+    {"seals", FDSEND_VIOLATION_SEALS}, {"size", FDSEND_VIOLATION_SIZE},
+    {"cloexec", FDSEND_VIOLATION_CLOEXEC}, {NULL, 0}};
+
+/* The mask of the comma-separated names in list: FDSEND_BIT(value), or the value itself
+ * (bits) for seals. */
+static uint32_t names_mask(const named *table, char *list, int bits, int line)
+{
+    uint32_t mask = 0;
+    char *save = NULL, *t;
+    for (t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+        int32_t v = lookup(table, t);
+        if (v < 0)
+            tu_fail(__FILE__, __LINE__, "policy-cases.txt:%d: unknown name '%s'", line, t);
+        mask |= bits ? (uint32_t)v : FDSEND_BIT(v);
+    }
+    return mask;
+}
+
+static void parse_rule_token(fdsend_fd_rule *r, char *tok, int line)
+{
+    char *eq = strchr(tok, '=');
+    char *value = eq != NULL ? eq + 1 : NULL;
+    if (eq != NULL)
+        *eq = '\0';
+    if (strcmp(tok, "kinds") == 0 && value) r->kinds = names_mask(kinds, value, 0, line);
+    else if (strcmp(tok, "access") == 0 && value) r->access = names_mask(accesses, value, 0, line);
+    else if (strcmp(tok, "families") == 0 && value) r->families = names_mask(families, value, 0, line);
+    else if (strcmp(tok, "types") == 0 && value) r->socket_types = names_mask(types, value, 0, line);
+    else if (strcmp(tok, "seals") == 0 && value) r->required_seals = names_mask(seal_bits, value, 1, line);
+    else if (strcmp(tok, "min") == 0 && value) r->min_size = strtoll(value, NULL, 10);
+    else if (strcmp(tok, "max") == 0 && value) r->max_size = strtoll(value, NULL, 10);
+    else if (strcmp(tok, "nolisten") == 0 && !value) r->options |= FDSEND_RULE_NO_LISTENING;
+    else if (strcmp(tok, "cloexec") == 0 && !value) r->options |= FDSEND_RULE_CLOEXEC;
+    else tu_fail(__FILE__, __LINE__, "policy-cases.txt:%d: unknown rule token '%s'", line, tok);
+}
+
+/* A fresh descriptor of the case file's kind `name` (the caller owns it); -1 if this system
+ * cannot make one (memfds off Linux). *other: a second descriptor to close afterwards (the
+ * other end of a pipe or socketpair), or -1. */
+static int make_fixture(const char *name, int *other, int line)
+{
+    int fd = -1, sv[2];
+    *other = -1;
+    if (strcmp(name, "file-ro") == 0 || strcmp(name, "file-rw") == 0 ||
+        strcmp(name, "file-inheritable") == 0) {
+        int w = open(tu_temppath("ten"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        CHECK_SYS(w);
+        CHECK_EQ(write(w, "0123456789", 10), 10);
+        close(w);
+        fd = open(tu_temppath("ten"), (strcmp(name, "file-rw") == 0 ? O_RDWR : O_RDONLY) |
+                                          (strcmp(name, "file-inheritable") == 0 ? 0 : O_CLOEXEC));
+    } else if (strcmp(name, "dir") == 0) {
+        fd = open(tu_tempdir(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    } else if (strcmp(name, "pipe") == 0) {
+        CHECK_SYS(pipe(sv));
+        fd = sv[0];
+        *other = sv[1];
+    } else if (strcmp(name, "devnull") == 0) {
+        fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    } else if (strcmp(name, "unix-stream") == 0) {
+        tu_socketpair(SOCK_STREAM, sv);
+        fd = sv[0];
+        *other = sv[1];
+    } else if (strcmp(name, "udp") == 0) {
+        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    } else if (strcmp(name, "tcp-listener") == 0) {
+        fd = inet_listener();
+    } else if (strcmp(name, "memfd-unsealed") == 0 || strcmp(name, "memfd-sealed") == 0) {
+        intptr_t m = -1;
+        int32_t rc = fdsend_shm_create("case", "0123456789", 10,
+                                       strcmp(name, "memfd-sealed") == 0
+                                           ? FDSEND_SEAL_SHRINK | FDSEND_SEAL_GROW | FDSEND_SEAL_WRITE : 0,
+                                       &m);
+        if (rc == FDSEND_ENOTSUP)
+            return -1;
+        CHECK_RC(rc, FDSEND_OK);
+        return (int)m;
+    } else {
+        tu_fail(__FILE__, __LINE__, "policy-cases.txt:%d: unknown descriptor '%s'", line, name);
+    }
+    CHECK_SYS(fd);
+    return fd;
+}
+
+/* Runs one line of the file (modified in place); returns 1 if it ran, 0 if skipped. */
+static int run_case(char *text, int line)
+{
+    char *arrow = strstr(text, " -> "), *bar, *save = NULL, *name, *fixture, *tok, *outcome;
+    const char *message = NULL;
+    fdsend_fd_rule r = any_rule();
+    fdsend_policy p;
+    fdsend_violation v;
+    intptr_t fd;
+    int other, before, expected;
+    CHECK(arrow != NULL);
+    *arrow = '\0';
+    bar = strstr(arrow + 4, " | ");
+    if (bar != NULL) {
+        *bar = '\0';
+        message = bar + 3;
+    }
+    outcome = strtok_r(arrow + 4, " ", &save);
+    CHECK(outcome != NULL);
+    expected = lookup(outcomes, outcome);
+    if (expected < 0)
+        tu_fail(__FILE__, __LINE__, "policy-cases.txt:%d: unknown outcome '%s'", line, outcome);
+    save = NULL;
+    name = strtok_r(text, " ", &save);
+    fixture = strtok_r(NULL, " ", &save);
+    CHECK(name != NULL && fixture != NULL);
+    while ((tok = strtok_r(NULL, " ", &save)) != NULL)
+        parse_rule_token(&r, tok, line);
+    before = tu_count_fds();
+    fd = make_fixture(fixture, &other, line);
+    if (fd < 0)
+        return 0;
+    p = make_policy(&r, 1, 1);
+    if (expected == FDSEND_VIOLATION_NONE) {
+        if (fdsend_check_fds(&p, &fd, 1, &v) != FDSEND_OK)
+            tu_fail(__FILE__, __LINE__, "policy-cases.txt:%d (%s): refused: %s", line, name, v.message);
+        close((int)fd);
+    } else {
+        CHECK_RC(fdsend_check_fds(&p, &fd, 1, &v), FDSEND_EPOLICY);
+        if (v.reason != expected || strcmp(v.message, message != NULL ? message : "") != 0)
+            tu_fail(__FILE__, __LINE__, "policy-cases.txt:%d (%s): reason %d \"%s\", expected %d \"%s\"",
+                    line, name, (int)v.reason, v.message, expected, message != NULL ? message : "");
+        CHECK_EQ(v.index, 0);
+        CHECK_EQ(fd, -1);
+    }
+    if (other >= 0)
+        close(other);
+    CHECK_EQ(tu_count_fds(), before); /* refused: closed by the check; accepted: by us */
+    return 1;
+}
+
+TEST(shared_cases)
+{
+    FILE *f = fopen(FDSEND_POLICY_CASES_FILE, "r");
+    char text[512];
+    int line = 0, ran = 0;
+    if (f == NULL)
+        tu_fail(__FILE__, __LINE__, "%s: %s", FDSEND_POLICY_CASES_FILE, strerror(errno));
+    while (fgets(text, sizeof text, f) != NULL) {
+        size_t n = strlen(text);
+        line++;
+        while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
+            text[--n] = '\0';
+        if (n == 0 || text[0] == '#')
+            continue;
+        ran += run_case(text, line);
+    }
+    fclose(f);
+    CHECK(ran >= 10);
+}
+
 /* More than FDSEND_MAX_FDS never reaches the check; more than the policy's max is refused
  * even when fds[] has room only for max_fds. Bad arguments close nothing. */
 TEST(arguments)
@@ -351,6 +660,11 @@ static const tu_case cases[] = {
     CASE(memfd_seals_and_size),
     CASE(peer_credentials_before_any_descriptor),
     CASE(check_fds_after_msg_recv),
+    CASE(requires_close_on_exec),
+    CASE(undescribable_descriptor),
+    CASE(check_fd_closes_nothing_and_minus_one_is_skipped),
+    CASE(check_received_truncated),
+    CASE(shared_cases),
     CASE(arguments),
     CASE(end_of_stream),
 };

@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT
+using System.Text;
+
 namespace FdSend;
 
 /// <summary>What broke a receive policy (<see cref="FdPolicyViolationException.Reason"/>).</summary>
@@ -24,6 +26,12 @@ public enum FdPolicyViolationReason
     Seals = 9,
     /// <summary>A file or memfd whose size is out of bounds.</summary>
     Size = 10,
+    /// <summary>A descriptor without close-on-exec where the rule requires it
+    /// (<see cref="FdRule.CloseOnExecRequired"/>).</summary>
+    CloseOnExec = 11,
+    /// <summary>A descriptor that could not be described (not open, or the OS refused to say
+    /// what it is): refused, never trusted; <see cref="FdPolicyViolationException.Fd"/> is null.</summary>
+    Undescribable = 12,
 }
 
 /// <summary>
@@ -67,4 +75,19 @@ public sealed class FdPolicyViolationException : Exception
     /// <summary>Data bytes received with the refused message (in the caller's buffer); 0 for
     /// a refused peer or when the check ran on descriptors received elsewhere.</summary>
     public int BytesReceived { get; init; }
+
+    /// <summary>The exception for the fdsend_violation libfdsend filled in (it owns the rules
+    /// and their messages: native/src/policy.c).</summary>
+    /// <param name="v">The violation.</param>
+    /// <param name="fdCount">How many descriptors the message carried.</param>
+    /// <param name="bytesReceived">Data bytes received with the message.</param>
+    internal static unsafe FdPolicyViolationException FromNative(Interop.ViolationNative* v, int fdCount, int bytesReceived)
+    {
+        var text = new ReadOnlySpan<byte>(v->Message, 256);
+        int end = text.IndexOf((byte)0);
+        string message = Encoding.UTF8.GetString(end >= 0 ? text[..end] : text);
+        var reason = (FdPolicyViolationReason)v->Reason;
+        FdInfo? fd = v->Index >= 0 && reason != FdPolicyViolationReason.Undescribable ? FdInfo.FromNative(v->Info) : null;
+        return new(reason, v->Index, fd, fdCount, message) { BytesReceived = bytesReceived };
+    }
 }

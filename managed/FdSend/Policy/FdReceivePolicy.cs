@@ -18,12 +18,15 @@ namespace FdSend;
 public sealed class FdReceivePolicy
 {
     private readonly FdRule[] _rules;
+    // The rules as libfdsend takes them (fdsend_fd_rule), made once: the policy is immutable.
+    private readonly Interop.FdRuleNative[] _nativeRules;
 
     private FdReceivePolicy(int min, int max, FdRule[] rules, uint? uid, uint? gid, int? pid)
     {
         MinFds = min;
         MaxFds = max;
         _rules = rules;
+        _nativeRules = Array.ConvertAll(rules, r => r.ToNative());
         RequiredUid = uid;
         RequiredGid = gid;
         RequiredPid = pid;
@@ -106,20 +109,23 @@ public sealed class FdReceivePolicy
     /// <exception cref="FdPolicyViolationException">The peer is not the one required
     /// (<see cref="FdPolicyViolationReason.Peer"/>).</exception>
     /// <exception cref="SocketException">The peer's credentials cannot be read (not connected...).</exception>
-    public void CheckPeer(Socket socket)
+    public unsafe void CheckPeer(Socket socket)
     {
         ArgumentNullException.ThrowIfNull(socket);
         if (!ChecksPeer)
             return;
-        PeerCredentials c = socket.GetPeerCredentials();
-        string? why =
-            RequiredUid is uint uid && c.Uid != uid ? $"the peer runs as uid {c.Uid}; the policy requires uid {uid}" :
-            RequiredGid is uint gid && c.Gid != gid ? $"the peer runs as gid {c.Gid}; the policy requires gid {gid}" :
-            RequiredPid is int pid && c.Pid is null ? $"the OS does not report the peer's pid; the policy requires pid {pid}" :
-            RequiredPid is int pid2 && c.Pid != pid2 ? $"the peer is pid {c.Pid}; the policy requires pid {pid2}" :
-            null;
-        if (why is not null)
-            throw new FdPolicyViolationException(FdPolicyViolationReason.Peer, -1, null, 0, why);
+        SafeSocketHandle handle = FdSendCore.GetHandle(socket);
+        Interop.ViolationNative v;
+        int rc;
+        fixed (Interop.FdRuleNative* rules = _nativeRules)
+        {
+            Interop.PolicyNative policy = ToNative(rules);
+            rc = Interop.CheckPeer(handle, &policy, &v);
+        }
+        if (rc == (int)Interop.Status.EPOLICY)
+            throw FdPolicyViolationException.FromNative(&v, fdCount: 0, bytesReceived: 0);
+        if (rc < 0)
+            throw FdSendErrors.Create(rc, FdOperation.PeerCredentials);
     }
 
     /// <summary>
@@ -133,7 +139,7 @@ public sealed class FdReceivePolicy
     public void Enforce(ReceivedFds fds)
     {
         ArgumentNullException.ThrowIfNull(fds);
-        FdPolicyViolationException? v = Check(fds, fds.BytesReceived);
+        FdPolicyViolationException? v = Check(fds);
         if (v is not null)
         {
             fds.Dispose();
@@ -141,35 +147,50 @@ public sealed class FdReceivePolicy
         }
     }
 
-    /// <summary>The violation, or null. Reads descriptions only; closes nothing.</summary>
-    internal FdPolicyViolationException? Check(ReceivedFds fds, int bytes)
+    /// <summary>The violation, or null. The rules are libfdsend's (fdsend_check_received,
+    /// which counts descriptors the kernel dropped as too many): on a violation it has closed
+    /// every descriptor <paramref name="fds"/> still owned (they are marked taken); dispose
+    /// <paramref name="fds"/> then. A taken descriptor is counted but not checked.</summary>
+    internal unsafe FdPolicyViolationException? Check(ReceivedFds fds)
     {
-        int n = fds.Count;
-        if (fds.FdsTruncated)
-            return Violation(FdPolicyViolationReason.TooManyFds, -1, null, n, bytes,
-                             $"the message carried more than {n} descriptors (some were dropped); the policy accepts at most {MaxFds}");
-        if (n < MinFds)
-            return Violation(FdPolicyViolationReason.TooFewFds, -1, null, n, bytes,
-                             $"the message carried {n} descriptors; the policy requires at least {MinFds}");
-        if (n > MaxFds)
-            return Violation(FdPolicyViolationReason.TooManyFds, -1, null, n, bytes,
-                             $"the message carried {n} descriptors; the policy accepts at most {MaxFds}");
-        if (_rules.Length == 0)
-            return null;
-        for (int i = 0; i < n; i++)
+        Interop.ViolationNative v;
+        int rc;
+        fixed (Interop.FdRuleNative* rules = _nativeRules)
         {
-            if (fds.IsTaken(i))
-                continue;
-            FdInfo info = fds.Describe(i);
-            if (_rules[Math.Min(i, _rules.Length - 1)].Check(i, info) is { } bad)
-                return Violation(bad.Reason, i, info, n, bytes, bad.Text);
+            Interop.PolicyNative policy = ToNative(rules);
+            rc = fds.CheckPolicy(&policy, &v);
         }
+        if (rc == (int)Interop.Status.EPOLICY)
+            return FdPolicyViolationException.FromNative(&v, fds.Count, fds.BytesReceived);
+        ThrowIfRefused(rc);
         return null;
     }
 
-    private static FdPolicyViolationException Violation(FdPolicyViolationReason reason, int index, FdInfo? info,
-                                                        int n, int bytes, string text) =>
-        new(reason, index, info, n, text) { BytesReceived = bytes };
+    /// <summary>fdsend_check_* refuse only malformed policies and rules (FDSEND_EINVAL), which
+    /// this class and <see cref="FdRule"/> never build.</summary>
+    internal static void ThrowIfRefused(int rc)
+    {
+        if (rc < 0)
+            throw new InvalidOperationException(
+                $"libfdsend refused the policy FdSend built ({Interop.StrError(rc)}); please report this FdSend bug.");
+    }
+
+    /// <summary>This policy as libfdsend's fdsend_policy, whose rules are at
+    /// <paramref name="rules"/> (<see cref="_nativeRules"/>, pinned by the caller).</summary>
+    private unsafe Interop.PolicyNative ToNative(Interop.FdRuleNative* rules) => new()
+    {
+        StructSize = (uint)sizeof(Interop.PolicyNative),
+        Options = (RequiredUid is null ? 0 : Interop.FDSEND_POLICY_CHECK_UID) |
+                  (RequiredGid is null ? 0 : Interop.FDSEND_POLICY_CHECK_GID) |
+                  (RequiredPid is null ? 0 : Interop.FDSEND_POLICY_CHECK_PID),
+        MinFds = MinFds,
+        MaxFds = MaxFds,
+        Uid = RequiredUid ?? 0,
+        Gid = RequiredGid ?? 0,
+        Pid = RequiredPid ?? 0,
+        Rules = rules,
+        RuleCount = _nativeRules.Length,
+    };
 
     /// <inheritdoc/>
     public override string ToString() =>

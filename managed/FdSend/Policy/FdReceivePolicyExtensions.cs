@@ -55,7 +55,7 @@ public static class FdReceivePolicyExtensions
         FdPolicyViolationException? v;
         try
         {
-            v = policy.Check(r, r.BytesReceived);
+            v = policy.Check(r);
         }
         catch
         {

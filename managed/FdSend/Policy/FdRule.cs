@@ -49,20 +49,46 @@ public sealed record FdRule
             AllowListening = allowListening,
         };
 
+    private readonly IReadOnlyList<FdKind>? _kinds;
+    private readonly IReadOnlyList<FdAccess>? _access;
+    private readonly IReadOnlyList<AddressFamily>? _families;
+    private readonly IReadOnlyList<SocketType>? _socketTypes;
+    private readonly long? _maxSize;
+
     /// <summary>The kinds accepted; null for any.</summary>
-    public IReadOnlyList<FdKind>? Kinds { get; init; }
+    /// <exception cref="ArgumentException">Set to an empty list (which would accept nothing:
+    /// leave it null to accept any) or to a value that is not an <see cref="FdKind"/>.</exception>
+    public IReadOnlyList<FdKind>? Kinds { get => _kinds; init => _kinds = Checked(value, KindBit, nameof(Kinds)); }
 
     /// <summary>The access modes accepted (e.g. only <see cref="FdAccess.Read"/>); null for any.</summary>
-    public IReadOnlyList<FdAccess>? Access { get; init; }
+    /// <exception cref="ArgumentException">Set to an empty list or to a value that is not an
+    /// <see cref="FdAccess"/>.</exception>
+    public IReadOnlyList<FdAccess>? Access { get => _access; init => _access = Checked(value, AccessBit, nameof(Access)); }
 
-    /// <summary>Sockets: the families accepted; null for any.</summary>
-    public IReadOnlyList<AddressFamily>? Families { get; init; }
+    /// <summary>Sockets: the families accepted (<see cref="AddressFamily.Unix"/>,
+    /// <see cref="AddressFamily.InterNetwork"/>, <see cref="AddressFamily.InterNetworkV6"/>,
+    /// <see cref="AddressFamily.Unknown"/> for any other, as <see cref="FdInfo.AddressFamily"/>
+    /// reports them); null for any.</summary>
+    /// <exception cref="ArgumentException">Set to an empty list or to a family
+    /// <see cref="FdInfo"/> never reports (e.g. <see cref="AddressFamily.AppleTalk"/>: such a
+    /// socket is <see cref="AddressFamily.Unknown"/>).</exception>
+    public IReadOnlyList<AddressFamily>? Families { get => _families; init => _families = Checked(value, FamilyBit, nameof(Families)); }
 
-    /// <summary>Sockets: the types accepted; null for any.</summary>
-    public IReadOnlyList<SocketType>? SocketTypes { get; init; }
+    /// <summary>Sockets: the types accepted (<see cref="SocketType.Stream"/>,
+    /// <see cref="SocketType.Dgram"/>, <see cref="SocketType.Seqpacket"/>,
+    /// <see cref="SocketType.Unknown"/> for any other); null for any.</summary>
+    /// <exception cref="ArgumentException">Set to an empty list or to a type
+    /// <see cref="FdInfo"/> never reports (e.g. <see cref="SocketType.Raw"/>: such a socket is
+    /// <see cref="SocketType.Unknown"/>).</exception>
+    public IReadOnlyList<SocketType>? SocketTypes { get => _socketTypes; init => _socketTypes = Checked(value, SocketTypeBit, nameof(SocketTypes)); }
 
     /// <summary>Sockets: whether a listening socket is accepted (default true).</summary>
     public bool AllowListening { get; init; } = true;
+
+    /// <summary>Whether the descriptor must be close-on-exec (default false). Received
+    /// descriptors always are where the OS sets it atomically (Linux, the BSDs); this matters
+    /// for descriptors from elsewhere checked with <see cref="FdReceivePolicy.Enforce"/>.</summary>
+    public bool CloseOnExecRequired { get; init; }
 
     /// <summary>Seals that must be in force; any seal here makes the rule refuse every kind
     /// but <see cref="FdKind.MemFd"/>.</summary>
@@ -72,7 +98,17 @@ public sealed record FdRule
     public long MinSize { get; init; }
 
     /// <summary>Regular files and memfds: the largest size accepted; null for no bound.</summary>
-    public long? MaxSize { get; init; }
+    /// <exception cref="ArgumentOutOfRangeException">Set to a negative size.</exception>
+    public long? MaxSize
+    {
+        get => _maxSize;
+        init
+        {
+            if (value is long max)
+                ArgumentOutOfRangeException.ThrowIfNegative(max, nameof(MaxSize));
+            _maxSize = value;
+        }
+    }
 
     /// <summary>This rule accepting only these kinds.</summary>
     /// <param name="kinds">The kinds accepted.</param>
@@ -101,56 +137,77 @@ public sealed record FdRule
     /// <param name="max">The largest size accepted; null for no bound.</param>
     public FdRule WithSize(long min, long? max) => this with { MinSize = min, MaxSize = max };
 
-    /// <summary>Checks a description against this rule: null if it passes, else why not.</summary>
-    internal (FdPolicyViolationReason Reason, string Text)? Check(int index, in FdInfo info)
+    /// <summary>This rule accepting only close-on-exec descriptors.</summary>
+    public FdRule RequireCloseOnExec() => this with { CloseOnExecRequired = true };
+
+    /// <summary>
+    /// Checks descriptor <paramref name="index"/> of <paramref name="fds"/> against this rule
+    /// (through libfdsend's fdsend_check_fd, the rules fdsend_check_fds applies): null if it
+    /// passes, else the violation. Closes nothing.
+    /// </summary>
+    internal unsafe FdPolicyViolationException? Check(ReceivedFds fds, int index)
     {
-        var kinds = RequiredSeals != FdSeals.None ? [FdKind.MemFd] : Kinds;
-        if (kinds is not null && !kinds.Contains(info.Kind))
-            return (FdPolicyViolationReason.Kind,
-                    $"descriptor {index} is a {Name(info.Kind)}; the policy accepts: {string.Join(", ", kinds.Select(Name))}");
-        if (Access is not null && !Access.Contains(info.Access))
-            return (FdPolicyViolationReason.Access,
-                    $"descriptor {index} (a {Name(info.Kind)}) is open {Name(info.Access)}; the policy accepts: {string.Join(", ", Access.Select(Name))}");
-        if (info.IsSocket)
-        {
-            if (Families is not null && !Families.Contains(info.AddressFamily))
-                return (FdPolicyViolationReason.Family,
-                        $"descriptor {index} is a {info.AddressFamily} socket; the policy accepts the families: {string.Join(", ", Families)}");
-            if (SocketTypes is not null && !SocketTypes.Contains(info.SocketType))
-                return (FdPolicyViolationReason.SocketType,
-                        $"descriptor {index} is a {info.SocketType} socket; the policy accepts the types: {string.Join(", ", SocketTypes)}");
-            if (!AllowListening && info.IsListening)
-                return (FdPolicyViolationReason.Listening,
-                        $"descriptor {index} is a listening socket; the policy refuses listening sockets");
-        }
-        if ((info.Seals & RequiredSeals) != RequiredSeals)
-            return (FdPolicyViolationReason.Seals,
-                    $"descriptor {index} is a memfd sealed with {info.Seals}; the policy requires the seals {RequiredSeals}");
-        if (info.Size is long size && (size < MinSize || size > (MaxSize ?? long.MaxValue)))
-            return (FdPolicyViolationReason.Size,
-                    $"descriptor {index} is a {Name(info.Kind)} of {size} bytes; the policy accepts {(MaxSize is long max ? $"{MinSize} .. {max}" : $"at least {MinSize}")} bytes");
+        Interop.FdRuleNative rule = ToNative();
+        Interop.ViolationNative v;
+        int rc = fds.CheckFd(index, &rule, &v);
+        if (rc == (int)Interop.Status.EPOLICY)
+            return FdPolicyViolationException.FromNative(&v, fds.Count, bytesReceived: 0);
+        FdReceivePolicy.ThrowIfRefused(rc);
         return null;
     }
 
-    private static string Name(FdKind kind) => kind switch
+    /// <summary>This rule as libfdsend's fdsend_fd_rule (which owns the rules: see
+    /// native/src/policy.c).</summary>
+    internal Interop.FdRuleNative ToNative() => new()
     {
-        FdKind.File => "regular file",
-        FdKind.Directory => "directory",
-        FdKind.Pipe => "pipe or FIFO",
-        FdKind.Socket => "socket",
-        FdKind.MemFd => "memfd",
-        FdKind.CharacterDevice => "character device",
-        FdKind.BlockDevice => "block device",
-        FdKind.EventFd => "eventfd",
-        FdKind.PidFd => "pidfd",
-        _ => "other descriptor",
+        Kinds = Mask(Kinds, KindBit),
+        Access = Mask(Access, AccessBit),
+        Families = Mask(Families, FamilyBit),
+        SocketTypes = Mask(SocketTypes, SocketTypeBit),
+        RequiredSeals = (uint)RequiredSeals,
+        Options = (AllowListening ? 0 : Interop.FDSEND_RULE_NO_LISTENING) |
+                  (CloseOnExecRequired ? Interop.FDSEND_RULE_CLOEXEC : 0),
+        MinSize = MinSize,
+        MaxSize = MaxSize ?? -1,
     };
 
-    private static string Name(FdAccess access) => access switch
+    private static uint Mask<T>(IReadOnlyList<T>? values, Func<T, int?> value)
     {
-        FdAccess.Read => "read-only",
-        FdAccess.Write => "write-only",
-        FdAccess.ReadWrite => "read-write",
-        _ => "with no access (O_PATH)",
-    };
+        uint mask = 0;
+        if (values is not null)
+        {
+            foreach (T v in values)
+                mask |= 1u << value(v)!.Value; // checked (and copied) when the list was set
+        }
+        return mask;
+    }
+
+    /// <summary>A copy of the list (null: any), once every value is one a descriptor can have:
+    /// the rule cannot change after it is checked, even if the caller's list does.</summary>
+    private static IReadOnlyList<T>? Checked<T>(IReadOnlyList<T>? values, Func<T, int?> value, string property)
+    {
+        if (values is null)
+            return null;
+        values = values.ToArray();
+        if (values.Count == 0)
+            throw new ArgumentException(
+                $"An empty list of {typeof(T).Name} values would accept no descriptor; leave it null to accept any.", property);
+        foreach (T v in values)
+        {
+            if (value(v) is null)
+                throw new ArgumentException(
+                    $"{typeof(T).Name}.{v} is not a value FdInfo reports, so a rule cannot name it" +
+                    (typeof(T) == typeof(AddressFamily) || typeof(T) == typeof(SocketType) ? $" (such a socket is {typeof(T).Name}.Unknown)." : "."),
+                    property);
+        }
+        return values;
+    }
+
+    private static int? KindBit(FdKind kind) => kind is >= FdKind.Other and <= FdKind.PidFd ? (int)kind : null;
+
+    private static int? AccessBit(FdAccess access) => access is >= FdAccess.None and <= FdAccess.ReadWrite ? (int)access : null;
+
+    private static int? FamilyBit(AddressFamily family) => FdInfo.NativeFamily(family);
+
+    private static int? SocketTypeBit(SocketType type) => FdInfo.NativeSocketType(type);
 }

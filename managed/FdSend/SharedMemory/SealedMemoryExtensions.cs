@@ -42,11 +42,9 @@ public static class SealedMemoryExtensions
         int rc = Interop.ShmMap(fds.PeekFd(index), (uint)requiredSeals, minSize, maxSize ?? -1, &addr, &len);
         if (rc == (int)Interop.Status.ENOTSEALED)
         {
-            FdInfo now = fds.Describe(index);
             FdRule rule = FdRule.SealedMemory(requiredSeals, minSize, maxSize);
-            var bad = rule.Check(index, now) ?? (FdPolicyViolationReason.Seals,
-                $"descriptor {index} is not memory sealed with {requiredSeals | FdSeals.Shrink}");
-            throw new FdPolicyViolationException(bad.Reason, index, now, fds.Count, bad.Text);
+            throw rule.Check(fds, index) ?? new FdPolicyViolationException(FdPolicyViolationReason.Seals, index,
+                fds.Describe(index), fds.Count, $"descriptor {index} is not memory sealed with {requiredSeals | FdSeals.Shrink}");
         }
         if (rc == (int)Interop.Status.ENOTSUP)
             throw new PlatformNotSupportedException("Received shared memory can be checked only where memfd seals exist (Linux).");

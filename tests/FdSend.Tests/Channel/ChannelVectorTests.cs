@@ -40,15 +40,7 @@ public class ChannelVectorTests : TempDirFixture
     private static string? VectorsFile()
     {
         string? fromEnv = Environment.GetEnvironmentVariable("FDSEND_CHANNEL_VECTORS");
-        if (!string.IsNullOrEmpty(fromEnv))
-            return fromEnv;
-        for (DirectoryInfo? d = new(AppContext.BaseDirectory); d is not null; d = d.Parent)
-        {
-            string p = Path.Combine(d.FullName, RelativePath);
-            if (File.Exists(p))
-                return p;
-        }
-        return null;
+        return string.IsNullOrEmpty(fromEnv) ? SourceTree.FindFile(RelativePath) : fromEnv;
     }
 
     private static byte[] Hex(IEnumerable<string> tokens)

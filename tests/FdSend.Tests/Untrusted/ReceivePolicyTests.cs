@@ -89,7 +89,7 @@ public class ReceivePolicyTests : TempDirFixture
             // A Unix socket may carry descriptors of its own: refused by family.
             FdPolicyViolationException e = await Refused(inetOnly, false, x);
             Assert.That(e.Reason, Is.EqualTo(FdPolicyViolationReason.Family));
-            Assert.That(e.Message, Does.Contain("is a Unix socket; the policy accepts the families: InterNetwork"));
+            Assert.That(e.Message, Does.Contain("is a unix socket; the policy accepts the families: inet"));
         }
         using var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         Assert.That((await Refused(inetOnly, false, udp)).Reason, Is.EqualTo(FdPolicyViolationReason.SocketType));
@@ -166,6 +166,106 @@ public class ReceivePolicyTests : TempDirFixture
         var e = Assert.Throws<FdPolicyViolationException>(() => FdReceivePolicy.Exactly(1, FdRule.File).Enforce(m.Fds))!;
         Assert.That(e.Index, Is.EqualTo(0));
         AsyncTest.AssertFdCount(baseline);
+    }
+
+    [Test]
+    public void Close_on_exec_rule_refuses_an_inheritable_descriptor()
+    {
+        using var file = new FileStream(Dir.NewFile("x"), FileMode.Open, FileAccess.Read);
+        var policy = FdReceivePolicy.Exactly(1, FdRule.File.RequireCloseOnExec());
+        (Socket a, Socket b) = UnixSocketPair.Create();
+        using (a)
+        using (b)
+        {
+            int baseline = AsyncTest.SettledFdCount();
+            a.SendFds("m"u8, file);
+            a.SendFds("m"u8, file);
+            using (ReceivedFds ok = b.ReceiveFds(new byte[1], policy)) // received ones are close-on-exec
+                Assert.That(ok.Count, Is.EqualTo(1));
+            ReceivedFds r = b.ReceiveFds(new byte[1], FdReceivePolicy.AcceptAny);
+            using (var view = new Microsoft.Win32.SafeHandles.SafeFileHandle(r.PeekFd(0), ownsHandle: false))
+                FdPassing.SetInheritable(view, true);
+            var e = Assert.Throws<FdPolicyViolationException>(() => policy.Enforce(r))!;
+            Assert.That(e.Reason, Is.EqualTo(FdPolicyViolationReason.CloseOnExec));
+            Assert.That(e.Index, Is.EqualTo(0));
+            Assert.That(e.Fd!.Value.IsCloseOnExec, Is.False);
+            Assert.That(e.Message, Is.EqualTo("descriptor 0 (a regular file) is not close-on-exec; the policy requires it"));
+            Assert.That(r.IsTaken(0), Is.True, "closed by the check, never handed out");
+            AsyncTest.AssertFdCount(baseline, "after a refused message");
+        }
+    }
+
+    /// <summary>A descriptor that cannot be described (a number that is not open) is a
+    /// violation like any other, not an exception of its own: the message's other
+    /// descriptors are closed.</summary>
+    [Test]
+    public void Undescribable_descriptor_is_a_violation_and_the_others_are_closed()
+    {
+        using var file = new FileStream(Dir.NewFile("x"), FileMode.Open, FileAccess.Read);
+        int baseline = AsyncTest.SettledFdCount();
+        int copy = FdPassing.DuplicateRawFd(file.SafeFileHandle);
+        FileId id = Posix.GetFileId(copy);
+        // int.MaxValue: a closed number that no other thread can be using (never reuse one).
+        var r = new ReceivedFds([copy, int.MaxValue], 1, ReceiveFlags.None, isEndOfStream: false);
+        var e = Assert.Throws<FdPolicyViolationException>(() => FdReceivePolicy.AcceptAny.WithRules(FdRule.File).Enforce(r))!;
+        Assert.That(e.Reason, Is.EqualTo(FdPolicyViolationReason.Undescribable));
+        Assert.That(e.Index, Is.EqualTo(1));
+        Assert.That(e.Fd, Is.Null);
+        Assert.That(e.FdCount, Is.EqualTo(2));
+        Assert.That(e.Message, Does.StartWith("descriptor 1 could not be described"));
+        Assert.That(Posix.IsOpenOn(copy, id), Is.False, "descriptor 0 was closed");
+        AsyncTest.AssertFdCount(baseline, "after a refused message");
+    }
+
+    /// <summary>Descriptors the kernel dropped count as too many, whatever the rules (libfdsend's
+    /// rule, as in fdsend_recv_checked); the ones that arrived are closed.</summary>
+    [Test]
+    public void Dropped_descriptors_are_too_many()
+    {
+        using var file = new FileStream(Dir.NewFile("x"), FileMode.Open, FileAccess.Read);
+        int baseline = AsyncTest.SettledFdCount();
+        int copy = FdPassing.DuplicateRawFd(file.SafeFileHandle);
+        var r = new ReceivedFds([copy], 1, ReceiveFlags.FdsTruncated, isEndOfStream: false);
+        var e = Assert.Throws<FdPolicyViolationException>(() => FdReceivePolicy.AcceptAny.Enforce(r))!;
+        Assert.That(e.Reason, Is.EqualTo(FdPolicyViolationReason.TooManyFds));
+        Assert.That(e.Index, Is.EqualTo(-1));
+        Assert.That(e.BytesReceived, Is.EqualTo(1));
+        Assert.That(e.Message, Is.EqualTo($"the message carried more than 1 descriptors (some were dropped); the policy accepts at most {FdPassing.MaxFds}"));
+        AsyncTest.AssertFdCount(baseline, "after a refused message");
+    }
+
+    [Test]
+    public void Taken_descriptors_are_counted_but_not_checked()
+    {
+        using var dir = Posix.OpenDirectory(Dir.Path);
+        using var file = new FileStream(Dir.NewFile("x"), FileMode.Open, FileAccess.Read);
+        (Socket a, Socket b) = UnixSocketPair.Create();
+        using (a)
+        using (b)
+        {
+            a.SendFds("m"u8, dir, file);
+            using ReceivedFds r = b.ReceiveFds(new byte[1], FdReceivePolicy.AcceptAny);
+            using (r.TakeFileHandle(0)) { }
+            FdReceivePolicy.Exactly(2, FdRule.File).Enforce(r); // the directory is no longer the message's
+            Assert.That(r.IsTaken(1), Is.False);
+            Assert.Throws<FdPolicyViolationException>(() => FdReceivePolicy.Exactly(1, FdRule.File).Enforce(r));
+        }
+    }
+
+    [Test]
+    public void Rules_name_only_what_a_descriptor_can_be()
+    {
+        Assert.That(FdRule.File.RequireCloseOnExec().CloseOnExecRequired, Is.True);
+        Assert.That(FdRule.Any.CloseOnExecRequired, Is.False);
+        // An empty list would accept nothing in .NET but "any" in C: refused, not guessed.
+        Assert.Throws<ArgumentException>(() => FdRule.Any.WithKinds());
+        Assert.Throws<ArgumentException>(() => _ = new FdRule { Access = [] });
+        Assert.Throws<ArgumentException>(() => FdRule.Any.WithFamilies(AddressFamily.AppleTalk));
+        Assert.Throws<ArgumentException>(() => FdRule.Any.WithSocketTypes(SocketType.Raw));
+        Assert.Throws<ArgumentException>(() => FdRule.Any.WithKinds((FdKind)42));
+        Assert.Throws<ArgumentOutOfRangeException>(() => FdRule.File.WithSize(0, -1));
+        Assert.That(FdRule.Any.WithFamilies(AddressFamily.Unknown).WithSocketTypes(SocketType.Unknown).Families,
+                    Is.EqualTo(new[] { AddressFamily.Unknown }));
     }
 
     [Test]

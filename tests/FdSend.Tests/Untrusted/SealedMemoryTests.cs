@@ -67,7 +67,7 @@ public class SealedMemoryTests : TempDirFixture
         using (peer)
         {
             Assert.That(first, Is.EqualTo("R"));
-            Assert.That(peer.ReadReport(), Does.StartWith("refused Seals: descriptor 0 is a memfd sealed with None"));
+            Assert.That(peer.ReadReport(), Does.StartWith("refused Seals: descriptor 0 is a memfd sealed with none; the policy requires the seals shrink|write"));
             peer.AssertExitedCleanly();
         }
     }
