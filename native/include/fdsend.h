@@ -645,7 +645,25 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  * FDSEND_ETOOMANYFDS, and FDSEND_EMFILE and FDSEND_ETIMEDOUT from a receive,
  * leaves the byte stream at an unknown position: close the socket (a timed-out
  * send may have sent part of its frame). Seqpacket and datagram sockets stay usable.
- * Not available on Windows yet (FDSEND_ENOTSUP).
+ *
+ * Windows (docs/wire-format.md 2a, docs/windows-protocol.md): the same calls and results
+ * over libfdsend's records on a connected stream socket (TCP loopback or AF_UNIX, both of
+ * which carry handles; any other socket type: FDSEND_ENOTSUP). A frame is sent as the .NET
+ * FdChannel sends it: header and a payload of up to 64 KiB as one record with the handles, a
+ * larger payload as a header record with the handles and then records of payload; the two
+ * interoperate. A receive reads the records with fdsend_recv_part, so a record libfdsend
+ * refuses (not a record, or its sender check fails: FDSEND_EPROTO, FDSEND_ESRCH,
+ * FDSEND_EACCES, as fdsend_recv reports it) is returned as that code and, on a channel
+ * object, breaks it (every later receive: FDSEND_EPROTO); a record that brings handles
+ * anywhere but at a frame's first byte, or a record without data, is FDSEND_EPROTO; a
+ * sender that dies in the middle of a record gives FDSEND_ECONNRESET, one whose connection
+ * ends between records inside a frame FDSEND_EPROTO. Waiting: Windows cannot ask a socket
+ * whether it is non-blocking, so only FDSEND_DONTWAIT refuses to wait behind another
+ * thread's frame (FDSEND_EAGAIN); otherwise the call waits for it within SO_RCVTIMEO /
+ * SO_SNDTIMEO and then for its own first record within what is left of that timeout. No
+ * pthread cancellation there: the notes on cancelled threads do not apply. A channel object
+ * reads no ahead there, but keeps its place inside a record between receives: mixing its
+ * receives with fdsend_msg_recv works only while frames end where records end.
  */
 
 /** Size of a frame header on the wire, in bytes. */
@@ -701,6 +719,13 @@ FDSEND_API int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t le
  *  - FDSEND_ETIMEDOUT: SO_RCVTIMEO expired before a frame started; nothing consumed;
  *  - FDSEND_ENOTCONN: the socket is not connected (or listens).
  *
+ * Windows: a call that keeps no state reads whole records, so it needs every frame to end
+ * where a record ends, which every FdSend sender (fdsend_msg_send, fdsend_channel_send, the
+ * .NET FdChannel) guarantees. A frame that ends inside a record (the format allows it: a
+ * foreign sender may pack two frames into one record) is FDSEND_EPROTO here, its handles
+ * closed, since the rest of that record cannot be read as a record by the next call; a
+ * channel object keeps its place inside a record and reads such frames.
+ *
  * @param sock    connected Unix domain socket (or a bound datagram socket)
  * @param buf     where the payload goes; may be NULL only when cap == 0
  * @param cap     the largest payload accepted (the caller's limit; e.g. 16 MiB)
@@ -721,7 +746,9 @@ typedef struct fdsend_channel fdsend_channel;
  * Make a channel object for sock. The socket stays the caller's: the channel neither
  * closes it nor changes its mode or options, and it must stay open until
  * fdsend_channel_close. A socket of another family than AF_UNIX (e.g. TCP) carries
- * messages without descriptors; sending descriptors on it gives FDSEND_ENOTUNIX.
+ * messages without descriptors; sending descriptors on it gives FDSEND_ENOTUNIX (POSIX;
+ * on Windows a connected stream socket of either family carries handles, and other socket
+ * types give FDSEND_ENOTSUP).
  *
  * @param sock   connected socket (stream, seqpacket or connected datagram), or a bound
  *               datagram socket to receive on

@@ -2,61 +2,8 @@
  * direction) and the single-caller fdsend_msg_* calls, framed messages (payload +
  * descriptors) over Unix domain sockets. The framing rules are the codec's (codec.c); this
  * file does the I/O, the waits (wait.c) and the locking. docs/wire-format.md specifies it.
+ * POSIX only: Windows has its own, over libfdsend's records (win32/channel_win32.c).
  * SPDX-License-Identifier: MIT */
-#if defined(_WIN32)
-
-#include "fdsend_internal.h"
-
-#include <errno.h>
-
-/* Windows passes HANDLEs inside the byte stream (native/src/win32/); the framing has not
- * been built on top of it yet. */
-int32_t fdsend_msg_send(intptr_t sock, const void *payload, size_t len,
-                        const intptr_t *fds, int32_t nfds, uint32_t flags)
-{
-    (void)sock; (void)payload; (void)len; (void)fds; (void)nfds; (void)flags;
-    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
-}
-
-int64_t fdsend_msg_recv(intptr_t sock, void *buf, size_t cap, intptr_t *fds,
-                        int32_t maxfds, int32_t *nfds, uint32_t flags)
-{
-    (void)sock; (void)buf; (void)cap; (void)fds; (void)maxfds; (void)flags;
-    if (nfds != NULL)
-        *nfds = 0;
-    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
-}
-
-int32_t fdsend_channel_open(intptr_t sock, uint32_t flags, fdsend_channel **out)
-{
-    (void)sock; (void)flags;
-    if (out != NULL)
-        *out = NULL;
-    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
-}
-
-int32_t fdsend_channel_send(fdsend_channel *ch, const void *payload, size_t len,
-                            const intptr_t *fds, int32_t nfds, uint32_t flags)
-{
-    (void)ch; (void)payload; (void)len; (void)fds; (void)nfds; (void)flags;
-    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
-}
-
-int64_t fdsend_channel_recv(fdsend_channel *ch, void *buf, size_t cap, intptr_t *fds,
-                            int32_t maxfds, int32_t *nfds, uint32_t flags)
-{
-    (void)ch; (void)buf; (void)cap; (void)fds; (void)maxfds; (void)flags;
-    if (nfds != NULL)
-        *nfds = 0;
-    return fdsend_fail(FDSEND_ENOTSUP, ENOSYS);
-}
-
-void fdsend_channel_close(fdsend_channel *ch)
-{
-    (void)ch; /* fdsend_channel_open never made one here */
-}
-
-#else /* !defined(_WIN32) */
 
 #include "fdsend_posix.h"
 #include "fdsend_internal.h"
@@ -282,11 +229,9 @@ static int32_t send_stream_frame(int s, unsigned char *hdr, const void *payload,
 static int32_t send_args(const void *payload, size_t len, const intptr_t *fds, int32_t nfds,
                          uint32_t flags)
 {
-    if ((payload == NULL && len > 0) || nfds < 0 || (fds == NULL && nfds > 0) ||
-        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
-        return fdsend_fail(FDSEND_EINVAL, EINVAL);
-    if (len > FDSEND_MSG_MAX_PAYLOAD || len > (size_t)SSIZE_MAX - HDR_SIZE)
-        return fdsend_fail(FDSEND_EMSGSIZE, EMSGSIZE);
+    int32_t rc = fdsend_channel_send_args(payload, len, fds, nfds, flags);
+    if (rc != FDSEND_OK)
+        return fdsend_fail(rc, rc == FDSEND_EINVAL ? EINVAL : EMSGSIZE);
     return fdsend_check_send_fds(fds, nfds, flags);
 }
 
@@ -737,5 +682,3 @@ void fdsend_channel_close(fdsend_channel *ch)
     dir_lock_destroy(&ch->lock[1]);
     free(ch);
 }
-
-#endif /* !defined(_WIN32) */

@@ -71,6 +71,40 @@ int32_t fdsend_fail_errno(void);
  *  only through fdsend_fail and fdsend_clear_error. */
 extern FDSEND_THREAD_LOCAL int fdsend_thread_os_error;
 
+/* ---- Argument checks that no OS changes (the callers record their OS's error) ---- */
+
+/** The checks of a channel send's arguments that do not depend on the OS (not the socket,
+ *  not the descriptors' values): FDSEND_OK, FDSEND_EINVAL (payload NULL with len > 0,
+ *  nfds < 0, fds NULL with nfds > 0, a flag other than FDSEND_DONTWAIT) or FDSEND_EMSGSIZE
+ *  (len over FDSEND_MSG_MAX_PAYLOAD, or a frame longer than a signed size). Nothing is
+ *  recorded: the caller records its OS's error for the code. */
+static inline int32_t fdsend_channel_send_args(const void *payload, size_t len,
+                                               const intptr_t *fds, int32_t nfds,
+                                               uint32_t flags)
+{
+    if ((payload == NULL && len > 0) || nfds < 0 || (fds == NULL && nfds > 0) ||
+        (flags & ~(uint32_t)FDSEND_DONTWAIT) != 0)
+        return FDSEND_EINVAL;
+    if ((uint64_t)len > FDSEND_MSG_MAX_PAYLOAD || len > SIZE_MAX / 2 - FDSEND_MSG_HEADER_SIZE)
+        return FDSEND_EMSGSIZE;
+    return FDSEND_OK;
+}
+
+/** The checks of a receive's arguments that do not depend on the OS (fdsend_recv, the
+ *  channel's receives; not the socket): FDSEND_EINVAL for a NULL buffer with len > 0,
+ *  maxfds < 0, maxfds > 0 without fds or nfds, or a flag outside known; else FDSEND_OK.
+ *  Nothing is recorded: the caller records its OS's error (fdsend_check_recv_args on POSIX,
+ *  win32/io.c and win32/channel_win32.c on Windows). */
+static inline int32_t fdsend_recv_args_code(const void *buf, size_t len, const intptr_t *fds,
+                                            int32_t maxfds, const int32_t *nfds,
+                                            uint32_t flags, uint32_t known)
+{
+    if ((buf == NULL && len > 0) || maxfds < 0 ||
+        (maxfds > 0 && (fds == NULL || nfds == NULL)) || (flags & ~known) != 0)
+        return FDSEND_EINVAL;
+    return FDSEND_OK;
+}
+
 /** Record success (last OS error 0). Inline: every successful call makes it. */
 static inline void fdsend_clear_error(void)
 {

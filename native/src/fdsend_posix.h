@@ -98,8 +98,7 @@ static inline int32_t fdsend_check_recv_args(const void *buf, size_t len, const 
                                              int32_t maxfds, const int32_t *nfds,
                                              uint32_t flags, uint32_t known)
 {
-    if ((buf == NULL && len > 0) || maxfds < 0 ||
-        (maxfds > 0 && (fds == NULL || nfds == NULL)) || (flags & ~known) != 0)
+    if (fdsend_recv_args_code(buf, len, fds, maxfds, nfds, flags, known) != FDSEND_OK)
         return fdsend_fail(FDSEND_EINVAL, EINVAL);
 #if !HAVE_MSG_DONTWAIT
     if (flags & FDSEND_DONTWAIT)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // FdChannel on Windows: every frame travels as libfdsend records on a TCP loopback
 // connection (docs/windows-protocol.md, "The message channel").
+using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using FdSend;
@@ -13,6 +14,7 @@ internal static class ChannelCases
     internal static readonly (string Name, Action Body)[] All =
     [
         ("channel_round_trip_two_processes", RoundTrip),
+        ("channel_interop_c_echo", InteropCEcho),
         ("channel_limits_reject_and_go_on", Limits),
         ("channel_malformed_frame_faults", Malformed),
         ("channel_peer_gone", PeerGone),
@@ -44,6 +46,36 @@ internal static class ChannelCases
     private static void RoundTrip()
     {
         (Child c, Socket s) = StartPeer("channel-echo");
+        EchoRoundTrip(c, s);
+    }
+
+    /// <summary>The same messages through libfdsend's C channel on Windows: "test_win.exe child
+    /// channel-echo" receives each with <c>fdsend_channel_recv</c> and sends it back with
+    /// <c>fdsend_channel_send</c>, so every frame goes .NET to C and C to .NET (the 200 KiB
+    /// payload as a header record and payload records both ways).</summary>
+    private static void InteropCEcho()
+    {
+        string exe = CPeer ?? throw new SkipException("no --c-peer <test_win.exe> given");
+        using Socket l = Listen();
+        Child c = Child.Start(exe, "child", "channel-echo", ((IPEndPoint)l.LocalEndPoint!).Port.ToString());
+        Socket s;
+        try
+        {
+            Check(l.Poll(60_000_000, SelectMode.SelectRead), "the C peer connected: " + c.Output);
+            s = l.Accept();
+        }
+        catch
+        {
+            c.Dispose();
+            throw;
+        }
+        EchoRoundTrip(c, s);
+    }
+
+    /// <summary>Each of <see cref="Messages"/> to the echo peer c connected on s; the channel
+    /// owns s.</summary>
+    private static void EchoRoundTrip(Child c, Socket s)
+    {
         using (c)
         {
             HashSet<nint>? before = null;

@@ -20,157 +20,8 @@
 #include <string.h>
 
 #include "win_harness.h"
-
-static int under_wine(void)
-{
-    HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
-    return ntdll != NULL && GetProcAddress(ntdll, "wine_get_version") != NULL;
-}
-
-/* ---- Sockets, files, processes ---------------------------------------------------------- */
-
-static SOCKET listen_loopback(unsigned short *port)
-{
-    struct sockaddr_in a;
-    int alen = (int)sizeof a;
-    SOCKET l = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
-    CHECK(l != INVALID_SOCKET);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(bind(l, (struct sockaddr *)&a, sizeof a) == 0);
-    CHECK(listen(l, 4) == 0);
-    CHECK(getsockname(l, (struct sockaddr *)&a, &alen) == 0);
-    *port = ntohs(a.sin_port);
-    return l;
-}
-
-static SOCKET connect_loopback(unsigned short port)
-{
-    struct sockaddr_in a;
-    SOCKET c = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
-    CHECK(c != INVALID_SOCKET);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    CHECK(connect(c, (struct sockaddr *)&a, sizeof a) == 0);
-    return c;
-}
-
-/* A connected TCP loopback pair inside this process. */
-static void socket_pair(SOCKET *a, SOCKET *b)
-{
-    unsigned short port;
-    SOCKET l = listen_loopback(&port);
-    *a = connect_loopback(port);
-    *b = accept(l, NULL, NULL);
-    CHECK(*b != INVALID_SOCKET);
-    closesocket(l);
-}
-
-/* How many handles this process has open. Windows counts them for us; wine 8's
- * GetProcessHandleCount always says 0, so there every plausible handle value is probed
- * (wine hands out small multiples of 4). */
-static DWORD handle_count(void)
-{
-    DWORD n = 0, flags;
-    uintptr_t v;
-    if (!under_wine()) {
-        CHECK(GetProcessHandleCount(GetCurrentProcess(), &n));
-        return n;
-    }
-    for (v = 4; v < 0x10000; v += 4) {
-        if (GetHandleInformation((HANDLE)v, &flags))
-            n++;
-    }
-    CHECK(n > 0);
-    return n;
-}
-
-/* A temporary file holding text, open for reading and writing, deleted on close. */
-static HANDLE temp_file(const char *text)
-{
-    wchar_t dir[MAX_PATH], path[MAX_PATH];
-    DWORD written = 0;
-    HANDLE h;
-    CHECK(GetTempPathW(MAX_PATH, dir) > 0);
-    CHECK(GetTempFileNameW(dir, L"fds", 0, path) != 0);
-    h = CreateFileW(path, GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE |
-                    FILE_SHARE_DELETE, NULL, CREATE_ALWAYS, FILE_FLAG_DELETE_ON_CLOSE, NULL);
-    CHECK(h != INVALID_HANDLE_VALUE);
-    CHECK(WriteFile(h, text, (DWORD)strlen(text), &written, NULL));
-    CHECK_EQ(written, strlen(text));
-    return h;
-}
-
-/* The whole content of the file behind h (read from offset 0), NUL-terminated. */
-static void read_all(HANDLE h, char *out, size_t cap)
-{
-    DWORD got = 0;
-    CHECK(SetFilePointer(h, 0, NULL, FILE_BEGIN) != INVALID_SET_FILE_POINTER);
-    CHECK(ReadFile(h, out, (DWORD)(cap - 1), &got, NULL));
-    out[got] = '\0';
-}
-
-/* The identity of an open file: volume serial number and file index (Windows' st_dev and
- * st_ino). */
-static unsigned long long file_id(HANDLE h)
-{
-    BY_HANDLE_FILE_INFORMATION info;
-    CHECK(GetFileInformationByHandle(h, &info));
-    return ((unsigned long long)info.nFileIndexHigh << 32 | info.nFileIndexLow) ^
-           ((unsigned long long)info.dwVolumeSerialNumber << 48);
-}
-
-static int same_file(HANDLE a, HANDLE b)
-{
-    BY_HANDLE_FILE_INFORMATION x, y;
-    CHECK(GetFileInformationByHandle(a, &x));
-    CHECK(GetFileInformationByHandle(b, &y));
-    return x.dwVolumeSerialNumber == y.dwVolumeSerialNumber &&
-           x.nFileIndexHigh == y.nFileIndexHigh && x.nFileIndexLow == y.nFileIndexLow;
-}
-
-static wchar_t self_path[MAX_PATH];
-
-/* Start this executable as "child <role> <port> <extra>"; returns the process handle. */
-static HANDLE spawn_child(const char *role, unsigned short port, const char *extra)
-{
-    wchar_t cmd[2 * MAX_PATH];
-    STARTUPINFOW si;
-    PROCESS_INFORMATION pi;
-    memset(&si, 0, sizeof si);
-    si.cb = sizeof si;
-    CHECK(swprintf(cmd, sizeof cmd / sizeof cmd[0], L"\"%ls\" child %hs %u %hs", self_path,
-                   role, (unsigned)port, extra != NULL ? extra : "-") > 0);
-    CHECK(CreateProcessW(NULL, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi));
-    CloseHandle(pi.hThread);
-    return pi.hProcess;
-}
-
-static DWORD wait_child(HANDLE proc)
-{
-    DWORD code = 99;
-    CHECK(WaitForSingleObject(proc, 60000) == WAIT_OBJECT_0);
-    CHECK(GetExitCodeProcess(proc, &code));
-    CloseHandle(proc);
-    return code;
-}
-
-/* Accept the child's connection on l (with a bound on the wait). */
-static SOCKET accept_child(SOCKET l)
-{
-    fd_set set;
-    struct timeval tv = {60, 0};
-    SOCKET s;
-    FD_ZERO(&set);
-    FD_SET(l, &set);
-    CHECK(select(0, &set, NULL, NULL, &tv) == 1);
-    s = accept(l, NULL, NULL);
-    CHECK(s != INVALID_SOCKET);
-    return s;
-}
+#include "win_util.h"
+#include "test_win_channel.h"
 
 static const char *const CONTENTS[] = {"alpha file\n", "bravo file, longer\n", "charlie\n",
                                        "delta: 4th\n", "echo, the fifth file\n"};
@@ -331,6 +182,8 @@ static int child_main(int argc, char **argv)
         return child_listener(port);
     if (strcmp(argv[2], "connected") == 0)
         return child_connected(port);
+    if (strcmp(argv[2], "channel-echo") == 0)
+        return child_channel_echo(port);
     return 2;
 }
 
@@ -638,15 +491,6 @@ static HANDLE start_send_job(send_job *j, SOCKET s, const unsigned char *p, size
 }
 
 /* Wait (bounded) for a thread that returns 0 on success; close it. */
-static void join_ok(HANDLE th)
-{
-    DWORD code = 9;
-    CHECK(WaitForSingleObject(th, 60000) == WAIT_OBJECT_0);
-    CHECK(GetExitCodeThread(th, &code));
-    CHECK_EQ(code, 0);
-    CloseHandle(th);
-}
-
 /* A megabyte of data with a handle, read back in uneven pieces (fdsend_recv_part), every
  * byte checked; then the same megabyte read whole by fdsend_recv, which waits for the
  * bytes still arriving (the sender is still writing when the header is read). */
@@ -852,11 +696,6 @@ static size_t raw_record(unsigned char *out, const char *data, uint32_t len)
     out[9] = (unsigned char)(len >> 8);
     memcpy(out + 32, data, len);
     return 32 + (size_t)len;
-}
-
-static void set_timeout_ms(SOCKET s, int opt, DWORD ms)
-{
-    CHECK(setsockopt(s, SOL_SOCKET, opt, (const char *)&ms, sizeof ms) == 0);
 }
 
 /* A connected pair whose receiving end b has SO_RCVTIMEO ms and has the first queued
@@ -1517,6 +1356,8 @@ int main(int argc, char **argv)
         CASE(socket_in_process_and_truncation),
         CASE(version_and_strings),
     };
+    test_case all[sizeof cases / sizeof cases[0] + 16];
+    size_t n = sizeof cases / sizeof cases[0];
     WSADATA wsa;
     if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0)
         return 1;
@@ -1524,5 +1365,11 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "child") == 0)
         return child_main(argc, argv);
     warm_up();
-    return run_cases(cases, sizeof cases / sizeof cases[0], argc > 1 ? argv[1] : NULL);
+    CHECK(win_channel_ncases + win_vector_ncases <= sizeof all / sizeof all[0] - n);
+    memcpy(all, cases, sizeof cases);
+    memcpy(all + n, win_channel_cases, win_channel_ncases * sizeof all[0]);
+    n += win_channel_ncases;
+    memcpy(all + n, win_vector_cases, win_vector_ncases * sizeof all[0]);
+    n += win_vector_ncases;
+    return run_cases(all, n, argc > 1 ? argv[1] : NULL);
 }

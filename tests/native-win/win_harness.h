@@ -59,7 +59,7 @@ typedef struct test_case {
 
 /* Run the case named only (every case when only is NULL); 0 when one ran and passed (a
  * failed check has already ended the process), 2 when none has that name. */
-static int run_cases(const test_case *cases, size_t n, const char *only)
+static inline int run_cases(const test_case *cases, size_t n, const char *only)
 {
     size_t i;
     int ran = 0;

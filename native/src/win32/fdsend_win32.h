@@ -7,6 +7,8 @@
  *   wait.c     the one way to wait: a deadline per call from SO_RCVTIMEO / SO_SNDTIMEO
  *   io.c       fdsend_send / fdsend_recv / fdsend_recv_part: records on the stream (a
  *              record read in pieces keeps its count in the caller's fdsend_recv_state)
+ *   channel_win32.c  the message channel (fdsend_channel_*, fdsend_msg_*): frames of
+ *              docs/wire-format.md as records, read with fdsend_recv_part driving the codec
  *   poller.c   the readiness engine (fdsend_poller_*) on WSAPoll (uses none of the above
  *              but errors and start-up)
  * SPDX-License-Identifier: MIT */
@@ -149,6 +151,11 @@ int32_t fdsend_win_entries_take(SOCKET s, const fdsend_rec_header *h,
 /** Close what fdsend_win_entries_take handed out (on an error path). */
 void fdsend_win_close_taken(const HANDLE *got, const unsigned char *is_sock, int32_t n);
 
+/* ---- io.c --------------------------------------------------------------------------- */
+
+/** 1 if st (a fdsend_recv_part state) is inside a record: data bytes of it are still due. */
+int fdsend_win_state_in_record(const fdsend_recv_state *st);
+
 /* ---- wait.c: the one way libfdsend waits on Windows ---------------------------------- */
 
 typedef struct fdsend_win_deadline {
@@ -160,6 +167,14 @@ typedef struct fdsend_win_deadline {
 
 /** Start a call's deadline (read lazily from the socket on the first wait). */
 void fdsend_win_deadline_start(fdsend_win_deadline *d, int for_write, int dontwait);
+
+/** Restart the deadline from now (bytes moved: a call that goes on waits for a whole
+ *  timeout again, as a stream frame in progress does). */
+void fdsend_win_deadline_renew(fdsend_win_deadline *d);
+
+/** Milliseconds left of d (the socket's timeout read on first use): -1 for no limit, 0
+ *  when it has passed. For the waits that are not on the socket (a channel's lock). */
+int fdsend_win_deadline_left(fdsend_win_deadline *d, SOCKET s);
 
 /** Wait until s is readable / writable (d->for_write), the deadline passes
  *  (FDSEND_ETIMEDOUT) or, with dontwait, at once (FDSEND_EAGAIN when not ready). */

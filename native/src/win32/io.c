@@ -227,9 +227,8 @@ static int32_t check_recv_args(intptr_t sock, void *buf, size_t len, intptr_t *f
         *rflags = 0;
     if (sock < 0)
         return fdsend_fail_win32(FDSEND_EBADF, ERROR_INVALID_HANDLE);
-    if ((buf == NULL && len > 0) || maxfds < 0 ||
-        (maxfds > 0 && (fds == NULL || nfds == NULL)) ||
-        (flags & ~(uint32_t)(FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET)) != 0)
+    if (fdsend_recv_args_code(buf, len, fds, maxfds, nfds, flags,
+                              FDSEND_DONTWAIT | FDSEND_UNIX_SOCKET) != FDSEND_OK)
         return fdsend_fail_win32(FDSEND_EINVAL, ERROR_INVALID_PARAMETER);
     return fdsend_win_check_stream(sock);
 }
@@ -294,6 +293,11 @@ static void state_set(fdsend_recv_state *st, SOCKET s, uint32_t remaining)
 {
     st->reserved[0] = remaining;
     st->reserved[1] = remaining > 0 ? (uint64_t)s : 0;
+}
+
+int fdsend_win_state_in_record(const fdsend_recv_state *st)
+{
+    return state_remaining(st) > 0;
 }
 
 /* A state as the library leaves it, and not in the middle of a record on another socket:

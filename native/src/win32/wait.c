@@ -16,8 +16,12 @@ void fdsend_win_deadline_start(fdsend_win_deadline *d, int for_write, int dontwa
     d->dontwait = dontwait;
 }
 
-/* Milliseconds left: -1 for no limit, 0 when the deadline has passed. */
-static int ms_left(fdsend_win_deadline *d, SOCKET s)
+void fdsend_win_deadline_renew(fdsend_win_deadline *d)
+{
+    d->start = GetTickCount64();
+}
+
+int fdsend_win_deadline_left(fdsend_win_deadline *d, SOCKET s)
 {
     ULONGLONG elapsed;
     int64_t left;
@@ -76,7 +80,7 @@ int32_t fdsend_win_wait(SOCKET s, fdsend_win_deadline *d)
     for (;;) {
         short revents = 0;
         int32_t r;
-        int ms = d->dontwait ? 0 : ms_left(d, s);
+        int ms = d->dontwait ? 0 : fdsend_win_deadline_left(d, s);
         if (!d->dontwait && ms == 0)
             return timed_out();
         r = poll_once(s, events, ms, &revents);
@@ -101,7 +105,7 @@ int32_t fdsend_win_wait_more(SOCKET s, size_t have, fdsend_win_deadline *d)
         u_long queued = 0;
         short revents = 0;
         int32_t r;
-        int ms = ms_left(d, s);
+        int ms = fdsend_win_deadline_left(d, s);
         if (ms == 0)
             return timed_out();
         if (ioctlsocket(s, FIONREAD, &queued) != 0)
