@@ -15,10 +15,9 @@
  * that long returns FDSEND_ETIMEDOUT (nothing sent or consumed), never FDSEND_EAGAIN:
  * FDSEND_EAGAIN always means "the socket is non-blocking (or FDSEND_DONTWAIT was given)
  * and not ready", so a caller can tell "wait for readiness" from "give up".
- * The timeout is a deadline counted from the start of the call on a monotonic clock
- * (Linux: CLOCK_MONOTONIC_COARSE, whose tick is the granularity the kernel gives
- * SO_RCVTIMEO anyway; the deadline never passes early and at most two ticks late): a
- * signal caught while the call waits (with or without SA_RESTART) does not restart it;
+ * The timeout is a deadline counted from the start of the call on CLOCK_MONOTONIC (it never
+ * passes early): a signal caught while the call waits (with or without SA_RESTART) does
+ * not restart it;
  * after such an interruption the library polls for what is left of it, then retries.
  *
  * Conventions
@@ -459,8 +458,8 @@ FDSEND_API int32_t fdsend_poller_wake(intptr_t poller);
  * it). Nothing is consumed. This is the wait every blocking call of the library makes
  * (poll() on POSIX, WSAPoll on Windows), for a caller whose socket is non-blocking, e.g. a
  * binding whose runtime set O_NONBLOCK and that still offers blocking calls. A signal does
- * not end the wait: it goes on for what is left of timeout_ms, which never ends early and
- * may end up to two ticks of the system's coarse clock late (as the library's deadlines).
+ * not end the wait: it goes on for what is left of timeout_ms, on the library's deadline
+ * clock (CLOCK_MONOTONIC; Windows: QueryPerformanceCounter), so it never ends early.
  *
  * @param sock        a socket (on POSIX any descriptor poll() accepts; a SOCKET on Windows)
  * @param events      FDSEND_POLL_IN or FDSEND_POLL_OUT (exactly one)

@@ -169,18 +169,13 @@ typedef struct fdsend_deadline {
 
 /* The clock deadlines run on. Every blocking call reads it once before its system call (a
  * signal may interrupt that call, and the rest of the wait must count from the start), so
- * it is on the fast path of every fdsend_send/fdsend_recv: Linux's coarse clock is a few
- * loads, where CLOCK_MONOTONIC reads the timer (bench/PROFILE.md section 19). Its
- * resolution (one tick, 1-10 ms) is that of SO_RCVTIMEO itself, which the kernel counts
- * in ticks; fdsend_deadline_ms_left adds it, so a deadline never passes early and at most
- * two ticks late (one per reading). */
-#if defined(CLOCK_MONOTONIC_COARSE)
-#  define FDSEND_DEADLINE_CLOCK CLOCK_MONOTONIC_COARSE
-#elif defined(CLOCK_MONOTONIC_FAST)
-#  define FDSEND_DEADLINE_CLOCK CLOCK_MONOTONIC_FAST /* FreeBSD's coarse clock */
-#else
-#  define FDSEND_DEADLINE_CLOCK CLOCK_MONOTONIC
-#endif
+ * it is on the fast path of every fdsend_send/fdsend_recv (the vDSO's CLOCK_MONOTONIC:
+ * about 27 ns here). Not the coarse clock (CLOCK_MONOTONIC_COARSE, 7 ns): it is the time of
+ * the last timekeeping update, which lagged CLOCK_MONOTONIC by up to 7 ms on this 4 ms-tick
+ * VM, so a start read from it was early by more than its resolution and a deadline passed
+ * up to 2 ms before SO_RCVTIMEO (native.timeouts.wait_ready_and_timeout caught it; bench/
+ * PROFILE.md section 20). A deadline must never pass early. */
+#define FDSEND_DEADLINE_CLOCK CLOCK_MONOTONIC
 
 static inline void fdsend_deadline_now(struct timespec *t)
 {

@@ -685,6 +685,46 @@ TEST(dontwait_and_end_of_stream)
     closesocket(b);
 }
 
+/* Milliseconds on QueryPerformanceCounter (the clock libfdsend's deadlines use). */
+static double precise_ms(void)
+{
+    LARGE_INTEGER c, f;
+    QueryPerformanceCounter(&c);
+    QueryPerformanceFrequency(&f);
+    return (double)c.QuadPart * 1000.0 / (double)f.QuadPart;
+}
+
+/* fdsend_wait on WSAPoll: readable once a record is queued (nothing consumed: the record
+ * still reads whole), writable at once, a timeout that never ends early, bad arguments;
+ * fdsend_peek is FDSEND_ENOTSUP here. */
+TEST(wait_and_peek)
+{
+    SOCKET a, b;
+    char data[8];
+    int32_t n = 9;
+    uint32_t rf = 9;
+    double start, took;
+    socket_pair(&a, &b);
+    CHECK_RC(fdsend_wait((intptr_t)b, FDSEND_POLL_IN, 0), FDSEND_ETIMEDOUT);
+    CHECK_RC(fdsend_wait((intptr_t)b, FDSEND_POLL_OUT, 0), FDSEND_OK);
+    start = precise_ms();
+    CHECK_RC(fdsend_wait((intptr_t)b, FDSEND_POLL_IN, 200), FDSEND_ETIMEDOUT);
+    took = precise_ms() - start;
+    printf("fdsend_wait 200 ms: %.1f ms\n", took);
+    CHECK(took >= 200.0);
+    CHECK_RC(fdsend_send((intptr_t)a, "hi", 2, NULL, 0, 0), 2);
+    CHECK_RC(fdsend_wait((intptr_t)b, FDSEND_POLL_IN, 10000), FDSEND_OK);
+    CHECK_RC(fdsend_peek((intptr_t)b, data, sizeof data, 0), FDSEND_ENOTSUP);
+    CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), 2);
+    CHECK(memcmp(data, "hi", 2) == 0);
+    CHECK_RC(fdsend_wait((intptr_t)b, 0, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_wait((intptr_t)b, FDSEND_POLL_IN | FDSEND_POLL_OUT, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_wait((intptr_t)b, FDSEND_POLL_IN, -2), FDSEND_EINVAL);
+    CHECK_RC(fdsend_wait(-1, FDSEND_POLL_IN, 0), FDSEND_EBADF);
+    closesocket(a);
+    closesocket(b);
+}
+
 /* A data-only record (no handle, so no sender to check) of len bytes, as fdsend_send
  * writes it (docs/windows-protocol.md), into out (32 + len bytes). */
 static size_t raw_record(unsigned char *out, const char *data, uint32_t len)
@@ -1338,6 +1378,7 @@ int main(int argc, char **argv)
         CASE(forged_sender_is_refused),
         CASE(garbage_is_a_protocol_error),
         CASE(dontwait_and_end_of_stream),
+        CASE(wait_and_peek),
         CASE(recv_timeout),
         CASE(recv_timeout_inside_record_data),
         CASE(recv_whole_waits_for_record_data),

@@ -159,7 +159,7 @@ int fdsend_win_state_in_record(const fdsend_recv_state *st);
 /* ---- wait.c: the one way libfdsend waits on Windows ---------------------------------- */
 
 typedef struct fdsend_win_deadline {
-    ULONGLONG start;    /* GetTickCount64 at the start of the call */
+    ULONGLONG start;    /* microseconds on QueryPerformanceCounter at the start of the call */
     int64_t timeout_ms; /* -1: not read yet; 0: none (wait for ever); else the socket's */
     int for_write;      /* SO_SNDTIMEO and POLLWRNORM, else SO_RCVTIMEO and POLLRDNORM */
     int dontwait;       /* FDSEND_DONTWAIT: never wait */

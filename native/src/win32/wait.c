@@ -1,5 +1,5 @@
 /* The one place libfdsend waits on Windows, as ../wait.c is on POSIX: one deadline per
- * call (the socket's SO_RCVTIMEO / SO_SNDTIMEO, read once, on GetTickCount64) and WSAPoll
+ * call (the socket's SO_RCVTIMEO / SO_SNDTIMEO, read once, on QueryPerformanceCounter) and WSAPoll
  * for what is left of it. A call that waits several times (a record still arriving, the
  * rest of a record after a full send buffer) waits against the same deadline, and its
  * expiry is FDSEND_ETIMEDOUT. fdsend_wait offers the same wait to callers.
@@ -8,9 +8,20 @@
 
 #include <limits.h>
 
+/* Microseconds on QueryPerformanceCounter. Not GetTickCount64: its 10-16 ms tick lets an
+ * elapsed time read from it run up to one tick ahead, so a deadline could pass early. */
+static ULONGLONG now_us(void)
+{
+    LARGE_INTEGER c, f;
+    QueryPerformanceCounter(&c);
+    QueryPerformanceFrequency(&f);
+    return (ULONGLONG)(c.QuadPart / f.QuadPart) * 1000000u +
+           (ULONGLONG)(c.QuadPart % f.QuadPart) * 1000000u / (ULONGLONG)f.QuadPart;
+}
+
 void fdsend_win_deadline_start(fdsend_win_deadline *d, int for_write, int dontwait)
 {
-    d->start = GetTickCount64();
+    d->start = now_us();
     d->timeout_ms = -1;
     d->for_write = for_write;
     d->dontwait = dontwait;
@@ -18,7 +29,7 @@ void fdsend_win_deadline_start(fdsend_win_deadline *d, int for_write, int dontwa
 
 void fdsend_win_deadline_renew(fdsend_win_deadline *d)
 {
-    d->start = GetTickCount64();
+    d->start = now_us();
 }
 
 int fdsend_win_deadline_left(fdsend_win_deadline *d, SOCKET s)
@@ -35,10 +46,10 @@ int fdsend_win_deadline_left(fdsend_win_deadline *d, SOCKET s)
     }
     if (d->timeout_ms == 0)
         return -1;
-    elapsed = GetTickCount64() - d->start;
-    if ((int64_t)elapsed >= d->timeout_ms)
+    elapsed = now_us() - d->start;
+    if ((int64_t)elapsed >= d->timeout_ms * 1000)
         return 0;
-    left = d->timeout_ms - (int64_t)elapsed;
+    left = (d->timeout_ms * 1000 - (int64_t)elapsed + 999) / 1000; /* rounded up: never early */
     return left > INT_MAX ? INT_MAX : (int)left;
 }
 
