@@ -58,9 +58,11 @@ static int32_t start_info(fdsend_fd_info_t *info)
 
 #if defined(_WIN32)
 
+/* A failed Win32 call's error, as the library maps every Win32 error (win32/errors_win32.c:
+ * ERROR_INVALID_HANDLE is FDSEND_EBADF, ERROR_ACCESS_DENIED FDSEND_EACCES, ...). */
 static int32_t fail_win(DWORD err)
 {
-    return fdsend_fail(err == ERROR_INVALID_HANDLE ? FDSEND_EBADF : FDSEND_EOTHER, (int)err);
+    return fdsend_fail(fdsend_status_from_os_error((int)err), (int)err);
 }
 
 int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info)
