@@ -180,17 +180,25 @@ int64_t fdsend_send_to(intptr_t sock, const char *path, const void *buf, size_t 
 
 /* ---- Receiving ---------------------------------------------------------------------------- */
 
+/* One recv() of at most n bytes with flags, WSAEINTR retried: what recv returned
+ * (SOCKET_ERROR: WSAGetLastError says why). Every read of this file goes through it. */
+static int recv_retrying(SOCKET s, char *p, int n, int flags)
+{
+    int r;
+    do
+        r = recv(s, p, n, flags);
+    while (r == SOCKET_ERROR && WSAGetLastError() == WSAEINTR);
+    return r;
+}
+
 /* recv() until n bytes arrived (they are known to be queued). Status or FDSEND_OK. */
 static int32_t recv_exact(SOCKET s, unsigned char *p, size_t n)
 {
     size_t off = 0;
     while (off < n) {
-        int r = recv(s, (char *)p + off, (int)(n - off), 0);
-        if (r == SOCKET_ERROR) {
-            if (WSAGetLastError() == WSAEINTR)
-                continue;
+        int r = recv_retrying(s, (char *)p + off, (int)(n - off), 0);
+        if (r == SOCKET_ERROR)
             return fdsend_fail_wsa();
-        }
         if (r == 0)
             return fdsend_fail_win32(FDSEND_ECONNRESET, WSAECONNRESET);
         off += (size_t)r;
@@ -203,18 +211,13 @@ static int32_t recv_exact(SOCKET s, unsigned char *p, size_t n)
 static int64_t recv_data(SOCKET s, void *dst, uint32_t want)
 {
     unsigned char scratch;
-    for (;;) {
-        int r = recv(s, dst != NULL ? (char *)dst : (char *)&scratch,
-                     dst != NULL ? (int)want : 1, 0);
-        if (r == SOCKET_ERROR) {
-            if (WSAGetLastError() == WSAEINTR)
-                continue;
-            return fdsend_fail_wsa();
-        }
-        if (r == 0) /* the peer closed in the middle of a record */
-            return fdsend_fail_win32(FDSEND_ECONNRESET, WSAECONNRESET);
-        return r;
-    }
+    int r = recv_retrying(s, dst != NULL ? (char *)dst : (char *)&scratch,
+                          dst != NULL ? (int)want : 1, 0);
+    if (r == SOCKET_ERROR)
+        return fdsend_fail_wsa();
+    if (r == 0) /* the peer closed in the middle of a record */
+        return fdsend_fail_win32(FDSEND_ECONNRESET, WSAECONNRESET);
+    return r;
 }
 
 /* Check fdsend_recv's arguments and clear its outputs: FDSEND_OK or a status. */
@@ -246,12 +249,9 @@ static int32_t peek_record(SOCKET s, unsigned char **head, size_t *headcap,
         size_t need;
         int32_t rc;
         fdsend_rec_scan scan;
-        int r = recv(s, (char *)*head, (int)*headcap, MSG_PEEK);
-        if (r == SOCKET_ERROR) {
-            if (WSAGetLastError() == WSAEINTR)
-                continue;
+        int r = recv_retrying(s, (char *)*head, (int)*headcap, MSG_PEEK);
+        if (r == SOCKET_ERROR)
             return fdsend_fail_wsa();
-        }
         if (r == 0)
             return 0;
         scan = fdsend_rec_scan_bytes(*head, (size_t)r, h, tablelen, &need);
