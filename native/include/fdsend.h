@@ -417,8 +417,8 @@ typedef struct fdsend_exact_state {
  *   - FDSEND_EAGAIN: nothing is queued; nothing consumed or lost: wait until the socket is
  *     readable (fdsend_wait, a poller) and step again.
  *   - Another negative FDSEND_E* code: the receive failed and is over (a further step:
- *     FDSEND_EINVAL). FDSEND_EPROTO: the stream ended after the first byte and before the
- *     last. Every descriptor the receive had stored is closed and its slot in fds[] set to
+ *     FDSEND_EINVAL). FDSEND_EPROTO with FDSEND_RECV_END_OF_STREAM in state->rflags: the
+ *     stream ended after the first byte and before the last. Every descriptor the receive had stored is closed and its slot in fds[] set to
  *     -1; state->nfds still says how many there were and state->received how many bytes
  *     were consumed (if any, the stream position is lost: close the connection). A bad
  *     argument or state (FDSEND_EINVAL) changes nothing, closes nothing.

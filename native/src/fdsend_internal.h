@@ -127,7 +127,8 @@ int fdsend_exact_finished(const fdsend_exact_state *st, size_t len);
  *  the descriptors got[0 .. ngot) appended to fds[] up to maxfds (the others closed),
  *  truncated (the piece lost descriptors), eos (the piece was the end of the stream).
  *  FDSEND_EXACT_DONE, FDSEND_OK (more is due) or FDSEND_EPROTO (the stream ended after the
- *  first byte; the caller then calls fdsend_exact_abandon). Nothing is recorded. */
+ *  first byte: FDSEND_RECV_END_OF_STREAM set in st->rflags; the caller then calls
+ *  fdsend_exact_abandon). Nothing is recorded. */
 int32_t fdsend_exact_merge(fdsend_exact_state *st, size_t len, intptr_t *fds, int32_t maxfds,
                            size_t n, intptr_t *got, int32_t ngot, int truncated, int eos);
 

@@ -74,9 +74,9 @@ int32_t fdsend_exact_merge(fdsend_exact_state *st, size_t len, intptr_t *fds, in
     if (truncated)
         st->rflags |= FDSEND_RECV_FDS_TRUNCATED;
     if (eos) {
+        st->rflags |= FDSEND_RECV_END_OF_STREAM;
         if (st->received > 0)
             return FDSEND_EPROTO; /* the stream ended inside the bytes */
-        st->rflags |= FDSEND_RECV_END_OF_STREAM;
         st->reserved[1] = EXACT_FINISHED;
         return FDSEND_EXACT_DONE;
     }

@@ -346,6 +346,7 @@ TEST(step_end_of_stream)
     CHECK_RC(fdsend_send(sv[0], "abc", 3, two, 2, 0), 3);
     close(sv[0]);
     CHECK_RC(step_until_done(sv[1], &st, buf, sizeof buf, got, 4), FDSEND_EPROTO);
+    CHECK_EQ(st.rflags, FDSEND_RECV_END_OF_STREAM);
     CHECK_EQ(st.received, 3);
     CHECK_EQ(st.nfds, 2);
     CHECK_EQ(got[0], -1);
