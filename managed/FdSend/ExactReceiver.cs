@@ -145,8 +145,7 @@ internal sealed class ExactReceiver
     /// arrived (or the receive is done); false: nothing waiting (nothing consumed). Throws
     /// <see cref="EndOfStreamException"/> if the stream ends after the first byte, the
     /// disposal exception if the socket was disposed, and the mapped exception of any other
-    /// failure (the step has closed the descriptors then); the caller then calls
-    /// <see cref="Abandon"/>.</summary>
+    /// failure; the caller then calls <see cref="Abandon"/>.</summary>
     private unsafe bool TryStep(Span<byte> buffer)
     {
         SafeSocketHandle handle = FdSendCore.GetHandle(_socket);
@@ -167,7 +166,8 @@ internal sealed class ExactReceiver
             return true;
         if (rc == (int)Interop.Status.EAGAIN)
             return false;
-        _released = true; // the failed step closed every descriptor it had stored
+        // A failed step closed every descriptor it had stored and set their slots to -1
+        // (Abandon's CloseAll skips them); an argument error closed nothing.
         if (rc == (int)Interop.Status.EPROTO && EndOfStream) // the end came after the first byte
         {
             FdSendCore.ThrowIfDisposedDuringReceive(_socket);
@@ -211,8 +211,8 @@ internal sealed class ExactReceiver
         return result;
     }
 
-    /// <summary>Closes every descriptor received so far (after a failure) unless the failed
-    /// step already did.</summary>
+    /// <summary>Closes every descriptor received so far (after a failure); the slots of those
+    /// a failed step already closed hold -1, which CloseAll skips.</summary>
     private void Abandon()
     {
         if (!_released)

@@ -420,8 +420,10 @@ typedef struct fdsend_exact_state {
  *     FDSEND_EINVAL). FDSEND_EPROTO with FDSEND_RECV_END_OF_STREAM in state->rflags: the
  *     stream ended after the first byte and before the last. Every descriptor the receive had stored is closed and its slot in fds[] set to
  *     -1; state->nfds still says how many there were and state->received how many bytes
- *     were consumed (if any, the stream position is lost: close the connection). A bad
- *     argument or state (FDSEND_EINVAL) changes nothing, closes nothing.
+ *     were consumed (if any, the stream position is lost: close the connection). The
+ *     checks of the arguments (FDSEND_EBADF, FDSEND_EINVAL for a bad argument or state,
+ *     and on the first step FDSEND_ENOTSOCK / FDSEND_ENOTSUP for the socket) fail before
+ *     any of that: they change nothing and close nothing.
  *   Windows: records are read whole (fdsend_recv), so a record with more data than the
  *   bytes still due gives FDSEND_EMSGSIZE; where the OS has no MSG_DONTWAIT: FDSEND_ENOTSUP.
  */

@@ -259,6 +259,50 @@ TEST(timeout_bounds_the_whole_call)
     close(sv[0]);
 }
 
+typedef struct exact_call_args {
+    int sock;
+    intptr_t got[4];
+    int32_t n;
+    uint32_t rflags;
+} exact_call_args;
+
+static void *recv_exact_main(void *p)
+{
+    exact_call_args *a = p;
+    (void)fdsend_recv_exact(a->sock, (unsigned char[8]){0}, 8, a->got, 4, &a->n, &a->rflags, 0);
+    return NULL;
+}
+
+/* A thread cancelled while fdsend_recv_exact waits inside the bytes (poll is a cancellation
+ * point): the cleanup handler closes the descriptors the call had received. */
+TEST(cancelled_inside_the_bytes)
+{
+    int sv[2], base, file = tu_temp_file("cancel");
+    intptr_t two[2] = {file, file};
+    exact_call_args a;
+    pthread_t t;
+    void *res;
+
+    tu_watchdog(30, "fdsend_recv_exact cancelled");
+    tu_socketpair(SOCK_STREAM, sv);
+    base = tu_count_fds();
+    memset(&a, 0, sizeof a);
+    a.sock = sv[1];
+    CHECK_RC(fdsend_send(sv[0], "abc", 3, two, 2, 0), 3);
+    CHECK(pthread_create(&t, NULL, recv_exact_main, &a) == 0);
+    while (tu_pending(sv[1]) > 0)
+        tu_sleep_ms(10);
+    tu_sleep_ms(50);
+    CHECK_EQ(tu_count_fds(), base + 2); /* the call holds both */
+    CHECK(pthread_cancel(t) == 0);
+    CHECK(pthread_join(t, &res) == 0);
+    CHECK(res == PTHREAD_CANCELED);
+    CHECK_EQ(tu_count_fds(), base); /* closed by the cleanup handler */
+    close(sv[0]);
+    close(sv[1]);
+    close(file);
+}
+
 /* Step until the receive is done, waiting with fdsend_wait whenever nothing is queued. */
 static int32_t step_until_done(int s, fdsend_exact_state *st, void *buf, size_t len,
                                intptr_t *fds, int32_t maxfds)
@@ -357,8 +401,8 @@ TEST(step_end_of_stream)
     close(file);
 }
 
-/* Bad uses change nothing and close nothing: no state, a flag, another socket in the middle
- * of a receive, a state the library did not leave so; another socket type (FDSEND_ENOTSUP,
+/* Bad uses change nothing and close nothing: no state, a flag, another socket (or none) in
+ * the middle of a receive, a state the library did not leave so; another socket type (FDSEND_ENOTSUP,
  * nothing consumed), not a descriptor; len 0 is done at once. */
 TEST(step_bad_uses)
 {
@@ -393,6 +437,7 @@ TEST(step_bad_uses)
     /* Another socket, or a maxfds below what is held: refused, nothing closed. */
     CHECK_RC(fdsend_recv_exact_step(other[1], &st, buf, 4, got, 2, 0), FDSEND_EINVAL);
     CHECK_RC(fdsend_recv_exact_step(sv[1], &st, buf, 4, got, 0, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_recv_exact_step(-1, &st, buf, 4, got, 2, 0), FDSEND_EBADF);
     CHECK_EQ(tu_count_fds(), base + 1);
     CHECK(tu_same_file((int)got[0], file));
     /* The receive goes on after them. */
@@ -480,7 +525,7 @@ int main(int argc, char **argv)
         CASE(timeout_inside_the_bytes), CASE(exact_bad_uses),
         CASE(int_descriptor_wrappers), CASE(timeout_bounds_the_whole_call),
         CASE(step_merges_pieces),       CASE(step_end_of_stream),
-        CASE(step_bad_uses),
+        CASE(step_bad_uses),            CASE(cancelled_inside_the_bytes),
     };
     return tu_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
