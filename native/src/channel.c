@@ -249,7 +249,7 @@ static int32_t send_frame(fdsend_channel *ch, const void *payload, size_t len,
     if (nfds > 0 && !ch->is_unix)
         return fdsend_fail(FDSEND_ENOTUNIX, EAFNOSUPPORT);
     (void)fdsend_frame_encode(hdr, len, nfds); /* send_args has checked len and nfds */
-    fdsend_deadline_start(&dl, POLLOUT, (flags & FDSEND_DONTWAIT) != 0);
+    fdsend_deadline_start_send(&dl, (flags & FDSEND_DONTWAIT) != 0);
     if (ch->type != SOCK_STREAM) {
         /* One frame, one datagram: all or nothing. */
         cnt = frame_iov(iov, hdr, payload, len, 0);
