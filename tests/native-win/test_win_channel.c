@@ -293,6 +293,7 @@ TEST(channel_empty_record)
     int32_t n = -1;
     DWORD base;
     socket_pair(&a, &b);
+    set_timeout_ms(b, SO_RCVTIMEO, 10000); /* a receive that waits wrongly fails, never hangs */
     base = handle_count();
     send_empty_record(a);
     wait_queued(b);
@@ -308,6 +309,7 @@ TEST(channel_empty_record)
     closesocket(b);
 
     socket_pair(&a, &b);
+    set_timeout_ms(b, SO_RCVTIMEO, 10000);
     base = handle_count();
     CHECK_RC(fdsend_channel_open((intptr_t)b, 0, &rx), FDSEND_OK);
     header(h, 4, 1);
