@@ -31,11 +31,13 @@ static int32_t get_le32(const unsigned char *b)
 }
 
 /* Whether a reply may carry status: FDSEND_OK or a code of enum fdsend_status (FDSEND_EAGAIN
- * .. FDSEND_ENOTREG, FDSEND_EOTHER). A new code goes here too: test_broker's
- * reply_status_range checks this against fdsend_strerror. */
+ * .. FDSEND_ENOTREG, FDSEND_EOTHER) but FDSEND_EPROTO, which the client reserves for a reply
+ * that broke the protocol. A new code goes here too: test_broker's reply_status_range
+ * checks this against fdsend_strerror. */
 static int reply_status_valid(int32_t status)
 {
-    return status == FDSEND_EOTHER || (status <= FDSEND_OK && status >= FDSEND_ENOTREG);
+    return status == FDSEND_EOTHER ||
+           (status <= FDSEND_OK && status >= FDSEND_ENOTREG && status != FDSEND_EPROTO);
 }
 
 int32_t fdsend_broker_check_request(const void *path, uint64_t len, int32_t nfds)
@@ -106,7 +108,7 @@ int32_t fdsend_broker_reply_decode(const void *reply, uint64_t len, intptr_t *fd
     st = get_le32(reply);
     if (!reply_status_valid(st)) {
         refuse_payload(fds, nfds, status, violation,
-                       "the broker's reply status %lld is not FDSEND_OK or an FDSEND_E* code",
+                       "the broker's reply status %lld is not FDSEND_OK or a refusal's FDSEND_E* code",
                        (long long)st);
         return FDSEND_OK;
     }

@@ -306,6 +306,7 @@ TEST(reply_encode)
     CHECK_RC(fdsend_broker_reply_encode(INT32_MAX, b, sizeof b, &n), FDSEND_EINVAL);
     CHECK_RC(fdsend_broker_reply_encode(INT32_MIN, b, sizeof b, &n), FDSEND_EINVAL);
     CHECK_RC(fdsend_broker_reply_encode(FDSEND_ENOTREG - 1, b, sizeof b, &n), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_reply_encode(FDSEND_EPROTO, b, sizeof b, &n), FDSEND_EINVAL);
     CHECK_RC(fdsend_broker_reply_encode(FDSEND_OK, b, FDSEND_BROKER_REPLY_SIZE - 1, &n), FDSEND_EINVAL);
     CHECK_RC(fdsend_broker_reply_encode(FDSEND_OK, NULL, 4, &n), FDSEND_EINVAL);
     CHECK_RC(fdsend_broker_reply_encode(FDSEND_OK, b, sizeof b, NULL), FDSEND_EINVAL);
@@ -313,8 +314,9 @@ TEST(reply_encode)
     CHECK_EQ(n, 0);
 }
 
-/* The statuses a reply may carry are exactly the codes fdsend_strerror knows: a code added to
- * enum fdsend_status without the codec knowing it fails here. Encoder and decoder agree. */
+/* The statuses a reply may carry are exactly the codes fdsend_strerror knows but FDSEND_EPROTO
+ * (the client's own verdict on a reply): a code added to enum fdsend_status without the
+ * codec knowing it fails here. Encoder and decoder agree. */
 TEST(reply_status_range)
 {
     const char *unknown = fdsend_strerror(-12345);
@@ -323,7 +325,8 @@ TEST(reply_status_range)
         unsigned char b[FDSEND_BROKER_REPLY_SIZE];
         int32_t n = 0, st = 1;
         intptr_t file = 5;
-        int known = code == FDSEND_OK || (code < 0 && strcmp(fdsend_strerror(code), unknown) != 0);
+        int known = code == FDSEND_OK || (code < 0 && code != FDSEND_EPROTO &&
+                                          strcmp(fdsend_strerror(code), unknown) != 0);
         int32_t rc = fdsend_broker_reply_encode(code, b, sizeof b, &n);
         if (rc != (known ? FDSEND_OK : FDSEND_EINVAL))
             tu_fail(__FILE__, __LINE__, "encode(%d): %s", (int)code, tu_describe(rc));
@@ -446,7 +449,8 @@ TEST(reply_decode_checks_the_descriptors)
 TEST(reply_decode_checks_the_payload)
 {
     static const uint64_t sizes[] = {0, 1, 3, 5, 8, 65, UINT64_MAX};
-    static const int32_t bad_status[] = {1, 0x7FFFFFFF, FDSEND_ENOTREG - 1, -98, INT32_MIN};
+    static const int32_t bad_status[] = {1, 0x7FFFFFFF, FDSEND_EPROTO, FDSEND_ENOTREG - 1, -98,
+                                         INT32_MIN};
     unsigned char b[8] = {0};
     int before = tu_count_fds();
     size_t k;
