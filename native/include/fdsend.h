@@ -1241,7 +1241,9 @@ FDSEND_API int32_t fdsend_open_directory(const char *path, intptr_t *fd);
  * fdsend_broker_open and the .NET classes all use: fdsend_broker_check_request (is this a
  * request, and what to reply if not), fdsend_broker_reply_encode and
  * fdsend_broker_reply_decode (which also checks the reply's descriptor). They do no I/O
- * and exist on every OS (the broker's I/O calls are POSIX only). */
+ * and exist on every OS (the broker's I/O calls are POSIX only; on Windows fdsend_fd_info
+ * reports every file handle read-write, so fdsend_broker_reply_decode refuses any reply
+ * that carries a file there). */
 #define FDSEND_BROKER_MAX_PATH 4096
 /** Bytes in a broker reply's payload: the little-endian int32 status. */
 #define FDSEND_BROKER_REPLY_SIZE 4
