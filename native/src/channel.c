@@ -249,7 +249,7 @@ static int32_t send_frame(fdsend_channel *ch, const void *payload, size_t len,
     if (nfds > 0 && !ch->is_unix)
         return fdsend_fail(FDSEND_ENOTUNIX, EAFNOSUPPORT);
     (void)fdsend_frame_encode(hdr, len, nfds); /* send_args has checked len and nfds */
-    fdsend_deadline_start(&dl, POLLOUT, (flags & FDSEND_DONTWAIT) != 0);
+    fdsend_deadline_start_send(&dl, (flags & FDSEND_DONTWAIT) != 0);
     if (ch->type != SOCK_STREAM) {
         /* One frame, one datagram: all or nothing. */
         cnt = frame_iov(iov, hdr, payload, len, 0);
@@ -530,13 +530,11 @@ static int64_t recv_datagram(int sock, int type, unsigned char *buf, size_t cap,
                         pc.taken, fds, nfds);
 }
 
-/* The checks of a receive's arguments other than the socket (*nfds is 0 first):
- * FDSEND_OK or a recorded code. */
+/* The checks of a receive's arguments other than the socket (the caller has cleared
+ * *nfds): FDSEND_OK or a recorded code. */
 static int32_t recv_args(void *buf, size_t cap, intptr_t *fds, int32_t maxfds, int32_t *nfds,
                          uint32_t flags)
 {
-    if (nfds != NULL)
-        *nfds = 0;
     return fdsend_check_recv_args(buf, cap, fds, maxfds, nfds, flags, FDSEND_DONTWAIT);
 }
 

@@ -29,29 +29,10 @@ fdsend_parse_result fdsend_parse_rights(const unsigned char *control, size_t con
     const size_t data_off = (size_t)CMSG_LEN(0); /* header plus its padding */
     size_t off = 0;
 
-    if (control == NULL)
+    if (fdsend_parse_rights_common(control, controllen, out, maxout, &r))
         return r;
     if (maxout < 0 || out == NULL)
         maxout = 0;
-
-    /* What almost every receive gets: one SCM_RIGHTS header that fills the buffer (up to
-     * its padding), every descriptor fitting in out[]. The walk below gives the same result
-     * for it, at four times the cost. */
-    if (controllen >= sizeof(struct cmsghdr)) {
-        struct cmsghdr h;
-        memcpy(&h, control, sizeof h);
-        if (h.cmsg_level == SOL_SOCKET && h.cmsg_type == SCM_RIGHTS &&
-            (size_t)h.cmsg_len >= data_off && (size_t)h.cmsg_len <= controllen &&
-            controllen - (size_t)h.cmsg_len < FDSEND_CMSG_ALIGNTO) {
-            size_t n = ((size_t)h.cmsg_len - data_off) / sizeof(int);
-            if (n <= (size_t)maxout) {
-                if (n > 0)
-                    memcpy(out, control + data_off, n * sizeof(int));
-                r.taken = (int32_t)n;
-                return r;
-            }
-        }
-    }
 
     while (controllen - off >= sizeof(struct cmsghdr)) {
         struct cmsghdr h;

@@ -67,7 +67,7 @@ int32_t fdsend_check_unix_socket(int sock)
     return FDSEND_OK;
 }
 
-static int32_t validate_send(intptr_t sock, const void *buf, size_t len,
+static FDSEND_ALWAYS_INLINE int32_t validate_send(intptr_t sock, const void *buf, size_t len,
                              const intptr_t *fds, int32_t nfds, uint32_t flags)
 {
     if (!fdsend_valid_fd(sock))
@@ -113,9 +113,12 @@ static ssize_t sendmsg_op(int sock, struct msghdr *msg, int flags)
     return n;
 }
 
-int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t destlen,
-                           struct iovec *iov, int iovcnt, const intptr_t *fds,
-                           int32_t nfds, uint32_t flags, fdsend_deadline *d)
+/* fdsend_sendmsg_fds's body, inline in fdsend_send and fdsend_send_to (the channel calls
+ * the function below). */
+static FDSEND_ALWAYS_INLINE int64_t sendmsg_fds(int sock, const struct sockaddr *dest,
+                                                socklen_t destlen, struct iovec *iov,
+                                                int iovcnt, const intptr_t *fds, int32_t nfds,
+                                                uint32_t flags, fdsend_deadline *d)
 {
     send_control control;
     fdsend_deadline local;
@@ -172,9 +175,27 @@ int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t dest
 #endif /* HAVE_MSG_DONTWAIT */
 
     if (d == NULL) {
-        fdsend_deadline_start(&local, POLLOUT, (flags & FDSEND_DONTWAIT) != 0);
+        fdsend_deadline_start_send(&local, (flags & FDSEND_DONTWAIT) != 0);
         d = &local;
     }
+#if HAVE_MSG_DONTWAIT
+    if (!d->started && (flags & FDSEND_DONTWAIT) == 0) {
+        /* A blocking send whose deadline has not started (fdsend_deadline_start_send): this
+         * first attempt does not wait. A send almost always finds room, and then the call
+         * needs no deadline, so no clock is read: that reading was about a tenth of
+         * libfdsend's own cost per message (bench/PROFILE.md section 21). When it would
+         * wait (or a signal came first), the deadline starts now and the blocking attempt
+         * below waits in the kernel. A stream message that found room for only a part
+         * returns that part, as a blocking sendmsg cut short does (fdsend_send sends the
+         * rest: send_rest; the channel finishes its frame). */
+        n = sendmsg_op(sock, &msg, sendflags | MSG_DONTWAIT);
+        if (n >= 0)
+            return (int64_t)n;
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return fdsend_fail_io(sock, 0);
+        fdsend_deadline_renew(d);
+    }
+#endif /* HAVE_MSG_DONTWAIT */
     n = fdsend_io(sendmsg_op, sock, &msg, sendflags, d);
 
     if (n < 0)
@@ -182,9 +203,38 @@ int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t dest
     return (int64_t)n;
 }
 
+int64_t fdsend_sendmsg_fds(int sock, const struct sockaddr *dest, socklen_t destlen,
+                           struct iovec *iov, int iovcnt, const intptr_t *fds,
+                           int32_t nfds, uint32_t flags, fdsend_deadline *d)
+{
+    return sendmsg_fds(sock, dest, destlen, iov, iovcnt, fds, nfds, flags, d);
+}
+
+/* A blocking send's first attempt (sendmsg_fds) found room for only the first len_sent
+ * bytes of a stream message, where the blocking sendmsg it stands for would have waited for
+ * room for the rest: send the rest (the descriptors went with the first bytes) with that
+ * blocking call, SO_SNDTIMEO counted from now. Returns the bytes sent in all; if sending the
+ * rest fails, the part already sent (the failure shows on the next call, as after a blocking
+ * sendmsg cut short). A socket in O_NONBLOCK mode keeps its part: its sendmsg would have
+ * returned that too. Out of line: only a send that fills the socket's buffer comes here. */
+static int64_t send_rest(int sock, const struct sockaddr *dest, socklen_t destlen,
+                         const unsigned char *buf, size_t len, int64_t len_sent)
+{
+    struct iovec iov;
+    fdsend_deadline d;
+    int64_t n;
+    if (fdsend_is_nonblocking(sock))
+        return len_sent;
+    iov.iov_base = (void *)(buf + len_sent);
+    iov.iov_len = len - (size_t)len_sent;
+    fdsend_deadline_start(&d, POLLOUT, 0);
+    n = fdsend_sendmsg_fds(sock, dest, destlen, &iov, 1, NULL, 0, 0, &d);
+    return n < 0 ? len_sent : len_sent + n;
+}
+
 /* fdsend_send and fdsend_send_to: the AF_UNIX check and the stream carrier byte, then the
- * one sendmsg. */
-static int64_t send_message(int sock, const struct sockaddr *dest, socklen_t destlen,
+ * one sendmsg (and, on a blocking stream socket short of room, send_rest). */
+static FDSEND_ALWAYS_INLINE int64_t send_message(int sock, const struct sockaddr *dest, socklen_t destlen,
                             const void *buf, size_t len, const intptr_t *fds,
                             int32_t nfds, uint32_t flags)
 {
@@ -213,9 +263,11 @@ static int64_t send_message(int sock, const struct sockaddr *dest, socklen_t des
         }
     }
 
-    n = fdsend_sendmsg_fds(sock, dest, destlen, &iov, 1, fds, nfds, flags, NULL);
+    n = sendmsg_fds(sock, dest, destlen, &iov, 1, fds, nfds, flags, NULL);
     if (n < 0)
         return n;
+    if ((size_t)n < iov.iov_len && (flags & FDSEND_DONTWAIT) == 0)
+        n = send_rest(sock, dest, destlen, iov.iov_base, iov.iov_len, n);
     fdsend_clear_error();
     return carrier_byte ? 0 : n;
 }
@@ -283,7 +335,7 @@ int32_t fdsend_cloexec_or_close(int *fds, int32_t n)
 /* The checks fdsend_recv and fdsend_recv_exact make first, in this order, with their
  * out-parameters cleared: FDSEND_EBADF, then fdsend_check_recv_args's. FDSEND_OK when they
  * pass. */
-static int32_t validate_recv(intptr_t sock, const void *buf, size_t len,
+static FDSEND_ALWAYS_INLINE int32_t validate_recv(intptr_t sock, const void *buf, size_t len,
                              const intptr_t *fds, int32_t maxfds, int32_t *nfds,
                              uint32_t *rflags, uint32_t flags)
 {
@@ -305,8 +357,11 @@ void fdsend_close_excess(int fd, void *ctx)
     close(fd);
 }
 
-int64_t fdsend_recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait, int *out,
-                          int32_t maxout, fdsend_piece *pc, fdsend_deadline *d)
+/* fdsend_recv_piece's body, inline in fdsend_recv (the channel, fdsend_recv_exact and
+ * fdsend_recv_part call the function below). */
+static FDSEND_ALWAYS_INLINE int64_t recv_piece(int sock, struct iovec *iov, int iovcnt,
+                                               int dontwait, int *out, int32_t maxout,
+                                               fdsend_piece *pc, fdsend_deadline *d)
 {
     recv_control control;
     struct msghdr msg;
@@ -332,8 +387,9 @@ int64_t fdsend_recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait,
     if (n < 0) /* nothing was received, so no fd can be pending */
         return fdsend_fail_recv(sock, dontwait);
 
-    pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, out, maxout,
-                             fdsend_close_excess, NULL);
+    if (!fdsend_parse_rights_common(control.buf, (size_t)msg.msg_controllen, out, maxout, &pr))
+        pr = fdsend_parse_rights(control.buf, (size_t)msg.msg_controllen, out, maxout,
+                                 fdsend_close_excess, NULL);
 #if !HAVE_MSG_CMSG_CLOEXEC
     {
         int32_t rc = fdsend_cloexec_or_close(out, pr.taken);
@@ -347,6 +403,12 @@ int64_t fdsend_recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait,
     pc->malformed = pr.malformed;
     pc->dtrunc = (msg.msg_flags & MSG_TRUNC) != 0;
     return (int64_t)n;
+}
+
+int64_t fdsend_recv_piece(int sock, struct iovec *iov, int iovcnt, int dontwait, int *out,
+                          int32_t maxout, fdsend_piece *pc, fdsend_deadline *d)
+{
+    return recv_piece(sock, iov, iovcnt, dontwait, out, maxout, pc, d);
 }
 
 int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t maxfds,
@@ -382,8 +444,8 @@ int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t
     }
 
     fdsend_deadline_start(&dl, POLLIN, (flags & FDSEND_DONTWAIT) != 0);
-    n = fdsend_recv_piece((int)sock, &iov, 1, (flags & FDSEND_DONTWAIT) != 0, got,
-                          maxfds < FDSEND_MAX_FDS ? maxfds : FDSEND_MAX_FDS, &pc, &dl);
+    n = recv_piece((int)sock, &iov, 1, (flags & FDSEND_DONTWAIT) != 0, got,
+                   maxfds < FDSEND_MAX_FDS ? maxfds : FDSEND_MAX_FDS, &pc, &dl);
     if (n < 0)
         return n;
 

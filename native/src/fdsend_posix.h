@@ -23,9 +23,11 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <time.h>
 #include "fdsend.h"
@@ -54,6 +56,48 @@ typedef union recv_control {
     struct cmsghdr align;
     unsigned char buf[RECV_CONTROL_SPACE];
 } recv_control;
+
+/* Inline on the per-message path whatever the compiler's size heuristics say: a function
+ * with this mark is the body of one exported call (or of two), split out only to be read. */
+#if defined(__GNUC__) || defined(__clang__)
+#  define FDSEND_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#  define FDSEND_ALWAYS_INLINE inline
+#endif
+
+/* fdsend_parse_rights's common cases, inline in every receive (fdsend_parse_rights runs
+ * this first, so each rule is written once): no control data at all, or one
+ * SOL_SOCKET/SCM_RIGHTS header that fills the buffer up to its padding with every
+ * descriptor fitting in out[0 .. maxout) (maxout < 0 or out == NULL count as 0). Returns 1
+ * with *r set when one applies, 0 when the full walk (cmsg_parse.c) must decide. */
+static inline int fdsend_parse_rights_common(const unsigned char *control, size_t controllen,
+                                             int *out, int32_t maxout, fdsend_parse_result *r)
+{
+    const size_t data_off = (size_t)CMSG_LEN(0); /* header plus its padding */
+    struct cmsghdr h;
+    size_t n;
+
+    r->taken = 0;
+    r->excess = 0;
+    r->other = 0;
+    r->malformed = 0;
+    if (control == NULL || controllen < sizeof h)
+        return 1; /* not even one header: nothing to walk */
+    memcpy(&h, control, sizeof h); /* control may be unaligned */
+    if (h.cmsg_level != SOL_SOCKET || h.cmsg_type != SCM_RIGHTS ||
+        (size_t)h.cmsg_len < data_off || (size_t)h.cmsg_len > controllen ||
+        controllen - (size_t)h.cmsg_len >= FDSEND_CMSG_ALIGNTO)
+        return 0;
+    n = ((size_t)h.cmsg_len - data_off) / sizeof(int);
+    if (n > (out == NULL || maxout < 0 ? (size_t)0 : (size_t)maxout))
+        return 0;
+    if (n == 1)
+        memcpy(out, control + data_off, sizeof(int)); /* one descriptor: one load, no call */
+    else if (n > 0)
+        memcpy(out, control + data_off, n * sizeof(int));
+    r->taken = (int32_t)n;
+    return 1;
+}
 
 /* Shared by fdsend_posix.c and channel.c (defined in fdsend_posix.c). */
 
@@ -154,10 +198,11 @@ int32_t fdsend_fail_recv(int sock, int dontwait);
 
 /* ---- Waiting (wait.c): the one place the library waits ----------------------------------
  * A call that may wait keeps ONE deadline: the socket's SO_RCVTIMEO (POLLIN) or
- * SO_SNDTIMEO (POLLOUT) counted from when the call started (inside a frame of the
- * fdsend_msg_* channel: from the last byte that moved). A signal never extends it. The
- * timeout itself is read (one getsockopt) only when the call first has to wait in the
- * library, so a send or receive that is not interrupted costs no extra system call. */
+ * SO_SNDTIMEO (POLLOUT) counted from when the call started (a send: from its first attempt,
+ * which does not wait, fdsend_deadline_start_send; inside a frame of the fdsend_msg_*
+ * channel: from the last byte that moved). A signal never extends it. The timeout itself is
+ * read (one getsockopt) only when the call first has to wait in the library, so a send or
+ * receive that is not interrupted costs no extra system call. */
 typedef struct fdsend_deadline {
     struct timespec start; /* the deadline clock (wait.c) at the start (valid when started) */
     int64_t timeout_ns;    /* the socket's timeout: -1 not read yet, 0 none, > 0 set */
@@ -167,9 +212,9 @@ typedef struct fdsend_deadline {
                               its next operations wait through fdsend_wait_ready only */
 } fdsend_deadline;
 
-/* The clock deadlines run on. Every blocking call reads it once before its system call (a
- * signal may interrupt that call, and the rest of the wait must count from the start), so
- * it is on the fast path of every fdsend_send/fdsend_recv (the vDSO's CLOCK_MONOTONIC:
+/* The clock deadlines run on. Every call that may wait in the kernel reads it once before
+ * that system call (a signal may interrupt it, and the rest of the wait must count from the
+ * start), so it is on the fast path of every blocking fdsend_recv (the vDSO's CLOCK_MONOTONIC:
  * about 27 ns here). Not the coarse clock (CLOCK_MONOTONIC_COARSE, 7 ns): it is the time of
  * the last timekeeping update, which lagged CLOCK_MONOTONIC by up to 7 ms on this 4 ms-tick
  * VM, so a start read from it was early by more than its resolution and a deadline passed
@@ -195,6 +240,14 @@ static inline void fdsend_deadline_start(fdsend_deadline *d, short events, int d
     d->started = !dontwait;
     if (!dontwait)
         fdsend_deadline_now(&d->start);
+}
+
+/* Start d for a send (sendmsg_fds in fdsend_posix.c): where the OS has MSG_DONTWAIT the
+ * clock is read only when the send first has to wait, since its first attempt does not
+ * (a deadline that has not started starts there); elsewhere as fdsend_deadline_start. */
+static inline void fdsend_deadline_start_send(fdsend_deadline *d, int dontwait)
+{
+    fdsend_deadline_start(d, POLLOUT, HAVE_MSG_DONTWAIT || dontwait);
 }
 
 /* Inside a frame, bytes moved: the deadline counts from now on. */

@@ -277,9 +277,12 @@ TEST(msg_send_waits_behind_frame_bounded)
     printf("fdsend_msg_send behind a half-sent frame: %.0f ms\n", took);
     CHECK(took >= 450 && took < BOUND_MS);
     CHECK_EQ(tu_pending(sv[1]), queued); /* nothing of B's frame */
-    close(sv[1]); /* A: FDSEND_EPIPE */
+    close(sv[1]); /* A: the peer is gone */
     CHECK(pthread_join(ta, NULL) == 0);
-    CHECK_RC(a.result, FDSEND_EPIPE);
+    /* FDSEND_EPIPE, or FDSEND_ECONNRESET when A's sendmsg was asleep with nothing of its own
+     * sent yet: Linux then reports that the peer closed with data unread (its first attempt
+     * filled the buffer without waiting, and the rest waits in a call of its own). */
+    CHECK(a.result == FDSEND_EPIPE || a.result == FDSEND_ECONNRESET);
     close(sv[0]);
     free((void *)a.data);
 }

@@ -608,6 +608,76 @@ TEST(partial_send_fds_once)
     free(in);
 }
 
+/* The receiving end of blocking_send_sends_all, in a child: waits until the sender is
+ * surely stuck on a full buffer, then reads everything, checking that the descriptor came
+ * with the first bytes and only there. */
+typedef struct drain_ctx {
+    int sock;
+    const unsigned char *want;
+    size_t len;
+} drain_ctx;
+
+static void drain_child(void *arg)
+{
+    drain_ctx *c = arg;
+    unsigned char *in = malloc(c->len);
+    size_t total = 0;
+    int nfds_total = 0;
+    CHECK(in != NULL);
+    tu_sleep_ms(200);
+    while (total < c->len) {
+        intptr_t got[4];
+        int32_t n;
+        uint32_t rflags;
+        int64_t r = fdsend_recv(c->sock, in + total, c->len - total, got, 4, &n, &rflags, 0);
+        CHECK(r > 0);
+        CHECK_EQ(rflags, 0);
+        if (n > 0) {
+            CHECK_EQ(total, 0); /* with the first bytes */
+            CHECK(fcntl((int)got[0], F_GETFD) >= 0);
+        }
+        nfds_total += n;
+        tu_close_all(got, n);
+        total += (size_t)r;
+    }
+    CHECK_MEM(in, c->want, c->len);
+    CHECK_EQ(nfds_total, 1);
+    free(in);
+}
+
+/* A blocking stream send larger than the socket buffer sends everything before it returns,
+ * as the blocking sendmsg it is: the library's first attempt does not wait (no clock on the
+ * fast path) and, finding room for only a part, sends the rest with the blocking call. The
+ * descriptor goes once, with the first bytes. */
+TEST(blocking_send_sends_all)
+{
+    enum { BIG = 1 << 20 };
+    unsigned char *data = malloc(BIG);
+    drain_ctx c;
+    intptr_t fd;
+    int sv[2], i, before, sndbuf = 65536;
+    pid_t child;
+
+    CHECK(data != NULL);
+    for (i = 0; i < BIG; i++)
+        data[i] = (unsigned char)(i * 13 + 1);
+    tu_socketpair(SOCK_STREAM, sv);
+    CHECK_SYS(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf));
+    fd = tu_temp_file("all of it");
+    before = tu_count_fds();
+    c.sock = sv[1];
+    c.want = data;
+    c.len = BIG;
+    child = tu_fork(drain_child, &c);
+    CHECK_RC(fdsend_send(sv[0], data, BIG, &fd, 1, 0), BIG);
+    tu_wait_ok(child);
+    CHECK_EQ(tu_count_fds(), before);
+    close((int)fd);
+    close(sv[0]);
+    close(sv[1]);
+    free(data);
+}
+
 /* fdsend_recv_part (the cross-platform call for reading in pieces; on POSIX the kernel
  * keeps the position, so it is fdsend_recv with its state checked): a stream message read
  * in pieces, the fds with the first piece, the state left all zero; a NULL state or one
@@ -668,6 +738,7 @@ int main(int argc, char **argv)
         CASE(stream_data_then_fds),
         CASE(message_boundaries),
         CASE(partial_send_fds_once),
+        CASE(blocking_send_sends_all),
         CASE(recv_part_pieces_and_state),
     };
     return tu_main(argc, argv, cases, sizeof cases / sizeof cases[0]);

@@ -377,13 +377,11 @@ static int64_t recv_stream(stream_rx *rx, SOCKET s, unsigned char *buf, size_t c
     return rx_outcome(rx, rc, len, fds, nfds);
 }
 
-/* The checks of a receive's arguments other than the socket (*nfds is 0 first):
- * FDSEND_OK or a recorded code. */
+/* The checks of a receive's arguments other than the socket (the caller has cleared
+ * *nfds): FDSEND_OK or a recorded code. */
 static int32_t recv_args(void *buf, size_t cap, intptr_t *fds, int32_t maxfds, int32_t *nfds,
                          uint32_t flags)
 {
-    if (nfds != NULL)
-        *nfds = 0;
     if (fdsend_recv_args_code(buf, cap, fds, maxfds, nfds, flags, FDSEND_DONTWAIT) != FDSEND_OK)
         return fdsend_fail_win32(FDSEND_EINVAL, ERROR_INVALID_PARAMETER);
     return FDSEND_OK;
