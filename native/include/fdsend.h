@@ -1249,18 +1249,18 @@ FDSEND_API int32_t fdsend_open_directory(const char *path, intptr_t *fd);
 #define FDSEND_BROKER_REPLY_SIZE 4
 
 /**
- * Check one request as it arrived: `len` is the payload's length as the sender gave it
- * (when it is over FDSEND_BROKER_MAX_PATH the payload need not have been kept, and path may
- * be NULL: it is not read), `nfds` how many descriptors came with it (the caller closes
- * them: a request never hands any on). Pure: nothing is closed, fdsend_last_os_error is
+ * Check one request as it arrived: `len` is the payload's length as the sender gave it,
+ * `nfds` how many descriptors came with it (the caller closes them: a request never hands
+ * any on). When len is over FDSEND_BROKER_MAX_PATH or nfds > 0 the payload is not read and
+ * need not have been kept (path may be NULL): a receive that refused the message can still
+ * give the reply from its header. Pure: nothing is closed, fdsend_last_os_error is
  * unchanged.
  *
  * @return the status to reply with: FDSEND_OK (a path to open: 1 .. FDSEND_BROKER_MAX_PATH
  *         bytes, no NUL; any other byte is allowed, UTF-8 or not), else, in this order,
  *         FDSEND_EINVAL for a payload over FDSEND_BROKER_MAX_PATH, FDSEND_EPOLICY for a
  *         request with descriptors, FDSEND_EINVAL for an empty path or one containing NUL.
- *         Bad arguments (nfds < 0; path NULL with 0 < len <= FDSEND_BROKER_MAX_PATH) also
- *         give FDSEND_EINVAL.
+ *         Bad arguments (nfds < 0; path NULL where it is read) also give FDSEND_EINVAL.
  */
 FDSEND_API int32_t fdsend_broker_check_request(const void *path, uint64_t len, int32_t nfds);
 
