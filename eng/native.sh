@@ -137,7 +137,8 @@ _native_exports() {
            fdsend_set_inheritable fdsend_fd_info fdsend_dup fdsend_msg_send fdsend_msg_recv \
            fdsend_check_fds fdsend_check_received fdsend_check_fd fdsend_check_peer fdsend_recv_checked fdsend_shm_create \
            fdsend_shm_map fdsend_shm_unmap fdsend_open_beneath fdsend_broker_serve_one \
-           fdsend_broker_open fdsend_open_directory \
+           fdsend_broker_open fdsend_open_directory fdsend_broker_check_request \
+           fdsend_broker_reply_encode fdsend_broker_reply_decode \
            fdsend_poller_create fdsend_poller_destroy fdsend_poller_add fdsend_poller_modify \
            fdsend_poller_remove fdsend_poller_wait fdsend_poller_wake fdsend_wait fdsend_peek \
            fdsend_frame_encode fdsend_frame_reader_init fdsend_frame_reader_want \

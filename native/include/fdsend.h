@@ -1303,15 +1303,84 @@ FDSEND_API int32_t fdsend_open_directory(const char *path, intptr_t *fd);
  * an FDSEND_E* code) carrying the file's descriptor exactly when the status is FDSEND_OK.
  * The .NET FileBroker/FileBrokerClient speak the same protocol. A request and its reply
  * are a pair: one caller at a time per socket on each side (a reply could otherwise go to
- * another thread's request). */
+ * another thread's request).
+ *
+ * The protocol's rules live in three pure functions, which fdsend_broker_serve_one,
+ * fdsend_broker_open and the .NET classes all use: fdsend_broker_check_request (is this a
+ * request, and what to reply if not), fdsend_broker_reply_encode and
+ * fdsend_broker_reply_decode (which also checks the reply's descriptor). They do no I/O
+ * and exist on every OS (the broker's I/O calls are POSIX only; on Windows fdsend_fd_info
+ * reports every file handle read-write, so fdsend_broker_reply_decode refuses any reply
+ * that carries a file there). */
 #define FDSEND_BROKER_MAX_PATH 4096
+/** Bytes in a broker reply's payload: the little-endian int32 status. */
+#define FDSEND_BROKER_REPLY_SIZE 4
+
+/**
+ * Check one request as it arrived: `len` is the payload's length as the sender gave it,
+ * `nfds` how many descriptors came with it (the caller closes them: a request never hands
+ * any on). When len is over FDSEND_BROKER_MAX_PATH or nfds > 0 the payload is not read and
+ * need not have been kept (path may be NULL): a receive that refused the message can still
+ * give the reply from its header. Pure: nothing is closed, fdsend_last_os_error is
+ * unchanged.
+ *
+ * @return the status to reply with: FDSEND_OK (a path to open: 1 .. FDSEND_BROKER_MAX_PATH
+ *         bytes, no NUL; any other byte is allowed, UTF-8 or not), else, in this order,
+ *         FDSEND_EINVAL for a payload over FDSEND_BROKER_MAX_PATH, FDSEND_EPOLICY for a
+ *         request with descriptors, FDSEND_EINVAL for an empty path or one containing NUL.
+ *         Bad arguments (nfds < 0; path NULL where it is read) also give FDSEND_EINVAL.
+ */
+FDSEND_API int32_t fdsend_broker_check_request(const void *path, uint64_t len, int32_t nfds);
+
+/**
+ * Encode the reply to one request: status as FDSEND_BROKER_REPLY_SIZE little-endian bytes
+ * into reply[0 .. FDSEND_BROKER_REPLY_SIZE), and in *nfds how many descriptors the reply
+ * carries (1, the file, for FDSEND_OK; 0 for a refusal). Pure.
+ *
+ * @param status  FDSEND_OK or one of the negative FDSEND_E* codes of enum fdsend_status but
+ *                FDSEND_EPROTO, which a client reserves for a reply that broke the protocol
+ *                (anything else would be refused by fdsend_broker_reply_decode)
+ * @return FDSEND_OK, or FDSEND_EINVAL (status not such a code, reply NULL, cap smaller than
+ *         FDSEND_BROKER_REPLY_SIZE, nfds NULL; nothing written, *nfds 0 when nfds is not NULL).
+ */
+FDSEND_API int32_t fdsend_broker_reply_encode(int32_t status, void *reply, size_t cap,
+                                              int32_t *nfds);
+
+/**
+ * Decode and check one reply as it arrived: `len` is its payload's length as the sender gave
+ * it (reply is read only when len is FDSEND_BROKER_REPLY_SIZE, and may be NULL otherwise),
+ * fds[0 .. nfds) the descriptors that came with it, owned by the caller until this call
+ * (an entry of -1 stands for one already closed, e.g. by a receive that refused the
+ * message: it is counted, never used). The reply is accepted only if the payload is
+ * FDSEND_BROKER_REPLY_SIZE bytes holding a status fdsend_broker_reply_encode accepts
+ * (FDSEND_OK, or a negative code of enum fdsend_status other than FDSEND_EPROTO), and it carries exactly one open read-only regular file (FDSEND_KIND_FILE,
+ * FDSEND_ACCESS_READ) with FDSEND_OK and no descriptor with a refusal.
+ *
+ * Outcomes, in *status (the return value says only whether the arguments were usable):
+ *  - FDSEND_OK: *file is fds[0], now the caller's; fds[0] is set to -1.
+ *  - the broker's refusal (FDSEND_EESCAPE, FDSEND_ENOTREG, FDSEND_ENOENT, ...): no
+ *    descriptor came; *file is -1.
+ *  - FDSEND_EPROTO: the reply broke the protocol. EVERY descriptor of fds has been closed
+ *    and set to -1; *file is -1. *violation (may be NULL) says why: for the descriptors
+ *    (a count that does not match the status, or one that is not a read-only regular file)
+ *    as fdsend_check_fds describes them (reason, index, info, message); for the payload
+ *    (its length, a status that is positive, FDSEND_EPROTO or no FDSEND_E* code) with reason
+ *    FDSEND_VIOLATION_NONE, index -1 and the message saying what was wrong.
+ *
+ * @return FDSEND_OK (see *status), or FDSEND_EINVAL (status or file NULL, nfds < 0, fds NULL
+ *         with nfds > 0, reply NULL with len == FDSEND_BROKER_REPLY_SIZE; nothing closed).
+ */
+FDSEND_API int32_t fdsend_broker_reply_decode(const void *reply, uint64_t len, intptr_t *fds,
+                                              int32_t nfds, int32_t *status, intptr_t *file,
+                                              fdsend_violation *violation);
 
 /**
  * Serve one request on sock: receive a path, open it with fdsend_open_beneath(dirfd, path,
  * flags) and reply with the status and, on success, the descriptor (closed here after
- * sending). Requests that carry descriptors are refused (FDSEND_EPOLICY in the reply, the
- * descriptors closed); an empty, too long or NUL-containing path gives FDSEND_EINVAL in the
- * reply.
+ * sending). Requests are checked by fdsend_broker_check_request: one that carries
+ * descriptors is refused (FDSEND_EPOLICY in the reply, the descriptors closed, including
+ * when this process could not install them all); an empty, too long or NUL-containing path
+ * gives FDSEND_EINVAL in the reply.
  *
  * @param status  out (may be NULL): the status sent to the client
  * @return FDSEND_OK when a reply was sent (whatever its status); FDSEND_EOF when the client
@@ -1322,9 +1391,11 @@ FDSEND_API int32_t fdsend_broker_serve_one(intptr_t sock, intptr_t dirfd, uint32
 
 /**
  * Ask the broker at the other end of sock to open path; on success *fd is the file
- * (read-only regular file, owned by the caller). The reply is itself checked: a reply whose
- * descriptor is not a read-only regular file, or with a descriptor count that does not
- * match its status, gives FDSEND_EPROTO (everything closed).
+ * (read-only regular file, owned by the caller). path is checked first as the broker would
+ * (fdsend_broker_check_request: FDSEND_EINVAL, nothing sent). The reply is itself checked
+ * (fdsend_broker_reply_decode): a reply of another size, or whose status is positive,
+ * FDSEND_EPROTO or no FDSEND_E* code, or whose descriptor is not a read-only regular file, or with a
+ * descriptor count that does not match its status, gives FDSEND_EPROTO (everything closed).
  *
  * @return FDSEND_OK; the broker's refusal (FDSEND_EESCAPE, FDSEND_ENOTREG, FDSEND_ENOENT,
  *         FDSEND_EACCES, FDSEND_EINVAL...); FDSEND_EPROTO; or a channel error.

@@ -1,12 +1,149 @@
 /* A privilege-separated file opener: fdsend_open_beneath (a regular file beneath a directory,
- * read-only, no symbolic links, no ".."), and the file broker's request/reply over the
- * message channel (fdsend_broker_serve_one, fdsend_broker_open).
+ * read-only, no symbolic links, no ".."), and the file broker: its protocol's one codec
+ * (fdsend_broker_check_request, fdsend_broker_reply_encode, fdsend_broker_reply_decode:
+ * pure, every OS; the .NET FileBroker/FileBrokerClient call them too) and its request/reply
+ * over the message channel (fdsend_broker_serve_one, fdsend_broker_open: POSIX).
  * SPDX-License-Identifier: MIT */
-#if defined(_WIN32)
-
+#if !defined(_WIN32)
+#  include "fdsend_posix.h" /* first: its feature-test macros */
+#endif /* !defined(_WIN32) */
 #include "fdsend_internal.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- The protocol's codec ---------------------------------------------------------------- */
+
+static void put_le32(unsigned char *b, int32_t v)
+{
+    uint32_t u = (uint32_t)v;
+    b[0] = (unsigned char)u;
+    b[1] = (unsigned char)(u >> 8);
+    b[2] = (unsigned char)(u >> 16);
+    b[3] = (unsigned char)(u >> 24);
+}
+
+static int32_t get_le32(const unsigned char *b)
+{
+    return (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                     (uint32_t)b[3] << 24);
+}
+
+/* Whether a reply may carry status: FDSEND_OK or a code of enum fdsend_status (FDSEND_EAGAIN
+ * .. FDSEND_ENOTREG, FDSEND_EOTHER) but FDSEND_EPROTO, which the client reserves for a reply
+ * that broke the protocol. A new code goes here too: test_broker's reply_status_range
+ * checks this against fdsend_strerror. */
+static int reply_status_valid(int32_t status)
+{
+    return status == FDSEND_EOTHER ||
+           (status <= FDSEND_OK && status >= FDSEND_ENOTREG && status != FDSEND_EPROTO);
+}
+
+int32_t fdsend_broker_check_request(const void *path, uint64_t len, int32_t nfds)
+{
+    if (nfds < 0 || len > FDSEND_BROKER_MAX_PATH)
+        return FDSEND_EINVAL;
+    if (nfds > 0)
+        return FDSEND_EPOLICY;
+    if (len == 0 || path == NULL || memchr(path, '\0', (size_t)len) != NULL)
+        return FDSEND_EINVAL;
+    return FDSEND_OK;
+}
+
+int32_t fdsend_broker_reply_encode(int32_t status, void *reply, size_t cap, int32_t *nfds)
+{
+    if (nfds != NULL)
+        *nfds = 0;
+    if (reply == NULL || cap < FDSEND_BROKER_REPLY_SIZE || nfds == NULL ||
+        !reply_status_valid(status))
+        return FDSEND_EINVAL;
+    put_le32(reply, status);
+    *nfds = status == FDSEND_OK ? 1 : 0;
+    return FDSEND_OK;
+}
+
+/* Close every descriptor of fds and mark it -1: a reply refused as a whole. */
+static void close_and_clear(intptr_t *fds, int32_t nfds)
+{
+    int32_t i;
+    (void)fdsend_close_all(fds, nfds);
+    for (i = 0; i < nfds; i++)
+        fds[i] = -1;
+}
+
+/* A reply whose payload broke the protocol: everything closed, the reason in violation. */
+static void refuse_payload(intptr_t *fds, int32_t nfds, int32_t *status,
+                           fdsend_violation *violation, const char *what, long long value)
+{
+    close_and_clear(fds, nfds);
+    *status = FDSEND_EPROTO;
+    if (violation != NULL)
+        (void)snprintf(violation->message, sizeof violation->message, what, value);
+}
+
+int32_t fdsend_broker_reply_decode(const void *reply, uint64_t len, intptr_t *fds, int32_t nfds,
+                                   int32_t *status, intptr_t *file, fdsend_violation *violation)
+{
+    fdsend_fd_rule rule;
+    fdsend_policy policy;
+    int32_t st;
+    if (file != NULL)
+        *file = -1;
+    if (status == NULL || file == NULL || nfds < 0 || (fds == NULL && nfds > 0) ||
+        (reply == NULL && len == FDSEND_BROKER_REPLY_SIZE))
+        return FDSEND_EINVAL;
+    *status = FDSEND_EPROTO;
+    if (violation != NULL) {
+        memset(violation, 0, sizeof *violation);
+        violation->index = -1;
+        violation->nfds = nfds;
+    }
+    if (len != FDSEND_BROKER_REPLY_SIZE) {
+        refuse_payload(fds, nfds, status, violation,
+                       "the broker's reply has %lld bytes; a reply is a 4-byte status",
+                       len > (uint64_t)INT64_MAX ? (long long)INT64_MAX : (long long)len);
+        return FDSEND_OK;
+    }
+    st = get_le32(reply);
+    if (!reply_status_valid(st)) {
+        refuse_payload(fds, nfds, status, violation,
+                       "the broker's reply status %lld is not FDSEND_OK or a refusal's FDSEND_E* code",
+                       (long long)st);
+        return FDSEND_OK;
+    }
+    /* The descriptors: exactly one read-only regular file with FDSEND_OK, none otherwise. The
+     * rules are the receive policy's (policy.c), so the violation reads as any other. */
+    memset(&rule, 0, sizeof rule);
+    rule.kinds = FDSEND_BIT(FDSEND_KIND_FILE);
+    rule.access = FDSEND_BIT(FDSEND_ACCESS_READ);
+    rule.max_size = -1;
+    memset(&policy, 0, sizeof policy);
+    policy.struct_size = sizeof policy;
+    policy.min_fds = policy.max_fds = st == FDSEND_OK ? 1 : 0;
+    policy.rules = &rule;
+    policy.nrules = 1;
+    if (fdsend_check_fds(&policy, fds, nfds, violation) != FDSEND_OK) {
+        close_and_clear(fds, nfds); /* fdsend_check_fds has; this is for its other failures */
+        return FDSEND_OK;
+    }
+    if (st == FDSEND_OK) {
+        if (fds[0] < 0) { /* counted but already closed: the file is not there */
+            refuse_payload(fds, nfds, status, violation,
+                           "descriptor %lld of the broker's reply was already closed: no file", 0);
+            return FDSEND_OK;
+        }
+        *file = fds[0];
+        fds[0] = -1;
+    }
+    *status = st;
+    fdsend_clear_error();
+    return FDSEND_OK;
+}
+
+/* ---- The broker's I/O -------------------------------------------------------------------- */
+
+#if defined(_WIN32)
 
 int32_t fdsend_open_beneath(intptr_t dirfd, const char *path, uint32_t flags, intptr_t *fd)
 {
@@ -42,13 +179,8 @@ int32_t fdsend_broker_open(intptr_t sock, const char *path, intptr_t *fd)
 
 #else /* !defined(_WIN32) */
 
-#include "fdsend_posix.h"
-#include "fdsend_internal.h"
-
-#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #if HAVE_SYS_OPENAT2
@@ -246,48 +378,33 @@ int32_t fdsend_open_directory(const char *path, intptr_t *fd)
     return FDSEND_OK;
 }
 
-static void put_le32(unsigned char *b, int32_t v)
-{
-    uint32_t u = (uint32_t)v;
-    b[0] = (unsigned char)u;
-    b[1] = (unsigned char)(u >> 8);
-    b[2] = (unsigned char)(u >> 16);
-    b[3] = (unsigned char)(u >> 24);
-}
-
-static int32_t get_le32(const unsigned char *b)
-{
-    return (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                     (uint32_t)b[3] << 24);
-}
-
 int32_t fdsend_broker_serve_one(intptr_t sock, intptr_t dirfd, uint32_t flags, int32_t *status)
 {
     char path[FDSEND_BROKER_MAX_PATH + 1];
     intptr_t got[FDSEND_MAX_FDS];
     intptr_t file = -1;
-    unsigned char reply[4];
-    int32_t n = 0, st, rc;
+    unsigned char reply[FDSEND_BROKER_REPLY_SIZE];
+    int32_t n = 0, nreply = 0, st, rc;
     int64_t r;
     if (status != NULL)
         *status = FDSEND_OK;
     r = fdsend_msg_recv(sock, path, FDSEND_BROKER_MAX_PATH, got, FDSEND_MAX_FDS, &n, 0);
-    if (r == FDSEND_EMSGSIZE) {
-        st = FDSEND_EINVAL; /* a path longer than the limit: consumed, refused */
-    } else if (r < 0) {
+    if (r == FDSEND_EMSGSIZE) /* consumed: longer than any path */
+        st = fdsend_broker_check_request(NULL, (uint64_t)FDSEND_BROKER_MAX_PATH + 1, 0);
+    else if (r == FDSEND_EMFILE) /* consumed: it carried descriptors this process could not take */
+        st = fdsend_broker_check_request(NULL, 0, 1);
+    else if (r < 0)
         return (int32_t)r;
-    } else if (n > 0) {
-        (void)fdsend_close_all(got, n); /* a request carries no descriptors */
-        st = FDSEND_EPOLICY;
-    } else if (r == 0 || memchr(path, '\0', (size_t)r) != NULL) {
-        st = FDSEND_EINVAL;
-    } else {
-        path[r] = '\0';
-        st = fdsend_open_beneath(dirfd, path, flags, &file);
+    else {
+        (void)fdsend_close_all(got, n); /* a request hands no descriptor on */
+        st = fdsend_broker_check_request(path, (uint64_t)r, n);
+        if (st == FDSEND_OK) {
+            path[r] = '\0';
+            st = fdsend_open_beneath(dirfd, path, flags, &file);
+        }
     }
-    put_le32(reply, st);
-    rc = fdsend_msg_send(sock, reply, sizeof reply, st == FDSEND_OK ? &file : NULL,
-                         st == FDSEND_OK ? 1 : 0, 0);
+    (void)fdsend_broker_reply_encode(st, reply, sizeof reply, &nreply);
+    rc = fdsend_msg_send(sock, reply, sizeof reply, &file, nreply, 0);
     if (file >= 0) {
         int err = errno;
         close((int)file);
@@ -303,42 +420,29 @@ int32_t fdsend_broker_serve_one(intptr_t sock, intptr_t dirfd, uint32_t flags, i
 
 int32_t fdsend_broker_open(intptr_t sock, const char *path, intptr_t *fd)
 {
-    unsigned char reply[8];
+    unsigned char reply[FDSEND_BROKER_REPLY_SIZE];
     intptr_t got[2] = {-1, -1};
     int32_t n = 0, st, rc;
     int64_t r;
     size_t len;
-    fdsend_fd_info_t info;
     if (fd == NULL)
         return fdsend_fail(FDSEND_EINVAL, EINVAL);
     *fd = -1;
-    if (path == NULL || (len = strlen(path)) == 0 || len > FDSEND_BROKER_MAX_PATH)
+    if (path == NULL || fdsend_broker_check_request(path, len = strlen(path), 0) != FDSEND_OK)
         return fdsend_fail(FDSEND_EINVAL, EINVAL);
     rc = fdsend_msg_send(sock, path, len, NULL, 0, 0);
     if (rc != FDSEND_OK)
         return rc;
+    /* A longer payload, or more than two descriptors, is refused by the receive (its
+     * descriptors closed); the codec checks the rest (room for two: a count mismatch). */
     r = fdsend_msg_recv(sock, reply, sizeof reply, got, 2, &n, 0);
+    if (r == FDSEND_EMSGSIZE || r == FDSEND_ETOOMANYFDS)
+        return fdsend_fail(FDSEND_EPROTO, EPROTO);
     if (r < 0)
-        return (int32_t)(r == FDSEND_EMSGSIZE || r == FDSEND_ETOOMANYFDS ? FDSEND_EPROTO : r);
-    if (r != 4) {
-        (void)fdsend_close_all(got, n);
-        return fdsend_fail(FDSEND_EPROTO, EPROTO);
-    }
-    st = get_le32(reply);
-    if (st != FDSEND_OK) {
-        (void)fdsend_close_all(got, n);
-        if (n != 0 || st > 0)
-            return fdsend_fail(FDSEND_EPROTO, EPROTO);
-        return fdsend_fail(st, 0);
-    }
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
-    if (n != 1 || fdsend_fd_info(got[0], &info) != FDSEND_OK || info.kind != FDSEND_KIND_FILE ||
-        info.access != FDSEND_ACCESS_READ) {
-        (void)fdsend_close_all(got, n);
-        return fdsend_fail(FDSEND_EPROTO, EPROTO);
-    }
-    *fd = got[0];
+        return (int32_t)r;
+    (void)fdsend_broker_reply_decode(reply, (uint64_t)r, got, n, &st, fd, NULL);
+    if (st != FDSEND_OK)
+        return fdsend_fail(st, st == FDSEND_EPROTO ? EPROTO : 0);
     fdsend_clear_error();
     return FDSEND_OK;
 }

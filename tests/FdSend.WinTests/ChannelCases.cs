@@ -17,6 +17,7 @@ internal static class ChannelCases
         ("channel_interop_c_echo", InteropCEcho),
         ("channel_limits_reject_and_go_on", Limits),
         ("channel_malformed_frame_faults", Malformed),
+        ("channel_empty_record_faults", EmptyRecord),
         ("channel_peer_gone", PeerGone),
         ("channel_cancel_and_dispose", CancelAndDispose),
         ("channel_refuses_non_stream", NonStream),
@@ -174,6 +175,44 @@ internal static class ChannelCases
             finally
             {
                 receiver.Dispose();
+            }
+        }
+    }
+
+    /// <summary>A hand-made empty libfdsend record (no handle, no data: docs/windows-protocol.md
+    /// says n + d &gt; 0, and no FdSend sender writes one), written raw with the connection left
+    /// open: where a frame begins, and inside a frame (after a header record with a handle that
+    /// announces 4 payload bytes). Each is a protocol error, never the end of the stream (C's
+    /// fdsend_msg_recv says FDSEND_EPROTO: test_win.exe's channel_empty_record): the receive
+    /// throws FdChannelProtocolException, the channel is faulted, no handle is left open.</summary>
+    private static void EmptyRecord()
+    {
+        byte[] empty = new byte[32];
+        "FDSH"u8.CopyTo(empty);
+        empty[4] = 1;
+        foreach (bool insideFrame in new[] { false, true })
+        {
+            (Socket a, Socket b) = Pair();
+            using (a)
+            {
+                var receiver = new FdChannel(b);
+                try
+                {
+                    using FileStream f = TempFile("before an empty record");
+                    HashSet<nint> before = OpenIoHandles();
+                    if (insideFrame)
+                        Equal(8, a.SendFds(new byte[] { 1, 0, 1, 0, 4, 0, 0, 0 }, f), "header record sent");
+                    Equal(32, a.Send(empty), "empty record sent");
+                    string where = insideFrame ? "inside a frame" : "where a frame begins";
+                    ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(), "an empty record " + where);
+                    Check(receiver.Fault is FdChannelProtocolException, "the channel is faulted");
+                    Check(NewSince(before).Count <= 1, "the frame's handle was closed");
+                    ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(), "every later receive");
+                }
+                finally
+                {
+                    receiver.Dispose();
+                }
             }
         }
     }

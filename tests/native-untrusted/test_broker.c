@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -257,12 +259,365 @@ TEST(broker_across_processes)
     tu_wait_ok(pid);
 }
 
+/* ---- The protocol's codec (fdsend_broker_check_request / _reply_encode / _reply_decode) ---- */
+
+TEST(check_request)
+{
+    char big[FDSEND_BROKER_MAX_PATH + 1];
+    memset(big, 'a', sizeof big);
+    CHECK_RC(fdsend_broker_check_request("ok.txt", 6, 0), FDSEND_OK);
+    CHECK_RC(fdsend_broker_check_request("\xff\xfe/x", 4, 0), FDSEND_OK); /* bytes, not UTF-8 */
+    CHECK_RC(fdsend_broker_check_request(big, FDSEND_BROKER_MAX_PATH, 0), FDSEND_OK);
+    CHECK_RC(fdsend_broker_check_request(big, FDSEND_BROKER_MAX_PATH + 1, 0), FDSEND_EINVAL);
+    /* Too long is judged by the length alone (the payload need not have been kept), and
+     * before the descriptors. */
+    CHECK_RC(fdsend_broker_check_request(NULL, FDSEND_BROKER_MAX_PATH + 1, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_check_request(NULL, UINT64_MAX, 5), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_check_request("ok.txt", 6, 1), FDSEND_EPOLICY);
+    CHECK_RC(fdsend_broker_check_request("ok.txt", 6, FDSEND_MAX_FDS + 10), FDSEND_EPOLICY);
+    CHECK_RC(fdsend_broker_check_request(NULL, 0, 1), FDSEND_EPOLICY);
+    CHECK_RC(fdsend_broker_check_request("", 0, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_check_request("ok.txt\0x", 8, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_check_request("\0", 1, 0), FDSEND_EINVAL);
+    /* Bad arguments. */
+    CHECK_RC(fdsend_broker_check_request("ok.txt", 6, -1), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_check_request(NULL, 6, 0), FDSEND_EINVAL);
+}
+
+TEST(reply_encode)
+{
+    unsigned char b[8];
+    int32_t n = 7;
+    memset(b, 0xAA, sizeof b);
+    CHECK_RC(fdsend_broker_reply_encode(FDSEND_OK, b, FDSEND_BROKER_REPLY_SIZE, &n), FDSEND_OK);
+    CHECK(b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0 && b[4] == 0xAA);
+    CHECK_EQ(n, 1);
+    CHECK_RC(fdsend_broker_reply_encode(FDSEND_EESCAPE, b, sizeof b, &n), FDSEND_OK);
+    CHECK(b[0] == 0xE4 && b[1] == 0xFF && b[2] == 0xFF && b[3] == 0xFF); /* -28, little-endian */
+    CHECK_EQ(n, 0);
+    CHECK_RC(fdsend_broker_reply_encode(FDSEND_EOTHER, b, sizeof b, &n), FDSEND_OK);
+    CHECK(b[0] == 0x9D && b[3] == 0xFF);
+    CHECK_EQ(n, 0);
+    /* Statuses out of range, and bad arguments: nothing written, *nfds 0. */
+    memset(b, 0xAA, sizeof b);
+    n = 7;
+    CHECK_RC(fdsend_broker_reply_encode(1, b, sizeof b, &n), FDSEND_EINVAL);
+    CHECK_EQ(n, 0);
+    CHECK_RC(fdsend_broker_reply_encode(INT32_MAX, b, sizeof b, &n), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_reply_encode(INT32_MIN, b, sizeof b, &n), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_reply_encode(FDSEND_ENOTREG - 1, b, sizeof b, &n), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_reply_encode(FDSEND_EPROTO, b, sizeof b, &n), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_reply_encode(FDSEND_OK, b, FDSEND_BROKER_REPLY_SIZE - 1, &n), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_reply_encode(FDSEND_OK, NULL, 4, &n), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_reply_encode(FDSEND_OK, b, sizeof b, NULL), FDSEND_EINVAL);
+    CHECK(b[0] == 0xAA && b[3] == 0xAA);
+    CHECK_EQ(n, 0);
+}
+
+/* The statuses a reply may carry are exactly the codes fdsend_strerror knows but FDSEND_EPROTO
+ * (the client's own verdict on a reply): a code added to enum fdsend_status without the
+ * codec knowing it fails here. Encoder and decoder agree. */
+TEST(reply_status_range)
+{
+    const char *unknown = fdsend_strerror(-12345);
+    int32_t code;
+    for (code = -300; code <= 300; code++) {
+        unsigned char b[FDSEND_BROKER_REPLY_SIZE];
+        int32_t n = 0, st = 1;
+        intptr_t file = 5;
+        int known = code == FDSEND_OK || (code < 0 && code != FDSEND_EPROTO &&
+                                          strcmp(fdsend_strerror(code), unknown) != 0);
+        int32_t rc = fdsend_broker_reply_encode(code, b, sizeof b, &n);
+        if (rc != (known ? FDSEND_OK : FDSEND_EINVAL))
+            tu_fail(__FILE__, __LINE__, "encode(%d): %s", (int)code, tu_describe(rc));
+        b[0] = (unsigned char)code;
+        b[1] = (unsigned char)((uint32_t)code >> 8);
+        b[2] = (unsigned char)((uint32_t)code >> 16);
+        b[3] = (unsigned char)((uint32_t)code >> 24);
+        CHECK_RC(fdsend_broker_reply_decode(b, sizeof b, NULL, 0, &st, &file, NULL), FDSEND_OK);
+        CHECK_EQ(file, -1);
+        if (code == FDSEND_OK)
+            CHECK_RC(st, FDSEND_EPROTO); /* FDSEND_OK without its file */
+        else if (st != (known ? code : FDSEND_EPROTO))
+            tu_fail(__FILE__, __LINE__, "decode(%d): %s", (int)code, tu_describe(st));
+    }
+}
+
+/* Descriptors of every kind a hostile broker could send (O_CLOEXEC), made once per case. */
+enum { RO_FILE, WO_FILE, RW_FILE, DIRECTORY, SOCKET, PIPE };
+
+static intptr_t make_fd(int kind)
+{
+    int fd = -1, sv[2];
+    const char *file = tu_temppath("reply.txt");
+    switch (kind) {
+    case RO_FILE: fd = open(file, O_RDONLY | O_CREAT | O_CLOEXEC, 0600); break;
+    case WO_FILE: fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600); break;
+    case RW_FILE: fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0600); break;
+    case DIRECTORY: fd = open(tu_tempdir(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); break;
+    case SOCKET:
+        tu_socketpair(SOCK_STREAM, sv);
+        close(sv[1]);
+        fd = sv[0];
+        break;
+    case PIPE:
+        CHECK_SYS(pipe(sv));
+        close(sv[1]);
+        fd = sv[0];
+        break;
+    }
+    CHECK_SYS(fd);
+    return fd;
+}
+
+static void put_status(unsigned char b[4], int32_t st)
+{
+    int32_t n;
+    CHECK_RC(fdsend_broker_reply_encode(st, b, 4, &n), FDSEND_OK);
+}
+
+/* decode(reply of status st, the descriptors of kinds[0 .. nk)): every descriptor closed and
+ * set to -1, FDSEND_EPROTO, and the violation's reason is want_reason. */
+static void check_refused(int32_t st, const int *kinds, int nk, int32_t want_reason)
+{
+    unsigned char b[4];
+    intptr_t fds[4];
+    int32_t status = 0;
+    intptr_t file = 9;
+    fdsend_violation v;
+    int i, before = tu_count_fds();
+    for (i = 0; i < nk; i++)
+        fds[i] = make_fd(kinds[i]);
+    put_status(b, st);
+    CHECK_RC(fdsend_broker_reply_decode(b, 4, fds, nk, &status, &file, &v), FDSEND_OK);
+    CHECK_RC(status, FDSEND_EPROTO);
+    CHECK_EQ(file, -1);
+    CHECK_EQ(v.reason, want_reason);
+    CHECK(v.message[0] != '\0');
+    for (i = 0; i < nk; i++)
+        CHECK_EQ(fds[i], -1);
+    CHECK_EQ(tu_count_fds(), before);
+}
+
+TEST(reply_decode_checks_the_descriptors)
+{
+    static const int ro[] = {RO_FILE}, wo[] = {WO_FILE}, rw[] = {RW_FILE}, dir[] = {DIRECTORY},
+                     sock[] = {SOCKET}, pip[] = {PIPE}, two[] = {RO_FILE, RO_FILE};
+    unsigned char b[4];
+    intptr_t fds[2];
+    int32_t status = 0;
+    intptr_t file = 9;
+    int before = tu_count_fds();
+    /* FDSEND_OK with one read-only regular file: accepted, handed over. */
+    fds[0] = make_fd(RO_FILE);
+    put_status(b, FDSEND_OK);
+    CHECK_RC(fdsend_broker_reply_decode(b, 4, fds, 1, &status, &file, NULL), FDSEND_OK);
+    CHECK_RC(status, FDSEND_OK);
+    CHECK(file >= 0 && tu_fd_is_open((int)file));
+    CHECK_EQ(fds[0], -1);
+    close((int)file);
+    /* A refusal without descriptors: the broker's status. */
+    put_status(b, FDSEND_EESCAPE);
+    CHECK_RC(fdsend_broker_reply_decode(b, 4, NULL, 0, &status, &file, NULL), FDSEND_OK);
+    CHECK_RC(status, FDSEND_EESCAPE);
+    CHECK_EQ(file, -1);
+    CHECK_EQ(tu_count_fds(), before);
+    /* A writable file, a directory, a socket, a pipe: refused whatever the status says. */
+    check_refused(FDSEND_OK, wo, 1, FDSEND_VIOLATION_ACCESS);
+    check_refused(FDSEND_OK, rw, 1, FDSEND_VIOLATION_ACCESS);
+    check_refused(FDSEND_OK, dir, 1, FDSEND_VIOLATION_KIND);
+    check_refused(FDSEND_OK, sock, 1, FDSEND_VIOLATION_KIND);
+    check_refused(FDSEND_OK, pip, 1, FDSEND_VIOLATION_KIND);
+    /* A count that does not match the status. */
+    check_refused(FDSEND_OK, ro, 0, FDSEND_VIOLATION_TOO_FEW_FDS);
+    check_refused(FDSEND_OK, two, 2, FDSEND_VIOLATION_TOO_MANY_FDS);
+    check_refused(FDSEND_ENOENT, ro, 1, FDSEND_VIOLATION_TOO_MANY_FDS);
+    check_refused(FDSEND_ENOENT, dir, 1, FDSEND_VIOLATION_TOO_MANY_FDS);
+    /* Entries already closed by a receive (-1) are counted, never used. */
+    fds[0] = -1;
+    put_status(b, FDSEND_OK);
+    CHECK_RC(fdsend_broker_reply_decode(b, 4, fds, 1, &status, &file, NULL), FDSEND_OK);
+    CHECK_RC(status, FDSEND_EPROTO);
+    CHECK_EQ(file, -1);
+    fds[0] = fds[1] = -1;
+    put_status(b, FDSEND_EACCES);
+    CHECK_RC(fdsend_broker_reply_decode(b, 4, fds, 2, &status, &file, NULL), FDSEND_OK);
+    CHECK_RC(status, FDSEND_EPROTO);
+    CHECK_EQ(tu_count_fds(), before);
+}
+
+TEST(reply_decode_checks_the_payload)
+{
+    static const uint64_t sizes[] = {0, 1, 3, 5, 8, 65, UINT64_MAX};
+    static const int32_t bad_status[] = {1, 0x7FFFFFFF, FDSEND_EPROTO, FDSEND_ENOTREG - 1, -98,
+                                         INT32_MIN};
+    unsigned char b[8] = {0};
+    int before = tu_count_fds();
+    size_t k;
+    for (k = 0; k < sizeof sizes / sizeof sizes[0] + sizeof bad_status / sizeof bad_status[0]; k++) {
+        int in_sizes = k < sizeof sizes / sizeof sizes[0];
+        uint64_t len = in_sizes ? sizes[k] : 4;
+        intptr_t fds[1];
+        int32_t status = 0;
+        intptr_t file = 9;
+        fdsend_violation v;
+        fds[0] = make_fd(RO_FILE);
+        if (!in_sizes) {
+            int32_t st = bad_status[k - sizeof sizes / sizeof sizes[0]];
+            b[0] = (unsigned char)st;
+            b[1] = (unsigned char)((uint32_t)st >> 8);
+            b[2] = (unsigned char)((uint32_t)st >> 16);
+            b[3] = (unsigned char)((uint32_t)st >> 24);
+        }
+        /* The payload is read only when it has the reply's size: NULL is fine otherwise. */
+        CHECK_RC(fdsend_broker_reply_decode(len == 4 ? b : NULL, len, fds, 1, &status, &file, &v),
+                 FDSEND_OK);
+        CHECK_RC(status, FDSEND_EPROTO);
+        CHECK_EQ(file, -1);
+        CHECK_EQ(fds[0], -1);
+        CHECK_EQ(v.reason, FDSEND_VIOLATION_NONE);
+        CHECK_EQ(v.index, -1);
+        CHECK(strstr(v.message, "reply") != NULL);
+    }
+    CHECK_EQ(tu_count_fds(), before);
+}
+
+TEST(reply_decode_bad_arguments)
+{
+    unsigned char b[4];
+    intptr_t fd = make_fd(RO_FILE), fds[1];
+    int32_t status;
+    intptr_t file;
+    put_status(b, FDSEND_OK);
+    fds[0] = fd;
+    CHECK_RC(fdsend_broker_reply_decode(b, 4, fds, 1, NULL, &file, NULL), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_reply_decode(b, 4, fds, 1, &status, NULL, NULL), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_reply_decode(b, 4, fds, -1, &status, &file, NULL), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_reply_decode(b, 4, NULL, 1, &status, &file, NULL), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_reply_decode(NULL, 4, fds, 1, &status, &file, NULL), FDSEND_EINVAL);
+    CHECK_EQ(file, -1);
+    /* Nothing was closed. */
+    CHECK_EQ(fds[0], fd);
+    CHECK(tu_fd_is_open((int)fd));
+    close((int)fd);
+}
+
+/* fdsend_broker_open against a hostile broker: each reply is queued on a seqpacket pair
+ * before the call (which sends its request, then reads it). Refused with FDSEND_EPROTO,
+ * *fd -1, nothing left open in the worker. */
+static void hostile_reply(int worker, int broker, const void *payload, size_t len, int kind,
+                          int nfds, int32_t want)
+{
+    intptr_t fds[3] = {-1, -1, -1}, fd = 7;
+    char req[64];
+    int i, before;
+    for (i = 0; i < nfds; i++)
+        fds[i] = make_fd(kind);
+    CHECK_RC(fdsend_msg_send(broker, payload, len, fds, nfds, 0), FDSEND_OK);
+    tu_close_all(fds, nfds);
+    before = tu_count_fds();
+    CHECK_RC(fdsend_broker_open(worker, "ok.txt", &fd), want);
+    CHECK_EQ(fd, -1);
+    CHECK_EQ(tu_count_fds(), before);
+    CHECK_RC(fdsend_msg_recv(broker, req, sizeof req, NULL, 0, NULL, 0), 6);
+}
+
+TEST(broker_open_refuses_hostile_replies)
+{
+    int sv[2];
+    unsigned char ok[4], refused[4], big[8] = {0}, positive[4] = {1, 0, 0, 0},
+                                          unknown[4] = {0x80, 0xFF, 0xFF, 0xFF};
+    tu_socketpair(SOCK_SEQPACKET, sv);
+    put_status(ok, FDSEND_OK);
+    put_status(refused, FDSEND_ENOENT);
+    hostile_reply(sv[0], sv[1], ok, 4, WO_FILE, 1, FDSEND_EPROTO);
+    hostile_reply(sv[0], sv[1], ok, 4, RW_FILE, 1, FDSEND_EPROTO);
+    hostile_reply(sv[0], sv[1], ok, 4, DIRECTORY, 1, FDSEND_EPROTO);
+    hostile_reply(sv[0], sv[1], ok, 4, SOCKET, 1, FDSEND_EPROTO);
+    hostile_reply(sv[0], sv[1], ok, 4, RO_FILE, 0, FDSEND_EPROTO);
+    hostile_reply(sv[0], sv[1], ok, 4, RO_FILE, 2, FDSEND_EPROTO);
+    hostile_reply(sv[0], sv[1], ok, 4, RO_FILE, 3, FDSEND_EPROTO); /* refused by the receive */
+    hostile_reply(sv[0], sv[1], refused, 4, RO_FILE, 1, FDSEND_EPROTO);
+    hostile_reply(sv[0], sv[1], refused, 4, RO_FILE, 0, FDSEND_ENOENT); /* a real refusal */
+    hostile_reply(sv[0], sv[1], big, 8, RO_FILE, 1, FDSEND_EPROTO);
+    hostile_reply(sv[0], sv[1], big, 3, RO_FILE, 0, FDSEND_EPROTO);
+    hostile_reply(sv[0], sv[1], positive, 4, RO_FILE, 0, FDSEND_EPROTO);
+    hostile_reply(sv[0], sv[1], unknown, 4, RO_FILE, 0, FDSEND_EPROTO);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* A request whose descriptor the broker cannot install (its RLIMIT_NOFILE reached) is still
+ * answered, FDSEND_EPOLICY, and the broker keeps serving: in a child, whose table is the
+ * one filled. */
+typedef struct limit_args {
+    int sock, dir, worker_end;
+} limit_args;
+
+static void limited_broker_main(void *arg)
+{
+    limit_args *a = arg;
+    struct rlimit rl;
+    int32_t rc, st = 0;
+    int top;
+    close(a->worker_end);
+    /* No descriptor number is free: the lowest free one is at or above the soft limit. */
+    top = fcntl(0, F_DUPFD, 0);
+    if (top < 0)
+        _exit(2);
+    close(top);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        _exit(2);
+    rl.rlim_cur = (rlim_t)top;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        _exit(2);
+    rc = fdsend_broker_serve_one(a->sock, a->dir, 0, &st);
+    if (rc != FDSEND_OK || st != FDSEND_EPOLICY)
+        _exit(3);
+    _exit(0);
+}
+
+TEST(broker_answers_a_request_whose_descriptors_it_cannot_take)
+{
+    int sv[2], dir = make_root();
+    limit_args a;
+    intptr_t extra;
+    unsigned char reply[4];
+    intptr_t got[1] = {-1};
+    int32_t n = 5;
+    pid_t pid;
+    tu_socketpair(SOCK_SEQPACKET, sv);
+    a.sock = sv[1];
+    a.dir = dir;
+    a.worker_end = sv[0];
+    extra = make_fd(RO_FILE);
+    CHECK_RC(fdsend_msg_send(sv[0], "ok.txt", 6, &extra, 1, 0), FDSEND_OK);
+    close((int)extra);
+    pid = tu_fork(limited_broker_main, &a);
+    close(sv[1]);
+    close(dir);
+    tu_set_timeout_ms(sv[0], SO_RCVTIMEO, 20000);
+    CHECK_RC(fdsend_msg_recv(sv[0], reply, sizeof reply, got, 1, &n, 0), 4);
+    CHECK_EQ(n, 0);
+    CHECK(reply[0] == 0xE6 && reply[1] == 0xFF); /* -26: FDSEND_EPOLICY */
+    close(sv[0]);
+    tu_wait_ok(pid);
+}
+
 static const tu_case cases[] = {
     CASE(open_beneath_openat2),
     CASE(open_beneath_portable_walk),
     CASE(devices_are_refused),
     CASE(broker_protocol),
     CASE(broker_across_processes),
+    CASE(check_request),
+    CASE(reply_encode),
+    CASE(reply_status_range),
+    CASE(reply_decode_checks_the_descriptors),
+    CASE(reply_decode_checks_the_payload),
+    CASE(reply_decode_bad_arguments),
+    CASE(broker_open_refuses_hostile_replies),
+    CASE(broker_answers_a_request_whose_descriptors_it_cannot_take),
 };
 
 int main(int argc, char **argv)

@@ -1409,6 +1409,49 @@ TEST(version_and_strings)
     CHECK(strcmp(fdsend_strerror(12345), "unknown fdsend error code") == 0);
 }
 
+/* The file broker's codec is pure and exists here too; its I/O (fdsend_broker_serve_one,
+ * fdsend_broker_open) is POSIX only. fdsend_fd_info cannot tell a read-only handle here (a
+ * file is reported read-write), so a reply carrying a file is refused, closed, never handed
+ * on: the safe answer where the check cannot be made. */
+TEST(broker_codec)
+{
+    unsigned char b[4];
+    int32_t n = 7, st = 0;
+    intptr_t fds[1], file = 5;
+    fdsend_violation v;
+    DWORD base;
+    CHECK_RC(fdsend_broker_check_request("ok.txt", 6, 0), FDSEND_OK);
+    CHECK_RC(fdsend_broker_check_request("ok.txt", 6, 1), FDSEND_EPOLICY);
+    CHECK_RC(fdsend_broker_check_request("a\0b", 3, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_check_request(NULL, FDSEND_BROKER_MAX_PATH + 1, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_reply_encode(FDSEND_ENOENT, b, sizeof b, &n), FDSEND_OK);
+    CHECK_EQ(n, 0);
+    CHECK_RC(fdsend_broker_reply_decode(b, sizeof b, NULL, 0, &st, &file, NULL), FDSEND_OK);
+    CHECK_RC(st, FDSEND_ENOENT);
+    CHECK_EQ(file, -1);
+    CHECK_RC(fdsend_broker_reply_encode(1, b, sizeof b, &n), FDSEND_EINVAL);
+    CHECK_RC(fdsend_broker_reply_decode(b, 3, NULL, 0, &st, &file, &v), FDSEND_OK);
+    CHECK_RC(st, FDSEND_EPROTO);
+    CHECK_EQ(v.reason, FDSEND_VIOLATION_NONE);
+    base = handle_count();
+    /* A refusal with a handle, and a success with a file: refused, the handle closed. */
+    fds[0] = (intptr_t)temp_file("reply");
+    CHECK_RC(fdsend_broker_reply_decode(b, sizeof b, fds, 1, &st, &file, &v), FDSEND_OK);
+    CHECK_RC(st, FDSEND_EPROTO);
+    CHECK_EQ(v.reason, FDSEND_VIOLATION_TOO_MANY_FDS);
+    CHECK_EQ(fds[0], -1);
+    CHECK_RC(fdsend_broker_reply_encode(FDSEND_OK, b, sizeof b, &n), FDSEND_OK);
+    CHECK_EQ(n, 1);
+    fds[0] = (intptr_t)temp_file("reply");
+    CHECK_RC(fdsend_broker_reply_decode(b, sizeof b, fds, 1, &st, &file, &v), FDSEND_OK);
+    CHECK_RC(st, FDSEND_EPROTO);
+    CHECK_EQ(v.reason, FDSEND_VIOLATION_ACCESS);
+    CHECK_EQ(file, -1);
+    CHECK_EQ(handle_count(), base);
+    CHECK_RC(fdsend_broker_serve_one(0, 0, 0, &st), FDSEND_ENOTSUP);
+    CHECK_RC(fdsend_broker_open(0, "ok.txt", &file), FDSEND_ENOTSUP);
+}
+
 /* One round trip of every kind before a case counts handles: Winsock and wine allocate
  * some per-thread objects (events) on first use, which are no leak. */
 static void warm_up(void)
@@ -1436,6 +1479,7 @@ int main(int argc, char **argv)
 {
     static const test_case cases[] = {
         CASE(round_trip_in_process),
+        CASE(broker_codec),
         CASE(cross_process_several_handles),
         CASE(maxfds_truncation_closes_extras),
         CASE(partial_reads_keep_the_stream),

@@ -268,6 +268,64 @@ TEST(channel_malformed_frame)
     closesocket(b);
 }
 
+/* A hand-made empty record (docs/windows-protocol.md: n + d > 0; no FdSend sender writes
+ * one): its 32 header bytes, no handle, no data, no sender to check. */
+static void send_empty_record(SOCKET a)
+{
+    unsigned char rec[32];
+    memset(rec, 0, sizeof rec);
+    memcpy(rec, "FDSH", 4);
+    rec[4] = 1;
+    CHECK(send(a, (const char *)rec, (int)sizeof rec, 0) == (int)sizeof rec);
+}
+
+/* An empty record where a frame begins, and one inside a frame (after a header record that
+ * announces 4 payload bytes, with a handle): FDSEND_EPROTO, never FDSEND_EOF (the peer has
+ * not closed), no handle left open, and a channel object stays broken, as the .NET
+ * FdChannel (FdSend.WinTests' channel_empty_record_faults) must agree. */
+TEST(channel_empty_record)
+{
+    SOCKET a, b;
+    fdsend_channel *rx = NULL;
+    HANDLE f = temp_file(FILES[0]);
+    intptr_t fd = (intptr_t)f, back[2];
+    unsigned char h[FDSEND_MSG_HEADER_SIZE], got[16];
+    int32_t n = -1;
+    DWORD base;
+    socket_pair(&a, &b);
+    set_timeout_ms(b, SO_RCVTIMEO, 10000); /* a receive that waits wrongly fails, never hangs */
+    base = handle_count();
+    send_empty_record(a);
+    wait_queued(b);
+    CHECK_RC(fdsend_msg_recv((intptr_t)b, got, sizeof got, back, 2, &n, 0), FDSEND_EPROTO);
+    CHECK_EQ(n, 0);
+    CHECK_RC(fdsend_channel_open((intptr_t)b, 0, &rx), FDSEND_OK);
+    CHECK_RC(fdsend_channel_recv(rx, got, sizeof got, back, 2, &n, 0), FDSEND_EPROTO);
+    CHECK_RC(fdsend_channel_recv(rx, got, sizeof got, back, 2, &n, 0), FDSEND_EPROTO);
+    CHECK_EQ(n, 0);
+    fdsend_channel_close(rx);
+    CHECK_EQ(handle_count(), base);
+    closesocket(a);
+    closesocket(b);
+
+    socket_pair(&a, &b);
+    set_timeout_ms(b, SO_RCVTIMEO, 10000);
+    base = handle_count();
+    CHECK_RC(fdsend_channel_open((intptr_t)b, 0, &rx), FDSEND_OK);
+    header(h, 4, 1);
+    CHECK_RC(fdsend_send((intptr_t)a, h, sizeof h, &fd, 1, 0), (int64_t)sizeof h);
+    send_empty_record(a);
+    CHECK_RC(fdsend_channel_recv(rx, got, sizeof got, back, 2, &n, 0), FDSEND_EPROTO);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(handle_count(), base); /* the frame's handle was closed */
+    CHECK_RC(fdsend_msg_send((intptr_t)a, "fine", 4, NULL, 0, 0), FDSEND_OK);
+    CHECK_RC(fdsend_channel_recv(rx, got, sizeof got, back, 2, &n, 0), FDSEND_EPROTO);
+    fdsend_channel_close(rx);
+    CloseHandle(f);
+    closesocket(a);
+    closesocket(b);
+}
+
 /* The peer's close between frames is FDSEND_EOF (and stays so); inside a frame (a header
  * record announcing more payload than ever comes) it is FDSEND_EPROTO. */
 TEST(channel_peer_gone)
@@ -572,6 +630,7 @@ const test_case win_channel_cases[] = {
     CASE(channel_echo_two_processes),
     CASE(channel_limits),
     CASE(channel_malformed_frame),
+    CASE(channel_empty_record),
     CASE(channel_peer_gone),
     CASE(channel_timeouts_and_dontwait),
     CASE(channel_msg_round_trip),

@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: MIT
-using System.Buffers.Binary;
 using System.Net.Sockets;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
@@ -14,14 +13,15 @@ namespace FdSend;
 /// (openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS on Linux 5.6+, an O_NOFOLLOW walk
 /// elsewhere), regular files only (FIFOs are opened non-blocking so that they cannot hang the
 /// broker, then refused with directories, devices and sockets). The worker never receives a
-/// directory descriptor. The wire protocol is libfdsend's (fdsend_broker_serve_one), so a C
-/// worker can use this broker and the reverse.
+/// directory descriptor. The wire protocol and its checks are libfdsend's
+/// (fdsend_broker_check_request, fdsend_broker_reply_encode, as fdsend_broker_serve_one uses
+/// them), so a C worker can use this broker and the reverse: a request's path is bytes (UTF-8
+/// or not, no NUL, 1 to 4096 of them), looked up as they are.
 /// </summary>
 public sealed class FileBroker : IDisposable
 {
-    private const int MaxPath = 4096;
     private readonly SafeFileHandle _directory;
-    private readonly string[][] _allowed;
+    private readonly byte[][][] _allowed; // each allowed subdirectory's components, UTF-8
 
     /// <summary>Opens <paramref name="directory"/> to serve files beneath it.</summary>
     /// <param name="directory">The directory the worker may read from.</param>
@@ -43,10 +43,10 @@ public sealed class FileBroker : IDisposable
                 : new IOException($"Cannot serve '{directory}': {text}");
         }
         _directory = new SafeFileHandle(fd, ownsHandle: true);
-        _allowed = (allowedSubdirectories ?? []).Select(Components).ToArray();
-        foreach (string[] a in _allowed)
+        _allowed = (allowedSubdirectories ?? []).Select(a => Components(Encoding.UTF8.GetBytes(a)).ToArray()).ToArray();
+        foreach (byte[][] a in _allowed)
         {
-            if (a.Length == 0 || a.Contains(".."))
+            if (a.Length == 0 || a.Any(c => c.AsSpan().SequenceEqual(".."u8)))
             {
                 _directory.Dispose();
                 throw new ArgumentException("An allowed subdirectory must be a relative path below the directory, without \"..\".",
@@ -69,12 +69,13 @@ public sealed class FileBroker : IDisposable
         ArgumentNullException.ThrowIfNull(worker);
         ObjectDisposedException.ThrowIf(_directory.IsClosed, this);
         // The limits apply to sends too: a reply carries one file, so the channel must allow one
-        // descriptor per message. A request may carry none; one that does is refused below (two
-        // or more are rejected by the channel), its descriptors closed.
-        var options = new FdChannelOptions { LeaveOpen = true, MaxMessageSize = MaxPath, MaxFdsPerMessage = 1 };
+        // descriptor per message. A request may carry none; one that does is refused
+        // (libfdsend's request check; two or more are rejected by the channel first), its
+        // descriptors closed.
+        var options = new FdChannelOptions { LeaveOpen = true, MaxMessageSize = Interop.BrokerMaxPath, MaxFdsPerMessage = 1 };
         await using var channel = new FdChannel(worker, options);
         int served = 0;
-        byte[] reply = new byte[4];
+        byte[] reply = new byte[Interop.BrokerReplySize];
         while (true)
         {
             int status;
@@ -82,7 +83,7 @@ public sealed class FileBroker : IDisposable
             try
             {
                 using FdMessage request = await channel.ReceiveAsync(cancellationToken).ConfigureAwait(false);
-                status = request.FdCount != 0 ? (int)Interop.Status.EPOLICY : Open(request.Payload.Span, out file);
+                status = Open(request, out file);
             }
             catch (EndOfStreamException)
             {
@@ -90,52 +91,71 @@ public sealed class FileBroker : IDisposable
             }
             catch (FdMessageRejectedException e)
             {
-                status = e.Reason == FdMessageRejectReason.TooManyFds ? (int)Interop.Status.EPOLICY : (int)Interop.Status.EINVAL;
+                // Consumed whole, its descriptors closed by the channel (too long, too many, or
+                // not installable here): judged by what its header announced.
+                status = BrokerProtocol.CheckRequest(default, e.PayloadLength, e.FdCount);
             }
             using (file)
             {
-                BinaryPrimitives.WriteInt32LittleEndian(reply, status);
-                if (file is null)
-                    await channel.SendAsync(reply, default, cancellationToken).ConfigureAwait(false);
-                else
-                    await channel.SendAsync(reply, new Descriptor[] { file }, cancellationToken).ConfigureAwait(false);
+                int fdCount = BrokerProtocol.EncodeReply(status, reply);
+                Descriptor[] fds = fdCount == 0 ? [] : [file!];
+                await channel.SendAsync(reply, fds, cancellationToken).ConfigureAwait(false);
             }
             served++;
         }
     }
 
-    /// <summary>Opens what one request asks for: a status, and the file when it is 0.</summary>
-    private unsafe int Open(ReadOnlySpan<byte> request, out SafeFileHandle? file)
+    /// <summary>Opens what one request asks for: a status, and the file when it is 0. The
+    /// request's descriptors stay the request's (closed with it).</summary>
+    private unsafe int Open(FdMessage request, out SafeFileHandle? file)
     {
         file = null;
-        if (request.IsEmpty || request.IndexOf((byte)0) >= 0)
-            return (int)Interop.Status.EINVAL;
-        string path;
-        try
-        {
-            path = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(request);
-        }
-        catch (DecoderFallbackException)
-        {
-            return (int)Interop.Status.EINVAL;
-        }
-        if (_allowed.Length > 0 && !path.StartsWith('/'))
-        {
-            string[] parts = Components(path);
-            if (!parts.Contains("..") && !_allowed.Any(a => a.Length < parts.Length && parts.Take(a.Length).SequenceEqual(a)))
-                return (int)Interop.Status.EPOLICY;
-        }
+        ReadOnlySpan<byte> path = request.Payload.Span;
+        int status = BrokerProtocol.CheckRequest(path, path.Length, request.FdCount);
+        if (status != 0)
+            return status;
+        if (!IsAllowed(path))
+            return (int)Interop.Status.EPOLICY;
+        Span<byte> terminated = stackalloc byte[path.Length + 1]; // at most 4097 bytes
+        path.CopyTo(terminated);
+        terminated[path.Length] = 0;
         nint fd;
-        int rc = Interop.OpenBeneath(_directory, path, 0, &fd);
+        int rc;
+        fixed (byte* p = terminated)
+            rc = Interop.OpenBeneath(_directory, p, 0, &fd);
         if (rc < 0)
             return rc;
         file = new SafeFileHandle(fd, ownsHandle: true);
         return 0;
     }
 
+    /// <summary>Whether the allowed subdirectories (if any) let <paramref name="path"/> through,
+    /// compared component by component as bytes. Absolute paths and paths with ".." pass here:
+    /// fdsend_open_beneath refuses them as escapes.</summary>
+    private bool IsAllowed(ReadOnlySpan<byte> path)
+    {
+        if (_allowed.Length == 0 || path[0] == (byte)'/')
+            return true;
+        List<byte[]> parts = Components(path);
+        if (parts.Any(c => c.AsSpan().SequenceEqual(".."u8)))
+            return true;
+        return _allowed.Any(a => a.Length < parts.Count && a.Select((c, i) => c.AsSpan().SequenceEqual(parts[i])).All(same => same));
+    }
+
     /// <summary>The components of a relative path, without empty ones and ".".</summary>
-    private static string[] Components(string path) =>
-        path.Split('/', StringSplitOptions.RemoveEmptyEntries).Where(c => c != ".").ToArray();
+    private static List<byte[]> Components(ReadOnlySpan<byte> path)
+    {
+        var parts = new List<byte[]>();
+        while (!path.IsEmpty)
+        {
+            int slash = path.IndexOf((byte)'/');
+            ReadOnlySpan<byte> c = slash < 0 ? path : path[..slash];
+            if (!c.IsEmpty && !c.SequenceEqual("."u8))
+                parts.Add(c.ToArray());
+            path = slash < 0 ? default : path[(slash + 1)..];
+        }
+        return parts;
+    }
 
     /// <summary>Closes the directory. Idempotent.</summary>
     public void Dispose() => _directory.Dispose();

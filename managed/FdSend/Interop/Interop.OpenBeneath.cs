@@ -6,8 +6,8 @@ namespace FdSend;
 internal static unsafe partial class Interop
 {
     /// <summary>fdsend_open_beneath: a read-only regular file beneath dirfd, no "..", no
-    /// absolute path, no symbolic link; *fd is the caller's (-1 on failure).</summary>
-    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_open_beneath",
-                   StringMarshalling = StringMarshalling.Utf8)]
-    internal static partial int OpenBeneath(SafeHandle dirfd, string path, uint flags, nint* fd);
+    /// absolute path, no symbolic link; *fd is the caller's (-1 on failure). The path is the
+    /// NUL-terminated bytes a broker's request carried (any bytes but NUL).</summary>
+    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_open_beneath")]
+    internal static partial int OpenBeneath(SafeHandle dirfd, byte* path, uint flags, nint* fd);
 }
