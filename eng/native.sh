@@ -133,7 +133,7 @@ _native_exports() {
   # fdsend_fd_info come from native/src/fdinfo.c).
   for f in fdsend_send fdsend_send_to fdsend_recv fdsend_recv_part fdsend_peer_credentials fdsend_max_fds \
            fdsend_close_all fdsend_strerror fdsend_version fdsend_last_os_error \
-           fdsend_recv_exact fdsend_sendfds fdsend_recvfds fdsend_socketpair \
+           fdsend_recv_exact fdsend_recv_exact_step fdsend_sendfds fdsend_recvfds fdsend_socketpair \
            fdsend_set_inheritable fdsend_fd_info fdsend_dup fdsend_msg_send fdsend_msg_recv \
            fdsend_check_fds fdsend_check_received fdsend_check_fd fdsend_check_peer fdsend_recv_checked fdsend_shm_create \
            fdsend_shm_map fdsend_shm_unmap fdsend_open_beneath fdsend_broker_serve_one \

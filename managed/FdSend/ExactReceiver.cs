@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+using System.Buffers;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 
@@ -7,23 +8,29 @@ namespace FdSend;
 /// <summary>
 /// Receives exactly N bytes on a stream socket with every descriptor that comes with them,
 /// merged into one owning <see cref="ReceivedFds"/> (the HAProxy <c>_getsocks</c> /
-/// s6-fdholder case: a count, then descriptors in batches of at most 253). The one merge loop
-/// behind both <see cref="SocketFdExtensions.ReceiveFdsExactly"/> and
-/// <see cref="SocketFdAsyncExtensions.ReceiveFdsExactlyAsync(Socket, Memory{byte}, int, CancellationToken)"/>:
-/// each attempt is one non-blocking receive (<see cref="TryStep"/>); the sync and async entry
-/// points differ only in how they wait between attempts.
+/// s6-fdholder case: a count, then descriptors in batches of at most 253). Behind both
+/// <see cref="SocketFdExtensions.ReceiveFdsExactly"/> and
+/// <see cref="SocketFdAsyncExtensions.ReceiveFdsExactlyAsync(Socket, Memory{byte}, int, CancellationToken)"/>.
+/// The merge rules (bytes at their offset, descriptors in arrival order up to maxFds, the rest
+/// closed and flagged, the end of the stream before or after the first byte) are libfdsend's
+/// <c>fdsend_recv_exact_step</c>, the step <c>fdsend_recv_exact</c> loops over: each attempt
+/// here is one such step (<see cref="TryStep"/>). What stays here is ownership (the native
+/// descriptor array becomes a <see cref="ReceivedFds"/>), the waiting between steps (sync:
+/// fdsend_wait; async: the <see cref="ReadinessEngine"/>) and the exceptions.
 /// </summary>
-/// <remarks>Every descriptor received is, at every moment, either in <see cref="_fds"/> (owned
-/// here until <see cref="Result"/> hands them to a <see cref="ReceivedFds"/>) or closed; any
-/// failure closes them all (<see cref="Abandon"/>).</remarks>
+/// <remarks>Every descriptor received is, at every moment, either in
+/// <c>_fds[0 .. _state.FdCount)</c> (owned here until <see cref="Result"/> hands them to a
+/// <see cref="ReceivedFds"/>) or closed; any failure closes them all (libfdsend when the step
+/// fails, <see cref="Abandon"/> when the wait or the caller gives up).</remarks>
 internal sealed class ExactReceiver
 {
     private readonly Socket _socket;
     private readonly int _length;
     private readonly int _maxFds;
-    private nint[]? _fds;
-    private int _fdCount;
-    private bool _fdsTruncated;
+    private nint[] _fds = [];          // rented from ArrayPool once a descriptor may arrive
+    private Interop.ExactState _state; // the native step's; zero: a new receive
+    private bool _done;                // the step said FDSEND_EXACT_DONE
+    private bool _released;            // the descriptors were handed out, or closed
 
     private ExactReceiver(Socket socket, int length, int maxFds)
     {
@@ -33,12 +40,15 @@ internal sealed class ExactReceiver
     }
 
     /// <summary>Bytes stored so far at the start of the buffer.</summary>
-    private int BytesReceived { get; set; }
+    private int BytesReceived => (int)_state.Received;
+
+    /// <summary>Descriptors merged so far (or, after a failed step, closed by it).</summary>
+    private int FdCount => _state.FdCount;
 
     /// <summary>The peer closed its end before the first byte.</summary>
-    private bool EndOfStream { get; set; }
+    private bool EndOfStream => (_state.ReceiveFlags & Interop.FDSEND_RECV_END_OF_STREAM) != 0;
 
-    private bool Finished => EndOfStream || BytesReceived == _length;
+    private bool Finished => _done;
 
     private static ExactReceiver Create(Socket socket, int length, int maxFds)
     {
@@ -80,7 +90,7 @@ internal sealed class ExactReceiver
         }
         catch (Exception e)
         {
-            int got = r.BytesReceived, fds = r._fdCount;
+            int got = r.BytesReceived, fds = r.FdCount;
             r.Abandon();
             if (e is ObjectDisposedException && waited)
                 throw FdSendErrors.Aborted(SocketType.Stream);
@@ -131,81 +141,83 @@ internal sealed class ExactReceiver
 
     // ---- The shared loop body ----------------------------------------------------------------
 
-    /// <summary>One non-blocking receive into the rest of <paramref name="buffer"/>, merging its
-    /// descriptors. False: nothing waiting (nothing consumed). Throws
-    /// <see cref="EndOfStreamException"/> if the stream ends after the first byte, and the
-    /// disposal exception if the socket was disposed; the caller then calls
-    /// <see cref="Abandon"/>.</summary>
+    /// <summary>One fdsend_recv_exact_step into <paramref name="buffer"/>. True: something
+    /// arrived (or the receive is done); false: nothing waiting (nothing consumed). Throws
+    /// <see cref="EndOfStreamException"/> if the stream ends after the first byte, the
+    /// disposal exception if the socket was disposed, and the mapped exception of any other
+    /// failure; the caller then calls <see cref="Abandon"/>.</summary>
     private unsafe bool TryStep(Span<byte> buffer)
     {
-        nint* fds = stackalloc nint[FdPassing.MaxFds];
-        if (!FdSendCore.TryReceive(_socket, buffer.Slice(BytesReceived), fds, FdPassing.MaxFds,
-                                   out int n, out int count, out ReceiveFlags flags, out bool endOfStream, mayBlock: false))
-            return false;
-        Merge(new ReadOnlySpan<nint>(fds, count), flags);
-        if (n == 0 && count == 0)
-            FdSendCore.ThrowIfDisposedDuringReceive(_socket);
-        if (endOfStream)
+        SafeSocketHandle handle = FdSendCore.GetHandle(_socket);
+        int capacity = EnsureRoom();
+        int rc;
+        fixed (byte* data = buffer)
+        fixed (nint* fds = _fds)
+        fixed (Interop.ExactState* state = &_state)
+            rc = Interop.RecvExactStep(handle, state, data, (nuint)buffer.Length, fds, capacity, 0);
+        if (rc == Interop.FDSEND_EXACT_DONE)
         {
-            if (BytesReceived > 0)
-                throw FdSendErrors.ExactEndOfStream(BytesReceived, _length, _fdCount);
-            EndOfStream = true;
+            _done = true;
+            if (EndOfStream)
+                FdSendCore.ThrowIfDisposedDuringReceive(_socket); // Dispose's shutdown reads as an end
             return true;
         }
-        BytesReceived += n;
-        return true;
+        if (rc == (int)Interop.Status.Ok)
+            return true;
+        if (rc == (int)Interop.Status.EAGAIN)
+            return false;
+        // A failed step closed every descriptor it had stored and set their slots to -1
+        // (Abandon's CloseAll skips them); an argument error closed nothing.
+        if (rc == (int)Interop.Status.EPROTO && EndOfStream) // the end came after the first byte
+        {
+            FdSendCore.ThrowIfDisposedDuringReceive(_socket);
+            throw FdSendErrors.ExactEndOfStream(BytesReceived, _length, FdCount);
+        }
+        throw FdSendErrors.Create(rc, FdOperation.Receive);
     }
 
-    /// <summary>Keeps up to maxFds descriptors in arrival order; closes the rest.</summary>
-    private void Merge(ReadOnlySpan<nint> received, ReceiveFlags flags)
+    /// <summary>Grows the descriptor array so that the next step cannot run out of room below
+    /// maxFds (one step adds at most <see cref="FdPassing.MaxFds"/>): memory in proportion to
+    /// what arrived. Returns the maxfds to give the step.</summary>
+    private int EnsureRoom()
     {
-        if ((flags & ReceiveFlags.FdsTruncated) != 0)
-            _fdsTruncated = true;
-        if (received.IsEmpty)
-            return;
-        int keep = Math.Min(received.Length, _maxFds - _fdCount);
-        if (keep > 0)
+        int need = (int)Math.Min(_maxFds, (long)FdCount + FdPassing.MaxFds);
+        if (_fds.Length < need)
         {
-            if (_fds is null || _fds.Length < _fdCount + keep)
-            {
-                nint[] grown;
-                try
-                {
-                    grown = new nint[Math.Max(_fdCount + keep, Math.Min(_maxFds, (_fds?.Length ?? 4) * 2))];
-                }
-                catch
-                {
-                    FdSendCore.CloseAll(received); // not merged yet: Abandon would miss them
-                    throw;
-                }
-                if (_fds is not null)
-                    _fds.AsSpan(0, _fdCount).CopyTo(grown);
-                _fds = grown;
-            }
-            received.Slice(0, keep).CopyTo(_fds.AsSpan(_fdCount));
-            _fdCount += keep;
+            nint[] grown = ArrayPool<nint>.Shared.Rent(Math.Max(need, Math.Min(_maxFds, _fds.Length * 2)));
+            _fds.AsSpan(0, FdCount).CopyTo(grown);
+            ReturnArray();
+            _fds = grown;
         }
-        if (keep < received.Length)
-        {
-            _fdsTruncated = true;
-            FdSendCore.CloseAll(received.Slice(keep));
-        }
+        return Math.Min(_maxFds, _fds.Length);
+    }
+
+    private void ReturnArray()
+    {
+        if (_fds.Length > 0)
+            ArrayPool<nint>.Shared.Return(_fds);
+        _fds = [];
     }
 
     /// <summary>Hands every merged descriptor to one owning result.</summary>
     private ReceivedFds Result()
     {
-        ReadOnlySpan<nint> fds = _fds.AsSpan(0, _fdCount);
-        var result = new ReceivedFds(fds, BytesReceived,
-                                     _fdsTruncated ? ReceiveFlags.FdsTruncated : ReceiveFlags.None, EndOfStream);
-        _fdCount = 0; // owned by the result now
+        ReadOnlySpan<nint> fds = _fds.AsSpan(0, FdCount);
+        ReceiveFlags flags = (_state.ReceiveFlags & Interop.FDSEND_RECV_FDS_TRUNCATED) != 0
+            ? ReceiveFlags.FdsTruncated : ReceiveFlags.None;
+        var result = new ReceivedFds(fds, BytesReceived, flags, EndOfStream);
+        _released = true; // owned by the result now
+        ReturnArray();
         return result;
     }
 
-    /// <summary>Closes every descriptor received so far (after a failure).</summary>
+    /// <summary>Closes every descriptor received so far (after a failure); the slots of those
+    /// a failed step already closed hold -1, which CloseAll skips.</summary>
     private void Abandon()
     {
-        FdSendCore.CloseAll(_fds.AsSpan(0, _fdCount));
-        _fdCount = 0;
+        if (!_released)
+            FdSendCore.CloseAll(_fds.AsSpan(0, FdCount));
+        _released = true;
+        ReturnArray();
     }
 }

@@ -344,10 +344,13 @@ FDSEND_API int32_t fdsend_last_os_error(void);
  * - If the stream ends, times out or fails after the first byte: a negative code
  *   (FDSEND_EPROTO for an end of stream or a timeout inside the expected bytes, with
  *   fdsend_last_os_error() ETIMEDOUT for the timeout), every descriptor received by this
- *   call is closed, and the stream position is lost. Inside the bytes the timeout counts
- *   from the last byte that arrived; signals never restart it.
+ *   call is closed, and the stream position is lost. SO_RCVTIMEO bounds the WHOLE call,
+ *   counted from its start (a peer trickling a byte at a time cannot stretch it); signals
+ *   never restart it.
  * - A thread cancelled (pthread_cancel) inside the call closes what it had received.
- * - Not connected: FDSEND_ENOTCONN. Windows: FDSEND_ENOTSUP (not built there yet).
+ * - The merge rules are fdsend_recv_exact_step's (below); this is its blocking loop.
+ * - Not connected: FDSEND_ENOTCONN. Windows: FDSEND_ENOTSUP (not built there yet: use
+ *   fdsend_recv_exact_step with fdsend_wait).
  *
  * @param sock    connected Unix STREAM socket (another type: FDSEND_ENOTSUP)
  * @param buf     where the bytes go; may be NULL only when len == 0
@@ -362,6 +365,71 @@ FDSEND_API int32_t fdsend_last_os_error(void);
 FDSEND_API int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
                                      int32_t maxfds, int32_t *nfds, uint32_t *rflags,
                                      uint32_t flags);
+
+/**
+ * Where a receive of exactly len bytes (fdsend_recv_exact_step) stands. The caller owns it:
+ * initialise it with FDSEND_EXACT_STATE_INIT (or zero it) for each new receive, read its
+ * public fields, and otherwise leave it as the library left it. Plain data, no resource to
+ * free; one receive at a time (not two threads at once).
+ */
+typedef struct fdsend_exact_state {
+    uint64_t received;    /**< out: bytes stored at buf[0 .. received) so far */
+    int32_t nfds;         /**< out: descriptors stored at fds[0 .. nfds) so far */
+    uint32_t rflags;      /**< out: FDSEND_RECV_FDS_TRUNCATED, FDSEND_RECV_END_OF_STREAM */
+    uint64_t reserved[2]; /**< the library's (the socket it began on, whether it ended) */
+} fdsend_exact_state;
+
+/** A fresh fdsend_exact_state (the same as one filled with zeros). */
+#define FDSEND_EXACT_STATE_INIT {0, 0, 0, {0, 0}}
+
+/** fdsend_recv_exact_step's result when the receive is complete. */
+#define FDSEND_EXACT_DONE 1
+
+/**
+ * One step of receiving exactly len bytes on a STREAM socket with every descriptor that
+ * comes with them: ONE receive that never waits (for an event loop, or a caller that waits
+ * its own way), merged into the caller's buf, fds and state. The merge rules of
+ * fdsend_recv_exact, which loops over this step:
+ *
+ * - The bytes go to buf[state->received ..]; the descriptors are appended to
+ *   fds[state->nfds ..] in arrival order (close-on-exec). Once the receive holds maxfds,
+ *   every further descriptor is closed and FDSEND_RECV_FDS_TRUNCATED set in state->rflags
+ *   (as when the kernel dropped some). maxfds may grow between steps (a caller growing its
+ *   array as descriptors arrive: one step adds at most FDSEND_MAX_FDS), never below
+ *   state->nfds.
+ * - Until the receive is done, fds[0 .. state->nfds) belong to the receive: a caller that
+ *   gives up (cancellation) closes them with fdsend_close_all. Once done, they are the
+ *   caller's.
+ *
+ * @param sock    connected Unix STREAM socket (another type: FDSEND_ENOTSUP), the same for
+ *                every step of one receive (another one: FDSEND_EINVAL)
+ * @param state   the receive's state (see fdsend_exact_state); not NULL
+ * @param buf     where the bytes go, the same every step; may be NULL only when len == 0
+ * @param len     how many bytes to receive in all, the same every step
+ * @param fds     where descriptors go; may be NULL only when maxfds == 0
+ * @param maxfds  how many descriptors to keep in all (0 .. any)
+ * @param flags   0 (no flag is defined yet; another value: FDSEND_EINVAL)
+ * @return
+ *   - FDSEND_EXACT_DONE: state->received == len (len == 0: at once, nothing read), or the
+ *     peer closed its end before the first byte: state->received 0, FDSEND_RECV_END_OF_STREAM
+ *     in state->rflags. A further step returns FDSEND_EXACT_DONE again, reading nothing.
+ *   - FDSEND_OK: a piece arrived and more is due: step again.
+ *   - FDSEND_EAGAIN: nothing is queued; nothing consumed or lost: wait until the socket is
+ *     readable (fdsend_wait, a poller) and step again.
+ *   - Another negative FDSEND_E* code: the receive failed and is over (a further step:
+ *     FDSEND_EINVAL). FDSEND_EPROTO with FDSEND_RECV_END_OF_STREAM in state->rflags: the
+ *     stream ended after the first byte and before the last. Every descriptor the receive had stored is closed and its slot in fds[] set to
+ *     -1; state->nfds still says how many there were and state->received how many bytes
+ *     were consumed (if any, the stream position is lost: close the connection). The
+ *     checks of the arguments (FDSEND_EBADF, FDSEND_EINVAL for a bad argument or state,
+ *     and on the first step FDSEND_ENOTSOCK / FDSEND_ENOTSUP for the socket) fail before
+ *     any of that: they change nothing and close nothing.
+ *   Windows: records are read whole (fdsend_recv), so a record with more data than the
+ *   bytes still due gives FDSEND_EMSGSIZE; where the OS has no MSG_DONTWAIT: FDSEND_ENOTSUP.
+ */
+FDSEND_API int32_t fdsend_recv_exact_step(intptr_t sock, fdsend_exact_state *state, void *buf,
+                                          size_t len, intptr_t *fds, int32_t maxfds,
+                                          uint32_t flags);
 
 #if !defined(_WIN32)
 /** fdsend_send with plain int descriptors (POSIX only: the intptr_t functions also carry

@@ -498,122 +498,151 @@ int32_t fdsend_close_all(const intptr_t *fds, int32_t nfds)
     return FDSEND_OK;
 }
 
-/* ---- fdsend_recv_exact ------------------------------------------------------------------ */
+/* ---- fdsend_recv_exact_step and fdsend_recv_exact ---------------------------------------
+ * The merge rules are recv_exact.c's (every platform); here is the POSIX receive of a step
+ * and the blocking loop over it. */
 
-/* The descriptors fdsend_recv_exact has stored so far: closed if the thread is cancelled
- * (recvmsg and poll are cancellation points) or the call fails after its first byte. */
-typedef struct exact_fds {
-    intptr_t *fds;
-    int32_t stored;
-} exact_fds;
-
-static void exact_fds_close(void *arg)
+/* One receive into the rest of buf (dontwait as given, within d), merged into st:
+ * FDSEND_EXACT_DONE, FDSEND_OK (more is due), or a negative code (recorded), the piece's
+ * own descriptors closed; FDSEND_EAGAIN and FDSEND_ETIMEDOUT consumed nothing, any other
+ * code leaves the caller to abandon st. */
+static int32_t exact_piece(int s, fdsend_exact_state *st, unsigned char *buf, size_t len,
+                           intptr_t *fds, int32_t maxfds, int dontwait, fdsend_deadline *d)
 {
-    exact_fds *e = arg;
-    int saved = errno;
-    int32_t i, k = e->stored;
-    e->stored = 0;
-    for (i = 0; i < k; i++)
-        close((int)e->fds[i]);
-    errno = saved;
-}
-
-/* Add the descriptors of one piece (got[0 .. n)) to e: the ones beyond maxfds are closed.
- * Returns 1 if some were closed. */
-static int exact_take(exact_fds *e, int32_t maxfds, const int *got, int32_t n)
-{
-    int32_t i;
-    int dropped = 0;
-    for (i = 0; i < n; i++) {
-        if (e->stored < maxfds) {
-            e->fds[e->stored++] = (intptr_t)got[i];
-        } else {
-            close(got[i]);
-            dropped = 1;
-        }
-    }
-    return dropped;
-}
-
-/* fdsend_recv_exact's loop (arguments validated, len > 0, a stream socket). */
-static int64_t recv_exact_loop(int s, unsigned char *buf, size_t len, exact_fds *e,
-                               int32_t maxfds, uint32_t *out, uint32_t flags)
-{
-    fdsend_deadline dl;
-    size_t have = 0;
-    int dontwait = (flags & FDSEND_DONTWAIT) != 0;
-
-    fdsend_deadline_start(&dl, POLLIN, dontwait);
-    while (have < len) {
-        struct iovec iov;
-        int got[FDSEND_MAX_FDS];
-        fdsend_piece pc;
-        int64_t n;
-
-        iov.iov_base = buf + have;
-        iov.iov_len = len - have;
-        /* Once started, the call waits whatever the flags. */
-        n = fdsend_recv_piece(s, &iov, 1, have == 0 && dontwait, got, FDSEND_MAX_FDS, &pc, &dl);
-        if (n < 0) {
-            int32_t rc;
-            if (have == 0)
-                return n; /* FDSEND_EAGAIN, FDSEND_ETIMEDOUT, ...: nothing consumed */
-            rc = fdsend_wait_inside(s, (int32_t)n, &dl);
-            if (rc != FDSEND_OK)
-                return rc;
-            continue;
-        }
-        if (exact_take(e, maxfds, got, pc.taken) || pc.excess > 0 || pc.malformed || pc.ctrunc)
-            *out |= FDSEND_RECV_FDS_TRUNCATED;
-        if (n == 0) {
-            if (have == 0) {
-                *out |= FDSEND_RECV_END_OF_STREAM;
-                return 0;
-            }
-            return fdsend_fail(FDSEND_EPROTO, EPROTO); /* the stream ended inside them */
-        }
-        have += (size_t)n;
-        fdsend_deadline_renew(&dl); /* bytes moved: the next wait counts from now */
-    }
-    return (int64_t)len;
-}
-
-int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
-                          int32_t maxfds, int32_t *nfds, uint32_t *rflags, uint32_t flags)
-{
-    exact_fds e;
-    uint32_t out = 0;
-    int type = 0;
-    int32_t rc;
+    struct iovec iov;
+    int got[FDSEND_MAX_FDS];
+    intptr_t wide[FDSEND_MAX_FDS];
+    fdsend_piece pc;
+    int32_t i, rc;
     int64_t n;
 
-    int32_t vrc = validate_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
-    if (vrc != FDSEND_OK)
-        return vrc;
+    iov.iov_base = buf + st->received;
+    iov.iov_len = len - (size_t)st->received;
+    n = fdsend_recv_piece(s, &iov, 1, dontwait, got, FDSEND_MAX_FDS, &pc, d);
+    if (n < 0)
+        return (int32_t)n;
+    for (i = 0; i < pc.taken; i++)
+        wide[i] = (intptr_t)got[i];
+    /* On a stream socket with bytes still due, 0 bytes is the end of the stream. */
+    rc = fdsend_exact_merge(st, len, fds, maxfds, (size_t)n, wide, pc.taken,
+                            pc.excess > 0 || pc.malformed || pc.ctrunc, n == 0);
+    if (rc < 0)
+        return fdsend_fail(rc, EPROTO);
+    return rc;
+}
+
+/* The checks every step and fdsend_recv_exact's start make: the socket, the arguments, and
+ * (once per receive) that the socket is a stream socket. FDSEND_OK or a recorded code;
+ * nothing is closed. */
+static int32_t exact_check(intptr_t sock, fdsend_exact_state *st, const void *buf, size_t len,
+                           const intptr_t *fds, int32_t maxfds, uint32_t flags)
+{
+    int type = 0;
+    int32_t rc;
+    if (!fdsend_valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if (len > (size_t)SSIZE_MAX ||
+        fdsend_exact_args(sock, st, buf, len, fds, maxfds, flags) != FDSEND_OK)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    if (fdsend_exact_checked(st))
+        return FDSEND_OK;
     rc = socket_type((int)sock, &type);
     if (rc != FDSEND_OK)
         return rc;
     if (type != SOCK_STREAM)
         return fdsend_fail(FDSEND_ENOTSUP, EPROTOTYPE);
-    if (len == 0) {
-        fdsend_clear_error();
-        return 0;
+    fdsend_exact_begin(st, sock);
+    return FDSEND_OK;
+}
+
+int32_t fdsend_recv_exact_step(intptr_t sock, fdsend_exact_state *state, void *buf,
+                               size_t len, intptr_t *fds, int32_t maxfds, uint32_t flags)
+{
+    int32_t rc = exact_check(sock, state, buf, len, fds, maxfds, flags);
+    if (rc != FDSEND_OK)
+        return rc;
+#if !HAVE_MSG_DONTWAIT
+    return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP); /* a step must not wait */
+#else
+    if (!fdsend_exact_finished(state, len)) {
+        fdsend_deadline dl;
+        fdsend_deadline_start(&dl, POLLIN, 1);
+        rc = exact_piece((int)sock, state, (unsigned char *)buf, len, fds, maxfds, 1, &dl);
+        if (rc == FDSEND_EAGAIN)
+            return rc; /* nothing consumed: the receive goes on */
+        if (rc < 0) {
+            fdsend_exact_abandon(state, fds);
+            return rc;
+        }
     }
-    e.fds = fds;
-    e.stored = 0;
-    pthread_cleanup_push(exact_fds_close, &e);
-    n = recv_exact_loop((int)sock, (unsigned char *)buf, len, &e, maxfds, &out, flags);
-    if (n < 0)
-        exact_fds_close(&e); /* after the first byte: every descriptor of the call */
-    pthread_cleanup_pop(0);
-    if (n < 0)
-        return n;
-    if (nfds != NULL)
-        *nfds = e.stored;
-    if (rflags != NULL)
-        *rflags = out;
     fdsend_clear_error();
-    return n;
+    return fdsend_exact_finished(state, len) ? FDSEND_EXACT_DONE : FDSEND_OK;
+#endif /* !HAVE_MSG_DONTWAIT */
+}
+
+/* What a cancelled thread (recvmsg and poll are cancellation points) must close. */
+typedef struct exact_call {
+    fdsend_exact_state *st;
+    intptr_t *fds;
+} exact_call;
+
+static void exact_cancelled(void *arg)
+{
+    exact_call *c = arg;
+    fdsend_exact_abandon(c->st, c->fds);
+}
+
+/* fdsend_recv_exact's loop over the step (st checked, len > 0): the first receive in the
+ * caller's mode (a blocking socket waits in the kernel, within SO_RCVTIMEO); once a byte is
+ * in, steps that never wait and, between them, the library's wait for what is left of the
+ * call's one deadline (a timeout there: FDSEND_EPROTO with ETIMEDOUT). */
+static int32_t recv_exact_loop(int s, fdsend_exact_state *st, unsigned char *buf, size_t len,
+                               intptr_t *fds, int32_t maxfds, uint32_t flags)
+{
+    fdsend_deadline dl;
+    int dontwait = (flags & FDSEND_DONTWAIT) != 0;
+    int32_t rc;
+
+    fdsend_deadline_start(&dl, POLLIN, dontwait);
+    rc = exact_piece(s, st, buf, len, fds, maxfds, dontwait, &dl);
+    while (rc == FDSEND_OK) {
+        rc = exact_piece(s, st, buf, len, fds, maxfds, 1, &dl);
+        if (rc < 0)
+            rc = fdsend_wait_inside(s, rc, &dl); /* FDSEND_EAGAIN: wait, then FDSEND_OK */
+    }
+    return rc;
+}
+
+int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
+                          int32_t maxfds, int32_t *nfds, uint32_t *rflags, uint32_t flags)
+{
+    fdsend_exact_state st = FDSEND_EXACT_STATE_INIT;
+    exact_call call;
+    int32_t rc;
+
+    rc = validate_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
+    if (rc != FDSEND_OK)
+        return rc;
+    rc = exact_check(sock, &st, buf, len, fds, maxfds, 0);
+    if (rc != FDSEND_OK)
+        return rc;
+    if (len > 0) {
+        call.st = &st;
+        call.fds = fds;
+        pthread_cleanup_push(exact_cancelled, &call);
+        rc = recv_exact_loop((int)sock, &st, (unsigned char *)buf, len, fds, maxfds, flags);
+        if (rc < 0) /* FDSEND_EAGAIN and FDSEND_ETIMEDOUT come before the first byte */
+            fdsend_exact_abandon(&st, fds); /* every descriptor of the call */
+        pthread_cleanup_pop(0);
+        if (rc < 0)
+            return rc;
+    }
+    if (nfds != NULL)
+        *nfds = st.nfds;
+    if (rflags != NULL)
+        *rflags = st.rflags;
+    fdsend_clear_error();
+    return (int64_t)st.received;
 }
 
 /* ---- int descriptors ---------------------------------------------------------------- */

@@ -46,6 +46,7 @@ public class ExactReceiveTests : TempDirFixture
     /// beyond maxFds closed and flagged.</summary>
     [TestCase(1000, Total, false)]
     [TestCase(300, 300, true)]
+    [TestCase(0, 0, true)]
     public async Task A_count_then_306_descriptors_in_two_batches_arrive_in_one_sync_call(int maxFds, int kept, bool truncated)
     {
         using var pair = SocketPair.Create(Dir, SocketType.Stream);
@@ -154,6 +155,24 @@ public class ExactReceiveTests : TempDirFixture
             (await pair.B.ReceiveFdsExactlyAsync(new byte[4], cts.Token)).Dispose());
         using var file = NewFile();
         pair.AssertNextMessageArrivesWhole("next", file);
+    }
+
+    [Test]
+    public void Async_cancellation_after_the_first_byte_closes_what_came()
+    {
+        using var pair = SocketPair.Create(Dir, SocketType.Stream);
+        using var file = NewFile();
+        int before = AsyncTest.SettledFdCount();
+        pair.A.SendFds(new byte[3], file, file);
+        using var cts = new CancellationTokenSource();
+        ValueTask<ReceivedFds> receive = pair.B.ReceiveFdsExactlyAsync(new byte[8], cancellationToken: cts.Token);
+        // The call takes what is queued before it first waits: the 3 bytes and 2 descriptors.
+        Assert.That(receive.IsCompleted, Is.False);
+        Assert.That(pair.B.Poll(0, SelectMode.SelectRead), Is.False, "the first piece was consumed");
+        AsyncTest.AssertFdCount(before + 2, "the receive holds the 2 descriptors");
+        cts.Cancel();
+        Assert.CatchAsync<OperationCanceledException>(async () => (await receive.Within()).Dispose());
+        AsyncTest.AssertFdCount(before, "the 2 descriptors received before the cancellation were closed");
     }
 
     [Test]

@@ -21,6 +21,7 @@ internal static class Cases
         ("file", File),
         ("pipe", Pipe),
         ("many_handles_one_message", Many),
+        ("receive_exactly_merges_records", Exactly),
         ("truncation", Truncation),
         ("listener_handed_over_accepts", () => Listener(asyncFirst: false)),
         ("listener_used_async_by_sender", () => Listener(asyncFirst: true)),
@@ -97,6 +98,40 @@ internal static class Cases
             using (AnonymousPipeClientStream p = r.TakePipe(3, PipeDirection.In))
             using (var reader = new StreamReader(p))
                 Equal("piped", reader.ReadLine(), "the pipe");
+            SendByte(s, (byte)'Y');
+            c.ExpectSuccess();
+        }
+    }
+
+    /// <summary>ReceiveFdsExactly / ReceiveFdsExactlyAsync over records (libfdsend's
+    /// fdsend_recv_exact_step): a count, then two batches, merged into one result in arrival
+    /// order; handles beyond maxFds closed and flagged.</summary>
+    private static void Exactly()
+    {
+        (Child c, Socket s) = StartPeer("exact");
+        using (c)
+        using (s)
+        {
+            var buf = new byte[6];
+            using (ReceivedFds r = s.ReceiveFdsExactly(buf, maxFds: 2))
+            {
+                Equal(6, r.BytesReceived, "data bytes");
+                Equal(3, BinaryPrimitives.ReadInt32LittleEndian(buf), "the count");
+                Equal("ab", Encoding.ASCII.GetString(buf, 4, 2), "the batches' bytes");
+                Equal(2, r.Count, "handles kept (maxFds)");
+                Check(r.FdsTruncated, "the third handle closed and flagged");
+                using FileStream f = r.TakeFileStream(1, FileAccess.Read);
+                Equal(Contents[1], ReadAll(f), "the second handle, in arrival order");
+            }
+            Array.Clear(buf);
+            using (ReceivedFds r = s.ReceiveFdsExactlyAsync(buf).AsTask().GetAwaiter().GetResult())
+            {
+                Equal(6, r.BytesReceived, "data bytes (async)");
+                Equal(3, r.Count, "every handle (async)");
+                Check(!r.FdsTruncated, "not truncated (async)");
+                using FileStream f = r.TakeFileStream(2, FileAccess.Read);
+                Equal(Contents[0], ReadAll(f), "the second batch's handle comes last");
+            }
             SendByte(s, (byte)'Y');
             c.ExpectSuccess();
         }

@@ -22,6 +22,7 @@ internal static class Peer
                 case "file": return SendFile(s);
                 case "pipe": return SendPipe(s);
                 case "many": return SendMany(s);
+                case "exact": return SendCountThenBatches(s);
                 case "truncate": return SendFive(s);
                 case "listener": return ReceiveListener(s);
                 case "listener-async": return ReceiveListener(s);
@@ -77,6 +78,21 @@ internal static class Peer
         pipe.Write("piped\n"u8);
         Equal('Y', (char)ReceiveByte(s), "verdict");
         CheckNoCopyLeft(before);
+        return 0;
+    }
+
+    /// <summary>Twice what HAProxy's _getsocks sends, in small: a 4-byte count (3), then a
+    /// batch of two handles on "a" and one on "b".</summary>
+    private static int SendCountThenBatches(Socket s)
+    {
+        using FileStream a = TempFile(Program_Contents(0)), b = TempFile(Program_Contents(1));
+        for (int round = 0; round < 2; round++)
+        {
+            Equal(4, s.SendFds(BitConverter.GetBytes(3)), "the count");
+            Equal(1, s.SendFds("a"u8, a, b), "the first batch");
+            Equal(1, s.SendFds("b"u8, a), "the second batch");
+        }
+        Equal('Y', (char)ReceiveByte(s), "verdict");
         return 0;
     }
 

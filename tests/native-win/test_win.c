@@ -685,6 +685,76 @@ TEST(dontwait_and_end_of_stream)
     closesocket(b);
 }
 
+/* One fdsend_recv_exact_step once something is queued. */
+static int32_t exact_step_when_ready(SOCKET b, fdsend_exact_state *st, void *buf, size_t len,
+                                     intptr_t *fds, int32_t maxfds)
+{
+    CHECK_RC(fdsend_wait((intptr_t)b, FDSEND_POLL_IN, 10000), FDSEND_OK);
+    return fdsend_recv_exact_step((intptr_t)b, st, buf, len, fds, maxfds, 0);
+}
+
+/* fdsend_recv_exact_step over records (what ReceiveFdsExactly uses on Windows): nothing
+ * queued is FDSEND_EAGAIN; records merge in order, handles beyond maxfds closed and
+ * flagged; a record with more data than is still due is FDSEND_EMSGSIZE, consumes nothing
+ * and ends the receive with every handle it held closed; the end of the stream before the
+ * first byte is a finished receive. fdsend_recv_exact itself is not built here. */
+TEST(exact_step_over_records)
+{
+    SOCKET a, b;
+    HANDLE f[3];
+    intptr_t fds[3], got[4] = {0, 0, 0, 0};
+    unsigned char buf[6];
+    uint32_t count = 5, rf = 9;
+    int32_t n = 9;
+    int i;
+    DWORD base;
+    fdsend_exact_state st = FDSEND_EXACT_STATE_INIT;
+
+    socket_pair(&a, &b);
+    for (i = 0; i < 3; i++) {
+        f[i] = temp_file(CONTENTS[i]);
+        fds[i] = (intptr_t)f[i];
+    }
+    base = handle_count();
+    CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 4, got, 2, &n, &rf, 0), FDSEND_ENOTSUP);
+    CHECK_RC(fdsend_recv_exact_step((intptr_t)b, &st, buf, sizeof buf, got, 2, 0), FDSEND_EAGAIN);
+    CHECK_RC(fdsend_send((intptr_t)a, &count, sizeof count, NULL, 0, 0), 4);
+    CHECK_RC(exact_step_when_ready(b, &st, buf, sizeof buf, got, 2), FDSEND_OK);
+    CHECK_EQ(st.received, 4);
+    CHECK_RC(fdsend_send((intptr_t)a, "a", 1, fds, 3, 0), 1);
+    CHECK_RC(exact_step_when_ready(b, &st, buf, sizeof buf, got, 2), FDSEND_OK);
+    CHECK_EQ(st.received, 5);
+    CHECK_EQ(st.nfds, 2);
+    CHECK_EQ(st.rflags, FDSEND_RECV_FDS_TRUNCATED);
+    CHECK(same_file((HANDLE)got[0], f[0]));
+    CHECK(same_file((HANDLE)got[1], f[1]));
+    CHECK_EQ(handle_count(), base + 2); /* the third was closed */
+
+    CHECK_RC(fdsend_send((intptr_t)a, "bc", 2, NULL, 0, 0), 2);
+    CHECK_RC(exact_step_when_ready(b, &st, buf, sizeof buf, got, 2), FDSEND_EMSGSIZE);
+    CHECK(got[0] == -1 && got[1] == -1);
+    CHECK_EQ(st.nfds, 2);
+    CHECK_EQ(handle_count(), base);
+    CHECK_RC(fdsend_recv_exact_step((intptr_t)b, &st, buf, sizeof buf, got, 2, 0), FDSEND_EINVAL);
+    CHECK_RC(fdsend_recv((intptr_t)b, buf, sizeof buf, NULL, 0, NULL, NULL, 0), 2); /* still queued */
+
+    memset(&st, 0, sizeof st);
+    CHECK_RC(fdsend_send((intptr_t)a, "d", 1, fds, 1, 0), 1);
+    CHECK_RC(exact_step_when_ready(b, &st, buf, 1, got, 2), FDSEND_EXACT_DONE);
+    CHECK_EQ(st.nfds, 1);
+    CHECK(same_file((HANDLE)got[0], f[0]));
+    CloseHandle((HANDLE)got[0]);
+    CHECK_EQ(handle_count(), base);
+    memset(&st, 0, sizeof st);
+    closesocket(a);
+    CHECK_RC(exact_step_when_ready(b, &st, buf, sizeof buf, got, 2), FDSEND_EXACT_DONE);
+    CHECK_EQ(st.received, 0);
+    CHECK_EQ(st.rflags, FDSEND_RECV_END_OF_STREAM);
+    for (i = 0; i < 3; i++)
+        CloseHandle(f[i]);
+    closesocket(b);
+}
+
 /* Milliseconds on QueryPerformanceCounter (the clock libfdsend's deadlines use). */
 static double precise_ms(void)
 {
@@ -1422,6 +1492,7 @@ int main(int argc, char **argv)
         CASE(forged_sender_is_refused),
         CASE(garbage_is_a_protocol_error),
         CASE(dontwait_and_end_of_stream),
+        CASE(exact_step_over_records),
         CASE(wait_and_peek),
         CASE(recv_timeout),
         CASE(recv_timeout_inside_record_data),

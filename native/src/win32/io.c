@@ -504,7 +504,51 @@ int64_t fdsend_recv_part(intptr_t sock, fdsend_recv_state *state, void *buf, siz
     return n;
 }
 
-/* Not built for Windows yet: its records already come whole from fdsend_recv. */
+/* The step of an exact receive (fdsend.h; the merge rules are recv_exact.c's): one whole
+ * record without waiting for one to come (fdsend_recv with FDSEND_DONTWAIT: a record whose
+ * data is more than the bytes still due is FDSEND_EMSGSIZE, nothing consumed). */
+int32_t fdsend_recv_exact_step(intptr_t sock, fdsend_exact_state *state, void *buf,
+                               size_t len, intptr_t *fds, int32_t maxfds, uint32_t flags)
+{
+    intptr_t got[FDSEND_MAX_FDS];
+    int32_t ngot = 0, rc;
+    uint32_t rf = 0;
+    int64_t n;
+
+    if (sock <= 0 || (SOCKET)sock == INVALID_SOCKET)
+        return fdsend_fail_win32(FDSEND_EBADF, ERROR_INVALID_HANDLE);
+    if (fdsend_exact_args(sock, state, buf, len, fds, maxfds, flags) != FDSEND_OK)
+        return fdsend_fail_win32(FDSEND_EINVAL, ERROR_INVALID_PARAMETER);
+    if (!fdsend_exact_checked(state)) {
+        rc = fdsend_win_check_stream(sock);
+        if (rc != FDSEND_OK)
+            return rc;
+        fdsend_exact_begin(state, sock);
+    }
+    if (!fdsend_exact_finished(state, len)) {
+        n = fdsend_recv(sock, (unsigned char *)buf + state->received,
+                        len - (size_t)state->received, got, FDSEND_MAX_FDS, &ngot, &rf,
+                        FDSEND_DONTWAIT);
+        if (n == FDSEND_EAGAIN)
+            return FDSEND_EAGAIN; /* nothing consumed: the receive goes on */
+        if (n < 0) {
+            fdsend_exact_abandon(state, fds);
+            return (int32_t)n;
+        }
+        rc = fdsend_exact_merge(state, len, fds, maxfds, (size_t)n, got, ngot,
+                                (rf & FDSEND_RECV_FDS_TRUNCATED) != 0,
+                                (rf & FDSEND_RECV_END_OF_STREAM) != 0);
+        if (rc < 0) {
+            fdsend_exact_abandon(state, fds);
+            return fdsend_fail_win32(rc, ERROR_HANDLE_EOF);
+        }
+    }
+    fdsend_clear_error();
+    return fdsend_exact_finished(state, len) ? FDSEND_EXACT_DONE : FDSEND_OK;
+}
+
+/* Not built for Windows yet (fdsend_recv_exact_step is: a caller loops over it, waiting
+ * with fdsend_wait). */
 int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
                           int32_t maxfds, int32_t *nfds, uint32_t *rflags, uint32_t flags)
 {
