@@ -126,10 +126,9 @@ internal static unsafe class FdSendCore
 
     /// <summary>
     /// One attempt to receive one message (see the overload above), also saying whether it was
-    /// a stream socket's end of stream: libfdsend's FDSEND_RECV_END_OF_STREAM bit when the
-    /// native library sets it (it is stripped from <paramref name="flags"/>, which keeps the
-    /// <see cref="ReceiveFlags"/> values only), else, for a library that predates the bit,
-    /// 0 bytes with no descriptors and no flags on a stream socket. With a
+    /// a stream socket's end of stream: libfdsend's FDSEND_RECV_END_OF_STREAM bit (stripped
+    /// from <paramref name="flags"/>, which keeps the <see cref="ReceiveFlags"/> values only;
+    /// <see cref="DecodeReceiveFlags"/>). With a
     /// <paramref name="state"/> (a reader that takes messages in pieces: the channel on
     /// Windows) the read is fdsend_recv_part, which keeps the reader's position there;
     /// without one, fdsend_recv (Windows: whole records only).
@@ -155,7 +154,7 @@ internal static unsafe class FdSendCore
         {
             bytesReceived = (int)result;
             fdCount = count;
-            flags = DecodeReceiveFlags(receiveFlags, bytesReceived, count, socket.SocketType, out endOfStream);
+            flags = DecodeReceiveFlags(receiveFlags, out endOfStream);
             return true;
         }
         bytesReceived = 0;
@@ -188,18 +187,15 @@ internal static unsafe class FdSendCore
     }
 
     /// <summary>
-    /// libfdsend's FDSEND_RECV_* bits as <see cref="ReceiveFlags"/> plus an end-of-stream
-    /// verdict. FDSEND_RECV_END_OF_STREAM (4), set by a libfdsend that knows it, means end of
-    /// stream and is stripped, as is any bit this assembly does not know (a newer library's);
-    /// without it (an older library) a stream socket's 0 bytes with no descriptors and no
-    /// flags is the end of stream, the rule from before the bit existed. Both agree whenever
-    /// both apply, so this works before and after the native change.
+    /// libfdsend's FDSEND_RECV_* bits as <see cref="ReceiveFlags"/> plus its end-of-stream
+    /// verdict: FDSEND_RECV_END_OF_STREAM (4) means the peer closed a stream (libfdsend's one
+    /// rule for it, on every OS) and is stripped, as is any bit this assembly does not know (a
+    /// newer library's). A libfdsend from before the bit cannot run this assembly (it lacks
+    /// fdsend_wait and the other newer exports), so there is no second rule to keep.
     /// </summary>
-    internal static ReceiveFlags DecodeReceiveFlags(uint rflags, int bytes, int fdCount, SocketType type,
-                                                    out bool endOfStream)
+    internal static ReceiveFlags DecodeReceiveFlags(uint rflags, out bool endOfStream)
     {
-        endOfStream = (rflags & Interop.FDSEND_RECV_END_OF_STREAM) != 0 ||
-                      (bytes == 0 && fdCount == 0 && rflags == 0 && type == SocketType.Stream);
+        endOfStream = (rflags & Interop.FDSEND_RECV_END_OF_STREAM) != 0;
         return (ReceiveFlags)(rflags & (Interop.FDSEND_RECV_DATA_TRUNCATED | Interop.FDSEND_RECV_FDS_TRUNCATED));
     }
 
