@@ -119,9 +119,9 @@ public readonly record struct FdInfo(
         IsListening: (n.Flags & Interop.FDSEND_FD_LISTENING) != 0,
         AddressFamily: n.Kind != (int)FdKind.Socket ? AddressFamily.Unspecified : n.Family switch
         {
-            1 => AddressFamily.Unix,
-            2 => AddressFamily.InterNetwork,
-            3 => AddressFamily.InterNetworkV6,
+            Interop.FDSEND_FAMILY_UNIX => AddressFamily.Unix,
+            Interop.FDSEND_FAMILY_INET => AddressFamily.InterNetwork,
+            Interop.FDSEND_FAMILY_INET6 => AddressFamily.InterNetworkV6,
             _ => AddressFamily.Unknown,
         },
         SocketType: n.SocketType switch
@@ -138,10 +138,10 @@ public readonly record struct FdInfo(
     /// <paramref name="family"/>; null for a family it never reports.</summary>
     internal static int? NativeFamily(AddressFamily family) => family switch
     {
-        AddressFamily.Unix => 1,
-        AddressFamily.InterNetwork => 2,
-        AddressFamily.InterNetworkV6 => 3,
-        AddressFamily.Unknown => 4, // FDSEND_FAMILY_OTHER: any other family
+        AddressFamily.Unix => Interop.FDSEND_FAMILY_UNIX,
+        AddressFamily.InterNetwork => Interop.FDSEND_FAMILY_INET,
+        AddressFamily.InterNetworkV6 => Interop.FDSEND_FAMILY_INET6,
+        AddressFamily.Unknown => Interop.FDSEND_FAMILY_OTHER, // any other family
         _ => null,
     };
 

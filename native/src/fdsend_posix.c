@@ -68,7 +68,8 @@ int32_t fdsend_check_unix_socket(int sock)
 }
 
 static FDSEND_ALWAYS_INLINE int32_t validate_send(intptr_t sock, const void *buf, size_t len,
-                             const intptr_t *fds, int32_t nfds, uint32_t flags)
+                                                  const intptr_t *fds, int32_t nfds,
+                                                  uint32_t flags)
 {
     if (!fdsend_valid_fd(sock))
         return fdsend_fail(FDSEND_EBADF, EBADF);
@@ -234,9 +235,10 @@ static int64_t send_rest(int sock, const struct sockaddr *dest, socklen_t destle
 
 /* fdsend_send and fdsend_send_to: the AF_UNIX check and the stream carrier byte, then the
  * one sendmsg (and, on a blocking stream socket short of room, send_rest). */
-static FDSEND_ALWAYS_INLINE int64_t send_message(int sock, const struct sockaddr *dest, socklen_t destlen,
-                            const void *buf, size_t len, const intptr_t *fds,
-                            int32_t nfds, uint32_t flags)
+static FDSEND_ALWAYS_INLINE int64_t send_message(int sock, const struct sockaddr *dest,
+                                                 socklen_t destlen, const void *buf, size_t len,
+                                                 const intptr_t *fds, int32_t nfds,
+                                                 uint32_t flags)
 {
     struct iovec iov;
     unsigned char carrier = 0;
@@ -336,8 +338,9 @@ int32_t fdsend_cloexec_or_close(int *fds, int32_t n)
  * out-parameters cleared: FDSEND_EBADF, then fdsend_check_recv_args's. FDSEND_OK when they
  * pass. */
 static FDSEND_ALWAYS_INLINE int32_t validate_recv(intptr_t sock, const void *buf, size_t len,
-                             const intptr_t *fds, int32_t maxfds, int32_t *nfds,
-                             uint32_t *rflags, uint32_t flags)
+                                                  const intptr_t *fds, int32_t maxfds,
+                                                  int32_t *nfds, uint32_t *rflags,
+                                                  uint32_t flags)
 {
     if (nfds != NULL)
         *nfds = 0;
