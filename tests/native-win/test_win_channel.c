@@ -360,7 +360,7 @@ static void send_refused_record(SOCKET a, SOCKET b, enum lie lie)
 }
 
 /* A record whose sender check fails where a frame begins (docs/windows-protocol.md,
- * "Trust"): a process that does not exist (FDSEND_ESRCH), a reused pid (FDSEND_ESRCH), a
+ * "Trust model"): a process that does not exist (FDSEND_ESRCH), a reused pid (FDSEND_ESRCH), a
  * live process that does not hold the peer's socket (FDSEND_EPROTO). The channel object
  * returns that code with no handle, then stays broken (FDSEND_EPROTO, even after a good
  * frame): the record's data ("evil", an honest frame) is never handed out. The .NET
@@ -369,6 +369,18 @@ TEST(channel_refused_record)
 {
     static const int32_t want[] = {FDSEND_ESRCH, FDSEND_ESRCH, FDSEND_EPROTO};
     int lie;
+    /* The rule, libfdsend's (fdsend_recv_refused): the codes of a refused record, and
+     * FDSEND_EACCES (a sender this process may not open: not seen under wine, where every
+     * process may open every other) among them; a wait, a timeout, a reset, the end are not. */
+    CHECK_EQ(fdsend_recv_refused(FDSEND_EPROTO), 1);
+    CHECK_EQ(fdsend_recv_refused(FDSEND_ESRCH), 1);
+    CHECK_EQ(fdsend_recv_refused(FDSEND_EACCES), 1);
+    CHECK_EQ(fdsend_recv_refused(FDSEND_EAGAIN), 0);
+    CHECK_EQ(fdsend_recv_refused(FDSEND_ETIMEDOUT), 0);
+    CHECK_EQ(fdsend_recv_refused(FDSEND_ECONNRESET), 0);
+    CHECK_EQ(fdsend_recv_refused(FDSEND_EOF), 0);
+    CHECK_EQ(fdsend_recv_refused(FDSEND_OK), 0);
+    CHECK_EQ(fdsend_recv_refused(5), 0);
     for (lie = NO_SUCH_PROCESS; lie <= NOT_THE_PEERS_SOCKET; lie++) {
         SOCKET a, b;
         fdsend_channel *rx = NULL;
