@@ -739,7 +739,7 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  * larger payload as a header record with the handles and then records of payload; the two
  * interoperate. A receive reads the records with fdsend_recv_part, so a record libfdsend
  * refuses (not a record, or its sender check fails: FDSEND_EPROTO, FDSEND_ESRCH,
- * FDSEND_EACCES, as fdsend_recv reports it) is returned as that code and, on a channel
+ * FDSEND_EACCES: fdsend_recv_refused) is returned as that code and, on a channel
  * object, breaks it (every later receive: FDSEND_EPROTO); a record that brings handles
  * anywhere but at a frame's first byte, or a record without data, is FDSEND_EPROTO; a
  * sender that dies in the middle of a record gives FDSEND_ECONNRESET, one whose connection
