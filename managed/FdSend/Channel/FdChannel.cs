@@ -290,7 +290,10 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     /// usable.</exception>
     /// <exception cref="FdChannelProtocolException">The peer broke the wire format; the frame's
     /// descriptors were closed. On a stream socket the channel is faulted; on a seqpacket or
-    /// datagram socket only that record was lost, and the channel stays usable.</exception>
+    /// datagram socket only that record was lost, and the channel stays usable. Windows: also
+    /// a record libfdsend refused (not a record, or its sender check failed: the refusal's
+    /// exception is the inner one); no handle of it was taken and the channel is
+    /// faulted.</exception>
     /// <exception cref="OperationCanceledException">Cancelled (nothing lost).</exception>
     /// <exception cref="ObjectDisposedException">The channel is disposed.</exception>
     /// <exception cref="SocketException">The socket failed.</exception>
