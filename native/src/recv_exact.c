@@ -1,10 +1,10 @@
 /* The rules of receiving exactly N bytes with their descriptors (fdsend_recv_exact_step,
- * fdsend.h), on every platform: the checks of a step's arguments and state, and the merge
- * of one received piece into the caller's buffer, descriptor array and state. The one
- * receive of a step is the platform's (fdsend_posix.c, win32/io.c); fdsend_recv_exact
- * (POSIX) is the blocking loop over the same step.
+ * fdsend_recv_exact; fdsend.h), on every platform: the checks of a step's arguments and
+ * state, the merge of one received piece into the caller's buffer, descriptor array and
+ * state; the step itself and fdsend_recv_exact's blocking loop over it are recv_exact.h's
+ * (inline in each platform's file, over its fdsend_exact_ops: fdsend_posix.c, win32/io.c).
  * SPDX-License-Identifier: MIT */
-#include "fdsend_internal.h"
+#include "recv_exact.h"
 
 #include <errno.h>
 #include <string.h>
