@@ -557,28 +557,32 @@ static int32_t exact_io_wait_inside(fdsend_exact_io *io, int32_t rc)
 
 static const fdsend_exact_ops exact_ops = {exact_io_piece, exact_io_wait_inside};
 
-/* The checks every step and fdsend_recv_exact's start make: the socket, the arguments, and
- * (once per receive) that the socket is a stream socket. FDSEND_OK or a recorded code;
- * nothing is closed. */
-static int32_t exact_check(intptr_t sock, fdsend_exact_state *st, const void *buf, size_t len,
-                           const intptr_t *fds, int32_t maxfds, uint32_t flags)
+/* The check a receive makes once: sock is a stream socket (then recorded in st). FDSEND_OK
+ * or a recorded code. */
+static int32_t exact_begin(intptr_t sock, fdsend_exact_state *st)
 {
     int type = 0;
-    int32_t rc;
-    if (!fdsend_valid_fd(sock))
-        return fdsend_fail(FDSEND_EBADF, EBADF);
-    if (len > (size_t)SSIZE_MAX ||
-        fdsend_exact_args(sock, st, buf, len, fds, maxfds, flags) != FDSEND_OK)
-        return fdsend_fail(FDSEND_EINVAL, EINVAL);
-    if (fdsend_exact_checked(st))
-        return FDSEND_OK;
-    rc = socket_type((int)sock, &type);
+    int32_t rc = socket_type((int)sock, &type);
     if (rc != FDSEND_OK)
         return rc;
     if (type != SOCK_STREAM)
         return fdsend_fail(FDSEND_ENOTSUP, EPROTOTYPE);
     fdsend_exact_begin(st, sock);
     return FDSEND_OK;
+}
+
+/* The checks every step makes: the socket, the arguments and the state, then (the first
+ * step) exact_begin. FDSEND_OK or a recorded code; nothing is closed. (fdsend_recv_exact
+ * checks its arguments as fdsend_recv does, then calls exact_begin.) */
+static int32_t exact_check(intptr_t sock, fdsend_exact_state *st, const void *buf, size_t len,
+                           const intptr_t *fds, int32_t maxfds, uint32_t flags)
+{
+    if (!fdsend_valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if (len > (size_t)SSIZE_MAX ||
+        fdsend_exact_args(sock, st, buf, len, fds, maxfds, flags) != FDSEND_OK)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    return fdsend_exact_checked(st) ? FDSEND_OK : exact_begin(sock, st);
 }
 
 int32_t fdsend_recv_exact_step(intptr_t sock, fdsend_exact_state *state, void *buf,
@@ -620,9 +624,8 @@ int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
     int32_t rc;
 
     rc = validate_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
-    if (rc != FDSEND_OK)
-        return rc;
-    rc = exact_check(sock, &st, buf, len, fds, maxfds, 0);
+    if (rc == FDSEND_OK) /* the socket, the arguments (a fresh state needs no check) */
+        rc = exact_begin(sock, &st);
     if (rc != FDSEND_OK)
         return rc;
     io.s = (int)sock;
