@@ -520,20 +520,20 @@ static int32_t exact_piece(int s, fdsend_exact_state *st, unsigned char *buf, si
 {
     struct iovec iov;
     int got[FDSEND_MAX_FDS];
-    intptr_t wide[FDSEND_MAX_FDS];
     fdsend_piece pc;
     int32_t i, rc;
     int64_t n;
 
     iov.iov_base = buf + st->received;
     iov.iov_len = len - (size_t)st->received;
-    n = fdsend_recv_piece(s, &iov, 1, dontwait, got, FDSEND_MAX_FDS, &pc, d);
+    /* Beyond the room, recv_piece closes the descriptors and counts them (pc.excess). */
+    n = fdsend_recv_piece(s, &iov, 1, dontwait, got, fdsend_exact_room(st, maxfds), &pc, d);
     if (n < 0)
         return (int32_t)n;
     for (i = 0; i < pc.taken; i++)
-        wide[i] = (intptr_t)got[i];
+        fds[st->nfds + i] = (intptr_t)got[i];
     /* On a stream socket with bytes still due, 0 bytes is the end of the stream. */
-    rc = fdsend_exact_merge(st, len, fds, maxfds, (size_t)n, wide, pc.taken,
+    rc = fdsend_exact_merge(st, len, (size_t)n, pc.taken,
                             pc.excess > 0 || pc.malformed || pc.ctrunc, n == 0);
     if (rc < 0)
         return fdsend_fail(rc, EPROTO);

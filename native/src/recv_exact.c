@@ -7,7 +7,6 @@
 #include "recv_exact.h"
 
 #include <errno.h>
-#include <string.h>
 
 /* state->reserved[0]: the socket the receive began on, plus 1 (0: not checked yet);
  * state->reserved[1]: where it ended. */
@@ -58,19 +57,10 @@ static void close_quietly(intptr_t *fds, int32_t n)
     errno = saved_errno;
 }
 
-int32_t fdsend_exact_merge(fdsend_exact_state *st, size_t len, intptr_t *fds, int32_t maxfds,
-                           size_t n, intptr_t *got, int32_t ngot, int truncated, int eos)
+int32_t fdsend_exact_merge(fdsend_exact_state *st, size_t len, size_t n, int32_t ngot,
+                           int truncated, int eos)
 {
-    int32_t room = maxfds - st->nfds;
-    int32_t keep = ngot < room ? ngot : room;
-    if (keep > 0) {
-        memcpy(fds + st->nfds, got, (size_t)keep * sizeof *got);
-        st->nfds += keep;
-    }
-    if (keep < ngot) { /* beyond maxfds: not the caller's to keep */
-        close_quietly(got + keep, ngot - keep);
-        truncated = 1;
-    }
+    st->nfds += ngot;
     if (truncated)
         st->rflags |= FDSEND_RECV_FDS_TRUNCATED;
     if (eos) {

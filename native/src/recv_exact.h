@@ -27,14 +27,24 @@ void fdsend_exact_begin(fdsend_exact_state *st, intptr_t sock);
 /** 1 if the receive of st is complete (len bytes, or the end of the stream at once). */
 int fdsend_exact_finished(const fdsend_exact_state *st, size_t len);
 
+/** Where the next piece's descriptors go and how many it may keep: the piece's receive
+ *  stores at most this many at fds[st->nfds ..] (NULL there when 0), in arrival order, and
+ *  closes the others, reporting them as lost (truncated). Once the receive holds maxfds,
+ *  every further descriptor is closed that way. */
+static inline int32_t fdsend_exact_room(const fdsend_exact_state *st, int32_t maxfds)
+{
+    int32_t room = maxfds - st->nfds;
+    return room < FDSEND_MAX_FDS ? room : FDSEND_MAX_FDS;
+}
+
 /** Merge one received piece into st: n bytes (already stored at buf[st->received ..]),
- *  the descriptors got[0 .. ngot) appended to fds[] up to maxfds (the others closed),
+ *  ngot descriptors (already stored at fds[st->nfds ..], at most fdsend_exact_room),
  *  truncated (the piece lost descriptors), eos (the piece was the end of the stream).
  *  FDSEND_EXACT_DONE, FDSEND_OK (more is due) or FDSEND_EPROTO (the stream ended after the
  *  first byte: FDSEND_RECV_END_OF_STREAM set in st->rflags; the caller then calls
- *  fdsend_exact_abandon). Nothing is recorded. */
-int32_t fdsend_exact_merge(fdsend_exact_state *st, size_t len, intptr_t *fds, int32_t maxfds,
-                           size_t n, intptr_t *got, int32_t ngot, int truncated, int eos);
+ *  fdsend_exact_abandon, which closes the piece's descriptors too). Nothing is recorded. */
+int32_t fdsend_exact_merge(fdsend_exact_state *st, size_t len, size_t n, int32_t ngot,
+                           int truncated, int eos);
 
 /** The receive of st failed: close fds[0 .. st->nfds), set those slots to -1, mark st
  *  failed (st->nfds and st->received are kept for the caller's message). The recorded

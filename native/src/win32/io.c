@@ -530,9 +530,8 @@ struct fdsend_exact_io {
 static int32_t exact_io_piece(fdsend_exact_io *io, fdsend_exact_state *st, unsigned char *buf,
                               size_t len, intptr_t *fds, int32_t maxfds, int first)
 {
-    intptr_t got[FDSEND_MAX_FDS];
+    int32_t room = fdsend_exact_room(st, maxfds), ngot = 0, rc;
     unsigned char *heap = NULL;
-    int32_t ngot = 0, rc;
     uint32_t rf = 0;
     int64_t n;
 
@@ -548,13 +547,13 @@ static int32_t exact_io_piece(fdsend_exact_io *io, fdsend_exact_state *st, unsig
             return rc;
         io->d.dontwait = 0;
     }
-    n = take_record(io->s, NULL, buf + st->received, len - (size_t)st->received, got,
-                    FDSEND_MAX_FDS, &ngot, &rf, &heap, &io->d);
+    /* Beyond the room, take_record closes the handles and flags them as lost. */
+    n = take_record(io->s, NULL, buf + st->received, len - (size_t)st->received,
+                    room > 0 ? fds + st->nfds : NULL, room, &ngot, &rf, &heap, &io->d);
     free(heap);
     if (n < 0)
         return (int32_t)n;
-    rc = fdsend_exact_merge(st, len, fds, maxfds, (size_t)n, got, ngot,
-                            (rf & FDSEND_RECV_FDS_TRUNCATED) != 0,
+    rc = fdsend_exact_merge(st, len, (size_t)n, ngot, (rf & FDSEND_RECV_FDS_TRUNCATED) != 0,
                             (rf & FDSEND_RECV_END_OF_STREAM) != 0);
     if (rc < 0)
         return fdsend_fail_win32(rc, ERROR_HANDLE_EOF);
