@@ -1338,10 +1338,14 @@ FDSEND_API int32_t fdsend_broker_check_request(const void *path, uint64_t len, i
  * into reply[0 .. FDSEND_BROKER_REPLY_SIZE), and in *nfds how many descriptors the reply
  * carries (1, the file, for FDSEND_OK; 0 for a refusal). Pure.
  *
- * @param status  FDSEND_OK or one of the negative FDSEND_E* codes of enum fdsend_status but
- *                FDSEND_EPROTO, which a client reserves for a reply that broke the protocol
- *                (anything else would be refused by fdsend_broker_reply_decode)
- * @return FDSEND_OK, or FDSEND_EINVAL (status not such a code, reply NULL, cap smaller than
+ * A reply carries FDSEND_OK or one of the broker refusals: FDSEND_EINVAL, FDSEND_ENOENT,
+ * FDSEND_EACCES, FDSEND_ENAMETOOLONG, FDSEND_EMFILE, FDSEND_EPOLICY, FDSEND_EESCAPE,
+ * FDSEND_ENOTREG, FDSEND_EOTHER. Any other negative status (what fdsend_open_beneath passed
+ * on from the OS: FDSEND_EAGAIN, FDSEND_ETIMEDOUT...) is sent as FDSEND_EOTHER, so that a
+ * client never mistakes a refusal for a failure of its own connection.
+ *
+ * @param status  FDSEND_OK or a negative code (see above)
+ * @return FDSEND_OK, or FDSEND_EINVAL (status positive, reply NULL, cap smaller than
  *         FDSEND_BROKER_REPLY_SIZE, nfds NULL; nothing written, *nfds 0 when nfds is not NULL).
  */
 FDSEND_API int32_t fdsend_broker_reply_encode(int32_t status, void *reply, size_t cap,
@@ -1353,19 +1357,19 @@ FDSEND_API int32_t fdsend_broker_reply_encode(int32_t status, void *reply, size_
  * fds[0 .. nfds) the descriptors that came with it, owned by the caller until this call
  * (an entry of -1 stands for one already closed, e.g. by a receive that refused the
  * message: it is counted, never used). The reply is accepted only if the payload is
- * FDSEND_BROKER_REPLY_SIZE bytes holding a status fdsend_broker_reply_encode accepts
- * (FDSEND_OK, or a negative code of enum fdsend_status other than FDSEND_EPROTO), and it carries exactly one open read-only regular file (FDSEND_KIND_FILE,
- * FDSEND_ACCESS_READ) with FDSEND_OK and no descriptor with a refusal.
+ * FDSEND_BROKER_REPLY_SIZE bytes holding FDSEND_OK or one of the broker refusals
+ * (fdsend_broker_reply_encode), and it carries exactly one open read-only regular file
+ * (FDSEND_KIND_FILE, FDSEND_ACCESS_READ) with FDSEND_OK and no descriptor with a refusal.
  *
  * Outcomes, in *status (the return value says only whether the arguments were usable):
  *  - FDSEND_OK: *file is fds[0], now the caller's; fds[0] is set to -1.
- *  - the broker's refusal (FDSEND_EESCAPE, FDSEND_ENOTREG, FDSEND_ENOENT, ...): no
- *    descriptor came; *file is -1.
+ *  - one of the broker refusals (FDSEND_EESCAPE, FDSEND_ENOTREG, FDSEND_ENOENT, ...; the list
+ *    is fdsend_broker_reply_encode's): no descriptor came; *file is -1.
  *  - FDSEND_EPROTO: the reply broke the protocol. EVERY descriptor of fds has been closed
  *    and set to -1; *file is -1. *violation (may be NULL) says why: for the descriptors
  *    (a count that does not match the status, or one that is not a read-only regular file)
  *    as fdsend_check_fds describes them (reason, index, info, message); for the payload
- *    (its length, a status that is positive, FDSEND_EPROTO or no FDSEND_E* code) with reason
+ *    (its length, a status that is neither FDSEND_OK nor a broker refusal) with reason
  *    FDSEND_VIOLATION_NONE, index -1 and the message saying what was wrong.
  *
  * @return FDSEND_OK (see *status), or FDSEND_EINVAL (status or file NULL, nfds < 0, fds NULL
@@ -1394,12 +1398,15 @@ FDSEND_API int32_t fdsend_broker_serve_one(intptr_t sock, intptr_t dirfd, uint32
  * Ask the broker at the other end of sock to open path; on success *fd is the file
  * (read-only regular file, owned by the caller). path is checked first as the broker would
  * (fdsend_broker_check_request: FDSEND_EINVAL, nothing sent). The reply is itself checked
- * (fdsend_broker_reply_decode): a reply of another size, or whose status is positive,
- * FDSEND_EPROTO or no FDSEND_E* code, or whose descriptor is not a read-only regular file, or with a
+ * (fdsend_broker_reply_decode): a reply of another size, or whose status is neither FDSEND_OK
+ * nor a broker refusal, or whose descriptor is not a read-only regular file, or with a
  * descriptor count that does not match its status, gives FDSEND_EPROTO (everything closed).
  *
- * @return FDSEND_OK; the broker's refusal (FDSEND_EESCAPE, FDSEND_ENOTREG, FDSEND_ENOENT,
- *         FDSEND_EACCES, FDSEND_EINVAL...); FDSEND_EPROTO; or a channel error.
+ * @return FDSEND_OK; one of the broker refusals (fdsend_broker_reply_encode's list:
+ *         FDSEND_EESCAPE, FDSEND_ENOTREG, FDSEND_ENOENT, FDSEND_EACCES, FDSEND_EINVAL...: the
+ *         connection is fine, ask again); FDSEND_EPROTO (close the connection); or a failure
+ *         of the connection itself (FDSEND_EOF, FDSEND_ETIMEDOUT, FDSEND_EPIPE...: close it),
+ *         which no reply can imitate.
  */
 FDSEND_API int32_t fdsend_broker_open(intptr_t sock, const char *path, intptr_t *fd);
 

@@ -30,14 +30,30 @@ static int32_t get_le32(const unsigned char *b)
                      (uint32_t)b[3] << 24);
 }
 
-/* Whether a reply may carry status: FDSEND_OK or a code of enum fdsend_status (FDSEND_EAGAIN
- * .. FDSEND_ENOTREG, FDSEND_EOTHER) but FDSEND_EPROTO, which the client reserves for a reply
- * that broke the protocol. A new code goes here too: test_broker's reply_status_range
- * checks this against fdsend_strerror. */
-static int reply_status_valid(int32_t status)
+/* The refusals a reply may carry: the codes that say why the broker would not open the file,
+ * none of which the client's own channel returns for a broken connection (FDSEND_EOF,
+ * FDSEND_EAGAIN, FDSEND_ETIMEDOUT, FDSEND_EPIPE...), so that a caller of fdsend_broker_open
+ * can tell "refused, the connection is fine" from "the connection failed". FDSEND_EPROTO is
+ * the client's verdict on a reply that broke the protocol. The encoder sends any other
+ * negative code as FDSEND_EOTHER (fdsend_open_beneath passes on what open(2) said, and a FUSE
+ * file system may say anything); the decoder refuses any other value. The list is fdsend.h's
+ * (fdsend_broker_reply_encode); test_broker's reply_status_range checks both against it. */
+static int reply_refusal(int32_t status)
 {
-    return status == FDSEND_EOTHER ||
-           (status <= FDSEND_OK && status >= FDSEND_ENOTREG && status != FDSEND_EPROTO);
+    switch (status) {
+    case FDSEND_EINVAL:
+    case FDSEND_ENOENT:
+    case FDSEND_EACCES:
+    case FDSEND_ENAMETOOLONG:
+    case FDSEND_EMFILE:
+    case FDSEND_EPOLICY:
+    case FDSEND_EESCAPE:
+    case FDSEND_ENOTREG:
+    case FDSEND_EOTHER:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 int32_t fdsend_broker_check_request(const void *path, uint64_t len, int32_t nfds)
@@ -55,9 +71,10 @@ int32_t fdsend_broker_reply_encode(int32_t status, void *reply, size_t cap, int3
 {
     if (nfds != NULL)
         *nfds = 0;
-    if (reply == NULL || cap < FDSEND_BROKER_REPLY_SIZE || nfds == NULL ||
-        !reply_status_valid(status))
+    if (reply == NULL || cap < FDSEND_BROKER_REPLY_SIZE || nfds == NULL || status > FDSEND_OK)
         return FDSEND_EINVAL;
+    if (status != FDSEND_OK && !reply_refusal(status))
+        status = FDSEND_EOTHER;
     put_le32(reply, status);
     *nfds = status == FDSEND_OK ? 1 : 0;
     return FDSEND_OK;
@@ -106,7 +123,7 @@ int32_t fdsend_broker_reply_decode(const void *reply, uint64_t len, intptr_t *fd
         return FDSEND_OK;
     }
     st = get_le32(reply);
-    if (!reply_status_valid(st)) {
+    if (st != FDSEND_OK && !reply_refusal(st)) {
         refuse_payload(fds, nfds, status, violation,
                        "the broker's reply status %lld is not FDSEND_OK or a refusal's FDSEND_E* code",
                        (long long)st);

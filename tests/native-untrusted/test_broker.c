@@ -298,15 +298,20 @@ TEST(reply_encode)
     CHECK_RC(fdsend_broker_reply_encode(FDSEND_EOTHER, b, sizeof b, &n), FDSEND_OK);
     CHECK(b[0] == 0x9D && b[3] == 0xFF);
     CHECK_EQ(n, 0);
-    /* Statuses out of range, and bad arguments: nothing written, *nfds 0. */
+    /* A code no reply carries (the client's own connection failures, FDSEND_EPROTO, a code
+     * unknown here): sent as FDSEND_EOTHER. */
+    CHECK_RC(fdsend_broker_reply_encode(FDSEND_ETIMEDOUT, b, sizeof b, &n), FDSEND_OK);
+    CHECK(b[0] == 0x9D && b[1] == 0xFF && b[2] == 0xFF && b[3] == 0xFF); /* -99 */
+    CHECK_EQ(n, 0);
+    memset(b, 0, sizeof b);
+    CHECK_RC(fdsend_broker_reply_encode(INT32_MIN, b, sizeof b, &n), FDSEND_OK);
+    CHECK(b[0] == 0x9D && b[3] == 0xFF);
+    /* Positive statuses, and bad arguments: nothing written, *nfds 0. */
     memset(b, 0xAA, sizeof b);
     n = 7;
     CHECK_RC(fdsend_broker_reply_encode(1, b, sizeof b, &n), FDSEND_EINVAL);
     CHECK_EQ(n, 0);
     CHECK_RC(fdsend_broker_reply_encode(INT32_MAX, b, sizeof b, &n), FDSEND_EINVAL);
-    CHECK_RC(fdsend_broker_reply_encode(INT32_MIN, b, sizeof b, &n), FDSEND_EINVAL);
-    CHECK_RC(fdsend_broker_reply_encode(FDSEND_ENOTREG - 1, b, sizeof b, &n), FDSEND_EINVAL);
-    CHECK_RC(fdsend_broker_reply_encode(FDSEND_EPROTO, b, sizeof b, &n), FDSEND_EINVAL);
     CHECK_RC(fdsend_broker_reply_encode(FDSEND_OK, b, FDSEND_BROKER_REPLY_SIZE - 1, &n), FDSEND_EINVAL);
     CHECK_RC(fdsend_broker_reply_encode(FDSEND_OK, NULL, 4, &n), FDSEND_EINVAL);
     CHECK_RC(fdsend_broker_reply_encode(FDSEND_OK, b, sizeof b, NULL), FDSEND_EINVAL);
@@ -314,22 +319,41 @@ TEST(reply_encode)
     CHECK_EQ(n, 0);
 }
 
-/* The statuses a reply may carry are exactly the codes fdsend_strerror knows but FDSEND_EPROTO
- * (the client's own verdict on a reply): a code added to enum fdsend_status without the
- * codec knowing it fails here. Encoder and decoder agree. */
+/* The statuses a reply may carry are exactly FDSEND_OK and the refusals fdsend.h lists at
+ * fdsend_broker_reply_encode: none of them is a failure the client's own connection reports
+ * (FDSEND_EOF, FDSEND_EAGAIN, FDSEND_ETIMEDOUT...), nor FDSEND_EPROTO (the client's verdict on
+ * a reply). Every other negative code is encoded as FDSEND_EOTHER and refused by the decoder;
+ * a positive one is refused by both. A code added to enum fdsend_status is not a refusal
+ * until it is listed here and there. */
+static int listed_refusal(int32_t code)
+{
+    static const int32_t refusals[] = {FDSEND_EINVAL,       FDSEND_ENOENT, FDSEND_EACCES,
+                                       FDSEND_ENAMETOOLONG, FDSEND_EMFILE, FDSEND_EPOLICY,
+                                       FDSEND_EESCAPE,      FDSEND_ENOTREG, FDSEND_EOTHER};
+    size_t i;
+    for (i = 0; i < sizeof refusals / sizeof refusals[0]; i++)
+        if (refusals[i] == code)
+            return 1;
+    return 0;
+}
+
 TEST(reply_status_range)
 {
-    const char *unknown = fdsend_strerror(-12345);
     int32_t code;
     for (code = -300; code <= 300; code++) {
         unsigned char b[FDSEND_BROKER_REPLY_SIZE];
-        int32_t n = 0, st = 1;
+        int32_t n = 0, st = 1, sent;
         intptr_t file = 5;
-        int known = code == FDSEND_OK || (code < 0 && code != FDSEND_EPROTO &&
-                                          strcmp(fdsend_strerror(code), unknown) != 0);
+        int refusal = listed_refusal(code);
         int32_t rc = fdsend_broker_reply_encode(code, b, sizeof b, &n);
-        if (rc != (known ? FDSEND_OK : FDSEND_EINVAL))
+        if (rc != (code <= 0 ? FDSEND_OK : FDSEND_EINVAL))
             tu_fail(__FILE__, __LINE__, "encode(%d): %s", (int)code, tu_describe(rc));
+        if (rc == FDSEND_OK) {
+            sent = (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                             (uint32_t)b[3] << 24);
+            if (sent != (code == FDSEND_OK || refusal ? code : FDSEND_EOTHER))
+                tu_fail(__FILE__, __LINE__, "encode(%d) sent %d", (int)code, (int)sent);
+        }
         b[0] = (unsigned char)code;
         b[1] = (unsigned char)((uint32_t)code >> 8);
         b[2] = (unsigned char)((uint32_t)code >> 16);
@@ -338,9 +362,13 @@ TEST(reply_status_range)
         CHECK_EQ(file, -1);
         if (code == FDSEND_OK)
             CHECK_RC(st, FDSEND_EPROTO); /* FDSEND_OK without its file */
-        else if (st != (known ? code : FDSEND_EPROTO))
+        else if (st != (refusal ? code : FDSEND_EPROTO))
             tu_fail(__FILE__, __LINE__, "decode(%d): %s", (int)code, tu_describe(st));
     }
+    /* Every listed refusal is a code fdsend_strerror knows. */
+    for (code = -300; code < 0; code++)
+        if (listed_refusal(code))
+            CHECK(strcmp(fdsend_strerror(code), fdsend_strerror(-12345)) != 0);
 }
 
 /* Descriptors of every kind a hostile broker could send (O_CLOEXEC), made once per case. */
@@ -449,8 +477,11 @@ TEST(reply_decode_checks_the_descriptors)
 TEST(reply_decode_checks_the_payload)
 {
     static const uint64_t sizes[] = {0, 1, 3, 5, 8, 65, UINT64_MAX};
-    static const int32_t bad_status[] = {1, 0x7FFFFFFF, FDSEND_EPROTO, FDSEND_ENOTREG - 1, -98,
-                                         INT32_MIN};
+    /* The client's own connection failures too: a reply imitating one is refused. */
+    static const int32_t bad_status[] = {1,           0x7FFFFFFF,    FDSEND_EPROTO,
+                                         FDSEND_ENOTREG - 1, -98,    INT32_MIN,
+                                         FDSEND_EOF,  FDSEND_EAGAIN, FDSEND_ETIMEDOUT,
+                                         FDSEND_EPIPE};
     unsigned char b[8] = {0};
     int before = tu_count_fds();
     size_t k;
@@ -527,6 +558,9 @@ TEST(broker_open_refuses_hostile_replies)
     int sv[2];
     unsigned char ok[4], refused[4], big[8] = {0}, positive[4] = {1, 0, 0, 0},
                                           unknown[4] = {0x80, 0xFF, 0xFF, 0xFF};
+    static const int32_t imitations[] = {FDSEND_EOF, FDSEND_EAGAIN, FDSEND_ETIMEDOUT,
+                                         FDSEND_EPIPE, FDSEND_ECONNRESET};
+    int i;
     tu_socketpair(SOCK_SEQPACKET, sv);
     put_status(ok, FDSEND_OK);
     put_status(refused, FDSEND_ENOENT);
@@ -543,6 +577,18 @@ TEST(broker_open_refuses_hostile_replies)
     hostile_reply(sv[0], sv[1], big, 3, RO_FILE, 0, FDSEND_EPROTO);
     hostile_reply(sv[0], sv[1], positive, 4, RO_FILE, 0, FDSEND_EPROTO);
     hostile_reply(sv[0], sv[1], unknown, 4, RO_FILE, 0, FDSEND_EPROTO);
+    /* A status imitating a failure of the worker's own connection: were it returned as it
+     * is, the worker could not tell it from its connection's own end, timeout or
+     * would-block (put_status would send these as FDSEND_EOTHER: the bytes are written). */
+    for (i = 0; i < (int)(sizeof imitations / sizeof imitations[0]); i++) {
+        unsigned char b[4];
+        uint32_t u = (uint32_t)imitations[i];
+        b[0] = (unsigned char)u;
+        b[1] = (unsigned char)(u >> 8);
+        b[2] = (unsigned char)(u >> 16);
+        b[3] = (unsigned char)(u >> 24);
+        hostile_reply(sv[0], sv[1], b, 4, RO_FILE, 0, FDSEND_EPROTO);
+    }
     close(sv[0]);
     close(sv[1]);
 }

@@ -21,7 +21,8 @@ internal static class BrokerProtocol
     }
 
     /// <summary>Encodes the reply to a request into <paramref name="reply"/>
-    /// (<see cref="Interop.BrokerReplySize"/> bytes).</summary>
+    /// (<see cref="Interop.BrokerReplySize"/> bytes). A negative status that is not one of the
+    /// broker refusals (fdsend_broker_reply_encode's list) goes as FDSEND_EOTHER.</summary>
     /// <returns>How many descriptors the reply carries: 1 (the file) for status 0, else 0.</returns>
     internal static unsafe int EncodeReply(int status, Span<byte> reply)
     {
@@ -29,7 +30,7 @@ internal static class BrokerProtocol
         int rc;
         fixed (byte* p = reply)
             rc = Interop.BrokerReplyEncode(status, p, (nuint)reply.Length, &fdCount);
-        if (rc != 0) // a status no reply may carry: a bug on this side, never a peer's doing
+        if (rc != 0) // a positive status or a short buffer: a bug on this side, never a peer's doing
             throw new InvalidOperationException($"A broker cannot reply with status {status}.");
         return fdCount;
     }

@@ -223,6 +223,9 @@ public class FileBrokerTests : TempDirFixture
     [TestCase(1)]
     [TestCase(int.MaxValue)]
     [TestCase(-21)]  // FDSEND_EPROTO: the client's own verdict, never a broker's
+    [TestCase(-1)]   // FDSEND_EAGAIN, FDSEND_EOF, FDSEND_ETIMEDOUT: failures of the client's own
+    [TestCase(-23)]  // connection, which no refusal may imitate
+    [TestCase(-24)]
     [TestCase(-200)]
     [TestCase(int.MinValue)]
     public async Task Hostile_reply_with_a_status_out_of_range_is_refused(int status)
