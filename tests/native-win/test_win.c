@@ -997,10 +997,26 @@ TEST(exact_whole_over_records)
     closesocket(b);
 }
 
-/* fdsend_recv_exact before and inside its bytes: FDSEND_DONTWAIT with nothing queued is
- * FDSEND_EAGAIN (nothing consumed); a record with more data than is still due is
- * FDSEND_EMSGSIZE; the end of the stream inside the bytes is FDSEND_EPROTO; both close every
- * handle the call had received. The end before the first byte: 0 and END_OF_STREAM. */
+/* fdsend_recv_exact of 4 bytes on b once a record "ab" with a handle came, the rest not to
+ * come: want, the handle closed (its slot -1), no result, the handle count back at base. */
+static void exact_fails_inside(SOCKET b, int32_t want, DWORD base)
+{
+    intptr_t got[2] = {0, 0};
+    unsigned char buf[8];
+    uint32_t rf = 9;
+    int32_t n = 9;
+    CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 4, got, 2, &n, &rf, 0), want);
+    CHECK(got[0] == -1);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, 0);
+    CHECK_EQ(handle_count(), base);
+}
+
+/* fdsend_recv_exact before and inside its bytes: with nothing queued, FDSEND_EAGAIN with
+ * FDSEND_DONTWAIT and FDSEND_ETIMEDOUT at SO_RCVTIMEO, as fdsend_recv (nothing consumed); a
+ * record with more data than is still due is FDSEND_EMSGSIZE; the end of the stream inside
+ * the bytes is FDSEND_EPROTO; both close every handle the call had received. The end before
+ * the first byte: 0 and END_OF_STREAM. */
 TEST(exact_end_of_stream)
 {
     SOCKET a, b;
@@ -1012,56 +1028,47 @@ TEST(exact_end_of_stream)
     DWORD base;
 
     socket_pair(&a, &b);
+    set_timeout_ms(b, SO_RCVTIMEO, 300);
     base = handle_count();
     CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 4, got, 2, &n, &rf, FDSEND_DONTWAIT), FDSEND_EAGAIN);
     CHECK_EQ(n, 0);
     CHECK_EQ(rf, 0);
+    CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 4, got, 2, &n, &rf, 0), FDSEND_ETIMEDOUT);
     CHECK_RC(fdsend_send((intptr_t)a, "ab", 2, &fd, 1, 0), 2);
     CHECK_RC(fdsend_send((intptr_t)a, "cde", 3, NULL, 0, 0), 3);
-    CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 4, got, 2, &n, &rf, 0), FDSEND_EMSGSIZE);
-    CHECK(got[0] == -1);
-    CHECK_EQ(n, 0);
-    CHECK_EQ(handle_count(), base);
+    exact_fails_inside(b, FDSEND_EMSGSIZE, base);
     CHECK_RC(fdsend_recv((intptr_t)b, buf, sizeof buf, NULL, 0, NULL, NULL, 0), 3); /* still queued */
 
     CHECK_RC(fdsend_send((intptr_t)a, "ab", 2, &fd, 1, 0), 2);
-    closesocket(a);
-    CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 4, got, 2, &n, &rf, 0), FDSEND_EPROTO);
-    CHECK(got[0] == -1);
-    CHECK_EQ(n, 0);
-    CHECK_EQ(rf, 0);
-    CHECK_EQ(handle_count(), base);
+    /* The end of the stream, the connection kept: a closed socket would be no peer of b,
+     * and the record's sender check would refuse it (a failure before the first byte). */
+    CHECK(shutdown(a, SD_SEND) == 0);
+    exact_fails_inside(b, FDSEND_EPROTO, base);
+    CHECK_EQ(fdsend_last_os_error(), ERROR_HANDLE_EOF); /* the end inside, not a refusal */
     CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 4, got, 2, &n, &rf, 0), 0);
     CHECK_EQ(n, 0);
     CHECK_EQ(rf, FDSEND_RECV_END_OF_STREAM);
     CHECK_EQ(handle_count(), base);
     CloseHandle(f);
+    closesocket(a);
     closesocket(b);
 }
 
-/* SO_RCVTIMEO bounds fdsend_recv_exact: with nothing queued, FDSEND_ETIMEDOUT as
- * fdsend_recv; inside the bytes (the peer stopped after a record), FDSEND_EPROTO with
- * WSAETIMEDOUT, and the handle that came is closed. */
+/* SO_RCVTIMEO inside fdsend_recv_exact's bytes (the peer stopped after a record):
+ * FDSEND_EPROTO with WSAETIMEDOUT, and the handle that came is closed. */
 TEST(exact_timeout_inside)
 {
     SOCKET a, b;
     HANDLE f = temp_file("slow");
-    intptr_t fd = (intptr_t)f, got[2] = {0, 0};
-    unsigned char buf[8];
-    uint32_t rf = 9;
-    int32_t n = 9;
+    intptr_t fd = (intptr_t)f;
     DWORD base;
 
     socket_pair(&a, &b);
     set_timeout_ms(b, SO_RCVTIMEO, 300);
     base = handle_count();
-    CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 4, got, 2, &n, &rf, 0), FDSEND_ETIMEDOUT);
     CHECK_RC(fdsend_send((intptr_t)a, "ab", 2, &fd, 1, 0), 2);
-    CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 4, got, 2, &n, &rf, 0), FDSEND_EPROTO);
+    exact_fails_inside(b, FDSEND_EPROTO, base);
     CHECK_EQ(fdsend_last_os_error(), WSAETIMEDOUT);
-    CHECK(got[0] == -1);
-    CHECK_EQ(n, 0);
-    CHECK_EQ(handle_count(), base);
     CloseHandle(f);
     closesocket(a);
     closesocket(b);
