@@ -29,8 +29,19 @@ internal sealed class ExactReceiver
     private readonly int _maxFds;
     private nint[] _fds = [];          // rented from ArrayPool once a descriptor may arrive
     private Interop.ExactState _state; // the native step's; zero: a new receive
-    private bool _done;                // the step said FDSEND_EXACT_DONE
     private bool _released;            // the descriptors were handed out, or closed
+
+    /// <summary>What one step did (<see cref="TryStep"/>).</summary>
+    private enum Step
+    {
+        /// <summary>Nothing was waiting; nothing consumed: wait, then step again.</summary>
+        Nothing,
+        /// <summary>A piece arrived and more is due: step again.</summary>
+        Progress,
+        /// <summary>The receive is complete (FDSEND_EXACT_DONE; a further step says so
+        /// again, reading nothing).</summary>
+        Done,
+    }
 
     private ExactReceiver(Socket socket, int length, int maxFds)
     {
@@ -47,8 +58,6 @@ internal sealed class ExactReceiver
 
     /// <summary>The peer closed its end before the first byte.</summary>
     private bool EndOfStream => (_state.ReceiveFlags & Interop.FDSEND_RECV_END_OF_STREAM) != 0;
-
-    private bool Finished => _done;
 
     private static ExactReceiver Create(Socket socket, int length, int maxFds)
     {
@@ -77,9 +86,9 @@ internal sealed class ExactReceiver
         bool waited = false;
         try
         {
-            while (!r.Finished)
+            for (Step step; (step = r.TryStep(buffer)) != Step.Done;)
             {
-                if (r.TryStep(buffer))
+                if (step == Step.Progress)
                     continue;
                 if (!blocking && r.BytesReceived == 0)
                     throw FdSendErrors.WouldBlock(FdOperation.Receive);
@@ -114,9 +123,9 @@ internal sealed class ExactReceiver
         Socket socket = _socket;
         try
         {
-            while (!r.Finished)
+            for (Step step; (step = r.TryStep(buffer.Span)) != Step.Done;)
             {
-                if (r.TryStep(buffer.Span))
+                if (step == Step.Progress)
                     continue;
                 try
                 {
@@ -126,7 +135,7 @@ internal sealed class ExactReceiver
                 {
                     // An error is pending: let the receive report it in FdSend's terms (or
                     // take what is still waiting).
-                    if (!r.TryStep(buffer.Span))
+                    if (r.TryStep(buffer.Span) == Step.Nothing)
                         throw;
                 }
             }
@@ -141,12 +150,12 @@ internal sealed class ExactReceiver
 
     // ---- The shared loop body ----------------------------------------------------------------
 
-    /// <summary>One fdsend_recv_exact_step into <paramref name="buffer"/>. True: something
-    /// arrived (or the receive is done); false: nothing waiting (nothing consumed). Throws
-    /// <see cref="EndOfStreamException"/> if the stream ends after the first byte, the
-    /// disposal exception if the socket was disposed, and the mapped exception of any other
-    /// failure; the caller then calls <see cref="Abandon"/>.</summary>
-    private unsafe bool TryStep(Span<byte> buffer)
+    /// <summary>One fdsend_recv_exact_step into <paramref name="buffer"/>: what it did (see
+    /// <see cref="Step"/>). Throws <see cref="EndOfStreamException"/> if the stream ends
+    /// after the first byte, the disposal exception if the socket was disposed, and the
+    /// mapped exception of any other failure; the caller then calls
+    /// <see cref="Abandon"/>.</summary>
+    private unsafe Step TryStep(Span<byte> buffer)
     {
         SafeSocketHandle handle = FdSendCore.GetHandle(_socket);
         int capacity = EnsureRoom();
@@ -157,15 +166,14 @@ internal sealed class ExactReceiver
             rc = Interop.RecvExactStep(handle, state, data, (nuint)buffer.Length, fds, capacity, 0);
         if (rc == Interop.FDSEND_EXACT_DONE)
         {
-            _done = true;
             if (EndOfStream)
                 FdSendCore.ThrowIfDisposedDuringReceive(_socket); // Dispose's shutdown reads as an end
-            return true;
+            return Step.Done;
         }
         if (rc == (int)Interop.Status.Ok)
-            return true;
+            return Step.Progress;
         if (rc == (int)Interop.Status.EAGAIN)
-            return false;
+            return Step.Nothing;
         // A failed step closed every descriptor it had stored and set their slots to -1
         // (Abandon's CloseAll skips them); an argument error closed nothing.
         if (rc == (int)Interop.Status.EPROTO && EndOfStream) // the end came after the first byte

@@ -368,8 +368,9 @@ FDSEND_API int32_t fdsend_last_os_error(void);
  *   never restart it.
  * - A thread cancelled (pthread_cancel) inside the call closes what it had received.
  * - The merge rules are fdsend_recv_exact_step's (below); this is its blocking loop.
- * - Not connected: FDSEND_ENOTCONN. Windows: FDSEND_ENOTSUP (not built there yet: use
- *   fdsend_recv_exact_step with fdsend_wait).
+ * - Not connected: FDSEND_ENOTCONN. Windows: records are read whole (fdsend_recv), so a
+ *   record with more data than the bytes still due is FDSEND_EMSGSIZE (nothing of it
+ *   consumed; the descriptors received before it are closed, as for any failure).
  *
  * @param sock    connected Unix STREAM socket (another type: FDSEND_ENOTSUP)
  * @param buf     where the bytes go; may be NULL only when len == 0

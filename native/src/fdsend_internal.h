@@ -105,38 +105,6 @@ static inline int32_t fdsend_recv_args_code(const void *buf, size_t len, const i
     return FDSEND_OK;
 }
 
-/* ---- fdsend_recv_exact_step's rules, every platform (recv_exact.c) ---- */
-
-/** The checks of a step's arguments and state other than the socket's validity:
- *  FDSEND_EINVAL (state NULL, a flag, buf NULL with len > 0, maxfds < 0, fds NULL with
- *  maxfds > 0, a state that is not as the library left it for this socket, buffer and
- *  maxfds, or one that failed) or FDSEND_OK. Nothing is recorded. */
-int32_t fdsend_exact_args(intptr_t sock, const fdsend_exact_state *st, const void *buf,
-                          size_t len, const intptr_t *fds, int32_t maxfds, uint32_t flags);
-
-/** 1 once the socket of st has been checked (a stream socket) and recorded in st. */
-int fdsend_exact_checked(const fdsend_exact_state *st);
-
-/** Record in st that sock, a stream socket, is the one its receive reads. */
-void fdsend_exact_begin(fdsend_exact_state *st, intptr_t sock);
-
-/** 1 if the receive of st is complete (len bytes, or the end of the stream at once). */
-int fdsend_exact_finished(const fdsend_exact_state *st, size_t len);
-
-/** Merge one received piece into st: n bytes (already stored at buf[st->received ..]),
- *  the descriptors got[0 .. ngot) appended to fds[] up to maxfds (the others closed),
- *  truncated (the piece lost descriptors), eos (the piece was the end of the stream).
- *  FDSEND_EXACT_DONE, FDSEND_OK (more is due) or FDSEND_EPROTO (the stream ended after the
- *  first byte: FDSEND_RECV_END_OF_STREAM set in st->rflags; the caller then calls
- *  fdsend_exact_abandon). Nothing is recorded. */
-int32_t fdsend_exact_merge(fdsend_exact_state *st, size_t len, intptr_t *fds, int32_t maxfds,
-                           size_t n, intptr_t *got, int32_t ngot, int truncated, int eos);
-
-/** The receive of st failed: close fds[0 .. st->nfds), set those slots to -1, mark st
- *  failed (st->nfds and st->received are kept for the caller's message). The recorded
- *  error and errno are left as they were. Idempotent. */
-void fdsend_exact_abandon(fdsend_exact_state *st, intptr_t *fds);
-
 /** Record success (last OS error 0). Inline: every successful call makes it. */
 static inline void fdsend_clear_error(void)
 {

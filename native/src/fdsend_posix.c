@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: MIT */
 #include "fdsend_posix.h"
 #include "fdsend_internal.h"
+#include "recv_exact.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -502,54 +503,66 @@ int32_t fdsend_close_all(const intptr_t *fds, int32_t nfds)
 }
 
 /* ---- fdsend_recv_exact_step and fdsend_recv_exact ---------------------------------------
- * The merge rules are recv_exact.c's (every platform); here is the POSIX receive of a step
- * and the blocking loop over it. */
+ * The step, the loop (recv_exact.h) and the merge rules (recv_exact.c) are every
+ * platform's; here are the POSIX receive of a piece and the wait between pieces. */
+
+struct fdsend_exact_io {
+    int s;
+    int dontwait;   /* FDSEND_DONTWAIT: the first receive does not wait */
+    fdsend_deadline dl;
+};
 
 /* One receive into the rest of buf (dontwait as given, within d), merged into st:
  * FDSEND_EXACT_DONE, FDSEND_OK (more is due), or a negative code (recorded), the piece's
- * own descriptors closed; FDSEND_EAGAIN and FDSEND_ETIMEDOUT consumed nothing, any other
- * code leaves the caller to abandon st. */
+ * own descriptors closed (fdsend_exact_ops.piece). */
 static int32_t exact_piece(int s, fdsend_exact_state *st, unsigned char *buf, size_t len,
                            intptr_t *fds, int32_t maxfds, int dontwait, fdsend_deadline *d)
 {
     struct iovec iov;
     int got[FDSEND_MAX_FDS];
-    intptr_t wide[FDSEND_MAX_FDS];
     fdsend_piece pc;
     int32_t i, rc;
     int64_t n;
 
     iov.iov_base = buf + st->received;
     iov.iov_len = len - (size_t)st->received;
-    n = fdsend_recv_piece(s, &iov, 1, dontwait, got, FDSEND_MAX_FDS, &pc, d);
+    /* Beyond the room, recv_piece closes the descriptors and counts them (pc.excess). */
+    n = fdsend_recv_piece(s, &iov, 1, dontwait, got, fdsend_exact_room(st, maxfds), &pc, d);
     if (n < 0)
         return (int32_t)n;
     for (i = 0; i < pc.taken; i++)
-        wide[i] = (intptr_t)got[i];
+        fds[st->nfds + i] = (intptr_t)got[i];
     /* On a stream socket with bytes still due, 0 bytes is the end of the stream. */
-    rc = fdsend_exact_merge(st, len, fds, maxfds, (size_t)n, wide, pc.taken,
+    rc = fdsend_exact_merge(st, len, (size_t)n, pc.taken,
                             pc.excess > 0 || pc.malformed || pc.ctrunc, n == 0);
     if (rc < 0)
         return fdsend_fail(rc, EPROTO);
     return rc;
 }
 
-/* The checks every step and fdsend_recv_exact's start make: the socket, the arguments, and
- * (once per receive) that the socket is a stream socket. FDSEND_OK or a recorded code;
- * nothing is closed. */
-static int32_t exact_check(intptr_t sock, fdsend_exact_state *st, const void *buf, size_t len,
-                           const intptr_t *fds, int32_t maxfds, uint32_t flags)
+/* (Inline: the loop calls it through exact_ops, which the compiler resolves.) */
+static FDSEND_ALWAYS_INLINE int32_t exact_io_piece(fdsend_exact_io *io, fdsend_exact_state *st,
+                                                  unsigned char *buf, size_t len,
+                                                  intptr_t *fds, int32_t maxfds, int first)
+{
+    if (first)
+        fdsend_deadline_start(&io->dl, POLLIN, io->dontwait);
+    return exact_piece(io->s, st, buf, len, fds, maxfds, first ? io->dontwait : 1, &io->dl);
+}
+
+static int32_t exact_io_wait_inside(fdsend_exact_io *io, int32_t rc)
+{
+    return fdsend_wait_inside(io->s, rc, &io->dl);
+}
+
+static const fdsend_exact_ops exact_ops = {exact_io_piece, exact_io_wait_inside};
+
+/* The check a receive makes once: sock is a stream socket (then recorded in st). FDSEND_OK
+ * or a recorded code. */
+static int32_t exact_begin(intptr_t sock, fdsend_exact_state *st)
 {
     int type = 0;
-    int32_t rc;
-    if (!fdsend_valid_fd(sock))
-        return fdsend_fail(FDSEND_EBADF, EBADF);
-    if (len > (size_t)SSIZE_MAX ||
-        fdsend_exact_args(sock, st, buf, len, fds, maxfds, flags) != FDSEND_OK)
-        return fdsend_fail(FDSEND_EINVAL, EINVAL);
-    if (fdsend_exact_checked(st))
-        return FDSEND_OK;
-    rc = socket_type((int)sock, &type);
+    int32_t rc = socket_type((int)sock, &type);
     if (rc != FDSEND_OK)
         return rc;
     if (type != SOCK_STREAM)
@@ -558,28 +571,34 @@ static int32_t exact_check(intptr_t sock, fdsend_exact_state *st, const void *bu
     return FDSEND_OK;
 }
 
+/* The checks every step makes: the socket, the arguments and the state, then (the first
+ * step) exact_begin. FDSEND_OK or a recorded code; nothing is closed. (fdsend_recv_exact
+ * checks its arguments as fdsend_recv does, then calls exact_begin.) */
+static int32_t exact_check(intptr_t sock, fdsend_exact_state *st, const void *buf, size_t len,
+                           const intptr_t *fds, int32_t maxfds, uint32_t flags)
+{
+    if (!fdsend_valid_fd(sock))
+        return fdsend_fail(FDSEND_EBADF, EBADF);
+    if (len > (size_t)SSIZE_MAX ||
+        fdsend_exact_args(sock, st, buf, len, fds, maxfds, flags) != FDSEND_OK)
+        return fdsend_fail(FDSEND_EINVAL, EINVAL);
+    return fdsend_exact_checked(st) ? FDSEND_OK : exact_begin(sock, st);
+}
+
 int32_t fdsend_recv_exact_step(intptr_t sock, fdsend_exact_state *state, void *buf,
                                size_t len, intptr_t *fds, int32_t maxfds, uint32_t flags)
 {
+    fdsend_exact_io io;
     int32_t rc = exact_check(sock, state, buf, len, fds, maxfds, flags);
     if (rc != FDSEND_OK)
         return rc;
 #if !HAVE_MSG_DONTWAIT
+    (void)io;
     return fdsend_fail(FDSEND_ENOTSUP, ENOTSUP); /* a step must not wait */
 #else
-    if (!fdsend_exact_finished(state, len)) {
-        fdsend_deadline dl;
-        fdsend_deadline_start(&dl, POLLIN, 1);
-        rc = exact_piece((int)sock, state, (unsigned char *)buf, len, fds, maxfds, 1, &dl);
-        if (rc == FDSEND_EAGAIN)
-            return rc; /* nothing consumed: the receive goes on */
-        if (rc < 0) {
-            fdsend_exact_abandon(state, fds);
-            return rc;
-        }
-    }
-    fdsend_clear_error();
-    return fdsend_exact_finished(state, len) ? FDSEND_EXACT_DONE : FDSEND_OK;
+    io.s = (int)sock;
+    io.dontwait = 1;
+    return fdsend_exact_step_io(&exact_ops, &io, state, (unsigned char *)buf, len, fds, maxfds);
 #endif /* !HAVE_MSG_DONTWAIT */
 }
 
@@ -595,57 +614,29 @@ static void exact_cancelled(void *arg)
     fdsend_exact_abandon(c->st, c->fds);
 }
 
-/* fdsend_recv_exact's loop over the step (st checked, len > 0): the first receive in the
- * caller's mode (a blocking socket waits in the kernel, within SO_RCVTIMEO); once a byte is
- * in, steps that never wait and, between them, the library's wait for what is left of the
- * call's one deadline (a timeout there: FDSEND_EPROTO with ETIMEDOUT). */
-static int32_t recv_exact_loop(int s, fdsend_exact_state *st, unsigned char *buf, size_t len,
-                               intptr_t *fds, int32_t maxfds, uint32_t flags)
-{
-    fdsend_deadline dl;
-    int dontwait = (flags & FDSEND_DONTWAIT) != 0;
-    int32_t rc;
-
-    fdsend_deadline_start(&dl, POLLIN, dontwait);
-    rc = exact_piece(s, st, buf, len, fds, maxfds, dontwait, &dl);
-    while (rc == FDSEND_OK) {
-        rc = exact_piece(s, st, buf, len, fds, maxfds, 1, &dl);
-        if (rc < 0)
-            rc = fdsend_wait_inside(s, rc, &dl); /* FDSEND_EAGAIN: wait, then FDSEND_OK */
-    }
-    return rc;
-}
-
 int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
                           int32_t maxfds, int32_t *nfds, uint32_t *rflags, uint32_t flags)
 {
     fdsend_exact_state st = FDSEND_EXACT_STATE_INIT;
+    fdsend_exact_io io;
     exact_call call;
+    int64_t n;
     int32_t rc;
 
     rc = validate_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
+    if (rc == FDSEND_OK) /* the socket, the arguments (a fresh state needs no check) */
+        rc = exact_begin(sock, &st);
     if (rc != FDSEND_OK)
         return rc;
-    rc = exact_check(sock, &st, buf, len, fds, maxfds, 0);
-    if (rc != FDSEND_OK)
-        return rc;
-    if (len > 0) {
-        call.st = &st;
-        call.fds = fds;
-        pthread_cleanup_push(exact_cancelled, &call);
-        rc = recv_exact_loop((int)sock, &st, (unsigned char *)buf, len, fds, maxfds, flags);
-        if (rc < 0) /* FDSEND_EAGAIN and FDSEND_ETIMEDOUT come before the first byte */
-            fdsend_exact_abandon(&st, fds); /* every descriptor of the call */
-        pthread_cleanup_pop(0);
-        if (rc < 0)
-            return rc;
-    }
-    if (nfds != NULL)
-        *nfds = st.nfds;
-    if (rflags != NULL)
-        *rflags = st.rflags;
-    fdsend_clear_error();
-    return (int64_t)st.received;
+    io.s = (int)sock;
+    io.dontwait = (flags & FDSEND_DONTWAIT) != 0;
+    call.st = &st;
+    call.fds = fds;
+    pthread_cleanup_push(exact_cancelled, &call);
+    n = fdsend_exact_run(&exact_ops, &io, &st, (unsigned char *)buf, len, fds, maxfds, nfds,
+                         rflags);
+    pthread_cleanup_pop(0);
+    return n;
 }
 
 /* ---- int descriptors ---------------------------------------------------------------- */

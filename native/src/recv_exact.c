@@ -1,13 +1,12 @@
 /* The rules of receiving exactly N bytes with their descriptors (fdsend_recv_exact_step,
- * fdsend.h), on every platform: the checks of a step's arguments and state, and the merge
- * of one received piece into the caller's buffer, descriptor array and state. The one
- * receive of a step is the platform's (fdsend_posix.c, win32/io.c); fdsend_recv_exact
- * (POSIX) is the blocking loop over the same step.
+ * fdsend_recv_exact; fdsend.h), on every platform: the checks of a step's arguments and
+ * state, the merge of one received piece into the caller's buffer, descriptor array and
+ * state; the step itself and fdsend_recv_exact's blocking loop over it are recv_exact.h's
+ * (inline in each platform's file, over its fdsend_exact_ops: fdsend_posix.c, win32/io.c).
  * SPDX-License-Identifier: MIT */
-#include "fdsend_internal.h"
+#include "recv_exact.h"
 
 #include <errno.h>
-#include <string.h>
 
 /* state->reserved[0]: the socket the receive began on, plus 1 (0: not checked yet);
  * state->reserved[1]: where it ended. */
@@ -58,19 +57,10 @@ static void close_quietly(intptr_t *fds, int32_t n)
     errno = saved_errno;
 }
 
-int32_t fdsend_exact_merge(fdsend_exact_state *st, size_t len, intptr_t *fds, int32_t maxfds,
-                           size_t n, intptr_t *got, int32_t ngot, int truncated, int eos)
+int32_t fdsend_exact_merge(fdsend_exact_state *st, size_t len, size_t n, int32_t ngot,
+                           int truncated, int eos)
 {
-    int32_t room = maxfds - st->nfds;
-    int32_t keep = ngot < room ? ngot : room;
-    if (keep > 0) {
-        memcpy(fds + st->nfds, got, (size_t)keep * sizeof *got);
-        st->nfds += keep;
-    }
-    if (keep < ngot) { /* beyond maxfds: not the caller's to keep */
-        close_quietly(got + keep, ngot - keep);
-        truncated = 1;
-    }
+    st->nfds += ngot;
     if (truncated)
         st->rflags |= FDSEND_RECV_FDS_TRUNCATED;
     if (eos) {

@@ -697,15 +697,14 @@ static int32_t exact_step_when_ready(SOCKET b, fdsend_exact_state *st, void *buf
  * queued is FDSEND_EAGAIN; records merge in order, handles beyond maxfds closed and
  * flagged; a record with more data than is still due is FDSEND_EMSGSIZE, consumes nothing
  * and ends the receive with every handle it held closed; the end of the stream before the
- * first byte is a finished receive. fdsend_recv_exact itself is not built here. */
+ * first byte is a finished receive. */
 TEST(exact_step_over_records)
 {
     SOCKET a, b;
     HANDLE f[3];
     intptr_t fds[3], got[4] = {0, 0, 0, 0};
     unsigned char buf[6];
-    uint32_t count = 5, rf = 9;
-    int32_t n = 9;
+    uint32_t count = 5;
     int i;
     DWORD base;
     fdsend_exact_state st = FDSEND_EXACT_STATE_INIT;
@@ -716,7 +715,6 @@ TEST(exact_step_over_records)
         fds[i] = (intptr_t)f[i];
     }
     base = handle_count();
-    CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 4, got, 2, &n, &rf, 0), FDSEND_ENOTSUP);
     CHECK_RC(fdsend_recv_exact_step((intptr_t)b, &st, buf, sizeof buf, got, 2, 0), FDSEND_EAGAIN);
     CHECK_RC(fdsend_send((intptr_t)a, &count, sizeof count, NULL, 0, 0), 4);
     CHECK_RC(exact_step_when_ready(b, &st, buf, sizeof buf, got, 2), FDSEND_OK);
@@ -916,6 +914,162 @@ TEST(recv_whole_waits_for_record_data)
     CHECK_RC(fdsend_recv((intptr_t)b, data, sizeof data, NULL, 0, &n, &rf, 0), FDSEND_ETIMEDOUT);
     CHECK_EQ(n, 0);
     CHECK_EQ(rf, 0);
+    closesocket(a);
+    closesocket(b);
+}
+
+/* The three records of the fdsend_recv_exact tests: "abcd" with f[0], "e" with f[1] and
+ * f[2], then "fg" (raw, no handles) of which the first `sent` bytes are sent now and the
+ * rest by a thread once the receiver waits inside the bytes; 7 bytes in all. */
+static HANDLE exact_records(SOCKET a, const HANDLE *f, unsigned char *rec, int sent,
+                            late_send *j)
+{
+    intptr_t fds[3];
+    size_t len = raw_record(rec, "fg", 2);
+    HANDLE th;
+    int i;
+    for (i = 0; i < 3; i++)
+        fds[i] = (intptr_t)f[i];
+    CHECK_RC(fdsend_send((intptr_t)a, "abcd", 4, fds, 1, 0), 4);
+    CHECK_RC(fdsend_send((intptr_t)a, "e", 1, fds + 1, 2, 0), 1);
+    CHECK(sent == 0 || send(a, (const char *)rec, sent, 0) == sent);
+    j->s = a;
+    j->p = rec + sent;
+    j->len = (int)len - sent;
+    th = CreateThread(NULL, 0, late_send_run, j, 0, NULL);
+    CHECK(th != NULL);
+    return th;
+}
+
+/* fdsend_recv_exact over several records, the last sent later (whole, then its second
+ * half only): the bytes in order, the handles merged in arrival order; beyond maxfds closed
+ * and flagged; on a non-blocking socket with FDSEND_DONTWAIT the rest is waited for once
+ * the first byte is in. */
+TEST(exact_whole_over_records)
+{
+    SOCKET a, b;
+    HANDLE f[3];
+    intptr_t got[4] = {0, 0, 0, 0};
+    unsigned char buf[8], rec[64];
+    uint32_t rf = 9;
+    int32_t n = 9;
+    u_long on = 1;
+    late_send j;
+    int i;
+    DWORD base;
+
+    socket_pair(&a, &b);
+    for (i = 0; i < 3; i++)
+        f[i] = temp_file(CONTENTS[i]);
+    base = handle_count();
+    {   /* the last record comes once the call waits for it (or is there before: fine) */
+        HANDLE th = exact_records(a, f, rec, 0, &j);
+        CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 7, got, 4, &n, &rf, 0), 7);
+        join_ok(th);
+    }
+    CHECK(memcmp(buf, "abcdefg", 7) == 0);
+    CHECK_EQ(n, 3);
+    CHECK_EQ(rf, 0);
+    for (i = 0; i < 3; i++)
+        CHECK(same_file((HANDLE)got[i], f[i]));
+    CHECK_EQ(handle_count(), base + 3);
+    CHECK_RC(fdsend_close_all(got, 3), FDSEND_OK);
+    CHECK_EQ(handle_count(), base);
+
+    CHECK(ioctlsocket(b, FIONBIO, &on) == 0);
+    {
+        HANDLE th = exact_records(a, f, rec, 33, &j); /* its header half there */
+        Sleep(20);
+        CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 7, got, 2, &n, &rf, FDSEND_DONTWAIT), 7);
+        join_ok(th);
+    }
+    CHECK(memcmp(buf, "abcdefg", 7) == 0);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(rf, FDSEND_RECV_FDS_TRUNCATED);
+    CHECK(same_file((HANDLE)got[0], f[0]));
+    CHECK(same_file((HANDLE)got[1], f[1]));
+    CHECK_EQ(handle_count(), base + 2); /* the third was closed */
+    CHECK_RC(fdsend_close_all(got, 2), FDSEND_OK);
+    CHECK_EQ(handle_count(), base);
+    for (i = 0; i < 3; i++)
+        CloseHandle(f[i]);
+    closesocket(a);
+    closesocket(b);
+}
+
+/* fdsend_recv_exact of 4 bytes on b once a record "ab" with a handle came, the rest not to
+ * come: want, the handle closed (its slot -1), no result, the handle count back at base. */
+static void exact_fails_inside(SOCKET b, int32_t want, DWORD base)
+{
+    intptr_t got[2] = {0, 0};
+    unsigned char buf[8];
+    uint32_t rf = 9;
+    int32_t n = 9;
+    CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 4, got, 2, &n, &rf, 0), want);
+    CHECK(got[0] == -1);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, 0);
+    CHECK_EQ(handle_count(), base);
+}
+
+/* fdsend_recv_exact before and inside its bytes: with nothing queued, FDSEND_EAGAIN with
+ * FDSEND_DONTWAIT and FDSEND_ETIMEDOUT at SO_RCVTIMEO, as fdsend_recv (nothing consumed); a
+ * record with more data than is still due is FDSEND_EMSGSIZE; the end of the stream inside
+ * the bytes is FDSEND_EPROTO; both close every handle the call had received. The end before
+ * the first byte: 0 and END_OF_STREAM. */
+TEST(exact_end_of_stream)
+{
+    SOCKET a, b;
+    HANDLE f = temp_file("end");
+    intptr_t fd = (intptr_t)f, got[2] = {0, 0};
+    unsigned char buf[8];
+    uint32_t rf = 9;
+    int32_t n = 9;
+    DWORD base;
+
+    socket_pair(&a, &b);
+    set_timeout_ms(b, SO_RCVTIMEO, 300);
+    base = handle_count();
+    CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 4, got, 2, &n, &rf, FDSEND_DONTWAIT), FDSEND_EAGAIN);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, 0);
+    CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 4, got, 2, &n, &rf, 0), FDSEND_ETIMEDOUT);
+    CHECK_RC(fdsend_send((intptr_t)a, "ab", 2, &fd, 1, 0), 2);
+    CHECK_RC(fdsend_send((intptr_t)a, "cde", 3, NULL, 0, 0), 3);
+    exact_fails_inside(b, FDSEND_EMSGSIZE, base);
+    CHECK_RC(fdsend_recv((intptr_t)b, buf, sizeof buf, NULL, 0, NULL, NULL, 0), 3); /* still queued */
+
+    CHECK_RC(fdsend_send((intptr_t)a, "ab", 2, &fd, 1, 0), 2);
+    /* The end of the stream, the connection kept: a closed socket would be no peer of b,
+     * and the record's sender check would refuse it (a failure before the first byte). */
+    CHECK(shutdown(a, SD_SEND) == 0);
+    exact_fails_inside(b, FDSEND_EPROTO, base);
+    CHECK_EQ(fdsend_last_os_error(), ERROR_HANDLE_EOF); /* the end inside, not a refusal */
+    CHECK_RC(fdsend_recv_exact((intptr_t)b, buf, 4, got, 2, &n, &rf, 0), 0);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(rf, FDSEND_RECV_END_OF_STREAM);
+    CHECK_EQ(handle_count(), base);
+    CloseHandle(f);
+    closesocket(a);
+    closesocket(b);
+}
+
+/* SO_RCVTIMEO inside fdsend_recv_exact's bytes (the peer stopped after a record):
+ * FDSEND_EPROTO with WSAETIMEDOUT, and the handle that came is closed. */
+TEST(exact_timeout_inside)
+{
+    SOCKET a, b;
+    HANDLE f = temp_file("slow");
+    intptr_t fd = (intptr_t)f;
+    DWORD base;
+
+    socket_pair(&a, &b);
+    set_timeout_ms(b, SO_RCVTIMEO, 300);
+    base = handle_count();
+    CHECK_RC(fdsend_send((intptr_t)a, "ab", 2, &fd, 1, 0), 2);
+    exact_fails_inside(b, FDSEND_EPROTO, base);
+    CHECK_EQ(fdsend_last_os_error(), WSAETIMEDOUT);
+    CloseHandle(f);
     closesocket(a);
     closesocket(b);
 }
@@ -1493,6 +1647,9 @@ int main(int argc, char **argv)
         CASE(garbage_is_a_protocol_error),
         CASE(dontwait_and_end_of_stream),
         CASE(exact_step_over_records),
+        CASE(exact_whole_over_records),
+        CASE(exact_end_of_stream),
+        CASE(exact_timeout_inside),
         CASE(wait_and_peek),
         CASE(recv_timeout),
         CASE(recv_timeout_inside_record_data),

@@ -6,7 +6,8 @@
  *   peer.c     who is at the other end: TCP-table owner, AF_UNIX peer pid, sender proof
  *   wait.c     the one way to wait: a deadline per call from SO_RCVTIMEO / SO_SNDTIMEO
  *   io.c       fdsend_send / fdsend_recv / fdsend_recv_part: records on the stream (a
- *              record read in pieces keeps its count in the caller's fdsend_recv_state)
+ *              record read in pieces keeps its count in the caller's fdsend_recv_state);
+ *              the exact receive's piece (one record) for ../recv_exact.c's step and loop
  *   channel_win32.c  the message channel (fdsend_channel_*, fdsend_msg_*): frames of
  *              docs/wire-format.md as records, read with fdsend_recv_part driving the codec
  *   poller.c   the readiness engine (fdsend_poller_*) on WSAPoll (uses none of the above
@@ -184,5 +185,11 @@ int32_t fdsend_win_wait(SOCKET s, fdsend_win_deadline *d);
  *  left the sender in one piece and is still arriving). FDSEND_OK, FDSEND_ETIMEDOUT,
  *  FDSEND_EAGAIN (dontwait), FDSEND_ECONNRESET (the peer closed mid-record) or a status. */
 int32_t fdsend_win_wait_more(SOCKET s, size_t have, fdsend_win_deadline *d);
+
+/** A read inside something already started (fdsend_recv_exact's bytes) failed with the
+ *  recorded code rc: FDSEND_EAGAIN waits until s is readable within d (whatever the
+ *  socket mode or FDSEND_DONTWAIT) and gives FDSEND_OK (read again); a timeout (that
+ *  wait's or rc) becomes FDSEND_EPROTO with WSAETIMEDOUT; any other code is returned. */
+int32_t fdsend_win_wait_inside(SOCKET s, int32_t rc, fdsend_win_deadline *d);
 
 #endif /* FDSEND_WIN32_H */

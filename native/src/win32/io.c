@@ -6,6 +6,7 @@
  * either side dies.
  * SPDX-License-Identifier: MIT */
 #include "fdsend_win32.h"
+#include "recv_exact.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -403,11 +404,13 @@ int32_t fdsend_recv_refused(int64_t status)
     return status == FDSEND_EPROTO || status == FDSEND_ESRCH || status == FDSEND_EACCES;
 }
 
-/* fdsend_recv (st NULL: whole records) and fdsend_recv_part (st: pieces); *heap is set
- * when a version 2 table did not fit the stack buffer (the caller frees it). */
-static int64_t recv_record(intptr_t sock, fdsend_recv_state *st, void *buf, size_t len,
+/* The next record on s (st NULL: whole) or the next piece of one (st), arguments checked,
+ * within deadline d: with d->dontwait, nothing queued (or a record still arriving) is
+ * FDSEND_EAGAIN. *heap is set when a version 2 table did not fit the stack buffer (the
+ * caller frees it). */
+static int64_t take_record(SOCKET s, fdsend_recv_state *st, void *buf, size_t len,
                            intptr_t *fds, int32_t maxfds, int32_t *nfds, uint32_t *rflags,
-                           uint32_t flags, unsigned char **heap)
+                           unsigned char **heap, fdsend_win_deadline *d)
 {
     unsigned char small[FDSEND_REC_TABLE_MAX + 1];
     unsigned char *head = small;
@@ -415,22 +418,14 @@ static int64_t recv_record(intptr_t sock, fdsend_recv_state *st, void *buf, size
     HANDLE got[FDSEND_MAX_FDS];
     unsigned char is_sock[FDSEND_MAX_FDS];
     fdsend_rec_header h;
-    fdsend_win_deadline d;
-    SOCKET s = (SOCKET)sock;
     uint32_t out_flags = 0;
     int32_t rc, taken = 0, i;
     int truncated = 0;
     int64_t n = 0;
 
     memset(&h, 0, sizeof h);
-    rc = check_recv_args(sock, buf, len, fds, maxfds, nfds, rflags, flags);
-    if (rc == FDSEND_OK && st != NULL)
-        rc = check_state(st, s);
-    if (rc != FDSEND_OK)
-        return rc;
-    fdsend_win_deadline_start(&d, 0, (flags & FDSEND_DONTWAIT) != 0);
-    if (flags & FDSEND_DONTWAIT) {
-        rc = fdsend_win_wait(s, &d); /* FDSEND_EAGAIN when nothing is queued */
+    if (d->dontwait) {
+        rc = fdsend_win_wait(s, d); /* FDSEND_EAGAIN when nothing is queued */
         if (rc != FDSEND_OK)
             return rc;
     }
@@ -438,7 +433,7 @@ static int64_t recv_record(intptr_t sock, fdsend_recv_state *st, void *buf, size
     if (state_remaining(st) > 0)
         return recv_rest(s, st, buf, len, rflags);
 
-    rc = peek_record(s, &head, &headcap, heap, &h, &tablelen, &d);
+    rc = peek_record(s, &head, &headcap, heap, &h, &tablelen, d);
     if (rc < 0)
         return rc;
     if (rc == 0) {
@@ -458,10 +453,10 @@ static int64_t recv_record(intptr_t sock, fdsend_recv_state *st, void *buf, size
         rc = fdsend_win_entries_take(s, &h, head + FDSEND_REC_HEADER, cap, got, is_sock,
                                      &taken, &truncated);
         if (rc != FDSEND_OK)
-            return refuse_record(s, st, buf, h.datalen, &d, rc);
+            return refuse_record(s, st, buf, h.datalen, d, rc);
     }
     if (h.datalen > 0) {
-        n = recv_first_data(s, st, buf, len, h.datalen, &d);
+        n = recv_first_data(s, st, buf, len, h.datalen, d);
         if (n < 0) {
             DWORD os = (DWORD)fdsend_last_os_error();
             fdsend_win_close_taken(got, is_sock, taken);
@@ -482,6 +477,21 @@ static int64_t recv_record(intptr_t sock, fdsend_recv_state *st, void *buf, size
         *rflags = out_flags;
     fdsend_clear_error();
     return n;
+}
+
+/* fdsend_recv (st NULL: whole records) and fdsend_recv_part (st: pieces). */
+static int64_t recv_record(intptr_t sock, fdsend_recv_state *st, void *buf, size_t len,
+                           intptr_t *fds, int32_t maxfds, int32_t *nfds, uint32_t *rflags,
+                           uint32_t flags, unsigned char **heap)
+{
+    fdsend_win_deadline d;
+    int32_t rc = check_recv_args(sock, buf, len, fds, maxfds, nfds, rflags, flags);
+    if (rc == FDSEND_OK && st != NULL)
+        rc = check_state(st, (SOCKET)sock);
+    if (rc != FDSEND_OK)
+        return rc;
+    fdsend_win_deadline_start(&d, 0, (flags & FDSEND_DONTWAIT) != 0);
+    return take_record((SOCKET)sock, st, buf, len, fds, maxfds, nfds, rflags, heap, &d);
 }
 
 int64_t fdsend_recv(intptr_t sock, void *buf, size_t len, intptr_t *fds, int32_t maxfds,
@@ -511,16 +521,64 @@ int64_t fdsend_recv_part(intptr_t sock, fdsend_recv_state *state, void *buf, siz
     return n;
 }
 
-/* The step of an exact receive (fdsend.h; the merge rules are recv_exact.c's): one whole
- * record without waiting for one to come (fdsend_recv with FDSEND_DONTWAIT: a record whose
- * data is more than the bytes still due is FDSEND_EMSGSIZE, nothing consumed). */
+/* ---- fdsend_recv_exact_step and fdsend_recv_exact ---------------------------------------
+ * The step, the loop (recv_exact.h) and the merge rules (recv_exact.c) are every
+ * platform's; here is the
+ * Windows receive of a piece, one whole record (fdsend_recv's: a record whose data is more
+ * than the bytes still due is FDSEND_EMSGSIZE, nothing consumed), and the wait between
+ * pieces (wait.c's). */
+
+struct fdsend_exact_io {
+    SOCKET s;
+    int dontwait;           /* FDSEND_DONTWAIT: the first receive does not wait */
+    fdsend_win_deadline d;  /* the call's, from its first receive */
+};
+
+static int32_t exact_io_piece(fdsend_exact_io *io, fdsend_exact_state *st, unsigned char *buf,
+                              size_t len, intptr_t *fds, int32_t maxfds, int first)
+{
+    int32_t room = fdsend_exact_room(st, maxfds), ngot = 0, rc;
+    unsigned char *heap = NULL;
+    uint32_t rf = 0;
+    int64_t n;
+
+    if (first) {
+        fdsend_win_deadline_start(&io->d, 0, io->dontwait);
+    } else {
+        /* Inside the bytes: no waiting for a record to begin (FDSEND_EAGAIN), but the rest
+         * of one that has begun to arrive (it left the sender whole) is waited for, within
+         * the call's deadline. */
+        io->d.dontwait = 1;
+        rc = fdsend_win_wait(io->s, &io->d);
+        if (rc != FDSEND_OK)
+            return rc;
+        io->d.dontwait = 0;
+    }
+    /* Beyond the room, take_record closes the handles and flags them as lost. */
+    n = take_record(io->s, NULL, buf + st->received, len - (size_t)st->received,
+                    room > 0 ? fds + st->nfds : NULL, room, &ngot, &rf, &heap, &io->d);
+    free(heap);
+    if (n < 0)
+        return (int32_t)n;
+    rc = fdsend_exact_merge(st, len, (size_t)n, ngot, (rf & FDSEND_RECV_FDS_TRUNCATED) != 0,
+                            (rf & FDSEND_RECV_END_OF_STREAM) != 0);
+    if (rc < 0)
+        return fdsend_fail_win32(rc, ERROR_HANDLE_EOF);
+    return rc;
+}
+
+static int32_t exact_io_wait_inside(fdsend_exact_io *io, int32_t rc)
+{
+    return fdsend_win_wait_inside(io->s, rc, &io->d);
+}
+
+static const fdsend_exact_ops exact_ops = {exact_io_piece, exact_io_wait_inside};
+
 int32_t fdsend_recv_exact_step(intptr_t sock, fdsend_exact_state *state, void *buf,
                                size_t len, intptr_t *fds, int32_t maxfds, uint32_t flags)
 {
-    intptr_t got[FDSEND_MAX_FDS];
-    int32_t ngot = 0, rc;
-    uint32_t rf = 0;
-    int64_t n;
+    fdsend_exact_io io;
+    int32_t rc;
 
     if (sock <= 0 || (SOCKET)sock == INVALID_SOCKET)
         return fdsend_fail_win32(FDSEND_EBADF, ERROR_INVALID_HANDLE);
@@ -532,39 +590,23 @@ int32_t fdsend_recv_exact_step(intptr_t sock, fdsend_exact_state *state, void *b
             return rc;
         fdsend_exact_begin(state, sock);
     }
-    if (!fdsend_exact_finished(state, len)) {
-        n = fdsend_recv(sock, (unsigned char *)buf + state->received,
-                        len - (size_t)state->received, got, FDSEND_MAX_FDS, &ngot, &rf,
-                        FDSEND_DONTWAIT);
-        if (n == FDSEND_EAGAIN)
-            return FDSEND_EAGAIN; /* nothing consumed: the receive goes on */
-        if (n < 0) {
-            fdsend_exact_abandon(state, fds);
-            return (int32_t)n;
-        }
-        rc = fdsend_exact_merge(state, len, fds, maxfds, (size_t)n, got, ngot,
-                                (rf & FDSEND_RECV_FDS_TRUNCATED) != 0,
-                                (rf & FDSEND_RECV_END_OF_STREAM) != 0);
-        if (rc < 0) {
-            fdsend_exact_abandon(state, fds);
-            return fdsend_fail_win32(rc, ERROR_HANDLE_EOF);
-        }
-    }
-    fdsend_clear_error();
-    return fdsend_exact_finished(state, len) ? FDSEND_EXACT_DONE : FDSEND_OK;
+    io.s = (SOCKET)sock;
+    io.dontwait = 1;
+    return fdsend_exact_step_io(&exact_ops, &io, state, (unsigned char *)buf, len, fds, maxfds);
 }
 
-/* Not built for Windows yet (fdsend_recv_exact_step is: a caller loops over it, waiting
- * with fdsend_wait). */
 int64_t fdsend_recv_exact(intptr_t sock, void *buf, size_t len, intptr_t *fds,
                           int32_t maxfds, int32_t *nfds, uint32_t *rflags, uint32_t flags)
 {
-    (void)sock; (void)buf; (void)len; (void)fds; (void)maxfds; (void)flags;
-    if (nfds != NULL)
-        *nfds = 0;
-    if (rflags != NULL)
-        *rflags = 0;
-    return fdsend_fail_win32(FDSEND_ENOTSUP, ERROR_NOT_SUPPORTED);
+    fdsend_exact_state st = FDSEND_EXACT_STATE_INIT;
+    fdsend_exact_io io;
+    int32_t rc = check_recv_args(sock, buf, len, fds, maxfds, nfds, rflags, flags);
+    if (rc != FDSEND_OK) /* the arguments, and a stream socket */
+        return rc;
+    fdsend_exact_begin(&st, sock);
+    io.s = (SOCKET)sock;
+    io.dontwait = (flags & FDSEND_DONTWAIT) != 0;
+    return fdsend_exact_run(&exact_ops, &io, &st, (unsigned char *)buf, len, fds, maxfds, nfds, rflags);
 }
 
 /* ---- Peeking ------------------------------------------------------------------------------ */

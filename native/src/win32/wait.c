@@ -134,6 +134,17 @@ int32_t fdsend_win_wait_more(SOCKET s, size_t have, fdsend_win_deadline *d)
     }
 }
 
+int32_t fdsend_win_wait_inside(SOCKET s, int32_t rc, fdsend_win_deadline *d)
+{
+    if (rc == FDSEND_EAGAIN) {
+        d->dontwait = 0;
+        rc = fdsend_win_wait(s, d);
+    }
+    if (rc == FDSEND_ETIMEDOUT) /* the peer stopped inside for SO_RCVTIMEO */
+        return fdsend_fail_win32(FDSEND_EPROTO, WSAETIMEDOUT);
+    return rc;
+}
+
 int32_t fdsend_wait(intptr_t sock, uint32_t events, int32_t timeout_ms)
 {
     fdsend_win_deadline d;
