@@ -131,7 +131,7 @@ _native_exports() {
   missing=""
   # Every function fdsend.h declares (fdsend_socketpair, fdsend_set_inheritable and
   # fdsend_fd_info come from native/src/fdinfo.c).
-  for f in fdsend_send fdsend_send_to fdsend_recv fdsend_recv_part fdsend_peer_credentials fdsend_max_fds \
+  for f in fdsend_send fdsend_send_to fdsend_recv fdsend_recv_part fdsend_recv_refused fdsend_peer_credentials fdsend_max_fds \
            fdsend_close_all fdsend_strerror fdsend_version fdsend_last_os_error \
            fdsend_recv_exact fdsend_recv_exact_step fdsend_sendfds fdsend_recvfds fdsend_socketpair \
            fdsend_set_inheritable fdsend_fd_info fdsend_dup fdsend_msg_send fdsend_msg_recv \

@@ -137,6 +137,26 @@ internal static unsafe class FdSendCore
                                     out int bytesReceived, out int fdCount, out ReceiveFlags flags,
                                     out bool endOfStream, bool mayBlock, Interop.RecvState* state = null)
     {
+        long result = Receive(socket, buffer, fds, maxFds, out fdCount, out flags, out endOfStream, mayBlock, state);
+        bytesReceived = result >= 0 ? (int)result : 0;
+        if (result >= 0)
+            return true;
+        if (result == (long)Interop.Status.EAGAIN)
+            return false;
+        throw ReceiveFailed(socket, result);
+    }
+
+    /// <summary>
+    /// The receive of <see cref="TryReceive(Socket, Span{byte}, nint*, int, out int, out int, out ReceiveFlags, out bool, bool, Interop.RecvState*)"/>
+    /// with libfdsend's result as it is, for a caller that judges a failure itself (the
+    /// channel asks <c>fdsend_recv_refused</c>): the bytes received (the outputs set), or a
+    /// negative FDSEND_E* code (the outputs zero): FDSEND_EAGAIN when nothing is waiting
+    /// (nothing consumed); any other code is a failure, whose exception
+    /// <see cref="ReceiveFailed"/> makes (call it straight away).
+    /// </summary>
+    internal static long Receive(Socket socket, Span<byte> buffer, nint* fds, int maxFds, out int fdCount,
+                                 out ReceiveFlags flags, out bool endOfStream, bool mayBlock, Interop.RecvState* state)
+    {
         SafeSocketHandle socketHandle = GetHandle(socket);
         int count = 0;
         uint receiveFlags = 0;
@@ -152,21 +172,25 @@ internal static unsafe class FdSendCore
         }
         if (result >= 0)
         {
-            bytesReceived = (int)result;
             fdCount = count;
             flags = DecodeReceiveFlags(receiveFlags, out endOfStream);
-            return true;
         }
-        bytesReceived = 0;
-        fdCount = 0;
-        flags = ReceiveFlags.None;
-        endOfStream = false;
-        if (result == (long)Interop.Status.EAGAIN)
-            return false;
-        if (result == (long)Interop.Status.ETIMEDOUT)
-            throw FdSendErrors.TimedOut(FdOperation.Receive, socket.ReceiveTimeout);
-        throw FdSendErrors.Create(result, FdOperation.Receive);
+        else
+        {
+            fdCount = 0;
+            flags = ReceiveFlags.None;
+            endOfStream = false;
+        }
+        return result;
     }
+
+    /// <summary>The exception for a receive that failed with <paramref name="result"/> (a
+    /// negative code other than FDSEND_EAGAIN). Call straight after the native call (it reads
+    /// the OS error libfdsend saved for it).</summary>
+    internal static Exception ReceiveFailed(Socket socket, long result) =>
+        result == (long)Interop.Status.ETIMEDOUT
+            ? FdSendErrors.TimedOut(FdOperation.Receive, socket.ReceiveTimeout)
+            : FdSendErrors.Create(result, FdOperation.Receive);
 
     /// <summary>
     /// One non-blocking look at the next message's first bytes (fdsend_peek): true with the

@@ -272,6 +272,25 @@ FDSEND_API int64_t fdsend_recv_part(intptr_t sock, fdsend_recv_state *state, voi
                                     int32_t *nfds, uint32_t *rflags, uint32_t flags);
 
 /**
+ * Whether status, a failed fdsend_recv_part (or fdsend_recv), means that libfdsend refused
+ * the next record and a reader cannot go past it: the rule both message channels (the C
+ * channel object and the .NET FdChannel) apply to their reads. Pure: no I/O, and the
+ * thread's recorded error (fdsend_last_os_error) is left as it was.
+ *
+ * - Windows (docs/windows-protocol.md): 1 for FDSEND_EPROTO (the bytes there are not a
+ *   record, or the record names a sender that is not the peer), FDSEND_ESRCH (its sender
+ *   is gone, or the pid now names another process) and FDSEND_EACCES (the sender cannot be
+ *   opened). No handle of the record was taken; fdsend_recv_part leaves its data for the
+ *   next reads with the same state, so the bytes that follow are not where a message
+ *   starts: treat the stream as broken.
+ * - POSIX: 0 for every status (the kernel refuses no message that way; every result of
+ *   fdsend_recv means what it says there).
+ *
+ * @return 1 or 0.
+ */
+FDSEND_API int32_t fdsend_recv_refused(int64_t status);
+
+/**
  * Copy the first bytes of the next message into buf without consuming anything: the
  * message, its data and its descriptors stay queued for the next fdsend_recv (no
  * descriptor is taken, none is installed in this process). For a reader that must size
@@ -721,7 +740,7 @@ FDSEND_API int32_t fdsend_fd_info(intptr_t fd, fdsend_fd_info_t *info);
  * larger payload as a header record with the handles and then records of payload; the two
  * interoperate. A receive reads the records with fdsend_recv_part, so a record libfdsend
  * refuses (not a record, or its sender check fails: FDSEND_EPROTO, FDSEND_ESRCH,
- * FDSEND_EACCES, as fdsend_recv reports it) is returned as that code and, on a channel
+ * FDSEND_EACCES: fdsend_recv_refused) is returned as that code and, on a channel
  * object, breaks it (every later receive: FDSEND_EPROTO); a record that brings handles
  * anywhere but at a frame's first byte, or a record without data, is FDSEND_EPROTO; a
  * sender that dies in the middle of a record gives FDSEND_ECONNRESET, one whose connection

@@ -1,7 +1,8 @@
 /* fdsend_recv_part on POSIX: the kernel keeps a stream's position, so the caller's state
  * is only checked (as the library leaves it: all zero) and the call is fdsend_recv. The
  * Windows counterpart, where the state holds a record's data bytes still due, is in
- * native/src/win32/io.c. Also fdsend_peek, the other read that consumes nothing.
+ * native/src/win32/io.c. Also fdsend_peek, the other read that consumes nothing, and
+ * fdsend_recv_refused (never on POSIX).
  * SPDX-License-Identifier: MIT */
 #include "fdsend_posix.h"
 #include "fdsend_internal.h"
@@ -23,6 +24,13 @@ int64_t fdsend_recv_part(intptr_t sock, fdsend_recv_state *state, void *buf, siz
         return fdsend_fail(FDSEND_EINVAL, EINVAL);
     }
     return fdsend_recv(sock, buf, len, fds, maxfds, nfds, rflags, flags);
+}
+
+/* The kernel refuses no message the way a Windows record is refused (win32/io.c). */
+int32_t fdsend_recv_refused(int64_t status)
+{
+    (void)status;
+    return 0;
 }
 
 int64_t fdsend_peek(intptr_t sock, void *buf, size_t len, uint32_t flags)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // FdChannel on Windows: every frame travels as libfdsend records on a TCP loopback
 // connection (docs/windows-protocol.md, "The message channel").
+using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -18,6 +19,7 @@ internal static class ChannelCases
         ("channel_limits_reject_and_go_on", Limits),
         ("channel_malformed_frame_faults", Malformed),
         ("channel_empty_record_faults", EmptyRecord),
+        ("channel_refused_record_faults", RefusedRecord),
         ("channel_peer_gone", PeerGone),
         ("channel_cancel_and_dispose", CancelAndDispose),
         ("channel_refuses_non_stream", NonStream),
@@ -215,6 +217,75 @@ internal static class ChannelCases
                 }
             }
         }
+    }
+
+    /// <summary>A hand-made record at a frame's start whose sender check fails
+    /// (docs/windows-protocol.md, "Trust model"): it names a process that does not exist
+    /// (FDSEND_ESRCH), this process with another creation time (a reused pid: FDSEND_ESRCH), or
+    /// this process with a SOCKET value that is not the peer's (FDSEND_EPROTO). Its data is an
+    /// honest frame ("evil", no handle) that a channel reading past the refusal would hand out.
+    /// The receive throws FdChannelProtocolException (the refusal's exception inside), the
+    /// channel is faulted, no handle is left open, and every later receive and send throws,
+    /// even after a good message (test_win.exe's channel_refused_record says the same of the C
+    /// channel).</summary>
+    private static void RefusedRecord()
+    {
+        foreach (string lie in new[] { "no such process", "another creation time", "not the peer's socket" })
+        {
+            (Socket a, Socket b) = Pair();
+            using (a)
+            {
+                var receiver = new FdChannel(b);
+                try
+                {
+                    // This process's own record header (pid, creation time, SOCKET value), as
+                    // a plain send without handles writes it.
+                    Equal(1, a.SendFds("x"u8), "a record without handles sent");
+                    var own = new byte[33];
+                    for (int got = 0; got < own.Length;)
+                        got += b.Receive(own, got, own.Length - got, SocketFlags.None);
+                    byte[] record = RefusedRecordBytes(own, lie, b.Handle);
+                    HashSet<nint> before = OpenIoHandles();
+                    Equal(record.Length, a.Send(record), "the forged record sent");
+                    var e = ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(),
+                                                                    "a record whose sender check fails: " + lie);
+                    Console.WriteLine($"     {lie}: {e.Message}");
+                    Check(e.InnerException is not null, "the refusal is the inner exception");
+                    Check(receiver.Fault is FdChannelProtocolException, "the channel is faulted");
+                    Check(NewSince(before).Count <= 1, "no handle arrived or was left open");
+                    using (var sender = new FdChannel(a, new FdChannelOptions { LeaveOpen = true }))
+                        Wait(sender.SendAsync("fine"u8.ToArray()));
+                    ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(),
+                                                            "the next receive (the refused record's data is never a message)");
+                    ThrowsAsync<FdChannelProtocolException>(() => receiver.SendAsync("x"u8.ToArray()), "and a send");
+                }
+                finally
+                {
+                    receiver.Dispose();
+                }
+            }
+        }
+    }
+
+    /// <summary>A version 1 record with one entry (a value that is no handle) from the header
+    /// <paramref name="own"/> of a record this process sent, with the lie told: the pid, the
+    /// creation time or the SOCKET value changed. Its data is the frame "evil".</summary>
+    private static byte[] RefusedRecordBytes(byte[] own, string lie, nint notThePeers)
+    {
+        byte[] frame = [1, 0, 0, 0, 4, 0, 0, 0, .. "evil"u8];
+        var r = new byte[40 + frame.Length];
+        own.AsSpan(0, 32).CopyTo(r);
+        BinaryPrimitives.WriteUInt16LittleEndian(r.AsSpan(6), 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(r.AsSpan(8), (uint)frame.Length);
+        if (lie == "no such process")
+            BinaryPrimitives.WriteUInt32LittleEndian(r.AsSpan(12), 0xFFFFFFF0);
+        else if (lie == "another creation time")
+            BinaryPrimitives.WriteUInt64LittleEndian(r.AsSpan(16), BinaryPrimitives.ReadUInt64LittleEndian(r.AsSpan(16)) + 1);
+        else
+            BinaryPrimitives.WriteUInt64LittleEndian(r.AsSpan(24), (ulong)notThePeers);
+        BinaryPrimitives.WriteUInt64LittleEndian(r.AsSpan(32), 0x7ffffc);
+        frame.CopyTo(r, 40);
+        return r;
     }
 
     /// <summary>The peer closes at a message boundary (EndOfStreamException; ReadAllAsync

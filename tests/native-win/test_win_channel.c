@@ -326,6 +326,90 @@ TEST(channel_empty_record)
     closesocket(b);
 }
 
+/* The lies a hand-made record tells in refused_record. */
+enum lie { NO_SUCH_PROCESS, OTHER_CREATION_TIME, NOT_THE_PEERS_SOCKET };
+
+/* A record from this process sent on a (to b), with one entry (a value that is no handle)
+ * and, as data, the honest frame "evil" without handles, telling the lie: a pid that no
+ * process has, this process's pid with another creation time, or this process's pid and
+ * creation time with a SOCKET value that is not a's. */
+static void send_refused_record(SOCKET a, SOCKET b, enum lie lie)
+{
+    unsigned char rec[40 + FDSEND_MSG_HEADER_SIZE + 4];
+    uint32_t pid = lie == NO_SUCH_PROCESS ? 0xFFFFFFF0u : (uint32_t)GetCurrentProcessId();
+    uint32_t datalen = FDSEND_MSG_HEADER_SIZE + 4;
+    uint64_t ctime, sock = lie == NOT_THE_PEERS_SOCKET ? (uint64_t)b : (uint64_t)a;
+    uint64_t entry = 0x7ffffc;
+    FILETIME c, e, k, u;
+    CHECK(GetProcessTimes(GetCurrentProcess(), &c, &e, &k, &u));
+    ctime = (uint64_t)c.dwHighDateTime << 32 | c.dwLowDateTime;
+    if (lie == OTHER_CREATION_TIME)
+        ctime++;
+    memset(rec, 0, sizeof rec);
+    memcpy(rec, "FDSH", 4);
+    rec[4] = 1;
+    rec[6] = 1; /* one entry (Windows is little-endian: the fields are copied as they lie) */
+    memcpy(rec + 8, &datalen, 4);
+    memcpy(rec + 12, &pid, 4);
+    memcpy(rec + 16, &ctime, 8);
+    memcpy(rec + 24, &sock, 8);
+    memcpy(rec + 32, &entry, 8);
+    header(rec + 40, 4, 0);
+    memcpy(rec + 40 + FDSEND_MSG_HEADER_SIZE, "evil", 4);
+    CHECK(send(a, (const char *)rec, (int)sizeof rec, 0) == (int)sizeof rec);
+}
+
+/* A record whose sender check fails where a frame begins (docs/windows-protocol.md,
+ * "Trust model"): a process that does not exist (FDSEND_ESRCH), a reused pid (FDSEND_ESRCH), a
+ * live process that does not hold the peer's socket (FDSEND_EPROTO). The channel object
+ * returns that code with no handle, then stays broken (FDSEND_EPROTO, even after a good
+ * frame): the record's data ("evil", an honest frame) is never handed out. The .NET
+ * FdChannel (FdSend.WinTests' channel_refused_record_faults) must agree. */
+TEST(channel_refused_record)
+{
+    static const int32_t want[] = {FDSEND_ESRCH, FDSEND_ESRCH, FDSEND_EPROTO};
+    int lie;
+    /* The rule, libfdsend's (fdsend_recv_refused): the codes of a refused record, and
+     * FDSEND_EACCES (a sender this process may not open: not seen under wine, where every
+     * process may open every other) among them; a wait, a timeout, a reset, the end are
+     * not. */
+    CHECK_EQ(fdsend_recv_refused(FDSEND_EPROTO), 1);
+    CHECK_EQ(fdsend_recv_refused(FDSEND_ESRCH), 1);
+    CHECK_EQ(fdsend_recv_refused(FDSEND_EACCES), 1);
+    CHECK_EQ(fdsend_recv_refused(FDSEND_EAGAIN), 0);
+    CHECK_EQ(fdsend_recv_refused(FDSEND_ETIMEDOUT), 0);
+    CHECK_EQ(fdsend_recv_refused(FDSEND_ECONNRESET), 0);
+    CHECK_EQ(fdsend_recv_refused(FDSEND_EOF), 0);
+    CHECK_EQ(fdsend_recv_refused(FDSEND_OK), 0);
+    CHECK_EQ(fdsend_recv_refused(5), 0);
+    for (lie = NO_SUCH_PROCESS; lie <= NOT_THE_PEERS_SOCKET; lie++) {
+        SOCKET a, b;
+        fdsend_channel *rx = NULL;
+        intptr_t back[2] = {0, 0};
+        unsigned char got[16];
+        int32_t n = -1;
+        int k;
+        DWORD base;
+        socket_pair(&a, &b);
+        set_timeout_ms(b, SO_RCVTIMEO, 10000); /* a receive that waits wrongly fails */
+        CHECK_RC(fdsend_channel_open((intptr_t)b, 0, &rx), FDSEND_OK);
+        base = handle_count();
+        send_refused_record(a, b, (enum lie)lie);
+        CHECK_RC(fdsend_channel_recv(rx, got, sizeof got, back, 2, &n, 0), want[lie]);
+        CHECK_EQ(n, 0);
+        CHECK(back[0] == 0 && back[1] == 0);
+        CHECK_EQ(handle_count(), base);
+        CHECK_RC(fdsend_msg_send((intptr_t)a, "fine", 4, NULL, 0, 0), FDSEND_OK);
+        for (k = 0; k < 2; k++) /* every later receive, the good frame's turn too */
+            CHECK_RC(fdsend_channel_recv(rx, got, sizeof got, back, 2, &n, 0), FDSEND_EPROTO);
+        fdsend_channel_close(rx);
+        CHECK_EQ(n, 0);
+        CHECK_EQ(handle_count(), base); /* no handle left open, not even the sender's */
+        closesocket(a);
+        closesocket(b);
+    }
+}
+
 /* The peer's close between frames is FDSEND_EOF (and stays so); inside a frame (a header
  * record announcing more payload than ever comes) it is FDSEND_EPROTO. */
 TEST(channel_peer_gone)
@@ -631,6 +715,7 @@ const test_case win_channel_cases[] = {
     CASE(channel_limits),
     CASE(channel_malformed_frame),
     CASE(channel_empty_record),
+    CASE(channel_refused_record),
     CASE(channel_peer_gone),
     CASE(channel_timeouts_and_dontwait),
     CASE(channel_msg_round_trip),

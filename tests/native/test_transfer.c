@@ -721,6 +721,16 @@ TEST(recv_part_pieces_and_state)
     close(sv[1]);
 }
 
+/* fdsend_recv_refused on POSIX: the kernel refuses no message the way a Windows record is
+ * refused, so no status means "cannot read past it" here (a channel's reads on a stream go
+ * on as before; test_win.exe's channel_refused_record covers Windows). */
+TEST(recv_refused_never_on_posix)
+{
+    int64_t status;
+    for (status = 1; status >= FDSEND_EOTHER - 1; status--)
+        CHECK_EQ(fdsend_recv_refused(status), 0);
+}
+
 int main(int argc, char **argv)
 {
     static const tu_case cases[] = {
@@ -740,6 +750,7 @@ int main(int argc, char **argv)
         CASE(partial_send_fds_once),
         CASE(blocking_send_sends_all),
         CASE(recv_part_pieces_and_state),
+        CASE(recv_refused_never_on_posix),
     };
     return tu_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

@@ -42,12 +42,16 @@ internal static class ChannelErrors
                 $"The peer broke the FdSend channel wire format (docs/wire-format.md): {what}. That record was dropped and its descriptors were closed; " +
                 "every record stands alone, so the channel is still usable: receive the next message.");
 
-    /// <summary>Windows: libfdsend refused the peer's record (FDSEND_EPROTO: its sender check
-    /// failed, e.g. the peer closed its socket before the record's handles were taken). The
-    /// record stays unread, so the stream cannot go past it: the channel faults.</summary>
-    internal static FdChannelProtocolException RecordRefused(Exception cause) =>
-        new("The peer's handle-passing record was refused (docs/windows-protocol.md): " + cause.Message +
-            " The record cannot be read past, so the channel is faulted: dispose it and close the connection.", cause);
+    /// <summary>Windows: libfdsend refused the peer's record (<paramref name="status"/>, for
+    /// which fdsend_recv_refused said so: FDSEND_EPROTO, not a record or a sender that is not
+    /// the peer, e.g. one that closed its socket before the record's handles were taken;
+    /// FDSEND_ESRCH, a sender that is gone; FDSEND_EACCES, one this process may not open).
+    /// <paramref name="cause"/> is the code's own exception. The record stays unread, so the
+    /// stream cannot go past it: the channel faults.</summary>
+    internal static FdChannelProtocolException RecordRefused(long status, Exception cause) =>
+        new($"The peer's handle-passing record was refused (docs/windows-protocol.md): {Interop.StrError((int)status)} " +
+            $"({(Interop.Status)status}). No handle of it was taken, and its data cannot be read as messages, so the channel is faulted: " +
+            "dispose it and close the connection.", cause);
 
     private static FdMessageRejectedException Rejected(FdMessageRejectReason reason, ReadOnlySpan<byte> header,
                                                        FdChannelOptions options)

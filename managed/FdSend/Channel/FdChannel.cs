@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: MIT
-using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
@@ -291,7 +290,10 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
     /// usable.</exception>
     /// <exception cref="FdChannelProtocolException">The peer broke the wire format; the frame's
     /// descriptors were closed. On a stream socket the channel is faulted; on a seqpacket or
-    /// datagram socket only that record was lost, and the channel stays usable.</exception>
+    /// datagram socket only that record was lost, and the channel stays usable. Windows: also
+    /// a record libfdsend refused (not a record, or its sender check failed: the refusal's
+    /// exception is the inner one); no handle of it was taken and the channel is
+    /// faulted.</exception>
     /// <exception cref="OperationCanceledException">Cancelled (nothing lost).</exception>
     /// <exception cref="ObjectDisposedException">The channel is disposed.</exception>
     /// <exception cref="SocketException">The socket failed.</exception>
@@ -506,8 +508,8 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
             }
             // May throw OutOfMemoryException before the read: nothing consumed, no fault.
             Span<byte> into = reader.NextRead(out int maxFds);
-            bool got;
-            int n, count;
+            long n;
+            int count;
             ReceiveFlags flags;
             try
             {
@@ -515,33 +517,34 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
                 // inside a record is kept in this channel's state (libfdsend keeps none).
                 fixed (nint* fds = reader.FdBuffer)
                 fixed (Interop.RecvState* state = &_recvState)
-                    got = FdSendCore.TryReceive(_socket, into, fds, maxFds, out n, out count, out flags, out _,
-                                                mayBlock: false, OperatingSystem.IsWindows() ? state : null);
+                    n = FdSendCore.Receive(_socket, into, fds, maxFds, out count, out flags, out _,
+                                           mayBlock: false, OperatingSystem.IsWindows() ? state : null);
             }
-            catch (Exception e)
+            catch (Exception e) // the socket was disposed: nothing read
             {
                 reader.NothingRead();
-                if (OperatingSystem.IsWindows() && e is ProtocolViolationException)
-                {
-                    // A record libfdsend refused stays unread: nothing can be read past it.
-                    reader.Reset();
-                    FdChannelProtocolException refused = ChannelErrors.RecordRefused(e);
-                    SetFault(refused);
-                    throw refused;
-                }
                 if (reader.ReadStartsFrame)
                     throw;
                 throw ReceiveBrokeInsideFrame(e);
             }
-            if (!got)
+            if (n < 0)
             {
                 reader.NothingRead();
-                message = null;
-                return false;
+                if (n == (long)Interop.Status.EAGAIN)
+                {
+                    message = null;
+                    return false;
+                }
+                Exception e = FdSendCore.ReceiveFailed(_socket, n);
+                if (Interop.RecvRefused(n) != 0)
+                    throw RecordRefused(n, e);
+                if (reader.ReadStartsFrame)
+                    throw e;
+                throw ReceiveBrokeInsideFrame(e);
             }
             try
             {
-                if (reader.OnRead(n, count, flags, out message))
+                if (reader.OnRead((int)n, count, flags, out message))
                     return true;
             }
             catch (FdChannelProtocolException e)
@@ -550,6 +553,19 @@ public sealed class FdChannel : IAsyncDisposable, IDisposable
                 throw;
             }
         }
+    }
+
+    /// <summary>libfdsend refused the record at the stream's read position (its code
+    /// <paramref name="status"/>, fdsend_recv_refused: Windows only; <paramref name="cause"/>
+    /// its exception): no handle of it was taken and its data stays unread, so nothing can be
+    /// read past it. Closes the frame's descriptors and faults the channel, as the C channel
+    /// breaks; returns the exception to throw.</summary>
+    private FdChannelProtocolException RecordRefused(long status, Exception cause)
+    {
+        _stream!.Reset();
+        FdChannelProtocolException refused = ChannelErrors.RecordRefused(status, cause);
+        SetFault(refused);
+        return refused;
     }
 
     /// <summary>The connection failed inside a stream frame: its position is lost. Closes the

@@ -4,11 +4,12 @@ namespace FdSend;
 /// <summary>
 /// The peer broke the channel's wire format (a bad version or flags byte, a descriptor count
 /// that differs from the header's, descriptors attached to any byte but the header's first, a
-/// datagram whose length differs from its header's, or the end of the stream inside a frame).
-/// Every descriptor of that frame has been closed. On a stream socket the channel is faulted:
-/// every later call throws this same exception; dispose it and close the connection. On a
-/// seqpacket or datagram socket only that record was dropped: the channel stays usable and the
-/// next receive reads the next record.
+/// datagram whose length differs from its header's, or the end of the stream inside a frame;
+/// on Windows also a handle-passing record libfdsend refused: not a record, or its sender check
+/// failed, docs/windows-protocol.md). Every descriptor of that frame has been closed. On a
+/// stream socket the channel is faulted: every later call throws this same exception; dispose
+/// it and close the connection. On a seqpacket or datagram socket only that record was
+/// dropped: the channel stays usable and the next receive reads the next record.
 /// </summary>
 public sealed class FdChannelProtocolException : IOException
 {

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace FdSend;
@@ -22,4 +23,12 @@ internal static partial class Interop
     internal static unsafe partial long RecvPart(SafeHandle socket, RecvState* state, byte* buffer,
                                                  nuint length, nint* fds, int maxFds, int* fdCount,
                                                  uint* receiveFlags, uint flags);
+
+    /// <summary>fdsend_recv_refused: 1 when a failed <see cref="RecvPart"/>'s code means
+    /// libfdsend refused the next record and a reader cannot go past it (Windows: FDSEND_EPROTO,
+    /// FDSEND_ESRCH, FDSEND_EACCES); 0 otherwise, and for every code on POSIX. Pure: it leaves
+    /// the thread's recorded OS error alone.</summary>
+    [LibraryImport(Libraries.FdSend, EntryPoint = "fdsend_recv_refused")]
+    [SuppressGCTransition]
+    internal static partial int RecvRefused(long status);
 }

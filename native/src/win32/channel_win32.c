@@ -297,11 +297,11 @@ static uint32_t read_flags(int64_t n, uint32_t rf)
 }
 
 /* The first read of a frame failed (n: a status, nothing of a frame consumed). A record
- * libfdsend refuses (not a record, or its sender check failed) cannot be read past: the
- * channel is broken from then on. */
+ * libfdsend refuses (fdsend_recv_refused, the rule the .NET FdChannel asks too) cannot be
+ * read past: the channel is broken from then on. */
 static int64_t first_read_failed(stream_rx *rx, int64_t n)
 {
-    if (n == FDSEND_EPROTO || n == FDSEND_ESRCH || n == FDSEND_EACCES)
+    if (fdsend_recv_refused(n))
         rx->broken = 1;
     return n;
 }

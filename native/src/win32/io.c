@@ -397,6 +397,13 @@ static int64_t refuse_record(SOCKET s, fdsend_recv_state *st, void *buf, uint32_
     return fdsend_fail_win32(why, os);
 }
 
+/* The statuses a read gives for a record it refuses: bytes that are no record (peek_record)
+ * or a failed sender check (refuse_record, with peer.c's codes). */
+int32_t fdsend_recv_refused(int64_t status)
+{
+    return status == FDSEND_EPROTO || status == FDSEND_ESRCH || status == FDSEND_EACCES;
+}
+
 /* The next record on s (st NULL: whole) or the next piece of one (st), arguments checked,
  * within deadline d: with d->dontwait, nothing queued (or a record still arriving) is
  * FDSEND_EAGAIN. *heap is set when a version 2 table did not fit the stack buffer (the

@@ -259,6 +259,16 @@ public class FdChannelFramingTests : TempDirFixture
     }
 
     [Test]
+    public void No_read_failure_is_a_refused_record_here()
+    {
+        // fdsend_recv_refused, the channel's rule for a record libfdsend refused and that
+        // cannot be read past (Windows; FdSend.WinTests' channel_refused_record_faults): the
+        // kernel refuses no message that way, so every failed read means what it says here.
+        foreach (Interop.Status status in Enum.GetValues<Interop.Status>())
+            Assert.That(Interop.RecvRefused((long)status), Is.Zero, status.ToString());
+    }
+
+    [Test]
     public async Task An_empty_seqpacket_record_reads_as_the_end_and_the_next_record_follows()
     {
         // No frame is empty, so a zero-byte record without descriptors is the end of the
