@@ -118,7 +118,10 @@ DWORD fdsend_win_peer_pid(SOCKET s);
 uint64_t fdsend_win_self_creation_time(void);
 
 /** Open the sender named by h, checking it is alive, wrote the header (creation time) and
- *  is the peer of s. *proc: PROCESS_DUP_HANDLE access, the caller closes it. */
+ *  is the peer of s. *proc: PROCESS_DUP_HANDLE access, the caller closes it. Fails only
+ *  with a refusal (fdsend_recv_refused): FDSEND_ESRCH (gone, or another process under its
+ *  pid), FDSEND_EPROTO (not the peer), FDSEND_EACCES (cannot be opened or proven, the OS's
+ *  error recorded). */
 int32_t fdsend_win_open_sender(SOCKET s, const fdsend_rec_header *h, HANDLE *proc);
 
 /* ---- handles.c ---------------------------------------------------------------------- */

@@ -173,6 +173,18 @@ static int32_t verify_peer(SOCKET s, HANDLE proc, const fdsend_rec_header *h)
     return fdsend_fail_win32(FDSEND_ENOTSUP, ERROR_NOT_SUPPORTED);
 }
 
+/* A sender check that failed for a reason of the OS's (OpenProcess refused for another
+ * reason than "no such process", the peer's pid unknown, a socket family the check does not
+ * know) is a refusal too: the record cannot be taken, and its data stays unread, so the
+ * result is one of the codes fdsend_recv_refused names. FDSEND_EACCES: the sender cannot be
+ * proven to be the peer; the OS's error stays recorded. */
+static int32_t sender_unproven(int32_t rc)
+{
+    if (rc == FDSEND_ESRCH || rc == FDSEND_EACCES || rc == FDSEND_EPROTO)
+        return rc;
+    return fdsend_fail_win32(FDSEND_EACCES, (DWORD)fdsend_last_os_error());
+}
+
 int32_t fdsend_win_open_sender(SOCKET s, const fdsend_rec_header *h, HANDLE *proc_out)
 {
     HANDLE proc;
@@ -186,7 +198,7 @@ int32_t fdsend_win_open_sender(SOCKET s, const fdsend_rec_header *h, HANDLE *pro
         /* No such process: the sender is gone, and its handles went with it. */
         if (err == ERROR_INVALID_PARAMETER)
             return fdsend_fail_win32(FDSEND_ESRCH, err);
-        return fdsend_fail_win32(fdsend_status_from_win32(err), err);
+        return sender_unproven(fdsend_fail_win32(fdsend_status_from_win32(err), err));
     }
     /* Alive, and the same process that wrote the header (pids are reused). */
     if (WaitForSingleObject(proc, 0) == WAIT_OBJECT_0 ||
@@ -197,6 +209,7 @@ int32_t fdsend_win_open_sender(SOCKET s, const fdsend_rec_header *h, HANDLE *pro
     }
     rc = verify_peer(s, proc, h);
     if (rc != FDSEND_OK) {
+        rc = sender_unproven(rc);
         CloseHandle(proc);
         return rc;
     }
