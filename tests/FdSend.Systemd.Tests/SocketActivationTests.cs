@@ -40,7 +40,12 @@ public class SocketActivationTests
                 args.AddRange(["-E", pass]);
         args.AddRange([App.DotnetHost(), App.Dll, "serve", Path.Combine(_dir, "control.sock"), port.ToString(CultureInfo.InvariantCulture)]);
         args.AddRange(extra);
-        var app = new App(SocketActivate(), args);
+        // As systemd starts a service: every signal at its default disposition. A test host
+        // started with SIGHUP ignored (nohup) would otherwise pass that on through every exec,
+        // and .NET does not run a PosixSignalRegistration for a signal ignored at its start:
+        // the SIGHUP handoff below would never begin (env execs: the pid is the same).
+        args.InsertRange(0, ["--default-signal", SocketActivate()]);
+        var app = new App("env", args);
         app.WaitStderr("Listening on"); // bound: a connection now starts the program
         return app;
     }
