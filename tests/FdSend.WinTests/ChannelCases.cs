@@ -157,29 +157,18 @@ internal static class ChannelCases
 
     /// <summary>A record that is not a frame (version byte 9) with a handle: the receive throws
     /// FdChannelProtocolException, the handle is closed, and the channel stays faulted.</summary>
-    private static void Malformed()
-    {
-        (Socket a, Socket b) = Pair();
-        using (a)
+    private static void Malformed() =>
+        WithRawSender((a, _, receiver) =>
         {
-            var receiver = new FdChannel(b);
-            try
-            {
-                using FileStream f = TempFile("with a broken frame");
-                HashSet<nint> before = OpenIoHandles();
-                Equal(12, a.SendFds(new byte[] { 9, 0, 1, 0, 4, 0, 0, 0, 1, 2, 3, 4 }, f), "raw record sent");
-                ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(), "a broken frame");
-                Check(NewSince(before).Count <= 1, "the broken frame's handle was closed");
-                Check(receiver.Fault is FdChannelProtocolException, "the channel is faulted");
-                ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(), "every later receive");
-                ThrowsAsync<FdChannelProtocolException>(() => receiver.SendAsync("x"u8.ToArray()), "and send");
-            }
-            finally
-            {
-                receiver.Dispose();
-            }
-        }
-    }
+            using FileStream f = TempFile("with a broken frame");
+            HashSet<nint> before = OpenIoHandles();
+            Equal(12, a.SendFds(new byte[] { 9, 0, 1, 0, 4, 0, 0, 0, 1, 2, 3, 4 }, f), "raw record sent");
+            ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(), "a broken frame");
+            Check(NewSince(before).Count <= 1, "the broken frame's handle was closed");
+            Check(receiver.Fault is FdChannelProtocolException, "the channel is faulted");
+            ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(), "every later receive");
+            ThrowsAsync<FdChannelProtocolException>(() => receiver.SendAsync("x"u8.ToArray()), "and send");
+        });
 
     /// <summary>A hand-made empty libfdsend record (no handle, no data: docs/windows-protocol.md
     /// says n + d &gt; 0, and no FdSend sender writes one), written raw with the connection left
@@ -193,30 +182,19 @@ internal static class ChannelCases
         "FDSH"u8.CopyTo(empty);
         empty[4] = 1;
         foreach (bool insideFrame in new[] { false, true })
-        {
-            (Socket a, Socket b) = Pair();
-            using (a)
+            WithRawSender((a, _, receiver) =>
             {
-                var receiver = new FdChannel(b);
-                try
-                {
-                    using FileStream f = TempFile("before an empty record");
-                    HashSet<nint> before = OpenIoHandles();
-                    if (insideFrame)
-                        Equal(8, a.SendFds(new byte[] { 1, 0, 1, 0, 4, 0, 0, 0 }, f), "header record sent");
-                    Equal(32, a.Send(empty), "empty record sent");
-                    string where = insideFrame ? "inside a frame" : "where a frame begins";
-                    ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(), "an empty record " + where);
-                    Check(receiver.Fault is FdChannelProtocolException, "the channel is faulted");
-                    Check(NewSince(before).Count <= 1, "the frame's handle was closed");
-                    ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(), "every later receive");
-                }
-                finally
-                {
-                    receiver.Dispose();
-                }
-            }
-        }
+                using FileStream f = TempFile("before an empty record");
+                HashSet<nint> before = OpenIoHandles();
+                if (insideFrame)
+                    Equal(8, a.SendFds(new byte[] { 1, 0, 1, 0, 4, 0, 0, 0 }, f), "header record sent");
+                Equal(32, a.Send(empty), "empty record sent");
+                string where = insideFrame ? "inside a frame" : "where a frame begins";
+                ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(), "an empty record " + where);
+                Check(receiver.Fault is FdChannelProtocolException, "the channel is faulted");
+                Check(NewSince(before).Count <= 1, "the frame's handle was closed");
+                ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(), "every later receive");
+            });
     }
 
     /// <summary>A hand-made record at a frame's start whose sender check fails
@@ -231,40 +209,29 @@ internal static class ChannelCases
     private static void RefusedRecord()
     {
         foreach (string lie in new[] { "no such process", "another creation time", "not the peer's socket" })
-        {
-            (Socket a, Socket b) = Pair();
-            using (a)
+            WithRawSender((a, b, receiver) =>
             {
-                var receiver = new FdChannel(b);
-                try
-                {
-                    // This process's own record header (pid, creation time, SOCKET value), as
-                    // a plain send without handles writes it.
-                    Equal(1, a.SendFds("x"u8), "a record without handles sent");
-                    var own = new byte[33];
-                    for (int got = 0; got < own.Length;)
-                        got += b.Receive(own, got, own.Length - got, SocketFlags.None);
-                    byte[] record = RefusedRecordBytes(own, lie, b.Handle);
-                    HashSet<nint> before = OpenIoHandles();
-                    Equal(record.Length, a.Send(record), "the forged record sent");
-                    var e = ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(),
-                                                                    "a record whose sender check fails: " + lie);
-                    Console.WriteLine($"     {lie}: {e.Message}");
-                    Check(e.InnerException is not null, "the refusal is the inner exception");
-                    Check(receiver.Fault is FdChannelProtocolException, "the channel is faulted");
-                    Check(NewSince(before).Count <= 1, "no handle arrived or was left open");
-                    using (var sender = new FdChannel(a, new FdChannelOptions { LeaveOpen = true }))
-                        Wait(sender.SendAsync("fine"u8.ToArray()));
-                    ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(),
-                                                            "the next receive (the refused record's data is never a message)");
-                    ThrowsAsync<FdChannelProtocolException>(() => receiver.SendAsync("x"u8.ToArray()), "and a send");
-                }
-                finally
-                {
-                    receiver.Dispose();
-                }
-            }
-        }
+                // This process's own record header (pid, creation time, SOCKET value), as
+                // a plain send without handles writes it.
+                Equal(1, a.SendFds("x"u8), "a record without handles sent");
+                var own = new byte[33];
+                for (int got = 0; got < own.Length;)
+                    got += b.Receive(own, got, own.Length - got, SocketFlags.None);
+                byte[] record = RefusedRecordBytes(own, lie, b.Handle);
+                HashSet<nint> before = OpenIoHandles();
+                Equal(record.Length, a.Send(record), "the forged record sent");
+                var e = ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(),
+                                                                "a record whose sender check fails: " + lie);
+                Console.WriteLine($"     {lie}: {e.Message}");
+                Check(e.InnerException is not null, "the refusal is the inner exception");
+                Check(receiver.Fault is FdChannelProtocolException, "the channel is faulted");
+                Check(NewSince(before).Count <= 1, "no handle arrived or was left open");
+                using (var sender = new FdChannel(a, new FdChannelOptions { LeaveOpen = true }))
+                    Wait(sender.SendAsync("fine"u8.ToArray()));
+                ThrowsAsync<FdChannelProtocolException>(async () => (await receiver.ReceiveAsync()).Dispose(),
+                                                        "the next receive (the refused record's data is never a message)");
+                ThrowsAsync<FdChannelProtocolException>(() => receiver.SendAsync("x"u8.ToArray()), "and a send");
+            });
     }
 
     /// <summary>A version 1 record with one entry (a value that is no handle) from the header
@@ -386,6 +353,26 @@ internal static class ChannelCases
         {
             sender.Dispose();
             receiver.Dispose();
+        }
+    }
+
+    /// <summary>Runs <paramref name="body"/> with a raw socket (a hostile or hand-made
+    /// sender's) and the channel over the other end of its pair, then disposes both; the
+    /// receiving socket is passed too, for a body that reads it under the channel.</summary>
+    private static void WithRawSender(Action<Socket, Socket, FdChannel> body)
+    {
+        (Socket a, Socket b) = Pair();
+        using (a)
+        {
+            var receiver = new FdChannel(b);
+            try
+            {
+                body(a, b, receiver);
+            }
+            finally
+            {
+                receiver.Dispose();
+            }
         }
     }
 
